@@ -1,0 +1,1 @@
+//! autoid plugin (stub)

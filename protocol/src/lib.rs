@@ -1,0 +1,1 @@
+//! autoid protocol (stub)
