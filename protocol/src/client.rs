@@ -1,0 +1,130 @@
+//! The caller's side: open a session once, then make a fresh proof per request.
+
+use aes_gcm::aead::{Aead, Payload as AeadPayload};
+use aes_gcm::{Aes256Gcm, KeyInit};
+use rsa::rand_core::CryptoRng;
+use sha2::{Digest, Sha256};
+
+use crate::entropy::EntropyFile;
+use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, associated_data, session_id};
+use crate::intervals::{Bindings, digest, offsets, read_file};
+use crate::keys::PublicKey;
+use crate::{Error, Request, valid_subject};
+
+/// A client session: a random AES-256 key, wrapped once for the gateway and reused per request.
+#[derive(Clone)]
+pub struct Session {
+    kid: String,
+    key: [u8; 32],
+    wrapped: Vec<u8>,
+    issued_at: u64,
+}
+
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("kid", &self.kid)
+            .field("issued_at", &self.issued_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Opens a session: draws the key from `rng` (a CSPRNG) and wraps `key || u64be(now)`.
+    pub fn open<R: CryptoRng + ?Sized>(
+        gateway: &PublicKey,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<Session, Error> {
+        let mut key = [0u8; 32];
+        rng.fill_bytes(&mut key);
+        let mut plaintext = Vec::with_capacity(40);
+        plaintext.extend_from_slice(&key);
+        plaintext.extend_from_slice(&now.to_be_bytes());
+        let wrapped = gateway.wrap(&plaintext, rng)?;
+        Ok(Session {
+            kid: gateway.kid().to_owned(),
+            key,
+            wrapped,
+            issued_at: now,
+        })
+    }
+
+    /// When the session was opened (Unix seconds).
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+
+    /// The gateway's key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The session's cache key, as the gateway computes it.
+    pub fn id(&self) -> [u8; 32] {
+        session_id(&self.kid, &self.wrapped)
+    }
+
+    /// Makes the header value proving possession of `file` for `request` at time `now`.
+    /// With `body`, the proof also binds the SHA-256 of the request body.
+    pub fn prove<R: CryptoRng + ?Sized>(
+        &self,
+        file: &EntropyFile,
+        request: &Request<'_>,
+        now: u64,
+        body: Option<&[u8]>,
+        rng: &mut R,
+    ) -> Result<String, Error> {
+        if !valid_subject(file.subject()) {
+            return Err(Error::Invalid {
+                what: "subject",
+                value: file.subject().to_owned(),
+            });
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let mut iv = [0u8; IV_LEN];
+        rng.fill_bytes(&mut iv);
+
+        let bindings = Bindings {
+            subject: file.subject(),
+            epoch: file.epoch(),
+            nonce: &nonce,
+            timestamp: now,
+            request: *request,
+        };
+        let data = file.data();
+        let offsets = offsets(&bindings, data.len() as u64, file.interval_count());
+        let digest = digest(&bindings, &offsets, |offset| read_file(data, offset));
+        let payload = Payload {
+            timestamp: now,
+            nonce,
+            body_digest: body.map(|b| Sha256::digest(b).into()),
+            epoch: file.epoch().to_owned(),
+            subject: file.subject().to_owned(),
+            digest,
+        };
+        let aad = associated_data(&self.kid, request).ok_or(Error::Invalid {
+            what: "request binding (method, authority or path over 8192 bytes)",
+            value: String::new(),
+        })?;
+        let cipher = Aes256Gcm::new(&self.key.into());
+        let msg = payload.to_bytes();
+        let ciphertext = cipher
+            .encrypt(
+                &iv.into(),
+                AeadPayload {
+                    msg: &msg,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Error::Invalid {
+                what: "aes-gcm seal",
+                value: String::new(),
+            })?;
+        let mut sealed = Vec::with_capacity(IV_LEN + ciphertext.len());
+        sealed.extend_from_slice(&iv);
+        sealed.extend_from_slice(&ciphertext);
+        Ok(Proof::encode(&self.kid, &self.wrapped, &sealed))
+    }
+}

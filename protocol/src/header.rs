@@ -1,0 +1,223 @@
+//! The proof header: `v1.<kid>.<wrapped>.<sealed>`, base64url without padding, with hard caps.
+//!
+//! Also the two byte layouts inside it: the wrapped session plaintext and the sealed payload.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
+use crate::policy::{MAX_BINDING_LEN, MAX_HEADER_LEN, VERSION};
+use crate::wire::{Reader, put_lp16};
+use crate::{Reject, Request, valid_id, valid_subject};
+
+/// The default header name.
+pub const DEFAULT_HEADER: &str = "x-autoid-proof";
+/// Bytes of an AES-GCM IV.
+pub const IV_LEN: usize = 12;
+/// Bytes of an AES-GCM tag.
+pub const TAG_LEN: usize = 16;
+/// Bytes of a proof nonce.
+pub const NONCE_LEN: usize = 16;
+/// Bytes of the wrapped session plaintext: a 32-byte key and a u64be `issued_at`.
+pub const SESSION_PLAINTEXT_LEN: usize = 40;
+const MIN_PAYLOAD: usize = 8 + NONCE_LEN + 1 + 1 + 1 + 1 + 32;
+const MAX_PAYLOAD: usize = MIN_PAYLOAD + 32 + 32 + 128;
+const AAD_LABEL: &[u8] = b"autoid/v1";
+const SESSION_ID_LABEL: &[u8] = b"autoid/v1 session-id";
+
+/// A session's cache key: `SHA-256("autoid/v1 session-id" || lp16(kid) || wrapped)`.
+pub type SessionId = [u8; 32];
+
+/// A parsed header: nothing in it is trusted yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    kid: String,
+    wrapped: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+impl Proof {
+    /// Parses a header value: size cap first, then the grammar.
+    pub fn parse(value: &str) -> Result<Proof, Reject> {
+        if value.len() > MAX_HEADER_LEN {
+            return Err(Reject::Oversized);
+        }
+        let mut parts = value.split('.');
+        let (Some(version), Some(kid), Some(wrapped), Some(sealed), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(Reject::Malformed);
+        };
+        if version != VERSION {
+            let looks_versioned = version.len() <= 4
+                && version.starts_with('v')
+                && version[1..].bytes().all(|b| b.is_ascii_digit());
+            return Err(if looks_versioned {
+                Reject::UnsupportedVersion
+            } else {
+                Reject::Malformed
+            });
+        }
+        if !valid_id(kid) {
+            return Err(Reject::Malformed);
+        }
+        let wrapped = URL_SAFE_NO_PAD
+            .decode(wrapped)
+            .map_err(|_| Reject::Malformed)?;
+        if !crate::keys::ALLOWED_BITS
+            .iter()
+            .any(|bits| bits / 8 == wrapped.len())
+        {
+            return Err(Reject::Malformed);
+        }
+        let sealed = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| Reject::Malformed)?;
+        if !(IV_LEN + MIN_PAYLOAD + TAG_LEN..=IV_LEN + MAX_PAYLOAD + TAG_LEN)
+            .contains(&sealed.len())
+        {
+            return Err(Reject::Malformed);
+        }
+        Ok(Proof {
+            kid: kid.to_owned(),
+            wrapped,
+            sealed,
+        })
+    }
+
+    /// Encodes a header value from its parts.
+    pub fn encode(kid: &str, wrapped: &[u8], sealed: &[u8]) -> String {
+        format!(
+            "{VERSION}.{kid}.{}.{}",
+            URL_SAFE_NO_PAD.encode(wrapped),
+            URL_SAFE_NO_PAD.encode(sealed)
+        )
+    }
+
+    /// The key id the session is wrapped for.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The RSA-OAEP ciphertext of the session plaintext.
+    pub fn wrapped(&self) -> &[u8] {
+        &self.wrapped
+    }
+
+    /// `iv || AES-GCM ciphertext || tag`.
+    pub fn sealed(&self) -> &[u8] {
+        &self.sealed
+    }
+
+    /// The session's cache key.
+    pub fn session_id(&self) -> SessionId {
+        session_id(&self.kid, &self.wrapped)
+    }
+}
+
+/// Computes a session's cache key.
+pub fn session_id(kid: &str, wrapped: &[u8]) -> SessionId {
+    let mut h = Sha256::new();
+    h.update(SESSION_ID_LABEL);
+    crate::wire::digest_lp16(&mut h, kid.as_bytes());
+    h.update(wrapped);
+    h.finalize().into()
+}
+
+/// The associated data: `"autoid/v1" || lp16(kid) || lp16(method) || lp16(lowercase authority)
+/// || lp16(path)`. `None` if a binding is longer than the protocol allows.
+pub fn associated_data(kid: &str, request: &Request<'_>) -> Option<Vec<u8>> {
+    let Request {
+        method,
+        authority,
+        path,
+    } = *request;
+    if [method, authority, path]
+        .iter()
+        .any(|s| s.len() > MAX_BINDING_LEN)
+    {
+        return None;
+    }
+    let mut aad = Vec::with_capacity(
+        AAD_LABEL.len() + 8 + kid.len() + method.len() + authority.len() + path.len(),
+    );
+    aad.extend_from_slice(AAD_LABEL);
+    put_lp16(&mut aad, kid.as_bytes());
+    put_lp16(&mut aad, method.as_bytes());
+    put_lp16(&mut aad, authority.to_ascii_lowercase().as_bytes());
+    put_lp16(&mut aad, path.as_bytes());
+    Some(aad)
+}
+
+/// The sealed payload: what a proof asserts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// Unix seconds when the proof was made.
+    pub timestamp: u64,
+    /// Fresh random nonce.
+    pub nonce: [u8; NONCE_LEN],
+    /// SHA-256 of the request body, when the proof binds it.
+    pub body_digest: Option<[u8; 32]>,
+    /// The entropy epoch id.
+    pub epoch: String,
+    /// The subject.
+    pub subject: String,
+    /// The digest over the intervals.
+    pub digest: [u8; 32],
+}
+
+impl Payload {
+    /// `u64be timestamp || nonce[16] || u8 flags || [body digest[32] if flags & 1] || u8 len ||
+    /// epoch || u8 len || subject || digest[32]`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(MAX_PAYLOAD);
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.nonce);
+        match &self.body_digest {
+            Some(d) => {
+                out.push(1);
+                out.extend_from_slice(d);
+            }
+            None => out.push(0),
+        }
+        out.push(self.epoch.len() as u8);
+        out.extend_from_slice(self.epoch.as_bytes());
+        out.push(self.subject.len() as u8);
+        out.extend_from_slice(self.subject.as_bytes());
+        out.extend_from_slice(&self.digest);
+        out
+    }
+
+    /// Parses the payload; any deviation is [`Reject::Payload`], a bad subject [`Reject::Subject`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Payload, Reject> {
+        let mut r = Reader::new(bytes);
+        let timestamp = r.u64().ok_or(Reject::Payload)?;
+        let nonce = r.array::<NONCE_LEN>().ok_or(Reject::Payload)?;
+        let body_digest = match r.u8().ok_or(Reject::Payload)? {
+            0 => None,
+            1 => Some(r.array::<32>().ok_or(Reject::Payload)?),
+            _ => return Err(Reject::Payload),
+        };
+        let epoch = r.str8().filter(|e| valid_id(e)).ok_or(Reject::Payload)?;
+        let subject = r.str8().ok_or(Reject::Payload)?;
+        if !valid_subject(subject) {
+            return Err(Reject::Subject);
+        }
+        let digest = r.array::<32>().ok_or(Reject::Payload)?;
+        if !r.is_empty() {
+            return Err(Reject::Payload);
+        }
+        Ok(Payload {
+            timestamp,
+            nonce,
+            body_digest,
+            epoch: epoch.to_owned(),
+            subject: subject.to_owned(),
+            digest,
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! The gateway's side: each step on its own, so the filter can put caches between them, and
+//! [`verify`] to run them all in the documented order.
+//!
+//! Order: size cap, grammar ([`Proof::parse`]), key id, session (cache or RSA-OAEP unwrap),
+//! session age, AES-GCM open, timestamp window, intervals and digest, constant-time compare.
+
+use aes_gcm::aead::{Aead, Payload as AeadPayload};
+use aes_gcm::{Aes256Gcm, KeyInit};
+use subtle::ConstantTimeEq;
+
+use crate::entropy::Epoch;
+use crate::header::{
+    IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN, SessionId, associated_data,
+};
+use crate::intervals::{Bindings, digest, offsets};
+use crate::keys::GatewayKey;
+use crate::policy::{DEFAULT_MAX_SKEW_SECS, DEFAULT_SESSION_LIFETIME_SECS};
+use crate::{Reject, Request};
+
+/// Time limits the gateway enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Accepted clock difference each way, seconds.
+    pub max_skew_secs: u64,
+    /// How long a session lives after `issued_at`, seconds.
+    pub session_lifetime_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_skew_secs: DEFAULT_MAX_SKEW_SECS,
+            session_lifetime_secs: DEFAULT_SESSION_LIFETIME_SECS,
+        }
+    }
+}
+
+/// An unwrapped session key, as the gateway caches it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    key: [u8; 32],
+    issued_at: u64,
+}
+
+impl core::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("issued_at", &self.issued_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionKey {
+    /// When the client opened the session (Unix seconds).
+    pub fn issued_at(&self) -> u64 {
+        self.issued_at
+    }
+
+    /// The 40-byte cache encoding: `key || u64be(issued_at)`.
+    pub fn to_bytes(&self) -> [u8; SESSION_PLAINTEXT_LEN] {
+        let mut out = [0u8; SESSION_PLAINTEXT_LEN];
+        out[..32].copy_from_slice(&self.key);
+        out[32..].copy_from_slice(&self.issued_at.to_be_bytes());
+        out
+    }
+
+    /// Parses the 40-byte encoding (the wrapped plaintext has the same layout).
+    pub fn from_bytes(bytes: &[u8]) -> Option<SessionKey> {
+        if bytes.len() != SESSION_PLAINTEXT_LEN {
+            return None;
+        }
+        let key: [u8; 32] = bytes[..32].try_into().ok()?;
+        let issued_at = u64::from_be_bytes(bytes[32..].try_into().ok()?);
+        Some(SessionKey { key, issued_at })
+    }
+
+    /// Rejects a session older than its lifetime or issued further ahead than the skew.
+    pub fn check_age(&self, now: u64, limits: &Limits) -> Result<(), Reject> {
+        if self.issued_at > now.saturating_add(limits.max_skew_secs)
+            || now.saturating_sub(self.issued_at) > limits.session_lifetime_secs
+        {
+            return Err(Reject::SessionExpired);
+        }
+        Ok(())
+    }
+
+    /// Opens the sealed payload; the associated data binds the version, kid and request.
+    pub fn open(&self, proof: &Proof, request: &Request<'_>) -> Result<Payload, Reject> {
+        let aad = associated_data(proof.kid(), request).ok_or(Reject::Malformed)?;
+        let (iv, ciphertext) = proof.sealed().split_at(IV_LEN);
+        let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Reject::Malformed)?;
+        let cipher = Aes256Gcm::new(&self.key.into());
+        let plaintext = cipher
+            .decrypt(
+                &iv.into(),
+                AeadPayload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| Reject::Open)?;
+        Payload::from_bytes(&plaintext)
+    }
+}
+
+/// The gateway's secrets: private keys by key id, epochs by id. Both lists are small.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: Vec<GatewayKey>,
+    epochs: Vec<Epoch>,
+}
+
+impl Keyring {
+    /// A keyring from its keys and epochs.
+    pub fn new(keys: Vec<GatewayKey>, epochs: Vec<Epoch>) -> Self {
+        Keyring { keys, epochs }
+    }
+
+    /// The key with this id.
+    pub fn key(&self, kid: &str) -> Option<&GatewayKey> {
+        self.keys.iter().find(|k| k.kid() == kid)
+    }
+
+    /// The epoch with this id.
+    pub fn epoch(&self, id: &str) -> Option<&Epoch> {
+        self.epochs.iter().find(|e| e.id() == id)
+    }
+
+    /// The cold path: RSA-OAEP unwrap of the proof's session (milliseconds; cache the result).
+    pub fn unwrap_session(&self, proof: &Proof) -> Result<SessionKey, Reject> {
+        let key = self.key(proof.kid()).ok_or(Reject::UnknownKey)?;
+        let plaintext = key.unwrap(proof.wrapped()).ok_or(Reject::Unwrap)?;
+        SessionKey::from_bytes(&plaintext).ok_or(Reject::Unwrap)
+    }
+
+    /// Recomputes the digest from the subject's derived stream and compares in constant time.
+    pub fn check_entropy(&self, payload: &Payload, request: &Request<'_>) -> Result<(), Reject> {
+        let epoch = self.epoch(&payload.epoch).ok_or(Reject::UnknownEpoch)?;
+        let bindings = Bindings {
+            subject: &payload.subject,
+            epoch: &payload.epoch,
+            nonce: &payload.nonce,
+            timestamp: payload.timestamp,
+            request: *request,
+        };
+        let stream = epoch.stream(&payload.subject);
+        let offsets = offsets(&bindings, epoch.file_size(), epoch.interval_count());
+        let expected = digest(&bindings, &offsets, |offset| stream.block(offset / 16));
+        if bool::from(expected.ct_eq(&payload.digest)) {
+            Ok(())
+        } else {
+            Err(Reject::Entropy)
+        }
+    }
+}
+
+/// Rejects a timestamp outside `now ± max_skew`.
+pub fn check_time(payload: &Payload, now: u64, limits: &Limits) -> Result<(), Reject> {
+    if payload.timestamp > now.saturating_add(limits.max_skew_secs) {
+        return Err(Reject::Future);
+    }
+    if now.saturating_sub(payload.timestamp) > limits.max_skew_secs {
+        return Err(Reject::Stale);
+    }
+    Ok(())
+}
+
+/// Where [`verify`] looks for and keeps unwrapped sessions.
+pub trait SessionCache {
+    /// A cached session, if any.
+    fn get(&mut self, id: &SessionId) -> Option<SessionKey>;
+    /// Remembers a freshly unwrapped session.
+    fn put(&mut self, id: &SessionId, session: &SessionKey);
+}
+
+/// No cache: every proof pays the RSA unwrap.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoCache;
+
+impl SessionCache for NoCache {
+    fn get(&mut self, _: &SessionId) -> Option<SessionKey> {
+        None
+    }
+    fn put(&mut self, _: &SessionId, _: &SessionKey) {}
+}
+
+/// What a verified proof establishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The subject proven.
+    pub subject: String,
+    /// The epoch of its entropy.
+    pub epoch: String,
+    /// The gateway key id the session was wrapped for.
+    pub kid: String,
+    /// The proof's nonce: the caller checks it against its replay cache.
+    pub nonce: [u8; NONCE_LEN],
+    /// The proof's timestamp.
+    pub timestamp: u64,
+    /// The session's cache key.
+    pub session_id: SessionId,
+    /// Whether the session came from the cache (no RSA).
+    pub session_cached: bool,
+    /// The body digest the proof binds, if any: the caller must check the body against it.
+    pub body_digest: Option<[u8; 32]>,
+}
+
+/// Verifies a header value for a request at `now`, using and filling `cache`.
+pub fn verify(
+    keyring: &Keyring,
+    limits: &Limits,
+    header: &str,
+    request: &Request<'_>,
+    now: u64,
+    cache: &mut dyn SessionCache,
+) -> Result<Verified, Reject> {
+    let proof = Proof::parse(header)?;
+    if keyring.key(proof.kid()).is_none() {
+        return Err(Reject::UnknownKey);
+    }
+    let session_id = proof.session_id();
+    let (session, session_cached) = match cache.get(&session_id) {
+        Some(session) => (session, true),
+        None => {
+            let session = keyring.unwrap_session(&proof)?;
+            cache.put(&session_id, &session);
+            (session, false)
+        }
+    };
+    session.check_age(now, limits)?;
+    let payload = session.open(&proof, request)?;
+    check_time(&payload, now, limits)?;
+    keyring.check_entropy(&payload, request)?;
+    Ok(Verified {
+        subject: payload.subject,
+        epoch: payload.epoch,
+        kid: proof.kid().to_owned(),
+        nonce: payload.nonce,
+        timestamp: payload.timestamp,
+        session_id,
+        session_cached,
+        body_digest: payload.body_digest,
+    })
+}
+
+/// Checks a body against the digest a proof binds.
+pub fn check_body(expected: &[u8; 32], body: &[u8]) -> Result<(), Reject> {
+    use sha2::Digest;
+    let actual: [u8; 32] = sha2::Sha256::digest(body).into();
+    if bool::from(actual.ct_eq(expected)) {
+        Ok(())
+    } else {
+        Err(Reject::Body)
+    }
+}
