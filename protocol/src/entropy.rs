@@ -68,7 +68,7 @@ impl Epoch {
             });
         }
         if !(MIN_FILE_SIZE..=MAX_FILE_SIZE).contains(&file_size)
-            || file_size % u64::from(INTERVAL_LEN) != 0
+            || !file_size.is_multiple_of(u64::from(INTERVAL_LEN))
         {
             return Err(Error::Invalid {
                 what: "entropy file size (a multiple of 16 from 4096 to 2^34)",

@@ -94,10 +94,10 @@ pub fn digest(
 /// then simply fails to prove: the gateway's stream never matches zeros by chance).
 pub fn read_file(data: &[u8], offset: u64) -> [u8; 16] {
     let mut out = [0u8; 16];
-    if let Ok(start) = usize::try_from(offset) {
-        if let Some(slice) = data.get(start..start.saturating_add(16)) {
-            out.copy_from_slice(slice);
-        }
+    if let Ok(start) = usize::try_from(offset)
+        && let Some(slice) = data.get(start..start.saturating_add(16))
+    {
+        out.copy_from_slice(slice);
     }
     out
 }

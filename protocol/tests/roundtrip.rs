@@ -1,5 +1,7 @@
 //! Proofs made by the client verify at the gateway; every tampering is rejected with its reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use autoid_protocol::Reject;

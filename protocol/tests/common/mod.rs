@@ -1,6 +1,6 @@
 //! Shared fixtures: the fixed test key, a fixed epoch, and the deterministic RNG of the vectors.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::convert::Infallible;
 
