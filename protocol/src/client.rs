@@ -9,7 +9,19 @@ use crate::entropy::EntropyFile;
 use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, associated_data, session_id};
 use crate::intervals::{Bindings, digest, offsets, read_file};
 use crate::keys::PublicKey;
-use crate::{Error, Request, valid_subject};
+use crate::{Error, Request, valid_id, valid_subject};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionJson {
+    autoid_session: u32,
+    kid: String,
+    key: String,
+    wrapped: String,
+    issued_at: u64,
+}
 
 /// A client session: a random AES-256 key, wrapped once for the gateway and reused per request.
 #[derive(Clone)]
@@ -47,6 +59,45 @@ impl Session {
             key,
             wrapped,
             issued_at: now,
+        })
+    }
+
+    /// The session as a small JSON document, so a client can reuse it across processes (it holds
+    /// the session key: store it with mode 0600).
+    pub fn to_json(&self) -> String {
+        let raw = SessionJson {
+            autoid_session: 1,
+            kid: self.kid.clone(),
+            key: URL_SAFE_NO_PAD.encode(self.key),
+            wrapped: URL_SAFE_NO_PAD.encode(&self.wrapped),
+            issued_at: self.issued_at,
+        };
+        serde_json::to_string(&raw).unwrap_or_default()
+    }
+
+    /// Parses [`Session::to_json`]'s output.
+    pub fn from_json(text: &str) -> Result<Session, Error> {
+        let bad = |detail: String| Error::Format {
+            what: "session file",
+            detail,
+        };
+        let raw: SessionJson = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if raw.autoid_session != 1 || !valid_id(&raw.kid) {
+            return Err(bad("unsupported version or bad kid".to_owned()));
+        }
+        let key = URL_SAFE_NO_PAD
+            .decode(&raw.key)
+            .ok()
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or_else(|| bad("key: expected 32 bytes in base64url".to_owned()))?;
+        let wrapped = URL_SAFE_NO_PAD
+            .decode(&raw.wrapped)
+            .map_err(|_| bad("wrapped: not base64url".to_owned()))?;
+        Ok(Session {
+            kid: raw.kid,
+            key,
+            wrapped,
+            issued_at: raw.issued_at,
         })
     }
 

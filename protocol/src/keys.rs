@@ -187,11 +187,3 @@ impl PublicKey {
             .map_err(|e| Error::Rsa(e.to_string()))
     }
 }
-
-/// Reads the key id from a PEM file's `autoid-kid: <kid>` comment line, if present.
-///
-/// `autoid keygen` writes that line above the PEM block so a key file carries its own kid.
-pub fn kid_from_pem(pem: &str) -> Option<&str> {
-    pem.lines()
-        .find_map(|line| line.strip_prefix("autoid-kid:").map(str::trim))
-}
