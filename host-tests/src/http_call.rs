@@ -1,0 +1,251 @@
+//! HTTP callouts: `proxy_http_call`, the clusters that answer them (scripted, a real HTTP server, or a timeout), and their records.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{Caller, Linker};
+
+use crate::abi::Status;
+use crate::headers::decode_pairs;
+use crate::memory::{self, HostResult, status};
+use crate::state::{HeaderMap, HostState, lock};
+
+/// A callout as the filter dispatched it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalloutRequest {
+    /// The Envoy cluster named by the filter.
+    pub cluster: String,
+    /// The headers, pseudo-headers (`:method`, `:path`, `:authority`) included.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The timeout the filter asked for.
+    pub timeout: Duration,
+}
+
+impl CalloutRequest {
+    /// The first value of a header (names are lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How a scripted cluster answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalloutReply {
+    /// The HTTP status, delivered as the `:status` pseudo-header.
+    pub status: u16,
+    /// Response headers (the harness adds `:status` first).
+    pub headers: Vec<(String, String)>,
+    /// The response body.
+    pub body: Vec<u8>,
+}
+
+impl CalloutReply {
+    /// A reply with this status, no headers and no body.
+    pub fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+}
+
+/// A scripted cluster's handler.
+pub type CalloutHandler = Arc<dyn Fn(&CalloutRequest) -> CalloutReply + Send + Sync>;
+
+/// How the callouts to one cluster are answered.
+#[derive(Clone)]
+pub enum Cluster {
+    /// By a closure.
+    Scripted(CalloutHandler),
+    /// By a real HTTP/1.1 server at this address; the callout's timeout is honoured in real time.
+    Http(SocketAddr),
+    /// Never: every callout fails as an Envoy timeout does (no headers, no body). The virtual
+    /// clock does not move.
+    Timeout,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cluster::Scripted(_) => f.write_str("Scripted(..)"),
+            Cluster::Http(address) => write!(f, "Http({address})"),
+            Cluster::Timeout => f.write_str("Timeout"),
+        }
+    }
+}
+
+/// How a callout ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalloutResult {
+    /// The cluster answered with this status.
+    Replied {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The callout failed (timeout, connection error); the filter saw no headers and no body.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One callout a filter made, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalloutRecord {
+    /// The worker whose VM dispatched it.
+    pub worker: usize,
+    /// The cluster.
+    pub cluster: String,
+    /// The headers, pseudo-headers included.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The timeout the filter asked for, in milliseconds.
+    pub timeout_ms: u32,
+    /// How it ended; `None` while unanswered (or if the VM trapped before it was answered).
+    pub result: Option<CalloutResult>,
+}
+
+impl CalloutRecord {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A dispatched callout waiting for its answer.
+#[derive(Debug)]
+pub(crate) struct PendingCallout {
+    pub token: u32,
+    pub record: usize,
+    pub cluster: Cluster,
+    pub request: CalloutRequest,
+}
+
+pub(crate) fn lossy(map: HeaderMap) -> Vec<(String, String)> {
+    map.into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect()
+}
+
+/// Answers a callout: the reply, or why it failed.
+pub(crate) fn answer(cluster: &Cluster, request: &CalloutRequest) -> Result<CalloutReply, String> {
+    match cluster {
+        Cluster::Scripted(handler) => Ok(handler(request)),
+        Cluster::Http(address) => crate::http_client::send(*address, request),
+        Cluster::Timeout => Err(format!(
+            "timed out after {} ms (cluster {} is set to time out)",
+            request.timeout.as_millis(),
+            request.cluster
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn http_call(
+    caller: &mut Caller<'_, HostState>,
+    cluster: (u32, u32),
+    headers: (u32, u32),
+    body: (u32, u32),
+    trailers: (u32, u32),
+    timeout_ms: u32,
+    token_ptr: u32,
+) -> HostResult {
+    let name = memory::read_string(caller, cluster.0, cluster.1)?;
+    let headers =
+        decode_pairs(&memory::read(caller, headers.0, headers.1)?).ok_or(Status::ParseFailure)?;
+    let body = memory::read(caller, body.0, body.1)?;
+    decode_pairs(&memory::read(caller, trailers.0, trailers.1)?).ok_or(Status::ParseFailure)?;
+    let state = caller.data_mut();
+    // Envoy: an unknown cluster, or a request without these pseudo-headers, is a bad argument.
+    let cluster = lock(&state.shared.clusters)
+        .get(&name)
+        .cloned()
+        .ok_or(Status::BadArgument)?;
+    for required in [":method", ":path", ":authority"] {
+        if !headers.iter().any(|(k, _)| k == required) {
+            return Err(Status::BadArgument.into());
+        }
+    }
+    let request = CalloutRequest {
+        cluster: name,
+        headers: lossy(headers),
+        body,
+        timeout: Duration::from_millis(u64::from(timeout_ms)),
+    };
+    let record = {
+        let mut records = lock(&state.shared.callouts);
+        records.push(CalloutRecord {
+            worker: state.worker,
+            cluster: request.cluster.clone(),
+            headers: request.headers.clone(),
+            body: request.body.clone(),
+            timeout_ms,
+            result: None,
+        });
+        records.len() - 1
+    };
+    let token = state.next_token;
+    state.next_token = state.next_token.wrapping_add(1).max(1);
+    state.pending_callouts.push_back(PendingCallout {
+        token,
+        record,
+        cluster,
+        request,
+    });
+    memory::write_u32(caller, token_ptr, token)
+}
+
+/// Registers `proxy_http_call`.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_http_call",
+        |mut caller: Caller<'_, HostState>,
+         cluster_ptr: u32,
+         cluster_len: u32,
+         headers_ptr: u32,
+         headers_len: u32,
+         body_ptr: u32,
+         body_len: u32,
+         trailers_ptr: u32,
+         trailers_len: u32,
+         timeout_ms: u32,
+         token_ptr: u32| {
+            status(http_call(
+                &mut caller,
+                (cluster_ptr, cluster_len),
+                (headers_ptr, headers_len),
+                (body_ptr, body_len),
+                (trailers_ptr, trailers_len),
+                timeout_ms,
+                token_ptr,
+            ))
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Host state: what one worker's `Store` holds, and what all workers share behind `Arc`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::abi::LogLevel;
+use crate::clock::VirtualClock;
+use crate::http_call::{CalloutRecord, Cluster, PendingCallout};
+use crate::log::LogLine;
+use crate::memory::GuestMemory;
+use crate::metrics::Metrics;
+use crate::shared_data::{SharedData, SharedQueues};
+
+/// A header map: lower-case names, raw values, in order.
+pub(crate) type HeaderMap = Vec<(String, Vec<u8>)>;
+
+/// A property path (`["xds", "route_name"]`) and its serialized value.
+pub(crate) type Properties = HashMap<Vec<String>, Vec<u8>>;
+
+/// Locks a mutex, ignoring poisoning: a panicking test thread must not hide other failures.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// State every worker shares: Envoy's shared data, clock, metrics, clusters and logs.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub clock: VirtualClock,
+    pub shared_data: SharedData,
+    pub queues: SharedQueues,
+    pub metrics: Metrics,
+    pub logs: Mutex<Vec<LogLine>>,
+    pub callouts: Mutex<Vec<CalloutRecord>>,
+    pub clusters: Mutex<HashMap<String, Cluster>>,
+    pub properties: Mutex<Properties>,
+    pub log_level: LogLevel,
+    pub plugin_config: Vec<u8>,
+    pub vm_config: Vec<u8>,
+    pub environment: Vec<(String, String)>,
+}
+
+impl Shared {
+    pub fn log(&self, line: LogLine) {
+        lock(&self.logs).push(line);
+    }
+}
+
+/// One HTTP stream in flight on a worker.
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    pub context_id: u32,
+    pub request_headers: HeaderMap,
+    pub request_body: Vec<u8>,
+    pub request_trailers: HeaderMap,
+    /// `None` until the upstream answered.
+    pub response_headers: Option<HeaderMap>,
+    pub response_body: Vec<u8>,
+    pub response_trailers: HeaderMap,
+    /// Per-request properties (the route name), looked up before the gateway's.
+    pub properties: Properties,
+    pub local_reply: Option<LocalReplyData>,
+    /// `proxy_continue_stream(Request)` was called since the last callback started.
+    pub resumed_request: bool,
+    pub resumed_response: bool,
+    /// `proxy_close_stream` was called.
+    pub closed: bool,
+}
+
+/// What `proxy_send_local_response` captured.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalReplyData {
+    pub status: u32,
+    pub details: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// The callout response being delivered through `proxy_on_http_call_response`.
+#[derive(Debug, Default)]
+pub(crate) struct CalloutResponse {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub trailers: HeaderMap,
+}
+
+/// What one worker's `Store` holds.
+#[derive(Debug)]
+pub struct HostState {
+    pub(crate) worker: usize,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) guest: Option<GuestMemory>,
+    pub(crate) root_id: u32,
+    pub(crate) effective_context: u32,
+    /// The tick period the root context asked for, in milliseconds (0: no ticks).
+    pub(crate) tick_period_ms: u32,
+    /// When the next tick is due, on the monotonic clock (nanoseconds).
+    pub(crate) next_tick_ns: Option<u64>,
+    pub(crate) stdout: Vec<u8>,
+    pub(crate) stderr: Vec<u8>,
+    pub(crate) stream: Option<StreamState>,
+    pub(crate) callout_response: Option<CalloutResponse>,
+    pub(crate) pending_callouts: VecDeque<PendingCallout>,
+    pub(crate) next_token: u32,
+    /// Properties the guest set outside a stream.
+    pub(crate) properties: Properties,
+}
+
+impl HostState {
+    pub(crate) fn new(worker: usize, shared: Arc<Shared>, root_id: u32) -> Self {
+        Self {
+            worker,
+            shared,
+            guest: None,
+            root_id,
+            effective_context: root_id,
+            tick_period_ms: 0,
+            next_tick_ns: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            stream: None,
+            callout_response: None,
+            pending_callouts: VecDeque::new(),
+            next_token: 1,
+            properties: Properties::new(),
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! One worker VM: its `Store` and instance, and the proxy-wasm lifecycle calls into it.
+
+use std::sync::Arc;
+
+use wasmtime::{Engine, InstancePre, Store, TypedFunc, Val, WasmParams, WasmResults};
+
+use crate::abi::action;
+use crate::error::HostError;
+use crate::http_call::{self, CalloutResult};
+use crate::log::flush_output;
+use crate::memory::GuestMemory;
+use crate::state::{CalloutResponse, HeaderMap, HostState, Properties, Shared, StreamState, lock};
+
+/// The root context id on every worker.
+pub(crate) const ROOT_ID: u32 = 1;
+
+/// How many callouts one guest call may chain before the harness calls it a loop.
+const MAX_CALLOUTS_PER_CALL: usize = 1000;
+
+type StreamCallback = TypedFunc<(u32, u32, u32), u32>;
+
+/// The guest's exported callbacks.
+struct Exports {
+    initialize: Option<TypedFunc<(), ()>>,
+    abi_version: TypedFunc<(), ()>,
+    on_context_create: TypedFunc<(u32, u32), ()>,
+    on_vm_start: Option<TypedFunc<(u32, u32), u32>>,
+    on_configure: Option<TypedFunc<(u32, u32), u32>>,
+    on_request_headers: Option<StreamCallback>,
+    on_request_body: Option<StreamCallback>,
+    on_response_headers: Option<StreamCallback>,
+    on_response_body: Option<StreamCallback>,
+    on_log: Option<TypedFunc<u32, ()>>,
+    on_done: Option<TypedFunc<u32, u32>>,
+    on_delete: Option<TypedFunc<u32, ()>>,
+    on_tick: Option<TypedFunc<u32, ()>>,
+    on_http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+}
+
+impl std::fmt::Debug for Exports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exports").finish_non_exhaustive()
+    }
+}
+
+/// A request as the gateway hands it to a worker.
+#[derive(Debug)]
+pub(crate) struct StreamInput {
+    pub headers: HeaderMap,
+    pub body: Option<Vec<u8>>,
+    pub properties: Properties,
+    pub response_headers: HeaderMap,
+    pub response_body: Option<Vec<u8>>,
+}
+
+/// What became of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The request went upstream.
+    Upstream {
+        /// The request headers after the filter ran, pseudo-headers included.
+        headers: Vec<(String, String)>,
+        /// The request body after the filter ran.
+        body: Vec<u8>,
+        /// The response headers after the filter ran (`:status` first).
+        response_headers: Vec<(String, String)>,
+    },
+    /// The filter answered with `proxy_send_local_response`.
+    LocalReply {
+        /// The HTTP status.
+        status: u32,
+        /// The headers the filter gave.
+        headers: Vec<(String, String)>,
+        /// The body the filter gave.
+        body: Vec<u8>,
+        /// The status code details the filter gave.
+        details: String,
+    },
+    /// The filter closed (reset) the stream with `proxy_close_stream`.
+    Reset,
+    /// The request failed closed: the VM trapped (or was already dead), or the filter left the
+    /// request paused with nothing pending.
+    FailClosed {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    /// The first value of a header: a request header sent upstream, or a local reply header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let headers = match self {
+            Outcome::Upstream { headers, .. } | Outcome::LocalReply { headers, .. } => headers,
+            _ => return None,
+        };
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The local reply's status, if the filter answered.
+    pub fn local_status(&self) -> Option<u32> {
+        match self {
+            Outcome::LocalReply { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the request went upstream.
+    pub fn is_upstream(&self) -> bool {
+        matches!(self, Outcome::Upstream { .. })
+    }
+}
+
+/// How a paused stream callback ended.
+enum Phase {
+    Continue,
+    Stop(Outcome),
+}
+
+/// One worker VM.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    pub index: usize,
+    pub store: Store<HostState>,
+    instance: wasmtime::Instance,
+    exports: Arc<Exports>,
+    /// Why the VM died (a trap), if it did.
+    pub dead: Option<String>,
+    next_context: u32,
+}
+
+fn optional<P: WasmParams, R: WasmResults>(
+    store: &mut Store<HostState>,
+    instance: &wasmtime::Instance,
+    name: &str,
+) -> Result<Option<TypedFunc<P, R>>, HostError> {
+    match instance.get_func(&mut *store, name) {
+        None => Ok(None),
+        Some(func) => func
+            .typed::<P, R>(&*store)
+            .map(Some)
+            .map_err(|e| HostError::Wasmtime {
+                message: format!("export `{name}` has an unexpected signature: {e}"),
+            }),
+    }
+}
+
+fn required<P: WasmParams, R: WasmResults>(
+    store: &mut Store<HostState>,
+    instance: &wasmtime::Instance,
+    name: &str,
+) -> Result<TypedFunc<P, R>, HostError> {
+    optional(store, instance, name)?.ok_or_else(|| HostError::MissingExport {
+        name: name.to_owned(),
+    })
+}
+
+impl Worker {
+    /// Instantiates the module, then runs `_initialize`, the root context's creation,
+    /// `proxy_on_vm_start` and `proxy_on_configure`.
+    pub fn start(
+        engine: &Engine,
+        pre: &InstancePre<HostState>,
+        shared: Arc<Shared>,
+        index: usize,
+    ) -> Result<Self, HostError> {
+        let mut store = Store::new(engine, HostState::new(index, shared, ROOT_ID));
+        let trap = |phase, e: wasmtime::Error| HostError::Trap {
+            worker: index,
+            phase,
+            reason: format!("{e:?}"),
+        };
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| trap("instantiation", e))?;
+        let memory =
+            instance
+                .get_memory(&mut store, "memory")
+                .ok_or_else(|| HostError::MissingExport {
+                    name: "memory".into(),
+                })?;
+        let allocate = match optional(&mut store, &instance, "proxy_on_memory_allocate")? {
+            Some(f) => f,
+            None => required(&mut store, &instance, "malloc")?,
+        };
+        store.data_mut().guest = Some(GuestMemory { memory, allocate });
+        let exports = Exports {
+            initialize: optional(&mut store, &instance, "_initialize")?,
+            abi_version: required(&mut store, &instance, "proxy_abi_version_0_2_1")?,
+            on_context_create: required(&mut store, &instance, "proxy_on_context_create")?,
+            on_vm_start: optional(&mut store, &instance, "proxy_on_vm_start")?,
+            on_configure: optional(&mut store, &instance, "proxy_on_configure")?,
+            on_request_headers: optional(&mut store, &instance, "proxy_on_request_headers")?,
+            on_request_body: optional(&mut store, &instance, "proxy_on_request_body")?,
+            on_response_headers: optional(&mut store, &instance, "proxy_on_response_headers")?,
+            on_response_body: optional(&mut store, &instance, "proxy_on_response_body")?,
+            on_log: optional(&mut store, &instance, "proxy_on_log")?,
+            on_done: optional(&mut store, &instance, "proxy_on_done")?,
+            on_delete: optional(&mut store, &instance, "proxy_on_delete")?,
+            on_tick: optional(&mut store, &instance, "proxy_on_tick")?,
+            on_http_call_response: optional(&mut store, &instance, "proxy_on_http_call_response")?,
+        };
+        let mut worker = Worker {
+            index,
+            store,
+            instance,
+            exports: Arc::new(exports),
+            dead: None,
+            next_context: ROOT_ID + 1,
+        };
+        worker.boot().map_err(|(phase, reason)| match reason {
+            Boot::Trap(reason) => HostError::Trap {
+                worker: index,
+                phase,
+                reason,
+            },
+            Boot::Rejected => {
+                let logs = lock(&worker.store.data().shared.logs).clone();
+                if phase == "proxy_on_vm_start" {
+                    HostError::VmStartRejected {
+                        worker: index,
+                        logs,
+                    }
+                } else {
+                    HostError::ConfigureRejected {
+                        worker: index,
+                        logs,
+                    }
+                }
+            }
+        })?;
+        Ok(worker)
+    }
+
+    fn boot(&mut self) -> Result<(), (&'static str, Boot)> {
+        let e = Arc::clone(&self.exports);
+        if let Some(initialize) = &e.initialize {
+            self.call(initialize, ())
+                .map_err(|r| ("_initialize", Boot::Trap(r)))?;
+        }
+        self.call(&e.abi_version, ())
+            .map_err(|r| ("proxy_abi_version_0_2_1", Boot::Trap(r)))?;
+        self.call(&e.on_context_create, (ROOT_ID, 0))
+            .map_err(|r| ("proxy_on_context_create", Boot::Trap(r)))?;
+        let shared = Arc::clone(&self.store.data().shared);
+        for (phase, callback, size) in [
+            ("proxy_on_vm_start", &e.on_vm_start, shared.vm_config.len()),
+            (
+                "proxy_on_configure",
+                &e.on_configure,
+                shared.plugin_config.len(),
+            ),
+        ] {
+            if let Some(callback) = callback {
+                let accepted = self
+                    .call(callback, (ROOT_ID, size as u32))
+                    .map_err(|r| (phase, Boot::Trap(r)))?;
+                self.drain_callouts().map_err(|r| (phase, Boot::Trap(r)))?;
+                if accepted == 0 {
+                    return Err((phase, Boot::Rejected));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls a guest export; a trap kills the VM and becomes the error.
+    fn call<P: WasmParams, R: WasmResults>(
+        &mut self,
+        f: &TypedFunc<P, R>,
+        args: P,
+    ) -> Result<R, String> {
+        let result = f.call(&mut self.store, args);
+        flush_output(self.store.data_mut());
+        result.map_err(|e| self.kill(&e))
+    }
+
+    fn kill(&mut self, error: &wasmtime::Error) -> String {
+        let reason = format!("{error:?}");
+        self.dead = Some(reason.clone());
+        reason
+    }
+
+    /// Answers every pending callout, delivering each through `proxy_on_http_call_response`.
+    fn drain_callouts(&mut self) -> Result<(), String> {
+        let mut answered = 0;
+        while let Some(pending) = self.store.data_mut().pending_callouts.pop_front() {
+            answered += 1;
+            if answered > MAX_CALLOUTS_PER_CALL {
+                return Err(format!(
+                    "more than {MAX_CALLOUTS_PER_CALL} chained callouts: a loop?"
+                ));
+            }
+            let answer = http_call::answer(&pending.cluster, &pending.request);
+            let shared = Arc::clone(&self.store.data().shared);
+            let response = match answer {
+                Ok(reply) => {
+                    if let Some(record) = lock(&shared.callouts).get_mut(pending.record) {
+                        record.result = Some(CalloutResult::Replied {
+                            status: reply.status,
+                        });
+                    }
+                    let mut headers: HeaderMap =
+                        vec![(":status".into(), reply.status.to_string().into_bytes())];
+                    headers.extend(
+                        reply
+                            .headers
+                            .into_iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.into_bytes())),
+                    );
+                    CalloutResponse {
+                        headers,
+                        body: reply.body,
+                        trailers: HeaderMap::new(),
+                    }
+                }
+                Err(reason) => {
+                    if let Some(record) = lock(&shared.callouts).get_mut(pending.record) {
+                        record.result = Some(CalloutResult::Failed { reason });
+                    }
+                    // As Envoy on a failure or timeout: no headers, no body, no trailers.
+                    CalloutResponse::default()
+                }
+            };
+            let (headers, body) = (response.headers.len() as u32, response.body.len() as u32);
+            self.store.data_mut().callout_response = Some(response);
+            let exports = Arc::clone(&self.exports);
+            let result = match &exports.on_http_call_response {
+                Some(f) => self.call(f, (ROOT_ID, pending.token, headers, body, 0)),
+                None => Ok(()),
+            };
+            self.store.data_mut().callout_response = None;
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Runs one stream callback, answers the callouts it made, and decides whether the stream
+    /// goes on.
+    fn phase(
+        &mut self,
+        name: &str,
+        callback: Option<&StreamCallback>,
+        args: (u32, u32, u32),
+    ) -> Result<Phase, String> {
+        let Some(callback) = callback else {
+            return Ok(Phase::Continue);
+        };
+        if let Some(stream) = self.store.data_mut().stream.as_mut() {
+            stream.resumed_request = false;
+            stream.resumed_response = false;
+        }
+        self.store.data_mut().effective_context = args.0;
+        let action = self.call(callback, args)?;
+        self.drain_callouts()?;
+        let Some(stream) = self.store.data_mut().stream.as_mut() else {
+            return Err("harness bug: the stream vanished".into());
+        };
+        if let Some(reply) = stream.local_reply.take() {
+            return Ok(Phase::Stop(Outcome::LocalReply {
+                status: reply.status,
+                headers: http_call::lossy(reply.headers),
+                body: reply.body,
+                details: reply.details,
+            }));
+        }
+        if stream.closed {
+            return Ok(Phase::Stop(Outcome::Reset));
+        }
+        if action == action::CONTINUE || stream.resumed_request || stream.resumed_response {
+            return Ok(Phase::Continue);
+        }
+        Ok(Phase::Stop(Outcome::FailClosed {
+            reason: format!("the filter paused in {name} and neither continued nor replied"),
+        }))
+    }
+
+    /// Runs one request through the filter.
+    pub fn handle(&mut self, input: StreamInput) -> Outcome {
+        if let Some(reason) = &self.dead {
+            return Outcome::FailClosed {
+                reason: format!("worker {} is dead: {reason}", self.index),
+            };
+        }
+        let outcome = match self.stream(input) {
+            Ok(outcome) => outcome,
+            Err(reason) => Outcome::FailClosed { reason },
+        };
+        let state = self.store.data_mut();
+        state.stream = None;
+        state.effective_context = ROOT_ID;
+        outcome
+    }
+
+    fn stream(&mut self, input: StreamInput) -> Result<Outcome, String> {
+        let context = self.next_context;
+        self.next_context = self.next_context.wrapping_add(1).max(ROOT_ID + 1);
+        let header_count = input.headers.len() as u32;
+        let body_len = input.body.as_ref().map(|b| b.len() as u32);
+        self.store.data_mut().stream = Some(StreamState {
+            context_id: context,
+            request_headers: input.headers,
+            request_body: input.body.unwrap_or_default(),
+            properties: input.properties,
+            ..StreamState::default()
+        });
+        let e = Arc::clone(&self.exports);
+        self.call(&e.on_context_create, (context, ROOT_ID))?;
+        let outcome = self.stream_phases(
+            context,
+            header_count,
+            body_len,
+            input.response_headers,
+            input.response_body,
+        )?;
+        if let Some(on_log) = &e.on_log {
+            self.call(on_log, context)?;
+        }
+        if let Some(on_done) = &e.on_done {
+            self.call(on_done, context)?;
+        }
+        if let Some(on_delete) = &e.on_delete {
+            self.call(on_delete, context)?;
+        }
+        Ok(outcome)
+    }
+
+    fn stream_phases(
+        &mut self,
+        context: u32,
+        header_count: u32,
+        body_len: Option<u32>,
+        response_headers: HeaderMap,
+        response_body: Option<Vec<u8>>,
+    ) -> Result<Outcome, String> {
+        let e = Arc::clone(&self.exports);
+        let end = u32::from(body_len.is_none());
+        if let Phase::Stop(outcome) = self.phase(
+            "proxy_on_request_headers",
+            e.on_request_headers.as_ref(),
+            (context, header_count, end),
+        )? {
+            return Ok(outcome);
+        }
+        if let Some(len) = body_len
+            && let Phase::Stop(outcome) = self.phase(
+                "proxy_on_request_body",
+                e.on_request_body.as_ref(),
+                (context, len, 1),
+            )?
+        {
+            return Ok(outcome);
+        }
+        let response_len = response_body.as_ref().map(|b| b.len() as u32);
+        let (headers, body) = {
+            let Some(stream) = self.store.data_mut().stream.as_mut() else {
+                return Err("harness bug: the stream vanished".into());
+            };
+            let sent = (stream.request_headers.clone(), stream.request_body.clone());
+            stream.response_headers = Some(response_headers.clone());
+            stream.response_body = response_body.unwrap_or_default();
+            sent
+        };
+        let end = u32::from(response_len.is_none());
+        let count = response_headers.len() as u32;
+        if let Phase::Stop(outcome) = self.phase(
+            "proxy_on_response_headers",
+            e.on_response_headers.as_ref(),
+            (context, count, end),
+        )? {
+            return Ok(outcome);
+        }
+        if let Some(len) = response_len
+            && let Phase::Stop(outcome) = self.phase(
+                "proxy_on_response_body",
+                e.on_response_body.as_ref(),
+                (context, len, 1),
+            )?
+        {
+            return Ok(outcome);
+        }
+        let response_headers = self
+            .store
+            .data()
+            .stream
+            .as_ref()
+            .and_then(|s| s.response_headers.clone())
+            .unwrap_or_default();
+        Ok(Outcome::Upstream {
+            headers: http_call::lossy(headers),
+            body,
+            response_headers: http_call::lossy(response_headers),
+        })
+    }
+
+    /// Delivers `proxy_on_tick` to the root context and answers the callouts it made.
+    pub fn tick(&mut self) {
+        if self.dead.is_some() {
+            return;
+        }
+        let exports = Arc::clone(&self.exports);
+        if let Some(on_tick) = &exports.on_tick {
+            self.store.data_mut().effective_context = ROOT_ID;
+            if self.call(on_tick, ROOT_ID).is_ok() {
+                // A non-trap failure (a callout loop) is logged by nobody: the VM stays up.
+                let _ = self.drain_callouts();
+            }
+        }
+    }
+
+    /// Calls any export with i32 arguments; a trap kills the VM.
+    pub fn call_export(&mut self, name: &str, args: &[i32]) -> Result<Vec<i32>, String> {
+        if let Some(reason) = &self.dead {
+            return Err(format!("worker {} is dead: {reason}", self.index));
+        }
+        let func = self
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| format!("the module does not export `{name}`"))?;
+        let params: Vec<Val> = args.iter().map(|&a| Val::I32(a)).collect();
+        let mut results = vec![Val::I32(0); func.ty(&self.store).results().len()];
+        let result = func.call(&mut self.store, &params, &mut results);
+        flush_output(self.store.data_mut());
+        result.map_err(|e| self.kill(&e))?;
+        self.drain_callouts()?;
+        Ok(results
+            .iter()
+            .map(|v| v.i32().unwrap_or_default())
+            .collect())
+    }
+}
+
+/// Why booting a VM failed.
+enum Boot {
+    Trap(String),
+    Rejected,
+}
