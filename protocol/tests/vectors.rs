@@ -1,0 +1,110 @@
+//! The test vectors of docs/PROTOCOL.md, checked byte for byte.
+//!
+//! `vectors/v1.json` holds the expected values. To regenerate it after a deliberate protocol
+//! change (which needs a new version), run with `AUTOID_WRITE_VECTORS=1` and review the diff.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use autoid_protocol::Request;
+use autoid_protocol::client::Session;
+use autoid_protocol::header::Proof;
+use autoid_protocol::intervals::{Bindings, digest, offsets, read_file};
+use autoid_protocol::verify::{Keyring, Limits, NoCache, verify};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use common::*;
+use serde_json::{Value, json};
+
+const NOW: u64 = 1_800_000_000;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Computes every documented value of one vector.
+fn vector(seed: &str, subject: &str, req: Request<'_>, body: Option<&[u8]>) -> Value {
+    let mut rng = TestRng::new(seed.as_bytes());
+    let public = gateway_key().public();
+    let session = Session::open(&public, NOW, &mut rng).unwrap();
+    let file = file(subject);
+    let header = session.prove(&file, &req, NOW, body, &mut rng).unwrap();
+
+    // Re-derive the intermediate values from the header, as an implementer would check them.
+    let proof = Proof::parse(&header).unwrap();
+    let ring = Keyring::new(vec![gateway_key()], vec![epoch()]);
+    let key = ring.unwrap_session(&proof).unwrap();
+    let payload = key.open(&proof, &req).unwrap();
+    let b = Bindings {
+        subject,
+        epoch: "e-test",
+        nonce: &payload.nonce,
+        timestamp: NOW,
+        request: req,
+    };
+    let offs = offsets(&b, 65536, 64);
+    let d = digest(&b, &offs, |o| read_file(file.data(), o));
+    assert_eq!(d, payload.digest);
+    let verified = verify(&ring, &Limits::default(), &header, &req, NOW, &mut NoCache).unwrap();
+    assert_eq!(verified.subject, subject);
+
+    json!({
+        "rng_seed": seed,
+        "now": NOW,
+        "subject": subject,
+        "request": { "method": req.method, "authority": req.authority, "path": req.path },
+        "body": body.map(|b| String::from_utf8_lossy(b).into_owned()),
+        "entropy_first_32_bytes_hex": hex(&file.data()[..32]),
+        "session_key_and_issued_at_hex": hex(&key.to_bytes()),
+        "session_id_hex": hex(&proof.session_id()),
+        "nonce_hex": hex(&payload.nonce),
+        "iv_hex": hex(&proof.sealed()[..12]),
+        "first_8_offsets": offs[..8].to_vec(),
+        "digest_hex": hex(&payload.digest),
+        "payload_hex": hex(&payload.to_bytes()),
+        "header": header,
+    })
+}
+
+fn all_vectors() -> Value {
+    json!({
+        "key_id": KID,
+        "private_key_pem": "protocol/tests/vectors/gateway-2048.pem",
+        "epoch": { "id": "e-test", "secret_hex": hex(&(0u8..32).collect::<Vec<_>>()), "file_size": 65536, "interval_count": 64 },
+        "vectors": [
+            vector("vector-1", "alice", Request { method: "GET", authority: "api.example.com", path: "/v1/payments?limit=10" }, None),
+            vector("vector-2", "bob", Request { method: "POST", authority: "api.example.com:8443", path: "/v1/transfers" }, Some(b"{\"amount\":5}")),
+        ],
+    })
+}
+
+#[test]
+fn the_documented_vectors_hold_byte_for_byte() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
+    let actual = all_vectors();
+    if std::env::var_os("AUTOID_WRITE_VECTORS").is_some() {
+        std::fs::write(path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+    }
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn the_vector_header_decodes_to_its_documented_parts() {
+    let expected: Value = serde_json::from_str(include_str!("vectors/v1.json")).unwrap();
+    let v = &expected["vectors"][0];
+    let header = v["header"].as_str().unwrap();
+    let parts: Vec<&str> = header.split('.').collect();
+    assert_eq!(parts.len(), 4);
+    assert_eq!(parts[0], "v1");
+    assert_eq!(parts[1], KID);
+    assert_eq!(B64.decode(parts[2]).unwrap().len(), 256);
+    let sealed = B64.decode(parts[3]).unwrap();
+    assert_eq!(hex(&sealed[..12]), v["iv_hex"].as_str().unwrap());
+    // iv || ciphertext (same length as the payload) || 16-byte tag.
+    assert_eq!(
+        sealed.len(),
+        12 + v["payload_hex"].as_str().unwrap().len() / 2 + 16
+    );
+}
