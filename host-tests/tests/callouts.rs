@@ -14,11 +14,17 @@ fn scripted_callout_resumes_the_request() {
         .gateway()
         .cluster_handler("backend", |req| {
             assert_eq!(req.header(":path"), Some("/check"));
-            CalloutReply::new(200).header("X-Echo", req.header("x-from").unwrap_or("?")).body(req.body.clone())
+            CalloutReply::new(200)
+                .header("X-Echo", req.header("x-from").unwrap_or("?"))
+                .body(req.body.clone())
         })
         .build()
         .unwrap();
-    let out = gw.request("GET", "api.local", "/x").header("x-probe", "callout").header("x-probe-timeout", "250").send();
+    let out = gw
+        .request("GET", "api.local", "/x")
+        .header("x-probe", "callout")
+        .header("x-probe-timeout", "250")
+        .send();
     assert!(out.is_upstream(), "{out:?}");
     assert_eq!(out.header("x-callout-status"), Some("200"));
     assert_eq!(out.header("x-callout-body"), Some("ping"));
@@ -37,11 +43,21 @@ fn scripted_callout_resumes_the_request() {
 
 #[test]
 fn timeout_is_delivered_like_envoy_without_headers_or_body() {
-    let gw = common::probe().gateway().cluster_timeout("backend").build().unwrap();
-    let out = gw.request("GET", "api.local", "/x").header("x-probe", "callout").send();
+    let gw = common::probe()
+        .gateway()
+        .cluster_timeout("backend")
+        .build()
+        .unwrap();
+    let out = gw
+        .request("GET", "api.local", "/x")
+        .header("x-probe", "callout")
+        .send();
     assert_eq!(out.local_status(), Some(503), "{out:?}");
     assert_eq!(out.header("x-probe"), Some("callout-failed"));
-    assert!(matches!(gw.callouts()[0].result, Some(CalloutResult::Failed { .. })));
+    assert!(matches!(
+        gw.callouts()[0].result,
+        Some(CalloutResult::Failed { .. })
+    ));
 }
 
 #[test]
@@ -52,7 +68,11 @@ fn unknown_cluster_is_a_bad_argument() {
         .header("x-probe", "callout")
         .header("x-probe-cluster", "nowhere")
         .send();
-    assert_eq!(out.header("x-dispatch-error"), Some("BadArgument"), "{out:?}");
+    assert_eq!(
+        out.header("x-dispatch-error"),
+        Some("BadArgument"),
+        "{out:?}"
+    );
     assert!(gw.callouts().is_empty());
 }
 
@@ -90,14 +110,24 @@ fn callout_to_a_real_http_server() {
             .unwrap();
         seen_tx.send(request).unwrap();
     });
-    let gw = common::probe().gateway().cluster_http("backend", address).build().unwrap();
-    let out = gw.request("GET", "api.local", "/x").header("x-probe", "callout").send();
+    let gw = common::probe()
+        .gateway()
+        .cluster_http("backend", address)
+        .build()
+        .unwrap();
+    let out = gw
+        .request("GET", "api.local", "/x")
+        .header("x-probe", "callout")
+        .send();
     assert_eq!(out.header("x-callout-status"), Some("201"), "{out:?}");
     assert_eq!(out.header("x-callout-body"), Some("pong"));
     assert_eq!(out.header("x-callout-echo"), Some("real"));
     let (head, body) = seen_rx.recv().unwrap();
     assert!(head.starts_with("POST /check HTTP/1.1\r\n"), "{head}");
-    assert!(head.contains("host: backend\r\n") && head.contains("x-from: probe\r\n"), "{head}");
+    assert!(
+        head.contains("host: backend\r\n") && head.contains("x-from: probe\r\n"),
+        "{head}"
+    );
     assert_eq!(body, b"ping");
     server.join().unwrap();
 }
@@ -113,7 +143,11 @@ fn real_server_that_never_answers_times_out() {
         // Hold the connection open, silent, until the test is done.
         let _ = release_rx.recv();
     });
-    let gw = common::probe().gateway().cluster_http("backend", address).build().unwrap();
+    let gw = common::probe()
+        .gateway()
+        .cluster_http("backend", address)
+        .build()
+        .unwrap();
     let out = gw
         .request("GET", "api.local", "/x")
         .header("x-probe", "callout")
@@ -121,23 +155,55 @@ fn real_server_that_never_answers_times_out() {
         .send();
     assert_eq!(out.local_status(), Some(503), "{out:?}");
     let result = gw.callouts()[0].result.clone();
-    assert!(matches!(&result, Some(CalloutResult::Failed { reason }) if reason.contains("timed out")), "{result:?}");
+    assert!(
+        matches!(&result, Some(CalloutResult::Failed { reason }) if reason.contains("timed out")),
+        "{result:?}"
+    );
     release_tx.send(()).unwrap();
     server.join().unwrap();
 }
 
 #[test]
 fn refused_connection_fails_the_callout() {
-    let address = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap(); // closed at once
-    let gw = common::probe().gateway().cluster_http("backend", address).build().unwrap();
-    let out = gw.request("GET", "a", "/").header("x-probe", "callout").send();
-    assert!(matches!(out, Outcome::LocalReply { status: 503, .. }), "{out:?}");
+    let address = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap(); // closed at once
+    let gw = common::probe()
+        .gateway()
+        .cluster_http("backend", address)
+        .build()
+        .unwrap();
+    let out = gw
+        .request("GET", "a", "/")
+        .header("x-probe", "callout")
+        .send();
+    assert!(
+        matches!(out, Outcome::LocalReply { status: 503, .. }),
+        "{out:?}"
+    );
 }
 
 #[test]
 fn clusters_can_change_mid_test() {
-    let gw = common::probe().gateway().cluster_handler("backend", |_| CalloutReply::new(200)).build().unwrap();
-    assert_eq!(gw.request("GET", "a", "/").header("x-probe", "callout").send().header("x-callout-status"), Some("200"));
+    let gw = common::probe()
+        .gateway()
+        .cluster_handler("backend", |_| CalloutReply::new(200))
+        .build()
+        .unwrap();
+    assert_eq!(
+        gw.request("GET", "a", "/")
+            .header("x-probe", "callout")
+            .send()
+            .header("x-callout-status"),
+        Some("200")
+    );
     gw.set_cluster("backend", autoid_host_tests::Cluster::Timeout);
-    assert_eq!(gw.request("GET", "a", "/").header("x-probe", "callout").send().local_status(), Some(503));
+    assert_eq!(
+        gw.request("GET", "a", "/")
+            .header("x-probe", "callout")
+            .send()
+            .local_status(),
+        Some(503)
+    );
 }

@@ -7,7 +7,10 @@ use autoid_host_tests::{Gateway, Outcome};
 #[test]
 fn floor_copies_the_header() {
     let gw = common::floor().gateway().build().unwrap();
-    let out = gw.request("GET", "api.local", "/x").header("X-Floor-In", "hello").send();
+    let out = gw
+        .request("GET", "api.local", "/x")
+        .header("X-Floor-In", "hello")
+        .send();
     assert!(out.is_upstream(), "{out:?}");
     assert_eq!(out.header("x-floor-out"), Some("hello"));
     assert_eq!(out.header("x-floor-in"), Some("hello"));
@@ -23,8 +26,16 @@ fn floor_says_none_without_the_header() {
 #[test]
 fn pseudo_headers_reach_upstream_as_in_envoy() {
     let gw = common::floor().gateway().build().unwrap();
-    let out = gw.request("POST", "api.local", "/v1/items?q=1").body(b"payload".to_vec()).send();
-    let Outcome::Upstream { headers, body, response_headers } = &out else {
+    let out = gw
+        .request("POST", "api.local", "/v1/items?q=1")
+        .body(b"payload".to_vec())
+        .send();
+    let Outcome::Upstream {
+        headers,
+        body,
+        response_headers,
+    } = &out
+    else {
         panic!("{out:?}")
     };
     let names: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
@@ -32,7 +43,10 @@ fn pseudo_headers_reach_upstream_as_in_envoy() {
     assert_eq!(out.header(":method"), Some("POST"));
     assert_eq!(out.header(":path"), Some("/v1/items?q=1"));
     assert_eq!(body, b"payload");
-    assert_eq!(response_headers[0], (":status".to_owned(), "200".to_owned()));
+    assert_eq!(
+        response_headers[0],
+        (":status".to_owned(), "200".to_owned())
+    );
 }
 
 #[test]
@@ -42,8 +56,16 @@ fn every_worker_runs_the_filter() {
     for worker in 0..3 {
         for i in 0..5 {
             let value = format!("w{worker}-{i}");
-            let out = gw.request("GET", "api.local", "/").header("x-floor-in", &value).worker(worker).send();
-            assert_eq!(out.header("x-floor-out"), Some(value.as_str()), "worker {worker}");
+            let out = gw
+                .request("GET", "api.local", "/")
+                .header("x-floor-in", &value)
+                .worker(worker)
+                .send();
+            assert_eq!(
+                out.header("x-floor-out"),
+                Some(value.as_str()),
+                "worker {worker}"
+            );
         }
     }
     // Round robin without .worker().
@@ -54,10 +76,17 @@ fn every_worker_runs_the_filter() {
 
 #[test]
 fn builder_from_a_path_and_a_missing_path() {
-    let gw = Gateway::builder(common::wasm("autoid_floor_filter.wasm")).build().unwrap();
+    let gw = Gateway::builder(common::wasm("autoid_floor_filter.wasm"))
+        .build()
+        .unwrap();
     assert!(gw.request("GET", "a", "/").send().is_upstream());
-    let err = Gateway::builder("/nonexistent/filter.wasm").build().unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/filter.wasm"), "{err}");
+    let err = Gateway::builder("/nonexistent/filter.wasm")
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/filter.wasm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -65,7 +94,11 @@ fn many_requests_on_one_worker_stay_cheap() {
     // The bench's shape: one VM, many requests, no re-instantiation.
     let gw = common::floor().gateway().build().unwrap();
     for i in 0..2000 {
-        let out = gw.request("GET", "api.local", "/").header("x-floor-in", "v").worker(0).send();
+        let out = gw
+            .request("GET", "api.local", "/")
+            .header("x-floor-in", "v")
+            .worker(0)
+            .send();
         assert!(out.is_upstream(), "request {i}: {out:?}");
     }
 }

@@ -9,7 +9,11 @@ fn built_modules_import_only_what_the_host_provides() {
     for module in [common::floor(), common::probe()] {
         let imports = module.imports();
         println!("{imports:#?}");
-        assert!(imports.iter().any(|i| i == "env::proxy_get_header_map_value"));
+        assert!(
+            imports
+                .iter()
+                .any(|i| i == "env::proxy_get_header_map_value")
+        );
         // Building checks every import; any gap would be a MissingImports error.
         module.gateway().build().unwrap();
     }
@@ -35,13 +39,21 @@ fn module_importing(names: &[&str]) -> Vec<u8> {
 
 #[test]
 fn missing_imports_are_named() {
-    let module = FilterModule::from_bytes(&module_importing(&["proxy_log", "proxy_teleport", "proxy_fly"])).unwrap();
+    let module = FilterModule::from_bytes(&module_importing(&[
+        "proxy_log",
+        "proxy_teleport",
+        "proxy_fly",
+    ]))
+    .unwrap();
     let err = module.gateway().build().unwrap_err();
     let HostError::MissingImports { names } = &err else {
         panic!("{err:?}")
     };
     // proxy_log exists but with another signature, so it is reported too.
-    assert!(names.contains(&"env::proxy_teleport".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"env::proxy_teleport".to_owned()),
+        "{names:?}"
+    );
     assert!(names.contains(&"env::proxy_fly".to_owned()), "{names:?}");
     assert!(err.to_string().contains("env::proxy_teleport"), "{err}");
 }

@@ -59,13 +59,24 @@ fn concurrent_cas_increments_do_not_lose_updates() {
 fn workers_share_one_store() {
     let gw = Arc::new(common::probe().gateway().workers(2).build().unwrap());
     for i in 1..=6 {
-        let out = gw.request("GET", "a", "/").header("x-probe", "shared").worker(i % 2).send();
-        assert_eq!(out.header("x-counter"), Some(i.to_string().as_str()), "{out:?}");
+        let out = gw
+            .request("GET", "a", "/")
+            .header("x-probe", "shared")
+            .worker(i % 2)
+            .send();
+        assert_eq!(
+            out.header("x-counter"),
+            Some(i.to_string().as_str()),
+            "{out:?}"
+        );
     }
     assert_eq!(gw.shared_data().get("counter").unwrap().0, b"6");
     // The test can seed the store the guest reads.
     gw.shared_data().set("counter", b"41", 0).unwrap();
-    let out = gw.request("GET", "a", "/").header("x-probe", "shared").send();
+    let out = gw
+        .request("GET", "a", "/")
+        .header("x-probe", "shared")
+        .send();
     assert_eq!(out.header("x-counter"), Some("42"));
 }
 
@@ -77,7 +88,11 @@ fn workers_on_threads_share_one_store() {
             let gw = Arc::clone(&gw);
             std::thread::spawn(move || {
                 for _ in 0..50 {
-                    let out = gw.request("GET", "a", "/").header("x-probe", "shared").worker(worker).send();
+                    let out = gw
+                        .request("GET", "a", "/")
+                        .header("x-probe", "shared")
+                        .worker(worker)
+                        .send();
                     assert!(out.is_upstream(), "{out:?}");
                 }
             })

@@ -9,7 +9,8 @@ use autoid_host_tests::FilterModule;
 /// The path of a built module under `target/wasm32-wasip1/wasm/`, or a panic that says how to build it.
 pub fn wasm(file: &str) -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let path = target.join("wasm32-wasip1").join("wasm").join(file);
     assert!(
         path.exists(),
