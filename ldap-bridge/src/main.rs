@@ -1,1 +1,130 @@
-fn main() {}
+//! `autoid-ldap-bridge`: serve the bridge's HTTP API (see docs/BRIDGE.md).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use autoid_ldap_bridge::{AppState, Config, Directory, Secrets, router};
+use clap::{Parser, ValueEnum};
+use tracing::{error, info, warn};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The autoid LDAP bridge: answers the gateway filter's directory questions over LDAP.
+///
+/// Secrets are never command-line values: the bearer token and the service-account password come
+/// from files (config or flags) or from AUTOID_BRIDGE_TOKEN / AUTOID_BRIDGE_BIND_PASSWORD.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The JSON configuration file.
+    #[arg(long, env = "AUTOID_BRIDGE_CONFIG")]
+    config: PathBuf,
+    /// Listen address (overrides `listen` in the config; default 127.0.0.1:8389).
+    #[arg(long)]
+    listen: Option<String>,
+    /// File holding the bearer token (overrides `token_file`).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// File holding the service-account password (overrides `ldap.bind_password_file`).
+    #[arg(long)]
+    bind_password_file: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", env = "AUTOID_BRIDGE_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// Validate the configuration and the secrets, then exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTOID_BRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("Ctrl-C received, shutting down"),
+        () = term => info!("SIGTERM received, shutting down"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(args.log_format);
+
+    let mut config = Config::from_file(&args.config).context("invalid configuration")?;
+    if let Some(listen) = &args.listen {
+        config.listen = listen
+            .parse()
+            .with_context(|| format!("--listen: expected ip:port, got {listen:?}"))?;
+    }
+    let secrets = Secrets::load(&config, args.token_file.as_deref(), args.bind_password_file.as_deref())
+        .context("cannot load secrets")?;
+
+    let l = &config.ldap;
+    if l.tls_insecure_skip_verify {
+        warn!("!!! ldap.tls_insecure_skip_verify is ON: the directory's certificate is NOT verified; anyone on the path can impersonate it and read passwords !!!");
+    }
+    if !l.ldaps && !l.starttls && !matches!(l.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+        warn!(url = %l.url, "LDAP without TLS to a non-loopback host: passwords cross the network in clear (set ldap.starttls or use ldaps://)");
+    }
+    if config.listen_is_public() {
+        warn!(listen = %config.listen, "!!! listening on a NON-LOOPBACK address: the bridge answers anyone who can reach this port and holds the token; keep it behind the gateway !!!");
+    }
+
+    let config = Arc::new(config);
+    let directory = Arc::new(Directory::new(config.clone(), secrets.bind_password).context("cannot set up the directory client")?);
+    if args.check_config {
+        println!("configuration OK");
+        return Ok(());
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let _keepalive = directory.spawn_keepalive();
+    match directory.check_ready().await {
+        Ok(()) => info!("directory reachable"),
+        Err(e) => warn!(error = %e, "directory not reachable yet; /readyz answers 503 until it is"),
+    }
+    let app = router(AppState::new(directory, &secrets.token));
+    info!(%addr, url = %config.ldap.url, "autoid-ldap-bridge listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,532 @@
+//! The JSON configuration file (parsed raw, then validated) and the secrets.
+//!
+//! Secrets never come from command-line values (they would show in `ps`): the bearer token and
+//! the service-account password are read from files named in the config (or by flags), or from
+//! environment variables.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::Error;
+
+/// Environment variable holding the bearer token when no token file is configured.
+pub const TOKEN_ENV: &str = "AUTOID_BRIDGE_TOKEN";
+/// Environment variable holding the service-account password when no file is configured.
+pub const BIND_PASSWORD_ENV: &str = "AUTOID_BRIDGE_BIND_PASSWORD";
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8389";
+/// Shortest bearer token accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The file as written (`deny_unknown_fields` everywhere: a typo is an error, not a default).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
+    pub ldap: RawLdap,
+    pub users: RawUsers,
+    pub groups: RawGroups,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLdap {
+    pub url: String,
+    #[serde(default)]
+    pub starttls: bool,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    pub bind_dn: String,
+    #[serde(default)]
+    pub bind_password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub operation_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub keepalive_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUsers {
+    pub base: String,
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default)]
+    pub uid_attribute: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroups {
+    pub base: String,
+    #[serde(default)]
+    pub scope: Option<Scope>,
+    #[serde(default)]
+    pub name_attribute: Option<String>,
+    #[serde(default)]
+    pub sources: Option<Vec<GroupSource>>,
+    #[serde(default)]
+    pub posix_group_filter: Option<String>,
+    #[serde(default)]
+    pub group_of_names_filter: Option<String>,
+    #[serde(default)]
+    pub group_of_unique_names_filter: Option<String>,
+    #[serde(default)]
+    pub member_of_attribute: Option<String>,
+    #[serde(default)]
+    pub max_groups: Option<usize>,
+}
+
+/// An LDAP search scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Base,
+    #[serde(alias = "onelevel")]
+    One,
+    #[serde(alias = "sub")]
+    Subtree,
+}
+
+impl From<Scope> for ldap3::Scope {
+    fn from(s: Scope) -> Self {
+        match s {
+            Scope::Base => ldap3::Scope::Base,
+            Scope::One => ldap3::Scope::OneLevel,
+            Scope::Subtree => ldap3::Scope::Subtree,
+        }
+    }
+}
+
+/// Where group memberships come from; any combination may be configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupSource {
+    /// posixGroup entries whose `memberUid` holds the user's uid.
+    PosixGroup,
+    /// groupOfNames entries whose `member` holds the user's DN.
+    GroupOfNames,
+    /// groupOfUniqueNames entries whose `uniqueMember` holds the user's DN.
+    GroupOfUniqueNames,
+    /// The user entry's `memberOf` values (group DNs under `groups.base`).
+    MemberOf,
+}
+
+/// Validated LDAP connection settings.
+#[derive(Debug, Clone)]
+pub struct LdapConfig {
+    pub url: String,
+    pub host: String,
+    pub ldaps: bool,
+    pub starttls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub tls_insecure_skip_verify: bool,
+    pub bind_dn: String,
+    pub bind_password_file: Option<PathBuf>,
+    pub pool_size: usize,
+    pub connect_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub keepalive_interval: Duration,
+}
+
+/// Validated user lookup settings.
+#[derive(Debug, Clone)]
+pub struct UsersConfig {
+    pub base: String,
+    pub scope: Scope,
+    /// Filter template; `{subject}` is replaced by the escaped subject.
+    pub filter: String,
+    pub uid_attribute: String,
+}
+
+/// Validated group resolution settings.
+#[derive(Debug, Clone)]
+pub struct GroupsConfig {
+    pub base: String,
+    pub scope: Scope,
+    pub name_attribute: String,
+    pub sources: BTreeSet<GroupSource>,
+    /// `{uid}` is replaced by the escaped uid.
+    pub posix_group_filter: String,
+    /// `{dn}` is replaced by the escaped user DN.
+    pub group_of_names_filter: String,
+    /// `{dn}` is replaced by the escaped user DN.
+    pub group_of_unique_names_filter: String,
+    pub member_of_attribute: String,
+    pub max_groups: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    pub request_timeout: Duration,
+    pub ldap: LdapConfig,
+    pub users: UsersConfig,
+    pub groups: GroupsConfig,
+}
+
+/// Default user filter.
+pub const DEFAULT_USER_FILTER: &str = "(&(objectClass=posixAccount)(uid={subject}))";
+pub const DEFAULT_POSIX_GROUP_FILTER: &str = "(&(objectClass=posixGroup)(memberUid={uid}))";
+pub const DEFAULT_GROUP_OF_NAMES_FILTER: &str = "(&(objectClass=groupOfNames)(member={dn}))";
+pub const DEFAULT_GROUP_OF_UNIQUE_NAMES_FILTER: &str =
+    "(&(objectClass=groupOfUniqueNames)(uniqueMember={dn}))";
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+            what: "config",
+            file: path.to_owned(),
+            source,
+        })?;
+        Config::from_json(&text).map_err(|e| match e {
+            Error::ConfigParse { source, .. } => Error::ConfigParse {
+                file: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn from_json(text: &str) -> Result<Config, Error> {
+        let raw: RawConfig = serde_json::from_str(text).map_err(|source| Error::ConfigParse {
+            file: PathBuf::from("<inline>"),
+            source,
+        })?;
+        Config::try_from(raw)
+    }
+
+    /// True when the listen address is not a loopback address.
+    pub fn listen_is_public(&self) -> bool {
+        !self.listen.ip().is_loopback()
+    }
+}
+
+fn ms(path: &str, v: Option<u64>, default: u64) -> Result<Duration, Error> {
+    let v = v.unwrap_or(default);
+    if v == 0 || v > 600_000 {
+        return Err(Error::config(path, v, "must be between 1 and 600000 milliseconds"));
+    }
+    Ok(Duration::from_millis(v))
+}
+
+fn non_empty(path: &str, v: &str) -> Result<String, Error> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(Error::config(path, format!("{v:?}"), "must not be empty"));
+    }
+    Ok(t.to_owned())
+}
+
+/// An attribute description: a name (letter, then letters, digits, '-') or a numeric OID.
+fn attribute(path: &str, v: Option<String>, default: &str) -> Result<String, Error> {
+    let v = v.unwrap_or_else(|| default.to_owned());
+    let name_ok = v.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let oid_ok = !v.is_empty()
+        && v.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if !(name_ok || oid_ok) {
+        return Err(Error::config(path, format!("{v:?}"), "not an LDAP attribute name"));
+    }
+    Ok(v)
+}
+
+/// A filter template must contain each placeholder and parse as a filter once filled in.
+fn template(path: &str, v: Option<String>, default: &str, placeholders: &[&str]) -> Result<String, Error> {
+    let v = v.unwrap_or_else(|| default.to_owned());
+    for p in placeholders {
+        if !v.contains(p) {
+            return Err(Error::config(path, format!("{v:?}"), format!("must contain {p}")));
+        }
+    }
+    let sample: Vec<(&str, &str)> = placeholders.iter().map(|p| (*p, "x")).collect();
+    let filled = crate::groups::render(&v, &sample);
+    if !filled.starts_with('(') || ldap3::parse_filter(&filled).is_err() {
+        return Err(Error::config(path, format!("{v:?}"), "not a valid LDAP filter"));
+    }
+    Ok(v)
+}
+
+/// Splits `ldap://host:port` / `ldaps://host` into (ldaps, host).
+fn parse_url(url: &str) -> Result<(bool, String), Error> {
+    let (ldaps, rest) = if let Some(r) = url.strip_prefix("ldaps://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("ldap://") {
+        (false, r)
+    } else {
+        return Err(Error::config("ldap.url", url, "must start with ldap:// or ldaps://"));
+    };
+    let hostport = rest.trim_end_matches('/');
+    if hostport.is_empty() || hostport.contains('/') || hostport.contains('?') {
+        return Err(Error::config("ldap.url", url, "expected ldap[s]://host[:port] with no path"));
+    }
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default().to_owned()
+    } else {
+        hostport.split(':').next().unwrap_or_default().to_owned()
+    };
+    if host.is_empty() {
+        return Err(Error::config("ldap.url", url, "missing host"));
+    }
+    Ok((ldaps, host))
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = Error;
+
+    fn try_from(raw: RawConfig) -> Result<Config, Error> {
+        let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| Error::config("listen", &listen_text, "expected ip:port"))?;
+        let request_timeout = ms("request_timeout_ms", raw.request_timeout_ms, 5_000)?;
+
+        let l = raw.ldap;
+        let (ldaps, host) = parse_url(l.url.trim())?;
+        if ldaps && l.starttls {
+            return Err(Error::config(
+                "ldap.starttls",
+                true,
+                "StartTLS cannot be used with an ldaps:// url (it is TLS already)",
+            ));
+        }
+        if l.tls_insecure_skip_verify && l.ca_file.is_some() {
+            return Err(Error::config(
+                "ldap.tls_insecure_skip_verify",
+                true,
+                "cannot be combined with ldap.ca_file: verify against the CA or not at all",
+            ));
+        }
+        let pool_size = l.pool_size.unwrap_or(4);
+        if !(1..=64).contains(&pool_size) {
+            return Err(Error::config("ldap.pool_size", pool_size, "must be between 1 and 64"));
+        }
+        let ldap = LdapConfig {
+            url: l.url.trim().to_owned(),
+            host,
+            ldaps,
+            starttls: l.starttls,
+            ca_file: l.ca_file,
+            tls_insecure_skip_verify: l.tls_insecure_skip_verify,
+            bind_dn: non_empty("ldap.bind_dn", &l.bind_dn)?,
+            bind_password_file: l.bind_password_file,
+            pool_size,
+            connect_timeout: ms("ldap.connect_timeout_ms", l.connect_timeout_ms, 2_000)?,
+            operation_timeout: ms("ldap.operation_timeout_ms", l.operation_timeout_ms, 3_000)?,
+            keepalive_interval: ms("ldap.keepalive_interval_ms", l.keepalive_interval_ms, 30_000)?,
+        };
+
+        let u = raw.users;
+        let users = UsersConfig {
+            base: non_empty("users.base", &u.base)?,
+            scope: u.scope.unwrap_or(Scope::Subtree),
+            filter: template("users.filter", u.filter, DEFAULT_USER_FILTER, &["{subject}"])?,
+            uid_attribute: attribute("users.uid_attribute", u.uid_attribute, "uid")?,
+        };
+
+        let g = raw.groups;
+        let list = g.sources.unwrap_or_else(|| {
+            vec![
+                GroupSource::PosixGroup,
+                GroupSource::GroupOfNames,
+                GroupSource::GroupOfUniqueNames,
+                GroupSource::MemberOf,
+            ]
+        });
+        if list.is_empty() {
+            return Err(Error::config("groups.sources", "[]", "name at least one source"));
+        }
+        let mut sources = BTreeSet::new();
+        for (i, s) in list.iter().enumerate() {
+            if !sources.insert(*s) {
+                return Err(Error::config(format!("groups.sources[{i}]"), format!("{s:?}"), "listed twice"));
+            }
+        }
+        let max_groups = g.max_groups.unwrap_or(1_000);
+        if !(1..=100_000).contains(&max_groups) {
+            return Err(Error::config("groups.max_groups", max_groups, "must be between 1 and 100000"));
+        }
+        let groups = GroupsConfig {
+            base: non_empty("groups.base", &g.base)?,
+            scope: g.scope.unwrap_or(Scope::Subtree),
+            name_attribute: attribute("groups.name_attribute", g.name_attribute, "cn")?,
+            sources,
+            posix_group_filter: template(
+                "groups.posix_group_filter",
+                g.posix_group_filter,
+                DEFAULT_POSIX_GROUP_FILTER,
+                &["{uid}"],
+            )?,
+            group_of_names_filter: template(
+                "groups.group_of_names_filter",
+                g.group_of_names_filter,
+                DEFAULT_GROUP_OF_NAMES_FILTER,
+                &["{dn}"],
+            )?,
+            group_of_unique_names_filter: template(
+                "groups.group_of_unique_names_filter",
+                g.group_of_unique_names_filter,
+                DEFAULT_GROUP_OF_UNIQUE_NAMES_FILTER,
+                &["{dn}"],
+            )?,
+            member_of_attribute: attribute(
+                "groups.member_of_attribute",
+                g.member_of_attribute,
+                "memberOf",
+            )?,
+            max_groups,
+        };
+        if crate::dn::parse(&groups.base).is_err() {
+            return Err(Error::config("groups.base", &groups.base, "not a valid DN"));
+        }
+
+        Ok(Config {
+            listen,
+            token_file: raw.token_file,
+            request_timeout,
+            ldap,
+            users,
+            groups,
+        })
+    }
+}
+
+/// The two secrets. `Debug` never prints them.
+#[derive(Clone)]
+pub struct Secrets {
+    pub token: String,
+    pub bind_password: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets { token: <redacted>, bind_password: <redacted> }")
+    }
+}
+
+fn read_secret(what: &'static str, file: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(file).map_err(|source| Error::ReadFile {
+        what,
+        file: file.to_owned(),
+        source,
+    })?;
+    // One trailing newline (from `echo secret > file`) is not part of the secret.
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    Ok(text.to_owned())
+}
+
+impl Secrets {
+    /// Loads the secrets: a file given here (from a flag) wins over the config's file, which wins
+    /// over the environment variable.
+    pub fn load(
+        config: &Config,
+        token_file: Option<&Path>,
+        bind_password_file: Option<&Path>,
+    ) -> Result<Secrets, Error> {
+        let token = match token_file.or(config.token_file.as_deref()) {
+            Some(f) => read_secret("bearer token", f)?,
+            None => std::env::var(TOKEN_ENV).map_err(|_| {
+                Error::Secret(format!("no bearer token: set token_file in the config, --token-file, or {TOKEN_ENV}"))
+            })?,
+        };
+        let token = token.trim().to_owned();
+        if token.len() < MIN_TOKEN_LEN {
+            return Err(Error::Secret(format!(
+                "the bearer token is too short ({} bytes, need at least {MIN_TOKEN_LEN})",
+                token.len()
+            )));
+        }
+        let bind_password = match bind_password_file.or(config.ldap.bind_password_file.as_deref()) {
+            Some(f) => read_secret("bind password", f)?,
+            None => std::env::var(BIND_PASSWORD_ENV).map_err(|_| {
+                Error::Secret(format!(
+                    "no bind password: set ldap.bind_password_file, --bind-password-file, or {BIND_PASSWORD_ENV}"
+                ))
+            })?,
+        };
+        if bind_password.is_empty() {
+            // An empty password would make the service-account bind an unauthenticated bind.
+            return Err(Error::Secret("the bind password is empty".into()));
+        }
+        Ok(Secrets { token, bind_password })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"{"ldap":{"url":"ldap://127.0.0.1:3890","bind_dn":"cn=x"},
+        "users":{"base":"dc=example,dc=org"},"groups":{"base":"ou=groups,dc=example,dc=org"}}"#;
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_json(MIN).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.users.filter, DEFAULT_USER_FILTER);
+        assert_eq!(c.groups.sources.len(), 4);
+        assert_eq!(c.ldap.pool_size, 4);
+        assert!(!c.listen_is_public());
+    }
+
+    #[test]
+    fn unknown_field_is_an_error() {
+        let text = MIN.replace("\"bind_dn\"", "\"bind_dnn\":1,\"bind_dn\"");
+        let e = Config::from_json(&text).unwrap_err().to_string();
+        assert!(e.contains("bind_dnn"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_path_and_value() {
+        let text = MIN.replace("\"bind_dn\"", "\"pool_size\":0,\"bind_dn\"");
+        let e = Config::from_json(&text).unwrap_err().to_string();
+        assert!(e.contains("ldap.pool_size") && e.contains("value: 0"), "{e}");
+        let text = MIN.replace("\"base\":\"dc=example,dc=org\"", "\"base\":\"dc=example,dc=org\",\"filter\":\"(uid=x)\"");
+        let e = Config::from_json(&text).unwrap_err().to_string();
+        assert!(e.contains("users.filter") && e.contains("{subject}"), "{e}");
+        let text = MIN.replace("ldap://", "http://");
+        let e = Config::from_json(&text).unwrap_err().to_string();
+        assert!(e.contains("ldap.url"), "{e}");
+        let text = MIN.replace("\"bind_dn\"", "\"starttls\":true,\"url2\":1,\"bind_dn\"");
+        assert!(Config::from_json(&text).is_err());
+    }
+
+    #[test]
+    fn ldaps_with_starttls_rejected() {
+        let text = MIN.replace("ldap://", "ldaps://").replace("\"bind_dn\"", "\"starttls\":true,\"bind_dn\"");
+        let e = Config::from_json(&text).unwrap_err().to_string();
+        assert!(e.contains("ldap.starttls"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_source_rejected() {
+        let text = MIN.replace(
+            "\"base\":\"ou=groups",
+            "\"sources\":[\"member_of\",\"member_of\"],\"base\":\"ou=groups",
+        );
+        let e = Config::from_json(&text).unwrap_err().to_string();
+        assert!(e.contains("groups.sources[1]"), "{e}");
+    }
+}

@@ -1,0 +1,286 @@
+//! The HTTP API (the contract the filter codes against; see docs/BRIDGE.md): routes, the bearer
+//! token check (constant time), input limits, and one log line per request.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::{error, info, warn};
+
+use crate::directory::{Auth, Directory, Lookup};
+use crate::error::Error;
+
+/// Longest subject or username accepted, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 256;
+/// Longest password accepted, in bytes.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Request bodies larger than this are refused.
+const MAX_BODY: usize = 16 * 1024;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    directory: Arc<Directory>,
+    token_digest: [u8; 32],
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("directory", &self.directory)
+            .field("request_timeout", &self.request_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&Sha256::digest(bytes));
+    out
+}
+
+impl AppState {
+    pub fn new(directory: Arc<Directory>, token: &str) -> AppState {
+        let request_timeout = directory.config().request_timeout;
+        AppState {
+            directory,
+            token_digest: digest(token.as_bytes()),
+            request_timeout,
+        }
+    }
+
+    /// Compares the presented bearer token with ours in constant time (both are hashed first, so
+    /// neither the content nor the length leaks through timing).
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
+        let Some((scheme, token)) = value.split_once(' ') else {
+            return false;
+        };
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return false;
+        }
+        bool::from(digest(token.trim().as_bytes()).ct_eq(&self.token_digest))
+    }
+}
+
+/// What a request came to, for the request log.
+#[derive(Debug, Clone)]
+struct Outcome {
+    outcome: &'static str,
+    subject: Option<String>,
+}
+
+fn reply(status: StatusCode, body: Value, outcome: &'static str, subject: Option<&str>) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    r.extensions_mut().insert(Outcome {
+        outcome,
+        subject: subject.map(str::to_owned),
+    });
+    r
+}
+
+fn unauthorized() -> Response {
+    reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}), "unauthorized", None)
+}
+
+fn bad_request(detail: impl Into<String>) -> Response {
+    let detail = detail.into();
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "bad_request", "detail": detail}),
+        "bad_request",
+        None,
+    )
+}
+
+fn unavailable(e: &Error, subject: Option<&str>) -> Response {
+    error!(error = %e, subject, "directory unavailable");
+    reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "directory_unavailable"}),
+        "directory_unavailable",
+        subject,
+    )
+}
+
+fn check_name(what: &str, v: &str) -> Result<(), Response> {
+    if v.is_empty() {
+        return Err(bad_request(format!("{what} is empty")));
+    }
+    if v.len() > MAX_SUBJECT_LEN {
+        return Err(bad_request(format!("{what} is longer than {MAX_SUBJECT_LEN} bytes")));
+    }
+    Ok(())
+}
+
+/// Bounds a directory call by the request timeout, so a request never hangs.
+async fn bounded<T>(state: &AppState, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    tokio::time::timeout(state.request_timeout, f)
+        .await
+        .map_err(|_| Error::Unavailable(format!("request timed out after {:?}", state.request_timeout)))?
+}
+
+async fn groups(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let Ok(Query(query)) = query else {
+        return bad_request("malformed query string");
+    };
+    let Some(subject) = query.get("subject") else {
+        return bad_request("missing subject parameter");
+    };
+    if let Err(r) = check_name("subject", subject) {
+        return r;
+    }
+    match bounded(&state, state.directory.lookup(subject)).await {
+        Ok(Lookup::Found(groups)) => reply(
+            StatusCode::OK,
+            json!({"subject": subject, "found": true, "groups": groups}),
+            "found",
+            Some(subject),
+        ),
+        Ok(lookup) => reply(
+            StatusCode::OK,
+            json!({"subject": subject, "found": false, "groups": []}),
+            if lookup == Lookup::Ambiguous { "ambiguous" } else { "not_found" },
+            Some(subject),
+        ),
+        Err(e) => unavailable(&e, Some(subject)),
+    }
+}
+
+/// The body of `POST /v1/authenticate`. `Debug` hides the password.
+#[derive(Deserialize)]
+struct AuthRequest {
+    username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+async fn authenticate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<AuthRequest>, JsonRejection>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let body = match body {
+        Ok(Json(b)) => b,
+        // The rejection text describes the JSON shape, never the values.
+        Err(e) => return bad_request(format!("body: {}", e.body_text())),
+    };
+    if let Err(r) = check_name("username", &body.username) {
+        return r;
+    }
+    if body.password.len() > MAX_PASSWORD_LEN {
+        return bad_request(format!("password is longer than {MAX_PASSWORD_LEN} bytes"));
+    }
+    let subject = body.username.as_str();
+    match bounded(&state, state.directory.authenticate(subject, &body.password)).await {
+        Ok(Auth::Accepted(groups)) => reply(
+            StatusCode::OK,
+            json!({"subject": subject, "authenticated": true, "groups": groups}),
+            "authenticated",
+            Some(subject),
+        ),
+        Ok(Auth::Rejected(why)) => {
+            info!(subject, reason = ?why, "authentication refused");
+            reply(
+                StatusCode::OK,
+                json!({"subject": subject, "authenticated": false, "groups": []}),
+                "not_authenticated",
+                Some(subject),
+            )
+        }
+        Err(e) => unavailable(&e, Some(subject)),
+    }
+}
+
+async fn healthz() -> Response {
+    reply(StatusCode::OK, json!({"status": "ok"}), "ok", None)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match bounded(&state, state.directory.check_ready()).await {
+        Ok(()) => reply(StatusCode::OK, json!({"status": "ready"}), "ready", None),
+        Err(e) => {
+            warn!(error = %e, "not ready");
+            reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "not_ready", "error": "directory_unavailable"}),
+                "not_ready",
+                None,
+            )
+        }
+    }
+}
+
+async fn fallback() -> Response {
+    reply(StatusCode::NOT_FOUND, json!({"error": "not_found"}), "not_found", None)
+}
+
+/// One log line per request: method, path, status, outcome, subject, latency. Never the query
+/// string's other parameters, the body, or the authorization header.
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let (outcome, subject) = match response.extensions().get::<Outcome>() {
+        Some(o) => (o.outcome, o.subject.clone()),
+        None => ("rejected", None),
+    };
+    info!(
+        target: "autoid_ldap_bridge::access",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        outcome,
+        subject = subject.as_deref(),
+        latency_us,
+        "request"
+    );
+    response
+}
+
+/// The router with every route, the body limit and the request log.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/groups", get(groups))
+        .route("/v1/authenticate", post(authenticate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(fallback)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(access_log))
+}

@@ -1,0 +1,32 @@
+//! The autoid LDAP bridge: a small native HTTP service that answers the autoid proxy-wasm filter's
+//! directory questions (which groups is this subject in? does this password bind?) over LDAP.
+//!
+//! The filter cannot open sockets, so it calls this service through an Envoy cluster; the bridge
+//! keeps a small pool of multiplexed, service-account-bound `ldap3` connections (StartTLS or
+//! LDAPS verified against a configured CA), escapes every value it puts into a filter, and
+//! answers `503` quickly instead of hanging when the directory is down. The HTTP contract and the
+//! configuration file are documented in `docs/BRIDGE.md`.
+//!
+//! Build and test: `cargo test --release -p autoid-ldap-bridge` (the integration tests start a
+//! real slapd with `openldap/run_ldap.sh`; install it with `apt-get install -y slapd ldap-utils`).
+#![forbid(unsafe_code)]
+
+/// The JSON configuration file and the secrets (token, bind password).
+pub mod config;
+/// Parsing distinguished names (RFC 4514) to take a group's name from its DN.
+pub mod dn;
+/// The LDAP side: connection pool, TLS, group resolution, password checks.
+pub mod directory;
+/// The crate's error type.
+pub mod error;
+/// Building LDAP filters from templates and turning entries into group names.
+pub mod groups;
+/// The HTTP API: routes, bearer-token check, request log.
+pub mod http;
+/// rustls client configuration from a CA file.
+pub mod tls;
+
+pub use config::{Config, Secrets};
+pub use directory::Directory;
+pub use error::Error;
+pub use http::{AppState, router};

@@ -1,0 +1,287 @@
+//! Test harness: a real slapd started by `openldap/run_ldap.sh` in a temp state dir on free
+//! ports, and the bridge run in-process on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use autoid_ldap_bridge::{AppState, Config, Directory, router};
+use serde_json::{Value, json};
+
+pub const INSTALL: &str = "apt-get install -y slapd ldap-utils";
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+pub const BASE: &str = "dc=example,dc=org";
+pub const BRIDGE_DN: &str = "uid=ldap-bridge,ou=services,dc=example,dc=org";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn script() -> PathBuf {
+    repo_root().join("openldap/run_ldap.sh")
+}
+
+/// A running slapd; stopped when dropped (and, as a backstop, by run_ldap.sh's watcher when this
+/// test process exits, which covers the shared instance that is never dropped).
+pub struct Slapd {
+    state: tempfile::TempDir,
+    pub ldap_url: String,
+    pub ldaps_url: String,
+    pub ca_file: PathBuf,
+    pub bridge_password: String,
+}
+
+impl Slapd {
+    pub fn start() -> Slapd {
+        if !Path::new("/usr/sbin/slapd").exists() {
+            panic!("slapd is not installed; the LDAP integration tests need it. Install it with:\n    {INSTALL}\n(as root)");
+        }
+        let state = tempfile::Builder::new().prefix("autoid-ldap-").tempdir().unwrap();
+        let env = run(state.path(), "start", true);
+        let get = |k: &str| -> String {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("run_ldap.sh start did not print {k}:\n{env}"))
+                .to_owned()
+        };
+        Slapd {
+            ldap_url: get("LDAP_URL"),
+            ldaps_url: get("LDAPS_URL"),
+            ca_file: PathBuf::from(get("LDAP_CA_FILE")),
+            bridge_password: get("LDAP_BRIDGE_PASSWORD"),
+            state,
+        }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    pub fn stop(&self) {
+        run(self.state.path(), "stop", false);
+    }
+
+    /// Starts it again on the same ports with the same data.
+    pub fn restart(&self) {
+        run(self.state.path(), "start", true);
+    }
+
+    pub fn is_running(&self) -> bool {
+        Command::new(script())
+            .arg("status")
+            .env("LDAP_STATE_DIR", self.state.path())
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+
+    /// Number of simple binds slapd logged for `dn` so far (stats log level).
+    pub fn binds_logged(&self, dn: &str) -> usize {
+        let log = std::fs::read_to_string(self.state.path().join("slapd.log")).unwrap_or_default();
+        let needle = format!("BIND dn=\"{dn}\"");
+        log.lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// The password file the bridge reads.
+    pub fn bridge_password_file(&self) -> PathBuf {
+        self.state.path().join("bridge.password")
+    }
+}
+
+fn run(state: &Path, cmd: &str, with_ports: bool) -> String {
+    let mut c = Command::new(script());
+    c.arg(cmd)
+        .env("LDAP_STATE_DIR", state)
+        .env("LDAP_WATCH_PID", std::process::id().to_string())
+        .env_remove("LDAP_PORT")
+        .env_remove("LDAPS_PORT");
+    if with_ports && !state.join("ports").exists() {
+        c.env("LDAP_PORT", "auto").env("LDAPS_PORT", "auto");
+    }
+    let out = c.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        panic!(
+            "run_ldap.sh {cmd} failed ({}):\n{stdout}\n{stderr}\n(if slapd is missing: {INSTALL})",
+            out.status
+        );
+    }
+    stdout
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("stop")
+            .env("LDAP_STATE_DIR", self.state.path())
+            .output();
+    }
+}
+
+/// One slapd shared by the tests of a test binary (they only read the directory).
+pub fn shared() -> &'static Slapd {
+    static SLAPD: OnceLock<Slapd> = OnceLock::new();
+    SLAPD.get_or_init(Slapd::start)
+}
+
+/// A bridge configuration for `slapd`, plain LDAP, all group sources.
+pub fn config(slapd: &Slapd) -> Value {
+    json!({
+        "listen": "127.0.0.1:0",
+        "request_timeout_ms": 4000,
+        "ldap": {
+            "url": slapd.ldap_url,
+            "bind_dn": BRIDGE_DN,
+            "bind_password_file": slapd.bridge_password_file(),
+            "pool_size": 2,
+            "connect_timeout_ms": 1000,
+            "operation_timeout_ms": 2000
+        },
+        "users": {"base": BASE},
+        "groups": {"base": format!("ou=groups,{BASE}")}
+    })
+}
+
+/// The bridge, in-process, on its own runtime thread; shut down when dropped.
+pub struct Bridge {
+    pub addr: SocketAddr,
+    agent: ureq::Agent,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bridge {
+    pub fn start(config: Value) -> Bridge {
+        let config = Config::from_json(&config.to_string()).unwrap();
+        let password = std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let directory = Arc::new(Directory::new(Arc::new(config), password).unwrap());
+                let _keepalive = directory.spawn_keepalive();
+                let app = router(AppState::new(directory, TOKEN));
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(15)))
+            .build()
+            .into();
+        Bridge {
+            addr,
+            agent,
+            shutdown: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// GET with an optional `authorization` header value.
+    pub fn get_with(&self, path: &str, authorization: Option<&str>) -> (u16, Value) {
+        let mut req = self.agent.get(&self.url(path));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let mut resp = req.call().unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.get_with(path, Some(&format!("Bearer {TOKEN}")))
+    }
+
+    pub fn post_with(&self, path: &str, authorization: Option<&str>, body: &str) -> (u16, Value) {
+        let mut req = self.agent.post(&self.url(path)).header("content-type", "application/json");
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let mut resp = req.send(body).unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+
+    /// `GET /v1/groups?subject=...` with the right token.
+    pub fn groups(&self, subject: &str) -> (u16, Value) {
+        self.get(&format!("/v1/groups?subject={}", encode(subject)))
+    }
+
+    /// `POST /v1/authenticate` with the right token.
+    pub fn authenticate(&self, username: &str, password: &str) -> (u16, Value) {
+        let body = json!({"username": username, "password": password}).to_string();
+        self.post_with("/v1/authenticate", Some(&format!("Bearer {TOKEN}")), &body)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The groups array of a response as strings.
+pub fn groups_of(body: &Value) -> Vec<String> {
+    body["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no groups in {body}"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls `f` until it returns true or `deadline` passes.
+pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
