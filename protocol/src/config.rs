@@ -1,1 +1,627 @@
-//! The filter configuration (todo)
+//! The filter's configuration: a raw serde shape (`deny_unknown_fields`), then
+//! `TryFrom<RawConfig> for Config`, whose errors name the field path and the bad value.
+//!
+//! Every field, its default and an example: `docs/CONFIG.md`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::entropy::{Epoch, decode_secret};
+use crate::header::DEFAULT_HEADER;
+use crate::keys::GatewayKey;
+use crate::verify::{Keyring, Limits};
+use crate::{policy, valid_subject};
+
+/// A configuration error: where, and what is wrong with which value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The field path, `apis.payments.require.any_of[0]`.
+    pub path: String,
+    /// What is wrong, quoting the value unless it is a secret.
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// The raw JSON shape.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    proof_header: Option<String>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    epochs: Vec<RawEpoch>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    session_cache: RawSessionCache,
+    #[serde(default)]
+    cold_path: RawColdPath,
+    #[serde(default)]
+    replay: RawReplay,
+    #[serde(default)]
+    directory: Option<RawDirectory>,
+    #[serde(default)]
+    static_groups: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    apis: BTreeMap<String, RawApi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    kid: String,
+    private_key_pem: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEpoch {
+    #[serde(default)]
+    autoid_epoch: Option<u32>,
+    id: String,
+    secret: String,
+    #[serde(default)]
+    file_size: Option<u64>,
+    #[serde(default)]
+    interval_count: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_skew_secs: Option<u64>,
+    session_lifetime_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessionCache {
+    max_entries: Option<u32>,
+    local_max_entries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawColdPath {
+    unwraps_per_second: Option<u32>,
+    burst: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplay {
+    buckets: Option<u32>,
+    slots_per_bucket: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirectory {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    token: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    positive_ttl_secs: Option<u64>,
+    #[serde(default)]
+    negative_ttl_secs: Option<u64>,
+    #[serde(default)]
+    stale_if_error_secs: Option<u64>,
+    #[serde(default)]
+    max_entries: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    require: RawRequire,
+    #[serde(default)]
+    inject: BTreeMap<String, String>,
+    #[serde(default)]
+    identity: RawIdentity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequire {
+    #[serde(default)]
+    any_of: Vec<String>,
+    #[serde(default)]
+    all_of: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(default)]
+    subject_header: Option<String>,
+    #[serde(default)]
+    groups_header: Option<String>,
+}
+
+/// How many cold-path RSA unwraps a worker may start: a token bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdPath {
+    /// Tokens added per second.
+    pub unwraps_per_second: u32,
+    /// Bucket size.
+    pub burst: u32,
+}
+
+/// The session-key cache: a direct-mapped table in shared data, plus a small per-worker map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCacheConfig {
+    /// Shared-data slots (each one key): the cross-worker bound.
+    pub max_entries: u32,
+    /// Entries of each worker's local map before it is cleared.
+    pub local_max_entries: u32,
+}
+
+/// The replay cache: `buckets` shared-data keys of `slots_per_bucket` nonces each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayConfig {
+    /// Shared-data keys.
+    pub buckets: u32,
+    /// Nonces per key; a bucket full of live nonces fails closed.
+    pub slots_per_bucket: u32,
+}
+
+/// The LDAP bridge the filter asks for groups.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Directory {
+    /// The Envoy cluster of the bridge.
+    pub cluster: String,
+    /// The `:authority` of the callout.
+    pub authority: String,
+    /// The bridge's bearer token (a secret).
+    pub token: String,
+    /// Callout timeout.
+    pub timeout_ms: u64,
+    /// How long a found subject's groups are trusted.
+    pub positive_ttl_secs: u64,
+    /// How long "no such subject" is trusted.
+    pub negative_ttl_secs: u64,
+    /// How long past its TTL a decision may answer when the bridge fails.
+    pub stale_if_error_secs: u64,
+    /// Shared-data slots of the decision cache.
+    pub max_entries: u32,
+}
+
+impl core::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Directory")
+            .field("cluster", &self.cluster)
+            .field("authority", &self.authority)
+            .field("token", &"<redacted>")
+            .field("timeout_ms", &self.timeout_ms)
+            .field("positive_ttl_secs", &self.positive_ttl_secs)
+            .field("negative_ttl_secs", &self.negative_ttl_secs)
+            .field("stale_if_error_secs", &self.stale_if_error_secs)
+            .field("max_entries", &self.max_entries)
+            .finish()
+    }
+}
+
+/// Where a subject's groups come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Groups {
+    /// The LDAP bridge, through an HTTP callout.
+    Directory(Directory),
+    /// A fixed map in the configuration (tests, demos without a directory).
+    Static(BTreeMap<String, Vec<String>>),
+}
+
+/// Which groups an API requires.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Require {
+    /// At least one of these (when not empty).
+    pub any_of: Vec<String>,
+    /// Every one of these.
+    pub all_of: Vec<String>,
+}
+
+impl Require {
+    /// Whether `groups` satisfies the requirement.
+    pub fn allows(&self, groups: &[String]) -> bool {
+        let has = |g: &String| groups.iter().any(|x| x == g);
+        (self.any_of.is_empty() || self.any_of.iter().any(has)) && self.all_of.iter().all(has)
+    }
+}
+
+/// One API definition, keyed by its Envoy route name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Api {
+    /// Whether requests may pass at all; a disabled API denies every request with 403.
+    pub enabled: bool,
+    /// The groups required.
+    pub require: Require,
+    /// Headers injected upstream: lowercase name → value (secrets).
+    pub inject: Vec<(String, String)>,
+    /// Header carrying the subject upstream, if any.
+    pub subject_header: Option<String>,
+    /// Header carrying the subject's groups upstream (comma-separated), if any.
+    pub groups_header: Option<String>,
+}
+
+impl core::fmt::Debug for Api {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let names: Vec<&str> = self.inject.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Api")
+            .field("enabled", &self.enabled)
+            .field("require", &self.require)
+            .field("inject", &names)
+            .field("subject_header", &self.subject_header)
+            .field("groups_header", &self.groups_header)
+            .finish()
+    }
+}
+
+impl Api {
+    /// Every header the filter sets upstream for this API: client copies of these are removed.
+    pub fn managed_headers(&self) -> impl Iterator<Item = &str> {
+        self.inject
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(self.subject_header.as_deref())
+            .chain(self.groups_header.as_deref())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The proof header's name (lowercase).
+    pub proof_header: String,
+    /// Keys and epochs.
+    pub keyring: Keyring,
+    /// Skew and session lifetime.
+    pub limits: Limits,
+    /// Session-key cache sizes.
+    pub session_cache: SessionCacheConfig,
+    /// Cold-path rate limit.
+    pub cold_path: ColdPath,
+    /// Replay cache sizes.
+    pub replay: ReplayConfig,
+    /// Where groups come from.
+    pub groups: Groups,
+    /// API definitions by route name.
+    pub apis: BTreeMap<String, Api>,
+}
+
+impl Config {
+    /// Parses and validates JSON bytes (the filter's plugin configuration).
+    pub fn from_json(bytes: &[u8]) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| {
+            err(
+                format!("(json line {} column {})", e.line(), e.column()),
+                e.to_string(),
+            )
+        })?;
+        Config::try_from(raw)
+    }
+
+    /// Every header name the filter may inject on any API (removed from client requests on
+    /// every path, before any early return).
+    pub fn all_managed_headers(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .apis
+            .values()
+            .flat_map(|api| api.managed_headers().map(str::to_owned))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// A header name: lowercase RFC 9110 token characters, not a pseudo-header.
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// Headers the filter must never be told to set: hop-by-hop, routing and framing.
+const RESERVED_HEADERS: [&str; 8] = [
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+];
+
+fn header_name(path: &str, name: &str) -> Result<String, ConfigError> {
+    if !valid_header_name(name) {
+        return Err(err(
+            path,
+            format!("invalid header name {name:?} (lowercase token expected)"),
+        ));
+    }
+    if RESERVED_HEADERS.contains(&name) {
+        return Err(err(path, format!("header {name:?} is reserved")));
+    }
+    Ok(name.to_owned())
+}
+
+fn group_list(path: &str, groups: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for (i, g) in groups.iter().enumerate() {
+        if g.trim().is_empty() {
+            return Err(err(format!("{path}[{i}]"), "empty group name"));
+        }
+        if g.len() > 256 || g.chars().any(|c| c.is_control() || c == ',') {
+            return Err(err(
+                format!("{path}[{i}]"),
+                format!("invalid group name {g:?}"),
+            ));
+        }
+    }
+    Ok(groups)
+}
+
+fn positive(path: &str, value: Option<u32>, default: u32, max: u32) -> Result<u32, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v == 0 || v > max {
+        return Err(err(path, format!("{v} is out of range (1 to {max})")));
+    }
+    Ok(v)
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
+        let proof_header = header_name(
+            "proof_header",
+            raw.proof_header.as_deref().unwrap_or(DEFAULT_HEADER),
+        )?;
+
+        if raw.keys.is_empty() {
+            return Err(err("keys", "at least one key is required"));
+        }
+        let mut keys: Vec<GatewayKey> = Vec::with_capacity(raw.keys.len());
+        for (i, k) in raw.keys.iter().enumerate() {
+            if keys.iter().any(|have| have.kid() == k.kid) {
+                return Err(err(
+                    format!("keys[{i}].kid"),
+                    format!("duplicate key id {:?}", k.kid),
+                ));
+            }
+            let key = GatewayKey::from_pem(&k.kid, &k.private_key_pem)
+                .map_err(|e| err(format!("keys[{i}]"), e.to_string()))?;
+            keys.push(key);
+        }
+
+        if raw.epochs.is_empty() {
+            return Err(err("epochs", "at least one epoch is required"));
+        }
+        let mut epochs: Vec<Epoch> = Vec::with_capacity(raw.epochs.len());
+        for (i, e) in raw.epochs.iter().enumerate() {
+            if e.autoid_epoch.is_some_and(|v| v != 1) {
+                return Err(err(
+                    format!("epochs[{i}].autoid_epoch"),
+                    "unsupported version",
+                ));
+            }
+            if epochs.iter().any(|have| have.id() == e.id) {
+                return Err(err(
+                    format!("epochs[{i}].id"),
+                    format!("duplicate epoch id {:?}", e.id),
+                ));
+            }
+            let secret = decode_secret(&e.secret).map_err(|_| {
+                err(
+                    format!("epochs[{i}].secret"),
+                    "expected 32 bytes in base64url",
+                )
+            })?;
+            let epoch = Epoch::new(
+                &e.id,
+                secret,
+                e.file_size.unwrap_or(policy::DEFAULT_FILE_SIZE),
+                e.interval_count.unwrap_or(policy::DEFAULT_INTERVAL_COUNT),
+            )
+            .map_err(|e| err(format!("epochs[{i}]"), e.to_string()))?;
+            epochs.push(epoch);
+        }
+
+        let limits = Limits {
+            max_skew_secs: raw
+                .limits
+                .max_skew_secs
+                .unwrap_or(policy::DEFAULT_MAX_SKEW_SECS),
+            session_lifetime_secs: raw
+                .limits
+                .session_lifetime_secs
+                .unwrap_or(policy::DEFAULT_SESSION_LIFETIME_SECS),
+        };
+        if !(1..=600).contains(&limits.max_skew_secs) {
+            return Err(err(
+                "limits.max_skew_secs",
+                format!("{} is out of range (1 to 600)", limits.max_skew_secs),
+            ));
+        }
+        if !(60..=7 * 86400).contains(&limits.session_lifetime_secs) {
+            return Err(err(
+                "limits.session_lifetime_secs",
+                format!(
+                    "{} is out of range (60 to 604800)",
+                    limits.session_lifetime_secs
+                ),
+            ));
+        }
+
+        let session_cache = SessionCacheConfig {
+            max_entries: positive(
+                "session_cache.max_entries",
+                raw.session_cache.max_entries,
+                4096,
+                1 << 20,
+            )?,
+            local_max_entries: positive(
+                "session_cache.local_max_entries",
+                raw.session_cache.local_max_entries,
+                1024,
+                1 << 16,
+            )?,
+        };
+        let cold_path = ColdPath {
+            unwraps_per_second: positive(
+                "cold_path.unwraps_per_second",
+                raw.cold_path.unwraps_per_second,
+                50,
+                100_000,
+            )?,
+            burst: positive("cold_path.burst", raw.cold_path.burst, 100, 100_000)?,
+        };
+        let replay = ReplayConfig {
+            buckets: positive("replay.buckets", raw.replay.buckets, 65536, 1 << 22)?,
+            slots_per_bucket: positive(
+                "replay.slots_per_bucket",
+                raw.replay.slots_per_bucket,
+                8,
+                64,
+            )?,
+        };
+
+        let groups = match (raw.directory, raw.static_groups) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "static_groups",
+                    "use either directory or static_groups, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(err(
+                    "directory",
+                    "required (or static_groups, for tests and demos)",
+                ));
+            }
+            (None, Some(map)) => {
+                let mut out = BTreeMap::new();
+                for (subject, groups) in map {
+                    if !valid_subject(&subject) {
+                        return Err(err("static_groups", format!("invalid subject {subject:?}")));
+                    }
+                    let path = format!("static_groups.{subject}");
+                    out.insert(subject, group_list(&path, groups)?);
+                }
+                Groups::Static(out)
+            }
+            (Some(d), None) => {
+                if d.cluster.trim().is_empty() {
+                    return Err(err("directory.cluster", "empty cluster name"));
+                }
+                if d.token.len() < 16 {
+                    return Err(err("directory.token", "too short (at least 16 characters)"));
+                }
+                if d.token.chars().any(|c| c.is_control() || c == ' ') {
+                    return Err(err(
+                        "directory.token",
+                        "must not contain spaces or control characters",
+                    ));
+                }
+                let timeout_ms = d.timeout_ms.unwrap_or(1000);
+                if !(1..=60_000).contains(&timeout_ms) {
+                    return Err(err(
+                        "directory.timeout_ms",
+                        format!("{timeout_ms} is out of range (1 to 60000)"),
+                    ));
+                }
+                Groups::Directory(Directory {
+                    authority: d.authority.unwrap_or_else(|| d.cluster.clone()),
+                    cluster: d.cluster,
+                    token: d.token,
+                    timeout_ms,
+                    positive_ttl_secs: d.positive_ttl_secs.unwrap_or(60),
+                    negative_ttl_secs: d.negative_ttl_secs.unwrap_or(10),
+                    stale_if_error_secs: d.stale_if_error_secs.unwrap_or(0),
+                    max_entries: positive("directory.max_entries", d.max_entries, 16384, 1 << 22)?,
+                })
+            }
+        };
+
+        let mut apis = BTreeMap::new();
+        for (name, a) in raw.apis {
+            let at = format!("apis.{name}");
+            if name.is_empty() || name.len() > 256 {
+                return Err(err("apis", format!("invalid route name {name:?}")));
+            }
+            let require = Require {
+                any_of: group_list(&format!("{at}.require.any_of"), a.require.any_of)?,
+                all_of: group_list(&format!("{at}.require.all_of"), a.require.all_of)?,
+            };
+            let mut inject = Vec::with_capacity(a.inject.len());
+            for (header, value) in a.inject {
+                let path = format!("{at}.inject.{header}");
+                let header = header_name(&path, &header)?;
+                if header == proof_header {
+                    return Err(err(path, "the proof header cannot be injected"));
+                }
+                if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                    return Err(err(path, "value contains CR, LF or NUL"));
+                }
+                inject.push((header, value));
+            }
+            let subject_header = a
+                .identity
+                .subject_header
+                .map(|h| header_name(&format!("{at}.identity.subject_header"), &h))
+                .transpose()?;
+            let groups_header = a
+                .identity
+                .groups_header
+                .map(|h| header_name(&format!("{at}.identity.groups_header"), &h))
+                .transpose()?;
+            let api = Api {
+                enabled: a.enabled.unwrap_or(true),
+                require,
+                inject,
+                subject_header,
+                groups_header,
+            };
+            let mut seen: Vec<&str> = api.managed_headers().collect();
+            seen.sort_unstable();
+            if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+                return Err(err(at, format!("header {:?} is set twice", w[0])));
+            }
+            if seen.contains(&proof_header.as_str()) {
+                return Err(err(at, "the proof header cannot be an identity header"));
+            }
+            apis.insert(name, api);
+        }
+        if apis.is_empty() {
+            return Err(err("apis", "at least one API is required"));
+        }
+
+        Ok(Config {
+            proof_header,
+            keyring: Keyring::new(keys, epochs),
+            limits,
+            session_cache,
+            cold_path,
+            replay,
+            groups,
+            apis,
+        })
+    }
+}

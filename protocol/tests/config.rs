@@ -1,0 +1,195 @@
+//! The filter configuration: a full example parses; each kind of bad value is named by path.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use autoid_protocol::config::{Config, Groups};
+use serde_json::{Value, json};
+
+fn good() -> Value {
+    json!({
+        "keys": [{ "kid": common::KID, "private_key_pem": common::KEY_PEM }],
+        "epochs": [serde_json::from_str::<Value>(&common::epoch().to_json()).unwrap()],
+        "static_groups": { "alice": ["payments", "reports"], "bob": [] },
+        "apis": {
+            "payments": {
+                "require": { "any_of": ["payments"] },
+                "inject": { "authorization": "Bearer sk_live_123" },
+                "identity": { "subject_header": "x-autoid-subject", "groups_header": "x-autoid-groups" }
+            },
+            "reports": { "require": { "all_of": ["reports", "payments"] } }
+        }
+    })
+}
+
+fn error_of(v: Value) -> String {
+    Config::from_json(v.to_string().as_bytes())
+        .unwrap_err()
+        .to_string()
+}
+
+fn with(mut v: Value, pointer: &str, value: Value) -> Value {
+    *v.pointer_mut(pointer).unwrap() = value;
+    v
+}
+
+#[test]
+fn a_full_config_parses_with_defaults() {
+    let c = Config::from_json(good().to_string().as_bytes()).unwrap();
+    assert_eq!(c.proof_header, "x-autoid-proof");
+    assert_eq!(c.limits.max_skew_secs, 60);
+    assert!(matches!(c.groups, Groups::Static(_)));
+    assert_eq!(c.apis.len(), 2);
+    assert!(c.apis["payments"].enabled);
+    assert_eq!(
+        c.all_managed_headers(),
+        vec!["authorization", "x-autoid-groups", "x-autoid-subject"]
+    );
+    let dbg = format!("{c:?}");
+    assert!(
+        !dbg.contains("sk_live_123"),
+        "Debug must not print injected secrets"
+    );
+    assert!(!dbg.contains("PRIVATE KEY"), "Debug must not print keys");
+}
+
+#[test]
+fn requirements_combine_any_of_and_all_of() {
+    let c = Config::from_json(good().to_string().as_bytes()).unwrap();
+    let g = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(c.apis["payments"].require.allows(&g(&["payments"])));
+    assert!(!c.apis["payments"].require.allows(&g(&["reports"])));
+    assert!(!c.apis["payments"].require.allows(&[]));
+    assert!(
+        c.apis["reports"]
+            .require
+            .allows(&g(&["reports", "payments"]))
+    );
+    assert!(!c.apis["reports"].require.allows(&g(&["reports"])));
+}
+
+#[test]
+fn bad_values_are_named_by_path_and_value() {
+    let cases = [
+        (
+            with(good(), "/apis/payments/require/any_of", json!([""])),
+            "apis.payments.require.any_of[0]: empty group name",
+        ),
+        (
+            with(
+                good(),
+                "/apis/payments/inject",
+                json!({"Authorization": "x"}),
+            ),
+            "apis.payments.inject.Authorization: invalid header name \"Authorization\"",
+        ),
+        (
+            with(good(), "/apis/payments/inject", json!({"host": "x"})),
+            "apis.payments.inject.host: header \"host\" is reserved",
+        ),
+        (
+            with(
+                good(),
+                "/apis/payments/inject",
+                json!({"x-a": "a\r\nx-b: b"}),
+            ),
+            "apis.payments.inject.x-a: value contains CR, LF or NUL",
+        ),
+        (
+            with(
+                good(),
+                "/apis/payments/inject",
+                json!({"x-autoid-proof": "x"}),
+            ),
+            "apis.payments.inject.x-autoid-proof: the proof header cannot be injected",
+        ),
+        (
+            with(
+                good(),
+                "/apis/payments/identity/groups_header",
+                json!("x-autoid-subject"),
+            ),
+            "apis.payments: header \"x-autoid-subject\" is set twice",
+        ),
+        (
+            with(good(), "/keys/0/kid", json!("bad kid")),
+            "keys[0]: invalid key id: \"bad kid\"",
+        ),
+        (
+            with(good(), "/keys/0/private_key_pem", json!("nope")),
+            "keys[0]: key private key pem",
+        ),
+        (
+            with(good(), "/epochs/0/secret", json!("c2hvcnQ")),
+            "epochs[0].secret: expected 32 bytes in base64url",
+        ),
+        (
+            with(good(), "/epochs/0/interval_count", json!(8)),
+            "epochs[0]: invalid interval count (32 to 256): \"8\"",
+        ),
+        (
+            with(good(), "/apis", json!({})),
+            "apis: at least one API is required",
+        ),
+        (
+            with(good(), "/keys", json!([])),
+            "keys: at least one key is required",
+        ),
+        (
+            with(good(), "/static_groups/alice", json!(["ok", "a,b"])),
+            "static_groups.alice[1]: invalid group name \"a,b\"",
+        ),
+    ];
+    for (config, expected) in cases {
+        let e = error_of(config);
+        assert!(e.starts_with(expected), "got {e:?}, expected {expected:?}");
+    }
+}
+
+#[test]
+fn unknown_fields_and_json_errors_are_reported() {
+    let mut v = good();
+    v["apis"]["payments"]["requires"] = json!({});
+    let e = error_of(v);
+    assert!(e.contains("unknown field `requires`"), "{e}");
+    let e = Config::from_json(b"{\"keys\": [").unwrap_err().to_string();
+    assert!(e.starts_with("(json line 1 column"), "{e}");
+}
+
+#[test]
+fn limits_and_directory_are_checked() {
+    let mut v = good();
+    v["limits"] = json!({"max_skew_secs": 0});
+    let e = error_of(v);
+    assert_eq!(e, "limits.max_skew_secs: 0 is out of range (1 to 600)");
+    let mut v = good();
+    v["directory"] = json!({"cluster": "bridge", "token": "short"});
+    v.as_object_mut().unwrap().remove("static_groups");
+    assert_eq!(
+        error_of(v.clone()),
+        "directory.token: too short (at least 16 characters)"
+    );
+    v["directory"]["token"] = json!("0123456789abcdef-secret");
+    let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+    let Groups::Directory(d) = &c.groups else {
+        panic!("directory expected")
+    };
+    assert_eq!(d.authority, "bridge");
+    assert!(
+        !format!("{d:?}").contains("0123456789abcdef"),
+        "Debug must not print the token"
+    );
+    v["static_groups"] = json!({});
+    assert!(error_of(v).starts_with("static_groups: use either directory or static_groups"));
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let e = error_of(with(
+        good(),
+        "/epochs/0/secret",
+        json!("AAAAsecretsecretsecret"),
+    ));
+    assert!(!e.contains("AAAAsecret"), "{e}");
+}
