@@ -19,6 +19,7 @@
 #   LDAP_START_TIMEOUT  seconds to wait for slapd to answer (default 20)
 #   LDAP_DEBUG          slapd -d level                   (default stats)
 #   LDAP_WATCH_PID      stop the directory when this process exits (test harnesses)
+#   LDAP_WATCH_REMOVE=1 ...and then delete the state dir
 #   AUTOID_INSTALL=1    install slapd and ldap-utils with apt if missing (root only)
 #
 # Nothing here reads or writes /etc/ldap/slapd.d, /var/lib/ldap or the system's slapd service:
@@ -257,7 +258,9 @@ start_watcher() {
 	[ -n "${LDAP_WATCH_PID:-}" ] || return 0
 	LDAP_STATE_DIR=$STATE_DIR setsid bash -c '
 		while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
-		exec "$2" stop' run_ldap-watch "$LDAP_WATCH_PID" "$SELF" </dev/null >/dev/null 2>&1 &
+		"$2" stop
+		if [ "$3" = 1 ]; then rm -rf "$LDAP_STATE_DIR"; fi' run_ldap-watch \
+		"$LDAP_WATCH_PID" "$SELF" "${LDAP_WATCH_REMOVE:-0}" </dev/null >/dev/null 2>&1 &
 	echo $! >"$STATE_DIR/watch.pid"
 }
 

@@ -97,6 +97,7 @@ fn run(state: &Path, cmd: &str, with_ports: bool) -> String {
     c.arg(cmd)
         .env("LDAP_STATE_DIR", state)
         .env("LDAP_WATCH_PID", std::process::id().to_string())
+        .env("LDAP_WATCH_REMOVE", "1")
         .env_remove("LDAP_PORT")
         .env_remove("LDAPS_PORT");
     if with_ports && !state.join("ports").exists() {

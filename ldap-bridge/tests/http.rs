@@ -1,0 +1,110 @@
+//! The HTTP contract: tokens, input limits, health and readiness, and never hanging on a
+//! directory that does not answer.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Bridge, TOKEN, config, shared};
+use serde_json::json;
+
+#[test]
+fn token_is_required_and_checked() {
+    let b = Bridge::start(config(shared()));
+    let path = "/v1/groups?subject=alice";
+    for auth in [
+        None,
+        Some(String::new()),
+        Some("Bearer".to_string()),
+        Some("Bearer wrong-token-wrong-token".to_string()),
+        Some(format!("Bearer {TOKEN}x")),
+        Some(format!("Basic {TOKEN}")),
+        Some(TOKEN.to_string()),
+    ] {
+        let (status, body) = b.get_with(path, auth.as_deref());
+        assert_eq!((status, &body), (401, &json!({"error": "unauthorized"})), "{auth:?}");
+    }
+    let (status, _) = b.get_with(path, Some(&format!("bearer {TOKEN}")));
+    assert_eq!(status, 200);
+    // The token is checked before the input: a bad request without a token is a 401.
+    let (status, _) = b.get_with("/v1/groups?subject=", None);
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn subject_limits() {
+    let b = Bridge::start(config(shared()));
+    for path in ["/v1/groups?subject=", "/v1/groups", "/v1/groups?other=1"] {
+        let (status, body) = b.get(path);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"], "bad_request");
+        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    }
+    let long = "a".repeat(257);
+    let (status, _) = b.groups(&long);
+    assert_eq!(status, 400);
+    // 256 bytes is allowed (and unknown); multi-byte characters count as bytes.
+    let (status, body) = b.groups(&"a".repeat(256));
+    assert_eq!((status, body["found"].clone()), (200, json!(false)));
+    let (status, _) = b.groups(&"é".repeat(129));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn health_and_readiness_need_no_token() {
+    let b = Bridge::start(config(shared()));
+    assert_eq!(b.get_with("/healthz", None), (200, json!({"status": "ok"})));
+    let (status, body) = b.get_with("/readyz", None);
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = b.get_with("/nope", None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn wrong_service_password_is_not_ready() {
+    let slapd = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "not-the-password").unwrap();
+    let mut c = config(slapd);
+    c["ldap"]["bind_password_file"] = json!(pw);
+    let b = Bridge::start(c);
+    assert_eq!(b.get_with("/healthz", None).0, 200);
+    assert_eq!(b.get_with("/readyz", None).0, 503);
+    assert_eq!(b.groups("alice"), (503, json!({"error": "directory_unavailable"})));
+}
+
+#[test]
+fn silent_directory_gives_503_not_a_hang() {
+    // A TCP server that accepts and never answers: connect succeeds, the bind times out.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let mut c = config(shared());
+    c["ldap"]["url"] = json!(format!("ldap://127.0.0.1:{port}"));
+    c["ldap"]["operation_timeout_ms"] = json!(500);
+    c["request_timeout_ms"] = json!(1500);
+    let b = Bridge::start(c);
+    let started = Instant::now();
+    assert_eq!(b.groups("alice"), (503, json!({"error": "directory_unavailable"})));
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    let (status, _) = b.authenticate("alice", "alice-pass");
+    assert_eq!(status, 503);
+    assert_eq!(b.get_with("/readyz", None).0, 503);
+}
+
+#[test]
+fn nothing_listening_gives_503_quickly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = config(shared());
+    c["ldap"]["url"] = json!(format!("ldap://127.0.0.1:{port}"));
+    let b = Bridge::start(c);
+    let started = Instant::now();
+    assert_eq!(b.groups("alice"), (503, json!({"error": "directory_unavailable"})));
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
