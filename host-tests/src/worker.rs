@@ -18,6 +18,8 @@ pub(crate) const ROOT_ID: u32 = 1;
 const MAX_CALLOUTS_PER_CALL: usize = 1000;
 
 type StreamCallback = TypedFunc<(u32, u32, u32), u32>;
+/// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
+type CalloutCallback = TypedFunc<(u32, u32, u32, u32, u32), ()>;
 
 /// The guest's exported callbacks.
 struct Exports {
@@ -34,7 +36,7 @@ struct Exports {
     on_done: Option<TypedFunc<u32, u32>>,
     on_delete: Option<TypedFunc<u32, ()>>,
     on_tick: Option<TypedFunc<u32, ()>>,
-    on_http_call_response: Option<TypedFunc<(u32, u32, u32, u32, u32), ()>>,
+    on_http_call_response: Option<CalloutCallback>,
 }
 
 impl std::fmt::Debug for Exports {

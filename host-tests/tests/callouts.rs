@@ -1,5 +1,8 @@
 //! HTTP callouts: scripted, to a real local HTTP server, timing out, and to an unknown cluster.
 
+// Test helpers outside #[test] fns: failing loudly is the point.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

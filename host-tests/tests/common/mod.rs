@@ -1,5 +1,6 @@
 //! Shared test helpers: locate and compile the built `.wasm` modules once per test binary.
 #![allow(dead_code)]
+#![allow(clippy::expect_used, clippy::panic)] // test helpers: failing loudly is the point
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
