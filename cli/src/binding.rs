@@ -1,0 +1,140 @@
+//! From a URL and a method to what a proof binds: method, authority (exactly what an HTTP client
+//! puts in `Host`) and path with query.
+
+use anyhow::Result;
+use autoid_protocol::Request;
+use url::Url;
+
+use crate::usage;
+
+/// A request target, normalized once so the proof and the request on the wire agree.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// The URL to send to: normalized by the `url` crate, without a fragment.
+    pub(crate) url: Url,
+    /// The method, uppercased.
+    pub(crate) method: String,
+    /// `host` or `host:port` (only for an explicit non-default port); IPv6 in brackets.
+    pub(crate) authority: String,
+    /// The path, plus `?query` when the URL has one.
+    pub(crate) path: String,
+}
+
+impl Target {
+    /// Parses `url` (http or https only) and derives the bindings.
+    pub(crate) fn new(method: &str, url: &str) -> Result<Target> {
+        let method = method.to_ascii_uppercase();
+        if method.is_empty() || !method.bytes().all(is_token_byte) {
+            usage!("method {method:?}: not an HTTP method token");
+        }
+        let mut url = match Url::parse(url) {
+            Ok(url) => url,
+            Err(e) => usage!("URL {url:?}: {e}"),
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            usage!("URL {url}: only http and https URLs are supported");
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            usage!("URL: credentials in the URL are not supported (autoid proves identity)");
+        }
+        url.set_fragment(None);
+        let Some(host) = url.host_str() else {
+            usage!("URL {url}: no host");
+        };
+        // `Url::port` is `None` when the port is absent or the scheme's default: exactly when
+        // HTTP clients leave it out of `Host`. `host_str` keeps IPv6 brackets.
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let path = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        Ok(Target {
+            url,
+            method,
+            authority,
+            path,
+        })
+    }
+
+    /// The bindings as the protocol takes them.
+    pub(crate) fn request(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+        }
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(method: &str, url: &str) -> (String, String, String) {
+        let t = Target::new(method, url).unwrap();
+        (t.method, t.authority, t.path)
+    }
+
+    fn s(a: &str, b: &str, c: &str) -> (String, String, String) {
+        (a.to_owned(), b.to_owned(), c.to_owned())
+    }
+
+    #[test]
+    fn authority_has_port_only_when_explicit_and_non_default() {
+        assert_eq!(
+            bind("get", "https://API.example/v1"),
+            s("GET", "api.example", "/v1")
+        );
+        assert_eq!(
+            bind("GET", "https://api.example:443/v1"),
+            s("GET", "api.example", "/v1")
+        );
+        assert_eq!(
+            bind("GET", "http://api.example:80/"),
+            s("GET", "api.example", "/")
+        );
+        assert_eq!(
+            bind("GET", "http://api.example:443/"),
+            s("GET", "api.example:443", "/")
+        );
+        assert_eq!(
+            bind("GET", "https://api.example:8443"),
+            s("GET", "api.example:8443", "/")
+        );
+        assert_eq!(
+            bind("GET", "http://127.0.0.1:9/x"),
+            s("GET", "127.0.0.1:9", "/x")
+        );
+        assert_eq!(
+            bind("GET", "http://[::1]:8080/x"),
+            s("GET", "[::1]:8080", "/x")
+        );
+        assert_eq!(bind("GET", "https://[::1]/x"), s("GET", "[::1]", "/x"));
+    }
+
+    #[test]
+    fn path_keeps_query_drops_fragment() {
+        assert_eq!(
+            bind("post", "https://a.example/p/q?limit=10&x=%20#frag"),
+            s("POST", "a.example", "/p/q?limit=10&x=%20")
+        );
+        let t = Target::new("GET", "https://a.example/p#frag").unwrap();
+        assert_eq!(t.url.as_str(), "https://a.example/p");
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_bound() {
+        assert!(Target::new("GET", "ftp://a.example/").is_err());
+        assert!(Target::new("GET", "not a url").is_err());
+        assert!(Target::new("GET", "https://u:p@a.example/").is_err());
+        assert!(Target::new("GE T", "https://a.example/").is_err());
+    }
+}

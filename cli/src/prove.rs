@@ -1,0 +1,188 @@
+//! `autoid prove`, and the client side shared with `autoid request`: load the gateway's public
+//! key and the entropy file, open or reuse a session, make one proof per request.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use autoid_protocol::client::Session;
+use autoid_protocol::entropy::EntropyFile;
+use autoid_protocol::keys::PublicKey;
+use autoid_protocol::policy::DEFAULT_SESSION_LIFETIME_SECS;
+use clap::Args;
+use rsa::rand_core::UnwrapErr;
+
+use crate::Outcome;
+use crate::binding::Target;
+use crate::epoch::{check_subject, load_entropy};
+use crate::files::{self, SECRET_MODE};
+use crate::keys::load_public;
+
+/// A stored session is replaced this long before the gateway would call it expired, so clock
+/// skew (60 s by default) and slow requests never push a proof past the session's lifetime.
+pub(crate) const SESSION_RENEW_MARGIN_SECS: u64 = 300;
+
+/// What every client command needs: who proves, with which file, to which gateway key.
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// The gateway's public key, <kid>.pub.pem (SPKI PEM)
+    #[arg(long, value_name = "PEM")]
+    public_key: PathBuf,
+    /// The gateway's key id [default: the public key's file name without .pub.pem]
+    #[arg(long, value_name = "ID")]
+    kid: Option<String>,
+    /// Your entropy file (from `autoid entropy issue`)
+    #[arg(long, value_name = "FILE")]
+    entropy: PathBuf,
+    /// Your subject: must be the subject the entropy file was issued to
+    #[arg(long, value_name = "SUB")]
+    subject: String,
+    /// Keep the session in FILE (mode 0600) and reuse it across invocations while it is younger
+    /// than --session-lifetime minus 5 minutes, so the gateway pays one RSA unwrap per session
+    /// instead of one per call
+    #[arg(long, value_name = "FILE")]
+    session: Option<PathBuf>,
+    /// The gateway's session lifetime in seconds (when a stored session is replaced)
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SESSION_LIFETIME_SECS)]
+    session_lifetime: u64,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    autoid prove --public-key gw-1.pub.pem --entropy alice.entropy --subject alice \\\n    \
+    --url https://api.example/v1/payments\n  \
+    curl -H \"x-autoid-proof: $(autoid prove --public-key gw-1.pub.pem --entropy alice.entropy \\\n    \
+    --subject alice --session ~/.autoid-session --url https://api.example/v1/payments)\" \\\n    \
+    https://api.example/v1/payments\n\n\
+    Prints exactly one line: the header value. A proof is good for one request (the gateway \
+    rejects replays), for the method and URL given (method, host[:port] and path?query are \
+    bound), and for about a minute (the gateway's clock-skew window). Without --session every \
+    call opens a new session, which costs the gateway an RSA decryption; with --session the \
+    session is reused. For many requests, `autoid request --repeat` is simpler.")]
+pub(crate) struct ProveArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// The request's method (uppercased)
+    #[arg(long, short = 'X', value_name = "M", default_value = "GET")]
+    method: String,
+    /// The request's URL: the proof binds its host[:port] and path?query
+    #[arg(long, value_name = "URL")]
+    url: String,
+    /// Also bind the SHA-256 of this request body (`-` reads stdin); send exactly these bytes
+    #[arg(long, value_name = "F")]
+    body_file: Option<PathBuf>,
+}
+
+/// A client ready to prove: the key, the file, one session and the OS CSPRNG.
+pub(crate) struct Prover {
+    file: EntropyFile,
+    session: Session,
+    rng: UnwrapErr<getrandom::SysRng>,
+}
+
+impl std::fmt::Debug for Prover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prover")
+            .field("file", &self.file)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prover {
+    /// Loads the key and the entropy file, checks the subject, and opens or reuses the session.
+    pub(crate) fn new(args: &ClientArgs) -> Result<Prover> {
+        check_subject(&args.subject)?;
+        let key = load_public(&args.public_key, args.kid.as_deref())?;
+        let file = load_entropy(&args.entropy, &args.subject)?;
+        let mut rng = crate::os_rng()?;
+        let now = crate::now_unix()?;
+        let session = match &args.session {
+            Some(path) => stored_session(path, &key, now, args.session_lifetime, &mut rng)?,
+            None => Session::open(&key, now, &mut rng).context("opening a session")?,
+        };
+        Ok(Prover { file, session, rng })
+    }
+
+    /// A fresh proof (new nonce, current time) for one request.
+    pub(crate) fn prove(&mut self, target: &Target, body: Option<&[u8]>) -> Result<String> {
+        let now = crate::now_unix()?;
+        self.session
+            .prove(&self.file, &target.request(), now, body, &mut self.rng)
+            .context("making the proof")
+    }
+}
+
+/// Reuses the session stored at `path` if it is for this key id and young enough, else opens a
+/// new one and stores it (atomically, mode 0600).
+fn stored_session(
+    path: &Path,
+    key: &PublicKey,
+    now: u64,
+    lifetime: u64,
+    rng: &mut UnwrapErr<getrandom::SysRng>,
+) -> Result<Session> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match Session::from_json(&text) {
+            Ok(session) if reusable(&session, key.kid(), now, lifetime) => return Ok(session),
+            Ok(_) => {}
+            Err(e) => eprintln!(
+                "autoid: warning: {}: not a session file ({e}); replacing it",
+                path.display()
+            ),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("{}: cannot read the session file", path.display()));
+        }
+    }
+    let session = Session::open(key, now, rng).context("opening a session")?;
+    files::write_file(path, session.to_json().as_bytes(), SECRET_MODE, true)?;
+    Ok(session)
+}
+
+/// A session is reused for the same key id, while `now` is within
+/// `[issued_at, issued_at + lifetime - margin)`.
+fn reusable(session: &Session, kid: &str, now: u64, lifetime: u64) -> bool {
+    let max_age = lifetime.saturating_sub(SESSION_RENEW_MARGIN_SECS);
+    session.kid() == kid && session.issued_at() <= now && now - session.issued_at() < max_age
+}
+
+/// Reads a body file, `-` meaning stdin.
+pub(crate) fn read_body(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).context("reading stdin")?;
+        Ok(body)
+    } else {
+        files::read_bytes(path, "the body")
+    }
+}
+
+pub(crate) fn run(args: &ProveArgs) -> Result<Outcome> {
+    let target = Target::new(&args.method, &args.url)?;
+    let body = args.body_file.as_deref().map(read_body).transpose()?;
+    let mut prover = Prover::new(&args.client)?;
+    println!("{}", prover.prove(&target, body.as_deref())?);
+    Ok(Outcome::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_reuse_window() {
+        let mut rng = crate::os_rng().unwrap();
+        let pem = include_str!("../../protocol/tests/vectors/gateway-2048.pem");
+        let key = autoid_protocol::keys::GatewayKey::from_pem("gw-1", pem)
+            .unwrap()
+            .public();
+        let s = Session::open(&key, 1_000_000, &mut rng).unwrap();
+        assert!(reusable(&s, "gw-1", 1_000_000, 3600));
+        assert!(reusable(&s, "gw-1", 1_000_000 + 3299, 3600));
+        assert!(!reusable(&s, "gw-1", 1_000_000 + 3300, 3600));
+        assert!(!reusable(&s, "gw-1", 999_999, 3600));
+        assert!(!reusable(&s, "gw-2", 1_000_000, 3600));
+    }
+}
