@@ -226,7 +226,11 @@ impl Config {
 fn ms(path: &str, v: Option<u64>, default: u64) -> Result<Duration, Error> {
     let v = v.unwrap_or(default);
     if v == 0 || v > 600_000 {
-        return Err(Error::config(path, v, "must be between 1 and 600000 milliseconds"));
+        return Err(Error::config(
+            path,
+            v,
+            "must be between 1 and 600000 milliseconds",
+        ));
     }
     Ok(Duration::from_millis(v))
 }
@@ -245,25 +249,43 @@ fn attribute(path: &str, v: Option<String>, default: &str) -> Result<String, Err
     let name_ok = v.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     let oid_ok = !v.is_empty()
-        && v.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+        && v.split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
     if !(name_ok || oid_ok) {
-        return Err(Error::config(path, format!("{v:?}"), "not an LDAP attribute name"));
+        return Err(Error::config(
+            path,
+            format!("{v:?}"),
+            "not an LDAP attribute name",
+        ));
     }
     Ok(v)
 }
 
 /// A filter template must contain each placeholder and parse as a filter once filled in.
-fn template(path: &str, v: Option<String>, default: &str, placeholders: &[&str]) -> Result<String, Error> {
+fn template(
+    path: &str,
+    v: Option<String>,
+    default: &str,
+    placeholders: &[&str],
+) -> Result<String, Error> {
     let v = v.unwrap_or_else(|| default.to_owned());
     for p in placeholders {
         if !v.contains(p) {
-            return Err(Error::config(path, format!("{v:?}"), format!("must contain {p}")));
+            return Err(Error::config(
+                path,
+                format!("{v:?}"),
+                format!("must contain {p}"),
+            ));
         }
     }
     let sample: Vec<(&str, &str)> = placeholders.iter().map(|p| (*p, "x")).collect();
     let filled = crate::groups::render(&v, &sample);
     if !filled.starts_with('(') || ldap3::parse_filter(&filled).is_err() {
-        return Err(Error::config(path, format!("{v:?}"), "not a valid LDAP filter"));
+        return Err(Error::config(
+            path,
+            format!("{v:?}"),
+            "not a valid LDAP filter",
+        ));
     }
     Ok(v)
 }
@@ -275,11 +297,19 @@ fn parse_url(url: &str) -> Result<(bool, String), Error> {
     } else if let Some(r) = url.strip_prefix("ldap://") {
         (false, r)
     } else {
-        return Err(Error::config("ldap.url", url, "must start with ldap:// or ldaps://"));
+        return Err(Error::config(
+            "ldap.url",
+            url,
+            "must start with ldap:// or ldaps://",
+        ));
     };
     let hostport = rest.trim_end_matches('/');
     if hostport.is_empty() || hostport.contains('/') || hostport.contains('?') {
-        return Err(Error::config("ldap.url", url, "expected ldap[s]://host[:port] with no path"));
+        return Err(Error::config(
+            "ldap.url",
+            url,
+            "expected ldap[s]://host[:port] with no path",
+        ));
     }
     let host = if let Some(v6) = hostport.strip_prefix('[') {
         v6.split(']').next().unwrap_or_default().to_owned()
@@ -320,7 +350,11 @@ impl TryFrom<RawConfig> for Config {
         }
         let pool_size = l.pool_size.unwrap_or(4);
         if !(1..=64).contains(&pool_size) {
-            return Err(Error::config("ldap.pool_size", pool_size, "must be between 1 and 64"));
+            return Err(Error::config(
+                "ldap.pool_size",
+                pool_size,
+                "must be between 1 and 64",
+            ));
         }
         let ldap = LdapConfig {
             url: l.url.trim().to_owned(),
@@ -334,14 +368,23 @@ impl TryFrom<RawConfig> for Config {
             pool_size,
             connect_timeout: ms("ldap.connect_timeout_ms", l.connect_timeout_ms, 2_000)?,
             operation_timeout: ms("ldap.operation_timeout_ms", l.operation_timeout_ms, 3_000)?,
-            keepalive_interval: ms("ldap.keepalive_interval_ms", l.keepalive_interval_ms, 30_000)?,
+            keepalive_interval: ms(
+                "ldap.keepalive_interval_ms",
+                l.keepalive_interval_ms,
+                30_000,
+            )?,
         };
 
         let u = raw.users;
         let users = UsersConfig {
             base: non_empty("users.base", &u.base)?,
             scope: u.scope.unwrap_or(Scope::Subtree),
-            filter: template("users.filter", u.filter, DEFAULT_USER_FILTER, &["{subject}"])?,
+            filter: template(
+                "users.filter",
+                u.filter,
+                DEFAULT_USER_FILTER,
+                &["{subject}"],
+            )?,
             uid_attribute: attribute("users.uid_attribute", u.uid_attribute, "uid")?,
         };
 
@@ -355,17 +398,29 @@ impl TryFrom<RawConfig> for Config {
             ]
         });
         if list.is_empty() {
-            return Err(Error::config("groups.sources", "[]", "name at least one source"));
+            return Err(Error::config(
+                "groups.sources",
+                "[]",
+                "name at least one source",
+            ));
         }
         let mut sources = BTreeSet::new();
         for (i, s) in list.iter().enumerate() {
             if !sources.insert(*s) {
-                return Err(Error::config(format!("groups.sources[{i}]"), format!("{s:?}"), "listed twice"));
+                return Err(Error::config(
+                    format!("groups.sources[{i}]"),
+                    format!("{s:?}"),
+                    "listed twice",
+                ));
             }
         }
         let max_groups = g.max_groups.unwrap_or(1_000);
         if !(1..=100_000).contains(&max_groups) {
-            return Err(Error::config("groups.max_groups", max_groups, "must be between 1 and 100000"));
+            return Err(Error::config(
+                "groups.max_groups",
+                max_groups,
+                "must be between 1 and 100000",
+            ));
         }
         let groups = GroupsConfig {
             base: non_empty("groups.base", &g.base)?,
@@ -448,7 +503,9 @@ impl Secrets {
         let token = match token_file.or(config.token_file.as_deref()) {
             Some(f) => read_secret("bearer token", f)?,
             None => std::env::var(TOKEN_ENV).map_err(|_| {
-                Error::Secret(format!("no bearer token: set token_file in the config, --token-file, or {TOKEN_ENV}"))
+                Error::Secret(format!(
+                    "no bearer token: set token_file in the config, --token-file, or {TOKEN_ENV}"
+                ))
             })?,
         };
         let token = token.trim().to_owned();
@@ -470,7 +527,10 @@ impl Secrets {
             // An empty password would make the service-account bind an unauthenticated bind.
             return Err(Error::Secret("the bind password is empty".into()));
         }
-        Ok(Secrets { token, bind_password })
+        Ok(Secrets {
+            token,
+            bind_password,
+        })
     }
 }
 
@@ -502,8 +562,14 @@ mod tests {
     fn errors_name_path_and_value() {
         let text = MIN.replace("\"bind_dn\"", "\"pool_size\":0,\"bind_dn\"");
         let e = Config::from_json(&text).unwrap_err().to_string();
-        assert!(e.contains("ldap.pool_size") && e.contains("value: 0"), "{e}");
-        let text = MIN.replace("\"base\":\"dc=example,dc=org\"", "\"base\":\"dc=example,dc=org\",\"filter\":\"(uid=x)\"");
+        assert!(
+            e.contains("ldap.pool_size") && e.contains("value: 0"),
+            "{e}"
+        );
+        let text = MIN.replace(
+            "\"base\":\"dc=example,dc=org\"",
+            "\"base\":\"dc=example,dc=org\",\"filter\":\"(uid=x)\"",
+        );
         let e = Config::from_json(&text).unwrap_err().to_string();
         assert!(e.contains("users.filter") && e.contains("{subject}"), "{e}");
         let text = MIN.replace("ldap://", "http://");
@@ -515,7 +581,9 @@ mod tests {
 
     #[test]
     fn ldaps_with_starttls_rejected() {
-        let text = MIN.replace("ldap://", "ldaps://").replace("\"bind_dn\"", "\"starttls\":true,\"bind_dn\"");
+        let text = MIN
+            .replace("ldap://", "ldaps://")
+            .replace("\"bind_dn\"", "\"starttls\":true,\"bind_dn\"");
         let e = Config::from_json(&text).unwrap_err().to_string();
         assert!(e.contains("ldap.starttls"), "{e}");
     }

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ldap3::exop::WhoAmI;
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, SearchEntry, SearchOptions, SearchResult};
+use ldap3::{
+    Ldap, LdapConnAsync, LdapConnSettings, LdapError, SearchEntry, SearchOptions, SearchResult,
+};
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{debug, info, warn};
 
@@ -108,7 +110,10 @@ fn entries(op: &str, raw: Vec<ldap3::ResultEntry>) -> Vec<SearchEntry> {
     let mut out = Vec::with_capacity(raw.len());
     for re in raw {
         if re.is_ref() {
-            warn!(op, "ignoring a search continuation reference (referrals are not followed)");
+            warn!(
+                op,
+                "ignoring a search continuation reference (referrals are not followed)"
+            );
         } else {
             out.push(SearchEntry::construct(re));
         }
@@ -166,9 +171,9 @@ impl Directory {
         };
         // set_conn_timeout bounds the TCP connect; this bounds the TLS handshake as well.
         let limit = self.config.ldap.connect_timeout + self.op_timeout();
-        tokio::time::timeout(limit, connect)
-            .await
-            .map_err(|_| Error::Unavailable(format!("connect to {url}: timed out after {limit:?}")))?
+        tokio::time::timeout(limit, connect).await.map_err(|_| {
+            Error::Unavailable(format!("connect to {url}: timed out after {limit:?}"))
+        })?
     }
 
     async fn connect_service(&self) -> Result<Ldap, Error> {
@@ -179,10 +184,9 @@ impl Directory {
             .simple_bind(dn, &self.bind_password)
             .await
             .map_err(|e| Error::Unavailable(format!("service-account bind: {e}")))?;
-        result.success().map_err(|source| Error::Ldap {
-            op: "service-account bind",
-            source,
-        })?;
+        result
+            .success()
+            .map_err(|source| Error::ldap("service-account bind", source))?;
         info!(url = %self.config.ldap.url, bind_dn = %dn, "connected to the directory");
         Ok(ldap)
     }
@@ -249,7 +253,7 @@ impl Directory {
                 Ok(r) if !matches!(r.1.rc, 51 | 52) => return Ok(r),
                 Ok(r) => format!("result code {}", r.1.rc),
                 Err(e) if is_connection_error(&e) => e.to_string(),
-                Err(source) => return Err(Error::Ldap { op, source }),
+                Err(source) => return Err(Error::ldap(op, source)),
             };
             self.discard(lease.slot, lease.id).await;
             if lease.fresh || attempt >= 2 {
@@ -265,17 +269,21 @@ impl Directory {
         let filter = groups::user_filter(&c.users, subject);
         let attrs = groups::user_attributes(&c.users, &c.groups);
         let SearchResult(raw, result) = self
-            .search("user search", &c.users.base, c.users.scope.into(), &filter, &attrs, 2)
+            .search(
+                "user search",
+                &c.users.base,
+                c.users.scope.into(),
+                &filter,
+                &attrs,
+                2,
+            )
             .await?;
         let found = entries("user search", raw);
         match result.rc {
             0 => {}
             4 => {} // size limit exceeded: more than one match
             _ => {
-                return Err(Error::Ldap {
-                    op: "user search",
-                    source: LdapError::LdapResult { result },
-                });
+                return Err(Error::ldap("user search", LdapError::LdapResult { result }));
             }
         }
         if found.len() > 1 || result.rc == 4 {
@@ -305,23 +313,35 @@ impl Directory {
         if let Some(filter) = groups::group_filter(g, user) {
             let limit = i32::try_from(g.max_groups).unwrap_or(i32::MAX);
             let SearchResult(raw, result) = self
-                .search("group search", &g.base, g.scope.into(), &filter, &[g.name_attribute.as_str()], limit)
+                .search(
+                    "group search",
+                    &g.base,
+                    g.scope.into(),
+                    &filter,
+                    &[g.name_attribute.as_str()],
+                    limit,
+                )
                 .await?;
             if result.rc != 0 {
                 if result.rc == 4 {
                     warn!(user = %user.dn, max_groups = g.max_groups, "more groups than groups.max_groups");
                 }
-                return Err(Error::Ldap {
-                    op: "group search",
-                    source: LdapError::LdapResult { result },
-                });
+                return Err(Error::ldap(
+                    "group search",
+                    LdapError::LdapResult { result },
+                ));
             }
             for e in entries("group search", raw) {
-                names.extend(groups::names_of_entry(&e.dn, &values(&e, &g.name_attribute), &g.name_attribute));
+                names.extend(groups::names_of_entry(
+                    &e.dn,
+                    &values(&e, &g.name_attribute),
+                    &g.name_attribute,
+                ));
             }
         }
         if g.sources.contains(&GroupSource::MemberOf) {
-            let (found, skipped) = groups::names_from_member_of(&user.member_of, &g.name_attribute, &g.base);
+            let (found, skipped) =
+                groups::names_from_member_of(&user.member_of, &g.name_attribute, &g.base);
             if !skipped.is_empty() {
                 debug!(user = %user.dn, ?skipped, "memberOf values outside groups.base or without a name");
             }
@@ -379,7 +399,11 @@ impl Directory {
                 Some(l) if !l.clone().is_closed() => (l, false),
                 _ => (self.connect().await?, true),
             };
-            match ldap.with_timeout(self.op_timeout()).simple_bind(dn, password).await {
+            match ldap
+                .with_timeout(self.op_timeout())
+                .simple_bind(dn, password)
+                .await
+            {
                 Ok(result) => {
                     let rc = result.rc;
                     if matches!(rc, 51 | 52) {
@@ -408,12 +432,19 @@ impl Directory {
     pub async fn check_ready(&self) -> Result<(), Error> {
         let base = &self.config.users.base;
         let SearchResult(_, result) = self
-            .search("readiness search", base, ldap3::Scope::Base, "(objectClass=*)", &["1.1"], 1)
+            .search(
+                "readiness search",
+                base,
+                ldap3::Scope::Base,
+                "(objectClass=*)",
+                &["1.1"],
+                1,
+            )
             .await?;
-        result.success().map(|_| ()).map_err(|source| Error::Ldap {
-            op: "readiness search",
-            source,
-        })
+        result
+            .success()
+            .map(|_| ())
+            .map_err(|source| Error::ldap("readiness search", source))
     }
 
     /// Pings every pooled connection every `keepalive_interval` (WhoAmI) and drops dead ones, so
@@ -436,7 +467,9 @@ impl Directory {
                 let guard = self.slots[slot].lock().await;
                 guard.as_ref().map(|c| (c.id, c.ldap.clone()))
             };
-            let Some((id, mut ldap)) = current else { continue };
+            let Some((id, mut ldap)) = current else {
+                continue;
+            };
             if let Err(e) = ldap.with_timeout(self.op_timeout()).extended(WhoAmI).await {
                 debug!(slot, error = %e, "keepalive failed, dropping the connection");
                 self.discard(slot, id).await;

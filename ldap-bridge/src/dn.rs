@@ -58,7 +58,11 @@ pub fn parse(s: &str) -> Result<Dn, DnError> {
             return Err(DnError("attribute type without '='"));
         }
         let attr = s[start..i].trim();
-        if attr.is_empty() || !attr.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+        if attr.is_empty()
+            || !attr
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+        {
             return Err(DnError("bad attribute type"));
         }
         i += 1; // '='
@@ -98,7 +102,11 @@ pub fn parse(s: &str) -> Result<Dn, DnError> {
                 if c == b'"' {
                     return Err(DnError("unescaped quote"));
                 }
-                trailing_unescaped_spaces = if c == b' ' { trailing_unescaped_spaces + 1 } else { 0 };
+                trailing_unescaped_spaces = if c == b' ' {
+                    trailing_unescaped_spaces + 1
+                } else {
+                    0
+                };
                 value.push(c);
                 i += 1;
             }
@@ -145,9 +153,10 @@ impl Dn {
             return false;
         }
         let offset = self.0.len() - base.0.len();
-        self.0[offset..].iter().zip(&base.0).all(|(x, y)| {
-            x.len() == y.len() && x.iter().all(|a| y.iter().any(|b| ava_eq(a, b)))
-        })
+        self.0[offset..]
+            .iter()
+            .zip(&base.0)
+            .all(|(x, y)| x.len() == y.len() && x.iter().all(|a| y.iter().any(|b| ava_eq(a, b))))
     }
 }
 
@@ -185,8 +194,16 @@ mod tests {
     #[test]
     fn within() {
         let base = parse("ou=Groups, dc=Example,dc=org").unwrap();
-        assert!(parse("cn=a,ou=groups,dc=example,dc=org").unwrap().is_within(&base));
-        assert!(!parse("cn=a,ou=legacy,dc=example,dc=org").unwrap().is_within(&base));
+        assert!(
+            parse("cn=a,ou=groups,dc=example,dc=org")
+                .unwrap()
+                .is_within(&base)
+        );
+        assert!(
+            !parse("cn=a,ou=legacy,dc=example,dc=org")
+                .unwrap()
+                .is_within(&base)
+        );
         assert!(!parse("dc=org").unwrap().is_within(&base));
     }
 

@@ -38,12 +38,23 @@ pub enum Error {
     #[error("directory error during {op}: {source}")]
     Ldap {
         op: &'static str,
-        source: ldap3::LdapError,
+        source: Box<ldap3::LdapError>,
     },
 }
 
 impl Error {
-    pub(crate) fn config(path: impl Into<String>, value: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+    pub(crate) fn ldap(op: &'static str, source: ldap3::LdapError) -> Self {
+        Error::Ldap {
+            op,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn config(
+        path: impl Into<String>,
+        value: impl std::fmt::Display,
+        reason: impl Into<String>,
+    ) -> Self {
         Error::Config {
             path: path.into(),
             value: value.to_string(),

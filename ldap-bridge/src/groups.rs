@@ -32,7 +32,10 @@ pub fn render(template: &str, values: &[(&str, &str)]) -> String {
 
 /// The filter that finds the user entry for `subject`.
 pub fn user_filter(users: &UsersConfig, subject: &str) -> String {
-    render(&users.filter, &[("{subject}", &ldap3::ldap_escape(subject))])
+    render(
+        &users.filter,
+        &[("{subject}", &ldap3::ldap_escape(subject))],
+    )
 }
 
 /// The attributes to read from the user entry.
@@ -71,11 +74,16 @@ pub fn group_filter(groups: &GroupsConfig, user: &User) -> Option<String> {
     let mut parts = Vec::new();
     for source in &groups.sources {
         match source {
-            GroupSource::PosixGroup => parts.push(render(&groups.posix_group_filter, &[("{uid}", &uid)])),
-            GroupSource::GroupOfNames => parts.push(render(&groups.group_of_names_filter, &[("{dn}", &dn)])),
-            GroupSource::GroupOfUniqueNames => {
-                parts.push(render(&groups.group_of_unique_names_filter, &[("{dn}", &dn)]))
+            GroupSource::PosixGroup => {
+                parts.push(render(&groups.posix_group_filter, &[("{uid}", &uid)]))
             }
+            GroupSource::GroupOfNames => {
+                parts.push(render(&groups.group_of_names_filter, &[("{dn}", &dn)]))
+            }
+            GroupSource::GroupOfUniqueNames => parts.push(render(
+                &groups.group_of_unique_names_filter,
+                &[("{dn}", &dn)],
+            )),
             GroupSource::MemberOf => {}
         }
     }
@@ -100,16 +108,22 @@ pub fn names_of_entry(entry_dn: &str, name_values: &[String], name_attribute: &s
 /// Group names from `memberOf` DNs: the name attribute's value in the DN's leaf RDN, for DNs at
 /// or under `groups_base` only (a group elsewhere in the tree does not count). Returns the names
 /// and the values that were skipped (unparseable, outside the base, no name in the RDN).
-pub fn names_from_member_of(values: &[String], name_attribute: &str, groups_base: &str) -> (Vec<String>, Vec<String>) {
+pub fn names_from_member_of(
+    values: &[String],
+    name_attribute: &str,
+    groups_base: &str,
+) -> (Vec<String>, Vec<String>) {
     let mut names = Vec::new();
     let mut skipped = Vec::new();
     let base = dn::parse(groups_base).ok();
     for v in values {
         match dn::parse(v) {
-            Ok(d) if base.as_ref().is_some_and(|b| d.is_within(b)) => match d.leaf_value(name_attribute) {
-                Some(n) => names.push(n.to_owned()),
-                None => skipped.push(v.clone()),
-            },
+            Ok(d) if base.as_ref().is_some_and(|b| d.is_within(b)) => {
+                match d.leaf_value(name_attribute) {
+                    Some(n) => names.push(n.to_owned()),
+                    None => skipped.push(v.clone()),
+                }
+            }
             _ => skipped.push(v.clone()),
         }
     }
@@ -118,7 +132,12 @@ pub fn names_from_member_of(values: &[String], name_attribute: &str, groups_base
 
 /// Sorted and deduplicated.
 pub fn finish(names: impl IntoIterator<Item = String>) -> Vec<String> {
-    names.into_iter().filter(|n| !n.is_empty()).collect::<BTreeSet<_>>().into_iter().collect()
+    names
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]
@@ -136,7 +155,10 @@ mod tests {
 
     #[test]
     fn render_is_single_pass() {
-        assert_eq!(render("(a={dn})(b={uid})", &[("{dn}", "{uid}"), ("{uid}", "u")]), "(a={uid})(b=u)");
+        assert_eq!(
+            render("(a={dn})(b={uid})", &[("{dn}", "{uid}"), ("{uid}", "u")]),
+            "(a={uid})(b=u)"
+        );
         assert_eq!(render("é{x}é", &[("{x}", "1")]), "é1é");
     }
 
@@ -144,10 +166,19 @@ mod tests {
     fn hostile_subject_is_escaped() {
         let c = cfg();
         let f = user_filter(&c.users, "evil*)(uid=*))(|(uid=*");
-        assert_eq!(f, r"(&(objectClass=posixAccount)(uid=evil\2a\29\28uid=\2a\29\29\28|\28uid=\2a))");
+        assert_eq!(
+            f,
+            r"(&(objectClass=posixAccount)(uid=evil\2a\29\28uid=\2a\29\29\28|\28uid=\2a))"
+        );
         assert!(ldap3::parse_filter(&f).is_ok());
-        assert_eq!(user_filter(&c.users, "*"), r"(&(objectClass=posixAccount)(uid=\2a))");
-        assert_eq!(user_filter(&c.users, "a\\b\0"), r"(&(objectClass=posixAccount)(uid=a\5cb\00))");
+        assert_eq!(
+            user_filter(&c.users, "*"),
+            r"(&(objectClass=posixAccount)(uid=\2a))"
+        );
+        assert_eq!(
+            user_filter(&c.users, "a\\b\0"),
+            r"(&(objectClass=posixAccount)(uid=a\5cb\00))"
+        );
     }
 
     #[test]
@@ -184,7 +215,10 @@ mod tests {
 
     #[test]
     fn finish_sorts_and_dedups() {
-        assert_eq!(finish(["b".to_string(), "a".into(), "b".into()]), vec!["a", "b"]);
+        assert_eq!(
+            finish(["b".to_string(), "a".into(), "b".into()]),
+            vec!["a", "b"]
+        );
     }
 
     #[test]

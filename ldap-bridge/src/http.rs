@@ -64,7 +64,10 @@ impl AppState {
     /// Compares the presented bearer token with ours in constant time (both are hashed first, so
     /// neither the content nor the length leaks through timing).
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(value) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return false;
         };
         let Some((scheme, token)) = value.split_once(' ') else {
@@ -84,7 +87,12 @@ struct Outcome {
     subject: Option<String>,
 }
 
-fn reply(status: StatusCode, body: Value, outcome: &'static str, subject: Option<&str>) -> Response {
+fn reply(
+    status: StatusCode,
+    body: Value,
+    outcome: &'static str,
+    subject: Option<&str>,
+) -> Response {
     let mut r = (status, Json(body)).into_response();
     r.extensions_mut().insert(Outcome {
         outcome,
@@ -94,7 +102,12 @@ fn reply(status: StatusCode, body: Value, outcome: &'static str, subject: Option
 }
 
 fn unauthorized() -> Response {
-    reply(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized"}), "unauthorized", None)
+    reply(
+        StatusCode::UNAUTHORIZED,
+        json!({"error": "unauthorized"}),
+        "unauthorized",
+        None,
+    )
 }
 
 fn bad_request(detail: impl Into<String>) -> Response {
@@ -117,21 +130,32 @@ fn unavailable(e: &Error, subject: Option<&str>) -> Response {
     )
 }
 
-fn check_name(what: &str, v: &str) -> Result<(), Response> {
+/// `Some(bad request)` when a subject or username is empty or too long.
+fn check_name(what: &str, v: &str) -> Option<Response> {
     if v.is_empty() {
-        return Err(bad_request(format!("{what} is empty")));
+        return Some(bad_request(format!("{what} is empty")));
     }
     if v.len() > MAX_SUBJECT_LEN {
-        return Err(bad_request(format!("{what} is longer than {MAX_SUBJECT_LEN} bytes")));
+        return Some(bad_request(format!(
+            "{what} is longer than {MAX_SUBJECT_LEN} bytes"
+        )));
     }
-    Ok(())
+    None
 }
 
 /// Bounds a directory call by the request timeout, so a request never hangs.
-async fn bounded<T>(state: &AppState, f: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+async fn bounded<T>(
+    state: &AppState,
+    f: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     tokio::time::timeout(state.request_timeout, f)
         .await
-        .map_err(|_| Error::Unavailable(format!("request timed out after {:?}", state.request_timeout)))?
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "request timed out after {:?}",
+                state.request_timeout
+            ))
+        })?
 }
 
 async fn groups(
@@ -148,7 +172,7 @@ async fn groups(
     let Some(subject) = query.get("subject") else {
         return bad_request("missing subject parameter");
     };
-    if let Err(r) = check_name("subject", subject) {
+    if let Some(r) = check_name("subject", subject) {
         return r;
     }
     match bounded(&state, state.directory.lookup(subject)).await {
@@ -161,7 +185,11 @@ async fn groups(
         Ok(lookup) => reply(
             StatusCode::OK,
             json!({"subject": subject, "found": false, "groups": []}),
-            if lookup == Lookup::Ambiguous { "ambiguous" } else { "not_found" },
+            if lookup == Lookup::Ambiguous {
+                "ambiguous"
+            } else {
+                "not_found"
+            },
             Some(subject),
         ),
         Err(e) => unavailable(&e, Some(subject)),
@@ -197,14 +225,19 @@ async fn authenticate(
         // The rejection text describes the JSON shape, never the values.
         Err(e) => return bad_request(format!("body: {}", e.body_text())),
     };
-    if let Err(r) = check_name("username", &body.username) {
+    if let Some(r) = check_name("username", &body.username) {
         return r;
     }
     if body.password.len() > MAX_PASSWORD_LEN {
         return bad_request(format!("password is longer than {MAX_PASSWORD_LEN} bytes"));
     }
     let subject = body.username.as_str();
-    match bounded(&state, state.directory.authenticate(subject, &body.password)).await {
+    match bounded(
+        &state,
+        state.directory.authenticate(subject, &body.password),
+    )
+    .await
+    {
         Ok(Auth::Accepted(groups)) => reply(
             StatusCode::OK,
             json!({"subject": subject, "authenticated": true, "groups": groups}),
@@ -244,7 +277,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn fallback() -> Response {
-    reply(StatusCode::NOT_FOUND, json!({"error": "not_found"}), "not_found", None)
+    reply(
+        StatusCode::NOT_FOUND,
+        json!({"error": "not_found"}),
+        "not_found",
+        None,
+    )
 }
 
 /// One log line per request: method, path, status, outcome, subject, latency. Never the query

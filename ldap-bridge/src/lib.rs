@@ -13,10 +13,10 @@
 
 /// The JSON configuration file and the secrets (token, bind password).
 pub mod config;
-/// Parsing distinguished names (RFC 4514) to take a group's name from its DN.
-pub mod dn;
 /// The LDAP side: connection pool, TLS, group resolution, password checks.
 pub mod directory;
+/// Parsing distinguished names (RFC 4514) to take a group's name from its DN.
+pub mod dn;
 /// The crate's error type.
 pub mod error;
 /// Building LDAP filters from templates and turning entries into group names.

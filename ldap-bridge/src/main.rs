@@ -34,7 +34,12 @@ struct Args {
     #[arg(long)]
     bind_password_file: Option<PathBuf>,
     /// Log format.
-    #[arg(long, value_enum, default_value = "text", env = "AUTOID_BRIDGE_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "text",
+        env = "AUTOID_BRIDGE_LOG_FORMAT"
+    )]
     log_format: LogFormat,
     /// Validate the configuration and the secrets, then exit.
     #[arg(long)]
@@ -44,7 +49,9 @@ struct Args {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTOID_BRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -89,12 +96,18 @@ async fn main() -> anyhow::Result<()> {
             .parse()
             .with_context(|| format!("--listen: expected ip:port, got {listen:?}"))?;
     }
-    let secrets = Secrets::load(&config, args.token_file.as_deref(), args.bind_password_file.as_deref())
-        .context("cannot load secrets")?;
+    let secrets = Secrets::load(
+        &config,
+        args.token_file.as_deref(),
+        args.bind_password_file.as_deref(),
+    )
+    .context("cannot load secrets")?;
 
     let l = &config.ldap;
     if l.tls_insecure_skip_verify {
-        warn!("!!! ldap.tls_insecure_skip_verify is ON: the directory's certificate is NOT verified; anyone on the path can impersonate it and read passwords !!!");
+        warn!(
+            "!!! ldap.tls_insecure_skip_verify is ON: the directory's certificate is NOT verified; anyone on the path can impersonate it and read passwords !!!"
+        );
     }
     if !l.ldaps && !l.starttls && !matches!(l.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
         warn!(url = %l.url, "LDAP without TLS to a non-loopback host: passwords cross the network in clear (set ldap.starttls or use ldaps://)");
@@ -104,7 +117,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let config = Arc::new(config);
-    let directory = Arc::new(Directory::new(config.clone(), secrets.bind_password).context("cannot set up the directory client")?);
+    let directory = Arc::new(
+        Directory::new(config.clone(), secrets.bind_password)
+            .context("cannot set up the directory client")?,
+    );
     if args.check_config {
         println!("configuration OK");
         return Ok(());

@@ -19,13 +19,17 @@ pub fn client_config(ca_file: &Path) -> Result<Arc<ClientConfig>, Error> {
     })?;
     let mut roots = RootCertStore::empty();
     for (i, cert) in CertificateDer::pem_slice_iter(&pem).enumerate() {
-        let cert = cert.map_err(|e| Error::Tls(format!("{}: certificate {i}: {e}", ca_file.display())))?;
+        let cert =
+            cert.map_err(|e| Error::Tls(format!("{}: certificate {i}: {e}", ca_file.display())))?;
         roots
             .add(cert)
             .map_err(|e| Error::Tls(format!("{}: certificate {i}: {e}", ca_file.display())))?;
     }
     if roots.is_empty() {
-        return Err(Error::Tls(format!("{}: no PEM certificates found", ca_file.display())));
+        return Err(Error::Tls(format!(
+            "{}: no PEM certificates found",
+            ca_file.display()
+        )));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)

@@ -1,4 +1,7 @@
 //! `POST /v1/authenticate`: password checks by binding as the user.
+// Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
+// covers #[test] bodies).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -12,12 +15,18 @@ fn right_password_authenticates_with_groups() {
     let b = Bridge::start(config(shared()));
     let (status, body) = b.authenticate("alice", "alice-pass");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"subject": "alice", "authenticated": true, "groups": ["payments", "reports"]}));
+    assert_eq!(
+        body,
+        json!({"subject": "alice", "authenticated": true, "groups": ["payments", "reports"]})
+    );
     let (_, body) = b.authenticate("test", "test123");
     assert_eq!(body["authenticated"], true, "{body}");
     assert_eq!(groups_of(&body), ["testgroup"]);
     let (_, body) = b.authenticate("dave", "dave-pass");
-    assert_eq!(body, json!({"subject": "dave", "authenticated": true, "groups": []}));
+    assert_eq!(
+        body,
+        json!({"subject": "dave", "authenticated": true, "groups": []})
+    );
     let (_, body) = b.authenticate("evil*)(uid=*))(|(uid=*", "evil-pass");
     assert_eq!(body["authenticated"], true, "{body}");
     assert_eq!(groups_of(&body), ["quarantine"]);
@@ -26,10 +35,18 @@ fn right_password_authenticates_with_groups() {
 #[test]
 fn wrong_password_is_refused() {
     let b = Bridge::start(config(shared()));
-    for (user, pw) in [("alice", "wrong"), ("alice", "bob-pass"), ("alice", "alice-pass "), ("bob", "alice-pass")] {
+    for (user, pw) in [
+        ("alice", "wrong"),
+        ("alice", "bob-pass"),
+        ("alice", "alice-pass "),
+        ("bob", "alice-pass"),
+    ] {
         let (status, body) = b.authenticate(user, pw);
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body, json!({"subject": user, "authenticated": false, "groups": []}));
+        assert_eq!(
+            body,
+            json!({"subject": user, "authenticated": false, "groups": []})
+        );
     }
     // Repeated use of the bind connections keeps working after failures.
     let (_, body) = b.authenticate("bob", "bob-pass");
@@ -45,11 +62,21 @@ fn empty_password_is_refused_without_a_bind() {
     let before = slapd.binds_logged(ALICE_DN);
     let (status, body) = b.authenticate("alice", "");
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"subject": "alice", "authenticated": false, "groups": []}));
-    assert_eq!(slapd.binds_logged(ALICE_DN), before, "an empty password must not reach the directory");
+    assert_eq!(
+        body,
+        json!({"subject": "alice", "authenticated": false, "groups": []})
+    );
+    assert_eq!(
+        slapd.binds_logged(ALICE_DN),
+        before,
+        "an empty password must not reach the directory"
+    );
     // A real attempt is logged, so the counter above does see binds.
     b.authenticate("alice", "wrong");
-    assert!(common::wait_until(std::time::Duration::from_secs(5), || slapd.binds_logged(ALICE_DN) > before));
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(5),
+        || slapd.binds_logged(ALICE_DN) > before
+    ));
 }
 
 #[test]

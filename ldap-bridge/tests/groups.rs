@@ -1,5 +1,8 @@
 //! `GET /v1/groups` against the seeded directory: every group style, combined and alone, and the
 //! subjects that must not match anything.
+// Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
+// covers #[test] bodies).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -25,7 +28,10 @@ fn assert_groups(b: &Bridge, subject: &str, expected: &[&str]) {
 fn assert_not_found(b: &Bridge, subject: &str) {
     let (status, body) = b.groups(subject);
     assert_eq!(status, 200, "{subject}: {body}");
-    assert_eq!(body, json!({"subject": subject, "found": false, "groups": []}));
+    assert_eq!(
+        body,
+        json!({"subject": subject, "found": false, "groups": []})
+    );
 }
 
 #[test]
@@ -56,7 +62,16 @@ fn filter_metacharacters_are_escaped() {
     // the raw value as memberUid.
     assert_groups(&b, "evil*)(uid=*))(|(uid=*", &["quarantine"]);
     // A wildcard or an injection attempt matches nobody.
-    for s in ["*", "a*", "*)(uid=*", "alice)(uid=*", "alice)(|(uid=*)", "\\2a", "alice\0", "(uid=alice)"] {
+    for s in [
+        "*",
+        "a*",
+        "*)(uid=*",
+        "alice)(uid=*",
+        "alice)(|(uid=*)",
+        "\\2a",
+        "alice\0",
+        "(uid=alice)",
+    ] {
         assert_not_found(&b, s);
     }
     // quarantine is nobody else's group.

@@ -1,5 +1,8 @@
 //! The HTTP contract: tokens, input limits, health and readiness, and never hanging on a
 //! directory that does not answer.
+// Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
+// covers #[test] bodies).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -22,7 +25,11 @@ fn token_is_required_and_checked() {
         Some(TOKEN.to_string()),
     ] {
         let (status, body) = b.get_with(path, auth.as_deref());
-        assert_eq!((status, &body), (401, &json!({"error": "unauthorized"})), "{auth:?}");
+        assert_eq!(
+            (status, &body),
+            (401, &json!({"error": "unauthorized"})),
+            "{auth:?}"
+        );
     }
     let (status, _) = b.get_with(path, Some(&format!("bearer {TOKEN}")));
     assert_eq!(status, 200);
@@ -38,7 +45,10 @@ fn subject_limits() {
         let (status, body) = b.get(path);
         assert_eq!(status, 400, "{path}: {body}");
         assert_eq!(body["error"], "bad_request");
-        assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{body}"
+        );
     }
     let long = "a".repeat(257);
     let (status, _) = b.groups(&long);
@@ -71,7 +81,10 @@ fn wrong_service_password_is_not_ready() {
     let b = Bridge::start(c);
     assert_eq!(b.get_with("/healthz", None).0, 200);
     assert_eq!(b.get_with("/readyz", None).0, 503);
-    assert_eq!(b.groups("alice"), (503, json!({"error": "directory_unavailable"})));
+    assert_eq!(
+        b.groups("alice"),
+        (503, json!({"error": "directory_unavailable"}))
+    );
 }
 
 #[test]
@@ -91,8 +104,15 @@ fn silent_directory_gives_503_not_a_hang() {
     c["request_timeout_ms"] = json!(1500);
     let b = Bridge::start(c);
     let started = Instant::now();
-    assert_eq!(b.groups("alice"), (503, json!({"error": "directory_unavailable"})));
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert_eq!(
+        b.groups("alice"),
+        (503, json!({"error": "directory_unavailable"}))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
     let (status, _) = b.authenticate("alice", "alice-pass");
     assert_eq!(status, 503);
     assert_eq!(b.get_with("/readyz", None).0, 503);
@@ -100,11 +120,22 @@ fn silent_directory_gives_503_not_a_hang() {
 
 #[test]
 fn nothing_listening_gives_503_quickly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut c = config(shared());
     c["ldap"]["url"] = json!(format!("ldap://127.0.0.1:{port}"));
     let b = Bridge::start(c);
     let started = Instant::now();
-    assert_eq!(b.groups("alice"), (503, json!({"error": "directory_unavailable"})));
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(
+        b.groups("alice"),
+        (503, json!({"error": "directory_unavailable"}))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
 }

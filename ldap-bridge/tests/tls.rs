@@ -1,5 +1,8 @@
 //! StartTLS and LDAPS with certificate verification against the throwaway CA, and verification
 //! failing against another CA.
+// Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
+// covers #[test] bodies).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -12,15 +15,34 @@ use serde_json::json;
 fn other_ca(dir: &Path) -> PathBuf {
     let ca = dir.join("other-ca.pem");
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
         .arg("-keyout")
         .arg(dir.join("other-ca.key"))
         .arg("-out")
         .arg(&ca)
-        .args(["-days", "2", "-subj", "/CN=some other CA", "-addext", "basicConstraints=critical,CA:TRUE"])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=some other CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     ca
 }
 
@@ -34,7 +56,10 @@ fn assert_alice_ok(b: &Bridge) {
 }
 
 fn assert_unavailable(b: &Bridge) {
-    assert_eq!(b.groups("alice"), (503, json!({"error": "directory_unavailable"})));
+    assert_eq!(
+        b.groups("alice"),
+        (503, json!({"error": "directory_unavailable"}))
+    );
     assert_eq!(b.get_with("/readyz", None).0, 503);
     assert_eq!(b.authenticate("alice", "alice-pass").0, 503);
 }

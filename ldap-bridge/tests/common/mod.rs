@@ -1,6 +1,6 @@
 //! Test harness: a real slapd started by `openldap/run_ldap.sh` in a temp state dir on free
 //! ports, and the bridge run in-process on 127.0.0.1:0.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,10 @@ pub const BASE: &str = "dc=example,dc=org";
 pub const BRIDGE_DN: &str = "uid=ldap-bridge,ou=services,dc=example,dc=org";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn script() -> PathBuf {
@@ -37,9 +40,14 @@ pub struct Slapd {
 impl Slapd {
     pub fn start() -> Slapd {
         if !Path::new("/usr/sbin/slapd").exists() {
-            panic!("slapd is not installed; the LDAP integration tests need it. Install it with:\n    {INSTALL}\n(as root)");
+            panic!(
+                "slapd is not installed; the LDAP integration tests need it. Install it with:\n    {INSTALL}\n(as root)"
+            );
         }
-        let state = tempfile::Builder::new().prefix("autoid-ldap-").tempdir().unwrap();
+        let state = tempfile::Builder::new()
+            .prefix("autoid-ldap-")
+            .tempdir()
+            .unwrap();
         let env = run(state.path(), "start", true);
         let get = |k: &str| -> String {
             env.lines()
@@ -103,7 +111,9 @@ fn run(state: &Path, cmd: &str, with_ports: bool) -> String {
     if with_ports && !state.join("ports").exists() {
         c.env("LDAP_PORT", "auto").env("LDAPS_PORT", "auto");
     }
-    let out = c.output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
@@ -159,7 +169,8 @@ pub struct Bridge {
 impl Bridge {
     pub fn start(config: Value) -> Bridge {
         let config = Config::from_json(&config.to_string()).unwrap();
-        let password = std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
+        let password =
+            std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -209,7 +220,10 @@ impl Bridge {
         let mut resp = req.call().unwrap();
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
@@ -217,14 +231,20 @@ impl Bridge {
     }
 
     pub fn post_with(&self, path: &str, authorization: Option<&str>, body: &str) -> (u16, Value) {
-        let mut req = self.agent.post(&self.url(path)).header("content-type", "application/json");
+        let mut req = self
+            .agent
+            .post(&self.url(path))
+            .header("content-type", "application/json");
         if let Some(a) = authorization {
             req = req.header("authorization", a);
         }
         let mut resp = req.send(body).unwrap();
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
     }
 
     /// `GET /v1/groups?subject=...` with the right token.
