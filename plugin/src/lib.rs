@@ -1,1 +1,30 @@
-//! autoid plugin (stub)
+//! The autoid proxy-wasm filter (`wasm32-wasip1` cdylib).
+//!
+//! Per request: pick the API by the `xds.route_name` property, strip client copies of every
+//! header the filter sets, verify the entropy proof (`autoid-protocol`), reject replays across
+//! workers, authorize the subject's groups (static map, or the LDAP bridge through an HTTP callout
+//! with a shared-data decision cache), then inject the API's credentials and identity headers and
+//! remove the proof before the request goes upstream. Anything else is a uniform 401/403/503.
+//!
+//! Build: `make build` (`cargo build --profile wasm --target wasm32-wasip1 -p autoid-plugin`).
+//! Configuration: `docs/CONFIG.md`. Only [`wasm_host`] calls proxy-wasm hostcalls; the caches,
+//! rate limit and replies are plain Rust, unit-tested natively.
+
+#![deny(unsafe_code)]
+
+pub mod decisions;
+mod filter;
+pub mod metrics;
+pub mod ratelimit;
+pub mod replay;
+pub mod reply;
+pub mod sessions;
+pub mod store;
+mod wasm_host;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(filter::Root::default())
+    });
+}}

@@ -171,6 +171,11 @@ pub trait SessionCache {
     fn get(&mut self, id: &SessionId) -> Option<SessionKey>;
     /// Remembers a freshly unwrapped session.
     fn put(&mut self, id: &SessionId, session: &SessionKey);
+    /// Whether a cold-path RSA unwrap may run now (a rate limit); `false` rejects the proof
+    /// with [`Reject::RateLimited`] before any RSA work.
+    fn allow_unwrap(&mut self) -> bool {
+        true
+    }
 }
 
 /// No cache: every proof pays the RSA unwrap.
@@ -222,6 +227,9 @@ pub fn verify(
     let (session, session_cached) = match cache.get(&session_id) {
         Some(session) => (session, true),
         None => {
+            if !cache.allow_unwrap() {
+                return Err(Reject::RateLimited);
+            }
             let session = keyring.unwrap_session(&proof)?;
             cache.put(&session_id, &session);
             (session, false)

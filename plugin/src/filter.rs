@@ -1,0 +1,550 @@
+//! The root context (configuration, per-worker state) and the HTTP context (one per request).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use autoid_protocol::config::{Api, Config, Directory, Groups};
+use autoid_protocol::header::SessionId;
+use autoid_protocol::verify::{SessionCache, SessionKey, Verified, check_body, verify};
+use autoid_protocol::{Reject, Request};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+use crate::decisions::{Decision, Decisions, Freshness, MAX_REPLY_BYTES, groups_path, parse_reply};
+use crate::metrics::{Counter, denied_name};
+use crate::ratelimit::TokenBucket;
+use crate::replay::{Insert, ReplayTable};
+use crate::reply::{Denial, Forbid, Unavailable, response, sanitize_request_id};
+use crate::sessions::{Hit, Sessions};
+use crate::store::{CREATE_ONLY_CAS, Store};
+use crate::wasm_host::{self, Metrics, SharedData};
+
+/// Largest request body the filter buffers to check a body-bound proof.
+const MAX_BODY_BYTES: usize = 1 << 20;
+const SALT_KEY: &str = "autoid.replay-salt";
+
+/// What every request of a worker shares.
+struct State {
+    config: Config,
+    managed: Vec<String>,
+    replay: ReplayTable,
+    sessions: RefCell<Sessions>,
+    decisions: Option<Decisions>,
+    cold_path: RefCell<TokenBucket>,
+    metrics: Metrics,
+}
+
+impl State {
+    fn count(&self, counter: Counter) {
+        self.metrics.inc(counter.name());
+    }
+}
+
+/// The root context: parses the configuration, owns the worker's state.
+#[derive(Default)]
+pub struct Root {
+    state: Option<Rc<State>>,
+}
+
+/// The replay salt shared by every worker: created once, whoever comes first.
+fn replay_salt() -> Option<[u8; 16]> {
+    let store = SharedData;
+    let mut fresh = [0u8; 16];
+    if !wasm_host::random(&mut fresh) {
+        return None;
+    }
+    let _ = store.set(SALT_KEY, &fresh, Some(CREATE_ONLY_CAS));
+    let (value, _) = store.get(SALT_KEY).ok()??;
+    value.try_into().ok()
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let config = match Config::from_json(&bytes) {
+            Ok(config) => config,
+            Err(e) => {
+                wasm_host::error(&format!("autoid: invalid configuration: {e}"));
+                return false;
+            }
+        };
+        let Some(salt) = replay_salt() else {
+            wasm_host::error("autoid: shared data or randomness unavailable at configure");
+            return false;
+        };
+        let mut names: Vec<String> = Counter::ALL.iter().map(|c| c.name().to_owned()).collect();
+        names.extend(
+            Denial::all_reasons()
+                .into_iter()
+                .map(|r| format!("autoid_denied_{r}")),
+        );
+        let metrics = Metrics::define(names.iter().map(String::as_str));
+        let decisions = match &config.groups {
+            Groups::Directory(d) => Some(Decisions::new(d.max_entries)),
+            Groups::Static(_) => None,
+        };
+        let state = State {
+            managed: config.all_managed_headers(),
+            replay: ReplayTable::new(config.replay.buckets, config.replay.slots_per_bucket, salt),
+            sessions: RefCell::new(Sessions::new(
+                config.session_cache.local_max_entries,
+                config.session_cache.max_entries,
+            )),
+            decisions,
+            cold_path: RefCell::new(TokenBucket::new(
+                config.cold_path.unwraps_per_second,
+                config.cold_path.burst,
+                wasm_host::now_ms(),
+            )),
+            metrics,
+            config,
+        };
+        wasm_host::info(&format!(
+            "autoid: configured {} api(s), {} key(s)",
+            state.config.apis.len(),
+            state.managed.len()
+        ));
+        self.state = Some(Rc::new(state));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            state: self.state.clone(),
+            ..Http::default()
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// The session cache as `verify` sees it: local map, shared data, and the cold-path limit.
+struct CacheAdapter<'a> {
+    state: &'a State,
+    now: u64,
+    now_ms: u64,
+}
+
+impl SessionCache for CacheAdapter<'_> {
+    fn get(&mut self, id: &SessionId) -> Option<SessionKey> {
+        let found = self
+            .state
+            .sessions
+            .borrow_mut()
+            .get(&SharedData, id, self.now);
+        match &found {
+            Some((_, Hit::Local)) => self.state.count(Counter::SessionHitLocal),
+            Some((_, Hit::Shared)) => self.state.count(Counter::SessionHitShared),
+            None => self.state.count(Counter::SessionMiss),
+        }
+        found.map(|(key, _)| key)
+    }
+
+    fn put(&mut self, id: &SessionId, session: &SessionKey) {
+        let expires = session
+            .issued_at()
+            .saturating_add(self.state.config.limits.session_lifetime_secs);
+        self.state
+            .sessions
+            .borrow_mut()
+            .put(&SharedData, id, session, expires);
+    }
+
+    fn allow_unwrap(&mut self) -> bool {
+        let allowed = self.state.cold_path.borrow_mut().try_take(self.now_ms);
+        if allowed {
+            self.state.count(Counter::RsaUnwraps);
+        }
+        allowed
+    }
+}
+
+/// Where a paused request stands.
+#[derive(Default)]
+enum Pending {
+    #[default]
+    Nothing,
+    /// Waiting for the whole body to check a body-bound proof.
+    Body { api: String, verified: Verified },
+    /// Waiting for the directory bridge.
+    Directory {
+        api: String,
+        subject: String,
+        stale: Option<Decision>,
+    },
+}
+
+/// One request.
+#[derive(Default)]
+pub struct Http {
+    state: Option<Rc<State>>,
+    request_id: String,
+    route: String,
+    pending: Pending,
+}
+
+impl Http {
+    /// Sends the uniform denial, logs why, counts it.
+    fn deny(&self, denial: Denial, subject: Option<&str>) {
+        let proof_header = self
+            .state
+            .as_ref()
+            .map_or("x-autoid-proof", |s| s.config.proof_header.as_str());
+        let r = response(denial, &self.request_id, proof_header);
+        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.send_http_response(r.status, headers, Some(&r.body));
+        wasm_host::info(&format!(
+            "autoid: deny status={} reason={} route={:?} subject={:?} request_id={}",
+            r.status,
+            denial.reason(),
+            self.route,
+            subject.unwrap_or("-"),
+            self.request_id
+        ));
+        if let Some(state) = &self.state {
+            state.count(Counter::Denied);
+            state.metrics.inc(&denied_name(denial));
+        }
+    }
+
+    /// Verifies the proof and records its nonce; the proof header is removed by the caller.
+    fn verify(
+        &self,
+        state: &State,
+        header: &str,
+        request: &Request<'_>,
+    ) -> Result<Verified, Denial> {
+        let now_ms = wasm_host::now_ms();
+        let now = now_ms / 1000;
+        let mut cache = CacheAdapter { state, now, now_ms };
+        let verified = verify(
+            &state.config.keyring,
+            &state.config.limits,
+            header,
+            request,
+            now,
+            &mut cache,
+        )
+        .map_err(Denial::Unauthorized)?;
+        let expires = verified
+            .timestamp
+            .saturating_add(state.config.limits.max_skew_secs + 1);
+        match state
+            .replay
+            .insert(&SharedData, &verified.nonce, expires, now)
+        {
+            Insert::Fresh => Ok(verified),
+            Insert::Replay => {
+                state.count(Counter::ReplaysRejected);
+                Err(Denial::Unauthorized(Reject::Replay))
+            }
+            Insert::Full | Insert::Unavailable => {
+                Err(Denial::Unavailable(Unavailable::ReplayCache))
+            }
+        }
+    }
+
+    /// Decides with known groups: inject and let the request go, or deny.
+    fn decide(&self, state: &State, api: &Api, subject: &str, decision: &Decision) -> bool {
+        if !decision.found {
+            self.deny(Denial::Forbidden(Forbid::UnknownSubject), Some(subject));
+            return false;
+        }
+        if !api.require.allows(&decision.groups) {
+            self.deny(Denial::Forbidden(Forbid::NotInGroups), Some(subject));
+            return false;
+        }
+        for (name, value) in &api.inject {
+            self.set_http_request_header(name, Some(value));
+        }
+        if let Some(name) = &api.subject_header {
+            self.set_http_request_header(name, Some(subject));
+        }
+        if let Some(name) = &api.groups_header {
+            self.set_http_request_header(name, Some(&decision.groups.join(",")));
+        }
+        state.count(Counter::Allowed);
+        true
+    }
+
+    /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
+    /// (denied with a local reply, or waiting for the bridge).
+    fn authorize(&mut self, state: &State, api_name: &str, subject: &str) -> Action {
+        let Some(api) = state.config.apis.get(api_name) else {
+            self.deny(Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
+            return Action::Pause;
+        };
+        let directory: &Directory = match &state.config.groups {
+            Groups::Static(map) => {
+                let decision = Decision {
+                    found: map.contains_key(subject),
+                    groups: map.get(subject).cloned().unwrap_or_default(),
+                    fetched_at: 0,
+                };
+                return if self.decide(state, api, subject, &decision) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                };
+            }
+            Groups::Directory(d) => d,
+        };
+        let now = wasm_host::now_ms() / 1000;
+        let cached = state
+            .decisions
+            .as_ref()
+            .and_then(|t| t.get(&SharedData, subject));
+        let mut stale = None;
+        if let Some(decision) = cached {
+            match decision.freshness(now, directory) {
+                Freshness::Fresh => {
+                    state.count(Counter::DirectoryCacheHits);
+                    return if self.decide(state, api, subject, &decision) {
+                        Action::Continue
+                    } else {
+                        Action::Pause
+                    };
+                }
+                Freshness::Stale => stale = Some(decision),
+                Freshness::Expired => {}
+            }
+        }
+        let path = groups_path(subject);
+        let auth = format!("Bearer {}", directory.token);
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", directory.authority.as_str()),
+            ("authorization", auth.as_str()),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_millis(directory.timeout_ms);
+        match self.dispatch_http_call(&directory.cluster, headers, None, vec![], timeout) {
+            Ok(_) => {
+                state.count(Counter::DirectoryCallouts);
+                self.pending = Pending::Directory {
+                    api: api_name.to_owned(),
+                    subject: subject.to_owned(),
+                    stale,
+                };
+                Action::Pause
+            }
+            Err(_) => {
+                wasm_host::warn(&format!(
+                    "autoid: directory callout could not be dispatched to cluster {:?} request_id={}",
+                    directory.cluster, self.request_id
+                ));
+                self.fallback(state, api, subject, stale, Unavailable::Dispatch)
+            }
+        }
+    }
+
+    /// The bridge failed: a stale decision within its window answers, else 503.
+    fn fallback(
+        &self,
+        state: &State,
+        api: &Api,
+        subject: &str,
+        stale: Option<Decision>,
+        why: Unavailable,
+    ) -> Action {
+        state.count(Counter::DirectoryFailures);
+        match stale {
+            Some(decision) => {
+                state.count(Counter::DirectoryStaleServed);
+                if self.decide(state, api, subject, &decision) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+            None => {
+                self.deny(Denial::Unavailable(why), Some(subject));
+                Action::Pause
+            }
+        }
+    }
+
+    fn headers_phase(&mut self, end_of_stream: bool) -> Action {
+        let headers = self.get_http_request_headers();
+        let request_id = headers
+            .iter()
+            .find(|(k, _)| k == "x-request-id")
+            .map(|(_, v)| sanitize_request_id(v))
+            .filter(|id| !id.is_empty());
+        self.request_id = request_id.unwrap_or_else(|| {
+            let mut b = [0u8; 8];
+            wasm_host::random(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        });
+        let Some(state) = self.state.clone() else {
+            self.deny(Denial::Unavailable(Unavailable::NotConfigured), None);
+            return Action::Pause;
+        };
+        // Client copies of every header the filter sets go first, before any other decision.
+        for name in &state.managed {
+            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
+                self.set_http_request_header(name, None);
+            }
+        }
+        self.route = wasm_host::route_name().unwrap_or_default();
+        let Some(api) = state.config.apis.get(&self.route) else {
+            self.deny(Denial::Forbidden(Forbid::UnknownRoute), None);
+            return Action::Pause;
+        };
+        if !api.enabled {
+            self.deny(Denial::Forbidden(Forbid::Disabled), None);
+            return Action::Pause;
+        }
+        let proof_header = state.config.proof_header.as_str();
+        let mut proofs = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(proof_header));
+        let proof = match (proofs.next(), proofs.next()) {
+            (None, _) => Err(Reject::Missing),
+            (Some(_), Some(_)) => Err(Reject::Duplicate),
+            (Some((_, v)), None) => Ok(v.as_str()),
+        };
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let verified = proof.map_err(Denial::Unauthorized).and_then(|proof| {
+            let request = Request {
+                method: pseudo(":method").unwrap_or_default(),
+                authority: pseudo(":authority").unwrap_or_default(),
+                path: pseudo(":path").unwrap_or_default(),
+            };
+            self.verify(&state, proof, &request)
+        });
+        self.set_http_request_header(proof_header, None);
+        let verified = match verified {
+            Ok(v) => v,
+            Err(denial) => {
+                self.deny(denial, None);
+                return Action::Pause;
+            }
+        };
+        let route = self.route.clone();
+        if let Some(expected) = verified.body_digest {
+            if !end_of_stream {
+                self.pending = Pending::Body {
+                    api: route,
+                    verified,
+                };
+                return Action::Pause;
+            }
+            if let Err(r) = check_body(&expected, &[]) {
+                self.deny(Denial::Unauthorized(r), Some(&verified.subject));
+                return Action::Pause;
+            }
+        }
+        self.authorize(&state, &route, &verified.subject)
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Pending::Directory {
+            api,
+            subject,
+            stale,
+        } = std::mem::take(&mut self.pending)
+        else {
+            return;
+        };
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let Some(api_def) = state.config.apis.get(&api) else {
+            self.deny(Denial::Forbidden(Forbid::UnknownRoute), Some(&subject));
+            return;
+        };
+        let status = self
+            .get_http_call_response_headers()
+            .into_iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.parse::<u32>().ok());
+        let body = if body_size > MAX_REPLY_BYTES {
+            Some(vec![0u8; MAX_REPLY_BYTES + 1])
+        } else {
+            self.get_http_call_response_body(0, body_size)
+        };
+        let now = wasm_host::now_ms() / 1000;
+        let Groups::Directory(directory) = &state.config.groups else {
+            return;
+        };
+        match parse_reply(status, body.as_deref(), &subject, now) {
+            Ok(decision) => {
+                if let Some(table) = &state.decisions {
+                    table.put(&SharedData, &subject, &decision);
+                }
+                let _ = directory;
+                if self.decide(&state, api_def, &subject, &decision) {
+                    self.resume_http_request();
+                }
+            }
+            Err(e) => {
+                wasm_host::warn(&format!(
+                    "autoid: directory bridge failed: {} subject={subject:?} request_id={}",
+                    e.code(),
+                    self.request_id
+                ));
+                if let Action::Continue =
+                    self.fallback(&state, api_def, &subject, stale, Unavailable::Directory)
+                {
+                    self.resume_http_request();
+                }
+            }
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.headers_phase(end_of_stream)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Pending::Body { .. } = &self.pending else {
+            return Action::Continue;
+        };
+        if body_size > MAX_BODY_BYTES {
+            let Pending::Body { verified, .. } = std::mem::take(&mut self.pending) else {
+                return Action::Pause;
+            };
+            self.deny(Denial::Unauthorized(Reject::Body), Some(&verified.subject));
+            return Action::Pause;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let Pending::Body { api, verified } = std::mem::take(&mut self.pending) else {
+            return Action::Pause;
+        };
+        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        let Some(state) = self.state.clone() else {
+            return Action::Pause;
+        };
+        if let Some(expected) = verified.body_digest
+            && let Err(r) = check_body(&expected, &body)
+        {
+            self.deny(Denial::Unauthorized(r), Some(&verified.subject));
+            return Action::Pause;
+        }
+        self.authorize(&state, &api, &verified.subject)
+    }
+}

@@ -1,0 +1,69 @@
+//! The filter's counters, defined once per worker at configure time.
+
+use crate::reply::Denial;
+
+/// Counters other than the per-reason denials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// Requests that went upstream.
+    Allowed,
+    /// Requests denied (any reason; per reason in `autoid_denied_<reason>`).
+    Denied,
+    /// Sessions found in this worker's map.
+    SessionHitLocal,
+    /// Sessions found in shared data.
+    SessionHitShared,
+    /// Sessions not cached.
+    SessionMiss,
+    /// RSA-OAEP unwraps performed.
+    RsaUnwraps,
+    /// Replays rejected.
+    ReplaysRejected,
+    /// Callouts to the directory bridge.
+    DirectoryCallouts,
+    /// Decisions answered from the cache.
+    DirectoryCacheHits,
+    /// Callouts that failed (timeout, status, malformed reply).
+    DirectoryFailures,
+    /// Stale decisions served because the bridge failed.
+    DirectoryStaleServed,
+}
+
+impl Counter {
+    /// Every counter.
+    pub const ALL: [Counter; 11] = [
+        Counter::Allowed,
+        Counter::Denied,
+        Counter::SessionHitLocal,
+        Counter::SessionHitShared,
+        Counter::SessionMiss,
+        Counter::RsaUnwraps,
+        Counter::ReplaysRejected,
+        Counter::DirectoryCallouts,
+        Counter::DirectoryCacheHits,
+        Counter::DirectoryFailures,
+        Counter::DirectoryStaleServed,
+    ];
+
+    /// The metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Allowed => "autoid_requests_allowed",
+            Counter::Denied => "autoid_requests_denied",
+            Counter::SessionHitLocal => "autoid_session_cache_hit_local",
+            Counter::SessionHitShared => "autoid_session_cache_hit_shared",
+            Counter::SessionMiss => "autoid_session_cache_miss",
+            Counter::RsaUnwraps => "autoid_rsa_unwraps",
+            Counter::ReplaysRejected => "autoid_replays_rejected",
+            Counter::DirectoryCallouts => "autoid_directory_callouts",
+            Counter::DirectoryCacheHits => "autoid_directory_cache_hits",
+            Counter::DirectoryFailures => "autoid_directory_failures",
+            Counter::DirectoryStaleServed => "autoid_directory_stale_served",
+        }
+    }
+}
+
+/// The per-reason denial counter's name.
+pub fn denied_name(denial: Denial) -> String {
+    format!("autoid_denied_{}", denial.reason())
+}

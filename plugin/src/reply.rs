@@ -1,0 +1,193 @@
+//! Denials and the uniform responses they become: 401, 403 or 503, a small JSON body with an
+//! error code and the request id, `WWW-Authenticate` on 401. The precise reason goes to the log
+//! and metrics only.
+
+use autoid_protocol::Reject;
+
+/// Why a request may not pass, when it is not a proof failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forbid {
+    /// The route has no API definition (or no route name at all).
+    UnknownRoute,
+    /// The API is disabled.
+    Disabled,
+    /// The directory does not know the subject.
+    UnknownSubject,
+    /// The subject lacks the groups the API requires.
+    NotInGroups,
+}
+
+/// Why a dependency could not answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The filter has no valid configuration.
+    NotConfigured,
+    /// Shared data failed, or its replay bucket is full of live nonces.
+    ReplayCache,
+    /// The directory bridge failed and no usable cached decision exists.
+    Directory,
+    /// The callout could not even be dispatched.
+    Dispatch,
+    /// The body the proof binds is larger than the filter buffers.
+    BodyTooLarge,
+}
+
+/// A denial: what the client sees is the status and coarse code; the reason is for operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// 401: no valid proof.
+    Unauthorized(Reject),
+    /// 403: a valid proof, but not allowed here.
+    Forbidden(Forbid),
+    /// 503: fail closed.
+    Unavailable(Unavailable),
+}
+
+impl Denial {
+    /// The HTTP status.
+    pub fn status(self) -> u32 {
+        match self {
+            Denial::Unauthorized(_) => 401,
+            Denial::Forbidden(_) => 403,
+            Denial::Unavailable(_) => 503,
+        }
+    }
+
+    /// The code in the response body: one per status, so bodies do not leak the reason.
+    pub fn error(self) -> &'static str {
+        match self {
+            Denial::Unauthorized(_) => "unauthorized",
+            Denial::Forbidden(_) => "forbidden",
+            Denial::Unavailable(_) => "unavailable",
+        }
+    }
+
+    /// The precise reason, for logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denial::Unauthorized(r) => r.code(),
+            Denial::Forbidden(Forbid::UnknownRoute) => "unknown_route",
+            Denial::Forbidden(Forbid::Disabled) => "api_disabled",
+            Denial::Forbidden(Forbid::UnknownSubject) => "unknown_subject",
+            Denial::Forbidden(Forbid::NotInGroups) => "not_in_groups",
+            Denial::Unavailable(Unavailable::NotConfigured) => "not_configured",
+            Denial::Unavailable(Unavailable::ReplayCache) => "replay_cache",
+            Denial::Unavailable(Unavailable::Directory) => "directory",
+            Denial::Unavailable(Unavailable::Dispatch) => "dispatch",
+            Denial::Unavailable(Unavailable::BodyTooLarge) => "body_too_large",
+        }
+    }
+
+    /// Every reason code, so metrics can be defined up front.
+    pub fn all_reasons() -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Reject::ALL
+            .iter()
+            .map(|r| Denial::Unauthorized(*r).reason())
+            .collect();
+        for f in [
+            Forbid::UnknownRoute,
+            Forbid::Disabled,
+            Forbid::UnknownSubject,
+            Forbid::NotInGroups,
+        ] {
+            out.push(Denial::Forbidden(f).reason());
+        }
+        for u in [
+            Unavailable::NotConfigured,
+            Unavailable::ReplayCache,
+            Unavailable::Directory,
+            Unavailable::Dispatch,
+            Unavailable::BodyTooLarge,
+        ] {
+            out.push(Denial::Unavailable(u).reason());
+        }
+        out
+    }
+}
+
+/// A response ready for `send_http_response`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u32,
+    /// Headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// JSON body.
+    pub body: Vec<u8>,
+}
+
+/// Keeps a client-supplied request id printable and short.
+pub fn sanitize_request_id(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+        .take(64)
+        .collect()
+}
+
+/// The uniform response for a denial.
+pub fn response(denial: Denial, request_id: &str, proof_header: &str) -> Response {
+    let body = serde_json::json!({ "error": denial.error(), "request_id": request_id });
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("cache-control", "no-store".to_owned()),
+    ];
+    if let Denial::Unauthorized(_) = denial {
+        headers.push((
+            "www-authenticate",
+            format!("AutoID realm=\"autoid\", header=\"{proof_header}\""),
+        ));
+    }
+    if let Denial::Unavailable(_) = denial {
+        headers.push(("retry-after", "1".to_owned()));
+    }
+    Response {
+        status: denial.status(),
+        headers,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_proof_failure_gets_the_same_401() {
+        let bodies: Vec<Response> = Reject::ALL
+            .iter()
+            .map(|r| response(Denial::Unauthorized(*r), "rid", "x-autoid-proof"))
+            .collect();
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(bodies[0].status, 401);
+        assert_eq!(
+            bodies[0].body,
+            br#"{"error":"unauthorized","request_id":"rid"}"#
+        );
+        assert!(
+            bodies[0]
+                .headers
+                .iter()
+                .any(|(k, v)| *k == "www-authenticate" && v.contains("x-autoid-proof"))
+        );
+    }
+
+    #[test]
+    fn reasons_are_unique_and_bodies_do_not_carry_them() {
+        let mut all = Denial::all_reasons();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+        let r = response(Denial::Forbidden(Forbid::NotInGroups), "x", "h");
+        assert_eq!(r.status, 403);
+        assert!(!String::from_utf8(r.body).unwrap().contains("groups"));
+        assert!(!r.headers.iter().any(|(k, _)| *k == "www-authenticate"));
+    }
+
+    #[test]
+    fn request_ids_are_sanitized() {
+        assert_eq!(sanitize_request_id("abc-123"), "abc-123");
+        assert_eq!(sanitize_request_id("a\"b\r\n<c>"), "abc");
+        assert_eq!(sanitize_request_id(&"x".repeat(100)).len(), 64);
+    }
+}
