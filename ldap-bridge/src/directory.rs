@@ -428,6 +428,28 @@ impl Directory {
         }
     }
 
+    /// Opens every pool slot now (best effort) so the first requests do not pay for connecting
+    /// and the TLS handshake. Returns the first error; slots that failed connect on demand later.
+    pub async fn warm_up(&self) -> Result<(), Error> {
+        let mut first_error = None;
+        for slot in &self.slots {
+            let mut guard = slot.lock().await;
+            if guard.is_some() {
+                continue;
+            }
+            match self.connect_service().await {
+                Ok(ldap) => {
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    *guard = Some(Conn { id, ldap });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Readiness: a service-account bind and a base-scope search of `users.base` work.
     pub async fn check_ready(&self) -> Result<(), Error> {
         let base = &self.config.users.base;

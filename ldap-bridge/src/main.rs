@@ -131,7 +131,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     let _keepalive = directory.spawn_keepalive();
-    match directory.check_ready().await {
+    let ready = match directory.warm_up().await {
+        Ok(()) => directory.check_ready().await,
+        Err(e) => Err(e),
+    };
+    match ready {
         Ok(()) => info!("directory reachable"),
         Err(e) => warn!(error = %e, "directory not reachable yet; /readyz answers 503 until it is"),
     }
