@@ -494,12 +494,12 @@ impl TryFrom<RawConfig> for Config {
             burst: positive("cold_path.burst", raw.cold_path.burst, 100, 100_000)?,
         };
         let replay = ReplayConfig {
-            buckets: positive("replay.buckets", raw.replay.buckets, 65536, 1 << 22)?,
+            buckets: positive("replay.buckets", raw.replay.buckets, 16384, 1 << 22)?,
             slots_per_bucket: positive(
                 "replay.slots_per_bucket",
                 raw.replay.slots_per_bucket,
-                8,
-                64,
+                32,
+                128,
             )?,
         };
 
