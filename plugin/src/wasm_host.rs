@@ -17,7 +17,10 @@ impl Store for SharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), cas)) => Ok(Some((value, cas.unwrap_or(0)))),
-            Ok((None, _)) => Ok(None),
+            // The SDK reads an existing key holding an empty value (as `create_if_absent` leaves
+            // it) as no bytes; its CAS token says the key exists.
+            Ok((None, Some(cas))) => Ok(Some((Vec::new(), cas))),
+            Ok((None, None)) => Ok(None),
             Err(_) => Err(StoreError),
         }
     }
