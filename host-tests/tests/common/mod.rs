@@ -38,3 +38,11 @@ pub fn probe() -> FilterModule {
     static CELL: OnceLock<FilterModule> = OnceLock::new();
     load(&CELL, "autoid_probe_filter.wasm")
 }
+
+/// The autoid filter itself (`plugin/`).
+pub fn plugin() -> FilterModule {
+    static CELL: OnceLock<FilterModule> = OnceLock::new();
+    load(&CELL, "autoid_plugin.wasm")
+}
+
+pub mod autoid;
