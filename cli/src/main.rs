@@ -13,6 +13,7 @@
 mod binding;
 mod epoch;
 mod files;
+mod gateway;
 mod keys;
 mod prove;
 mod request;
@@ -75,7 +76,7 @@ struct Cli {
     command: Command,
 }
 
-/// The command groups. `config` and `gateway` groups join here later.
+/// The command groups.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate a gateway RSA key pair (<kid>.key.pem, mode 0600, and <kid>.pub.pem)
@@ -92,6 +93,12 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Send HTTP(S) requests, each with a fresh proof, all in one session
     Request(request::RequestArgs),
+    /// Validate the filter's configuration offline
+    #[command(subcommand)]
+    Config(gateway::ConfigCommand),
+    /// Render and validate the Envoy gateway configuration from per-API definitions
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
 }
 
 fn run(command: Command) -> anyhow::Result<Outcome> {
@@ -102,6 +109,8 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Prove(args) => prove::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Request(args) => request::run(&args),
+        Command::Config(cmd) => gateway::run_config(&cmd),
+        Command::Gateway(cmd) => gateway::run_gateway(&cmd),
     }
 }
 

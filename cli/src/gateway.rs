@@ -1,0 +1,211 @@
+//! `autoid gateway render|validate`: per-API definitions and a gateway file compiled into a
+//! complete Envoy v3 bootstrap (`docs/GATEWAY.md`), and `autoid config validate`.
+
+mod defs;
+mod envoy;
+mod filter;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use crate::Outcome;
+use crate::files::{self, SECRET_MODE};
+use defs::Definitions;
+use envoy::PathStyle;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GatewayCommand {
+    /// Compile gateway.json and apis/*.json into an Envoy bootstrap (secrets inline: mode 0600)
+    Render(RenderArgs),
+    /// Check the definitions, render them, and run `envoy --mode validate` when Envoy is found
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate a filter configuration (JSON) offline, as the filter's on_configure does
+    Validate(ConfigValidateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    autoid gateway render --config gateway-config --out run/envoy.json\n  \
+    autoid gateway render --config gateway-config/examples --relative-to . \\\n    \
+    --out gateway-config/examples/envoy.json\n\n\
+    Reads DIR/gateway.json and DIR/apis/*.json (relative paths in them are relative to DIR), \
+    the private keys in plugin.keys_dir and the epoch files, and writes one Envoy bootstrap \
+    (JSON). The filter configuration inside is checked with the filter's own parser first. \
+    The output holds secrets (private keys, epoch secrets, injected credentials, the bridge \
+    token): it is written with mode 0600, and Envoy's admin /config_dump shows them.")]
+pub(crate) struct RenderArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Write here (mode 0600) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct CommonArgs {
+    /// The config directory (gateway.json and apis/)
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// Write the paths Envoy opens (the .wasm, TLS files) relative to DIR, the directory Envoy
+    /// runs in, instead of absolute
+    #[arg(long, value_name = "DIR")]
+    relative_to: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    autoid gateway validate --config gateway-config\n  \
+    autoid gateway validate --config gateway-config --envoy .venv/bin/envoy\n\n\
+    Exit 0 when the definitions are valid and Envoy (if found) accepts the rendered bootstrap; \
+    1 when Envoy rejects it; 3 when a definition is invalid. Envoy is --envoy, else \
+    .venv/bin/envoy, else `envoy` on PATH; without one only the definitions are checked \
+    (said on stderr).")]
+pub(crate) struct ValidateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The Envoy binary
+    #[arg(long, value_name = "PATH")]
+    envoy: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  autoid config validate filter.json\n\n\
+    Prints `ok: N api(s), directory` (or `static groups`) and exits 0, or prints the field path and what \
+    is wrong (`apis.payments.require.any_of[0]: empty group name`) and exits 1.")]
+pub(crate) struct ConfigValidateArgs {
+    /// The filter configuration (JSON)
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+pub(crate) fn run_gateway(cmd: &GatewayCommand) -> Result<Outcome> {
+    match cmd {
+        GatewayCommand::Render(args) => render_cmd(args),
+        GatewayCommand::Validate(args) => validate_cmd(args),
+    }
+}
+
+pub(crate) fn run_config(cmd: &ConfigCommand) -> Result<Outcome> {
+    match cmd {
+        ConfigCommand::Validate(args) => {
+            let bytes = files::read_secret(&args.file, "a filter configuration")?;
+            match autoid_protocol::config::Config::from_json(&bytes) {
+                Ok(c) => {
+                    let groups = match c.groups {
+                        autoid_protocol::config::Groups::Directory(_) => "directory",
+                        autoid_protocol::config::Groups::Static(_) => "static groups",
+                    };
+                    println!("ok: {} api(s), {groups}", c.apis.len());
+                    Ok(Outcome::Success)
+                }
+                Err(e) => {
+                    println!("invalid: {}: {e}", args.file.display());
+                    Ok(Outcome::Rejected)
+                }
+            }
+        }
+    }
+}
+
+/// The rendered bootstrap, pretty JSON with a final newline.
+fn render(common: &CommonArgs) -> Result<String> {
+    let defs = Definitions::load(&common.config)?;
+    let config = filter::build(&defs)?;
+    let style = match &common.relative_to {
+        Some(dir) => PathStyle::RelativeTo(dir.clone()),
+        None => PathStyle::Absolute,
+    };
+    let bootstrap = envoy::bootstrap(&defs, &filter::to_string(&config)?, &style)?;
+    let wasm = defs.resolve(&defs.gateway.plugin.wasm_file);
+    if !wasm.is_file() {
+        eprintln!(
+            "autoid: warning: {}: plugin.wasm_file {} does not exist (yet); run `make build`",
+            common.config.join("gateway.json").display(),
+            wasm.display()
+        );
+    }
+    let mut text = serde_json::to_string_pretty(&bootstrap)?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
+    let text = render(&args.common)?;
+    match &args.out {
+        Some(out) => {
+            files::write_file(out, text.as_bytes(), SECRET_MODE, true)?;
+            println!("{}", out.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(Outcome::Success)
+}
+
+/// `--envoy`, else `.venv/bin/envoy`, else `envoy` on PATH.
+fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_owned());
+    }
+    let venv = PathBuf::from(".venv/bin/envoy");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("envoy"))
+            .find(|p| p.is_file())
+    })
+}
+
+fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
+    let text = render(&args.common)?;
+    println!("definitions: ok");
+    let Some(envoy) = find_envoy(args.envoy.as_deref()) else {
+        eprintln!(
+            "autoid: warning: Envoy not found (--envoy, .venv/bin/envoy, PATH): only the \
+             definitions were checked; install it with `make deps-envoy`"
+        );
+        return Ok(Outcome::Success);
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("autoid-validate-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let rendered = dir.path().join("envoy.json");
+    files::write_file(&rendered, text.as_bytes(), SECRET_MODE, true)?;
+    let out = Command::new(&envoy)
+        .arg("--mode")
+        .arg("validate")
+        .arg("-c")
+        .arg(&rendered)
+        .arg("--log-level")
+        .arg("error")
+        .output()
+        .with_context(|| format!("{}: cannot run Envoy", envoy.display()))?;
+    if out.status.success() {
+        println!("envoy --mode validate ({}): ok", envoy.display());
+        Ok(Outcome::Success)
+    } else {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!(
+            "envoy --mode validate ({}): rejected ({})",
+            envoy.display(),
+            out.status
+        );
+        for line in stdout.lines().chain(stderr.lines()) {
+            println!("  {line}");
+        }
+        if !out.status.success() && out.status.code().is_none() {
+            bail!("{}: killed by a signal", envoy.display());
+        }
+        Ok(Outcome::Rejected)
+    }
+}

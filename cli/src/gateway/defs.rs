@@ -1,0 +1,605 @@
+//! The gateway's own files: `gateway.json` (listeners, TLS, plugin keys and epochs, directory)
+//! and one API definition per file under `apis/`. Parsed with `deny_unknown_fields`; every error
+//! names the file, the field path and the value.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow, bail};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// Where a secret or a value comes from: `{"env": "NAME"}`, `{"file": "path"}` or
+/// `{"value": "literal"}` (exactly one key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub(crate) enum Source {
+    /// An environment variable of the process running `autoid gateway render`.
+    Env(String),
+    /// A file (relative paths: to the config directory); one trailing newline is dropped.
+    File(PathBuf),
+    /// The value itself.
+    Value(String),
+}
+
+/// `gateway.json`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Gateway {
+    pub(crate) listeners: Listeners,
+    pub(crate) plugin: Plugin,
+    #[serde(default)]
+    pub(crate) directory: Option<DirectoryDef>,
+    #[serde(default)]
+    pub(crate) static_groups: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default)]
+    pub(crate) access_log: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Listeners {
+    #[serde(default)]
+    pub(crate) https: Option<HttpsListener>,
+    #[serde(default)]
+    pub(crate) http: Option<Listener>,
+    #[serde(default)]
+    pub(crate) admin: Option<Listener>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Listener {
+    pub(crate) address: String,
+    pub(crate) port: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpsListener {
+    pub(crate) address: String,
+    pub(crate) port: u16,
+    pub(crate) cert_file: PathBuf,
+    pub(crate) key_file: PathBuf,
+    #[serde(default)]
+    pub(crate) hsts_max_age_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Plugin {
+    pub(crate) wasm_file: PathBuf,
+    #[serde(default)]
+    pub(crate) proof_header: Option<String>,
+    pub(crate) keys_dir: PathBuf,
+    pub(crate) epoch_files: Vec<PathBuf>,
+    // Passed through to the filter configuration as they are; `Config::from_json` checks them.
+    #[serde(default)]
+    pub(crate) limits: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) session_cache: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) cold_path: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) replay: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DirectoryDef {
+    /// `host:port` of the LDAP bridge.
+    pub(crate) address: String,
+    pub(crate) token: Source,
+    #[serde(default)]
+    pub(crate) connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub(crate) positive_ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub(crate) negative_ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub(crate) stale_if_error_secs: Option<u64>,
+    #[serde(default)]
+    pub(crate) max_entries: Option<u32>,
+}
+
+/// One API definition (`apis/<id>.json`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiDef {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    #[serde(default = "yes")]
+    pub(crate) enabled: bool,
+    pub(crate) listen_path: String,
+    #[serde(default)]
+    pub(crate) strip_listen_path: bool,
+    pub(crate) upstream: String,
+    #[serde(default)]
+    pub(crate) upstream_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) timeouts: Timeouts,
+    #[serde(default)]
+    pub(crate) auth: Auth,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Timeouts {
+    /// The whole upstream exchange (Envoy's route timeout); default 15000.
+    #[serde(default)]
+    pub(crate) upstream_ms: Option<u64>,
+    /// TCP connect to the upstream; default 2000.
+    #[serde(default)]
+    pub(crate) connect_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Auth {
+    #[serde(default)]
+    pub(crate) require: Require,
+    #[serde(default)]
+    pub(crate) inject: BTreeMap<String, Source>,
+    #[serde(default)]
+    pub(crate) identity: Identity,
+}
+
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Require {
+    #[serde(default)]
+    pub(crate) any_of: Vec<String>,
+    #[serde(default)]
+    pub(crate) all_of: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Identity {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) subject_header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) groups_header: Option<String>,
+}
+
+/// An upstream URL split for Envoy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upstream {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The base path, `/` when the URL has none.
+    pub(crate) path: String,
+}
+
+/// Everything in a config directory, checked.
+#[derive(Debug)]
+pub(crate) struct Definitions {
+    /// The config directory: relative paths in the files are relative to it.
+    pub(crate) dir: PathBuf,
+    pub(crate) gateway: Gateway,
+    /// `(file, definition, parsed upstream)`, sorted by id.
+    pub(crate) apis: Vec<(PathBuf, ApiDef, Upstream)>,
+}
+
+/// Parses JSON with the failing field's path in the error: `file: a.b[0]: message`.
+fn parse<T: DeserializeOwned>(file: &Path, bytes: &[u8]) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            anyhow!("{}: {inner}", file.display())
+        } else {
+            anyhow!("{}: {path}: {inner}", file.display())
+        }
+    })
+}
+
+fn read(file: &Path) -> Result<Vec<u8>> {
+    std::fs::read(file).map_err(|e| anyhow!("{}: cannot read: {e}", file.display()))
+}
+
+/// A field error: `file: path: message (value: "v")`.
+fn field(file: &Path, path: &str, message: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("{}: {path}: {message}", file.display())
+}
+
+impl Definitions {
+    /// Reads `dir/gateway.json` and every `dir/apis/*.json`.
+    pub(crate) fn load(dir: &Path) -> Result<Definitions> {
+        if !dir.is_dir() {
+            bail!("{}: not a directory", dir.display());
+        }
+        let gateway_file = dir.join("gateway.json");
+        let gateway: Gateway = parse(&gateway_file, &read(&gateway_file)?)?;
+        check_gateway(&gateway_file, &gateway)?;
+
+        let apis_dir = dir.join("apis");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&apis_dir)
+            .map_err(|e| anyhow!("{}: cannot list API definitions: {e}", apis_dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("{}: no API definitions (*.json)", apis_dir.display());
+        }
+        let mut apis: Vec<(PathBuf, ApiDef, Upstream)> = Vec::new();
+        for file in files {
+            let api: ApiDef = parse(&file, &read(&file)?)?;
+            let upstream = check_api(&file, &api)?;
+            if let Some((other, _, _)) = apis.iter().find(|(_, a, _)| a.id == api.id) {
+                return Err(field(
+                    &file,
+                    "id",
+                    format!(
+                        "duplicate API id {:?} (also in {})",
+                        api.id,
+                        other.display()
+                    ),
+                ));
+            }
+            if let Some((other, a, _)) = apis
+                .iter()
+                .find(|(_, a, _)| a.listen_path == api.listen_path)
+            {
+                return Err(field(
+                    &file,
+                    "listen_path",
+                    format!(
+                        "{:?} is also the listen_path of {:?} ({})",
+                        api.listen_path,
+                        a.id,
+                        other.display()
+                    ),
+                ));
+            }
+            apis.push((file, api, upstream));
+        }
+        apis.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        Ok(Definitions {
+            dir: dir.to_owned(),
+            gateway,
+            apis,
+        })
+    }
+
+    /// `path` relative to the config directory (absolute paths stay).
+    pub(crate) fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.dir.join(path)
+        }
+    }
+
+    /// Reads a [`Source`]; `file` and `path` name where it was referenced, for errors.
+    pub(crate) fn source(&self, source: &Source, file: &Path, path: &str) -> Result<String> {
+        let value = match source {
+            Source::Value(v) => v.clone(),
+            Source::Env(name) => std::env::var(name).map_err(|_| {
+                field(
+                    file,
+                    path,
+                    format!("environment variable {name:?} is not set (or not UTF-8)"),
+                )
+            })?,
+            Source::File(p) => {
+                let full = self.resolve(p);
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    field(file, path, format!("cannot read {}: {e}", full.display()))
+                })?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                text.strip_suffix('\r').unwrap_or(text).to_owned()
+            }
+        };
+        if value.is_empty() {
+            return Err(field(file, path, "the value is empty"));
+        }
+        Ok(value)
+    }
+}
+
+fn check_address(file: &Path, path: &str, address: &str) -> Result<()> {
+    address.parse::<IpAddr>().map(|_| ()).map_err(|_| {
+        field(
+            file,
+            path,
+            format!("expected an IP address (value: {address:?})"),
+        )
+    })
+}
+
+fn check_gateway(file: &Path, g: &Gateway) -> Result<()> {
+    let l = &g.listeners;
+    if l.https.is_none() && l.http.is_none() {
+        return Err(field(
+            file,
+            "listeners",
+            "at least one of https and http is required",
+        ));
+    }
+    if let Some(h) = &l.https {
+        check_address(file, "listeners.https.address", &h.address)?;
+        if let Some(age) = h.hsts_max_age_secs
+            && age > 2 * 31_536_000
+        {
+            return Err(field(
+                file,
+                "listeners.https.hsts_max_age_secs",
+                format!("{age} is more than two years"),
+            ));
+        }
+    }
+    if let Some(h) = &l.http {
+        check_address(file, "listeners.http.address", &h.address)?;
+    }
+    if let Some(a) = &l.admin {
+        check_address(file, "listeners.admin.address", &a.address)?;
+        if a.address
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| !ip.is_loopback())
+        {
+            return Err(field(
+                file,
+                "listeners.admin.address",
+                format!(
+                    "the admin interface must bind a loopback address: it can dump the \
+                     configuration, secrets included (value: {:?})",
+                    a.address
+                ),
+            ));
+        }
+    }
+    let ports: Vec<(&str, u16)> = [
+        l.https.as_ref().map(|h| ("https", h.port)),
+        l.http.as_ref().map(|h| ("http", h.port)),
+        l.admin.as_ref().map(|h| ("admin", h.port)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|(_, p)| *p != 0)
+    .collect();
+    for (i, (a, p)) in ports.iter().enumerate() {
+        if let Some((b, _)) = ports[i + 1..].iter().find(|(_, q)| q == p) {
+            return Err(field(
+                file,
+                &format!("listeners.{b}.port"),
+                format!("port {p} is also the {a} listener's"),
+            ));
+        }
+    }
+    if g.plugin.epoch_files.is_empty() {
+        return Err(field(
+            file,
+            "plugin.epoch_files",
+            "at least one is required",
+        ));
+    }
+    match (&g.directory, &g.static_groups) {
+        (Some(_), Some(_)) => {
+            return Err(field(
+                file,
+                "static_groups",
+                "use either directory or static_groups, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(field(
+                file,
+                "directory",
+                "required (or static_groups, for demos without a directory)",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(d) = &g.directory {
+        host_port(&d.address).ok_or_else(|| {
+            field(
+                file,
+                "directory.address",
+                format!("expected host:port (value: {:?})", d.address),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Splits `host:port` (IPv6 in brackets).
+pub(crate) fn host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains('/') {
+        return None;
+    }
+    Some((host.to_owned(), port))
+}
+
+fn check_api(file: &Path, api: &ApiDef) -> Result<Upstream> {
+    if !autoid_protocol::valid_id(&api.id) {
+        return Err(field(
+            file,
+            "id",
+            format!(
+                "an id is 1 to 32 characters of A-Z a-z 0-9 _ - (value: {:?})",
+                api.id
+            ),
+        ));
+    }
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if stem != api.id {
+        return Err(field(
+            file,
+            "id",
+            format!(
+                "the file of API {:?} must be named {}.json (value: {:?})",
+                api.id, api.id, api.id
+            ),
+        ));
+    }
+    if api.name.trim().is_empty() {
+        return Err(field(file, "name", "empty name"));
+    }
+    let lp = &api.listen_path;
+    if !lp.starts_with('/')
+        || !lp.ends_with('/')
+        || lp.contains(['?', '#', ' ', '%', '*'])
+        || lp.split('/').any(|seg| seg == "." || seg == "..")
+    {
+        return Err(field(
+            file,
+            "listen_path",
+            format!("expected a path prefix that starts and ends with / (value: {lp:?})"),
+        ));
+    }
+    let url = url::Url::parse(&api.upstream)
+        .map_err(|e| field(file, "upstream", format!("{e} (value: {:?})", api.upstream)))?;
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(field(
+                file,
+                "upstream",
+                format!(
+                    "scheme {other:?} is not http or https (value: {:?})",
+                    api.upstream
+                ),
+            ));
+        }
+    };
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(field(
+            file,
+            "upstream",
+            format!(
+                "no query, fragment or user info allowed (value: {:?})",
+                api.upstream
+            ),
+        ));
+    }
+    let host = match url.host() {
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        Some(h) => h.to_string(),
+        None => {
+            return Err(field(
+                file,
+                "upstream",
+                format!("no host (value: {:?})", api.upstream),
+            ));
+        }
+    };
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    if api.upstream_ca_file.is_some() && !tls {
+        return Err(field(
+            file,
+            "upstream_ca_file",
+            "only for an https upstream",
+        ));
+    }
+    for (key, value) in [
+        ("timeouts.upstream_ms", api.timeouts.upstream_ms),
+        ("timeouts.connect_ms", api.timeouts.connect_ms),
+    ] {
+        if let Some(v) = value
+            && !(1..=600_000).contains(&v)
+        {
+            return Err(field(
+                file,
+                key,
+                format!("{v} is out of range (1 to 600000)"),
+            ));
+        }
+    }
+    Ok(Upstream {
+        tls,
+        host,
+        port,
+        path: url.path().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn api_err(json: &str) -> String {
+        let file = Path::new("apis/pay.json");
+        match parse::<ApiDef>(file, json.as_bytes()) {
+            Err(e) => format!("{e:#}"),
+            Ok(api) => format!("{:#}", check_api(file, &api).unwrap_err()),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_file_the_field_and_the_value() {
+        let base = r#""id":"pay","name":"P","listen_path":"/p/","upstream":"http://u:1""#;
+        assert_eq!(
+            api_err(&format!(
+                r#"{{{base},"auth":{{"require":{{"any_of":[1]}}}}}}"#
+            )),
+            "apis/pay.json: auth.require.any_of[0]: invalid type: integer `1`, expected a string at line 1 column 97"
+        );
+        let e = api_err(&format!(
+            r#"{{{base},"auth":{{"inject":{{"x":{{"env":"A","file":"b"}}}}}}}}"#
+        ));
+        assert!(e.starts_with("apis/pay.json: auth.inject.x"), "{e}");
+        let e = api_err(&format!(r#"{{{base},"timeout":{{}}}}"#));
+        assert!(e.contains("unknown field `timeout`"), "{e}");
+        let e = api_err(r#"{"id":"pay","name":"P","listen_path":"p/","upstream":"http://u:1"}"#);
+        assert_eq!(
+            e,
+            "apis/pay.json: listen_path: expected a path prefix that starts and ends with / (value: \"p/\")"
+        );
+        let e = api_err(r#"{"id":"pay","name":"P","listen_path":"/p/","upstream":"ftp://u"}"#);
+        assert!(
+            e.starts_with("apis/pay.json: upstream: scheme \"ftp\""),
+            "{e}"
+        );
+        let e = api_err(r#"{"id":"other","name":"P","listen_path":"/p/","upstream":"http://u"}"#);
+        assert!(e.contains("must be named other.json"), "{e}");
+    }
+
+    #[test]
+    fn upstreams_split() {
+        let file = Path::new("apis/pay.json");
+        let api: ApiDef = parse(
+            file,
+            br#"{"id":"pay","name":"P","listen_path":"/p/","upstream":"https://api.example/v1/"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            check_api(file, &api).unwrap(),
+            Upstream {
+                tls: true,
+                host: "api.example".into(),
+                port: 443,
+                path: "/v1/".into()
+            }
+        );
+        assert!(api.enabled);
+    }
+
+    #[test]
+    fn host_port_parses() {
+        assert_eq!(
+            host_port("127.0.0.1:8389"),
+            Some(("127.0.0.1".into(), 8389))
+        );
+        assert_eq!(host_port("[::1]:80"), Some(("::1".into(), 80)));
+        assert_eq!(host_port("nope"), None);
+        assert_eq!(host_port("h:0"), None);
+    }
+}

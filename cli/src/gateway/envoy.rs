@@ -1,0 +1,387 @@
+//! The Envoy v3 bootstrap: listeners (HTTPS with Mozilla "intermediate" TLS and HSTS, plain HTTP
+//! for development), one named route per API, a cluster per upstream and one for the LDAP
+//! bridge, the autoid wasm filter (V8, `FAIL_CLOSED`) before the router, admin on loopback.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use super::defs::{ApiDef, Definitions, Upstream, host_port};
+use super::filter::BRIDGE_CLUSTER;
+
+/// Mozilla "intermediate" (server side TLS 5.x) TLS 1.2 suites that BoringSSL has; the DHE
+/// suites of the list are not in BoringSSL. TLS 1.3 suites are not configurable (all are good).
+pub(crate) const INTERMEDIATE_CIPHERS: [&str; 6] = [
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+];
+/// Mozilla "intermediate" curves.
+pub(crate) const INTERMEDIATE_CURVES: [&str; 3] = ["X25519", "P-256", "P-384"];
+/// HSTS max-age by default: two years (Mozilla's recommendation).
+pub(crate) const DEFAULT_HSTS_SECS: u64 = 63_072_000;
+const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 15_000;
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// How paths Envoy opens at run time (the `.wasm`, TLS files) are written.
+#[derive(Debug, Clone)]
+pub(crate) enum PathStyle {
+    /// Absolute.
+    Absolute,
+    /// Relative to this directory, the one Envoy will run in.
+    RelativeTo(PathBuf),
+}
+
+/// Removes `.` and resolves `..` without touching the file system.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn absolute(path: &Path) -> Result<PathBuf> {
+    Ok(lexical(&std::path::absolute(path).with_context(|| {
+        format!("{}: cannot make the path absolute", path.display())
+    })?))
+}
+
+impl PathStyle {
+    fn render(&self, path: &Path) -> Result<String> {
+        let abs = absolute(path)?;
+        let out = match self {
+            PathStyle::Absolute => abs,
+            PathStyle::RelativeTo(base) => {
+                let base = absolute(base)?;
+                let a: Vec<Component> = abs.components().collect();
+                let b: Vec<Component> = base.components().collect();
+                let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+                let mut rel = PathBuf::new();
+                for _ in common..b.len() {
+                    rel.push("..");
+                }
+                for c in &a[common..] {
+                    rel.push(c);
+                }
+                rel
+            }
+        };
+        out.to_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{}: not UTF-8", out.display()))
+    }
+}
+
+fn socket(address: &str, port: u16) -> Value {
+    json!({"socket_address": {"address": address, "port_value": port}})
+}
+
+fn millis(ms: u64) -> String {
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
+fn cluster(name: &str, host: &str, port: u16, connect_ms: u64) -> Value {
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let mut c = json!({
+        "name": name,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": millis(connect_ms),
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(host, port)}}]}]
+        }
+    });
+    if !is_ip {
+        c["dns_lookup_family"] = json!("V4_PREFERRED");
+    }
+    c
+}
+
+fn upstream_cluster(
+    defs: &Definitions,
+    api: &ApiDef,
+    up: &Upstream,
+    style: &PathStyle,
+) -> Result<Value> {
+    let name = format!("api_{}", api.id);
+    let connect = api
+        .timeouts
+        .connect_ms
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS);
+    let mut c = cluster(&name, &up.host, up.port, connect);
+    if up.tls {
+        let ca = match &api.upstream_ca_file {
+            Some(p) => style.render(&defs.resolve(p))?,
+            None => SYSTEM_CA.to_owned(),
+        };
+        let san_type = if up.host.parse::<std::net::IpAddr>().is_ok() {
+            "IP_ADDRESS"
+        } else {
+            "DNS"
+        };
+        c["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": up.host,
+                "common_tls_context": {
+                    "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                    "validation_context": {
+                        "trusted_ca": {"filename": ca},
+                        "match_typed_subject_alt_names": [
+                            {"san_type": san_type, "matcher": {"exact": up.host}}
+                        ]
+                    }
+                }
+            }
+        });
+    }
+    Ok(c)
+}
+
+fn route(api: &ApiDef, up: &Upstream) -> Value {
+    let default_port = if up.tls { 443 } else { 80 };
+    let host = if up.host.contains(':') {
+        format!("[{}]", up.host)
+    } else {
+        up.host.clone()
+    };
+    let host = if up.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", up.port)
+    };
+    let mut action = json!({
+        "cluster": format!("api_{}", api.id),
+        "timeout": millis(api.timeouts.upstream_ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS)),
+        "host_rewrite_literal": host,
+    });
+    // listen_path starts and ends with '/'.
+    let base = if up.path.ends_with('/') {
+        up.path.clone()
+    } else {
+        format!("{}/", up.path)
+    };
+    if api.strip_listen_path {
+        if base != api.listen_path {
+            action["prefix_rewrite"] = json!(base);
+        }
+    } else if base != "/" {
+        action["prefix_rewrite"] =
+            json!(format!("{}{}", base.trim_end_matches('/'), api.listen_path));
+    }
+    json!({
+        "name": api.id,
+        "match": {"prefix": api.listen_path},
+        "route": action
+    })
+}
+
+fn route_config(name: &str, defs: &Definitions, hsts: Option<u64>) -> Value {
+    let routes: Vec<Value> = defs.apis.iter().map(|(_, a, u)| route(a, u)).collect();
+    let mut rc = json!({
+        "name": name,
+        "virtual_hosts": [{"name": "apis", "domains": ["*"], "routes": routes}]
+    });
+    if let Some(age) = hsts {
+        rc["response_headers_to_add"] = json!([hsts_header(age)]);
+    }
+    rc
+}
+
+fn hsts_header(age: u64) -> Value {
+    json!({
+        "header": {"key": "strict-transport-security", "value": format!("max-age={age}")},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"
+    })
+}
+
+fn wasm_filter(wasm: &str, configuration: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "autoid",
+                "root_id": "autoid",
+                "vm_config": {
+                    "vm_id": "autoid",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": wasm}}
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": configuration
+                },
+                "failure_policy": "FAIL_CLOSED"
+            }
+        }
+    })
+}
+
+fn connection_manager(
+    name: &str,
+    defs: &Definitions,
+    hsts: Option<u64>,
+    wasm: &str,
+    configuration: &str,
+) -> Value {
+    let mut hcm = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": name,
+        "codec_type": "AUTO",
+        "server_name": "autoid",
+        "use_remote_address": true,
+        "normalize_path": true,
+        "route_config": route_config(name, defs, hsts),
+        "http_filters": [
+            wasm_filter(wasm, configuration),
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+            }
+        ]
+    });
+    if let Some(age) = hsts {
+        // Local replies (the filter's 401/403/503, Envoy's own 404/503) carry HSTS too.
+        hcm["local_reply_config"] = json!({
+            "mappers": [{
+                "filter": {"status_code_filter": {"comparison": {
+                    "op": "GE",
+                    "value": {"default_value": 100, "runtime_key": "autoid.hsts_local_reply_min_status"}
+                }}},
+                "headers_to_add": [hsts_header(age)]
+            }]
+        });
+    }
+    if defs.gateway.access_log.unwrap_or(true) {
+        hcm["access_log"] = json!([{
+            "name": "envoy.access_loggers.stdout",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"text_format_source": {"inline_string":
+                    "[%START_TIME%] %DOWNSTREAM_REMOTE_ADDRESS% \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% route=%ROUTE_NAME% upstream=%UPSTREAM_HOST% %DURATION%ms request_id=%REQ(X-REQUEST-ID)%\n"
+                }}
+            }
+        }]);
+    }
+    hcm
+}
+
+/// The whole bootstrap.
+pub(crate) fn bootstrap(
+    defs: &Definitions,
+    configuration: &str,
+    style: &PathStyle,
+) -> Result<Value> {
+    let g = &defs.gateway;
+    let wasm = style.render(&defs.resolve(&g.plugin.wasm_file))?;
+    let mut listeners = Vec::new();
+    if let Some(h) = &g.listeners.https {
+        let hsts = Some(h.hsts_max_age_secs.unwrap_or(DEFAULT_HSTS_SECS));
+        let hcm = connection_manager("autoid_https", defs, hsts, &wasm, configuration);
+        listeners.push(json!({
+            "name": "autoid_https",
+            "address": socket(&h.address, h.port),
+            "filter_chains": [{
+                "transport_socket": {
+                    "name": "envoy.transport_sockets.tls",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                        "common_tls_context": {
+                            "tls_params": {
+                                "tls_minimum_protocol_version": "TLSv1_2",
+                                "tls_maximum_protocol_version": "TLSv1_3",
+                                "cipher_suites": INTERMEDIATE_CIPHERS,
+                                "ecdh_curves": INTERMEDIATE_CURVES
+                            },
+                            "tls_certificates": [{
+                                "certificate_chain": {"filename": style.render(&defs.resolve(&h.cert_file))?},
+                                "private_key": {"filename": style.render(&defs.resolve(&h.key_file))?}
+                            }],
+                            "alpn_protocols": ["h2", "http/1.1"]
+                        }
+                    }
+                },
+                "filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": hcm
+                }]
+            }]
+        }));
+    }
+    if let Some(h) = &g.listeners.http {
+        let hcm = connection_manager("autoid_http", defs, None, &wasm, configuration);
+        listeners.push(json!({
+            "name": "autoid_http",
+            "address": socket(&h.address, h.port),
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": hcm
+            }]}]
+        }));
+    }
+
+    let mut clusters = Vec::new();
+    for (_, api, up) in &defs.apis {
+        clusters.push(upstream_cluster(defs, api, up, style)?);
+    }
+    if let Some(d) = &g.directory
+        && let Some((host, port)) = host_port(&d.address)
+    {
+        clusters.push(cluster(
+            BRIDGE_CLUSTER,
+            &host,
+            port,
+            d.connect_timeout_ms.unwrap_or(1000),
+        ));
+    }
+
+    let (admin_address, admin_port) = g
+        .listeners
+        .admin
+        .as_ref()
+        .map_or(("127.0.0.1", 9901), |a| (a.address.as_str(), a.port));
+    Ok(json!({
+        "node": {"id": "autoid-gateway", "cluster": "autoid"},
+        "admin": {"address": socket(admin_address, admin_port)},
+        "static_resources": {"listeners": listeners, "clusters": clusters}
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        let style = PathStyle::RelativeTo("/a/b".into());
+        assert_eq!(
+            style.render(Path::new("/a/b/c/../d.wasm")).unwrap(),
+            "d.wasm"
+        );
+        assert_eq!(style.render(Path::new("/a/x/y.pem")).unwrap(), "../x/y.pem");
+        assert_eq!(millis(1500), "1.500s");
+        assert_eq!(millis(2000), "2s");
+    }
+}

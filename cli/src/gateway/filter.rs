@@ -1,0 +1,250 @@
+//! The autoid filter's JSON configuration, built from the definitions, the key files and the
+//! epoch files, and checked with `autoid_protocol::config::Config::from_json` (the filter's own
+//! parser) before anything is written. Errors are mapped back to the file that caused them.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow, bail};
+use autoid_protocol::config::{Config, ConfigError};
+use serde_json::{Map, Value, json};
+
+use super::defs::Definitions;
+use crate::files::PRIVATE_KEY_SUFFIX;
+
+/// The Envoy cluster of the LDAP bridge (the filter's `directory.cluster`).
+pub(crate) const BRIDGE_CLUSTER: &str = "autoid_bridge";
+
+/// Where each part of the filter configuration came from, to map errors back.
+struct Origins {
+    gateway: PathBuf,
+    keys: Vec<PathBuf>,
+    epochs: Vec<PathBuf>,
+    apis: Vec<(String, PathBuf)>,
+}
+
+/// The filter configuration as JSON, validated.
+pub(crate) fn build(defs: &Definitions) -> Result<Value> {
+    let gateway_file = defs.dir.join("gateway.json");
+    let g = &defs.gateway;
+    let mut config = Map::new();
+    if let Some(h) = &g.plugin.proof_header {
+        config.insert("proof_header".into(), json!(h));
+    }
+
+    let keys_dir = defs.resolve(&g.plugin.keys_dir);
+    let mut key_files: Vec<PathBuf> = std::fs::read_dir(&keys_dir)
+        .map_err(|e| {
+            anyhow!(
+                "{}: plugin.keys_dir: cannot list {}: {e}",
+                gateway_file.display(),
+                keys_dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with(PRIVATE_KEY_SUFFIX) && !n.starts_with('.'))
+        })
+        .collect();
+    key_files.sort();
+    if key_files.is_empty() {
+        bail!(
+            "{}: plugin.keys_dir: no <kid>{PRIVATE_KEY_SUFFIX} files in {}",
+            gateway_file.display(),
+            keys_dir.display()
+        );
+    }
+    let mut keys = Vec::new();
+    for file in &key_files {
+        let kid = crate::files::kid_for(file, None, PRIVATE_KEY_SUFFIX)?;
+        let pem = crate::files::read_secret_text(file, "a private key (PEM)")?;
+        keys.push(json!({"kid": kid, "private_key_pem": pem}));
+    }
+    config.insert("keys".into(), Value::Array(keys));
+
+    let mut epoch_files = Vec::new();
+    let mut epochs = Vec::new();
+    for (i, p) in g.plugin.epoch_files.iter().enumerate() {
+        let file = defs.resolve(p);
+        let text = crate::files::read_secret_text(&file, "an epoch file")
+            .map_err(|e| anyhow!("{}: plugin.epoch_files[{i}]: {e:#}", gateway_file.display()))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow!("{}: not an epoch file: {e}", file.display()))?;
+        epochs.push(value);
+        epoch_files.push(file);
+    }
+    config.insert("epochs".into(), Value::Array(epochs));
+
+    for (name, value) in [
+        ("limits", &g.plugin.limits),
+        ("session_cache", &g.plugin.session_cache),
+        ("cold_path", &g.plugin.cold_path),
+        ("replay", &g.plugin.replay),
+    ] {
+        if let Some(v) = value {
+            config.insert(name.into(), v.clone());
+        }
+    }
+
+    if let Some(d) = &g.directory {
+        let token = defs.source(&d.token, &gateway_file, "directory.token")?;
+        let mut dir = Map::new();
+        dir.insert("cluster".into(), json!(BRIDGE_CLUSTER));
+        dir.insert("authority".into(), json!(d.address));
+        dir.insert("token".into(), json!(token));
+        for (k, v) in [
+            ("timeout_ms", d.timeout_ms),
+            ("positive_ttl_secs", d.positive_ttl_secs),
+            ("negative_ttl_secs", d.negative_ttl_secs),
+            ("stale_if_error_secs", d.stale_if_error_secs),
+            ("max_entries", d.max_entries.map(u64::from)),
+        ] {
+            if let Some(v) = v {
+                dir.insert(k.into(), json!(v));
+            }
+        }
+        config.insert("directory".into(), Value::Object(dir));
+    }
+    if let Some(s) = &g.static_groups {
+        config.insert("static_groups".into(), json!(s));
+    }
+
+    let mut apis = Map::new();
+    let mut api_files = Vec::new();
+    for (file, api, _) in &defs.apis {
+        let mut inject = Map::new();
+        for (header, source) in &api.auth.inject {
+            let value = defs.source(source, file, &format!("auth.inject.{header}"))?;
+            inject.insert(header.clone(), json!(value));
+        }
+        apis.insert(
+            api.id.clone(),
+            json!({
+                "enabled": api.enabled,
+                "require": api.auth.require,
+                "inject": inject,
+                "identity": api.auth.identity,
+            }),
+        );
+        api_files.push((api.id.clone(), file.clone()));
+    }
+    config.insert("apis".into(), Value::Object(apis));
+
+    let config = Value::Object(config);
+    let origins = Origins {
+        gateway: gateway_file,
+        keys: key_files,
+        epochs: epoch_files,
+        apis: api_files,
+    };
+    let bytes = serde_json::to_vec(&config)?;
+    if let Err(e) = Config::from_json(&bytes) {
+        return Err(anyhow!("{}", locate(&origins, &e)));
+    }
+    Ok(config)
+}
+
+/// `apis.payments.require.any_of[0]: …` → `apis/payments.json: auth.require.any_of[0]: …`.
+fn locate(o: &Origins, e: &ConfigError) -> String {
+    let path = e.path.as_str();
+    let indexed = |prefix: &str, files: &[PathBuf]| -> Option<String> {
+        let rest = path.strip_prefix(prefix)?.strip_prefix('[')?;
+        let (i, tail) = rest.split_once(']')?;
+        let file = files.get(i.parse::<usize>().ok()?)?;
+        Some(format!(
+            "{}: {}",
+            file.display(),
+            if tail.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", tail.trim_start_matches('.'), e.message)
+            }
+        ))
+    };
+    if let Some(s) = indexed("keys", &o.keys).or_else(|| indexed("epochs", &o.epochs)) {
+        return s;
+    }
+    if let Some(rest) = path.strip_prefix("apis.") {
+        for (id, file) in &o.apis {
+            if let Some(tail) = rest.strip_prefix(id.as_str())
+                && (tail.is_empty() || tail.starts_with('.'))
+            {
+                let tail = tail.trim_start_matches('.');
+                let field = if tail.starts_with("require")
+                    || tail.starts_with("inject")
+                    || tail.starts_with("identity")
+                {
+                    format!("auth.{tail}")
+                } else if tail.is_empty() {
+                    "auth".to_owned()
+                } else {
+                    tail.to_owned()
+                };
+                return format!("{}: {field}: {}", file.display(), e.message);
+            }
+        }
+    }
+    let field = match path.split(['.', '[']).next().unwrap_or("") {
+        "proof_header" | "limits" | "session_cache" | "cold_path" | "replay" => {
+            format!("plugin.{path}")
+        }
+        "directory" => path
+            .replacen("directory.cluster", "directory.address", 1)
+            .replacen("directory.authority", "directory.address", 1),
+        "keys" => "plugin.keys_dir".to_owned(),
+        "epochs" => "plugin.epoch_files".to_owned(),
+        _ => path.to_owned(),
+    };
+    format!("{}: {field}: {}", o.gateway.display(), e.message)
+}
+
+/// The filter configuration as Envoy receives it: one JSON string.
+pub(crate) fn to_string(config: &Value) -> Result<String> {
+    Ok(serde_json::to_string(config)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn origins() -> Origins {
+        Origins {
+            gateway: "g/gateway.json".into(),
+            keys: vec!["g/keys/gw-1.key.pem".into()],
+            epochs: vec!["g/ep-1.json".into()],
+            apis: vec![("pay".into(), "g/apis/pay.json".into())],
+        }
+    }
+
+    fn e(path: &str) -> ConfigError {
+        ConfigError {
+            path: path.into(),
+            message: "bad".into(),
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_file_that_caused_them() {
+        let o = origins();
+        assert_eq!(
+            locate(&o, &e("apis.pay.require.any_of[0]")),
+            "g/apis/pay.json: auth.require.any_of[0]: bad"
+        );
+        assert_eq!(locate(&o, &e("apis.pay")), "g/apis/pay.json: auth: bad");
+        assert_eq!(locate(&o, &e("keys[0]")), "g/keys/gw-1.key.pem: bad");
+        assert_eq!(
+            locate(&o, &e("epochs[0].secret")),
+            "g/ep-1.json: secret: bad"
+        );
+        assert_eq!(
+            locate(&o, &e("limits.max_skew_secs")),
+            "g/gateway.json: plugin.limits.max_skew_secs: bad"
+        );
+        assert_eq!(
+            locate(&o, &e("directory.token")),
+            "g/gateway.json: directory.token: bad"
+        );
+    }
+}

@@ -1,0 +1,288 @@
+//! `autoid gateway render|validate` and `autoid config validate`: the checked-in example stays in
+//! sync, the output is 0600 and holds a valid filter configuration, and errors name the file, the
+//! field and the value.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{assert_code, stderr, stdout};
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn autoid_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_autoid"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// A copy of the example config directory to break.
+fn example_copy() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = repo().join("gateway-config/examples");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", src.display()))
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tmp
+}
+
+fn wasm_filter_config(bootstrap: &Value) -> Value {
+    let listener = &bootstrap["static_resources"]["listeners"][0];
+    let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+    let wasm = &hcm["http_filters"][0]["typed_config"]["config"];
+    assert_eq!(wasm["failure_policy"], "FAIL_CLOSED");
+    assert_eq!(wasm["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
+    serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn the_checked_in_example_is_what_render_produces() {
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("envoy.json");
+    let o = autoid_in(
+        &repo(),
+        &[
+            "gateway",
+            "render",
+            "--config",
+            "gateway-config/examples",
+            "--relative-to",
+            ".",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_code(&o, 0);
+    let fresh = std::fs::read_to_string(&file).unwrap();
+    let checked_in =
+        std::fs::read_to_string(repo().join("gateway-config/examples/envoy.json")).unwrap();
+    assert!(
+        fresh == checked_in,
+        "gateway-config/examples/envoy.json is out of date; regenerate it from the repo root with:\n  \
+         target/release/autoid gateway render --config gateway-config/examples --relative-to . \
+         --out gateway-config/examples/envoy.json"
+    );
+}
+
+#[test]
+fn render_writes_0600_with_named_routes_and_a_valid_filter_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = example_copy();
+    let file = dir.path().join("out.json");
+    let o = autoid_in(
+        dir.path(),
+        &[
+            "gateway",
+            "render",
+            "--config",
+            ".",
+            "--out",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_code(&o, 0);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let bootstrap: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        bootstrap["admin"]["address"]["socket_address"]["address"],
+        "127.0.0.1"
+    );
+    let config = wasm_filter_config(&bootstrap);
+    assert_eq!(config["directory"]["cluster"], "autoid_bridge");
+    assert_eq!(
+        config["apis"]["payments"]["inject"]["authorization"],
+        "Bearer demo-payments-api-key-NOT-A-SECRET"
+    );
+    assert_eq!(config["apis"]["admin"]["enabled"], false);
+    // Route names are the API ids: the filter keys its definitions on `xds.route_name`.
+    let https = &bootstrap["static_resources"]["listeners"][0];
+    assert_eq!(https["name"], "autoid_https");
+    let hcm = &https["filter_chains"][0]["filters"][0]["typed_config"];
+    let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+    let names: Vec<&str> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "payments", "reports"]);
+    assert_eq!(routes[1]["route"]["prefix_rewrite"], "/v1/");
+    let tls = &https["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"];
+    assert_eq!(tls["tls_params"]["tls_minimum_protocol_version"], "TLSv1_2");
+    assert_eq!(
+        tls["tls_params"]["ecdh_curves"],
+        serde_json::json!(["X25519", "P-256", "P-384"])
+    );
+    assert_eq!(
+        hcm["route_config"]["response_headers_to_add"][0]["header"]["key"],
+        "strict-transport-security"
+    );
+
+    // The same file, written through stdout.
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), std::fs::read_to_string(&file).unwrap());
+}
+
+#[test]
+fn injected_values_come_from_env_file_or_value() {
+    let dir = example_copy();
+    let api = dir.path().join("apis/reports.json");
+    let text = std::fs::read_to_string(&api).unwrap().replace(
+        r#"{ "value": "demo-reports-key-NOT-A-SECRET" }"#,
+        r#"{ "env": "AUTOID_TEST_REPORTS_KEY" }"#,
+    );
+    std::fs::write(&api, text).unwrap();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 3);
+    assert!(
+        stderr(&o).contains(
+            "apis/reports.json: auth.inject.x-api-key: environment variable \"AUTOID_TEST_REPORTS_KEY\" is not set"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_autoid"))
+        .args(["gateway", "render", "--config", "."])
+        .env("AUTOID_TEST_REPORTS_KEY", "from-the-environment")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let config = wasm_filter_config(&serde_json::from_slice(&o.stdout).unwrap());
+    assert_eq!(
+        config["apis"]["reports"]["inject"]["x-api-key"],
+        "from-the-environment"
+    );
+}
+
+#[test]
+fn errors_name_the_file_the_field_and_the_value() {
+    let cases: [(&str, &str, &str, &str); 5] = [
+        (
+            "apis/payments.json",
+            r#""any_of": ["payments"]"#,
+            r#""any_of": [""]"#,
+            "apis/payments.json: auth.require.any_of[0]: empty group name",
+        ),
+        (
+            "apis/payments.json",
+            r#""listen_path": "/payments/""#,
+            r#""listen_path": "/payments/", "listen": 1"#,
+            "apis/payments.json: listen: unknown field `listen`",
+        ),
+        (
+            "apis/reports.json",
+            r#""listen_path": "/reports/""#,
+            r#""listen_path": "/payments/""#,
+            "apis/reports.json: listen_path: \"/payments/\" is also the listen_path of \"payments\"",
+        ),
+        (
+            "gateway.json",
+            r#""max_skew_secs": 60"#,
+            r#""max_skew_secs": 6000"#,
+            "gateway.json: plugin.limits.max_skew_secs: 6000 is out of range (1 to 600)",
+        ),
+        (
+            "gateway.json",
+            r#""address": "127.0.0.1", "port": 9901"#,
+            r#""address": "0.0.0.0", "port": 9901"#,
+            "gateway.json: listeners.admin.address: the admin interface must bind a loopback address",
+        ),
+    ];
+    for (file, from, to, expected) in cases {
+        let dir = example_copy();
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{file} has no {from}");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+        assert_code(&o, 3);
+        assert!(
+            stderr(&o).contains(&format!("autoid: error: ./{expected}")),
+            "expected {expected:?} in:\n{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn config_validate_checks_a_filter_config_offline() {
+    let dir = example_copy();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let config = wasm_filter_config(&serde_json::from_slice(&o.stdout).unwrap());
+    let good = dir.path().join("filter.json");
+    std::fs::write(&good, config.to_string()).unwrap();
+    let o = autoid_in(dir.path(), &["config", "validate", "filter.json"]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "ok: 3 api(s), directory\n");
+
+    let mut bad = config.clone();
+    bad["apis"]["payments"]["require"]["any_of"] = serde_json::json!([""]);
+    std::fs::write(&good, bad.to_string()).unwrap();
+    let o = autoid_in(dir.path(), &["config", "validate", "filter.json"]);
+    assert_code(&o, 1);
+    assert_eq!(
+        stdout(&o),
+        "invalid: filter.json: apis.payments.require.any_of[0]: empty group name\n"
+    );
+}
+
+#[test]
+fn validate_runs_envoy_when_it_is_there() {
+    let envoy = repo().join(".venv/bin/envoy");
+    let dir = example_copy();
+    let wasm = repo().join("target/wasm32-wasip1/wasm/autoid_plugin.wasm");
+    let gw = dir.path().join("gateway.json");
+    let text = std::fs::read_to_string(&gw).unwrap().replace(
+        "../../target/wasm32-wasip1/wasm/autoid_plugin.wasm",
+        wasm.to_str().unwrap(),
+    );
+    std::fs::write(&gw, text).unwrap();
+    if !envoy.is_file() || !wasm.is_file() {
+        // The e2e tests fail loudly without Envoy; this one checks the fallback message.
+        let o = Command::new(env!("CARGO_BIN_EXE_autoid"))
+            .args(["gateway", "validate", "--config", "."])
+            .env("PATH", "/nonexistent")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        assert!(stderr(&o).contains("make deps-envoy"), "{}", stderr(&o));
+        return;
+    }
+    let o = autoid_in(
+        dir.path(),
+        &[
+            "gateway",
+            "validate",
+            "--config",
+            ".",
+            "--envoy",
+            envoy.to_str().unwrap(),
+        ],
+    );
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("envoy --mode validate"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(": ok"), "{}", stdout(&o));
+}
