@@ -519,9 +519,13 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Pending::Body { .. } = &self.pending else {
-            return Action::Continue;
-        };
+        match &self.pending {
+            Pending::Body { .. } => {}
+            // Continuing here would let Envoy resume the paused headers before the directory
+            // answers: the request would go upstream unauthorized. Buffer until it does.
+            Pending::Directory { .. } => return Action::Pause,
+            Pending::Nothing => return Action::Continue,
+        }
         if body_size > MAX_BODY_BYTES {
             let Pending::Body { verified, .. } = std::mem::take(&mut self.pending) else {
                 return Action::Pause;
