@@ -1,0 +1,258 @@
+//! Full gateway verification (`verify::verify`) with a fixed keyring: the protocol's RSA-2048
+//! test key and a fixed epoch. Inputs are arbitrary header strings, arbitrary sealed parts behind
+//! a valid session, and structured mutations of one valid proof, made once with the vectors' RNG
+//! (seed `vector-1`: it is test vector 1 of docs/PROTOCOL.md).
+//!
+//! The property: a proof verifies if and only if it is the untouched original, checked against
+//! its own request (authority in any case) within the clock skew. The session of the original is
+//! cached, as on the filter's warm path; any other wrapped key pays an RSA unwrap (milliseconds),
+//! so most inputs are meant to fail before it.
+
+#![no_main]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::convert::Infallible;
+use std::sync::OnceLock;
+
+use arbitrary::{Arbitrary, Unstructured};
+use autoid_protocol::Request;
+use autoid_protocol::client::Session;
+use autoid_protocol::entropy::Epoch;
+use autoid_protocol::header::{Proof, SessionId};
+use autoid_protocol::keys::GatewayKey;
+use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, verify};
+use libfuzzer_sys::fuzz_target;
+use rsa::rand_core::{TryCryptoRng, TryRng};
+use sha2::{Digest, Sha256};
+
+const KEY_PEM: &str = include_str!("../../protocol/tests/vectors/gateway-2048.pem");
+const KID: &str = "test-2048";
+const NOW: u64 = 1_800_000_000;
+const SKEW: i64 = 60;
+const METHOD: &str = "GET";
+const AUTHORITY: &str = "api.example.com";
+const PATH: &str = "/v1/payments?limit=10";
+
+/// The vectors' deterministic RNG (docs/PROTOCOL.md §9).
+struct TestRng {
+    seed: &'static [u8],
+    counter: u64,
+    buf: [u8; 32],
+    pos: usize,
+}
+
+impl TryRng for TestRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for b in dst {
+            if self.pos == 32 {
+                let mut h = Sha256::new();
+                h.update(b"autoid/v1 test rng");
+                h.update(self.seed);
+                h.update(self.counter.to_be_bytes());
+                self.buf = h.finalize().into();
+                self.counter += 1;
+                self.pos = 0;
+            }
+            *b = self.buf[self.pos];
+            self.pos += 1;
+        }
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for TestRng {}
+
+struct Fixture {
+    keyring: Keyring,
+    header: String,
+    wrapped: Vec<u8>,
+    sealed: Vec<u8>,
+    session: (SessionId, SessionKey),
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+        let mut secret = [0u8; 32];
+        for (i, b) in secret.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let epoch = Epoch::new("e-test", secret, 65536, 64).unwrap();
+        let file = epoch.issue("alice").unwrap();
+        let mut rng = TestRng {
+            seed: b"vector-1",
+            counter: 0,
+            buf: [0; 32],
+            pos: 32,
+        };
+        let session = Session::open(&key.public(), NOW, &mut rng).unwrap();
+        let request = Request {
+            method: METHOD,
+            authority: AUTHORITY,
+            path: PATH,
+        };
+        let header = session
+            .prove(&file, &request, NOW, None, &mut rng)
+            .unwrap();
+        let keyring = Keyring::new(vec![key], vec![epoch]);
+        let proof = Proof::parse(&header).unwrap();
+        let unwrapped = keyring.unwrap_session(&proof).unwrap();
+        Fixture {
+            session: (proof.session_id(), unwrapped),
+            wrapped: proof.wrapped().to_vec(),
+            sealed: proof.sealed().to_vec(),
+            header,
+            keyring,
+        }
+    })
+}
+
+/// Holds the original proof's session only, as a warm worker would; never learns another.
+struct Warm(&'static (SessionId, SessionKey));
+
+impl SessionCache for Warm {
+    fn get(&mut self, id: &SessionId) -> Option<SessionKey> {
+        (*id == self.0.0).then(|| self.0.1.clone())
+    }
+    fn put(&mut self, _: &SessionId, _: &SessionKey) {}
+}
+
+#[derive(Debug, Arbitrary)]
+enum Edit {
+    /// Sets one byte of the header text.
+    HeaderByte { at: u16, value: u8 },
+    /// Flips bits of one byte of the wrapped session key (then re-encodes).
+    Wrapped { at: u16, xor: u8 },
+    /// Flips bits of one byte of `iv || ciphertext || tag` (then re-encodes).
+    Sealed { at: u16, xor: u8 },
+    /// Cuts the sealed part short.
+    TruncateSealed { len: u8 },
+    /// Appends bytes to the sealed part.
+    ExtendSealed { bytes: Vec<u8> },
+}
+
+/// Edits of the original proof, verified against a possibly different request and time.
+#[derive(Debug, Arbitrary)]
+struct Mutated {
+    method: u8,
+    authority: u8,
+    path: u8,
+    now_delta: i16,
+    edits: Vec<Edit>,
+}
+
+fn mutate(fx: &Fixture, edits: &[Edit]) -> Option<String> {
+    let mut wrapped = fx.wrapped.clone();
+    let mut sealed = fx.sealed.clone();
+    let mut header_edits = Vec::new();
+    for edit in edits.iter().take(4) {
+        match edit {
+            Edit::HeaderByte { at, value } => header_edits.push((*at, *value)),
+            Edit::Wrapped { at, xor } => {
+                let n = wrapped.len();
+                wrapped[usize::from(*at) % n] ^= xor;
+            }
+            Edit::Sealed { at, xor } => {
+                let n = sealed.len();
+                if n > 0 {
+                    sealed[usize::from(*at) % n] ^= xor;
+                }
+            }
+            Edit::TruncateSealed { len } => sealed.truncate(usize::from(*len)),
+            Edit::ExtendSealed { bytes } => sealed.extend_from_slice(bytes),
+        }
+    }
+    let mut header = Proof::encode(KID, &wrapped, &sealed).into_bytes();
+    for (at, value) in header_edits {
+        let n = header.len();
+        header[usize::from(at) % n] = value;
+    }
+    String::from_utf8(header).ok()
+}
+
+fn pick<'s>(choices: &[&'s str], n: u8) -> &'s str {
+    choices[usize::from(n) % choices.len()]
+}
+
+// The first byte picks the mode (so the seed corpus stays readable): 0 any header text,
+// 1 the original session with any sealed bytes (reaches AES-GCM on the warm path), 2 edits of the
+// original proof (the rest of the input, through `arbitrary`).
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let fx = fixture();
+    let limits = Limits::default();
+    let (header, method, authority, path, delta) = match mode % 3 {
+        0 => {
+            let Ok(text) = std::str::from_utf8(rest) else {
+                return;
+            };
+            (text.to_owned(), METHOD, AUTHORITY, PATH, 0)
+        }
+        1 => (
+            Proof::encode(KID, &fx.wrapped, rest),
+            METHOD,
+            AUTHORITY,
+            PATH,
+            0,
+        ),
+        _ => {
+            let Ok(Mutated {
+                edits,
+                method,
+                authority,
+                path,
+                now_delta,
+            }) = Mutated::arbitrary_take_rest(Unstructured::new(rest))
+            else {
+                return;
+            };
+            let Some(header) = mutate(fx, &edits) else {
+                return;
+            };
+            (
+                header,
+                pick(&[METHOD, "get", "POST", "GET "], method),
+                pick(
+                    &[AUTHORITY, "API.Example.COM", "api.example.com:443", "api.example.org", ""],
+                    authority,
+                ),
+                pick(&[PATH, "/v1/payments?limit=11", "/v1/payments", "/V1/payments?limit=10"], path),
+                i64::from(now_delta),
+            )
+        }
+    };
+    let request = Request {
+        method,
+        authority,
+        path,
+    };
+    let now = NOW.saturating_add_signed(delta);
+    let result = verify(&fx.keyring, &limits, &header, &request, now, &mut Warm(&fx.session));
+    let original = header == fx.header
+        && method == METHOD
+        && path == PATH
+        && authority.eq_ignore_ascii_case(AUTHORITY)
+        && delta.abs() <= SKEW;
+    match result {
+        Ok(v) => {
+            assert!(original, "a modified proof verified: {header:?} {request:?} at {now}");
+            assert_eq!(v.subject, "alice");
+            assert!(v.session_cached);
+        }
+        Err(reason) => assert!(!original, "the original proof failed: {reason}"),
+    }
+});
