@@ -66,7 +66,10 @@ fn client_copies_of_injected_and_identity_headers_are_replaced_on_success() {
     assert_eq!(values(headers, "x-autoid-groups"), ["payments,readers"]);
     // Another API's headers, spoofed here, are gone rather than passed through.
     assert!(values(headers, "x-reports-token").is_empty(), "{headers:?}");
-    assert!(values(headers, "x-reports-subject").is_empty(), "{headers:?}");
+    assert!(
+        values(headers, "x-reports-subject").is_empty(),
+        "{headers:?}"
+    );
     assert_eq!(values(headers, "x-unrelated"), ["kept"]);
 }
 
@@ -158,4 +161,3 @@ fn authority_is_compared_case_insensitively() {
         .send();
     upstream(&out);
 }
-

@@ -96,21 +96,35 @@ fn unknown_and_mistyped_fields() {
             .into_bytes(),
     );
     assert!(lines[0].contains("unknown field `one_of`"), "{lines:?}");
-    let lines = rejection(with("/limits/max_skew_secs", json!("60")).to_string().into_bytes());
+    let lines = rejection(
+        with("/limits/max_skew_secs", json!("60"))
+            .to_string()
+            .into_bytes(),
+    );
     assert!(lines[0].contains("invalid type"), "{lines:?}");
 }
 
 #[test]
 fn keys() {
-    refused(&with("/keys", json!([])), "keys", "at least one key is required");
+    refused(
+        &with("/keys", json!([])),
+        "keys",
+        "at least one key is required",
+    );
     refused(&without("/keys"), "keys", "at least one key is required");
     refused(
-        &with("/keys", json!([{ "kid": "k1", "private_key_pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" }])),
+        &with(
+            "/keys",
+            json!([{ "kid": "k1", "private_key_pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" }]),
+        ),
         "keys[0]",
         "key private key pem: ",
     );
     refused(
-        &with("/keys", json!([{ "kid": "bad kid", "private_key_pem": KEY_PEM }])),
+        &with(
+            "/keys",
+            json!([{ "kid": "bad kid", "private_key_pem": KEY_PEM }]),
+        ),
         "keys[0]",
         "invalid key id: \"bad kid\"",
     );
@@ -129,7 +143,11 @@ fn keys() {
 
 #[test]
 fn epochs() {
-    refused(&with("/epochs", json!([])), "epochs", "at least one epoch is required");
+    refused(
+        &with("/epochs", json!([])),
+        "epochs",
+        "at least one epoch is required",
+    );
     let epoch = |patch: Value| {
         let mut e = base()["epochs"][0].clone();
         for (k, v) in patch.as_object().unwrap() {
@@ -173,15 +191,35 @@ fn epochs() {
 fn limits_and_cache_sizes() {
     for (path, value, message) in [
         ("limits.max_skew_secs", 0, "0 is out of range (1 to 600)"),
-        ("limits.max_skew_secs", 601, "601 is out of range (1 to 600)"),
-        ("limits.session_lifetime_secs", 59, "59 is out of range (60 to 604800)"),
+        (
+            "limits.max_skew_secs",
+            601,
+            "601 is out of range (1 to 600)",
+        ),
+        (
+            "limits.session_lifetime_secs",
+            59,
+            "59 is out of range (60 to 604800)",
+        ),
         ("session_cache.max_entries", 0, "0 is out of range (1 to "),
-        ("session_cache.local_max_entries", 10_000_000, "10000000 is out of range (1 to "),
-        ("cold_path.unwraps_per_second", 0, "0 is out of range (1 to "),
+        (
+            "session_cache.local_max_entries",
+            10_000_000,
+            "10000000 is out of range (1 to ",
+        ),
+        (
+            "cold_path.unwraps_per_second",
+            0,
+            "0 is out of range (1 to ",
+        ),
         ("cold_path.burst", 0, "0 is out of range (1 to "),
         ("replay.buckets", 0, "0 is out of range (1 to "),
         ("replay.slots_per_bucket", 0, "0 is out of range (1 to "),
-        ("replay.slots_per_bucket", 100_000, "100000 is out of range (1 to "),
+        (
+            "replay.slots_per_bucket",
+            100_000,
+            "100000 is out of range (1 to ",
+        ),
     ] {
         let pointer = format!("/{}", path.replace('.', "/"));
         refused(&with(&pointer, json!(value)), path, message);
@@ -197,7 +235,11 @@ fn groups_source() {
     );
     let mut both = Fixture::directory(autoid_host_tests::Cluster::Timeout).config;
     set(&mut both, "/static_groups", json!({}));
-    refused(&both, "static_groups", "use either directory or static_groups, not both");
+    refused(
+        &both,
+        "static_groups",
+        "use either directory or static_groups, not both",
+    );
     refused(
         &with("/static_groups", json!({ "al\u{1}ice": ["x"] })),
         "static_groups",
@@ -217,7 +259,11 @@ fn groups_source() {
 
 #[test]
 fn directory_fields() {
-    refused(&directory("cluster", json!(" ")), "directory.cluster", "empty cluster name");
+    refused(
+        &directory("cluster", json!(" ")),
+        "directory.cluster",
+        "empty cluster name",
+    );
     refused(
         &directory("token", json!("short")),
         "directory.token",
@@ -246,7 +292,11 @@ fn directory_fields() {
 
 #[test]
 fn apis() {
-    refused(&with("/apis", json!({})), "apis", "at least one API is required");
+    refused(
+        &with("/apis", json!({})),
+        "apis",
+        "at least one API is required",
+    );
     refused(
         &with("/apis/payments/require/any_of", json!(["payments", ""])),
         "apis.payments.require.any_of[1]",
@@ -293,12 +343,19 @@ fn apis() {
         "header \"x-api-key\" is set twice",
     );
     refused(
-        &with("/apis/reports/identity/groups_header", json!("x-autoid-proof")),
+        &with(
+            "/apis/reports/identity/groups_header",
+            json!("x-autoid-proof"),
+        ),
         "apis.reports",
         "the proof header cannot be an identity header",
     );
     // Type errors come from serde: they give a line and column, not a field path.
-    let lines = rejection(with("/apis/reports/enabled", json!("yes")).to_string().into_bytes());
+    let lines = rejection(
+        with("/apis/reports/enabled", json!("yes"))
+            .to_string()
+            .into_bytes(),
+    );
     assert!(
         lines[0].starts_with("autoid: invalid configuration: (json line 1 column ")
             && lines[0].contains("invalid type: string \"yes\", expected a boolean"),

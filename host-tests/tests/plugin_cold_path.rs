@@ -21,7 +21,12 @@ fn the_third_new_session_in_a_row_is_rate_limited_but_warm_sessions_pass() {
     let mut third = Client::open(&gw, "alice");
     upstream(&first.get(&gw, "payments", PATH).worker(0).send());
     upstream(&second.get(&gw, "payments", PATH).worker(0).send());
-    expect_denied(&gw, third.get(&gw, "payments", PATH).worker(0), 401, "rate_limited");
+    expect_denied(
+        &gw,
+        third.get(&gw, "payments", PATH).worker(0),
+        401,
+        "rate_limited",
+    );
     assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 2);
 
     // An established session is not held back by the limit.
@@ -32,12 +37,22 @@ fn the_third_new_session_in_a_row_is_rate_limited_but_warm_sessions_pass() {
 
     // Still empty 999 ms later; one token after a second.
     gw.clock().advance(Duration::from_millis(999));
-    expect_denied(&gw, third.get(&gw, "payments", PATH).worker(0), 401, "rate_limited");
+    expect_denied(
+        &gw,
+        third.get(&gw, "payments", PATH).worker(0),
+        401,
+        "rate_limited",
+    );
     gw.clock().advance(Duration::from_millis(1));
     upstream(&third.get(&gw, "payments", PATH).worker(0).send());
     assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 3);
     let mut fourth = Client::open(&gw, "alice");
-    expect_denied(&gw, fourth.get(&gw, "payments", PATH).worker(0), 401, "rate_limited");
+    expect_denied(
+        &gw,
+        fourth.get(&gw, "payments", PATH).worker(0),
+        401,
+        "rate_limited",
+    );
 }
 
 #[test]
@@ -70,7 +85,12 @@ fn each_worker_has_its_own_bucket() {
     let mut a = Client::open(&gw, "alice");
     let mut b = Client::open(&gw, "alice");
     upstream(&a.get(&gw, "payments", PATH).worker(0).send());
-    expect_denied(&gw, b.get(&gw, "payments", PATH).worker(0), 401, "rate_limited");
+    expect_denied(
+        &gw,
+        b.get(&gw, "payments", PATH).worker(0),
+        401,
+        "rate_limited",
+    );
     upstream(&b.get(&gw, "payments", PATH).worker(1).send());
     // ... and b, unwrapped on worker 1, is now warm on worker 0 through shared data.
     upstream(&b.get(&gw, "payments", PATH).worker(0).send());

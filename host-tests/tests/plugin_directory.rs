@@ -54,8 +54,9 @@ impl Bridge {
             match answer {
                 Answer::Groups(groups) => bridge_reply(&subject, Some(&groups)),
                 Answer::NotFound => bridge_reply(&subject, None),
-                Answer::Status(status) => autoid_host_tests::CalloutReply::new(status)
-                    .body(r#"{"error":"internal"}"#),
+                Answer::Status(status) => {
+                    autoid_host_tests::CalloutReply::new(status).body(r#"{"error":"internal"}"#)
+                }
                 Answer::Body(body) => autoid_host_tests::CalloutReply::new(200).body(body),
             }
         }))
@@ -235,7 +236,10 @@ fn a_group_change_is_visible_after_the_ttl() {
     expect_denied(&gw, bob.get(&gw, "payments", PATH), 403, "not_in_groups");
     gw.clock().advance(Duration::from_secs(30));
     let out = bob.get(&gw, "payments", PATH).send();
-    assert_eq!(values(upstream(&out), "x-autoid-groups"), ["readers,payments"]);
+    assert_eq!(
+        values(upstream(&out), "x-autoid-groups"),
+        ["readers,payments"]
+    );
     // And a removal, the same way.
     bridge.set("bob", Answer::Groups(vec!["readers"]));
     gw.clock().advance(Duration::from_secs(60));
@@ -252,7 +256,10 @@ fn a_bridge_timeout_fails_closed() {
     assert_eq!(metric(&gw, "autoid_directory_failures"), 1);
     let calls = gw.callouts();
     assert_eq!(calls.len(), 1);
-    assert!(matches!(calls[0].result, Some(CalloutResult::Failed { .. })));
+    assert!(matches!(
+        calls[0].result,
+        Some(CalloutResult::Failed { .. })
+    ));
     assert_eq!(calls[0].timeout_ms, 250);
     // Failures are not cached: the next request asks again.
     expect_denied(&gw, alice.get(&gw, "payments", PATH), 503, "directory");
@@ -319,7 +326,10 @@ fn stale_decisions_serve_within_the_window_when_the_bridge_fails() {
     // Past the 60 s TTL, within the 30 s stale window: the bridge is asked, fails, stale serves.
     gw.clock().advance(Duration::from_secs(60));
     let out = alice.get(&gw, "payments", PATH).send();
-    assert_eq!(values(upstream(&out), "x-autoid-groups"), ["payments,readers"]);
+    assert_eq!(
+        values(upstream(&out), "x-autoid-groups"),
+        ["payments,readers"]
+    );
     gw.clock().advance(Duration::from_secs(29));
     upstream(&alice.get(&gw, "payments", PATH).send());
     assert_eq!(metric(&gw, "autoid_directory_stale_served"), 2);

@@ -69,7 +69,11 @@ fn duplicate_proof_headers() {
         401,
         "duplicate",
     );
-    assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 0, "no work on duplicates");
+    assert_eq!(
+        metric(&gw, "autoid_rsa_unwraps"),
+        0,
+        "no work on duplicates"
+    );
 }
 
 #[test]
@@ -106,15 +110,27 @@ fn malformed_proofs() {
 fn unsupported_version() {
     let (gw, mut alice) = setup();
     let p = parts(&alice.proof(&gw, PATH));
-    rejected(&gw, &format!("v2.{}.{}.{}", p[1], p[2], p[3]), "unsupported_version");
-    rejected(&gw, &format!("v10.{}.{}.{}", p[1], p[2], p[3]), "unsupported_version");
+    rejected(
+        &gw,
+        &format!("v2.{}.{}.{}", p[1], p[2], p[3]),
+        "unsupported_version",
+    );
+    rejected(
+        &gw,
+        &format!("v10.{}.{}.{}", p[1], p[2], p[3]),
+        "unsupported_version",
+    );
 }
 
 #[test]
 fn unknown_key_id() {
     let (gw, mut alice) = setup();
     let p = parts(&alice.proof(&gw, PATH));
-    rejected(&gw, &format!("v1.retired-key.{}.{}", p[2], p[3]), "unknown_key");
+    rejected(
+        &gw,
+        &format!("v1.retired-key.{}.{}", p[2], p[3]),
+        "unknown_key",
+    );
     assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 0);
 }
 

@@ -10,7 +10,12 @@ use common::autoid::{AUTHORITY, Client, Fixture, PROOF, expect_denied, metric, u
 fn an_unknown_route_is_denied() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
-    let out = expect_denied(&gw, alice.get(&gw, "not-configured", "/x"), 403, "unknown_route");
+    let out = expect_denied(
+        &gw,
+        alice.get(&gw, "not-configured", "/x"),
+        403,
+        "unknown_route",
+    );
     assert!(out.header("www-authenticate").is_none());
     // Denied before the proof is looked at: no RSA spent on it.
     assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 0);
@@ -37,8 +42,18 @@ fn a_request_without_a_route_name_is_denied() {
         "unknown_route",
     );
     // Route names are exact: no case folding, no prefix match.
-    expect_denied(&gw, alice.get(&gw, "Payments", "/v1/payments"), 403, "unknown_route");
-    expect_denied(&gw, alice.get(&gw, "payments2", "/v1/payments"), 403, "unknown_route");
+    expect_denied(
+        &gw,
+        alice.get(&gw, "Payments", "/v1/payments"),
+        403,
+        "unknown_route",
+    );
+    expect_denied(
+        &gw,
+        alice.get(&gw, "payments2", "/v1/payments"),
+        403,
+        "unknown_route",
+    );
 }
 
 #[test]
@@ -58,13 +73,21 @@ fn a_disabled_api_is_denied_even_with_a_valid_proof() {
 fn a_subject_outside_the_required_groups_is_denied() {
     let gw = Fixture::static_groups().build();
     let mut bob = Client::open(&gw, "bob");
-    let out = expect_denied(&gw, bob.get(&gw, "payments", "/v1/payments"), 403, "not_in_groups");
+    let out = expect_denied(
+        &gw,
+        bob.get(&gw, "payments", "/v1/payments"),
+        403,
+        "not_in_groups",
+    );
     // The body says nothing about groups.
     let body = match &out {
         autoid_host_tests::Outcome::LocalReply { body, .. } => String::from_utf8_lossy(body),
         _ => unreachable!(),
     };
-    assert!(!body.contains("payments") && !body.contains("group"), "{body}");
+    assert!(
+        !body.contains("payments") && !body.contains("group"),
+        "{body}"
+    );
     // all_of needs every group: alice has payments but not admins.
     let mut alice = Client::open(&gw, "alice");
     expect_denied(&gw, alice.get(&gw, "admin", "/admin"), 403, "not_in_groups");
@@ -79,15 +102,30 @@ fn a_subject_outside_the_required_groups_is_denied() {
 fn a_subject_unknown_to_the_groups_map_is_denied() {
     let gw = Fixture::static_groups().build();
     let mut dave = Client::open(&gw, "dave");
-    expect_denied(&gw, dave.get(&gw, "payments", "/v1/payments"), 403, "unknown_subject");
-    expect_denied(&gw, dave.get(&gw, "reports", "/v1/reports"), 403, "unknown_subject");
+    expect_denied(
+        &gw,
+        dave.get(&gw, "payments", "/v1/payments"),
+        403,
+        "unknown_subject",
+    );
+    expect_denied(
+        &gw,
+        dave.get(&gw, "reports", "/v1/reports"),
+        403,
+        "unknown_subject",
+    );
 }
 
 #[test]
 fn the_deny_line_names_route_and_subject() {
     let gw = Fixture::static_groups().build();
     let mut bob = Client::open(&gw, "bob");
-    expect_denied(&gw, bob.get(&gw, "payments", "/v1/payments"), 403, "not_in_groups");
+    expect_denied(
+        &gw,
+        bob.get(&gw, "payments", "/v1/payments"),
+        403,
+        "not_in_groups",
+    );
     let lines = common::autoid::deny_lines(&gw);
     assert_eq!(lines.len(), 1);
     assert!(

@@ -67,7 +67,10 @@ fn a_cached_session_still_checks_every_proof() {
         &gw,
         gw.request("GET", common::autoid::AUTHORITY, PATH)
             .route("payments")
-            .header(common::autoid::PROOF, &common::autoid::tamper(&proof, 3, 30))
+            .header(
+                common::autoid::PROOF,
+                &common::autoid::tamper(&proof, 3, 30),
+            )
             .worker(0),
         401,
         "open",

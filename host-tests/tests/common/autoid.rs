@@ -2,6 +2,8 @@
 //! key and a fixed epoch, clients that make real proofs at the gateway's virtual now, and the
 //! assertions every denial shares (uniform body, `www-authenticate`, log line, metric).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test fixtures: failing loudly is the point
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -499,7 +501,9 @@ pub fn expect_denied(
         .collect();
     assert_eq!(lines.len(), 1, "one deny line for {rid}: {:?}", gw.logs());
     assert!(
-        lines[0].starts_with(&format!("autoid: deny status={status} reason={reason} route=")),
+        lines[0].starts_with(&format!(
+            "autoid: deny status={status} reason={reason} route="
+        )),
         "log line for {reason}: {}",
         lines[0]
     );
