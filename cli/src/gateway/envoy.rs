@@ -301,6 +301,7 @@ pub(crate) fn bootstrap(
         let hcm = connection_manager("autoid_https", defs, hsts, &wasm, configuration);
         listeners.push(json!({
             "name": "autoid_https",
+            "stat_prefix": "autoid_https",
             "address": socket(&h.address, h.port),
             "filter_chains": [{
                 "transport_socket": {
@@ -333,6 +334,7 @@ pub(crate) fn bootstrap(
         let hcm = connection_manager("autoid_http", defs, None, &wasm, configuration);
         listeners.push(json!({
             "name": "autoid_http",
+            "stat_prefix": "autoid_http",
             "address": socket(&h.address, h.port),
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",

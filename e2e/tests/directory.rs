@@ -1,0 +1,51 @@
+//! The directory behind the gateway changes: a group membership removed in LDAP, the bridge
+//! killed and restarted. Each test has its own stack (it changes it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Options, Stack, eventually};
+
+#[test]
+fn a_group_removed_in_ldap_takes_effect_after_the_ttl() {
+    let s = Stack::start(&Options {
+        positive_ttl_secs: 2,
+        negative_ttl_secs: 2,
+    });
+    assert_eq!(s.get_as("alice", "/payments/before", &[]).status, 200);
+    s.slapd.modify(
+        "dn: cn=payments,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: memberUid\nmemberUid: alice\n",
+    );
+    let changed = Instant::now();
+    eventually("alice to lose payments", Duration::from_secs(20), || {
+        let r = s.get_as("alice", "/payments/after", &[]);
+        assert!(matches!(r.status, 200 | 403), "status {}", r.status);
+        (r.status == 403).then_some(())
+    });
+    // Within the TTL plus polling and callout time, not at once and not much later.
+    let took = changed.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    // bob, still in payments, is unaffected.
+    assert_eq!(s.get_as("bob", "/payments/still", &[]).status, 200);
+}
+
+#[test]
+fn the_bridge_down_is_503_and_recovers_when_it_returns() {
+    let mut s = Stack::start(&Options::default());
+    assert_eq!(s.get_as("alice", "/payments/up", &[]).status, 200);
+    s.kill_bridge();
+    // bob's groups are not cached: the callout fails, and without a stale decision that is 503.
+    let down = s.get_as("bob", "/payments/down", &[]);
+    assert_eq!(down.status, 503, "{}", String::from_utf8_lossy(&down.body));
+    assert_eq!(down.json()["error"], "unavailable");
+    // alice's cached decision still answers within its TTL.
+    assert_eq!(s.get_as("alice", "/payments/cached", &[]).status, 200);
+    assert!(s.counter("autoid_directory_failures") >= 1);
+
+    s.restart_bridge();
+    eventually("bob allowed again", Duration::from_secs(20), || {
+        (s.get_as("bob", "/payments/back", &[]).status == 200).then_some(())
+    });
+}
