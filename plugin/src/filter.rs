@@ -103,7 +103,7 @@ impl RootContext for Root {
             config,
         };
         wasm_host::info(&format!(
-            "autoid: configured {} api(s), {} key(s)",
+            "autoid: configured {} api(s), {} managed header(s)",
             state.config.apis.len(),
             state.managed.len()
         ));
