@@ -52,6 +52,13 @@ impl SharedData {
         Ok(token)
     }
 
+    /// Every stored key, sorted (read-only: for tests that bound what a filter keeps).
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = lock(&self.inner).entries.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// How many keys are stored.
     pub fn len(&self) -> usize {
         lock(&self.inner).entries.len()
