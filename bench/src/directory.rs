@@ -1,0 +1,144 @@
+//! Arm (e)'s directory: Debian slapd (`openldap/run_ldap.sh`, seeded with alice in `payments`)
+//! and the real `autoid-ldap-bridge` in front of it, both started for the run and stopped after.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::envoy::{free_port, http_get, write_private};
+
+/// slapd and the bridge, running.
+#[derive(Debug)]
+pub struct Directory {
+    repo: PathBuf,
+    state: PathBuf,
+    bridge: Child,
+    /// The bridge's port (the Envoy cluster's endpoint).
+    pub bridge_port: u16,
+    /// The bridge's bearer token.
+    pub token: String,
+    /// slapd's pid.
+    pub slapd_pid: u32,
+}
+
+impl Directory {
+    /// Starts slapd (state under `dir/ldap`, free ports, no per-operation logging) and the bridge.
+    pub fn start(repo: &Path, bridge_bin: &Path, dir: &Path) -> Result<Directory> {
+        let state = dir.join("ldap");
+        let script = repo.join("openldap/run_ldap.sh");
+        let out = Command::new(&script)
+            .arg("start")
+            .env("LDAP_STATE_DIR", &state)
+            .env("LDAP_PORT", "auto")
+            .env("LDAPS_PORT", "auto")
+            // No per-operation log lines: slapd would spend the bench's CPU writing them.
+            .env("LDAP_DEBUG", "0")
+            .env("LDAP_WATCH_PID", std::process::id().to_string())
+            .output()
+            .with_context(|| format!("run {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} start failed:\n{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let env_text = std::fs::read_to_string(state.join("ldap.env"))
+            .with_context(|| format!("read {}/ldap.env", state.display()))?;
+        let env: HashMap<&str, &str> = env_text.lines().filter_map(|l| l.split_once('=')).collect();
+        let get = |k: &str| {
+            env.get(k)
+                .map(|v| (*v).to_owned())
+                .with_context(|| format!("ldap.env has no {k}"))
+        };
+        let slapd_pid: u32 = get("LDAP_PID")?.parse().context("LDAP_PID")?;
+
+        let mut raw = [0u8; 24];
+        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("getrandom: {e}"))?;
+        let token = URL_SAFE_NO_PAD.encode(raw);
+        let token_file = dir.join("bridge.token");
+        write_private(&token_file, token.as_bytes())?;
+        let bridge_port = free_port()?;
+        let config = serde_json::json!({
+            "listen": format!("127.0.0.1:{bridge_port}"),
+            "token_file": token_file,
+            "ldap": {
+                "url": get("LDAP_URL")?,
+                "starttls": true,
+                "ca_file": get("LDAP_CA_FILE")?,
+                "bind_dn": get("LDAP_BRIDGE_DN")?,
+                "bind_password_file": get("LDAP_BRIDGE_PASSWORD_FILE")?,
+                "pool_size": 4
+            },
+            "users": { "base": "dc=example,dc=org" },
+            "groups": { "base": "ou=groups,dc=example,dc=org" }
+        });
+        let config_file = dir.join("bridge.json");
+        write_private(
+            &config_file,
+            serde_json::to_string_pretty(&config)?.as_bytes(),
+        )?;
+        let log = std::fs::File::create(dir.join("bridge.log"))?;
+        let bridge = Command::new(bridge_bin)
+            .arg("--config")
+            .arg(&config_file)
+            .env("AUTOID_BRIDGE_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", bridge_bin.display()))?;
+        let mut d = Directory {
+            repo: repo.to_owned(),
+            state,
+            bridge,
+            bridge_port,
+            token,
+            slapd_pid,
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], bridge_port));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = d.bridge.try_wait()? {
+                bail!(
+                    "the bridge exited ({status}); see {}/bridge.log",
+                    dir.display()
+                );
+            }
+            if matches!(http_get(addr, "/readyz"), Ok((200, _))) {
+                return Ok(d);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the bridge was not ready within 30 s; see {}/bridge.log",
+                    dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The bridge's pid.
+    pub fn bridge_pid(&self) -> u32 {
+        self.bridge.id()
+    }
+}
+
+impl Drop for Directory {
+    fn drop(&mut self) {
+        let _ = self.bridge.kill();
+        let _ = self.bridge.wait();
+        let _ = Command::new(self.repo.join("openldap/run_ldap.sh"))
+            .arg("stop")
+            .env("LDAP_STATE_DIR", &self.state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -1,0 +1,28 @@
+//! `make bench`: autoid against Envoy baselines, measured side by side.
+//!
+//! The `autoid-bench` binary runs the same HTTP load against Envoy (`--concurrency 1`, every arm
+//! routed to one `direct_response`) with, in turn, no filter, the floor proxy-wasm filter, native
+//! `jwt_authn` (RS256), and autoid warm, cold and with every group decision a directory miss.
+//! It writes `target/bench/summary.json`; docs/PERFORMANCE.md explains the method and results.
+//!
+//! - [`loadgen`]: the load generator (keep-alive HTTP/1.1, saturation or paced, unique requests).
+//! - [`envoy`]: bootstraps and the Envoy process.
+//! - [`proofs`]: proofs and JWTs made before each run.
+//! - [`directory`]: slapd and the LDAP bridge for the directory arm.
+//! - [`run`]: the arms, the repetitions and the summary.
+//! - [`steps`]: the filter's crypto steps, shared with the wasm microbenchmark module.
+//! - [`wasm_micro`]: times those steps inside wasm (wasmtime, Cranelift).
+//! - [`procstat`]: CPU time from `/proc`.
+//!
+//! Build: `cargo build --release -p autoid-bench`; see `autoid-bench --help`.
+
+#![forbid(unsafe_code)]
+
+pub mod directory;
+pub mod envoy;
+pub mod loadgen;
+pub mod procstat;
+pub mod proofs;
+pub mod run;
+pub mod steps;
+pub mod wasm_micro;

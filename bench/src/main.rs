@@ -1,0 +1,54 @@
+//! `autoid-bench`: the `make bench` driver. See the crate docs and docs/PERFORMANCE.md.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "autoid-bench",
+    about = "autoid against Envoy baselines, measured side by side"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every arm against Envoy, interleaved repetitions; writes summary.json and summary.md.
+    Run(Box<autoid_bench::run::Options>),
+    /// The crypto steps inside wasm (wasmtime): prints µs per call as JSON.
+    MicroWasm {
+        /// The module built from bench/crypto-wasm.
+        #[arg(
+            long,
+            default_value = "target/wasm32-wasip1/wasm/autoid_bench_crypto.wasm"
+        )]
+        wasm: PathBuf,
+        /// Seconds per step (at least 3 calls each).
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Also write the JSON here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Run(options) => autoid_bench::run::main(&options),
+        Command::MicroWasm { wasm, seconds, out } => {
+            let results = autoid_bench::wasm_micro::run(&wasm, seconds)?;
+            let text = serde_json::to_string_pretty(&results)?;
+            println!("{text}");
+            if let Some(out) = out {
+                std::fs::write(&out, text)?;
+            }
+            Ok(())
+        }
+    }
+}

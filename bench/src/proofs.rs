@@ -1,0 +1,168 @@
+//! Request material made before each run: autoid proofs (every one single-use, each a fresh
+//! nonce; warm proofs share a few sessions, cold ones each have their own wrapped key) and RS256
+//! JWTs for `jwt_authn`.
+
+use anyhow::{Context, Result};
+use autoid_protocol::Request;
+use autoid_protocol::client::Session;
+use autoid_protocol::entropy::EntropyFile;
+use autoid_protocol::keys::PublicKey;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rsa::pkcs1v15::SigningKey;
+use rsa::rand_core::UnwrapErr;
+use rsa::signature::{SignatureEncoding, Signer};
+use rsa::traits::PublicKeyParts;
+use rsa::{RsaPrivateKey, RsaPublicKey};
+use sha2::Sha256;
+
+use crate::envoy::{HOST, PATH};
+use crate::loadgen::request;
+
+/// The OS CSPRNG as the protocol crate takes it.
+pub type Rng = UnwrapErr<getrandom::SysRng>;
+
+/// The OS CSPRNG.
+pub fn rng() -> Rng {
+    UnwrapErr(getrandom::SysRng)
+}
+
+/// The request every proof binds.
+pub const fn bench_request() -> Request<'static> {
+    Request {
+        method: "GET",
+        authority: HOST,
+        path: PATH,
+    }
+}
+
+/// How proofs relate to sessions.
+#[derive(Debug, Clone, Copy)]
+pub enum Sessions {
+    /// `n` sessions, proofs round-robin over them (the warm path once each is unwrapped).
+    Shared(usize),
+    /// A new session (a new RSA-wrapped key) for every proof: the cold path.
+    PerProof,
+}
+
+/// `count` complete requests, each with its own proof header, made now, on `threads` threads.
+pub fn proof_requests(
+    public: &PublicKey,
+    file: &EntropyFile,
+    header: &str,
+    sessions: Sessions,
+    count: usize,
+    threads: usize,
+) -> Result<Vec<Vec<u8>>> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut main_rng = rng();
+    let shared: Vec<Session> = match sessions {
+        Sessions::Shared(n) => (0..n.max(1))
+            .map(|_| Session::open(public, now, &mut main_rng))
+            .collect::<Result<_, _>>()?,
+        Sessions::PerProof => Vec::new(),
+    };
+    let threads = threads.max(1);
+    let chunk = count.div_ceil(threads).max(1);
+    let req = bench_request();
+    let parts: Vec<Result<Vec<Vec<u8>>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let shared = &shared;
+                scope.spawn(move || -> Result<Vec<Vec<u8>>> {
+                    let mut rng = self::rng();
+                    let start = t * chunk;
+                    let end = ((t + 1) * chunk).min(count);
+                    let mut out = Vec::with_capacity(end.saturating_sub(start));
+                    for i in start..end {
+                        let proof = match sessions {
+                            Sessions::Shared(_) => {
+                                shared[i % shared.len()].prove(file, &req, now, None, &mut rng)?
+                            }
+                            Sessions::PerProof => Session::open(public, now, &mut rng)?
+                                .prove(file, &req, now, None, &mut rng)?,
+                        };
+                        out.push(request(HOST, PATH, Some((header, &proof))));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("proof thread panicked")))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(count);
+    for p in parts {
+        all.extend(p?);
+    }
+    Ok(all)
+}
+
+/// An RS256 signer for `jwt_authn`, with its JWKS.
+#[derive(Debug)]
+pub struct JwtIssuer {
+    signing: SigningKey<Sha256>,
+    public: RsaPublicKey,
+    /// The `iss` claim and the provider's issuer.
+    pub issuer: String,
+}
+
+const JWT_KID: &str = "bench-rs256";
+
+impl JwtIssuer {
+    /// Generates a fresh RSA-2048 key.
+    pub fn generate() -> Result<JwtIssuer> {
+        let key = RsaPrivateKey::new(&mut rng(), 2048).context("rsa keygen")?;
+        let public = key.to_public_key();
+        Ok(JwtIssuer {
+            signing: SigningKey::<Sha256>::new(key),
+            public,
+            issuer: "https://autoid-bench.local".to_owned(),
+        })
+    }
+
+    /// The JWKS holding the public key.
+    pub fn jwks(&self) -> String {
+        serde_json::json!({ "keys": [ {
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "kid": JWT_KID,
+            "n": URL_SAFE_NO_PAD.encode(self.public.n_bytes()),
+            "e": URL_SAFE_NO_PAD.encode(self.public.e_bytes()),
+        } ] })
+        .to_string()
+    }
+
+    /// A signed token for `subject`, valid for a day, with a unique `jti`.
+    pub fn token(&self, subject: &str, jti: u64) -> Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let header = serde_json::json!({ "alg": "RS256", "typ": "JWT", "kid": JWT_KID });
+        let claims = serde_json::json!({
+            "iss": self.issuer, "sub": subject, "aud": "bench",
+            "iat": now, "exp": now + 86_400, "jti": format!("bench-{jti}"),
+        });
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self
+            .signing
+            .try_sign(signing_input.as_bytes())
+            .context("rs256 sign")?;
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(sig.to_bytes())
+        ))
+    }
+}

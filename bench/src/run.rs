@@ -1,0 +1,788 @@
+//! The arms, interleaved repetitions (a f b c d e, a f b c d e, …) and the summary.
+//!
+//! Phase 1 measures every arm at saturation; phase 2 sends every arm the same fixed rate, half of
+//! the slowest non-cold arm's median saturation rate (the cold arm: half of its own), for p50 and
+//! p99 latency. Each run gets a fresh Envoy (fresh shared data: the replay table holds only that
+//! run's nonces) and freshly made proofs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use autoid_protocol::entropy::{EntropyFile, Epoch};
+use autoid_protocol::keys::{GatewayKey, PublicKey};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::directory::Directory;
+use crate::envoy::{self, Envoy, HOST, PATH, ROUTE_NAME};
+use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
+use crate::proofs::{self, JwtIssuer, Sessions};
+use crate::steps;
+
+/// `autoid-bench run` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Short runs, one repetition, few cold proofs: every ratio in under two minutes.
+    #[arg(long, env = "BENCH_QUICK")]
+    pub quick: bool,
+    /// Repetitions of the interleaved arm sequence (default 3, quick 1).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Counted seconds per run (default 10, quick 3).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seconds sent before counting (default 2, quick 1).
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Counted seconds of the cold arm (default 8, quick 2).
+    #[arg(long)]
+    pub cold_duration: Option<f64>,
+    /// Connections at saturation.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Connections in the paced phase.
+    #[arg(long, default_value_t = 64)]
+    pub paced_connections: usize,
+    /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory).
+    #[arg(long, default_value = "afbcde")]
+    pub arms: String,
+    /// Sessions the warm and directory arms' proofs share.
+    #[arg(long, default_value_t = 16)]
+    pub sessions: usize,
+    /// Output directory (summary.json, summary.md, bootstraps, logs).
+    #[arg(long, default_value = "target/bench")]
+    pub out: PathBuf,
+    /// The repository (for openldap/run_ldap.sh and default paths).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Envoy binary.
+    #[arg(long, env = "ENVOY", default_value = ".venv/bin/envoy")]
+    pub envoy: PathBuf,
+    /// The autoid filter.
+    #[arg(long, default_value = "target/wasm32-wasip1/wasm/autoid_plugin.wasm")]
+    pub plugin: PathBuf,
+    /// The floor filter.
+    #[arg(
+        long,
+        default_value = "target/wasm32-wasip1/wasm/autoid_floor_filter.wasm"
+    )]
+    pub floor: PathBuf,
+    /// The LDAP bridge.
+    #[arg(long, default_value = "target/release/autoid-ldap-bridge")]
+    pub bridge: PathBuf,
+}
+
+/// One arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Arm {
+    /// (a) no filter.
+    None,
+    /// (f) the floor proxy-wasm filter.
+    Floor,
+    /// (b) native jwt_authn, RS256, local JWKS.
+    Jwt,
+    /// (c) autoid, sessions and groups warm.
+    Warm,
+    /// (d) autoid, a new session (RSA unwrap) per request.
+    Cold,
+    /// (e) autoid, every group decision a bridge + slapd round trip.
+    Directory,
+}
+
+impl Arm {
+    fn from_letter(c: char) -> Option<Arm> {
+        Some(match c {
+            'a' => Arm::None,
+            'f' => Arm::Floor,
+            'b' => Arm::Jwt,
+            'c' => Arm::Warm,
+            'd' => Arm::Cold,
+            'e' => Arm::Directory,
+            _ => return None,
+        })
+    }
+
+    /// Its letter in the issue.
+    pub fn letter(self) -> char {
+        match self {
+            Arm::None => 'a',
+            Arm::Floor => 'f',
+            Arm::Jwt => 'b',
+            Arm::Warm => 'c',
+            Arm::Cold => 'd',
+            Arm::Directory => 'e',
+        }
+    }
+
+    /// A readable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arm::None => "no filter",
+            Arm::Floor => "floor proxy-wasm filter",
+            Arm::Jwt => "jwt_authn RS256",
+            Arm::Warm => "autoid warm",
+            Arm::Cold => "autoid cold (RSA per request)",
+            Arm::Directory => "autoid directory miss",
+        }
+    }
+
+    fn is_autoid(self) -> bool {
+        matches!(self, Arm::Warm | Arm::Cold | Arm::Directory)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Phase {
+    Saturation,
+    Paced,
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+struct RunRecord {
+    arm: char,
+    rep: usize,
+    phase: Phase,
+    rate_target: Option<f64>,
+    outcome: Outcome,
+    envoy_cpu_us_per_req: f64,
+    envoy_cpu_util: f64,
+    loadgen_cpu_util: f64,
+    /// Bridge and slapd CPU per request (directory arm).
+    directory_cpu_us_per_req: Option<f64>,
+    prepared: usize,
+    envoy_rss_kb: Option<u64>,
+    counters: BTreeMap<String, u64>,
+}
+
+struct Settings {
+    reps: usize,
+    warmup: f64,
+    duration: f64,
+    cold_duration: f64,
+    cold_proofs_cap: usize,
+}
+
+struct Bench<'a> {
+    o: &'a Options,
+    s: Settings,
+    out: PathBuf,
+    gateway: GatewayKey,
+    public: PublicKey,
+    epoch: Epoch,
+    file: EntropyFile,
+    jwt: JwtIssuer,
+    jwts: Vec<String>,
+    directory: Option<Directory>,
+    threads: usize,
+}
+
+const PROOF_HEADER: &str = "x-autoid-proof";
+const SUBJECT: &str = "alice";
+const MAX_SKEW_SECS: u64 = 120;
+const REPLAY_BUCKETS: u32 = 1 << 17;
+
+impl Bench<'_> {
+    fn autoid_config(&self, arm: Arm) -> Result<String> {
+        let groups = match (arm, &self.directory) {
+            (Arm::Directory, Some(d)) => json!({ "directory": {
+                "cluster": "autoid_ldap_bridge",
+                "authority": "ldap-bridge",
+                "token": d.token,
+                "timeout_ms": 2000,
+                "positive_ttl_secs": 0,
+                "negative_ttl_secs": 0,
+                "stale_if_error_secs": 0
+            }}),
+            (Arm::Directory, None) => bail!("the directory arm needs the directory"),
+            _ => json!({ "static_groups": { SUBJECT: ["payments", "reports"] } }),
+        };
+        let mut config = json!({
+            "proof_header": PROOF_HEADER,
+            "keys": [ { "kid": self.gateway.kid(), "private_key_pem": self.gateway.to_pem()? } ],
+            "epochs": [ serde_json::from_str::<Value>(&self.epoch.to_json())? ],
+            "limits": { "max_skew_secs": MAX_SKEW_SECS, "session_lifetime_secs": 3600 },
+            "session_cache": { "max_entries": 65536, "local_max_entries": 8192 },
+            "cold_path": { "unwraps_per_second": 100000, "burst": 100000 },
+            "replay": { "buckets": REPLAY_BUCKETS, "slots_per_bucket": 32 },
+            "apis": { ROUTE_NAME: {
+                "require": { "any_of": ["payments"] },
+                "inject": { "authorization": "Bearer upstream-credential-for-the-bench" },
+                "identity": { "subject_header": "x-autoid-subject" }
+            } }
+        });
+        if let (Some(c), Some(g)) = (config.as_object_mut(), groups.as_object()) {
+            for (k, v) in g {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(config.to_string())
+    }
+
+    fn filters(&self, arm: Arm) -> Result<(Vec<Value>, Vec<Value>)> {
+        let mut clusters = Vec::new();
+        let filters = match arm {
+            Arm::None => vec![],
+            Arm::Floor => vec![envoy::wasm_filter("floor", &self.o.floor, "")],
+            Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
+            Arm::Warm | Arm::Cold | Arm::Directory => {
+                if let (Arm::Directory, Some(d)) = (arm, &self.directory) {
+                    clusters.push(envoy::cluster("autoid_ldap_bridge", d.bridge_port));
+                }
+                vec![envoy::wasm_filter(
+                    "autoid",
+                    &self.o.plugin,
+                    &self.autoid_config(arm)?,
+                )]
+            }
+        };
+        Ok((filters, clusters))
+    }
+
+    /// The requests of one run: `count` unique proofs, or a small list to cycle.
+    fn requests(&self, arm: Arm, count: usize) -> Result<Requests> {
+        let cycled = |bytes| Requests {
+            bytes,
+            unique: false,
+        };
+        Ok(match arm {
+            Arm::None => cycled(vec![loadgen::request(HOST, PATH, None)]),
+            Arm::Floor => cycled(vec![loadgen::request(
+                HOST,
+                PATH,
+                Some(("x-floor-in", "bench")),
+            )]),
+            Arm::Jwt => cycled(
+                self.jwts
+                    .iter()
+                    .map(|t| {
+                        loadgen::request(
+                            HOST,
+                            PATH,
+                            Some(("authorization", &format!("Bearer {t}"))),
+                        )
+                    })
+                    .collect(),
+            ),
+            Arm::Warm | Arm::Directory => Requests {
+                bytes: proofs::proof_requests(
+                    &self.public,
+                    &self.file,
+                    PROOF_HEADER,
+                    Sessions::Shared(self.o.sessions),
+                    count,
+                    self.threads,
+                )?,
+                unique: true,
+            },
+            Arm::Cold => Requests {
+                bytes: proofs::proof_requests(
+                    &self.public,
+                    &self.file,
+                    PROOF_HEADER,
+                    Sessions::PerProof,
+                    count,
+                    self.threads,
+                )?,
+                unique: true,
+            },
+        })
+    }
+
+    fn run_one(
+        &self,
+        arm: Arm,
+        rep: usize,
+        phase: Phase,
+        rate: Option<f64>,
+        expected_rps: f64,
+    ) -> Result<RunRecord> {
+        let cold = arm == Arm::Cold;
+        let (warmup, duration) = if cold {
+            (self.s.warmup.min(1.0), self.s.cold_duration)
+        } else {
+            (self.s.warmup, self.s.duration)
+        };
+        let count = match rate {
+            Some(r) => (r * (warmup + duration) * 1.05) as usize + 64,
+            None => (expected_rps * (warmup + duration) * 1.25) as usize + 64,
+        };
+        let count = if cold {
+            count.min(self.s.cold_proofs_cap)
+        } else {
+            count
+        };
+        let (filters, clusters) = self.filters(arm)?;
+        let listen = envoy::free_port()?;
+        let admin = envoy::free_port()?;
+        let name = format!("{}-{}-{:?}", arm.letter(), rep, phase).to_lowercase();
+        let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
+        let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
+        let requests = self.requests(arm, count)?;
+        let prepared = requests.bytes.len();
+        let mut watch = vec![proxy.pid()];
+        if let (Arm::Directory, Some(d)) = (arm, &self.directory) {
+            watch.push(d.bridge_pid());
+            watch.push(d.slapd_pid);
+        }
+        let plan = Plan {
+            addr: proxy.addr,
+            connections: if rate.is_some() {
+                self.o.paced_connections
+            } else {
+                self.o.connections
+            },
+            mode: rate.map_or(Mode::Saturate, Mode::Paced),
+            warmup: Duration::from_secs_f64(warmup),
+            duration: Duration::from_secs_f64(duration),
+            watch,
+            // Sessions are unwrapped before the clock starts (the warm arms).
+            prime: if matches!(arm, Arm::Warm | Arm::Directory) {
+                self.o.sessions
+            } else {
+                0
+            },
+        };
+        let outcome = loadgen::run(&plan, requests)?;
+        let mut counters = BTreeMap::new();
+        if arm.is_autoid() {
+            counters.extend(proxy.stats("autoid")?);
+        }
+        if arm == Arm::Jwt {
+            counters.extend(proxy.stats("jwt_authn")?);
+        }
+        let rss = proxy.rss_kb();
+        drop(proxy);
+        let per_req = |secs: f64| {
+            if outcome.completed == 0 {
+                f64::NAN
+            } else {
+                secs * 1e6 / outcome.completed as f64
+            }
+        };
+        let envoy_cpu = outcome
+            .watched_cpu_secs
+            .first()
+            .copied()
+            .unwrap_or(f64::NAN);
+        let directory_cpu = (outcome.watched_cpu_secs.len() > 1)
+            .then(|| per_req(outcome.watched_cpu_secs[1..].iter().sum()));
+        let record = RunRecord {
+            arm: arm.letter(),
+            rep,
+            phase,
+            rate_target: rate,
+            envoy_cpu_us_per_req: per_req(envoy_cpu),
+            envoy_cpu_util: envoy_cpu / outcome.window_secs,
+            loadgen_cpu_util: outcome.loadgen_cpu_secs / outcome.window_secs,
+            directory_cpu_us_per_req: directory_cpu,
+            prepared,
+            envoy_rss_kb: rss,
+            counters,
+            outcome,
+        };
+        eprintln!(
+            "  {} {:<30} rep {} {:<10} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  envoy {:>6.1} µs/req ({:.2} cpu)  loadgen {:.2} cpu{}{}",
+            arm.letter(),
+            arm.name(),
+            rep,
+            format!("{phase:?}").to_lowercase(),
+            record.outcome.rps,
+            record.outcome.p50_us,
+            record.outcome.p99_us,
+            record.envoy_cpu_us_per_req,
+            record.envoy_cpu_util,
+            record.loadgen_cpu_util,
+            if record.outcome.non_200 > 0 {
+                format!("  NON-200: {}", record.outcome.non_200)
+            } else {
+                String::new()
+            },
+            if record.outcome.exhausted {
+                "  (proof list exhausted: window cut short)"
+            } else {
+                ""
+            },
+        );
+        Ok(record)
+    }
+}
+
+/// Median, min and max.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+fn spread(values: &[f64]) -> Option<Spread> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Spread {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        n,
+    })
+}
+
+fn sh(cmd: &str) -> String {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine(envoy: &Path) -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let envoy_version = std::process::Command::new(envoy)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": cpu,
+        "memory": sh("free -h | awk '/^Mem:/ {print $2}'"),
+        "kernel": sh("uname -srm"),
+        "envoy": envoy_version,
+    })
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The bench.
+pub fn main(o: &Options) -> Result<()> {
+    let arms: Vec<Arm> = o
+        .arms
+        .chars()
+        .map(|c| Arm::from_letter(c).with_context(|| format!("--arms: unknown arm {c:?}")))
+        .collect::<Result<_>>()?;
+    let s = if o.quick {
+        Settings {
+            reps: o.reps.unwrap_or(1),
+            warmup: o.warmup.unwrap_or(1.0),
+            duration: o.duration.unwrap_or(3.0),
+            cold_duration: o.cold_duration.unwrap_or(2.0),
+            cold_proofs_cap: 600,
+        }
+    } else {
+        Settings {
+            reps: o.reps.unwrap_or(3),
+            warmup: o.warmup.unwrap_or(2.0),
+            duration: o.duration.unwrap_or(10.0),
+            cold_duration: o.cold_duration.unwrap_or(8.0),
+            cold_proofs_cap: 4000,
+        }
+    };
+    for (what, path, how) in [
+        ("Envoy", &o.envoy, "make deps-envoy"),
+        ("the autoid filter", &o.plugin, "make wasm"),
+        ("the floor filter", &o.floor, "make wasm"),
+    ] {
+        if !path.exists() {
+            bail!("{what} is missing at {}: run `{how}`", path.display());
+        }
+    }
+    if arms.contains(&Arm::Directory) && !o.bridge.exists() {
+        bail!(
+            "the LDAP bridge is missing at {}: run `cargo build --release -p autoid-ldap-bridge`",
+            o.bridge.display()
+        );
+    }
+    std::fs::create_dir_all(&o.out)?;
+    let out = o.out.canonicalize()?;
+    let load_before = loadavg();
+    let top_before = sh("ps aux --sort=-%cpu | head -6");
+    eprintln!("autoid-bench: load average at start: {load_before}");
+
+    let mut rng = proofs::rng();
+    let gateway = GatewayKey::from_pem("bench-3072", steps::KEY_3072_PEM)?;
+    let public = gateway.public();
+    let epoch = Epoch::generate("bench-ep", &mut rng)?;
+    let file = epoch.issue(SUBJECT)?;
+    let jwt = JwtIssuer::generate()?;
+    let jwts = (0..256)
+        .map(|i| jwt.token(SUBJECT, i))
+        .collect::<Result<Vec<_>>>()?;
+    let directory = if arms.contains(&Arm::Directory) {
+        eprintln!("autoid-bench: starting slapd and the LDAP bridge");
+        Some(Directory::start(&o.repo, &o.bridge, &out)?)
+    } else {
+        None
+    };
+    let ctx = Bench {
+        o,
+        s,
+        out: out.clone(),
+        gateway,
+        public,
+        epoch,
+        file,
+        jwt,
+        jwts,
+        directory,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+
+    let mut records: Vec<RunRecord> = Vec::new();
+    let best = |records: &[RunRecord], arm: Arm, default: f64| {
+        records
+            .iter()
+            .filter(|r| r.arm == arm.letter() && r.phase == Phase::Saturation)
+            .map(|r| r.outcome.rps)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+            .unwrap_or(default)
+    };
+    eprintln!(
+        "autoid-bench: phase 1, saturation ({} repetitions)",
+        ctx.s.reps
+    );
+    for rep in 0..ctx.s.reps {
+        for &arm in &arms {
+            // How many unique proofs to make: above anything this arm can reach.
+            let expected = match arm {
+                Arm::Cold => best(&records, Arm::Cold, 400.0) * 1.5,
+                Arm::Directory => best(&records, Arm::Warm, best(&records, Arm::Floor, 40_000.0)),
+                _ => best(&records, Arm::Floor, best(&records, Arm::None, 40_000.0)),
+            };
+            records.push(ctx.run_one(arm, rep, Phase::Saturation, None, expected)?);
+        }
+    }
+    let median_rps = |arm: Arm| {
+        let v: Vec<f64> = records
+            .iter()
+            .filter(|r| r.arm == arm.letter() && r.phase == Phase::Saturation)
+            .map(|r| r.outcome.rps)
+            .collect();
+        spread(&v).map(|s| s.median)
+    };
+    let slowest = arms
+        .iter()
+        .filter(|a| **a != Arm::Cold)
+        .filter_map(|a| median_rps(*a))
+        .fold(f64::INFINITY, f64::min);
+    let paced_rate = (slowest * 0.5).floor().max(1.0);
+    let cold_rate = median_rps(Arm::Cold).map(|r| (r * 0.5).max(1.0));
+    eprintln!(
+        "autoid-bench: phase 2, paced at {paced_rate:.0} req/s (cold arm: {})",
+        cold_rate.map_or("-".to_owned(), |r| format!("{r:.1} req/s"))
+    );
+    for rep in 0..ctx.s.reps {
+        for &arm in &arms {
+            let rate = if arm == Arm::Cold {
+                cold_rate.unwrap_or(paced_rate)
+            } else {
+                paced_rate
+            };
+            records.push(ctx.run_one(arm, rep, Phase::Paced, Some(rate), rate)?);
+        }
+    }
+    let load_after = loadavg();
+    drop(ctx.directory);
+
+    let summary = summarize(
+        &records,
+        &arms,
+        o,
+        &ctx.s,
+        paced_rate,
+        cold_rate,
+        json!({
+            "machine": machine(&o.envoy),
+            "load_before": load_before,
+            "load_after": load_after,
+            "top_before": top_before,
+        }),
+    );
+    let json_path = out.join("summary.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&summary)?)?;
+    let table = markdown(&summary, &arms);
+    std::fs::write(out.join("summary.md"), &table)?;
+    println!("{table}");
+    eprintln!("autoid-bench: wrote {}", json_path.display());
+    let failed: Vec<String> = records
+        .iter()
+        .filter(|r| r.outcome.completed == 0 || r.outcome.non_200 * 1000 > r.outcome.completed)
+        .map(|r| format!("{}/{}/{:?}", r.arm, r.rep, r.phase))
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "runs with more than 0.1% non-200 answers (see the Envoy logs in {}): {}",
+            out.display(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn summarize(
+    records: &[RunRecord],
+    arms: &[Arm],
+    o: &Options,
+    s: &Settings,
+    paced_rate: f64,
+    cold_rate: Option<f64>,
+    env: Value,
+) -> Value {
+    let pick = |arm: Arm, phase: Phase, f: &dyn Fn(&RunRecord) -> f64| -> Vec<f64> {
+        records
+            .iter()
+            .filter(|r| r.arm == arm.letter() && r.phase == phase)
+            .map(f)
+            .collect()
+    };
+    let mut per_arm = serde_json::Map::new();
+    for &arm in arms {
+        per_arm.insert(
+            arm.letter().to_string(),
+            json!({
+                "name": arm.name(),
+                "saturation": {
+                    "rps": spread(&pick(arm, Phase::Saturation, &|r| r.outcome.rps)),
+                    "envoy_cpu_us_per_req": spread(&pick(arm, Phase::Saturation, &|r| r.envoy_cpu_us_per_req)),
+                    "envoy_cpu_util": spread(&pick(arm, Phase::Saturation, &|r| r.envoy_cpu_util)),
+                    "loadgen_cpu_util": spread(&pick(arm, Phase::Saturation, &|r| r.loadgen_cpu_util)),
+                    "p50_us": spread(&pick(arm, Phase::Saturation, &|r| r.outcome.p50_us)),
+                    "p99_us": spread(&pick(arm, Phase::Saturation, &|r| r.outcome.p99_us)),
+                    "directory_cpu_us_per_req": spread(&pick(arm, Phase::Saturation, &|r| r.directory_cpu_us_per_req.unwrap_or(f64::NAN))),
+                },
+                "paced": {
+                    "rate": if arm == Arm::Cold { cold_rate.unwrap_or(paced_rate) } else { paced_rate },
+                    "achieved_rps": spread(&pick(arm, Phase::Paced, &|r| r.outcome.rps)),
+                    "p50_us": spread(&pick(arm, Phase::Paced, &|r| r.outcome.p50_us)),
+                    "p99_us": spread(&pick(arm, Phase::Paced, &|r| r.outcome.p99_us)),
+                    "p999_us": spread(&pick(arm, Phase::Paced, &|r| r.outcome.p999_us)),
+                    "envoy_cpu_us_per_req": spread(&pick(arm, Phase::Paced, &|r| r.envoy_cpu_us_per_req)),
+                },
+            }),
+        );
+    }
+    // Ratios per repetition (the two arms of a ratio ran minutes apart at most), then spread.
+    let ratio = |num: Arm, den: Arm, f: &dyn Fn(&RunRecord) -> f64| -> Value {
+        let n = pick(num, Phase::Saturation, f);
+        let d = pick(den, Phase::Saturation, f);
+        let per_rep: Vec<f64> = n.iter().zip(&d).map(|(n, d)| n / d).collect();
+        json!({ "median": spread(&per_rep).map(|s| s.median), "spread": spread(&per_rep), "per_rep": per_rep })
+    };
+    let rps = |r: &RunRecord| r.outcome.rps;
+    let cpu = |r: &RunRecord| r.envoy_cpu_us_per_req;
+    json!({
+        "warm_vs_floor": ratio(Arm::Warm, Arm::Floor, &rps),
+        "warm_vs_jwt": ratio(Arm::Warm, Arm::Jwt, &rps),
+        "warm_vs_none": ratio(Arm::Warm, Arm::None, &rps),
+        "cold_vs_warm": ratio(Arm::Cold, Arm::Warm, &rps),
+        "directory_vs_warm": ratio(Arm::Directory, Arm::Warm, &rps),
+        "envoy_cpu_per_req_ratios": {
+            "warm_vs_floor": ratio(Arm::Warm, Arm::Floor, &cpu),
+            "warm_vs_jwt": ratio(Arm::Warm, Arm::Jwt, &cpu),
+            "warm_vs_none": ratio(Arm::Warm, Arm::None, &cpu),
+            "cold_vs_warm": ratio(Arm::Cold, Arm::Warm, &cpu),
+        },
+        "targets": {
+            "warm_vs_floor_goal": 0.8,
+            "warm_vs_jwt_required": 1.0,
+        },
+        "paced_rate_rps": paced_rate,
+        "cold_paced_rate_rps": cold_rate,
+        "settings": {
+            "quick": o.quick,
+            "reps": s.reps,
+            "warmup_secs": s.warmup,
+            "duration_secs": s.duration,
+            "cold_duration_secs": s.cold_duration,
+            "connections": o.connections,
+            "paced_connections": o.paced_connections,
+            "sessions": o.sessions,
+            "envoy_concurrency": 1,
+            "rsa_bits_autoid": 3072,
+            "rsa_bits_jwt": 2048,
+            "interval_count": 64,
+            "replay_buckets": REPLAY_BUCKETS,
+            "max_skew_secs": MAX_SKEW_SECS,
+        },
+        "environment": env,
+        "arms": per_arm,
+        "runs": records,
+    })
+}
+
+fn fmt_spread(v: &Value, scale: f64, digits: usize) -> String {
+    let get = |k: &str| v.get(k).and_then(Value::as_f64);
+    match (get("median"), get("min"), get("max")) {
+        (Some(m), Some(lo), Some(hi)) => format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            m * scale,
+            lo * scale,
+            hi * scale,
+            d = digits
+        ),
+        _ => "–".to_owned(),
+    }
+}
+
+fn markdown(summary: &Value, arms: &[Arm]) -> String {
+    let mut t = String::new();
+    t.push_str("| arm | saturation req/s | Envoy CPU µs/req | Envoy CPU (cores) | load generator CPU (cores) | paced p50 µs | paced p99 µs |\n");
+    t.push_str("|---|---|---|---|---|---|---|\n");
+    for arm in arms {
+        let a = &summary["arms"][arm.letter().to_string()];
+        t.push_str(&format!(
+            "| ({}) {} | {} | {} | {} | {} | {} | {} |\n",
+            arm.letter(),
+            arm.name(),
+            fmt_spread(&a["saturation"]["rps"], 1.0, 0),
+            fmt_spread(&a["saturation"]["envoy_cpu_us_per_req"], 1.0, 1),
+            fmt_spread(&a["saturation"]["envoy_cpu_util"], 1.0, 2),
+            fmt_spread(&a["saturation"]["loadgen_cpu_util"], 1.0, 2),
+            fmt_spread(&a["paced"]["p50_us"], 1.0, 0),
+            fmt_spread(&a["paced"]["p99_us"], 1.0, 0),
+        ));
+    }
+    t.push_str("\n| ratio (saturation req/s, per repetition) | median (min–max) |\n|---|---|\n");
+    for (k, label) in [
+        ("warm_vs_floor", "c/f warm vs floor (goal ≥ 0.8)"),
+        ("warm_vs_jwt", "c/b warm vs jwt_authn (required ≥ 1.0)"),
+        ("warm_vs_none", "c/a warm vs no filter"),
+        ("cold_vs_warm", "d/c cold vs warm"),
+        ("directory_vs_warm", "e/c directory miss vs warm"),
+    ] {
+        t.push_str(&format!(
+            "| {label} | {} |\n",
+            fmt_spread(&summary[k]["spread"], 1.0, 3)
+        ));
+    }
+    t.push_str(&format!(
+        "\nPaced phase: {} req/s for every arm except cold ({}).\n",
+        summary["paced_rate_rps"], summary["cold_paced_rate_rps"]
+    ));
+    t
+}

@@ -1,0 +1,198 @@
+//! The filter's crypto steps, one function each, shared by the native criterion bench
+//! (`benches/crypto.rs`) and the wasm module (`crypto-wasm/`), so both time the very same code.
+//!
+//! Everything is built once by [`Fixture::new`] from the bench keys in `fixtures/`; each step
+//! then repeats one piece of the gateway's verification on fixed inputs.
+
+use autoid_protocol::client::Session;
+use autoid_protocol::entropy::{EntropyFile, Epoch};
+use autoid_protocol::header::{Payload, Proof};
+use autoid_protocol::intervals::{Bindings, digest, offsets, read_file};
+use autoid_protocol::keys::GatewayKey;
+use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, Verified, verify};
+use autoid_protocol::{Error, Reject, Request};
+
+/// The bench-only gateway keys (PKCS#8 PEM), embedded so the wasm module needs no files.
+pub const KEY_2048_PEM: &str = include_str!("../fixtures/bench-2048.key.pem");
+/// See [`KEY_2048_PEM`].
+pub const KEY_3072_PEM: &str = include_str!("../fixtures/bench-3072.key.pem");
+
+/// The fixed time every proof of the fixture is made and checked at.
+pub const NOW: u64 = 1_800_000_000;
+const SUBJECT: &str = "alice";
+const REQUEST: Request<'static> = Request {
+    method: "GET",
+    authority: "api.example.com",
+    path: "/v1/payments?limit=10",
+};
+
+/// One step of the gateway's verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// RSA-OAEP-SHA256 unwrap of a 2048-bit wrapped session key (the cold path).
+    RsaUnwrap2048,
+    /// The same with a 3072-bit key (the default).
+    RsaUnwrap3072,
+    /// AES-256-GCM open of a proof (associated data, decrypt, payload grammar).
+    AesGcmOpen,
+    /// SHA-256 over the intervals: the 64 offsets from the seed, then the digest over 64 × 16 bytes.
+    Sha256Intervals,
+    /// Entropy derivation of 64 intervals: HKDF for the subject, then 64 AES blocks of its stream.
+    Entropy64,
+    /// The whole warm verification (`verify` with the session cached): parse, open, time,
+    /// intervals, entropy, digest.
+    WarmVerify,
+}
+
+impl Step {
+    /// Every step, in report order.
+    pub const ALL: [Step; 6] = [
+        Step::RsaUnwrap2048,
+        Step::RsaUnwrap3072,
+        Step::AesGcmOpen,
+        Step::Sha256Intervals,
+        Step::Entropy64,
+        Step::WarmVerify,
+    ];
+
+    /// A stable name (bench ids, JSON keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::RsaUnwrap2048 => "rsa_oaep_unwrap_2048",
+            Step::RsaUnwrap3072 => "rsa_oaep_unwrap_3072",
+            Step::AesGcmOpen => "aes_256_gcm_open",
+            Step::Sha256Intervals => "sha256_intervals_64",
+            Step::Entropy64 => "entropy_derive_64",
+            Step::WarmVerify => "warm_verify",
+        }
+    }
+
+    /// The number the wasm module's `bench_run` takes.
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    /// The step with that number.
+    pub fn from_id(id: u32) -> Option<Step> {
+        Step::ALL.get(id as usize).copied()
+    }
+}
+
+/// The inputs of every step, built once.
+#[derive(Debug)]
+pub struct Fixture {
+    keyring: Keyring,
+    proof_2048: Proof,
+    proof_3072: Proof,
+    header_3072: String,
+    session: SessionKey,
+    payload: Payload,
+    epoch: Epoch,
+    file: EntropyFile,
+}
+
+/// A session cache that always hits: the warm path.
+struct Warm(SessionKey);
+
+impl SessionCache for Warm {
+    fn get(&mut self, _: &[u8; 32]) -> Option<SessionKey> {
+        Some(self.0.clone())
+    }
+    fn put(&mut self, _: &[u8; 32], _: &SessionKey) {}
+}
+
+impl Fixture {
+    /// Builds keys, an epoch, alice's entropy file, one session per key size and one proof each.
+    /// `rng` is a CSPRNG (the OS one natively, WASI `random_get` in wasm).
+    pub fn new<R: rsa::rand_core::CryptoRng + ?Sized>(rng: &mut R) -> Result<Fixture, Error> {
+        let key_2048 = GatewayKey::from_pem("bench-2048", KEY_2048_PEM)?;
+        let key_3072 = GatewayKey::from_pem("bench-3072", KEY_3072_PEM)?;
+        let epoch = Epoch::new("bench-ep", [7u8; 32], 1 << 20, 64)?;
+        let file = epoch.issue(SUBJECT)?;
+        let s2048 = Session::open(&key_2048.public(), NOW, rng)?;
+        let s3072 = Session::open(&key_3072.public(), NOW, rng)?;
+        let header_2048 = s2048.prove(&file, &REQUEST, NOW, None, rng)?;
+        let header_3072 = s3072.prove(&file, &REQUEST, NOW, None, rng)?;
+        let keyring = Keyring::new(vec![key_2048, key_3072], vec![epoch.clone()]);
+        let bad = |_: Reject| Error::Invalid {
+            what: "bench fixture",
+            value: "proof".to_owned(),
+        };
+        let proof_2048 = Proof::parse(&header_2048).map_err(bad)?;
+        let proof_3072 = Proof::parse(&header_3072).map_err(bad)?;
+        let session = keyring.unwrap_session(&proof_3072).map_err(bad)?;
+        let payload = session.open(&proof_3072, &REQUEST).map_err(bad)?;
+        Ok(Fixture {
+            keyring,
+            proof_2048,
+            proof_3072,
+            header_3072,
+            session,
+            payload,
+            epoch,
+            file,
+        })
+    }
+
+    fn bindings(&self) -> Bindings<'_> {
+        Bindings {
+            subject: &self.payload.subject,
+            epoch: &self.payload.epoch,
+            nonce: &self.payload.nonce,
+            timestamp: self.payload.timestamp,
+            request: REQUEST,
+        }
+    }
+
+    /// Runs `step` once; returns a byte of its result so the work cannot be optimised away
+    /// (and `None` if a step that must succeed failed: a broken fixture).
+    pub fn run(&self, step: Step) -> Option<u8> {
+        match step {
+            Step::RsaUnwrap2048 => self
+                .keyring
+                .unwrap_session(&self.proof_2048)
+                .ok()
+                .map(|s| s.to_bytes()[0]),
+            Step::RsaUnwrap3072 => self
+                .keyring
+                .unwrap_session(&self.proof_3072)
+                .ok()
+                .map(|s| s.to_bytes()[0]),
+            Step::AesGcmOpen => self
+                .session
+                .open(&self.proof_3072, &REQUEST)
+                .ok()
+                .map(|p| p.digest[0]),
+            Step::Sha256Intervals => {
+                let b = self.bindings();
+                let offs = offsets(&b, self.epoch.file_size(), self.epoch.interval_count());
+                let data = self.file.data();
+                Some(digest(&b, &offs, |o| read_file(data, o))[0])
+            }
+            Step::Entropy64 => {
+                let stream = self.epoch.stream(&self.payload.subject);
+                let mut acc = 0u8;
+                // The 64 blocks the proof's intervals fall in (precomputed offsets are not part
+                // of this step: see `Sha256Intervals`).
+                for i in 0..64u64 {
+                    acc ^= stream.block(i.wrapping_mul(2_654_435_761) % 65_536)[0];
+                }
+                Some(acc)
+            }
+            Step::WarmVerify => {
+                let limits = Limits::default();
+                let mut cache = Warm(self.session.clone());
+                verify(
+                    &self.keyring,
+                    &limits,
+                    &self.header_3072,
+                    &REQUEST,
+                    NOW,
+                    &mut cache,
+                )
+                .ok()
+                .map(|v: Verified| v.nonce[0])
+            }
+        }
+    }
+}
