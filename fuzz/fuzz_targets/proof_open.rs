@@ -3,6 +3,10 @@
 //! a valid session, and structured mutations of one valid proof, made once with the vectors' RNG
 //! (seed `vector-1`: it is test vector 1 of docs/PROTOCOL.md).
 //!
+//! Mode 3 plays an insider who holds the session key but not the entropy file: it seals arbitrary
+//! payload bytes under the original session key, so only the payload checks (grammar, time, epoch,
+//! the entropy digest) stand between it and a verified proof.
+//!
 //! The property: a proof verifies if and only if it is the untouched original, checked against
 //! its own request (authority in any case) within the clock skew. The session of the original is
 //! cached, as on the filter's warm path; any other wrapped key pays an RSA unwrap (milliseconds),
@@ -14,11 +18,13 @@
 use std::convert::Infallible;
 use std::sync::OnceLock;
 
+use aes_gcm::aead::{Aead, Payload as AeadPayload};
+use aes_gcm::{Aes256Gcm, KeyInit};
 use arbitrary::{Arbitrary, Unstructured};
 use autoid_protocol::Request;
 use autoid_protocol::client::Session;
 use autoid_protocol::entropy::Epoch;
-use autoid_protocol::header::{Proof, SessionId};
+use autoid_protocol::header::{Proof, SessionId, associated_data};
 use autoid_protocol::keys::GatewayKey;
 use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, verify};
 use libfuzzer_sys::fuzz_target;
@@ -79,6 +85,9 @@ struct Fixture {
     wrapped: Vec<u8>,
     sealed: Vec<u8>,
     session: (SessionId, SessionKey),
+    /// The original proof's payload (the sealed plaintext).
+    payload: Vec<u8>,
+    cipher: Aes256Gcm,
 }
 
 fn fixture() -> &'static Fixture {
@@ -98,18 +107,16 @@ fn fixture() -> &'static Fixture {
             pos: 32,
         };
         let session = Session::open(&key.public(), NOW, &mut rng).unwrap();
-        let request = Request {
-            method: METHOD,
-            authority: AUTHORITY,
-            path: PATH,
-        };
-        let header = session
-            .prove(&file, &request, NOW, None, &mut rng)
-            .unwrap();
+        let request = fixture_request();
+        let header = session.prove(&file, &request, NOW, None, &mut rng).unwrap();
         let keyring = Keyring::new(vec![key], vec![epoch]);
         let proof = Proof::parse(&header).unwrap();
         let unwrapped = keyring.unwrap_session(&proof).unwrap();
+        let payload = unwrapped.open(&proof, &request).unwrap().to_bytes();
+        let cipher = Aes256Gcm::new_from_slice(&unwrapped.to_bytes()[..32]).unwrap();
         Fixture {
+            payload,
+            cipher,
             session: (proof.session_id(), unwrapped),
             wrapped: proof.wrapped().to_vec(),
             sealed: proof.sealed().to_vec(),
@@ -182,20 +189,30 @@ fn mutate(fx: &Fixture, edits: &[Edit]) -> Option<String> {
     String::from_utf8(header).ok()
 }
 
+fn fixture_request() -> Request<'static> {
+    Request {
+        method: METHOD,
+        authority: AUTHORITY,
+        path: PATH,
+    }
+}
+
 fn pick<'s>(choices: &[&'s str], n: u8) -> &'s str {
     choices[usize::from(n) % choices.len()]
 }
 
 // The first byte picks the mode (so the seed corpus stays readable): 0 any header text,
 // 1 the original session with any sealed bytes (reaches AES-GCM on the warm path), 2 edits of the
-// original proof (the rest of the input, through `arbitrary`).
+// original proof (the rest of the input, through `arbitrary`), 3 any payload bytes sealed under
+// the original session key (an insider without the entropy file).
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
     let fx = fixture();
     let limits = Limits::default();
-    let (header, method, authority, path, delta) = match mode % 3 {
+    let mut sealed_payload = None;
+    let (header, method, authority, path, delta) = match mode % 4 {
         0 => {
             let Ok(text) = std::str::from_utf8(rest) else {
                 return;
@@ -209,6 +226,30 @@ fuzz_target!(|data: &[u8]| {
             PATH,
             0,
         ),
+        3 => {
+            let aad = associated_data(KID, &fixture_request()).unwrap();
+            let iv = [7u8; 12];
+            let mut sealed = iv.to_vec();
+            sealed.extend(
+                fx.cipher
+                    .encrypt(
+                        &iv.into(),
+                        AeadPayload {
+                            msg: rest,
+                            aad: &aad,
+                        },
+                    )
+                    .unwrap(),
+            );
+            sealed_payload = Some(rest);
+            (
+                Proof::encode(KID, &fx.wrapped, &sealed),
+                METHOD,
+                AUTHORITY,
+                PATH,
+                0,
+            )
+        }
         _ => {
             let Ok(Mutated {
                 edits,
@@ -227,10 +268,24 @@ fuzz_target!(|data: &[u8]| {
                 header,
                 pick(&[METHOD, "get", "POST", "GET "], method),
                 pick(
-                    &[AUTHORITY, "API.Example.COM", "api.example.com:443", "api.example.org", ""],
+                    &[
+                        AUTHORITY,
+                        "API.Example.COM",
+                        "api.example.com:443",
+                        "api.example.org",
+                        "",
+                    ],
                     authority,
                 ),
-                pick(&[PATH, "/v1/payments?limit=11", "/v1/payments", "/V1/payments?limit=10"], path),
+                pick(
+                    &[
+                        PATH,
+                        "/v1/payments?limit=11",
+                        "/v1/payments",
+                        "/V1/payments?limit=10",
+                    ],
+                    path,
+                ),
                 i64::from(now_delta),
             )
         }
@@ -241,15 +296,25 @@ fuzz_target!(|data: &[u8]| {
         path,
     };
     let now = NOW.saturating_add_signed(delta);
-    let result = verify(&fx.keyring, &limits, &header, &request, now, &mut Warm(&fx.session));
-    let original = header == fx.header
+    let result = verify(
+        &fx.keyring,
+        &limits,
+        &header,
+        &request,
+        now,
+        &mut Warm(&fx.session),
+    );
+    let original = (header == fx.header || sealed_payload == Some(&fx.payload[..]))
         && method == METHOD
         && path == PATH
         && authority.eq_ignore_ascii_case(AUTHORITY)
         && delta.abs() <= SKEW;
     match result {
         Ok(v) => {
-            assert!(original, "a modified proof verified: {header:?} {request:?} at {now}");
+            assert!(
+                original,
+                "a modified proof verified: {header:?} {request:?} at {now}"
+            );
             assert_eq!(v.subject, "alice");
             assert!(v.session_cached);
         }
