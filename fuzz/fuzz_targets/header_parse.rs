@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = proof.session_id();
     }
     if let Ok(payload) = Payload::from_bytes(data) {
-        assert_eq!(payload.to_bytes(), data, "a parsed payload re-encodes to itself");
+        assert_eq!(
+            payload.to_bytes(),
+            data,
+            "a parsed payload re-encodes to itself"
+        );
     }
 });
