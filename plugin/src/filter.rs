@@ -1,10 +1,12 @@
 //! The root context (configuration, per-worker state) and the HTTP context (one per request).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use autoid_protocol::config::{Api, Config, Directory, Groups};
+use autoid_protocol::entropy::{Epoch, SubjectStream};
 use autoid_protocol::header::SessionId;
 use autoid_protocol::verify::{SessionCache, SessionKey, Verified, check_body, verify};
 use autoid_protocol::{Reject, Request};
@@ -23,6 +25,8 @@ use crate::wasm_host::{self, Metrics, SharedData};
 /// Largest request body the filter buffers to check a body-bound proof.
 const MAX_BODY_BYTES: usize = 1 << 20;
 const SALT_KEY: &str = "autoid.replay-salt";
+/// Subjects whose derived entropy stream (HKDF + AES key schedule) a worker keeps.
+const MAX_STREAMS: usize = 1024;
 
 /// What every request of a worker shares.
 struct State {
@@ -32,6 +36,7 @@ struct State {
     sessions: RefCell<Sessions>,
     decisions: Option<Decisions>,
     cold_path: RefCell<TokenBucket>,
+    streams: RefCell<HashMap<(String, String), SubjectStream>>,
     metrics: Metrics,
 }
 
@@ -99,6 +104,7 @@ impl RootContext for Root {
                 config.cold_path.burst,
                 wasm_host::now_ms(),
             )),
+            streams: RefCell::new(HashMap::new()),
             metrics,
             config,
         };
@@ -153,6 +159,20 @@ impl SessionCache for CacheAdapter<'_> {
             .sessions
             .borrow_mut()
             .put(&SharedData, id, session, expires);
+    }
+
+    fn subject_stream(&mut self, epoch: &Epoch, subject: &str) -> SubjectStream {
+        let mut streams = self.state.streams.borrow_mut();
+        let key = (epoch.id().to_owned(), subject.to_owned());
+        if let Some(stream) = streams.get(&key) {
+            return stream.clone();
+        }
+        if streams.len() >= MAX_STREAMS {
+            streams.clear();
+        }
+        let stream = epoch.stream(subject);
+        streams.insert(key, stream.clone());
+        stream
     }
 
     fn allow_unwrap(&mut self) -> bool {

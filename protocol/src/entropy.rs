@@ -213,6 +213,17 @@ impl SubjectStream {
         block.into()
     }
 
+    /// The 16 bytes at each 16-aligned offset, encrypted as one batch (the software AES used in
+    /// wasm processes several blocks at once).
+    pub fn blocks_at(&self, offsets: &[u64]) -> Vec<[u8; 16]> {
+        let mut blocks: Vec<aes::Block> = offsets
+            .iter()
+            .map(|o| u128::from(o / 16).to_be_bytes().into())
+            .collect();
+        self.cipher.encrypt_blocks(&mut blocks);
+        blocks.into_iter().map(Into::into).collect()
+    }
+
     /// Fills `out` with the stream's bytes from `offset` on.
     pub fn fill(&self, offset: u64, out: &mut [u8]) {
         let mut pos = offset;

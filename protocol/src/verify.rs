@@ -8,7 +8,7 @@ use aes_gcm::aead::{Aead, Payload as AeadPayload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use subtle::ConstantTimeEq;
 
-use crate::entropy::Epoch;
+use crate::entropy::{Epoch, SubjectStream};
 use crate::header::{
     IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN, SessionId, associated_data,
 };
@@ -135,6 +135,16 @@ impl Keyring {
 
     /// Recomputes the digest from the subject's derived stream and compares in constant time.
     pub fn check_entropy(&self, payload: &Payload, request: &Request<'_>) -> Result<(), Reject> {
+        self.check_entropy_with(payload, request, &mut NoCache)
+    }
+
+    /// [`Keyring::check_entropy`], taking the subject's stream from `cache`.
+    pub fn check_entropy_with(
+        &self,
+        payload: &Payload,
+        request: &Request<'_>,
+        cache: &mut dyn SessionCache,
+    ) -> Result<(), Reject> {
         let epoch = self.epoch(&payload.epoch).ok_or(Reject::UnknownEpoch)?;
         let bindings = Bindings {
             subject: &payload.subject,
@@ -143,9 +153,13 @@ impl Keyring {
             timestamp: payload.timestamp,
             request: *request,
         };
-        let stream = epoch.stream(&payload.subject);
+        let stream = cache.subject_stream(epoch, &payload.subject);
         let offsets = offsets(&bindings, epoch.file_size(), epoch.interval_count());
-        let expected = digest(&bindings, &offsets, |offset| stream.block(offset / 16));
+        let blocks = stream.blocks_at(&offsets);
+        let mut next = blocks.iter();
+        let expected = digest(&bindings, &offsets, |_| {
+            next.next().copied().unwrap_or([0; 16])
+        });
         if bool::from(expected.ct_eq(&payload.digest)) {
             Ok(())
         } else {
@@ -175,6 +189,11 @@ pub trait SessionCache {
     /// with [`Reject::RateLimited`] before any RSA work.
     fn allow_unwrap(&mut self) -> bool {
         true
+    }
+    /// The subject's entropy stream under `epoch` (HKDF and an AES key schedule): a cache may
+    /// keep streams of recent subjects.
+    fn subject_stream(&mut self, epoch: &Epoch, subject: &str) -> SubjectStream {
+        epoch.stream(subject)
     }
 }
 
@@ -238,7 +257,7 @@ pub fn verify(
     session.check_age(now, limits)?;
     let payload = session.open(&proof, request)?;
     check_time(&payload, now, limits)?;
-    keyring.check_entropy(&payload, request)?;
+    keyring.check_entropy_with(&payload, request, cache)?;
     Ok(Verified {
         subject: payload.subject,
         epoch: payload.epoch,
