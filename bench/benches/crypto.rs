@@ -1,5 +1,5 @@
 //! The filter's crypto steps natively (criterion), the counterpart of `autoid-bench micro-wasm`.
-//! `cargo bench --release -p autoid-bench --bench crypto`
+//! `cargo bench -p autoid-bench --bench crypto`
 
 use std::hint::black_box;
 

@@ -222,6 +222,7 @@ async fn run_async(plan: &Plan, requests: Requests) -> Result<Outcome> {
         let addr = plan.addr;
         tasks.push(local.spawn_local(connection(stream, addr, shared)));
     }
+    let exhausted_early = shared.clone();
     let (samples, results) = local
         .run_until(async move {
             let mut results = Vec::new();
@@ -229,7 +230,7 @@ async fn run_async(plan: &Plan, requests: Requests) -> Result<Outcome> {
                 results.push(t.await);
             }
             // An exhausted list ends the run early: do not wait for the sampler then.
-            let samples = if Instant::now() < window_end {
+            let samples = if exhausted_early.exhausted.get() && Instant::now() < window_end {
                 sampler.abort();
                 None
             } else {

@@ -571,7 +571,11 @@ pub fn main(o: &Options) -> Result<()> {
             // How many unique proofs to make: above anything this arm can reach.
             let expected = match arm {
                 Arm::Cold => best(&records, Arm::Cold, 400.0) * 1.5,
-                Arm::Directory => best(&records, Arm::Warm, best(&records, Arm::Floor, 40_000.0)),
+                Arm::Directory => best(
+                    &records,
+                    Arm::Directory,
+                    best(&records, Arm::Warm, best(&records, Arm::Floor, 40_000.0)),
+                ),
                 _ => best(&records, Arm::Floor, best(&records, Arm::None, 40_000.0)),
             };
             records.push(ctx.run_one(arm, rep, Phase::Saturation, None, expected)?);

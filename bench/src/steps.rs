@@ -5,9 +5,9 @@
 //! then repeats one piece of the gateway's verification on fixed inputs.
 
 use autoid_protocol::client::Session;
-use autoid_protocol::entropy::{EntropyFile, Epoch};
+use autoid_protocol::entropy::{EntropyFile, Epoch, SubjectStream};
 use autoid_protocol::header::{Payload, Proof};
-use autoid_protocol::intervals::{Bindings, digest, offsets, read_file};
+use autoid_protocol::intervals::{Bindings, Intervals, offsets};
 use autoid_protocol::keys::GatewayKey;
 use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, Verified, verify};
 use autoid_protocol::{Error, Reject, Request};
@@ -35,10 +35,23 @@ pub enum Step {
     RsaUnwrap3072,
     /// AES-256-GCM open of a proof (associated data, decrypt, payload grammar).
     AesGcmOpen,
-    /// SHA-256 over the intervals: the 64 offsets from the seed, then the digest over 64 × 16 bytes.
+    /// SHA-256 over the intervals: the seed and the 64 offsets, then the digest over 64 × 16
+    /// bytes (the interval bytes read from the file, as the client does).
     Sha256Intervals,
-    /// Entropy derivation of 64 intervals: HKDF for the subject, then 64 AES blocks of its stream.
+    /// Entropy derivation of 64 intervals: HKDF for the subject and the AES-256 key schedule,
+    /// then the 64 blocks of its stream (one batch).
     Entropy64,
+    /// Split of [`Step::Sha256Intervals`]: the seed and the 64 offsets only.
+    Offsets64,
+    /// Split of [`Step::Sha256Intervals`]: the digest only, over precomputed interval bytes.
+    Digest64,
+    /// Split of [`Step::Entropy64`]: HKDF-SHA256 and the AES-256 key schedule for the subject
+    /// (what a per-worker stream cache saves on the warm path).
+    StreamSetup,
+    /// Split of [`Step::Entropy64`]: the 64 blocks in one batch, key schedule done.
+    AesBlocks64,
+    /// The 64 blocks one `encrypt_block` at a time (what batching saves).
+    AesBlocks64Single,
     /// The whole warm verification (`verify` with the session cached): parse, open, time,
     /// intervals, entropy, digest.
     WarmVerify,
@@ -46,12 +59,17 @@ pub enum Step {
 
 impl Step {
     /// Every step, in report order.
-    pub const ALL: [Step; 6] = [
+    pub const ALL: [Step; 11] = [
         Step::RsaUnwrap2048,
         Step::RsaUnwrap3072,
         Step::AesGcmOpen,
         Step::Sha256Intervals,
         Step::Entropy64,
+        Step::Offsets64,
+        Step::Digest64,
+        Step::StreamSetup,
+        Step::AesBlocks64,
+        Step::AesBlocks64Single,
         Step::WarmVerify,
     ];
 
@@ -63,6 +81,11 @@ impl Step {
             Step::AesGcmOpen => "aes_256_gcm_open",
             Step::Sha256Intervals => "sha256_intervals_64",
             Step::Entropy64 => "entropy_derive_64",
+            Step::Offsets64 => "split_offsets_64",
+            Step::Digest64 => "split_digest_64",
+            Step::StreamSetup => "split_hkdf_aes_key_schedule",
+            Step::AesBlocks64 => "split_aes_blocks_64_batched",
+            Step::AesBlocks64Single => "split_aes_blocks_64_one_by_one",
             Step::WarmVerify => "warm_verify",
         }
     }
@@ -89,16 +112,22 @@ pub struct Fixture {
     payload: Payload,
     epoch: Epoch,
     file: EntropyFile,
+    intervals: Intervals,
+    blocks: Vec<[u8; 16]>,
+    stream: SubjectStream,
 }
 
-/// A session cache that always hits: the warm path.
-struct Warm(SessionKey);
+/// A session cache that always hits, with the subject's stream kept: the filter's warm path.
+struct Warm<'a>(&'a SessionKey, &'a SubjectStream);
 
-impl SessionCache for Warm {
+impl SessionCache for Warm<'_> {
     fn get(&mut self, _: &[u8; 32]) -> Option<SessionKey> {
         Some(self.0.clone())
     }
     fn put(&mut self, _: &[u8; 32], _: &SessionKey) {}
+    fn subject_stream(&mut self, _: &Epoch, _: &str) -> SubjectStream {
+        self.1.clone()
+    }
 }
 
 impl Fixture {
@@ -122,6 +151,19 @@ impl Fixture {
         let proof_3072 = Proof::parse(&header_3072).map_err(bad)?;
         let session = keyring.unwrap_session(&proof_3072).map_err(bad)?;
         let payload = session.open(&proof_3072, &REQUEST).map_err(bad)?;
+        let stream = epoch.stream(&payload.subject);
+        let intervals = Intervals::derive(
+            &Bindings {
+                subject: &payload.subject,
+                epoch: &payload.epoch,
+                nonce: &payload.nonce,
+                timestamp: payload.timestamp,
+                request: REQUEST,
+            },
+            epoch.file_size(),
+            epoch.interval_count(),
+        );
+        let blocks = stream.blocks_at(intervals.offsets());
         Ok(Fixture {
             keyring,
             proof_2048,
@@ -131,6 +173,9 @@ impl Fixture {
             payload,
             epoch,
             file,
+            intervals,
+            blocks,
+            stream,
         })
     }
 
@@ -165,23 +210,37 @@ impl Fixture {
                 .map(|p| p.digest[0]),
             Step::Sha256Intervals => {
                 let b = self.bindings();
-                let offs = offsets(&b, self.epoch.file_size(), self.epoch.interval_count());
-                let data = self.file.data();
-                Some(digest(&b, &offs, |o| read_file(data, o))[0])
+                let intervals =
+                    Intervals::derive(&b, self.epoch.file_size(), self.epoch.interval_count());
+                Some(intervals.digest_file(self.file.data())[0])
             }
             Step::Entropy64 => {
                 let stream = self.epoch.stream(&self.payload.subject);
+                let blocks = stream.blocks_at(self.intervals.offsets());
+                blocks.first().map(|b| b[0])
+            }
+            Step::Offsets64 => {
+                let b = self.bindings();
+                let offs = offsets(&b, self.epoch.file_size(), self.epoch.interval_count());
+                offs.first().map(|o| *o as u8)
+            }
+            Step::Digest64 => Some(self.intervals.digest(&self.blocks)[0]),
+            Step::StreamSetup => Some(self.epoch.stream(&self.payload.subject).block(0)[0]),
+            Step::AesBlocks64 => self
+                .stream
+                .blocks_at(self.intervals.offsets())
+                .first()
+                .map(|b| b[0]),
+            Step::AesBlocks64Single => {
                 let mut acc = 0u8;
-                // The 64 blocks the proof's intervals fall in (precomputed offsets are not part
-                // of this step: see `Sha256Intervals`).
-                for i in 0..64u64 {
-                    acc ^= stream.block(i.wrapping_mul(2_654_435_761) % 65_536)[0];
+                for o in self.intervals.offsets() {
+                    acc ^= self.stream.block(o / 16)[0];
                 }
                 Some(acc)
             }
             Step::WarmVerify => {
                 let limits = Limits::default();
-                let mut cache = Warm(self.session.clone());
+                let mut cache = Warm(&self.session, &self.stream);
                 verify(
                     &self.keyring,
                     &limits,
