@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::entropy::EntropyFile;
 use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, associated_data, session_id};
-use crate::intervals::{Bindings, digest, offsets, read_file};
+use crate::intervals::{Bindings, Intervals};
 use crate::keys::PublicKey;
 use crate::{Error, Request, valid_id, valid_subject};
 use base64::Engine;
@@ -144,9 +144,9 @@ impl Session {
             timestamp: now,
             request: *request,
         };
-        let data = file.data();
-        let offsets = offsets(&bindings, data.len() as u64, file.interval_count());
-        let digest = digest(&bindings, &offsets, |offset| read_file(data, offset));
+        let intervals =
+            Intervals::derive(&bindings, file.data().len() as u64, file.interval_count());
+        let digest = intervals.digest_file(file.data());
         let payload = Payload {
             timestamp: now,
             nonce,

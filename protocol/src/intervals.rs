@@ -1,8 +1,13 @@
 //! The intervals a proof covers and the digest over them (DESIGN.md rule 1).
 //!
-//! Nothing here comes from the wire: the offsets are a hash of the proof's nonce, timestamp,
-//! subject, epoch and the request, so a client cannot pick the parts of the file it holds.
+//! Nothing here comes from the wire: the offsets follow from a *seed*, a SHA-256 of the proof's
+//! nonce, timestamp, subject, epoch and the request, so a client cannot pick the parts of the file
+//! it holds. The seed keys AES-256 to expand the offsets (one AES call gives two offsets, where
+//! SHA-256 would cost a compression per four), and the digest is a SHA-256 over the seed and the
+//! interval bytes: the seed commits to every binding and so to every offset.
 
+use aes::Aes256;
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use sha2::{Digest, Sha256};
 
 use crate::Request;
@@ -28,66 +33,96 @@ pub struct Bindings<'a> {
 }
 
 /// Feeds the authority lowercased (ASCII), so `API.example.com` and `api.example.com` bind alike.
-pub(crate) fn digest_authority(h: &mut Sha256, authority: &str) {
+fn digest_authority(h: &mut Sha256, authority: &str) {
     let lower = authority.to_ascii_lowercase();
     digest_lp16(h, lower.as_bytes());
 }
 
-fn digest_common(h: &mut Sha256, b: &Bindings<'_>) {
-    digest_lp16(h, b.subject.as_bytes());
-    digest_lp16(h, b.epoch.as_bytes());
-    h.update(b.nonce);
-    h.update(b.timestamp.to_be_bytes());
+/// A proof's intervals: the seed and the byte offsets it yields.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Intervals {
+    seed: [u8; 32],
+    offsets: Vec<u64>,
 }
 
-/// The byte offsets of the `count` intervals (each [`INTERVAL_LEN`] bytes, aligned to it) of a
-/// file of `file_size` bytes.
-pub fn offsets(b: &Bindings<'_>, file_size: u64, count: u32) -> Vec<u64> {
-    let mut h = Sha256::new();
-    h.update(SEED_LABEL);
-    digest_common(&mut h, b);
-    digest_lp16(&mut h, b.request.method.as_bytes());
-    digest_authority(&mut h, b.request.authority);
-    digest_lp16(&mut h, b.request.path.as_bytes());
-    let seed = h.finalize();
+impl core::fmt::Debug for Intervals {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Intervals")
+            .field("offsets", &self.offsets)
+            .finish_non_exhaustive()
+    }
+}
 
-    let slots = (file_size / u64::from(INTERVAL_LEN)).max(1);
-    let mut out = Vec::with_capacity(count as usize);
-    let mut block_index = 0u32;
-    while out.len() < count as usize {
+impl Intervals {
+    /// Derives the `count` intervals (each [`INTERVAL_LEN`] bytes, aligned to it) of a file of
+    /// `file_size` bytes.
+    pub fn derive(b: &Bindings<'_>, file_size: u64, count: u32) -> Intervals {
         let mut h = Sha256::new();
-        h.update(seed);
-        h.update(block_index.to_be_bytes());
-        let block = h.finalize();
-        for chunk in block.chunks_exact(8) {
-            if out.len() == count as usize {
-                break;
-            }
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            out.push(u64::from(INTERVAL_LEN) * (u64::from_be_bytes(word) % slots));
-        }
-        block_index += 1;
+        h.update(SEED_LABEL);
+        digest_lp16(&mut h, b.subject.as_bytes());
+        digest_lp16(&mut h, b.epoch.as_bytes());
+        h.update(b.nonce);
+        h.update(b.timestamp.to_be_bytes());
+        digest_lp16(&mut h, b.request.method.as_bytes());
+        digest_authority(&mut h, b.request.authority);
+        digest_lp16(&mut h, b.request.path.as_bytes());
+        let seed: [u8; 32] = h.finalize().into();
+
+        let slots = (file_size / u64::from(INTERVAL_LEN)).max(1);
+        let count = count as usize;
+        let mut blocks: Vec<aes::Block> = (0..count.div_ceil(2) as u128)
+            .map(|j| j.to_be_bytes().into())
+            .collect();
+        Aes256::new(&seed.into()).encrypt_blocks(&mut blocks);
+        let offsets = blocks
+            .iter()
+            .flat_map(|block| {
+                let (hi, lo) = block.split_at(8);
+                [hi, lo]
+            })
+            .take(count)
+            .map(|word| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                u64::from(INTERVAL_LEN) * (u64::from_be_bytes(w) % slots)
+            })
+            .collect();
+        Intervals { seed, offsets }
     }
-    out
+
+    /// The seed: SHA-256 over the label, subject, epoch, nonce, timestamp and request.
+    pub fn seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
+
+    /// The byte offsets, in order.
+    pub fn offsets(&self) -> &[u64] {
+        &self.offsets
+    }
+
+    /// The digest over the interval bytes, `blocks[i]` being the 16 bytes at `offsets()[i]`:
+    /// `SHA-256("autoid/v1 digest" || seed || u32be(count) || blocks[0] || … )`.
+    pub fn digest(&self, blocks: &[[u8; 16]]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(DIGEST_LABEL);
+        h.update(self.seed);
+        h.update((self.offsets.len() as u32).to_be_bytes());
+        for block in blocks.iter().take(self.offsets.len()) {
+            h.update(block);
+        }
+        h.finalize().into()
+    }
+
+    /// The digest, reading each interval from a file's data.
+    pub fn digest_file(&self, data: &[u8]) -> [u8; 32] {
+        let blocks: Vec<[u8; 16]> = self.offsets.iter().map(|&o| read_file(data, o)).collect();
+        self.digest(&blocks)
+    }
 }
 
-/// The digest over the intervals: `read(offset)` returns the 16 bytes at `offset`.
-pub fn digest(
-    b: &Bindings<'_>,
-    offsets: &[u64],
-    mut read: impl FnMut(u64) -> [u8; 16],
-) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(DIGEST_LABEL);
-    digest_common(&mut h, b);
-    h.update((offsets.len() as u32).to_be_bytes());
-    for &offset in offsets {
-        h.update(offset.to_be_bytes());
-        h.update(INTERVAL_LEN.to_be_bytes());
-        h.update(read(offset));
-    }
-    h.finalize().into()
+/// The byte offsets of the `count` intervals of a file of `file_size` bytes.
+pub fn offsets(b: &Bindings<'_>, file_size: u64, count: u32) -> Vec<u64> {
+    Intervals::derive(b, file_size, count).offsets
 }
 
 /// Reads 16 bytes at `offset` from a file's data; out-of-range bytes read as zero (the client

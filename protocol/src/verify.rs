@@ -12,7 +12,7 @@ use crate::entropy::{Epoch, SubjectStream};
 use crate::header::{
     IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN, SessionId, associated_data,
 };
-use crate::intervals::{Bindings, digest, offsets};
+use crate::intervals::{Bindings, Intervals};
 use crate::keys::GatewayKey;
 use crate::policy::{DEFAULT_MAX_SKEW_SECS, DEFAULT_SESSION_LIFETIME_SECS};
 use crate::{Reject, Request};
@@ -154,12 +154,8 @@ impl Keyring {
             request: *request,
         };
         let stream = cache.subject_stream(epoch, &payload.subject);
-        let offsets = offsets(&bindings, epoch.file_size(), epoch.interval_count());
-        let blocks = stream.blocks_at(&offsets);
-        let mut next = blocks.iter();
-        let expected = digest(&bindings, &offsets, |_| {
-            next.next().copied().unwrap_or([0; 16])
-        });
+        let intervals = Intervals::derive(&bindings, epoch.file_size(), epoch.interval_count());
+        let expected = intervals.digest(&stream.blocks_at(intervals.offsets()));
         if bool::from(expected.ct_eq(&payload.digest)) {
             Ok(())
         } else {

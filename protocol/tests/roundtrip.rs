@@ -282,7 +282,7 @@ fn the_old_empty_interval_forgery_is_rejected() {
 
 #[test]
 fn a_digest_over_the_wrong_bytes_is_rejected() {
-    use autoid_protocol::intervals::{Bindings, digest, offsets, read_file};
+    use autoid_protocol::intervals::{Bindings, Intervals, read_file};
     let mut payload = honest_payload();
     let b = Bindings {
         subject: "alice",
@@ -292,28 +292,32 @@ fn a_digest_over_the_wrong_bytes_is_rejected() {
         request: REQ,
     };
     let data = file("alice").data().to_vec();
-    let offs = offsets(&b, data.len() as u64, 64);
+    let intervals = Intervals::derive(&b, data.len() as u64, 64);
+    let offs = intervals.offsets().to_vec();
+    let read = |offsets: &[u64]| -> Vec<[u8; 16]> {
+        offsets.iter().map(|&o| read_file(&data, o)).collect()
+    };
     // The right offsets over zeros; then the right bytes at shifted offsets; then intervals the
     // client would like (the start of the file): all rejected.
-    payload.digest = digest(&b, &offs, |_| [0u8; 16]);
+    payload.digest = intervals.digest(&[[0u8; 16]; 64]);
     assert_eq!(
         check(&forge(&payload, b"w1"), &REQ, NOW),
         Err(Reject::Entropy)
     );
     let shifted: Vec<u64> = offs.iter().map(|o| (o + 16) % 65536).collect();
-    payload.digest = digest(&b, &shifted, |o| read_file(&data, o));
+    payload.digest = intervals.digest(&read(&shifted));
     assert_eq!(
         check(&forge(&payload, b"w2"), &REQ, NOW),
         Err(Reject::Entropy)
     );
     let chosen: Vec<u64> = (0..64).map(|i| i * 16).collect();
-    payload.digest = digest(&b, &chosen, |o| read_file(&data, o));
+    payload.digest = intervals.digest(&read(&chosen));
     assert_eq!(
         check(&forge(&payload, b"w3"), &REQ, NOW),
         Err(Reject::Entropy)
     );
     // And the honest digest under the same forging path verifies, so the path itself is sound.
-    payload.digest = digest(&b, &offs, |o| read_file(&data, o));
+    payload.digest = intervals.digest(&read(&offs));
     assert_eq!(
         check(&forge(&payload, b"w4"), &REQ, NOW),
         Ok("alice".to_owned())

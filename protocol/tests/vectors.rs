@@ -10,7 +10,7 @@ mod common;
 use autoid_protocol::Request;
 use autoid_protocol::client::Session;
 use autoid_protocol::header::Proof;
-use autoid_protocol::intervals::{Bindings, digest, offsets, read_file};
+use autoid_protocol::intervals::{Bindings, Intervals};
 use autoid_protocol::verify::{Keyring, Limits, NoCache, verify};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -43,8 +43,9 @@ fn vector(seed: &str, subject: &str, req: Request<'_>, body: Option<&[u8]>) -> V
         timestamp: NOW,
         request: req,
     };
-    let offs = offsets(&b, 65536, 64);
-    let d = digest(&b, &offs, |o| read_file(file.data(), o));
+    let intervals = Intervals::derive(&b, 65536, 64);
+    let offs = intervals.offsets().to_vec();
+    let d = intervals.digest_file(file.data());
     assert_eq!(d, payload.digest);
     let verified = verify(&ring, &Limits::default(), &header, &req, NOW, &mut NoCache).unwrap();
     assert_eq!(verified.subject, subject);
@@ -60,6 +61,7 @@ fn vector(seed: &str, subject: &str, req: Request<'_>, body: Option<&[u8]>) -> V
         "session_id_hex": hex(&proof.session_id()),
         "nonce_hex": hex(&payload.nonce),
         "iv_hex": hex(&proof.sealed()[..12]),
+        "interval_seed_hex": hex(intervals.seed()),
         "first_8_offsets": offs[..8].to_vec(),
         "digest_hex": hex(&payload.digest),
         "payload_hex": hex(&payload.to_bytes()),
