@@ -35,12 +35,21 @@ impl Default for Limits {
     }
 }
 
-/// An unwrapped session key, as the gateway caches it.
-#[derive(Clone, PartialEq, Eq)]
+/// An unwrapped session key, as the gateway caches it, with its AES-GCM key schedule ready.
+#[derive(Clone)]
 pub struct SessionKey {
     key: [u8; 32],
     issued_at: u64,
+    cipher: Aes256Gcm,
 }
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.key.ct_eq(&other.key)) && self.issued_at == other.issued_at
+    }
+}
+
+impl Eq for SessionKey {}
 
 impl core::fmt::Debug for SessionKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -71,7 +80,12 @@ impl SessionKey {
         }
         let key: [u8; 32] = bytes[..32].try_into().ok()?;
         let issued_at = u64::from_be_bytes(bytes[32..].try_into().ok()?);
-        Some(SessionKey { key, issued_at })
+        let cipher = Aes256Gcm::new(&key.into());
+        Some(SessionKey {
+            key,
+            issued_at,
+            cipher,
+        })
     }
 
     /// Rejects a session older than its lifetime or issued further ahead than the skew.
@@ -89,8 +103,8 @@ impl SessionKey {
         let aad = associated_data(proof.kid(), request).ok_or(Reject::Malformed)?;
         let (iv, ciphertext) = proof.sealed().split_at(IV_LEN);
         let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Reject::Malformed)?;
-        let cipher = Aes256Gcm::new(&self.key.into());
-        let plaintext = cipher
+        let plaintext = self
+            .cipher
             .decrypt(
                 &iv.into(),
                 AeadPayload {
