@@ -16,7 +16,7 @@ ENVOY_VERSION := 1.40.0
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 
-.PHONY: help build wasm native test lint fmt bench-host deps-wasm deps-ldap deps-envoy run demo clean
+.PHONY: help build wasm bins native test lint fmt bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy run demo clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, bridge, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test        build, then run every test (installs slapd when root)"
 	@echo "make lint        rustfmt and clippy, natively and for $(WASM_TARGET)"
 	@echo "make bench-host  per-request cost of the filter under wasmtime (criterion)"
+	@echo "make fuzz        every cargo-fuzz target for FUZZ_SECONDS (default 60) each"
 
 deps-wasm:
 	@if ! command -v rustup >/dev/null; then \
@@ -64,9 +65,11 @@ wasm: deps-wasm
 	  --manifest-path host-tests/fixtures/probe-filter/Cargo.toml --target-dir target
 	@ls -l $(PLUGIN_WASM) $(FLOOR_WASM) $(PROBE_WASM) | awk '{print $$5, $$9}'
 
-# The native binaries and every test binary, in the one profile tests and benches share.
-native:
+# The native binaries, then every test binary, in the one profile tests and benches share.
+bins:
 	$(CARGO) build $(LOCKED) --release --workspace --bins
+
+native: bins
 	$(CARGO) test $(LOCKED) --release --workspace --no-run
 
 build: wasm native
@@ -75,7 +78,7 @@ test: build deps-ldap deps-envoy
 	$(CARGO) test $(LOCKED) --release --workspace
 
 # The demo in the foreground (scripts/run.sh); `make demo` in another terminal exercises it.
-run: build deps-envoy
+run: wasm bins deps-envoy
 	AUTOID_SKIP_BUILD=1 scripts/run.sh
 
 demo:
@@ -91,6 +94,16 @@ fmt:
 
 bench-host: wasm
 	$(CARGO) bench $(LOCKED) -p autoid-host-tests --bench filter
+
+# cargo-fuzz targets (nightly): header parser, proof opener, config parser, bridge replies.
+# FUZZ_SECONDS per target (CI runs a 10 s smoke of each).
+FUZZ_SECONDS ?= 60
+fuzz: deps-fuzz
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+deps-fuzz:
+	@rustup toolchain list | grep -q '^nightly' || { echo "installing the nightly toolchain (cargo fuzz needs it)"; rustup toolchain install nightly --profile minimal; }
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 
 clean:
 	$(CARGO) clean
