@@ -118,6 +118,9 @@ impl Outcome {
 /// How a paused stream callback ended.
 enum Phase {
     Continue,
+    /// The filter paused with more of the stream to come: as in Envoy, the headers are held and
+    /// the next callback (the body) still runs; a `Continue` there releases everything.
+    Held,
     Stop(Outcome),
 }
 
@@ -347,6 +350,7 @@ impl Worker {
         callback: Option<&StreamCallback>,
         args: (u32, u32, u32),
     ) -> Result<Phase, String> {
+        let more_follows = args.2 == 0;
         let Some(callback) = callback else {
             return Ok(Phase::Continue);
         };
@@ -373,6 +377,9 @@ impl Worker {
         }
         if action == action::CONTINUE || stream.resumed_request || stream.resumed_response {
             return Ok(Phase::Continue);
+        }
+        if more_follows {
+            return Ok(Phase::Held);
         }
         Ok(Phase::Stop(Outcome::FailClosed {
             reason: format!("the filter paused in {name} and neither continued nor replied"),

@@ -1,10 +1,8 @@
 //! Body-bound proofs: the filter buffers the body and checks its SHA-256 against the digest the
 //! proof seals.
 //!
-//! The harness delivers `proxy_on_request_body` only when `proxy_on_request_headers` continued:
-//! a filter that pauses headers to wait for the body (as this one must, and as Envoy allows) is
-//! reported as `FailClosed`. Tests that need the body phase are `#[ignore]`d until the harness
-//! delivers the body after a paused headers phase; the header-only cases run.
+//! The filter pauses the headers to wait for the body; as in Envoy, the harness then still
+//! delivers the body, and the filter's `Continue` there releases the request.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -43,7 +41,6 @@ fn a_body_bound_proof_without_its_body_is_refused() {
 }
 
 #[test]
-#[ignore = "harness: a headers phase paused for the body is reported FailClosed (host-tests/src/worker.rs phase())"]
 fn the_right_body_passes() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
@@ -61,7 +58,6 @@ fn the_right_body_passes() {
 }
 
 #[test]
-#[ignore = "harness: a headers phase paused for the body is reported FailClosed (host-tests/src/worker.rs phase())"]
 fn an_altered_body_is_refused() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
@@ -78,7 +74,6 @@ fn an_altered_body_is_refused() {
 }
 
 #[test]
-#[ignore = "harness: a headers phase paused for the body is reported FailClosed (host-tests/src/worker.rs phase())"]
 fn a_body_over_the_buffer_limit_is_refused() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
@@ -109,19 +104,4 @@ fn a_proof_without_a_body_digest_lets_a_body_through_unchecked() {
         panic!("{out:?}");
     };
     assert_eq!(body, BODY);
-}
-
-#[test]
-fn what_the_harness_reports_for_a_body_bound_proof_today() {
-    // Documents the limitation the ignored tests wait on: the request never goes upstream.
-    let gw = Fixture::static_groups().build();
-    let mut alice = Client::open(&gw, "alice");
-    let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body(BODY)
-        .send();
-    assert!(!out.is_upstream(), "{out:?}");
 }
