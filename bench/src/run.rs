@@ -24,8 +24,9 @@ use crate::steps;
 /// `autoid-bench run` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Short runs, one repetition, few cold proofs: every ratio in under two minutes.
-    #[arg(long, env = "BENCH_QUICK")]
+    /// Short runs, one repetition, few cold proofs: every ratio in under two minutes
+    /// (also with the environment variable BENCH_QUICK=1).
+    #[arg(long)]
     pub quick: bool,
     /// Repetitions of the interleaved arm sequence (default 3, quick 1).
     #[arg(long)]
@@ -475,6 +476,8 @@ fn machine(envoy: &Path) -> Value {
         "memory": sh("free -h | awk '/^Mem:/ {print $2}'"),
         "kernel": sh("uname -srm"),
         "envoy": envoy_version,
+        "git_head": sh("git rev-parse --short HEAD"),
+        "uncommitted_in_plugin_or_protocol": sh("git status --short -- plugin protocol | tr '\\n' ' '"),
     })
 }
 
@@ -492,7 +495,9 @@ pub fn main(o: &Options) -> Result<()> {
         .chars()
         .map(|c| Arm::from_letter(c).with_context(|| format!("--arms: unknown arm {c:?}")))
         .collect::<Result<_>>()?;
-    let s = if o.quick {
+    let quick = o.quick
+        || std::env::var("BENCH_QUICK").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+    let s = if quick {
         Settings {
             reps: o.reps.unwrap_or(1),
             warmup: o.warmup.unwrap_or(1.0),
@@ -631,6 +636,7 @@ pub fn main(o: &Options) -> Result<()> {
             "load_before": load_before,
             "load_after": load_after,
             "top_before": top_before,
+            "plugin_wasm_sha256": sh(&format!("sha256sum {} | cut -c1-16", o.plugin.display())),
         }),
     );
     let json_path = out.join("summary.json");
@@ -724,7 +730,7 @@ fn summarize(
         "paced_rate_rps": paced_rate,
         "cold_paced_rate_rps": cold_rate,
         "settings": {
-            "quick": o.quick,
+            "quick": s.cold_proofs_cap < 1000,
             "reps": s.reps,
             "warmup_secs": s.warmup,
             "duration_secs": s.duration,
