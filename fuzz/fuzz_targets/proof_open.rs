@@ -15,7 +15,6 @@
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::convert::Infallible;
 use std::sync::OnceLock;
 
 use aes_gcm::aead::{Aead, Payload as AeadPayload};
@@ -28,8 +27,6 @@ use autoid_protocol::header::{Proof, SessionId, associated_data};
 use autoid_protocol::keys::GatewayKey;
 use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, verify};
 use libfuzzer_sys::fuzz_target;
-use rsa::rand_core::{TryCryptoRng, TryRng};
-use sha2::{Digest, Sha256};
 
 const KEY_PEM: &str = include_str!("../../protocol/tests/vectors/gateway-2048.pem");
 const KID: &str = "test-2048";
@@ -39,45 +36,10 @@ const METHOD: &str = "GET";
 const AUTHORITY: &str = "api.example.com";
 const PATH: &str = "/v1/payments?limit=10";
 
-/// The vectors' deterministic RNG (docs/PROTOCOL.md §9).
-struct TestRng {
-    seed: &'static [u8],
-    counter: u64,
-    buf: [u8; 32],
-    pos: usize,
-}
-
-impl TryRng for TestRng {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for b in dst {
-            if self.pos == 32 {
-                let mut h = Sha256::new();
-                h.update(b"autoid/v1 test rng");
-                h.update(self.seed);
-                h.update(self.counter.to_be_bytes());
-                self.buf = h.finalize().into();
-                self.counter += 1;
-                self.pos = 0;
-            }
-            *b = self.buf[self.pos];
-            self.pos += 1;
-        }
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for TestRng {}
+/// The vectors' deterministic RNG (docs/PROTOCOL.md §9): the one copy, in the protocol's tests.
+#[path = "../../protocol/tests/common/rng.rs"]
+mod rng;
+use rng::TestRng;
 
 struct Fixture {
     keyring: Keyring,
@@ -100,12 +62,7 @@ fn fixture() -> &'static Fixture {
         }
         let epoch = Epoch::new("e-test", secret, 65536, 64).unwrap();
         let file = epoch.issue("alice").unwrap();
-        let mut rng = TestRng {
-            seed: b"vector-1",
-            counter: 0,
-            buf: [0; 32],
-            pos: 32,
-        };
+        let mut rng = TestRng::new(b"vector-1");
         let session = Session::open(&key.public(), NOW, &mut rng).unwrap();
         let request = fixture_request();
         let header = session.prove(&file, &request, NOW, None, &mut rng).unwrap();

@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test fixtures: failing loudly is the point
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,9 +20,8 @@ use autoid_protocol::header::{Payload, Proof, associated_data};
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rsa::rand_core::{TryCryptoRng, TryRng};
+use rsa::rand_core::TryRng;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// The fixed RSA-2048 test key of the protocol's vectors (never use it for anything else).
 pub const KEY_PEM: &str = include_str!("../../../protocol/tests/vectors/gateway-2048.pem");
@@ -229,69 +227,10 @@ impl Fixture {
     }
 }
 
-/// The seeded RNG of the protocol's test vectors: `SHA-256("autoid/v1 test rng" || seed ||
-/// u64be(i))` for i = 0, 1, 2, …
-#[derive(Debug, Clone)]
-pub struct TestRng {
-    seed: Vec<u8>,
-    counter: u64,
-    buf: [u8; 32],
-    pos: usize,
-}
-
-impl TestRng {
-    pub fn new(seed: &[u8]) -> Self {
-        TestRng {
-            seed: seed.to_vec(),
-            counter: 0,
-            buf: [0; 32],
-            pos: 32,
-        }
-    }
-
-    /// A seed no other RNG of this process uses.
-    pub fn unique(label: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        TestRng::new(format!("{label}/{n}").as_bytes())
-    }
-
-    fn next_byte(&mut self) -> u8 {
-        if self.pos == 32 {
-            let mut h = Sha256::new();
-            h.update(b"autoid/v1 test rng");
-            h.update(&self.seed);
-            h.update(self.counter.to_be_bytes());
-            self.buf = h.finalize().into();
-            self.counter += 1;
-            self.pos = 0;
-        }
-        self.pos += 1;
-        self.buf[self.pos - 1]
-    }
-}
-
-impl TryRng for TestRng {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        for b in dst {
-            *b = self.next_byte();
-        }
-        Ok(())
-    }
-}
-
-impl TryCryptoRng for TestRng {}
+/// The seeded RNG of the protocol's test vectors (one copy, in the protocol's tests).
+#[path = "../../../protocol/tests/common/rng.rs"]
+mod rng;
+pub use rng::TestRng;
 
 /// A caller: its entropy file and one session with the gateway.
 #[derive(Debug, Clone)]
