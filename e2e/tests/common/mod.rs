@@ -603,7 +603,7 @@ impl Stack {
     }
 }
 
-fn wait_ready_bridge(port: u16, bridge: &mut Proc) {
+pub fn wait_ready_bridge(port: u16, bridge: &mut Proc) {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     eventually("the bridge's /readyz", Duration::from_secs(20), || {
         if !bridge.is_running() {

@@ -1,0 +1,150 @@
+//! The filter hosted by our wasmtime harness (host-tests), calling the REAL bridge over HTTP,
+//! which asks the REAL slapd: the directory path end to end without Envoy.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::UNIX_EPOCH;
+
+use autoid_host_tests::{FilterModule, Gateway, Outcome};
+use autoid_protocol::Request;
+use autoid_protocol::client::Session;
+use autoid_protocol::entropy::Epoch;
+use autoid_protocol::keys::GatewayKey;
+use common::{Proc, Slapd, TOKEN, bin, free_port, wait_ready_bridge, wasm};
+use rsa::rand_core::UnwrapErr;
+use serde_json::json;
+
+const KEY_PEM: &str = include_str!("../../protocol/tests/vectors/gateway-2048.pem");
+const KID: &str = "test-2048";
+const AUTHORITY: &str = "api.local";
+const PATH: &str = "/v1/payments";
+
+struct Directory {
+    _slapd: Slapd,
+    _bridge: Proc,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn directory() -> Directory {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let slapd = Slapd::start(&d.join("ldap"));
+    std::fs::write(d.join("bridge.token"), TOKEN).unwrap();
+    let port = free_port();
+    let config = json!({
+        "listen": format!("127.0.0.1:{port}"),
+        "token_file": d.join("bridge.token"),
+        "ldap": {
+            "url": slapd.ldap_url,
+            "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
+            "bind_password_file": slapd.state.join("bridge.password"),
+            "pool_size": 2
+        },
+        "users": {"base": "dc=example,dc=org"},
+        "groups": {"base": "ou=groups,dc=example,dc=org"}
+    });
+    std::fs::write(d.join("bridge.json"), config.to_string()).unwrap();
+    let mut bridge = Proc::spawn(
+        "bridge",
+        Command::new(bin("autoid-ldap-bridge"))
+            .arg("--config")
+            .arg(d.join("bridge.json")),
+        &d.join("bridge.log"),
+    );
+    wait_ready_bridge(port, &mut bridge);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    Directory {
+        _slapd: slapd,
+        _bridge: bridge,
+        addr,
+        _dir: dir,
+    }
+}
+
+fn gateway(bridge: SocketAddr, epoch: &Epoch) -> Gateway {
+    let config = json!({
+        "keys": [{"kid": KID, "private_key_pem": KEY_PEM}],
+        "epochs": [serde_json::from_str::<serde_json::Value>(&epoch.to_json()).unwrap()],
+        "directory": {"cluster": "autoid_bridge", "authority": "ldap-bridge", "token": TOKEN,
+                      "timeout_ms": 5000, "positive_ttl_secs": 60, "negative_ttl_secs": 10},
+        "apis": {"payments": {
+            "require": {"any_of": ["payments"]},
+            "inject": {"authorization": "Bearer upstream-secret"},
+            "identity": {"subject_header": "x-autoid-subject", "groups_header": "x-autoid-groups"}
+        }}
+    });
+    FilterModule::load(wasm())
+        .unwrap()
+        .gateway()
+        .plugin_config(config.to_string())
+        .workers(2)
+        .cluster_http("autoid_bridge", bridge)
+        .build()
+        .unwrap()
+}
+
+fn send_as(gw: &Gateway, epoch: &Epoch, subject: &str, worker: usize) -> Outcome {
+    let mut rng = UnwrapErr(getrandom::SysRng);
+    let now = gw
+        .clock()
+        .now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    let session = Session::open(&key.public(), now, &mut rng).unwrap();
+    let request = Request {
+        method: "GET",
+        authority: AUTHORITY,
+        path: PATH,
+    };
+    let file = epoch.issue(subject).unwrap();
+    let proof = session.prove(&file, &request, now, None, &mut rng).unwrap();
+    gw.request("GET", AUTHORITY, PATH)
+        .route("payments")
+        .header("x-autoid-proof", &proof)
+        .worker(worker)
+        .send()
+}
+
+#[test]
+fn the_harness_hosted_filter_authorizes_through_the_real_bridge_and_slapd() {
+    let dir = directory();
+    let epoch = Epoch::new("ep-1", [7; 32], 65536, 64).unwrap();
+    let gw = gateway(dir.addr, &epoch);
+
+    // alice is in `payments` (posixGroup) in the seeded directory.
+    match send_as(&gw, &epoch, "alice", 0) {
+        Outcome::Upstream { headers, .. } => {
+            let get = |k: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert_eq!(get("authorization"), Some("Bearer upstream-secret"));
+            assert_eq!(get("x-autoid-subject"), Some("alice"));
+            let groups = get("x-autoid-groups").unwrap();
+            assert!(groups.split(',').any(|g| g == "payments"), "{groups}");
+            assert_eq!(get("x-autoid-proof"), None);
+        }
+        other => panic!("alice should pass: {other:?}\n{:#?}", gw.logs()),
+    }
+    // dave is in no group; `nobody` is not in the directory; the hostile name is escaped by the
+    // bridge and resolves to that one user, who is not in `payments`.
+    for subject in ["dave", "nobody", "evil*)(uid=*))(|(uid=*"] {
+        let out = send_as(&gw, &epoch, subject, 1);
+        assert_eq!(out.local_status(), Some(403), "{subject}: {out:?}");
+    }
+    // Three distinct callouts plus alice's went to the real bridge; a second alice request on the
+    // other worker is answered from the shared decision cache.
+    let before = gw.callouts().len();
+    assert!(send_as(&gw, &epoch, "alice", 1).is_upstream());
+    assert_eq!(gw.callouts().len(), before, "the decision was cached");
+    assert_eq!(gw.metric("autoid_directory_cache_hits"), Some(1));
+}
