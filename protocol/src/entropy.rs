@@ -1,10 +1,10 @@
 //! Epochs, per-subject entropy streams and entropy files.
 //!
-//! Byte `i` of a subject's entropy is byte `i mod 16` of `AES-256(K, u128be(i / 16))`, where
+//! Byte `i` of a subject's entropy is byte `i mod 16` of `AES-128(K, u128be(i / 16))`, where
 //! `K = HKDF-SHA256(salt = "autoid/v1 entropy", ikm = epoch secret, info = lp16(epoch id) ||
-//! lp16(subject))`: AES-256-CTR with a zero IV, so any range is computable without the rest.
+//! lp16(subject), L = 16)`: AES-128-CTR with a zero IV, so any range is computable without the rest.
 
-use aes::Aes256;
+use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -150,11 +150,11 @@ impl Epoch {
         let mut info = Vec::with_capacity(4 + self.id.len() + subject.len());
         put_lp16(&mut info, self.id.as_bytes());
         put_lp16(&mut info, subject.as_bytes());
-        let mut key = [0u8; 32];
-        // 32 bytes is always a valid HKDF-SHA256 output length.
+        let mut key = [0u8; 16];
+        // 16 bytes is always a valid HKDF-SHA256 output length.
         let _ = Hkdf::<Sha256>::new(Some(ENTROPY_SALT), &self.secret).expand(&info, &mut key);
         SubjectStream {
-            cipher: Aes256::new(&key.into()),
+            cipher: Aes128::new(&key.into()),
         }
     }
 
@@ -193,10 +193,10 @@ pub(crate) fn decode_secret(text: &str) -> Result<[u8; 32], Error> {
         })
 }
 
-/// One subject's entropy as a seekable stream (AES-256-CTR, zero IV, 128-bit big-endian counter).
+/// One subject's entropy as a seekable stream (AES-128-CTR, zero IV, 128-bit big-endian counter).
 #[derive(Clone)]
 pub struct SubjectStream {
-    cipher: Aes256,
+    cipher: Aes128,
 }
 
 impl core::fmt::Debug for SubjectStream {

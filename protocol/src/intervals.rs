@@ -2,11 +2,11 @@
 //!
 //! Nothing here comes from the wire: the offsets follow from a *seed*, a SHA-256 of the proof's
 //! nonce, timestamp, subject, epoch and the request, so a client cannot pick the parts of the file
-//! it holds. The seed keys AES-256 to expand the offsets (one AES call gives two offsets, where
+//! it holds. The seed's first 16 bytes key AES-128 to expand the offsets (one AES call gives two offsets, where
 //! SHA-256 would cost a compression per four), and the digest is a SHA-256 over the seed and the
 //! interval bytes: the seed commits to every binding and so to every offset.
 
-use aes::Aes256;
+use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use sha2::{Digest, Sha256};
 
@@ -73,7 +73,9 @@ impl Intervals {
         let mut blocks: Vec<aes::Block> = (0..count.div_ceil(2) as u128)
             .map(|j| j.to_be_bytes().into())
             .collect();
-        Aes256::new(&seed.into()).encrypt_blocks(&mut blocks);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&seed[..16]);
+        Aes128::new(&key.into()).encrypt_blocks(&mut blocks);
         let offsets = blocks
             .iter()
             .flat_map(|block| {
