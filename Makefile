@@ -16,7 +16,7 @@ ENVOY_VERSION := 1.40.0
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 
-.PHONY: help build wasm bins native test lint fmt bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy run demo clean
+.PHONY: help build wasm bins native test lint fmt bench bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy run demo clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, bridge, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -24,6 +24,7 @@ help:
 	@echo "make build       build the filter (.wasm) and the native tools"
 	@echo "make test        build, then run every test (installs slapd when root)"
 	@echo "make lint        rustfmt and clippy, natively and for $(WASM_TARGET)"
+	@echo "make bench       autoid in Envoy against no filter, a minimal wasm filter and jwt_authn"
 	@echo "make bench-host  per-request cost of the filter under wasmtime (criterion)"
 	@echo "make fuzz        every cargo-fuzz target for FUZZ_SECONDS (default 60) each"
 
@@ -91,6 +92,11 @@ lint: deps-wasm
 
 fmt:
 	$(CARGO) fmt --all
+
+# autoid in Envoy next to no filter, the floor filter and jwt_authn (docs/PERFORMANCE.md).
+# BENCH_QUICK=1 for a short run that still produces every ratio.
+bench: wasm bins deps-envoy deps-ldap
+	AUTOID_SKIP_BUILD=1 scripts/bench.sh
 
 bench-host: wasm
 	$(CARGO) bench $(LOCKED) -p autoid-host-tests --bench filter
