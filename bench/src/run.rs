@@ -531,6 +531,18 @@ pub fn main(o: &Options) -> Result<()> {
     }
     std::fs::create_dir_all(&o.out)?;
     let out = o.out.canonicalize()?;
+    // Snapshot the modules: another build may replace them while the bench runs, and proofs made
+    // by this binary must meet the filter built from the same protocol.
+    let mut o = o.clone();
+    for (src, name) in [
+        (&mut o.plugin, "autoid_plugin.wasm"),
+        (&mut o.floor, "autoid_floor_filter.wasm"),
+    ] {
+        let copy = out.join(name);
+        std::fs::copy(&*src, &copy).with_context(|| format!("copy {}", src.display()))?;
+        *src = copy;
+    }
+    let o = &o;
     let load_before = loadavg();
     let top_before = sh("ps aux --sort=-%cpu | head -6");
     eprintln!("autoid-bench: load average at start: {load_before}");
@@ -565,6 +577,7 @@ pub fn main(o: &Options) -> Result<()> {
     };
 
     let mut records: Vec<RunRecord> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
     let best = |records: &[RunRecord], arm: Arm, default: f64| {
         records
             .iter()
@@ -589,7 +602,13 @@ pub fn main(o: &Options) -> Result<()> {
                 ),
                 _ => best(&records, Arm::Floor, best(&records, Arm::None, 40_000.0)),
             };
-            records.push(ctx.run_one(arm, rep, Phase::Saturation, None, expected)?);
+            match ctx.run_one(arm, rep, Phase::Saturation, None, expected) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    eprintln!("  {} rep {rep} saturation FAILED: {e:#}", arm.letter());
+                    failures.push(format!("{}/{rep}/saturation: {e:#}", arm.letter()));
+                }
+            }
         }
     }
     let median_rps = |arm: Arm| {
@@ -618,7 +637,13 @@ pub fn main(o: &Options) -> Result<()> {
             } else {
                 paced_rate
             };
-            records.push(ctx.run_one(arm, rep, Phase::Paced, Some(rate), rate)?);
+            match ctx.run_one(arm, rep, Phase::Paced, Some(rate), rate) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    eprintln!("  {} rep {rep} paced FAILED: {e:#}", arm.letter());
+                    failures.push(format!("{}/{rep}/paced: {e:#}", arm.letter()));
+                }
+            }
         }
     }
     let load_after = loadavg();
@@ -645,6 +670,12 @@ pub fn main(o: &Options) -> Result<()> {
     std::fs::write(out.join("summary.md"), &table)?;
     println!("{table}");
     eprintln!("autoid-bench: wrote {}", json_path.display());
+    if !failures.is_empty() {
+        bail!(
+            "failed runs (the summary holds the others):\n{}",
+            failures.join("\n")
+        );
+    }
     let failed: Vec<String> = records
         .iter()
         .filter(|r| r.outcome.completed == 0 || r.outcome.non_200 * 1000 > r.outcome.completed)
