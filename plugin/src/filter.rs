@@ -504,15 +504,11 @@ impl Context for Http {
             self.get_http_call_response_body(0, body_size)
         };
         let now = wasm_host::now_ms() / 1000;
-        let Groups::Directory(directory) = &state.config.groups else {
-            return;
-        };
         match parse_reply(status, body.as_deref(), &subject, now) {
             Ok(decision) => {
                 if let Some(table) = &state.decisions {
                     table.put(&SharedData, &subject, &decision);
                 }
-                let _ = directory;
                 if self.decide(&state, api_def, &subject, &decision) {
                     self.resume_http_request();
                 }

@@ -147,13 +147,9 @@ impl Keyring {
         SessionKey::from_bytes(&plaintext).ok_or(Reject::Unwrap)
     }
 
-    /// Recomputes the digest from the subject's derived stream and compares in constant time.
-    pub fn check_entropy(&self, payload: &Payload, request: &Request<'_>) -> Result<(), Reject> {
-        self.check_entropy_with(payload, request, &mut NoCache)
-    }
-
-    /// [`Keyring::check_entropy`], taking the subject's stream from `cache`.
-    pub fn check_entropy_with(
+    /// Recomputes the digest from the subject's derived stream (taken from `cache`, which may keep
+    /// streams of recent subjects) and compares in constant time.
+    pub fn check_entropy(
         &self,
         payload: &Payload,
         request: &Request<'_>,
@@ -267,7 +263,7 @@ pub fn verify(
     session.check_age(now, limits)?;
     let payload = session.open(&proof, request)?;
     check_time(&payload, now, limits)?;
-    keyring.check_entropy_with(&payload, request, cache)?;
+    keyring.check_entropy(&payload, request, cache)?;
     Ok(Verified {
         subject: payload.subject,
         epoch: payload.epoch,
