@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use autoid_protocol::entropy::{EntropyFile, Epoch};
@@ -356,7 +356,7 @@ impl Bench<'_> {
         let outcome = loadgen::run(&plan, requests)?;
         let mut counters = BTreeMap::new();
         if arm.is_autoid() {
-            counters.extend(proxy.stats("autoid")?);
+            counters.extend(settled_stats(&proxy, outcome.sent)?);
         }
         if arm == Arm::Jwt {
             counters.extend(proxy.stats("jwt_authn")?);
@@ -833,4 +833,24 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
         summary["paced_rate_rps"], summary["cold_paced_rate_rps"]
     ));
     t
+}
+
+/// The filter hands its per-request counters to Envoy on its one-second tick: read the stats once
+/// they account for every request sent (allowed + denied), or after 3 s.
+fn settled_stats(proxy: &Envoy, sent: u64) -> Result<Vec<(String, u64)>> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let stats = proxy.stats("autoid")?;
+        let answered: u64 = stats
+            .iter()
+            .filter(|(k, _)| {
+                k.ends_with("autoid_requests_allowed") || k.ends_with("autoid_requests_denied")
+            })
+            .map(|(_, v)| v)
+            .sum();
+        if answered >= sent || Instant::now() >= deadline {
+            return Ok(stats);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -7,7 +7,7 @@
 use autoid_protocol::client::Session;
 use autoid_protocol::entropy::{EntropyFile, Epoch, SubjectStream};
 use autoid_protocol::header::{Payload, Proof};
-use autoid_protocol::intervals::{Bindings, Intervals, offsets};
+use autoid_protocol::intervals::{Bindings, Interval, Intervals, offsets, read_file};
 use autoid_protocol::keys::GatewayKey;
 use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, Verified, verify};
 use autoid_protocol::{Error, Reject, Request};
@@ -35,17 +35,17 @@ pub enum Step {
     RsaUnwrap3072,
     /// AES-256-GCM open of a proof (associated data, decrypt, payload grammar).
     AesGcmOpen,
-    /// SHA-256 over the intervals: the seed and the 64 offsets, then the digest over 64 × 16
+    /// SHA-256 over the intervals: the seed and the 64 offsets, then the digest over 64 × 8
     /// bytes (the interval bytes read from the file, as the client does).
     Sha256Intervals,
-    /// Entropy derivation of 64 intervals: HKDF for the subject and the AES-256 key schedule,
+    /// Entropy derivation of 64 intervals: HKDF for the subject and the AES-128 key schedule,
     /// then the 64 blocks of its stream (one batch).
     Entropy64,
     /// Split of [`Step::Sha256Intervals`]: the seed and the 64 offsets only.
     Offsets64,
     /// Split of [`Step::Sha256Intervals`]: the digest only, over precomputed interval bytes.
     Digest64,
-    /// Split of [`Step::Entropy64`]: HKDF-SHA256 and the AES-256 key schedule for the subject
+    /// Split of [`Step::Entropy64`]: HKDF-SHA256 and the AES-128 key schedule for the subject
     /// (what a per-worker stream cache saves on the warm path).
     StreamSetup,
     /// Split of [`Step::Entropy64`]: the 64 blocks in one batch, key schedule done.
@@ -55,11 +55,20 @@ pub enum Step {
     /// The whole warm verification (`verify` with the session cached): parse, open, time,
     /// intervals, entropy, digest.
     WarmVerify,
+    /// The session's cache key: SHA-256 over the wrapped key (what matching the wrapped bytes
+    /// in a worker's own map saves on a local hit).
+    SessionId,
+    /// The 64 intervals read from the subject's materialized file (what the filter does for a
+    /// hot subject instead of [`Step::AesBlocks64`]).
+    FileReads64,
+    /// [`Step::WarmVerify`] with the subject's file materialized: the filter's warm path for a
+    /// hot subject.
+    WarmVerifyFile,
 }
 
 impl Step {
     /// Every step, in report order.
-    pub const ALL: [Step; 11] = [
+    pub const ALL: [Step; 14] = [
         Step::RsaUnwrap2048,
         Step::RsaUnwrap3072,
         Step::AesGcmOpen,
@@ -71,6 +80,9 @@ impl Step {
         Step::AesBlocks64,
         Step::AesBlocks64Single,
         Step::WarmVerify,
+        Step::SessionId,
+        Step::FileReads64,
+        Step::WarmVerifyFile,
     ];
 
     /// A stable name (bench ids, JSON keys).
@@ -87,6 +99,9 @@ impl Step {
             Step::AesBlocks64 => "split_aes_blocks_64_batched",
             Step::AesBlocks64Single => "split_aes_blocks_64_one_by_one",
             Step::WarmVerify => "warm_verify",
+            Step::SessionId => "split_session_id",
+            Step::FileReads64 => "split_file_reads_64",
+            Step::WarmVerifyFile => "warm_verify_file_cached",
         }
     }
 
@@ -113,20 +128,32 @@ pub struct Fixture {
     epoch: Epoch,
     file: EntropyFile,
     intervals: Intervals,
-    blocks: Vec<[u8; 16]>,
+    blocks: Vec<Interval>,
     stream: SubjectStream,
 }
 
-/// A session cache that always hits, with the subject's stream kept: the filter's warm path.
-struct Warm<'a>(&'a SessionKey, &'a SubjectStream);
+/// Where the warm cache reads intervals from.
+enum Source<'a> {
+    /// The subject's stream, kept (HKDF and key schedule done).
+    Stream(&'a SubjectStream),
+    /// The subject's whole file, materialized.
+    File(&'a [u8]),
+}
+
+/// A session cache that always hits, with the subject's stream or file kept: the filter's warm
+/// path.
+struct Warm<'a>(&'a SessionKey, Source<'a>);
 
 impl SessionCache for Warm<'_> {
-    fn get(&mut self, _: &[u8; 32]) -> Option<SessionKey> {
+    fn get(&mut self, _: &Proof) -> Option<SessionKey> {
         Some(self.0.clone())
     }
-    fn put(&mut self, _: &[u8; 32], _: &SessionKey) {}
-    fn subject_stream(&mut self, _: &Epoch, _: &str) -> SubjectStream {
-        self.1.clone()
+    fn put(&mut self, _: &Proof, _: &SessionKey) {}
+    fn intervals(&mut self, _: &Epoch, _: &str, offsets: &[u64]) -> Vec<Interval> {
+        match self.1 {
+            Source::Stream(stream) => stream.intervals_at(offsets),
+            Source::File(data) => offsets.iter().map(|&o| read_file(data, o)).collect(),
+        }
     }
 }
 
@@ -163,7 +190,7 @@ impl Fixture {
             epoch.file_size(),
             epoch.interval_count(),
         );
-        let blocks = stream.blocks_at(intervals.offsets());
+        let blocks = stream.intervals_at(intervals.offsets());
         Ok(Fixture {
             keyring,
             proof_2048,
@@ -216,7 +243,7 @@ impl Fixture {
             }
             Step::Entropy64 => {
                 let stream = self.epoch.stream(&self.payload.subject);
-                let blocks = stream.blocks_at(self.intervals.offsets());
+                let blocks = stream.intervals_at(self.intervals.offsets());
                 blocks.first().map(|b| b[0])
             }
             Step::Offsets64 => {
@@ -228,7 +255,7 @@ impl Fixture {
             Step::StreamSetup => Some(self.epoch.stream(&self.payload.subject).block(0)[0]),
             Step::AesBlocks64 => self
                 .stream
-                .blocks_at(self.intervals.offsets())
+                .intervals_at(self.intervals.offsets())
                 .first()
                 .map(|b| b[0]),
             Step::AesBlocks64Single => {
@@ -238,9 +265,22 @@ impl Fixture {
                 }
                 Some(acc)
             }
-            Step::WarmVerify => {
+            Step::SessionId => Some(self.proof_3072.session_id()[0]),
+            Step::FileReads64 => Some(
+                self.intervals
+                    .offsets()
+                    .iter()
+                    .map(|&o| read_file(self.file.data(), o))
+                    .fold(0u8, |acc, b| acc ^ b[0]),
+            ),
+            Step::WarmVerify | Step::WarmVerifyFile => {
                 let limits = Limits::default();
-                let mut cache = Warm(&self.session, &self.stream);
+                let source = if step == Step::WarmVerify {
+                    Source::Stream(&self.stream)
+                } else {
+                    Source::File(self.file.data())
+                };
+                let mut cache = Warm(&self.session, source);
                 verify(
                     &self.keyring,
                     &limits,

@@ -46,7 +46,7 @@ pub(crate) struct EpochNewArgs {
     #[arg(long, value_name = "ID")]
     id: Option<String>,
     /// Size of every entropy file: bytes, or with a suffix K/KiB, M/MiB, G/GiB (powers of 1024);
-    /// a multiple of 16 from 4096 to 16GiB
+    /// a multiple of 16 from 4096 to 256MiB
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_FILE_SIZE, value_parser = parse_size)]
     file_size: u64,
     /// Intervals each proof covers (32 to 256): more is safer against partial theft, costs more
@@ -198,11 +198,12 @@ mod tests {
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert_eq!(parse_size("4k"), Ok(4096));
-        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert!(parse_size("2G").is_err(), "over the 256 MiB cap");
         assert!(parse_size("100").is_err());
         assert!(parse_size("4097").is_err());
         assert!(parse_size("1T").is_err());
         assert!(parse_size("").is_err());
-        assert!(parse_size("17GiB").is_err());
+        assert!(parse_size("257MiB").is_err());
     }
 }

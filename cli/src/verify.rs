@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use autoid_protocol::Reject;
+use autoid_protocol::header::Proof;
 use autoid_protocol::verify::{Keyring, Limits, NoCache, check_body, verify};
 use clap::Args;
 
@@ -104,7 +105,11 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<Outcome> {
         verified.subject, verified.epoch, verified.kid
     );
     if args.verbose {
-        println!("session={}", hex(&verified.session_id));
+        // The proof verified, so it parses.
+        let session = Proof::parse(header)
+            .map(|p| p.session_id())
+            .unwrap_or_default();
+        println!("session={}", hex(&session));
         println!("nonce={}", hex(&verified.nonce));
         println!("timestamp={}", verified.timestamp);
         println!("body={body_state}");

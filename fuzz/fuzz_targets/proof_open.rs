@@ -87,10 +87,10 @@ fn fixture() -> &'static Fixture {
 struct Warm(&'static (SessionId, SessionKey));
 
 impl SessionCache for Warm {
-    fn get(&mut self, id: &SessionId) -> Option<SessionKey> {
-        (*id == self.0.0).then(|| self.0.1.clone())
+    fn get(&mut self, proof: &Proof) -> Option<SessionKey> {
+        (proof.session_id() == self.0.0).then(|| self.0.1.clone())
     }
-    fn put(&mut self, _: &SessionId, _: &SessionKey) {}
+    fn put(&mut self, _: &Proof, _: &SessionKey) {}
 }
 
 #[derive(Debug, Arbitrary)]

@@ -345,6 +345,14 @@ impl Gateway {
         self.workers.get(worker).and_then(|w| lock(w).dead.clone())
     }
 
+    /// Delivers `proxy_on_tick` to every live worker now, as Envoy's timer would, without moving
+    /// the clock (the next ticks stay due when they were).
+    pub fn tick(&self) {
+        for slot in &self.workers {
+            lock(slot).tick();
+        }
+    }
+
     /// Replaces a worker's VM with a fresh one (start and configure again); shared state stays.
     pub fn restart_worker(&self, worker: usize) -> Result<(), HostError> {
         let slot = self.workers.get(worker).ok_or(HostError::NoSuchWorker {

@@ -40,6 +40,11 @@ pub enum Freshness {
 }
 
 impl Decision {
+    /// The subject's groups, `None` when the directory does not know it.
+    pub fn groups(&self) -> Option<&[String]> {
+        self.found.then_some(self.groups.as_slice())
+    }
+
     /// How usable this decision is at `now` under `dir`'s TTLs.
     pub fn freshness(&self, now: u64, dir: &Directory) -> Freshness {
         let ttl = if self.found {

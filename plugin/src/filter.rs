@@ -1,19 +1,20 @@
 //! The root context (configuration, per-worker state) and the HTTP context (one per request).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
 use autoid_protocol::config::{Api, Config, Directory, Groups};
-use autoid_protocol::entropy::{Epoch, SubjectStream};
-use autoid_protocol::header::SessionId;
+use autoid_protocol::entropy::Epoch;
+use autoid_protocol::header::Proof;
+use autoid_protocol::intervals::Interval;
 use autoid_protocol::verify::{SessionCache, SessionKey, Verified, check_body, verify};
 use autoid_protocol::{Reject, Request};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
 use crate::decisions::{Decision, Decisions, Freshness, MAX_REPLY_BYTES, groups_path, parse_reply};
+use crate::entropy_cache::EntropyCache;
 use crate::metrics::{Counter, denied_name};
 use crate::ratelimit::TokenBucket;
 use crate::replay::{Insert, ReplayTable};
@@ -27,6 +28,8 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 const SALT_KEY: &str = "autoid.replay-salt";
 /// Subjects whose derived entropy stream (HKDF + AES key schedule) a worker keeps.
 const MAX_STREAMS: usize = 1024;
+/// The root context's tick: the entropy cache's window.
+const TICK: Duration = Duration::from_secs(1);
 
 /// What every request of a worker shares.
 struct State {
@@ -36,13 +39,34 @@ struct State {
     sessions: RefCell<Sessions>,
     decisions: Option<Decisions>,
     cold_path: RefCell<TokenBucket>,
-    streams: RefCell<HashMap<(String, String), SubjectStream>>,
+    entropy: RefCell<EntropyCache>,
     metrics: Metrics,
+    /// Counts of the per-request counters not yet added to the host's (see [`State::count`]).
+    pending: [Cell<u64>; Counter::ALL.len()],
 }
 
 impl State {
+    /// Counts one event. The two counters every allowed request touches are added up in the
+    /// worker and handed to the host on the tick (each `increment_metric` is a hostcall, about a
+    /// microsecond in Envoy); the rest go to the host at once.
     fn count(&self, counter: Counter) {
-        self.metrics.inc(counter.name());
+        match counter {
+            Counter::Allowed | Counter::SessionHitLocal => {
+                let cell = &self.pending[counter as usize];
+                cell.set(cell.get() + 1);
+            }
+            _ => self.metrics.inc(counter.name()),
+        }
+    }
+
+    /// Hands the pending counts to the host.
+    fn flush_counts(&self) {
+        for counter in Counter::ALL {
+            let n = self.pending[counter as usize].take();
+            if n > 0 {
+                self.metrics.add(counter.name(), n);
+            }
+        }
     }
 }
 
@@ -104,8 +128,9 @@ impl RootContext for Root {
                 config.cold_path.burst,
                 wasm_host::now_ms(),
             )),
-            streams: RefCell::new(HashMap::new()),
+            entropy: RefCell::new(EntropyCache::new(config.entropy_cache, MAX_STREAMS)),
             metrics,
+            pending: Default::default(),
             config,
         };
         wasm_host::info(&format!(
@@ -114,7 +139,27 @@ impl RootContext for Root {
             state.managed.len()
         ));
         self.state = Some(Rc::new(state));
+        self.set_tick_period(TICK);
         true
+    }
+
+    fn on_tick(&mut self) {
+        let Some(state) = &self.state else {
+            return;
+        };
+        state.flush_counts();
+        if let Some(done) = state.entropy.borrow_mut().tick() {
+            state.count(Counter::EntropyFilesKept);
+            wasm_host::info(&format!(
+                "autoid: kept the entropy file of subject {:?} (epoch {}, {} bytes) in this worker's memory{}",
+                done.subject,
+                done.epoch,
+                done.bytes,
+                done.evicted
+                    .map(|s| format!(", dropped {s:?}'s"))
+                    .unwrap_or_default()
+            ));
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -137,12 +182,13 @@ struct CacheAdapter<'a> {
 }
 
 impl SessionCache for CacheAdapter<'_> {
-    fn get(&mut self, id: &SessionId) -> Option<SessionKey> {
-        let found = self
-            .state
-            .sessions
-            .borrow_mut()
-            .get(&SharedData, id, self.now);
+    fn get(&mut self, proof: &Proof) -> Option<SessionKey> {
+        let found = self.state.sessions.borrow_mut().get(
+            &SharedData,
+            proof.kid(),
+            proof.wrapped(),
+            self.now,
+        );
         match &found {
             Some((_, Hit::Local)) => self.state.count(Counter::SessionHitLocal),
             Some((_, Hit::Shared)) => self.state.count(Counter::SessionHitShared),
@@ -151,28 +197,24 @@ impl SessionCache for CacheAdapter<'_> {
         found.map(|(key, _)| key)
     }
 
-    fn put(&mut self, id: &SessionId, session: &SessionKey) {
+    fn put(&mut self, proof: &Proof, session: &SessionKey) {
         let expires = session
             .issued_at()
             .saturating_add(self.state.config.limits.session_lifetime_secs);
-        self.state
-            .sessions
-            .borrow_mut()
-            .put(&SharedData, id, session, expires);
+        self.state.sessions.borrow_mut().put(
+            &SharedData,
+            proof.kid(),
+            proof.wrapped(),
+            session,
+            expires,
+        );
     }
 
-    fn subject_stream(&mut self, epoch: &Epoch, subject: &str) -> SubjectStream {
-        let mut streams = self.state.streams.borrow_mut();
-        let key = (epoch.id().to_owned(), subject.to_owned());
-        if let Some(stream) = streams.get(&key) {
-            return stream.clone();
-        }
-        if streams.len() >= MAX_STREAMS {
-            streams.clear();
-        }
-        let stream = epoch.stream(subject);
-        streams.insert(key, stream.clone());
-        stream
+    fn intervals(&mut self, epoch: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
+        self.state
+            .entropy
+            .borrow_mut()
+            .intervals(epoch, subject, offsets)
     }
 
     fn allow_unwrap(&mut self) -> bool {
@@ -205,6 +247,8 @@ pub struct Http {
     state: Option<Rc<State>>,
     request_id: String,
     route: String,
+    /// Headers the filter manages that the client sent: removed before the request goes on.
+    strip: Vec<String>,
     pending: Pending,
 }
 
@@ -251,6 +295,10 @@ impl Http {
             &mut cache,
         )
         .map_err(Denial::Unauthorized)?;
+        state
+            .entropy
+            .borrow_mut()
+            .verified(&verified.epoch, &verified.subject);
         let expires = verified
             .timestamp
             .saturating_add(state.config.limits.max_skew_secs + 1);
@@ -269,15 +317,21 @@ impl Http {
         }
     }
 
-    /// Decides with known groups: inject and let the request go, or deny.
-    fn decide(&self, state: &State, api: &Api, subject: &str, decision: &Decision) -> bool {
-        if !decision.found {
+    /// Decides with known groups: `Continue` after injecting (the request goes upstream), or
+    /// `Pause` after a denial.
+    fn decide(&self, state: &State, api: &Api, subject: &str, groups: Option<&[String]>) -> Action {
+        let Some(groups) = groups else {
             self.deny(Denial::Forbidden(Forbid::UnknownSubject), Some(subject));
-            return false;
-        }
-        if !api.require.allows(&decision.groups) {
+            return Action::Pause;
+        };
+        if !api.require.allows(groups) {
             self.deny(Denial::Forbidden(Forbid::NotInGroups), Some(subject));
-            return false;
+            return Action::Pause;
+        }
+        // The proof and any client copy of a header the filter manages never go upstream.
+        self.set_http_request_header(&state.config.proof_header, None);
+        for name in &self.strip {
+            self.set_http_request_header(name, None);
         }
         for (name, value) in &api.inject {
             self.set_http_request_header(name, Some(value));
@@ -286,10 +340,10 @@ impl Http {
             self.set_http_request_header(name, Some(subject));
         }
         if let Some(name) = &api.groups_header {
-            self.set_http_request_header(name, Some(&decision.groups.join(",")));
+            self.set_http_request_header(name, Some(&groups.join(",")));
         }
         state.count(Counter::Allowed);
-        true
+        Action::Continue
     }
 
     /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
@@ -301,16 +355,8 @@ impl Http {
         };
         let directory: &Directory = match &state.config.groups {
             Groups::Static(map) => {
-                let decision = Decision {
-                    found: map.contains_key(subject),
-                    groups: map.get(subject).cloned().unwrap_or_default(),
-                    fetched_at: 0,
-                };
-                return if self.decide(state, api, subject, &decision) {
-                    Action::Continue
-                } else {
-                    Action::Pause
-                };
+                let groups = map.get(subject).map(Vec::as_slice);
+                return self.decide(state, api, subject, groups);
             }
             Groups::Directory(d) => d,
         };
@@ -324,11 +370,7 @@ impl Http {
             match decision.freshness(now, directory) {
                 Freshness::Fresh => {
                     state.count(Counter::DirectoryCacheHits);
-                    return if self.decide(state, api, subject, &decision) {
-                        Action::Continue
-                    } else {
-                        Action::Pause
-                    };
+                    return self.decide(state, api, subject, decision.groups());
                 }
                 Freshness::Stale => stale = Some(decision),
                 Freshness::Expired => {}
@@ -377,11 +419,7 @@ impl Http {
         match stale {
             Some(decision) => {
                 state.count(Counter::DirectoryStaleServed);
-                if self.decide(state, api, subject, &decision) {
-                    Action::Continue
-                } else {
-                    Action::Pause
-                }
+                self.decide(state, api, subject, decision.groups())
             }
             None => {
                 self.deny(Denial::Unavailable(why), Some(subject));
@@ -406,12 +444,14 @@ impl Http {
             self.deny(Denial::Unavailable(Unavailable::NotConfigured), None);
             return Action::Pause;
         };
-        // Client copies of every header the filter sets go first, before any other decision.
-        for name in &state.managed {
-            if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                self.set_http_request_header(name, None);
-            }
-        }
+        // Client copies of the headers the filter sets, and the proof, never go upstream: a
+        // denied request gets a local reply, an allowed one loses them in `decide`.
+        self.strip = state
+            .managed
+            .iter()
+            .filter(|name| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .cloned()
+            .collect();
         self.route = wasm_host::route_name().unwrap_or_default();
         let Some(api) = state.config.apis.get(&self.route) else {
             self.deny(Denial::Forbidden(Forbid::UnknownRoute), None);
@@ -444,7 +484,6 @@ impl Http {
             };
             self.verify(&state, proof, &request)
         });
-        self.set_http_request_header(proof_header, None);
         let verified = match verified {
             Ok(v) => v,
             Err(denial) => {
@@ -509,7 +548,8 @@ impl Context for Http {
                 if let Some(table) = &state.decisions {
                     table.put(&SharedData, &subject, &decision);
                 }
-                if self.decide(&state, api_def, &subject, &decision) {
+                if let Action::Continue = self.decide(&state, api_def, &subject, decision.groups())
+                {
                     self.resume_http_request();
                 }
             }

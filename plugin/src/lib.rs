@@ -13,6 +13,7 @@
 #![deny(unsafe_code)]
 
 pub mod decisions;
+pub mod entropy_cache;
 mod filter;
 pub mod metrics;
 pub mod ratelimit;

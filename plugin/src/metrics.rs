@@ -27,11 +27,13 @@ pub enum Counter {
     DirectoryFailures,
     /// Stale decisions served because the bridge failed.
     DirectoryStaleServed,
+    /// Hot subjects' entropy files materialized in a worker's memory.
+    EntropyFilesKept,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 11] = [
+    pub const ALL: [Counter; 12] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -43,6 +45,7 @@ impl Counter {
         Counter::DirectoryCacheHits,
         Counter::DirectoryFailures,
         Counter::DirectoryStaleServed,
+        Counter::EntropyFilesKept,
     ];
 
     /// The metric name.
@@ -59,6 +62,7 @@ impl Counter {
             Counter::DirectoryCacheHits => "autoid_directory_cache_hits",
             Counter::DirectoryFailures => "autoid_directory_failures",
             Counter::DirectoryStaleServed => "autoid_directory_stale_served",
+            Counter::EntropyFilesKept => "autoid_entropy_files_kept",
         }
     }
 }

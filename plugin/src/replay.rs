@@ -7,10 +7,18 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{SetError, Store, create_if_absent, slot};
+use crate::store::{CREATE_ONLY_CAS, SetError, Store, slot};
 
 const ENTRY: usize = 24;
 const MAX_CAS_TRIES: usize = 8;
+
+/// One entry: `nonce[16] || u64be(expires_at)`.
+fn entry(nonce: &[u8; 16], expires_at: u64) -> [u8; ENTRY] {
+    let mut e = [0u8; ENTRY];
+    e[..16].copy_from_slice(nonce);
+    e[16..].copy_from_slice(&expires_at.to_be_bytes());
+    e
+}
 
 /// What an insert found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +65,14 @@ impl ReplayTable {
         for _ in 0..MAX_CAS_TRIES {
             let (value, cas) = match store.get(&key) {
                 Ok(Some(found)) => found,
-                Ok(None) => {
-                    if create_if_absent(store, &key).is_err() {
-                        return Insert::Unavailable;
-                    }
-                    continue;
-                }
+                // A missing bucket is created holding this nonce, with a CAS no live key carries:
+                // if another worker created it meanwhile the set fails and the loop reads it.
+                Ok(None) => match store.set(&key, &entry(nonce, expires_at), Some(CREATE_ONLY_CAS))
+                {
+                    Ok(()) => return Insert::Fresh,
+                    Err(SetError::CasMismatch) => continue,
+                    Err(SetError::Host) => return Insert::Unavailable,
+                },
                 Err(_) => return Insert::Unavailable,
             };
             let mut live = Vec::with_capacity(value.len() + ENTRY);
@@ -79,8 +89,7 @@ impl ReplayTable {
             if live.len() / ENTRY >= self.slots as usize {
                 return Insert::Full;
             }
-            live.extend_from_slice(nonce);
-            live.extend_from_slice(&expires_at.to_be_bytes());
+            live.extend_from_slice(&entry(nonce, expires_at));
             match store.set(&key, &live, Some(cas)) {
                 Ok(()) => return Insert::Fresh,
                 Err(SetError::CasMismatch) => continue,
@@ -145,6 +154,26 @@ mod tests {
             store.set("autoid.replay.0", &before, Some(cas)),
             Err(SetError::CasMismatch)
         );
+        assert_eq!(t.insert(&store, &[2; 16], 100, 0), Insert::Replay);
+    }
+
+    #[test]
+    fn a_bucket_created_by_another_worker_first_is_read_not_overwritten() {
+        // Worker B creates the bucket between worker A's read (missing) and A's create.
+        let store = MemoryStore::default();
+        let t = ReplayTable::new(1, 8, [0; 16]);
+        assert_eq!(t.insert(&store, &[1; 16], 100, 0), Insert::Fresh);
+        assert_eq!(
+            store.set(
+                "autoid.replay.0",
+                &entry(&[2; 16], 100),
+                Some(CREATE_ONLY_CAS)
+            ),
+            Err(SetError::CasMismatch),
+            "a create never overwrites a live bucket"
+        );
+        assert_eq!(t.insert(&store, &[2; 16], 100, 0), Insert::Fresh);
+        assert_eq!(t.insert(&store, &[1; 16], 100, 0), Insert::Replay);
         assert_eq!(t.insert(&store, &[2; 16], 100, 0), Insert::Replay);
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! ABI 0.2.1 shared data has no delete and no TTL, and a set on a missing key succeeds whatever
 //! CAS it carries. So every table here lives in a fixed set of keys (bounded memory), entries
-//! carry their own expiry, and a key is first created empty (see [`create_if_absent`]) so that
-//! real inserts always go through a CAS on an existing key.
+//! carry their own expiry, and a key is created with [`CREATE_ONLY_CAS`], which fails on a key
+//! that already exists, so a create never overwrites what another worker wrote.
 
 /// The host's shared data failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +28,6 @@ pub trait Store {
 
 /// A CAS no live key carries: a set with it only succeeds when the key is missing.
 pub const CREATE_ONLY_CAS: u32 = u32::MAX;
-
-/// Creates `key` with an empty value if it is missing, never overwriting a live value.
-pub fn create_if_absent(store: &dyn Store, key: &str) -> Result<(), StoreError> {
-    match store.set(key, &[], Some(CREATE_ONLY_CAS)) {
-        Ok(()) | Err(SetError::CasMismatch) => Ok(()),
-        Err(SetError::Host) => Err(StoreError),
-    }
-}
 
 /// The slot a hash falls in.
 pub fn slot(hash: &[u8; 32], slots: u32) -> u32 {

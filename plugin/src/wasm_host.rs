@@ -17,8 +17,8 @@ impl Store for SharedData {
     fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
         match hostcalls::get_shared_data(key) {
             Ok((Some(value), cas)) => Ok(Some((value, cas.unwrap_or(0)))),
-            // The SDK reads an existing key holding an empty value (as `create_if_absent` leaves
-            // it) as no bytes; its CAS token says the key exists.
+            // The SDK reads an existing key holding an empty value as no bytes; its CAS token
+            // says the key exists.
             Ok((None, Some(cas))) => Ok(Some((Vec::new(), cas))),
             Ok((None, None)) => Ok(None),
             Err(_) => Err(StoreError),
@@ -88,8 +88,13 @@ impl Metrics {
 
     /// Adds one to a counter (unknown names are ignored).
     pub fn inc(&self, name: &str) {
+        self.add(name, 1);
+    }
+
+    /// Adds `n` to a counter (unknown names are ignored).
+    pub fn add(&self, name: &str, n: u64) {
         if let Some(id) = self.ids.get(name) {
-            let _ = hostcalls::increment_metric(*id, 1);
+            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 }

@@ -48,11 +48,11 @@ const OTHER_PATH: Request<'static> = Request {
 struct Warm(HashMap<SessionId, SessionKey>);
 
 impl SessionCache for Warm {
-    fn get(&mut self, id: &SessionId) -> Option<SessionKey> {
-        self.0.get(id).cloned()
+    fn get(&mut self, proof: &Proof) -> Option<SessionKey> {
+        self.0.get(&proof.session_id()).cloned()
     }
-    fn put(&mut self, id: &SessionId, session: &SessionKey) {
-        self.0.insert(*id, session.clone());
+    fn put(&mut self, proof: &Proof, session: &SessionKey) {
+        self.0.insert(proof.session_id(), session.clone());
     }
 }
 
@@ -188,7 +188,7 @@ fn cases(keyring: &Keyring) -> (Vec<Case>, Vec<Case>, Warm) {
     ];
 
     let mut cache = Warm::default();
-    cache.put(&proof.session_id(), &session_key);
+    cache.put(&proof, &session_key);
     (warm, cold, cache)
 }
 

@@ -49,6 +49,8 @@ pub struct RawConfig {
     #[serde(default)]
     replay: RawReplay,
     #[serde(default)]
+    entropy_cache: RawEntropyCache,
+    #[serde(default)]
     directory: Option<RawDirectory>,
     #[serde(default)]
     static_groups: Option<BTreeMap<String, Vec<String>>>,
@@ -102,6 +104,13 @@ struct RawColdPath {
 struct RawReplay {
     buckets: Option<u32>,
     slots_per_bucket: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntropyCache {
+    files: Option<u32>,
+    min_proofs_per_second: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,6 +189,20 @@ pub struct ReplayConfig {
     /// Nonces per key; a bucket full of live nonces fails closed.
     pub slots_per_bucket: u32,
 }
+
+/// Hot subjects' whole entropy files, kept per worker so a warm proof reads its intervals from
+/// memory instead of running the AES stream: bounded by `files` (memory = files × file size per
+/// worker, whatever the number of clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntropyCacheConfig {
+    /// Files each worker may keep (0: never materialize; streams only).
+    pub files: u32,
+    /// Verified proofs a subject needs within one second before its file is materialized.
+    pub min_proofs_per_second: u32,
+}
+
+/// Largest memory the entropy-file cache may take per worker.
+pub const MAX_ENTROPY_CACHE_BYTES: u64 = 256 << 20;
 
 /// The LDAP bridge the filter asks for groups.
 #[derive(Clone, PartialEq, Eq)]
@@ -297,6 +320,8 @@ pub struct Config {
     pub cold_path: ColdPath,
     /// Replay cache sizes.
     pub replay: ReplayConfig,
+    /// Hot subjects' entropy files.
+    pub entropy_cache: EntropyCacheConfig,
     /// Where groups come from.
     pub groups: Groups,
     /// API definitions by route name.
@@ -613,6 +638,27 @@ impl TryFrom<RawConfig> for Config {
             return Err(err("apis", "at least one API is required"));
         }
 
+        let entropy_cache = EntropyCacheConfig {
+            files: raw.entropy_cache.files.unwrap_or(4),
+            min_proofs_per_second: positive(
+                "entropy_cache.min_proofs_per_second",
+                raw.entropy_cache.min_proofs_per_second,
+                20,
+                1_000_000,
+            )?,
+        };
+        let largest = epochs.iter().map(Epoch::file_size).max().unwrap_or(0);
+        if u64::from(entropy_cache.files).saturating_mul(largest) > MAX_ENTROPY_CACHE_BYTES {
+            return Err(err(
+                "entropy_cache.files",
+                format!(
+                    "{} files of up to {largest} bytes exceed the {} MiB per-worker cap",
+                    entropy_cache.files,
+                    MAX_ENTROPY_CACHE_BYTES >> 20
+                ),
+            ));
+        }
+
         Ok(Config {
             proof_header,
             keyring: Keyring::new(keys, epochs),
@@ -620,6 +666,7 @@ impl TryFrom<RawConfig> for Config {
             session_cache,
             cold_path,
             replay,
+            entropy_cache,
             groups,
             apis,
         })

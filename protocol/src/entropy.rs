@@ -12,6 +12,7 @@ use hkdf::Hkdf;
 use rsa::rand_core::CryptoRng;
 use sha2::Sha256;
 
+use crate::intervals::Interval;
 use crate::policy::{
     DEFAULT_FILE_SIZE, DEFAULT_INTERVAL_COUNT, INTERVAL_LEN, MAX_FILE_SIZE, MAX_INTERVAL_COUNT,
     MIN_FILE_SIZE, MIN_INTERVAL_COUNT,
@@ -67,11 +68,9 @@ impl Epoch {
                 value: id.to_owned(),
             });
         }
-        if !(MIN_FILE_SIZE..=MAX_FILE_SIZE).contains(&file_size)
-            || !file_size.is_multiple_of(u64::from(INTERVAL_LEN))
-        {
+        if !(MIN_FILE_SIZE..=MAX_FILE_SIZE).contains(&file_size) || !file_size.is_multiple_of(16) {
             return Err(Error::Invalid {
-                what: "entropy file size (a multiple of 16 from 4096 to 2^34)",
+                what: "entropy file size (a multiple of 16 from 4096 to 2^28)",
                 value: file_size.to_string(),
             });
         }
@@ -213,28 +212,46 @@ impl SubjectStream {
         block.into()
     }
 
-    /// The 16 bytes at each 16-aligned offset, encrypted as one batch (the software AES used in
-    /// wasm processes several blocks at once).
-    pub fn blocks_at(&self, offsets: &[u64]) -> Vec<[u8; 16]> {
+    /// The interval at each [`INTERVAL_LEN`]-aligned offset, the AES blocks encrypted as one
+    /// batch (the software AES used in wasm processes several blocks at once).
+    pub fn intervals_at(&self, offsets: &[u64]) -> Vec<Interval> {
         let mut blocks: Vec<aes::Block> = offsets
             .iter()
             .map(|o| u128::from(o / 16).to_be_bytes().into())
             .collect();
         self.cipher.encrypt_blocks(&mut blocks);
-        blocks.into_iter().map(Into::into).collect()
+        offsets
+            .iter()
+            .zip(&blocks)
+            .map(|(o, block)| {
+                let start = usize::try_from(o % 16).unwrap_or(0);
+                let mut out = Interval::default();
+                out.copy_from_slice(&block[start..start + INTERVAL_LEN as usize]);
+                out
+            })
+            .collect()
     }
 
-    /// Fills `out` with the stream's bytes from `offset` on.
+    /// Fills `out` with the stream's bytes from `offset` on, a batch of blocks at a time.
     pub fn fill(&self, offset: u64, out: &mut [u8]) {
+        const BATCH: usize = 256;
         let mut pos = offset;
         let mut done = 0;
+        let mut blocks = vec![aes::Block::default(); BATCH];
         while done < out.len() {
-            let block = self.block(pos / 16);
             let skip = usize::try_from(pos % 16).unwrap_or(0);
-            let n = (16 - skip).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&block[skip..skip + n]);
-            done += n;
-            pos += n as u64;
+            let wanted = (skip + out.len() - done).div_ceil(16).min(BATCH);
+            for (i, block) in blocks[..wanted].iter_mut().enumerate() {
+                *block = u128::from(pos / 16 + i as u64).to_be_bytes().into();
+            }
+            self.cipher.encrypt_blocks(&mut blocks[..wanted]);
+            for block in &blocks[..wanted] {
+                let skip = usize::try_from(pos % 16).unwrap_or(0);
+                let n = (16 - skip).min(out.len() - done);
+                out[done..done + n].copy_from_slice(&block[skip..skip + n]);
+                done += n;
+                pos += n as u64;
+            }
         }
     }
 }

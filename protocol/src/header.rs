@@ -148,7 +148,9 @@ pub fn associated_data(kid: &str, request: &Request<'_>) -> Option<Vec<u8>> {
     aad.extend_from_slice(AAD_LABEL);
     put_lp16(&mut aad, kid.as_bytes());
     put_lp16(&mut aad, method.as_bytes());
-    put_lp16(&mut aad, authority.to_ascii_lowercase().as_bytes());
+    let start = aad.len() + 2;
+    put_lp16(&mut aad, authority.as_bytes());
+    aad[start..].make_ascii_lowercase();
     put_lp16(&mut aad, path.as_bytes());
     Some(aad)
 }

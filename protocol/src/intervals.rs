@@ -2,12 +2,12 @@
 //!
 //! Nothing here comes from the wire: the offsets follow from a *seed*, a SHA-256 of the proof's
 //! nonce, timestamp, subject, epoch and the request, so a client cannot pick the parts of the file
-//! it holds. The seed's first 16 bytes key AES-128 to expand the offsets (one AES call gives two offsets, where
-//! SHA-256 would cost a compression per four), and the digest is a SHA-256 over the seed and the
-//! interval bytes: the seed commits to every binding and so to every offset.
+//! it holds. The seed expands into 32-bit slot indices, eight per SHA-256 compression
+//! (`SHA-256("autoid/v1 offsets" || seed || u32be(j))`), and the digest is a SHA-256 over the
+//! seed and the interval bytes: the seed commits to every binding and so to every offset. Only
+//! SHA-256 runs per request here; it is as fast in wasm as natively (no SHA-NI on most servers),
+//! where a software AES key schedule is not.
 
-use aes::Aes128;
-use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use sha2::{Digest, Sha256};
 
 use crate::Request;
@@ -15,7 +15,11 @@ use crate::policy::INTERVAL_LEN;
 use crate::wire::digest_lp16;
 
 const SEED_LABEL: &[u8] = b"autoid/v1 intervals";
+const OFFSETS_LABEL: &[u8] = b"autoid/v1 offsets";
 const DIGEST_LABEL: &[u8] = b"autoid/v1 digest";
+
+/// The bytes of one interval.
+pub type Interval = [u8; INTERVAL_LEN as usize];
 
 /// Everything a proof's intervals and digest depend on.
 #[derive(Debug, Clone, Copy)]
@@ -32,10 +36,19 @@ pub struct Bindings<'a> {
     pub request: Request<'a>,
 }
 
-/// Feeds the authority lowercased (ASCII), so `API.example.com` and `api.example.com` bind alike.
+/// Feeds `lp16(authority)` lowercased (ASCII), so `API.example.com` and `api.example.com` bind
+/// alike; lowercases through a stack buffer (no allocation per request).
 fn digest_authority(h: &mut Sha256, authority: &str) {
-    let lower = authority.to_ascii_lowercase();
-    digest_lp16(h, lower.as_bytes());
+    let bytes = authority.as_bytes();
+    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    h.update(len.to_be_bytes());
+    let mut buf = [0u8; 64];
+    for chunk in bytes[..usize::from(len)].chunks(buf.len()) {
+        let lower = &mut buf[..chunk.len()];
+        lower.copy_from_slice(chunk);
+        lower.make_ascii_lowercase();
+        h.update(&*lower);
+    }
 }
 
 /// A proof's intervals: the seed and the byte offsets it yields.
@@ -55,7 +68,9 @@ impl core::fmt::Debug for Intervals {
 
 impl Intervals {
     /// Derives the `count` intervals (each [`INTERVAL_LEN`] bytes, aligned to it) of a file of
-    /// `file_size` bytes.
+    /// `file_size` bytes. A slot is a 32-bit word reduced modulo the file's slot count: for the
+    /// largest file ([`MAX_FILE_SIZE`](crate::policy::MAX_FILE_SIZE), 2^25 slots) no slot is more
+    /// than 2^-7 likelier than another (docs/PROTOCOL.md §5).
     pub fn derive(b: &Bindings<'_>, file_size: u64, count: u32) -> Intervals {
         let mut h = Sha256::new();
         h.update(SEED_LABEL);
@@ -70,25 +85,18 @@ impl Intervals {
 
         let slots = (file_size / u64::from(INTERVAL_LEN)).max(1);
         let count = count as usize;
-        let mut blocks: Vec<aes::Block> = (0..count.div_ceil(2) as u128)
-            .map(|j| j.to_be_bytes().into())
-            .collect();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&seed[..16]);
-        Aes128::new(&key.into()).encrypt_blocks(&mut blocks);
-        let offsets = blocks
-            .iter()
-            .flat_map(|block| {
-                let (hi, lo) = block.split_at(8);
-                [hi, lo]
-            })
-            .take(count)
-            .map(|word| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(word);
-                u64::from(INTERVAL_LEN) * (u64::from_be_bytes(w) % slots)
-            })
-            .collect();
+        let mut offsets = Vec::with_capacity(count);
+        for j in 0..count.div_ceil(8) as u32 {
+            let mut h = Sha256::new();
+            h.update(OFFSETS_LABEL);
+            h.update(seed);
+            h.update(j.to_be_bytes());
+            let words: [u8; 32] = h.finalize().into();
+            offsets.extend(words.chunks_exact(4).take(count - offsets.len()).map(|w| {
+                let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+                u64::from(INTERVAL_LEN) * (u64::from(word) % slots)
+            }));
+        }
         Intervals { seed, offsets }
     }
 
@@ -102,9 +110,9 @@ impl Intervals {
         &self.offsets
     }
 
-    /// The digest over the interval bytes, `blocks[i]` being the 16 bytes at `offsets()[i]`:
-    /// `SHA-256("autoid/v1 digest" || seed || u32be(count) || blocks[0] || … )`.
-    pub fn digest(&self, blocks: &[[u8; 16]]) -> [u8; 32] {
+    /// The digest over the interval bytes, `blocks[i]` being the [`INTERVAL_LEN`] bytes at
+    /// `offsets()[i]`: `SHA-256("autoid/v1 digest" || seed || u32be(count) || blocks[0] || … )`.
+    pub fn digest(&self, blocks: &[Interval]) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(DIGEST_LABEL);
         h.update(self.seed);
@@ -117,7 +125,7 @@ impl Intervals {
 
     /// The digest, reading each interval from a file's data.
     pub fn digest_file(&self, data: &[u8]) -> [u8; 32] {
-        let blocks: Vec<[u8; 16]> = self.offsets.iter().map(|&o| read_file(data, o)).collect();
+        let blocks: Vec<Interval> = self.offsets.iter().map(|&o| read_file(data, o)).collect();
         self.digest(&blocks)
     }
 }
@@ -127,12 +135,12 @@ pub fn offsets(b: &Bindings<'_>, file_size: u64, count: u32) -> Vec<u64> {
     Intervals::derive(b, file_size, count).offsets
 }
 
-/// Reads 16 bytes at `offset` from a file's data; out-of-range bytes read as zero (the client
+/// Reads the interval at `offset` from a file's data; out-of-range bytes read as zero (the client
 /// then simply fails to prove: the gateway's stream never matches zeros by chance).
-pub fn read_file(data: &[u8], offset: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
+pub fn read_file(data: &[u8], offset: u64) -> Interval {
+    let mut out = Interval::default();
     if let Ok(start) = usize::try_from(offset)
-        && let Some(slice) = data.get(start..start.saturating_add(16))
+        && let Some(slice) = data.get(start..start.saturating_add(out.len()))
     {
         out.copy_from_slice(slice);
     }

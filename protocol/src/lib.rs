@@ -44,14 +44,16 @@ pub mod policy {
     pub const MIN_INTERVAL_COUNT: u32 = 32;
     /// The largest interval count an epoch may use (bounds gateway work per request).
     pub const MAX_INTERVAL_COUNT: u32 = 256;
-    /// Interval length in bytes: one AES block of the subject's stream.
-    pub const INTERVAL_LEN: u32 = 16;
+    /// Interval length in bytes: half an AES block of the subject's stream. A missing interval
+    /// costs a thief 2^64 guesses; the digest hashes 64 × 8 bytes (9 SHA-256 compressions).
+    pub const INTERVAL_LEN: u32 = 8;
     /// Default entropy file size: 1 MiB.
     pub const DEFAULT_FILE_SIZE: u64 = 1 << 20;
     /// Smallest entropy file an epoch may use.
     pub const MIN_FILE_SIZE: u64 = 4096;
-    /// Largest entropy file an epoch may use.
-    pub const MAX_FILE_SIZE: u64 = 1 << 34;
+    /// Largest entropy file an epoch may use (256 MiB): keeps the modulo bias of the 32-bit slot
+    /// words at most 2^-7 per slot (docs/PROTOCOL.md §5).
+    pub const MAX_FILE_SIZE: u64 = 1 << 28;
     /// Default accepted clock difference, each way, in seconds.
     pub const DEFAULT_MAX_SKEW_SECS: u64 = 60;
     /// Default session lifetime in seconds, counted from the session's `issued_at`.

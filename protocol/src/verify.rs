@@ -8,11 +8,9 @@ use aes_gcm::aead::{Aead, Payload as AeadPayload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use subtle::ConstantTimeEq;
 
-use crate::entropy::{Epoch, SubjectStream};
-use crate::header::{
-    IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN, SessionId, associated_data,
-};
-use crate::intervals::{Bindings, Intervals};
+use crate::entropy::Epoch;
+use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN, associated_data};
+use crate::intervals::{Bindings, Interval, Intervals};
 use crate::keys::GatewayKey;
 use crate::policy::{DEFAULT_MAX_SKEW_SECS, DEFAULT_SESSION_LIFETIME_SECS};
 use crate::{Reject, Request};
@@ -147,8 +145,8 @@ impl Keyring {
         SessionKey::from_bytes(&plaintext).ok_or(Reject::Unwrap)
     }
 
-    /// Recomputes the digest from the subject's derived stream (taken from `cache`, which may keep
-    /// streams of recent subjects) and compares in constant time.
+    /// Recomputes the digest from the subject's intervals (read through `cache`, which may keep
+    /// recent subjects' streams or whole files) and compares in constant time.
     pub fn check_entropy(
         &self,
         payload: &Payload,
@@ -163,9 +161,9 @@ impl Keyring {
             timestamp: payload.timestamp,
             request: *request,
         };
-        let stream = cache.subject_stream(epoch, &payload.subject);
         let intervals = Intervals::derive(&bindings, epoch.file_size(), epoch.interval_count());
-        let expected = intervals.digest(&stream.blocks_at(intervals.offsets()));
+        let bytes = cache.intervals(epoch, &payload.subject, intervals.offsets());
+        let expected = intervals.digest(&bytes);
         if bool::from(expected.ct_eq(&payload.digest)) {
             Ok(())
         } else {
@@ -185,21 +183,25 @@ pub fn check_time(payload: &Payload, now: u64, limits: &Limits) -> Result<(), Re
     Ok(())
 }
 
-/// Where [`verify`] looks for and keeps unwrapped sessions.
+/// Where [`verify`] looks for and keeps unwrapped sessions, and reads the subject's entropy.
+///
+/// Sessions are looked up by the proof itself, so a cache may match on the wrapped bytes and
+/// only compute [`Proof::session_id`] (a SHA-256 over them) when it has to.
 pub trait SessionCache {
-    /// A cached session, if any.
-    fn get(&mut self, id: &SessionId) -> Option<SessionKey>;
-    /// Remembers a freshly unwrapped session.
-    fn put(&mut self, id: &SessionId, session: &SessionKey);
+    /// The cached session for this proof's kid and wrapped key, if any.
+    fn get(&mut self, proof: &Proof) -> Option<SessionKey>;
+    /// Remembers a session freshly unwrapped from this proof.
+    fn put(&mut self, proof: &Proof, session: &SessionKey);
     /// Whether a cold-path RSA unwrap may run now (a rate limit); `false` rejects the proof
     /// with [`Reject::RateLimited`] before any RSA work.
     fn allow_unwrap(&mut self) -> bool {
         true
     }
-    /// The subject's entropy stream under `epoch` (HKDF and an AES key schedule): a cache may
-    /// keep streams of recent subjects.
-    fn subject_stream(&mut self, epoch: &Epoch, subject: &str) -> SubjectStream {
-        epoch.stream(subject)
+    /// The subject's entropy at these offsets under `epoch`. By default derived from the stream
+    /// (HKDF, an AES key schedule, one AES block per interval); a cache may keep recent
+    /// subjects' streams, or a few hot subjects' whole files.
+    fn intervals(&mut self, epoch: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
+        epoch.stream(subject).intervals_at(offsets)
     }
 }
 
@@ -208,10 +210,10 @@ pub trait SessionCache {
 pub struct NoCache;
 
 impl SessionCache for NoCache {
-    fn get(&mut self, _: &SessionId) -> Option<SessionKey> {
+    fn get(&mut self, _: &Proof) -> Option<SessionKey> {
         None
     }
-    fn put(&mut self, _: &SessionId, _: &SessionKey) {}
+    fn put(&mut self, _: &Proof, _: &SessionKey) {}
 }
 
 /// What a verified proof establishes.
@@ -227,8 +229,6 @@ pub struct Verified {
     pub nonce: [u8; NONCE_LEN],
     /// The proof's timestamp.
     pub timestamp: u64,
-    /// The session's cache key.
-    pub session_id: SessionId,
     /// Whether the session came from the cache (no RSA).
     pub session_cached: bool,
     /// The body digest the proof binds, if any: the caller must check the body against it.
@@ -248,15 +248,14 @@ pub fn verify(
     if keyring.key(proof.kid()).is_none() {
         return Err(Reject::UnknownKey);
     }
-    let session_id = proof.session_id();
-    let (session, session_cached) = match cache.get(&session_id) {
+    let (session, session_cached) = match cache.get(&proof) {
         Some(session) => (session, true),
         None => {
             if !cache.allow_unwrap() {
                 return Err(Reject::RateLimited);
             }
             let session = keyring.unwrap_session(&proof)?;
-            cache.put(&session_id, &session);
+            cache.put(&proof, &session);
             (session, false)
         }
     };
@@ -270,7 +269,6 @@ pub fn verify(
         kid: proof.kid().to_owned(),
         nonce: payload.nonce,
         timestamp: payload.timestamp,
-        session_id,
         session_cached,
         body_digest: payload.body_digest,
     })

@@ -375,6 +375,8 @@ pub fn values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 
 /// A counter's value (0 when undefined).
 pub fn metric(gw: &Gateway, name: &str) -> i64 {
+    // The filter adds its per-request counters on its tick: deliver one first.
+    gw.tick();
     gw.metric(name).unwrap_or(0)
 }
 
