@@ -51,4 +51,10 @@ show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/dave.entropy --s
 
 echo
 echo "4. The filter's counters (Envoy admin, loopback only):"
+# The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's.
+for _ in $(seq 30); do
+	curl -sS "http://127.0.0.1:9901/stats?filter=autoid_requests_allowed" 2>/dev/null |
+		grep -q 'autoid_requests_allowed: [1-9]' && break
+	sleep 0.1
+done
 show curl -sS "http://127.0.0.1:9901/stats?filter=autoid_(requests|denied_missing|denied_not_in_groups|rsa)"
