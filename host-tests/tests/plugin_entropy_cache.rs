@@ -116,11 +116,12 @@ fn files_are_bounded_per_worker_and_zero_turns_them_off() {
 
 #[test]
 fn a_cache_larger_than_the_per_worker_cap_is_a_config_error() {
-    let err = Fixture::static_groups()
+    let Err(err) = Fixture::static_groups()
         .with("/entropy_cache/files", json!(5000))
         .try_build()
-        .err()
-        .expect("rejected");
+    else {
+        panic!("5000 files of 64 KiB must be rejected");
+    };
     let text = format!("{err}: {err:?}");
     assert!(text.contains("entropy_cache.files"), "{text}");
 }
