@@ -2,11 +2,11 @@
 //!
 //! Nothing here comes from the wire: the offsets follow from a *seed*, a SHA-256 of the proof's
 //! nonce, timestamp, subject, epoch and the request, so a client cannot pick the parts of the file
-//! it holds. The seed expands into 32-bit slot indices, eight per SHA-256 compression
-//! (`SHA-256("autoid/v1 offsets" || seed || u32be(j))`), and the digest is a SHA-256 over the
-//! seed and the interval bytes: the seed commits to every binding and so to every offset. Only
-//! SHA-256 runs per request here; it is as fast in wasm as natively (no SHA-NI on most servers),
-//! where a software AES key schedule is not.
+//! it holds. The seed expands into 24-bit slot words (32-bit for files over 1 MiB), read in order
+//! from `SHA-256("autoid/v1 offsets" || seed || u32be(j))` for j = 0, 1, …: 64 offsets cost six
+//! compressions. The digest is a SHA-256 over the seed and the interval bytes: the seed commits to
+//! every binding and so to every offset. Only SHA-256 runs per request here; it is as fast in wasm
+//! as natively (no SHA-NI on most servers), where a software AES key schedule is not.
 
 use sha2::{Digest, Sha256};
 
@@ -51,6 +51,13 @@ fn digest_authority(h: &mut Sha256, authority: &str) {
     }
 }
 
+/// Bytes per slot word: 3 while a file has at most 2^17 slots (1 MiB, the default), else 4. Either
+/// way the word space is at least 2^7 times the slot count, so the modulo reduction leaves no slot
+/// more than 2^-7 likelier than another (none at all when the slot count is a power of two).
+fn word_width(slots: u64) -> usize {
+    if slots <= 1 << 17 { 3 } else { 4 }
+}
+
 /// A proof's intervals: the seed and the byte offsets it yields.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Intervals {
@@ -68,9 +75,9 @@ impl core::fmt::Debug for Intervals {
 
 impl Intervals {
     /// Derives the `count` intervals (each [`INTERVAL_LEN`] bytes, aligned to it) of a file of
-    /// `file_size` bytes. A slot is a 32-bit word reduced modulo the file's slot count: for the
-    /// largest file ([`MAX_FILE_SIZE`](crate::policy::MAX_FILE_SIZE), 2^25 slots) no slot is more
-    /// than 2^-7 likelier than another (docs/PROTOCOL.md §5).
+    /// `file_size` bytes. Slot words (24 or 32 bits, see [`word_width`]) are read in order from
+    /// the SHA-256 expansion of the seed and reduced modulo the file's slot count
+    /// (docs/PROTOCOL.md §5).
     pub fn derive(b: &Bindings<'_>, file_size: u64, count: u32) -> Intervals {
         let mut h = Sha256::new();
         h.update(SEED_LABEL);
@@ -84,19 +91,24 @@ impl Intervals {
         let seed: [u8; 32] = h.finalize().into();
 
         let slots = (file_size / u64::from(INTERVAL_LEN)).max(1);
+        let width = word_width(slots);
         let count = count as usize;
-        let mut offsets = Vec::with_capacity(count);
-        for j in 0..count.div_ceil(8) as u32 {
+        let mut words = Vec::with_capacity((count * width).next_multiple_of(32));
+        for j in 0..(count * width).div_ceil(32) as u32 {
             let mut h = Sha256::new();
             h.update(OFFSETS_LABEL);
             h.update(seed);
             h.update(j.to_be_bytes());
-            let words: [u8; 32] = h.finalize().into();
-            offsets.extend(words.chunks_exact(4).take(count - offsets.len()).map(|w| {
-                let word = u32::from_be_bytes([w[0], w[1], w[2], w[3]]);
-                u64::from(INTERVAL_LEN) * (u64::from(word) % slots)
-            }));
+            words.extend_from_slice(&h.finalize());
         }
+        let offsets = words
+            .chunks_exact(width)
+            .take(count)
+            .map(|w| {
+                let word = w.iter().fold(0u64, |acc, b| acc << 8 | u64::from(*b));
+                u64::from(INTERVAL_LEN) * (word % slots)
+            })
+            .collect();
         Intervals { seed, offsets }
     }
 

@@ -153,6 +153,31 @@ fn intervals_follow_the_nonce_and_every_binding() {
     assert!(base.iter().all(|o| o % 8 == 0 && *o < 65536));
 }
 
+#[test]
+fn offsets_cover_the_whole_file_evenly_for_both_word_widths() {
+    // 1 MiB: 2^17 slots, 24-bit words (exact); 2 MiB + 16: 262 146 slots, 32-bit words.
+    for size in [1u64 << 20, (2 << 20) + 16] {
+        let mut quarters = [0u32; 4];
+        let mut last_slot = false;
+        for i in 0u32..2000 {
+            let mut nonce = [0u8; 16];
+            nonce[..4].copy_from_slice(&i.to_be_bytes());
+            let offs = offsets(&bindings(&nonce), size, 64);
+            assert_eq!(offs.len(), 64);
+            for o in offs {
+                assert!(o % 8 == 0 && o + 8 <= size, "offset {o} in a {size}-byte file");
+                quarters[(o * 4 / size) as usize] += 1;
+                last_slot |= o >= size - 8 * 64;
+            }
+        }
+        // 32 000 offsets per quarter expected; 5 standard deviations is about ±800.
+        for q in quarters {
+            assert!((31_000..=33_000).contains(&q), "{size}: {quarters:?}");
+        }
+        assert!(last_slot, "{size}: the end of the file is reachable");
+    }
+}
+
 /// How often a thief holding the first half of the file finds a nonce whose intervals all land
 /// in its half: the law is f^k. Small k makes the rate observable; k = 64 makes it 2^-64.
 fn thief_success_rate(count: u32, trials: u32) -> f64 {
