@@ -6,6 +6,7 @@
 # and, unless BENCH_QUICK=1, the crypto microbenchmarks:
 #   cargo bench -p autoid-bench --bench crypto       (native, criterion)
 #   target/release/autoid-bench micro-wasm   → target/bench/micro-wasm.json (same steps in wasm)
+#   node bench/crypto-wasm/micro-v8.mjs      → target/bench/micro-v8.json (same module under V8, if node is installed)
 #
 # Environment: BENCH_QUICK=1 (one short repetition, under two minutes once built);
 # AUTOID_SKIP_BUILD=1 (the Makefile already built the wasm modules and installed Envoy/slapd);
@@ -80,5 +81,13 @@ if [ "${BENCH_QUICK:-0}" != 1 ]; then
 		--wasm "$CARGO_TARGET_DIR/$WASM_TARGET/wasm/autoid_bench_crypto.wasm" \
 		--out "$CARGO_TARGET_DIR/bench/micro-wasm.json" >/dev/null
 	cat "$CARGO_TARGET_DIR/bench/micro-wasm.json" >&2
+	# V8 is the engine Envoy embeds; node (optional) runs the same module under it.
+	if command -v node >/dev/null; then
+		say "crypto steps, wasm (V8, node $(node --version))"
+		node bench/crypto-wasm/micro-v8.mjs "$CARGO_TARGET_DIR/$WASM_TARGET/wasm/autoid_bench_crypto.wasm" \
+			"$CARGO_TARGET_DIR/bench/micro-v8.json" 2>/dev/null >&2 || echo "bench.sh: warning: the V8 run failed" >&2
+	else
+		echo "bench.sh: note: node not found, the V8 column is skipped (apt-get install -y nodejs)" >&2
+	fi
 fi
 say "summary: $CARGO_TARGET_DIR/bench/summary.json (load average now $(cut -d' ' -f1-3 /proc/loadavg))"
