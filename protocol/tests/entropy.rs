@@ -165,7 +165,10 @@ fn offsets_cover_the_whole_file_evenly_for_both_word_widths() {
             let offs = offsets(&bindings(&nonce), size, 64);
             assert_eq!(offs.len(), 64);
             for o in offs {
-                assert!(o % 8 == 0 && o + 8 <= size, "offset {o} in a {size}-byte file");
+                assert!(
+                    o % 8 == 0 && o + 8 <= size,
+                    "offset {o} in a {size}-byte file"
+                );
                 quarters[(o * 4 / size) as usize] += 1;
                 last_slot |= o >= size - 8 * 64;
             }
