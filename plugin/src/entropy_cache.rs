@@ -163,10 +163,13 @@ impl EntropyCache {
             evicted = Some(victim);
         }
         let entry = self.subjects(&epoch).get_mut(&subject)?;
+        // A failed allocation skips this file (streams still serve) instead of aborting the VM.
         let len = usize::try_from(entry.file_size).ok()?;
-        let mut data = vec![0u8; len].into_boxed_slice();
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).ok()?;
+        data.resize(len, 0);
         entry.stream.fill(0, &mut data);
-        entry.file = Some(data);
+        entry.file = Some(data.into_boxed_slice());
         Some(Materialized {
             epoch,
             subject,
