@@ -23,6 +23,15 @@ struct Entry {
     file: Option<Box<[u8]>>,
 }
 
+impl Entry {
+    fn read(&self, offsets: &[u64]) -> Vec<Interval> {
+        match &self.file {
+            Some(data) => offsets.iter().map(|&o| read_file(data, o)).collect(),
+            None => self.stream.intervals_at(offsets),
+        }
+    }
+}
+
 /// What a tick did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Materialized {
@@ -78,31 +87,23 @@ impl EntropyCache {
     /// The subject's intervals at `offsets`: from its file when kept, else from its stream
     /// (derived and remembered on first use).
     pub fn intervals(&mut self, epoch: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
-        let known = self.subjects(epoch.id()).contains_key(subject);
-        if !known {
-            if self.streams >= self.max_streams {
-                self.epochs.clear();
-                self.streams = 0;
-            }
-            self.streams += 1;
+        if let Some(entry) = self.subjects(epoch.id()).get(subject) {
+            return entry.read(offsets);
         }
-        let subjects = self.subjects(epoch.id());
-        if !known {
-            let entry = Entry {
-                stream: epoch.stream(subject),
-                file_size: epoch.file_size(),
-                proofs: 0,
-                file: None,
-            };
-            subjects.insert(subject.to_owned(), entry);
+        if self.streams >= self.max_streams {
+            self.epochs.clear();
+            self.streams = 0;
         }
-        match subjects.get(subject) {
-            Some(Entry {
-                file: Some(data), ..
-            }) => offsets.iter().map(|&o| read_file(data, o)).collect(),
-            Some(entry) => entry.stream.intervals_at(offsets),
-            None => epoch.stream(subject).intervals_at(offsets),
-        }
+        let entry = Entry {
+            stream: epoch.stream(subject),
+            file_size: epoch.file_size(),
+            proofs: 0,
+            file: None,
+        };
+        let read = entry.read(offsets);
+        self.subjects(epoch.id()).insert(subject.to_owned(), entry);
+        self.streams += 1;
+        read
     }
 
     /// Counts a verified proof of the subject (only verified proofs make a subject hot).
