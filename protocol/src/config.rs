@@ -11,7 +11,7 @@ use crate::entropy::{Epoch, decode_secret};
 use crate::header::DEFAULT_HEADER;
 use crate::keys::GatewayKey;
 use crate::verify::{Keyring, Limits};
-use crate::{policy, valid_subject};
+use crate::{GROUP_NAME_RULE, SUBJECT_RULE, policy, valid_group_name, valid_subject};
 
 /// A configuration error: where, and what is wrong with which value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -393,10 +393,10 @@ fn group_list(path: &str, groups: Vec<String>) -> Result<Vec<String>, ConfigErro
         if g.trim().is_empty() {
             return Err(err(format!("{path}[{i}]"), "empty group name"));
         }
-        if g.len() > 256 || g.chars().any(|c| c.is_control() || c == ',') {
+        if !valid_group_name(g) {
             return Err(err(
                 format!("{path}[{i}]"),
-                format!("invalid group name {g:?}"),
+                format!("invalid group name {g:?} ({GROUP_NAME_RULE})"),
             ));
         }
     }
@@ -545,7 +545,10 @@ impl TryFrom<RawConfig> for Config {
                 let mut out = BTreeMap::new();
                 for (subject, groups) in map {
                     if !valid_subject(&subject) {
-                        return Err(err("static_groups", format!("invalid subject {subject:?}")));
+                        return Err(err(
+                            "static_groups",
+                            format!("invalid subject {subject:?} ({SUBJECT_RULE})"),
+                        ));
                     }
                     let path = format!("static_groups.{subject}");
                     out.insert(subject, group_list(&path, groups)?);

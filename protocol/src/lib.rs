@@ -18,11 +18,16 @@
 //! - [`client`]: sessions and proofs (the caller's side).
 //! - [`verify`]: the gateway's side, step by step and as one call.
 //! - [`config`]: the filter's configuration, parsed in two steps and validated.
+//! - [`directory`]: the filter↔bridge JSON contract, one type serialized and parsed by both.
+//!
+//! Names: [`valid_subject`] is the one subject grammar, [`valid_group_name`] the one group-name
+//! grammar.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod config;
+pub mod directory;
 pub mod entropy;
 mod error;
 pub mod header;
@@ -62,8 +67,14 @@ pub mod policy {
     pub const DEFAULT_RSA_BITS: usize = 3072;
     /// Hard cap on the header value, checked before anything else.
     pub const MAX_HEADER_LEN: usize = 2048;
-    /// Longest subject, in bytes.
-    pub const MAX_SUBJECT_LEN: usize = 128;
+    /// Largest request body a gateway buffers to check a body-bound proof (1 MiB); a larger one
+    /// gets 413. The rendered Envoy buffers up to twice this per connection, so the filter's
+    /// limit, with its uniform reply, is the one a client meets.
+    pub const MAX_BODY_BYTES: usize = 1 << 20;
+    /// Longest subject, in bytes (the grammar is [`valid_subject`](crate::valid_subject)).
+    pub const MAX_SUBJECT_LEN: usize = 64;
+    /// Longest group name, in bytes (the grammar is [`valid_group_name`](crate::valid_group_name)).
+    pub const MAX_GROUP_NAME_LEN: usize = 256;
     /// Longest key id or epoch id, in bytes.
     pub const MAX_ID_LEN: usize = 32;
     /// Longest method, authority or path a proof binds, in bytes.
@@ -91,9 +102,125 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Checks a subject: 1 to 128 bytes of UTF-8 without control characters.
+/// The subject grammar, for messages: what [`valid_subject`] accepts.
+pub const SUBJECT_RULE: &str = "a subject is 1 to 64 bytes of lowercase ASCII letters, digits, \
+     '.', '_', '-' and '@', starting and ending with a letter or digit";
+
+/// Checks that a subject is canonical (docs/PROTOCOL.md, "Subjects"): 1 to 64 bytes of
+/// `[a-z0-9._@-]`, the first and last a letter or digit.
+///
+/// There is exactly one spelling per subject: LDAP matches `uid` ignoring case and surrounding
+/// spaces, so `ALICE`, ` alice` or `alİce` would otherwise reach alice's entry while being other
+/// subjects here (other entropy, cache keys and identity headers). Anything that names a subject
+/// (entropy issuing, proofs, the bridge, static groups) refuses a non-canonical one.
 pub fn valid_subject(subject: &str) -> bool {
-    !subject.is_empty()
-        && subject.len() <= policy::MAX_SUBJECT_LEN
-        && !subject.chars().any(char::is_control)
+    let b = subject.as_bytes();
+    let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= policy::MAX_SUBJECT_LEN
+        && b.first().is_some_and(edge)
+        && b.last().is_some_and(edge)
+        && b.iter()
+            .all(|c| edge(c) || matches!(c, b'.' | b'_' | b'-' | b'@'))
+}
+
+/// The group-name grammar, for messages: what [`valid_group_name`] accepts.
+pub const GROUP_NAME_RULE: &str = "a group name is 1 to 256 bytes of UTF-8 without ',', control \
+     characters or leading and trailing whitespace";
+
+/// Checks a group name (configured requirements, static groups, directory answers): 1 to 256
+/// bytes of UTF-8, no `,` (the identity header joins names with it), no control characters, no
+/// leading or trailing whitespace.
+pub fn valid_group_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= policy::MAX_GROUP_NAME_LEN
+        && name.trim() == name
+        && !name.chars().any(|c| c.is_control() || c == ',')
+}
+
+/// Keeps the valid group names (in order) and returns how many were dropped.
+pub fn retain_valid_group_names(groups: &mut Vec<String>) -> usize {
+    let before = groups.len();
+    groups.retain(|g| valid_group_name(g));
+    before - groups.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_subjects() {
+        for s in [
+            "alice",
+            "bob",
+            "c",
+            "7",
+            "ci-runner",
+            "workload-00042",
+            "deploy.bot_2@ci",
+            "alice@example.org",
+            &"a".repeat(64),
+        ] {
+            assert!(valid_subject(s), "{s:?} should be canonical");
+        }
+    }
+
+    #[test]
+    fn non_canonical_subjects() {
+        for s in [
+            "",
+            "ALICE",
+            "Alice",
+            " alice",
+            "alice ",
+            "al ice",
+            "al\u{130}ce",  // alİce: LATIN CAPITAL LETTER I WITH DOT ABOVE
+            "al\u{131}ce",  // alıce: dotless i
+            "\u{ff41}lice", // fullwidth a
+            "ali\u{7}ce",
+            "alice\n",
+            "a,b",
+            "a/b",
+            "a*",
+            "evil*)(uid=*))(|(uid=*",
+            "cn=admin,dc=example",
+            "-alice",
+            "alice-",
+            ".alice",
+            "alice.",
+            "_alice",
+            "@alice",
+            "alice@",
+            &"a".repeat(65),
+        ] {
+            assert!(!valid_subject(s), "{s:?} should not be canonical");
+        }
+        assert_eq!("a".repeat(65).len(), policy::MAX_SUBJECT_LEN + 1);
+    }
+
+    #[test]
+    fn group_names() {
+        for g in ["payments", "b c", "Ops EU", "é", &"g".repeat(256)] {
+            assert!(valid_group_name(g), "{g:?} should be valid");
+        }
+        for g in [
+            "",
+            " ",
+            "ops,admins",
+            ",",
+            " payments",
+            "payments ",
+            "\tpayments",
+            "pay\nments",
+            "pay\u{0}ments",
+            "pay\u{85}ments", // NEL, a C1 control
+            &"g".repeat(257),
+        ] {
+            assert!(!valid_group_name(g), "{g:?} should be invalid");
+        }
+        let mut groups = vec!["a".to_owned(), "ops,admins".into(), "b".into(), " c".into()];
+        assert_eq!(retain_valid_group_names(&mut groups), 2);
+        assert_eq!(groups, ["a", "b"]);
+    }
 }

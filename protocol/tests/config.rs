@@ -140,6 +140,22 @@ fn bad_values_are_named_by_path_and_value() {
             with(good(), "/static_groups/alice", json!(["ok", "a,b"])),
             "static_groups.alice[1]: invalid group name \"a,b\"",
         ),
+        (
+            with(good(), "/static_groups/alice", json!(["payments "])),
+            "static_groups.alice[0]: invalid group name \"payments \"",
+        ),
+        (
+            with(
+                good(),
+                "/apis/payments/require/any_of",
+                json!(["ops,admins"]),
+            ),
+            "apis.payments.require.any_of[0]: invalid group name \"ops,admins\"",
+        ),
+        (
+            with(good(), "/static_groups", json!({"Alice": ["payments"]})),
+            "static_groups: invalid subject \"Alice\"",
+        ),
     ];
     for (config, expected) in cases {
         let e = error_of(config);

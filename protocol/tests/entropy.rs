@@ -89,6 +89,19 @@ fn entropy_files_round_trip_and_reject_corruption() {
 }
 
 #[test]
+fn only_canonical_subjects_get_entropy() {
+    let e = epoch();
+    for bad in ["Alice", " alice", "alice ", "al\u{130}ce", "a,b", ""] {
+        assert!(e.issue(bad).is_err(), "{bad:?}");
+    }
+    // A file whose header names a non-canonical subject does not load.
+    let alice = e.issue("alice").unwrap();
+    let upper = EntropyFile::new("e-test", "ALICE", 64, alice.data().to_vec());
+    assert!(EntropyFile::from_bytes(&upper.to_bytes()).is_err());
+    assert!(EntropyFile::from_bytes(&alice.to_bytes()).is_ok());
+}
+
+#[test]
 fn epoch_files_round_trip_and_parameters_are_bounded() {
     let e = epoch();
     assert_eq!(Epoch::from_json(&e.to_json()).unwrap(), e);

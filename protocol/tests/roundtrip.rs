@@ -357,6 +357,44 @@ fn the_wrong_epoch_is_rejected() {
 }
 
 #[test]
+fn a_non_canonical_subject_is_rejected_before_any_entropy_work() {
+    // Spellings LDAP would match to alice's entry: each is refused as `subject` (docs/PROTOCOL.md,
+    // "Subjects"), never verified as another subject.
+    let long = "a".repeat(65);
+    for (i, subject) in [
+        "ALICE",
+        "Alice",
+        " alice",
+        "alice ",
+        "al\u{130}ce",
+        "a,b",
+        long.as_str(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut payload = honest_payload();
+        payload.subject = subject.to_owned();
+        let header = forge(&payload, format!("s{i}").as_bytes());
+        assert_eq!(
+            check(&header, &REQ, NOW),
+            Err(Reject::Subject),
+            "{subject:?}"
+        );
+    }
+    // The client side refuses to make such a proof at all.
+    let mut rng = TestRng::new(b"subject");
+    let session = Session::open(&gateway_key().public(), NOW, &mut rng).unwrap();
+    let f = autoid_protocol::entropy::EntropyFile::new(
+        "e-test",
+        "Alice",
+        64,
+        file("alice").data().to_vec(),
+    );
+    assert!(session.prove(&f, &REQ, NOW, None, &mut rng).is_err());
+}
+
+#[test]
 fn a_changed_subject_in_the_file_header_is_rejected() {
     // The file says "alicf" but holds alice's bytes.
     let mut rng = TestRng::new(b"subj");
