@@ -1,6 +1,6 @@
 //! The LDAP bridge's reply (`decisions::parse_reply`) on arbitrary status, body and subject: no
-//! panic, only well-formed decisions come out, and every accepted decision survives the
-//! shared-data decision cache unchanged.
+//! panic, only well-formed decisions come out (valid group names only; a mismatch never carries
+//! groups), and every accepted decision survives the shared-data decision cache unchanged.
 
 #![no_main]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use autoid_plugin::decisions::{Decisions, MAX_GROUPS, parse_reply};
+use autoid_plugin::decisions::{Decision, Decisions, MAX_GROUPS, parse_reply};
 use autoid_plugin::store::{SetError, Store, StoreError};
 use libfuzzer_sys::fuzz_target;
 
@@ -54,14 +54,26 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(decision.fetched_at, NOW);
     assert!(decision.groups.len() <= MAX_GROUPS);
     assert!(decision.found || decision.groups.is_empty());
+    assert!(
+        decision
+            .groups
+            .iter()
+            .all(|g| autoid_protocol::valid_group_name(g))
+    );
+    if decision.mismatch.is_some() {
+        assert!(decision.found && decision.groups.is_empty() && decision.groups().is_none());
+    }
 
     let store = Map::default();
     let table = Decisions::new(u32::from(flags >> 4).max(1));
     table.put(&store, subject, &decision);
     assert_eq!(
         table.get(&store, subject),
-        Some(decision),
-        "a decision comes back from the cache as it went in"
+        Some(Decision {
+            dropped_groups: 0,
+            ..decision
+        }),
+        "a decision comes back from the cache as it went in (the dropped count is not cached)"
     );
     assert_eq!(store.0.borrow().len(), 1);
 });

@@ -1,13 +1,17 @@
 //! Directory decisions: the LDAP bridge's answers, cached in shared data by a hash of the subject.
 //!
 //! A direct-mapped table of `max_entries` keys `autoid.dir.<n>`, each holding
-//! `SHA-256(subject)[32] || u64be(fetched_at) || u8 found || u16be count || (u16be len || group)*`.
-//! Positive and negative answers have their own TTLs; past its TTL an answer may still serve for
-//! `stale_if_error_secs` when the bridge fails. No password or token ever enters a key.
+//! `SHA-256(subject)[32] || u64be(fetched_at) || u8 found || u16be count || (u16be len || group)*`,
+//! where `found` is 0 (not found), 1 (found; the groups follow) or 2 (found under another
+//! spelling: the one string that follows is the entry's own identifier, see [`Decision::mismatch`]).
+//! Positive answers have their TTL; negative ones and mismatches the negative TTL; past its TTL
+//! an answer may still serve for `stale_if_error_secs` when the bridge fails. No password or token
+//! ever enters a key.
 
 use autoid_protocol::config::Directory;
+use autoid_protocol::directory::GroupsReply;
+use autoid_protocol::retain_valid_group_names;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::store::{Store, slot};
@@ -16,16 +20,24 @@ use crate::store::{Store, slot};
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// Most groups a subject may carry.
 pub const MAX_GROUPS: usize = 256;
+/// Longest `entry_subject` the filter accepts from the bridge, in bytes.
+pub const MAX_ENTRY_SUBJECT_LEN: usize = 256;
 
 /// What the directory said about a subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// Whether the directory knows the subject.
+    /// Whether the directory matched an entry for the subject.
     pub found: bool,
-    /// Its groups (empty when not found).
+    /// Its groups (empty when not found or on a mismatch), each a valid group name.
     pub groups: Vec<String>,
     /// When the answer was fetched (Unix seconds).
     pub fetched_at: u64,
+    /// `Some(entry_subject)` when the directory matched an entry whose own identifier is not
+    /// byte for byte the subject asked (LDAP matched ignoring case): the subject is denied.
+    pub mismatch: Option<String>,
+    /// Group names the bridge sent that break the group-name grammar and were dropped (for the
+    /// log; not cached, so 0 on a decision read from the cache).
+    pub dropped_groups: usize,
 }
 
 /// How usable a cached decision is now.
@@ -40,14 +52,21 @@ pub enum Freshness {
 }
 
 impl Decision {
-    /// The subject's groups, `None` when the directory does not know it.
+    /// The subject's groups, `None` when the directory does not know it under exactly this name
+    /// (not found, or a [`mismatch`](Decision::mismatch)): either way the filter denies.
     pub fn groups(&self) -> Option<&[String]> {
-        self.found.then_some(self.groups.as_slice())
+        (self.found && self.mismatch.is_none()).then_some(self.groups.as_slice())
+    }
+
+    /// The directory entry's own identifier when it is not byte for byte the subject asked
+    /// (`Carol` for `carol`): log it (with `{:?}`, it comes from the directory) and deny with 403.
+    pub fn mismatch(&self) -> Option<&str> {
+        self.mismatch.as_deref()
     }
 
     /// How usable this decision is at `now` under `dir`'s TTLs.
     pub fn freshness(&self, now: u64, dir: &Directory) -> Freshness {
-        let ttl = if self.found {
+        let ttl = if self.groups().is_some() {
             dir.positive_ttl_secs
         } else {
             dir.negative_ttl_secs
@@ -99,8 +118,13 @@ impl Decisions {
         let mut value = Vec::with_capacity(64);
         value.extend_from_slice(&hash);
         value.extend_from_slice(&decision.fetched_at.to_be_bytes());
-        value.push(u8::from(decision.found));
-        let groups = &decision.groups[..decision.groups.len().min(MAX_GROUPS)];
+        let entry = decision.mismatch.as_slice();
+        let (found, groups) = match decision.mismatch {
+            Some(_) => (2, entry),
+            None => (u8::from(decision.found), decision.groups.as_slice()),
+        };
+        value.push(found);
+        let groups = &groups[..groups.len().min(MAX_GROUPS)];
         value.extend_from_slice(&(groups.len() as u16).to_be_bytes());
         for g in groups {
             let g = &g.as_bytes()[..g.len().min(u16::MAX as usize)];
@@ -121,7 +145,10 @@ fn decode(value: &[u8], hash: &[u8; 32]) -> Option<Decision> {
         return None;
     }
     let fetched_at = u64::from_be_bytes(value.get(32..40)?.try_into().ok()?);
-    let found = *value.get(40)? == 1;
+    let found = *value.get(40)?;
+    if found > 2 {
+        return None;
+    }
     let count = u16::from_be_bytes(value.get(41..43)?.try_into().ok()?) as usize;
     let mut pos = 43;
     let mut groups = Vec::with_capacity(count);
@@ -131,10 +158,22 @@ fn decode(value: &[u8], hash: &[u8; 32]) -> Option<Decision> {
         groups.push(String::from_utf8(value.get(pos..pos + len)?.to_vec()).ok()?);
         pos += len;
     }
+    if pos != value.len() {
+        return None;
+    }
+    let mismatch = if found == 2 {
+        let [entry] = <[String; 1]>::try_from(groups).ok()?;
+        groups = Vec::new();
+        Some(entry)
+    } else {
+        None
+    };
     Some(Decision {
-        found,
+        found: found != 0,
         groups,
         fetched_at,
+        mismatch,
+        dropped_groups: 0,
     })
 }
 
@@ -172,14 +211,13 @@ impl BridgeError {
     }
 }
 
-#[derive(Deserialize)]
-struct GroupsReply {
-    subject: String,
-    found: bool,
-    groups: Vec<String>,
-}
-
-/// Reads the bridge's reply to [`groups_path`].
+/// Reads the bridge's reply to [`groups_path`] ([`GroupsReply`], shared with the bridge).
+///
+/// Group names that break [`autoid_protocol::valid_group_name`] are dropped and counted in
+/// [`Decision::dropped_groups`]; the rest of the decision stands (a dropped name could never
+/// satisfy a requirement: configured names obey the same grammar). A found entry whose
+/// `entry_subject` is not byte for byte `subject` becomes a [`Decision::mismatch`]. A reply
+/// without `entry_subject` (a bridge older than the field) is taken as naming `subject`.
 pub fn parse_reply(
     status: Option<u32>,
     body: Option<&[u8]>,
@@ -202,10 +240,25 @@ pub fn parse_reply(
     if reply.groups.len() > MAX_GROUPS || (!reply.found && !reply.groups.is_empty()) {
         return Err(BridgeError::Malformed("groups"));
     }
+    if reply
+        .entry_subject
+        .as_ref()
+        .is_some_and(|e| !reply.found || e.is_empty() || e.len() > MAX_ENTRY_SUBJECT_LEN)
+    {
+        return Err(BridgeError::Malformed("entry_subject"));
+    }
+    let mut groups = reply.groups;
+    let dropped_groups = retain_valid_group_names(&mut groups);
+    let mismatch = reply.entry_subject.filter(|e| e != subject);
+    if mismatch.is_some() {
+        groups.clear();
+    }
     Ok(Decision {
         found: reply.found,
-        groups: reply.groups,
+        groups,
         fetched_at: now,
+        mismatch,
+        dropped_groups,
     })
 }
 
@@ -235,6 +288,8 @@ mod tests {
             found: true,
             groups: vec!["a".into(), "b c".into()],
             fetched_at: 7,
+            mismatch: None,
+            dropped_groups: 0,
         };
         t.put(&store, "alice", &d);
         assert_eq!(t.get(&store, "alice"), Some(d));
@@ -247,6 +302,8 @@ mod tests {
             found: true,
             groups: vec![],
             fetched_at: 100,
+            mismatch: None,
+            dropped_groups: 0,
         };
         assert_eq!(d.freshness(159, &dir()), Freshness::Fresh);
         assert_eq!(d.freshness(160, &dir()), Freshness::Stale);
@@ -255,6 +312,8 @@ mod tests {
             found: false,
             groups: vec![],
             fetched_at: 100,
+            mismatch: None,
+            dropped_groups: 0,
         };
         assert_eq!(n.freshness(109, &dir()), Freshness::Fresh);
         assert_eq!(n.freshness(110, &dir()), Freshness::Stale);
@@ -276,7 +335,9 @@ mod tests {
             Ok(Decision {
                 found: true,
                 groups: vec!["payments".into()],
-                fetched_at: 5
+                fetched_at: 5,
+                mismatch: None,
+                dropped_groups: 0,
             })
         );
         assert_eq!(
@@ -304,6 +365,154 @@ mod tests {
         assert_eq!(
             parse_reply(Some(200), Some(lying), "alice", 5),
             Err(BridgeError::Malformed("groups"))
+        );
+    }
+
+    fn found(groups: &[&str]) -> Decision {
+        Decision {
+            found: true,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            fetched_at: 5,
+            mismatch: None,
+            dropped_groups: 0,
+        }
+    }
+
+    #[test]
+    fn an_entry_under_another_spelling_is_a_mismatch() {
+        let reply =
+            br#"{"subject":"carol","found":true,"groups":["reports"],"entry_subject":"Carol"}"#;
+        let d = parse_reply(Some(200), Some(reply), "carol", 5).unwrap();
+        assert!(d.found);
+        assert_eq!(d.mismatch(), Some("Carol"));
+        assert_eq!(d.groups(), None, "a mismatch never authorizes");
+        assert!(d.groups.is_empty());
+        assert_eq!(d.freshness(14, &dir()), Freshness::Fresh, "negative TTL");
+        assert_eq!(d.freshness(15, &dir()), Freshness::Stale);
+
+        // Byte for byte: a surrounding space or another spelling is a mismatch too.
+        for entry in ["carol ", " carol", "CAROL", "car\u{f6}l"] {
+            let reply = serde_json::json!({
+                "subject": "carol", "found": true, "groups": ["reports"], "entry_subject": entry
+            })
+            .to_string();
+            let d = parse_reply(Some(200), Some(reply.as_bytes()), "carol", 5).unwrap();
+            assert_eq!(d.mismatch(), Some(entry));
+            assert_eq!(d.groups(), None);
+        }
+
+        // The same spelling, or a bridge that does not send the field, is a plain answer.
+        let same =
+            br#"{"subject":"carol","found":true,"groups":["reports"],"entry_subject":"carol"}"#;
+        assert_eq!(
+            parse_reply(Some(200), Some(same), "carol", 5),
+            Ok(found(&["reports"]))
+        );
+        let old = br#"{"subject":"carol","found":true,"groups":["reports"]}"#;
+        assert_eq!(
+            parse_reply(Some(200), Some(old), "carol", 5),
+            Ok(found(&["reports"]))
+        );
+
+        // An entry_subject without an entry, empty, or oversized is a broken reply.
+        for bad in [
+            serde_json::json!({"subject":"carol","found":false,"groups":[],"entry_subject":"carol"}),
+            serde_json::json!({"subject":"carol","found":true,"groups":[],"entry_subject":""}),
+            serde_json::json!({"subject":"carol","found":true,"groups":[],
+                "entry_subject": "c".repeat(MAX_ENTRY_SUBJECT_LEN + 1)}),
+        ] {
+            assert_eq!(
+                parse_reply(Some(200), Some(bad.to_string().as_bytes()), "carol", 5),
+                Err(BridgeError::Malformed("entry_subject")),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn mismatches_are_cached_as_mismatches() {
+        let store = MemoryStore::default();
+        let t = Decisions::new(4);
+        let reply =
+            br#"{"subject":"carol","found":true,"groups":["reports"],"entry_subject":"Carol"}"#;
+        let d = parse_reply(Some(200), Some(reply), "carol", 5).unwrap();
+        t.put(&store, "carol", &d);
+        let cached = t.get(&store, "carol").unwrap();
+        assert_eq!(cached, d);
+        assert_eq!(cached.mismatch(), Some("Carol"));
+        assert_eq!(cached.groups(), None);
+        let n = Decision {
+            found: false,
+            groups: vec![],
+            fetched_at: 9,
+            mismatch: None,
+            dropped_groups: 0,
+        };
+        t.put(&store, "nobody", &n);
+        assert_eq!(t.get(&store, "nobody"), Some(n));
+    }
+
+    #[test]
+    fn cached_values_are_checked() {
+        let hash = subject_hash("alice");
+        let mut v = hash.to_vec();
+        v.extend_from_slice(&5u64.to_be_bytes());
+        v.push(1);
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v.push(b'a');
+        assert_eq!(decode(&v, &hash), Some(found(&["a"])));
+        let mut trailing = v.clone();
+        trailing.push(0);
+        assert_eq!(decode(&trailing, &hash), None, "trailing bytes");
+        let mut flag = v.clone();
+        flag[40] = 3;
+        assert_eq!(decode(&flag, &hash), None, "unknown found byte");
+        let mut two = v.clone();
+        two[40] = 2;
+        let d = decode(&two, &hash).unwrap();
+        assert_eq!((d.mismatch(), d.groups()), (Some("a"), None));
+        let mut bare = v[..41].to_vec();
+        bare[40] = 2;
+        bare.extend_from_slice(&0u16.to_be_bytes());
+        assert_eq!(decode(&bare, &hash), None, "a mismatch carries its entry");
+    }
+
+    #[test]
+    fn invalid_group_names_are_dropped_and_counted() {
+        let reply = serde_json::json!({
+            "subject": "alice",
+            "found": true,
+            "groups": ["payments", "ops,admins", " reports", "re\nports", "", "reports"],
+            "entry_subject": "alice",
+        })
+        .to_string();
+        let d = parse_reply(Some(200), Some(reply.as_bytes()), "alice", 5).unwrap();
+        assert_eq!(
+            d.groups(),
+            Some(&["payments".to_owned(), "reports".to_owned()][..])
+        );
+        assert_eq!(d.dropped_groups, 4);
+        assert_eq!(d.mismatch(), None);
+        // `ops,admins` never reads as `admins` once the names are joined for the header.
+        assert_eq!(d.groups.join(","), "payments,reports");
+
+        // Every name invalid: found with no groups; the decision stands.
+        let reply = br#"{"subject":"alice","found":true,"groups":["ops,admins"]}"#;
+        let d = parse_reply(Some(200), Some(reply), "alice", 5).unwrap();
+        assert_eq!(d.groups(), Some(&[][..]));
+        assert_eq!(d.dropped_groups, 1);
+
+        // The count is for the log only: the cache keeps the kept names.
+        let store = MemoryStore::default();
+        let t = Decisions::new(1);
+        t.put(&store, "alice", &d);
+        assert_eq!(
+            t.get(&store, "alice"),
+            Some(Decision {
+                dropped_groups: 0,
+                ..d
+            })
         );
     }
 
