@@ -62,7 +62,7 @@ pub(crate) struct EpochNewArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     autoid entropy issue --epoch ep-1.epoch.json --subject alice --out alice.entropy\n  \
-    autoid entropy issue --epoch ep-1.epoch.json --subject ci/deploy-bot --out bot.entropy\n\n\
+    autoid entropy issue --epoch ep-1.epoch.json --subject deploy-bot@ci --out bot.entropy\n\n\
     There is no --size here on purpose: the file size is a parameter of the epoch \
     (autoid epoch new --file-size), because the gateway derives and checks the same intervals \
     and must not let a client choose a small file. The file is deterministic: issuing again for \
@@ -160,8 +160,16 @@ fn entropy_issue(args: &EntropyIssueArgs) -> Result<Outcome> {
 /// Rejects a subject the protocol would refuse, as a usage error.
 pub(crate) fn check_subject(subject: &str) -> Result<()> {
     if !autoid_protocol::valid_subject(subject) {
+        let canonical = subject.trim().to_ascii_lowercase();
+        if canonical != subject && autoid_protocol::valid_subject(&canonical) {
+            usage!(
+                "--subject {subject:?} is not canonical: {} (did you mean {canonical:?}?)",
+                autoid_protocol::SUBJECT_RULE
+            );
+        }
         usage!(
-            "--subject {subject:?}: a subject is 1 to 128 bytes of UTF-8 without control characters"
+            "--subject {subject:?} is not canonical: {}",
+            autoid_protocol::SUBJECT_RULE
         );
     }
     Ok(())
