@@ -23,11 +23,22 @@ use crate::config::{Config, GroupSource};
 use crate::error::Error;
 use crate::groups::{self, User};
 
+/// One matched user entry, as the reply reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// The entry's own identifier (its `users.uid_attribute` value, as stored): LDAP matches
+    /// ignoring case, so it may differ from the subject asked.
+    pub entry_subject: String,
+    /// Its groups, sorted and deduplicated, each a valid group name
+    /// ([`autoid_protocol::valid_group_name`]); invalid names are dropped and logged.
+    pub groups: Vec<String>,
+}
+
 /// The outcome of a subject lookup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    /// Exactly one user entry matched; its groups, sorted and deduplicated.
-    Found(Vec<String>),
+    /// Exactly one user entry matched.
+    Found(Found),
     /// No entry matched.
     NotFound,
     /// More than one entry matched: treated as not found.
@@ -47,7 +58,7 @@ pub enum Rejection {
 /// The outcome of a password check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
-    Accepted(Vec<String>),
+    Accepted(Found),
     Rejected(Rejection),
 }
 
@@ -293,7 +304,11 @@ impl Directory {
         let Some(entry) = found.into_iter().next() else {
             return Ok(Err(Rejection::UnknownUser));
         };
-        let uid = groups::pick_uid(&values(&entry, &c.users.uid_attribute), subject);
+        let Some(uid) = groups::pick_uid(&values(&entry, &c.users.uid_attribute), subject) else {
+            // Without the entry's own identifier the filter could not tell `Alice` from `alice`.
+            warn!(subject, dn = %entry.dn, attribute = %c.users.uid_attribute, "the matched entry shows no value of users.uid_attribute: treated as not found");
+            return Ok(Err(Rejection::UnknownUser));
+        };
         let member_of = if c.groups.sources.contains(&GroupSource::MemberOf) {
             values(&entry, &c.groups.member_of_attribute)
         } else {
@@ -304,6 +319,28 @@ impl Directory {
             uid,
             member_of,
         }))
+    }
+
+    /// What the reply says about a found user: its identifier and its valid group names. Names
+    /// that break the group-name grammar (a `,` would split one name in two in the filter's
+    /// `x-autoid-groups` header) are dropped, with a warning naming the subject and the count.
+    async fn found(&self, subject: &str, user: &User) -> Result<Found, Error> {
+        let mut groups = self.groups_of(user).await?;
+        let before = groups.clone();
+        let dropped = autoid_protocol::retain_valid_group_names(&mut groups);
+        if dropped > 0 {
+            let names: Vec<&String> = before.iter().filter(|g| !groups.contains(g)).collect();
+            warn!(
+                subject,
+                dropped,
+                names = ?names,
+                "dropped group names that are not valid (empty, too long, a comma, control characters or surrounding whitespace)"
+            );
+        }
+        Ok(Found {
+            entry_subject: user.uid.clone(),
+            groups,
+        })
     }
 
     /// The groups of a user entry, from every configured source.
@@ -353,7 +390,7 @@ impl Directory {
     /// Resolves a subject to its groups.
     pub async fn lookup(&self, subject: &str) -> Result<Lookup, Error> {
         match self.find_user(subject).await? {
-            Ok(user) => Ok(Lookup::Found(self.groups_of(&user).await?)),
+            Ok(user) => Ok(Lookup::Found(self.found(subject, &user).await?)),
             Err(Rejection::AmbiguousUser) => Ok(Lookup::Ambiguous),
             Err(_) => Ok(Lookup::NotFound),
         }
@@ -371,7 +408,7 @@ impl Directory {
             Err(r) => return Ok(Auth::Rejected(r)),
         };
         match self.bind_as(&user.dn, password).await? {
-            0 => Ok(Auth::Accepted(self.groups_of(&user).await?)),
+            0 => Ok(Auth::Accepted(self.found(username, &user).await?)),
             rc => {
                 if rc == 10 {
                     warn!(user = %user.dn, "bind answered with a referral: denied (referrals are not followed)");

@@ -56,14 +56,15 @@ pub struct User {
     pub member_of: Vec<String>,
 }
 
-/// Picks the uid for posixGroup matching: the entry's uid value equal (ignoring ASCII case) to
-/// the subject, else its first uid value, else the subject itself.
-pub fn pick_uid(uids: &[String], subject: &str) -> String {
+/// The entry's own identifier: its uid value equal byte for byte to the subject, else one equal
+/// ignoring ASCII case, else its first uid value; `None` when the entry shows no uid value. It is
+/// what the reply's `entry_subject` reports and what `memberUid` is matched against.
+pub fn pick_uid(uids: &[String], subject: &str) -> Option<String> {
     uids.iter()
-        .find(|u| u.eq_ignore_ascii_case(subject))
+        .find(|u| *u == subject)
+        .or_else(|| uids.iter().find(|u| u.eq_ignore_ascii_case(subject)))
         .or_else(|| uids.first())
         .cloned()
-        .unwrap_or_else(|| subject.to_owned())
 }
 
 /// One search filter for all configured search-based sources, or `None` when only `memberOf` is
@@ -223,8 +224,17 @@ mod tests {
 
     #[test]
     fn uid_choice() {
-        assert_eq!(pick_uid(&["Alice".into(), "al".into()], "alice"), "Alice");
-        assert_eq!(pick_uid(&["al".into()], "alice@x"), "al");
-        assert_eq!(pick_uid(&[], "alice"), "alice");
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            pick_uid(&["Alice".into(), "al".into()], "alice"),
+            some("Alice")
+        );
+        assert_eq!(
+            pick_uid(&["Alice".into(), "alice".into()], "alice"),
+            some("alice"),
+            "the exact value first"
+        );
+        assert_eq!(pick_uid(&["al".into()], "alice@x"), some("al"));
+        assert_eq!(pick_uid(&[], "alice"), None);
     }
 }

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autoid_protocol::directory::{AuthenticateReply, GroupsReply};
+use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,17 +14,18 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 
-use crate::directory::{Auth, Directory, Lookup};
+use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
 
-/// Longest subject or username accepted, in bytes.
-pub const MAX_SUBJECT_LEN: usize = 256;
+/// Longest subject or username accepted, in bytes (the protocol's; the whole grammar is
+/// [`autoid_protocol::valid_subject`]).
+pub const MAX_SUBJECT_LEN: usize = policy::MAX_SUBJECT_LEN;
 /// Longest password accepted, in bytes.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Request bodies larger than this are refused.
@@ -89,7 +92,7 @@ struct Outcome {
 
 fn reply(
     status: StatusCode,
-    body: Value,
+    body: impl Serialize,
     outcome: &'static str,
     subject: Option<&str>,
 ) -> Response {
@@ -130,7 +133,8 @@ fn unavailable(e: &Error, subject: Option<&str>) -> Response {
     )
 }
 
-/// `Some(bad request)` when a subject or username is empty or too long.
+/// `Some(bad request)` when a subject or username is not canonical (docs/PROTOCOL.md, "Subjects"),
+/// before any LDAP traffic: LDAP would match `ALICE` or ` alice` to alice's entry.
 fn check_name(what: &str, v: &str) -> Option<Response> {
     if v.is_empty() {
         return Some(bad_request(format!("{what} is empty")));
@@ -138,6 +142,12 @@ fn check_name(what: &str, v: &str) -> Option<Response> {
     if v.len() > MAX_SUBJECT_LEN {
         return Some(bad_request(format!(
             "{what} is longer than {MAX_SUBJECT_LEN} bytes"
+        )));
+    }
+    if !valid_subject(v) {
+        // Debug formatting escapes control characters; the value is at most 64 bytes here.
+        return Some(bad_request(format!(
+            "{what} {v:?} is not canonical: {SUBJECT_RULE}"
         )));
     }
     None
@@ -176,15 +186,28 @@ async fn groups(
         return r;
     }
     match bounded(&state, state.directory.lookup(subject)).await {
-        Ok(Lookup::Found(groups)) => reply(
+        Ok(Lookup::Found(Found {
+            entry_subject,
+            groups,
+        })) => reply(
             StatusCode::OK,
-            json!({"subject": subject, "found": true, "groups": groups}),
+            GroupsReply {
+                subject: subject.clone(),
+                found: true,
+                groups,
+                entry_subject: Some(entry_subject),
+            },
             "found",
             Some(subject),
         ),
         Ok(lookup) => reply(
             StatusCode::OK,
-            json!({"subject": subject, "found": false, "groups": []}),
+            GroupsReply {
+                subject: subject.clone(),
+                found: false,
+                groups: Vec::new(),
+                entry_subject: None,
+            },
             if lookup == Lookup::Ambiguous {
                 "ambiguous"
             } else {
@@ -238,9 +261,17 @@ async fn authenticate(
     )
     .await
     {
-        Ok(Auth::Accepted(groups)) => reply(
+        Ok(Auth::Accepted(Found {
+            entry_subject,
+            groups,
+        })) => reply(
             StatusCode::OK,
-            json!({"subject": subject, "authenticated": true, "groups": groups}),
+            AuthenticateReply {
+                subject: subject.to_owned(),
+                authenticated: true,
+                groups,
+                entry_subject: Some(entry_subject),
+            },
             "authenticated",
             Some(subject),
         ),
@@ -248,7 +279,12 @@ async fn authenticate(
             info!(subject, reason = ?why, "authentication refused");
             reply(
                 StatusCode::OK,
-                json!({"subject": subject, "authenticated": false, "groups": []}),
+                AuthenticateReply {
+                    subject: subject.to_owned(),
+                    authenticated: false,
+                    groups: Vec::new(),
+                    entry_subject: None,
+                },
                 "not_authenticated",
                 Some(subject),
             )

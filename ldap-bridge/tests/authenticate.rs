@@ -17,7 +17,8 @@ fn right_password_authenticates_with_groups() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body,
-        json!({"subject": "alice", "authenticated": true, "groups": ["payments", "reports"]})
+        json!({"subject": "alice", "authenticated": true, "groups": ["payments", "reports"],
+            "entry_subject": "alice"})
     );
     let (_, body) = b.authenticate("test", "test123");
     assert_eq!(body["authenticated"], true, "{body}");
@@ -25,11 +26,36 @@ fn right_password_authenticates_with_groups() {
     let (_, body) = b.authenticate("dave", "dave-pass");
     assert_eq!(
         body,
-        json!({"subject": "dave", "authenticated": true, "groups": []})
+        json!({"subject": "dave", "authenticated": true, "groups": [], "entry_subject": "dave"})
     );
-    let (_, body) = b.authenticate("evil*)(uid=*))(|(uid=*", "evil-pass");
-    assert_eq!(body["authenticated"], true, "{body}");
-    assert_eq!(groups_of(&body), ["quarantine"]);
+    // The entry stored as uid=Erin answers `erin` and says so; its invalid group is dropped.
+    let (_, body) = b.authenticate("erin", "erin-pass");
+    assert_eq!(
+        body,
+        json!({"subject": "erin", "authenticated": true, "groups": ["support"],
+            "entry_subject": "Erin"})
+    );
+}
+
+#[test]
+fn non_canonical_usernames_are_refused_before_ldap() {
+    let b = Bridge::start(config(shared()));
+    for user in [
+        "ALICE",
+        "Alice",
+        " alice",
+        "alice ",
+        "al\u{130}ce",
+        "evil*)(uid=*))(|(uid=*",
+    ] {
+        let (status, body) = b.authenticate(user, "alice-pass");
+        assert_eq!(status, 400, "{user:?}: {body}");
+        assert_eq!(body["error"], "bad_request", "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains("not canonical"),
+            "{body}"
+        );
+    }
 }
 
 #[test]
@@ -82,10 +108,15 @@ fn empty_password_is_refused_without_a_bind() {
 #[test]
 fn unknown_wildcard_and_ambiguous_users_are_refused() {
     let b = Bridge::start(config(shared()));
-    for user in ["nobody", "*", "alice)(uid=*", "dup"] {
+    for user in ["nobody", "dup"] {
         let (status, body) = b.authenticate(user, "alice-pass");
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["authenticated"], false, "{user}: {body}");
+    }
+    // Wildcards and injections are not canonical usernames: refused before any search.
+    for user in ["*", "alice)(uid=*"] {
+        let (status, body) = b.authenticate(user, "alice-pass");
+        assert_eq!(status, 400, "{user}: {body}");
     }
     // dup's password is right for both entries, but an ambiguous subject never authenticates.
     let (_, body) = b.authenticate("dup", "dup-pass");

@@ -21,7 +21,27 @@ fn assert_groups(b: &Bridge, subject: &str, expected: &[&str]) {
     assert_eq!(status, 200, "{subject}: {body}");
     assert_eq!(body["subject"], subject, "{body}");
     assert_eq!(body["found"], true, "{subject}: {body}");
+    assert_eq!(
+        body["entry_subject"], subject,
+        "the entry's own uid: {body}"
+    );
     assert_eq!(groups_of(&body), expected, "{subject}: {body}");
+}
+
+/// A 400 naming the rule, and no directory work (the detail is the grammar's).
+#[track_caller]
+fn assert_refused(b: &Bridge, subject: &str) {
+    let (status, body) = b.groups(subject);
+    assert_eq!(status, 400, "{subject:?}: {body}");
+    assert_eq!(body["error"], "bad_request", "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("subject "), "{subject:?}: {detail}");
+    if !subject.is_empty() && subject.len() <= 64 {
+        assert!(
+            detail.contains("is not canonical: a subject is 1 to 64 bytes of lowercase ASCII"),
+            "{subject:?}: {detail}"
+        );
+    }
 }
 
 #[track_caller]
@@ -43,8 +63,74 @@ fn all_sources_combined() {
     assert_groups(&b, "test", &["testgroup"]); // the tutorial setup
     assert_groups(&b, "ci-runner", &["deployers"]); // a service account under ou=services
     assert_groups(&b, "dave", &[]); // found, in no group
-    // uid matching is case-insensitive; memberUid is matched with the entry's own uid value.
-    assert_groups(&b, "ALICE", &["payments", "reports"]);
+}
+
+#[test]
+fn non_canonical_subjects_are_refused_before_ldap() {
+    // LDAP would answer each of these with alice's groups (uid matching ignores case and
+    // surrounding spaces); the bridge refuses them instead (docs/PROTOCOL.md, "Subjects").
+    let b = Bridge::start(config(shared()));
+    for s in [
+        "ALICE",
+        "Alice",
+        " alice",
+        "alice ",
+        "al\u{130}ce",
+        "a,b",
+        "",
+        &"a".repeat(65),
+    ] {
+        assert_refused(&b, s);
+    }
+    let (status, body) = b.groups("alice");
+    assert_eq!(
+        (status, body["found"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+}
+
+#[test]
+fn an_entry_stored_in_mixed_case_reports_its_own_uid() {
+    // uid=Erin is matched by `erin` (LDAP ignores case); the reply says which entry answered, so
+    // the filter can deny `erin` (docs/BRIDGE.md). memberUid is matched with the stored `Erin`.
+    let b = Bridge::start(config(shared()));
+    let (status, body) = b.groups("erin");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({"subject": "erin", "found": true, "groups": ["support"], "entry_subject": "Erin"})
+    );
+    assert_refused(&b, "Erin");
+}
+
+#[test]
+fn invalid_group_names_are_dropped() {
+    // cn=ops\,admins would read as `admins` once joined with `,` into x-autoid-groups. It is
+    // dropped from every source that yields it; the rest of the answer stands.
+    for sources in [
+        json!([
+            "posix_group",
+            "group_of_names",
+            "group_of_unique_names",
+            "member_of"
+        ]),
+        json!(["group_of_names"]),
+        json!(["member_of"]),
+    ] {
+        let b = bridge_with_sources(sources.clone());
+        let (status, body) = b.groups("erin");
+        assert_eq!(status, 200, "{sources}: {body}");
+        assert_eq!(body["found"], true, "{sources}: {body}");
+        let groups = groups_of(&body);
+        assert!(groups.iter().all(|g| !g.contains(',')), "{sources}: {body}");
+        let expected: &[&str] = if sources.as_array().unwrap().len() == 4 {
+            &["support"]
+        } else {
+            &[]
+        };
+        assert_eq!(groups, expected, "{sources}: {body}");
+    }
 }
 
 #[test]
@@ -56,13 +142,12 @@ fn unknown_and_ambiguous_subjects() {
 }
 
 #[test]
-fn filter_metacharacters_are_escaped() {
+fn filter_metacharacters_never_reach_the_directory() {
+    // No canonical subject holds a filter metacharacter, so these are refused with 400 before any
+    // search (the escaping itself is unit-tested in src/groups.rs: `hostile_subject_is_escaped`).
     let b = Bridge::start(config(shared()));
-    // The hostile uid resolves to exactly that user, and its group is exactly the one that lists
-    // the raw value as memberUid.
-    assert_groups(&b, "evil*)(uid=*))(|(uid=*", &["quarantine"]);
-    // A wildcard or an injection attempt matches nobody.
     for s in [
+        "evil*)(uid=*))(|(uid=*",
         "*",
         "a*",
         "*)(uid=*",
@@ -72,9 +157,9 @@ fn filter_metacharacters_are_escaped() {
         "alice\0",
         "(uid=alice)",
     ] {
-        assert_not_found(&b, s);
+        assert_refused(&b, s);
     }
-    // quarantine is nobody else's group.
+    // quarantine (whose only memberUid is the hostile value) is nobody else's group.
     assert_groups(&b, "alice", &["payments", "reports"]);
 }
 
@@ -126,6 +211,12 @@ fn custom_user_filter() {
     let mut c = config(shared());
     c["users"]["filter"] = json!("(&(objectClass=inetOrgPerson)(mail={subject}))");
     let b = Bridge::start(c);
-    assert_groups(&b, "alice@example.org", &["payments", "reports"]);
-    assert_not_found(&b, "*@example.org");
+    // Found by mail; the entry's own identifier is still its `users.uid_attribute` value, so
+    // the filter would deny `alice@example.org` (docs/BRIDGE.md: match on that attribute).
+    let (status, body) = b.groups("alice@example.org");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["found"], true, "{body}");
+    assert_eq!(body["entry_subject"], "alice", "{body}");
+    assert_eq!(groups_of(&body), ["payments", "reports"]);
+    assert_refused(&b, "*@example.org");
 }
