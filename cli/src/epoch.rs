@@ -72,7 +72,8 @@ pub(crate) struct EntropyIssueArgs {
     /// The epoch file (from `autoid epoch new`)
     #[arg(long, value_name = "FILE")]
     epoch: PathBuf,
-    /// The subject the file proves (1-128 bytes of UTF-8, no control characters)
+    /// The subject the file proves: canonical, 1-64 bytes of [a-z0-9._@-], a letter or digit at
+    /// both ends (docs/PROTOCOL.md, "Subjects")
     #[arg(long, value_name = "SUB")]
     subject: String,
     /// Where to write the entropy file (mode 0600)
