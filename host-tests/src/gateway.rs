@@ -81,7 +81,12 @@ pub struct GatewayBuilder {
     log_level: LogLevel,
     environment: Vec<(String, String)>,
     start: SystemTime,
+    allow_on_headers_stop_iteration: bool,
+    buffer_limit: usize,
 }
+
+/// Envoy's default `per_connection_buffer_limit_bytes`.
+pub const ENVOY_DEFAULT_BUFFER_LIMIT: usize = 1 << 20;
 
 impl GatewayBuilder {
     fn new(source: Source) -> Self {
@@ -95,7 +100,24 @@ impl GatewayBuilder {
             log_level: LogLevel::Trace,
             environment: Vec::new(),
             start: SystemTime::now(),
+            allow_on_headers_stop_iteration: false,
+            buffer_limit: ENVOY_DEFAULT_BUFFER_LIMIT,
         }
+    }
+
+    /// The plugin config's `allow_on_headers_stop_iteration` (default false, as in Envoy): when
+    /// false, a filter that pauses the headers of a request with a body gets no body callback
+    /// until it resumes the request, and the request stalls ([`crate::Outcome::Stalled`]).
+    pub fn allow_on_headers_stop_iteration(mut self, allow: bool) -> Self {
+        self.allow_on_headers_stop_iteration = allow;
+        self
+    }
+
+    /// How many request bytes the filter may have the host buffer before the host answers 413
+    /// itself (Envoy's `per_connection_buffer_limit_bytes`; default 1 MiB, as in Envoy).
+    pub fn buffer_limit(mut self, bytes: usize) -> Self {
+        self.buffer_limit = bytes;
+        self
     }
 
     /// The plugin configuration, read by `proxy_on_configure` (default: empty).
@@ -187,6 +209,8 @@ impl GatewayBuilder {
             plugin_config: self.plugin_config,
             vm_config: self.vm_config,
             environment: self.environment,
+            allow_on_headers_stop_iteration: self.allow_on_headers_stop_iteration,
+            buffer_limit: self.buffer_limit,
         });
         let linker = linker(&filter.engine).map_err(|e| HostError::wasmtime(&e))?;
         check_imports(&filter, &linker, &shared)?;
@@ -281,7 +305,8 @@ impl Gateway {
             path: path.to_owned(),
             scheme: "https".to_owned(),
             headers: HeaderMap::new(),
-            body: None,
+            body: Vec::new(),
+            trailers: HeaderMap::new(),
             properties: Properties::new(),
             worker: None,
             response_status: 200,
@@ -412,6 +437,7 @@ impl Gateway {
         lock(slot).handle(StreamInput {
             headers,
             body: request.body,
+            trailers: request.trailers,
             properties,
             response_headers,
             response_body: request.response_body,
@@ -428,7 +454,8 @@ pub struct RequestBuilder<'g> {
     path: String,
     scheme: String,
     headers: HeaderMap,
-    body: Option<Vec<u8>>,
+    body: Vec<Vec<u8>>,
+    trailers: HeaderMap,
     properties: Properties,
     worker: Option<usize>,
     response_status: u16,
@@ -471,9 +498,23 @@ impl RequestBuilder<'_> {
         self
     }
 
-    /// Gives the request a body (delivered with `proxy_on_request_body`).
+    /// Gives the request a body, delivered in one `proxy_on_request_body`.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.body = Some(body.into());
+        self.body = vec![body.into()];
+        self
+    }
+
+    /// Gives the request a body that arrives in these chunks, one `proxy_on_request_body` each
+    /// (as Envoy delivers data frames or reads). An empty list: no body at all.
+    pub fn body_chunks(mut self, chunks: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        self.body = chunks.into_iter().collect();
+        self
+    }
+
+    /// Adds a request trailer (delivered with `proxy_on_request_trailers` after the body).
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers
+            .push((lower(name.as_bytes()), value.as_bytes().to_vec()));
         self
     }
 

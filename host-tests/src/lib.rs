@@ -44,7 +44,9 @@ mod worker;
 pub use abi::{LogLevel, Status};
 pub use clock::VirtualClock;
 pub use error::HostError;
-pub use gateway::{Clock, FilterModule, Gateway, GatewayBuilder, RequestBuilder};
+pub use gateway::{
+    Clock, ENVOY_DEFAULT_BUFFER_LIMIT, FilterModule, Gateway, GatewayBuilder, RequestBuilder,
+};
 pub use http_call::{
     CalloutHandler, CalloutRecord, CalloutReply, CalloutRequest, CalloutResult, Cluster,
 };

@@ -39,6 +39,10 @@ pub(crate) struct Shared {
     pub plugin_config: Vec<u8>,
     pub vm_config: Vec<u8>,
     pub environment: Vec<(String, String)>,
+    /// The plugin config's `allow_on_headers_stop_iteration` (Envoy's default: false).
+    pub allow_on_headers_stop_iteration: bool,
+    /// Request bytes a filter may have Envoy buffer (`per_connection_buffer_limit_bytes`).
+    pub buffer_limit: usize,
 }
 
 impl Shared {

@@ -18,6 +18,8 @@ pub(crate) const ROOT_ID: u32 = 1;
 const MAX_CALLOUTS_PER_CALL: usize = 1000;
 
 type StreamCallback = TypedFunc<(u32, u32, u32), u32>;
+/// `proxy_on_request_trailers(context, trailers)`.
+type TrailersCallback = TypedFunc<(u32, u32), u32>;
 /// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
 type CalloutCallback = TypedFunc<(u32, u32, u32, u32, u32), ()>;
 
@@ -30,6 +32,7 @@ struct Exports {
     on_configure: Option<TypedFunc<(u32, u32), u32>>,
     on_request_headers: Option<StreamCallback>,
     on_request_body: Option<StreamCallback>,
+    on_request_trailers: Option<TrailersCallback>,
     on_response_headers: Option<StreamCallback>,
     on_response_body: Option<StreamCallback>,
     on_log: Option<TypedFunc<u32, ()>>,
@@ -49,7 +52,9 @@ impl std::fmt::Debug for Exports {
 #[derive(Debug)]
 pub(crate) struct StreamInput {
     pub headers: HeaderMap,
-    pub body: Option<Vec<u8>>,
+    /// The body as it arrives, one `proxy_on_request_body` per chunk (empty: no body).
+    pub body: Vec<Vec<u8>>,
+    pub trailers: HeaderMap,
     pub properties: Properties,
     pub response_headers: HeaderMap,
     pub response_body: Option<Vec<u8>>,
@@ -86,6 +91,13 @@ pub enum Outcome {
         /// Why.
         reason: String,
     },
+    /// The request hangs until Envoy's stream timeout: the filter paused the headers of a
+    /// request with more to come, and Envoy (without `allow_on_headers_stop_iteration`)
+    /// delivers nothing more until the filter resumes it.
+    Stalled {
+        /// Where it stopped.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -115,13 +127,26 @@ impl Outcome {
     }
 }
 
-/// How a paused stream callback ended.
+/// How a stream callback ended.
 enum Phase {
+    /// The filter returned `Continue`, or resumed the stream before the callback's callouts
+    /// were answered.
     Continue,
-    /// The filter paused with more of the stream to come: as in Envoy, the headers are held and
-    /// the next callback (the body) still runs; a `Continue` there releases everything.
-    Held,
+    /// The filter paused and neither resumed nor replied: the stream stays where it is.
+    Paused,
+    /// The filter replied or reset the stream.
     Stop(Outcome),
+}
+
+/// Envoy's own local reply when the data a filter buffers (`StopIterationAndBuffer`) grows past
+/// the connection's buffer limit.
+fn payload_too_large() -> Outcome {
+    Outcome::LocalReply {
+        status: 413,
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: b"Payload Too Large".to_vec(),
+        details: "request_payload_too_large".into(),
+    }
 }
 
 /// One worker VM.
@@ -199,6 +224,7 @@ impl Worker {
             on_configure: optional(&mut store, &instance, "proxy_on_configure")?,
             on_request_headers: optional(&mut store, &instance, "proxy_on_request_headers")?,
             on_request_body: optional(&mut store, &instance, "proxy_on_request_body")?,
+            on_request_trailers: optional(&mut store, &instance, "proxy_on_request_trailers")?,
             on_response_headers: optional(&mut store, &instance, "proxy_on_response_headers")?,
             on_response_body: optional(&mut store, &instance, "proxy_on_response_body")?,
             on_log: optional(&mut store, &instance, "proxy_on_log")?,
@@ -342,24 +368,19 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs one stream callback, answers the callouts it made, and decides whether the stream
-    /// goes on.
+    /// Runs one stream callback (`call` makes it), answers the callouts it made, and says how
+    /// the stream stands.
     fn phase(
         &mut self,
-        name: &str,
-        callback: Option<&StreamCallback>,
-        args: (u32, u32, u32),
+        context: u32,
+        call: impl FnOnce(&mut Self) -> Result<u32, String>,
     ) -> Result<Phase, String> {
-        let more_follows = args.2 == 0;
-        let Some(callback) = callback else {
-            return Ok(Phase::Continue);
-        };
         if let Some(stream) = self.store.data_mut().stream.as_mut() {
             stream.resumed_request = false;
             stream.resumed_response = false;
         }
-        self.store.data_mut().effective_context = args.0;
-        let action = self.call(callback, args)?;
+        self.store.data_mut().effective_context = context;
+        let action = call(self)?;
         self.drain_callouts()?;
         let Some(stream) = self.store.data_mut().stream.as_mut() else {
             return Err("harness bug: the stream vanished".into());
@@ -378,12 +399,32 @@ impl Worker {
         if action == action::CONTINUE || stream.resumed_request || stream.resumed_response {
             return Ok(Phase::Continue);
         }
-        if more_follows {
-            return Ok(Phase::Held);
+        Ok(Phase::Paused)
+    }
+
+    /// A stream callback with `(context, size, end_of_stream)`.
+    fn stream_phase(
+        &mut self,
+        callback: Option<&StreamCallback>,
+        args: (u32, u32, u32),
+    ) -> Result<Phase, String> {
+        match callback {
+            Some(f) => self.phase(args.0, |w| w.call(f, args)),
+            None => Ok(Phase::Continue),
         }
-        Ok(Phase::Stop(Outcome::FailClosed {
-            reason: format!("the filter paused in {name} and neither continued nor replied"),
-        }))
+    }
+
+    /// Whether a headers-phase pause with more of the stream to come still lets the body and
+    /// trailers through (`allow_on_headers_stop_iteration`); otherwise Envoy's wasm host turns
+    /// it into StopAllIterationAndWatermark and the stream hangs until the filter resumes it.
+    fn headers_pause(&self, name: &str, end_of_stream: bool) -> Option<Outcome> {
+        let allowed = self.store.data().shared.allow_on_headers_stop_iteration;
+        (!end_of_stream && !allowed).then(|| Outcome::Stalled {
+            reason: format!(
+                "the filter paused in {name} with more of the stream to come; without \
+                 allow_on_headers_stop_iteration Envoy delivers nothing more until it resumes"
+            ),
+        })
     }
 
     /// Runs one request through the filter.
@@ -407,23 +448,21 @@ impl Worker {
         let context = self.next_context;
         self.next_context = self.next_context.wrapping_add(1).max(ROOT_ID + 1);
         let header_count = input.headers.len() as u32;
-        let body_len = input.body.as_ref().map(|b| b.len() as u32);
         self.store.data_mut().stream = Some(StreamState {
             context_id: context,
             request_headers: input.headers,
-            request_body: input.body.unwrap_or_default(),
+            request_trailers: input.trailers,
             properties: input.properties,
             ..StreamState::default()
         });
         let e = Arc::clone(&self.exports);
         self.call(&e.on_context_create, (context, ROOT_ID))?;
-        let outcome = self.stream_phases(
-            context,
-            header_count,
-            body_len,
-            input.response_headers,
-            input.response_body,
-        )?;
+        let outcome = match self.request_phases(context, header_count, input.body)? {
+            Ok(body) => {
+                self.response_phases(context, body, input.response_headers, input.response_body)?
+            }
+            Err(outcome) => outcome,
+        };
         if let Some(on_log) = &e.on_log {
             self.call(on_log, context)?;
         }
@@ -436,59 +475,180 @@ impl Worker {
         Ok(outcome)
     }
 
-    fn stream_phases(
+    /// The request's headers, body chunks and trailers, as Envoy's wasm host drives them:
+    /// the body that went upstream, or how the request ended here.
+    fn request_phases(
         &mut self,
         context: u32,
         header_count: u32,
-        body_len: Option<u32>,
+        chunks: Vec<Vec<u8>>,
+    ) -> Result<Result<Vec<u8>, Outcome>, String> {
+        let e = Arc::clone(&self.exports);
+        let trailer_count = self
+            .store
+            .data()
+            .stream
+            .as_ref()
+            .map_or(0, |s| s.request_trailers.len() as u32);
+        let limit = self.store.data().shared.buffer_limit;
+        let end = chunks.is_empty() && trailer_count == 0;
+        // Whether the request is stopped at this filter.
+        let mut held = false;
+        let mut last = "proxy_on_request_headers";
+        match self.stream_phase(
+            e.on_request_headers.as_ref(),
+            (context, header_count, u32::from(end)),
+        )? {
+            Phase::Stop(outcome) => return Ok(Err(outcome)),
+            Phase::Continue => {}
+            Phase::Paused => {
+                if let Some(stalled) = self.headers_pause(last, end) {
+                    return Ok(Err(stalled));
+                }
+                held = true;
+            }
+        }
+        let mut forwarded = Vec::new();
+        // Data the filter asked Envoy to buffer (StopIterationAndBuffer), not yet released.
+        let mut buffered: Option<Vec<u8>> = None;
+        let count = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let end = i + 1 == count && trailer_count == 0;
+            // Envoy adds new data to what the filter buffered, then hands over the whole buffer.
+            let data = match buffered.take() {
+                Some(mut b) => {
+                    b.extend_from_slice(&chunk);
+                    if b.len() > limit {
+                        return Ok(Err(payload_too_large()));
+                    }
+                    b
+                }
+                None => chunk,
+            };
+            let len = data.len() as u32;
+            self.set_request_body(data)?;
+            last = "proxy_on_request_body";
+            let step =
+                self.stream_phase(e.on_request_body.as_ref(), (context, len, u32::from(end)))?;
+            let data = self.take_request_body()?;
+            match step {
+                Phase::Stop(outcome) => return Ok(Err(outcome)),
+                Phase::Continue => {
+                    held = false;
+                    forwarded.extend_from_slice(&data);
+                }
+                Phase::Paused => {
+                    if data.len() > limit {
+                        return Ok(Err(payload_too_large()));
+                    }
+                    held = true;
+                    buffered = Some(data);
+                }
+            }
+        }
+        if trailer_count > 0 {
+            // The trailers callback sees the buffered body, as Envoy's does.
+            self.set_request_body(buffered.take().unwrap_or_default())?;
+            last = "proxy_on_request_trailers";
+            let step = match &e.on_request_trailers {
+                Some(f) => self.phase(context, |w| w.call(f, (context, trailer_count)))?,
+                None => Phase::Continue,
+            };
+            let data = self.take_request_body()?;
+            match step {
+                Phase::Stop(outcome) => return Ok(Err(outcome)),
+                Phase::Continue => held = false,
+                Phase::Paused => held = true,
+            }
+            if !held {
+                forwarded.extend_from_slice(&data);
+            }
+        } else if let Some(data) = buffered.take()
+            && !held
+        {
+            forwarded.extend_from_slice(&data);
+        }
+        if held {
+            return Ok(Err(Outcome::FailClosed {
+                reason: format!("the filter paused in {last} and neither continued nor replied"),
+            }));
+        }
+        Ok(Ok(forwarded))
+    }
+
+    fn set_request_body(&mut self, body: Vec<u8>) -> Result<(), String> {
+        let stream = self
+            .store
+            .data_mut()
+            .stream
+            .as_mut()
+            .ok_or("harness bug: the stream vanished")?;
+        stream.request_body = body;
+        Ok(())
+    }
+
+    fn take_request_body(&mut self) -> Result<Vec<u8>, String> {
+        let stream = self
+            .store
+            .data_mut()
+            .stream
+            .as_mut()
+            .ok_or("harness bug: the stream vanished")?;
+        Ok(std::mem::take(&mut stream.request_body))
+    }
+
+    /// The upstream answered: the response's headers and body through the filter.
+    fn response_phases(
+        &mut self,
+        context: u32,
+        body: Vec<u8>,
         response_headers: HeaderMap,
         response_body: Option<Vec<u8>>,
     ) -> Result<Outcome, String> {
         let e = Arc::clone(&self.exports);
-        let end = u32::from(body_len.is_none());
-        if let Phase::Stop(outcome) = self.phase(
-            "proxy_on_request_headers",
-            e.on_request_headers.as_ref(),
-            (context, header_count, end),
-        )? {
-            return Ok(outcome);
-        }
-        if let Some(len) = body_len
-            && let Phase::Stop(outcome) = self.phase(
-                "proxy_on_request_body",
-                e.on_request_body.as_ref(),
-                (context, len, 1),
-            )?
-        {
-            return Ok(outcome);
-        }
         let response_len = response_body.as_ref().map(|b| b.len() as u32);
-        let (headers, body) = {
+        let headers = {
             let Some(stream) = self.store.data_mut().stream.as_mut() else {
                 return Err("harness bug: the stream vanished".into());
             };
-            let sent = (stream.request_headers.clone(), stream.request_body.clone());
+            let sent = stream.request_headers.clone();
             stream.response_headers = Some(response_headers.clone());
             stream.response_body = response_body.unwrap_or_default();
             sent
         };
-        let end = u32::from(response_len.is_none());
+        let end = response_len.is_none();
         let count = response_headers.len() as u32;
-        if let Phase::Stop(outcome) = self.phase(
-            "proxy_on_response_headers",
+        match self.stream_phase(
             e.on_response_headers.as_ref(),
-            (context, count, end),
+            (context, count, u32::from(end)),
         )? {
-            return Ok(outcome);
+            Phase::Stop(outcome) => return Ok(outcome),
+            Phase::Continue => {}
+            Phase::Paused => {
+                if let Some(stalled) = self.headers_pause("proxy_on_response_headers", end) {
+                    return Ok(stalled);
+                }
+                if end {
+                    return Ok(Outcome::FailClosed {
+                        reason: "the filter paused in proxy_on_response_headers and neither \
+                                 continued nor replied"
+                            .into(),
+                    });
+                }
+            }
         }
-        if let Some(len) = response_len
-            && let Phase::Stop(outcome) = self.phase(
-                "proxy_on_response_body",
-                e.on_response_body.as_ref(),
-                (context, len, 1),
-            )?
-        {
-            return Ok(outcome);
+        if let Some(len) = response_len {
+            match self.stream_phase(e.on_response_body.as_ref(), (context, len, 1))? {
+                Phase::Stop(outcome) => return Ok(outcome),
+                Phase::Continue => {}
+                Phase::Paused => {
+                    return Ok(Outcome::FailClosed {
+                        reason: "the filter paused in proxy_on_response_body and neither \
+                                 continued nor replied"
+                            .into(),
+                    });
+                }
+            }
         }
         let response_headers = self
             .store

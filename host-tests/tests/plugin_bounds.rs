@@ -306,3 +306,29 @@ fn junk_wrapped_keys_are_held_to_the_cold_path_budget_and_never_starve_a_session
     assert_eq!(metric(&gw, "autoid_requests_allowed"), valid_sent);
     assert_bounded(&gw, &fx.config, GROUP.len() + 2);
 }
+
+#[test]
+fn a_subject_without_rights_cannot_fill_the_replay_table() {
+    // 16 buckets of 8 slots. dave proves who he is but is in no group: his valid proofs are
+    // refused before their nonces are claimed, so his 400 (25 a bucket: claimed, they would fill
+    // every bucket) leave room for alice's 8, which no bucket can overflow.
+    let gw = Fixture::static_groups()
+        .with("/replay", json!({ "buckets": 16, "slots_per_bucket": 8 }))
+        .build();
+    let dave = epoch().issue("dave").unwrap();
+    let mut caller = Caller::open(&gw);
+    for i in 0..400 {
+        let out = caller.send(&gw, &dave, i % 2);
+        assert_eq!(out.local_status(), Some(403), "dave's request {i}: {out:?}");
+    }
+    assert_eq!(
+        usage(&gw, "autoid.replay.").0,
+        0,
+        "no nonce of dave's claimed"
+    );
+    let alice = epoch().issue("alice").unwrap();
+    for i in 0..8 {
+        let out = caller.send(&gw, &alice, i % 2);
+        assert!(out.is_upstream(), "alice's request {i}: {out:?}");
+    }
+}

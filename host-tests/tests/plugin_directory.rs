@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use autoid_host_tests::{CalloutRequest, CalloutResult, Cluster, Gateway};
 use common::autoid::{
-    BRIDGE_AUTHORITY, CLUSTER, Client, Fixture, PAYMENTS_AUTH, TOKEN, bridge_reply,
-    callout_subject, expect_denied, metric, upstream, values,
+    AUTHORITY, BRIDGE_AUTHORITY, CLUSTER, Client, Fixture, PAYMENTS_AUTH, PROOF, TOKEN,
+    bridge_reply, callout_subject, expect_denied, metric, now, upstream, values,
 };
 use serde_json::json;
 
@@ -138,13 +138,11 @@ fn the_authority_defaults_to_the_cluster_name() {
 }
 
 #[test]
-fn a_subject_full_of_ldap_metacharacters_is_percent_encoded() {
+fn subjects_are_percent_encoded_and_metacharacters_never_reach_the_bridge() {
+    // The canonical grammar keeps LDAP metacharacters out of subjects altogether (a proof naming
+    // one is refused before any callout); what it allows is still percent-encoded in the query.
     let bridge = Bridge::default();
-    let subjects = [
-        "*)(uid=*))(|(uid=*",
-        "cn=admin,dc=example\\,dc=com",
-        "al ice&subject=root#x?y/z%41+é",
-    ];
+    let subjects = ["svc@ci.example", "a.b-c_d9"];
     for s in subjects {
         bridge.set(s, Answer::Groups(vec!["payments"]));
     }
@@ -157,15 +155,30 @@ fn a_subject_full_of_ldap_metacharacters_is_percent_encoded() {
         let path = call.header(":path").unwrap();
         assert_eq!(path, format!("/v1/groups?subject={}", encode(subject)));
         let value = path.split_once("?subject=").unwrap().1;
-        assert!(
-            !value.contains(['&', '=', '(', ')', '*', ',', '\\', ' ', '#', '/', '?', '+']),
-            "{path}"
-        );
+        assert!(!value.contains(['@', '&', '=']), "{path}");
         assert_eq!(common::autoid::percent_decode(value), *subject);
     }
+    assert_eq!(encode(subjects[0]), "svc%40ci.example");
+    let mut alice = Client::open(&gw, "alice");
+    let before = gw.callouts().len();
+    for subject in [
+        "*)(uid=*))(|(uid=*",
+        "cn=admin,dc=example",
+        "al ice&subject=root",
+    ] {
+        let bytes = alice.payload(now(&gw), subject).to_bytes();
+        let proof = alice.seal_raw(PATH, &bytes);
+        let out = gw
+            .request("GET", AUTHORITY, PATH)
+            .route("payments")
+            .header(PROOF, &proof)
+            .send();
+        assert_eq!(out.local_status(), Some(401), "{subject:?}: {out:?}");
+    }
     assert_eq!(
-        encode(subjects[0]),
-        "%2A%29%28uid%3D%2A%29%29%28%7C%28uid%3D%2A"
+        gw.callouts().len(),
+        before,
+        "no callout for a non-canonical subject"
     );
 }
 
@@ -400,4 +413,50 @@ fn a_proof_failure_never_reaches_the_bridge() {
         "missing",
     );
     assert_eq!(callouts(&gw), 0);
+}
+
+#[test]
+fn an_entry_under_another_spelling_is_403_and_a_bad_group_name_never_reaches_a_header() {
+    let bridge = Bridge::default();
+    // The directory matched `Alice` for `alice` (LDAP compares case-insensitively).
+    bridge.set(
+        "alice",
+        Answer::Body(
+            r#"{"subject":"alice","found":true,"entry_subject":"Alice","groups":["payments"]}"#
+                .into(),
+        ),
+    );
+    // carol's entry is hers, with a group whose name would read as another in the header.
+    bridge.set(
+        "carol",
+        Answer::Body(
+            r#"{"subject":"carol","found":true,"entry_subject":"carol","groups":["payments","ops,admins"]}"#
+                .into(),
+        ),
+    );
+    let gw = Fixture::directory(bridge.cluster()).build();
+    let mut alice = Client::open(&gw, "alice");
+    expect_denied(
+        &gw,
+        alice.get(&gw, "payments", PATH),
+        403,
+        "subject_mismatch",
+    );
+    assert!(
+        gw.logs().iter().any(|l| l
+            .message
+            .contains(r#"entry for subject "alice" is "Alice""#)),
+        "{:#?}",
+        gw.logs()
+    );
+    let mut carol = Client::open(&gw, "carol");
+    let out = carol.get(&gw, "payments", PATH).send();
+    assert_eq!(values(upstream(&out), "x-autoid-groups"), ["payments"]);
+    assert!(
+        gw.logs().iter().any(|l| l
+            .message
+            .contains("1 invalid group name(s) for subject \"carol\"")),
+        "{:#?}",
+        gw.logs()
+    );
 }

@@ -240,11 +240,13 @@ pub fn parse_reply(
     if reply.groups.len() > MAX_GROUPS || (!reply.found && !reply.groups.is_empty()) {
         return Err(BridgeError::Malformed("groups"));
     }
-    if reply
-        .entry_subject
-        .as_ref()
-        .is_some_and(|e| !reply.found || e.is_empty() || e.len() > MAX_ENTRY_SUBJECT_LEN)
-    {
+    // A found entry names itself: without its identifier the filter cannot tell `Alice` from
+    // `alice`, so such a reply is unusable (fail closed), as is one on a not-found answer.
+    let entry_ok = match &reply.entry_subject {
+        Some(e) => reply.found && !e.is_empty() && e.len() <= MAX_ENTRY_SUBJECT_LEN,
+        None => !reply.found,
+    };
+    if !entry_ok {
         return Err(BridgeError::Malformed("entry_subject"));
     }
     let mut groups = reply.groups;
@@ -329,7 +331,8 @@ mod tests {
 
     #[test]
     fn replies_are_checked() {
-        let ok = br#"{"subject":"alice","found":true,"groups":["payments"]}"#;
+        let ok =
+            br#"{"subject":"alice","found":true,"entry_subject":"alice","groups":["payments"]}"#;
         assert_eq!(
             parse_reply(Some(200), Some(ok), "alice", 5),
             Ok(Decision {
@@ -401,17 +404,19 @@ mod tests {
             assert_eq!(d.groups(), None);
         }
 
-        // The same spelling, or a bridge that does not send the field, is a plain answer.
+        // The same spelling is a plain answer.
         let same =
             br#"{"subject":"carol","found":true,"groups":["reports"],"entry_subject":"carol"}"#;
         assert_eq!(
             parse_reply(Some(200), Some(same), "carol", 5),
             Ok(found(&["reports"]))
         );
+        // A bridge that does not say which entry it found cannot be told apart from one that
+        // matched `Carol`: unusable.
         let old = br#"{"subject":"carol","found":true,"groups":["reports"]}"#;
         assert_eq!(
             parse_reply(Some(200), Some(old), "carol", 5),
-            Ok(found(&["reports"]))
+            Err(BridgeError::Malformed("entry_subject"))
         );
 
         // An entry_subject without an entry, empty, or oversized is a broken reply.
@@ -498,7 +503,8 @@ mod tests {
         assert_eq!(d.groups.join(","), "payments,reports");
 
         // Every name invalid: found with no groups; the decision stands.
-        let reply = br#"{"subject":"alice","found":true,"groups":["ops,admins"]}"#;
+        let reply =
+            br#"{"subject":"alice","found":true,"entry_subject":"alice","groups":["ops,admins"]}"#;
         let d = parse_reply(Some(200), Some(reply), "alice", 5).unwrap();
         assert_eq!(d.groups(), Some(&[][..]));
         assert_eq!(d.dropped_groups, 1);

@@ -8,6 +8,8 @@ use autoid_protocol::config::{Api, Config, Directory, Groups};
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::header::Proof;
 use autoid_protocol::intervals::Interval;
+use autoid_protocol::path::path_is_safe;
+use autoid_protocol::policy::MAX_BODY_BYTES;
 use autoid_protocol::verify::{SessionCache, SessionKey, Verified, check_body, verify};
 use autoid_protocol::{Reject, Request};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -23,8 +25,6 @@ use crate::sessions::{Hit, Sessions};
 use crate::store::{CREATE_ONLY_CAS, Store};
 use crate::wasm_host::{self, Metrics, SharedData};
 
-/// Largest request body the filter buffers to check a body-bound proof.
-const MAX_BODY_BYTES: usize = 1 << 20;
 const SALT_KEY: &str = "autoid.replay-salt";
 /// Subjects whose derived entropy stream (HKDF + AES key schedule) a worker keeps.
 const MAX_STREAMS: usize = 1024;
@@ -226,17 +226,18 @@ impl SessionCache for CacheAdapter<'_> {
     }
 }
 
-/// Where a paused request stands.
+/// Where a paused request stands. A verified proof travels with it: its nonce is claimed only
+/// when the request is allowed.
 #[derive(Default)]
 enum Pending {
     #[default]
     Nothing,
-    /// Waiting for the whole body to check a body-bound proof.
+    /// Waiting for the whole body (its last data, or the trailers) to check a body-bound proof.
     Body { api: String, verified: Verified },
     /// Waiting for the directory bridge.
     Directory {
         api: String,
-        subject: String,
+        verified: Verified,
         stale: Option<Decision>,
     },
 }
@@ -250,6 +251,8 @@ pub struct Http {
     /// Headers the filter manages that the client sent: removed before the request goes on.
     strip: Vec<String>,
     pending: Pending,
+    /// The request body bytes the host has buffered for this filter so far.
+    body_seen: usize,
 }
 
 impl Http {
@@ -276,7 +279,8 @@ impl Http {
         }
     }
 
-    /// Verifies the proof and records its nonce; the proof header is removed by the caller.
+    /// Verifies the proof. Its nonce is not claimed here: only a request that will be allowed
+    /// claims one ([`Http::claim`]), so a subject without rights cannot fill the replay table.
     fn verify(
         &self,
         state: &State,
@@ -299,6 +303,13 @@ impl Http {
             .entropy
             .borrow_mut()
             .verified(&verified.epoch, &verified.subject);
+        Ok(verified)
+    }
+
+    /// Claims the proof's nonce in the replay table shared by every worker (atomic: of two
+    /// requests carrying the same proof, one claims it).
+    fn claim(&self, state: &State, verified: &Verified) -> Result<(), Denial> {
+        let now = wasm_host::now_ms() / 1000;
         let expires = verified
             .timestamp
             .saturating_add(state.config.limits.max_skew_secs + 1);
@@ -306,7 +317,7 @@ impl Http {
             .replay
             .insert(&SharedData, &verified.nonce, expires, now)
         {
-            Insert::Fresh => Ok(verified),
+            Insert::Fresh => Ok(()),
             Insert::Replay => {
                 state.count(Counter::ReplaysRejected);
                 Err(Denial::Unauthorized(Reject::Replay))
@@ -317,15 +328,26 @@ impl Http {
         }
     }
 
-    /// Decides with known groups: `Continue` after injecting (the request goes upstream), or
-    /// `Pause` after a denial.
-    fn decide(&self, state: &State, api: &Api, subject: &str, groups: Option<&[String]>) -> Action {
+    /// Decides with known groups: `Continue` after claiming the nonce and injecting (the request
+    /// goes upstream), or `Pause` after a denial.
+    fn decide(
+        &self,
+        state: &State,
+        api: &Api,
+        verified: &Verified,
+        groups: Option<&[String]>,
+    ) -> Action {
+        let subject = verified.subject.as_str();
         let Some(groups) = groups else {
             self.deny(Denial::Forbidden(Forbid::UnknownSubject), Some(subject));
             return Action::Pause;
         };
         if !api.require.allows(groups) {
             self.deny(Denial::Forbidden(Forbid::NotInGroups), Some(subject));
+            return Action::Pause;
+        }
+        if let Err(denial) = self.claim(state, verified) {
+            self.deny(denial, Some(subject));
             return Action::Pause;
         }
         // The proof and any client copy of a header the filter manages never go upstream.
@@ -346,9 +368,33 @@ impl Http {
         Action::Continue
     }
 
+    /// Decides with the directory's answer: an entry found under another spelling of the
+    /// subject is refused (subjects are compared byte for byte), else as [`Http::decide`].
+    fn decide_directory(
+        &self,
+        state: &State,
+        api: &Api,
+        verified: &Verified,
+        decision: &Decision,
+    ) -> Action {
+        if let Some(entry) = decision.mismatch() {
+            wasm_host::info(&format!(
+                "autoid: the directory entry for subject {:?} is {entry:?}: not the same subject request_id={}",
+                verified.subject, self.request_id
+            ));
+            self.deny(
+                Denial::Forbidden(Forbid::SubjectMismatch),
+                Some(&verified.subject),
+            );
+            return Action::Pause;
+        }
+        self.decide(state, api, verified, decision.groups())
+    }
+
     /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
     /// (denied with a local reply, or waiting for the bridge).
-    fn authorize(&mut self, state: &State, api_name: &str, subject: &str) -> Action {
+    fn authorize(&mut self, state: &State, api_name: &str, verified: Verified) -> Action {
+        let subject = verified.subject.as_str();
         let Some(api) = state.config.apis.get(api_name) else {
             self.deny(Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
             return Action::Pause;
@@ -356,7 +402,7 @@ impl Http {
         let directory: &Directory = match &state.config.groups {
             Groups::Static(map) => {
                 let groups = map.get(subject).map(Vec::as_slice);
-                return self.decide(state, api, subject, groups);
+                return self.decide(state, api, &verified, groups);
             }
             Groups::Directory(d) => d,
         };
@@ -370,7 +416,7 @@ impl Http {
             match decision.freshness(now, directory) {
                 Freshness::Fresh => {
                     state.count(Counter::DirectoryCacheHits);
-                    return self.decide(state, api, subject, decision.groups());
+                    return self.decide_directory(state, api, &verified, &decision);
                 }
                 Freshness::Stale => stale = Some(decision),
                 Freshness::Expired => {}
@@ -391,7 +437,7 @@ impl Http {
                 state.count(Counter::DirectoryCallouts);
                 self.pending = Pending::Directory {
                     api: api_name.to_owned(),
-                    subject: subject.to_owned(),
+                    verified,
                     stale,
                 };
                 Action::Pause
@@ -401,7 +447,7 @@ impl Http {
                     "autoid: directory callout could not be dispatched to cluster {:?} request_id={}",
                     directory.cluster, self.request_id
                 ));
-                self.fallback(state, api, subject, stale, Unavailable::Dispatch)
+                self.fallback(state, api, &verified, stale, Unavailable::Dispatch)
             }
         }
     }
@@ -411,7 +457,7 @@ impl Http {
         &self,
         state: &State,
         api: &Api,
-        subject: &str,
+        verified: &Verified,
         stale: Option<Decision>,
         why: Unavailable,
     ) -> Action {
@@ -419,10 +465,10 @@ impl Http {
         match stale {
             Some(decision) => {
                 state.count(Counter::DirectoryStaleServed);
-                self.decide(state, api, subject, decision.groups())
+                self.decide_directory(state, api, verified, &decision)
             }
             None => {
-                self.deny(Denial::Unavailable(why), Some(subject));
+                self.deny(Denial::Unavailable(why), Some(&verified.subject));
                 Action::Pause
             }
         }
@@ -476,6 +522,10 @@ impl Http {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.as_str())
         };
+        if !path_is_safe(pseudo(":path").unwrap_or_default()) {
+            self.deny(Denial::UnsafePath, None);
+            return Action::Pause;
+        }
         let verified = proof.map_err(Denial::Unauthorized).and_then(|proof| {
             let request = Request {
                 method: pseudo(":method").unwrap_or_default(),
@@ -494,6 +544,9 @@ impl Http {
         let route = self.route.clone();
         if let Some(expected) = verified.body_digest {
             if !end_of_stream {
+                // The body, then maybe trailers, follow: the request stays paused until the
+                // whole body is here (rendered with `allow_on_headers_stop_iteration`, so Envoy
+                // delivers it; docs/GATEWAY.md).
                 self.pending = Pending::Body {
                     api: route,
                     verified,
@@ -505,7 +558,31 @@ impl Http {
                 return Action::Pause;
             }
         }
-        self.authorize(&state, &route, &verified.subject)
+        self.authorize(&state, &route, verified)
+    }
+
+    /// The whole body is buffered (its last data arrived, or the trailers did): checks it
+    /// against the proof's digest, then authorizes.
+    fn body_complete(&mut self) -> Action {
+        let Pending::Body { api, verified } = std::mem::take(&mut self.pending) else {
+            return Action::Pause;
+        };
+        let Some(state) = self.state.clone() else {
+            return Action::Pause;
+        };
+        let body = if self.body_seen == 0 {
+            Vec::new()
+        } else {
+            self.get_http_request_body(0, self.body_seen)
+                .unwrap_or_default()
+        };
+        if let Some(expected) = verified.body_digest
+            && let Err(r) = check_body(&expected, &body)
+        {
+            self.deny(Denial::Unauthorized(r), Some(&verified.subject));
+            return Action::Pause;
+        }
+        self.authorize(&state, &api, verified)
     }
 }
 
@@ -519,17 +596,18 @@ impl Context for Http {
     ) {
         let Pending::Directory {
             api,
-            subject,
+            verified,
             stale,
         } = std::mem::take(&mut self.pending)
         else {
             return;
         };
+        let subject = verified.subject.as_str();
         let Some(state) = self.state.clone() else {
             return;
         };
         let Some(api_def) = state.config.apis.get(&api) else {
-            self.deny(Denial::Forbidden(Forbid::UnknownRoute), Some(&subject));
+            self.deny(Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
             return;
         };
         let status = self
@@ -543,12 +621,19 @@ impl Context for Http {
             self.get_http_call_response_body(0, body_size)
         };
         let now = wasm_host::now_ms() / 1000;
-        match parse_reply(status, body.as_deref(), &subject, now) {
+        match parse_reply(status, body.as_deref(), subject, now) {
             Ok(decision) => {
                 if let Some(table) = &state.decisions {
-                    table.put(&SharedData, &subject, &decision);
+                    table.put(&SharedData, subject, &decision);
                 }
-                if let Action::Continue = self.decide(&state, api_def, &subject, decision.groups())
+                if decision.dropped_groups > 0 {
+                    wasm_host::warn(&format!(
+                        "autoid: the directory gave {} invalid group name(s) for subject {subject:?}: dropped request_id={}",
+                        decision.dropped_groups, self.request_id
+                    ));
+                }
+                if let Action::Continue =
+                    self.decide_directory(&state, api_def, &verified, &decision)
                 {
                     self.resume_http_request();
                 }
@@ -560,7 +645,7 @@ impl Context for Http {
                     self.request_id
                 ));
                 if let Action::Continue =
-                    self.fallback(&state, api_def, &subject, stale, Unavailable::Directory)
+                    self.fallback(&state, api_def, &verified, stale, Unavailable::Directory)
                 {
                     self.resume_http_request();
                 }
@@ -582,29 +667,30 @@ impl HttpContext for Http {
             Pending::Directory { .. } => return Action::Pause,
             Pending::Nothing => return Action::Continue,
         }
+        // Envoy hands over everything buffered so far (this filter returned
+        // StopIterationAndBuffer for the earlier data).
+        self.body_seen = body_size;
         if body_size > MAX_BODY_BYTES {
             let Pending::Body { verified, .. } = std::mem::take(&mut self.pending) else {
                 return Action::Pause;
             };
-            self.deny(Denial::Unauthorized(Reject::Body), Some(&verified.subject));
+            self.deny(Denial::BodyTooLarge, Some(&verified.subject));
             return Action::Pause;
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        let Pending::Body { api, verified } = std::mem::take(&mut self.pending) else {
-            return Action::Pause;
-        };
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        let Some(state) = self.state.clone() else {
-            return Action::Pause;
-        };
-        if let Some(expected) = verified.body_digest
-            && let Err(r) = check_body(&expected, &body)
-        {
-            self.deny(Denial::Unauthorized(r), Some(&verified.subject));
-            return Action::Pause;
+        self.body_complete()
+    }
+
+    /// Trailers end the request: a body awaited for its proof is complete now. The SDK's
+    /// default (`Continue`) would resume a request paused for the body or the directory, past
+    /// every check: never return it while something is pending.
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        match &self.pending {
+            Pending::Body { .. } => self.body_complete(),
+            Pending::Directory { .. } => Action::Pause,
+            Pending::Nothing => Action::Continue,
         }
-        self.authorize(&state, &api, &verified.subject)
     }
 }

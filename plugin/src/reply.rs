@@ -1,4 +1,4 @@
-//! Denials and the uniform responses they become: 401, 403 or 503, a small JSON body with an
+//! Denials and the uniform responses they become: 400, 401, 403, 413 or 503, a small JSON body with an
 //! error code and the request id, `WWW-Authenticate` on 401. The precise reason goes to the log
 //! and metrics only.
 
@@ -15,6 +15,8 @@ pub enum Forbid {
     UnknownSubject,
     /// The subject lacks the groups the API requires.
     NotInGroups,
+    /// The directory's entry is another spelling of the subject (`Alice` for `alice`).
+    SubjectMismatch,
 }
 
 /// Why a dependency could not answer.
@@ -28,8 +30,6 @@ pub enum Unavailable {
     Directory,
     /// The callout could not even be dispatched.
     Dispatch,
-    /// The body the proof binds is larger than the filter buffers.
-    BodyTooLarge,
 }
 
 /// A denial: what the client sees is the status and coarse code; the reason is for operators.
@@ -41,6 +41,10 @@ pub enum Denial {
     Forbidden(Forbid),
     /// 503: fail closed.
     Unavailable(Unavailable),
+    /// 413: the body a proof binds is larger than the filter buffers to check it.
+    BodyTooLarge,
+    /// 400: a path upstreams could read as another (`..;`, `//`, `%2F`: protocol::path).
+    UnsafePath,
 }
 
 impl Denial {
@@ -50,6 +54,8 @@ impl Denial {
             Denial::Unauthorized(_) => 401,
             Denial::Forbidden(_) => 403,
             Denial::Unavailable(_) => 503,
+            Denial::BodyTooLarge => 413,
+            Denial::UnsafePath => 400,
         }
     }
 
@@ -59,6 +65,8 @@ impl Denial {
             Denial::Unauthorized(_) => "unauthorized",
             Denial::Forbidden(_) => "forbidden",
             Denial::Unavailable(_) => "unavailable",
+            Denial::BodyTooLarge => "payload_too_large",
+            Denial::UnsafePath => "bad_request",
         }
     }
 
@@ -70,11 +78,13 @@ impl Denial {
             Denial::Forbidden(Forbid::Disabled) => "api_disabled",
             Denial::Forbidden(Forbid::UnknownSubject) => "unknown_subject",
             Denial::Forbidden(Forbid::NotInGroups) => "not_in_groups",
+            Denial::Forbidden(Forbid::SubjectMismatch) => "subject_mismatch",
             Denial::Unavailable(Unavailable::NotConfigured) => "not_configured",
             Denial::Unavailable(Unavailable::ReplayCache) => "replay_cache",
             Denial::Unavailable(Unavailable::Directory) => "directory",
             Denial::Unavailable(Unavailable::Dispatch) => "dispatch",
-            Denial::Unavailable(Unavailable::BodyTooLarge) => "body_too_large",
+            Denial::BodyTooLarge => "body_too_large",
+            Denial::UnsafePath => "unsafe_path",
         }
     }
 
@@ -89,6 +99,7 @@ impl Denial {
             Forbid::Disabled,
             Forbid::UnknownSubject,
             Forbid::NotInGroups,
+            Forbid::SubjectMismatch,
         ] {
             out.push(Denial::Forbidden(f).reason());
         }
@@ -97,10 +108,11 @@ impl Denial {
             Unavailable::ReplayCache,
             Unavailable::Directory,
             Unavailable::Dispatch,
-            Unavailable::BodyTooLarge,
         ] {
             out.push(Denial::Unavailable(u).reason());
         }
+        out.push(Denial::BodyTooLarge.reason());
+        out.push(Denial::UnsafePath.reason());
         out
     }
 }

@@ -33,6 +33,7 @@ mod error;
 pub mod header;
 pub mod intervals;
 pub mod keys;
+pub mod path;
 pub mod verify;
 mod wire;
 

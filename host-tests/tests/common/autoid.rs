@@ -202,13 +202,16 @@ impl Fixture {
         self
     }
 
-    /// The builder, before `build`.
+    /// The builder, before `build`: Envoy as `autoid gateway render` configures it
+    /// (`allow_on_headers_stop_iteration`, twice the filter's body limit per connection).
     pub fn builder(&self) -> GatewayBuilder {
         let mut b = super::plugin()
             .gateway()
             .plugin_config(self.config.to_string())
             .workers(self.workers)
-            .start_time(start());
+            .start_time(start())
+            .allow_on_headers_stop_iteration(true)
+            .buffer_limit(2 * autoid_protocol::policy::MAX_BODY_BYTES);
         for (name, cluster) in &self.clusters {
             b = b.cluster(name, cluster.clone());
         }
@@ -417,6 +420,8 @@ pub fn expect_denied(
     let error = match status {
         401 => "unauthorized",
         403 => "forbidden",
+        400 => "bad_request",
+        413 => "payload_too_large",
         503 => "unavailable",
         other => panic!("no uniform body for {other}"),
     };
@@ -482,7 +487,9 @@ pub fn callout_subject(req: &CalloutRequest) -> String {
 /// The bridge's answer for a subject: found with `groups`, or not found.
 pub fn bridge_reply(subject: &str, groups: Option<&[&str]>) -> CalloutReply {
     let body = match groups {
-        Some(groups) => json!({ "subject": subject, "found": true, "groups": groups }),
+        Some(groups) => {
+            json!({ "subject": subject, "found": true, "entry_subject": subject, "groups": groups })
+        }
         None => json!({ "subject": subject, "found": false, "groups": [] }),
     };
     CalloutReply::new(200)
