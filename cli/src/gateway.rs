@@ -39,7 +39,8 @@ pub(crate) enum ConfigCommand {
     the private keys in plugin.keys_dir and the epoch files, and writes one Envoy bootstrap \
     (JSON). The filter configuration inside is checked with the filter's own parser first. \
     The output holds secrets (private keys, epoch secrets, injected credentials, the bridge \
-    token): it is written with mode 0600, and Envoy's admin /config_dump shows them.")]
+    token): it is written with mode 0600. Envoy's admin interface listens on a unix socket \
+    (mode 0600) beside the output unless listeners.admin says otherwise.")]
 pub(crate) struct RenderArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -115,14 +116,32 @@ pub(crate) fn run_config(cmd: &ConfigCommand) -> Result<Outcome> {
 }
 
 /// The rendered bootstrap, pretty JSON with a final newline.
-fn render(common: &CommonArgs) -> Result<String> {
+/// The admin socket's file name when the definitions name none: beside the rendered bootstrap.
+const ADMIN_SOCKET: &str = "envoy-admin.sock";
+
+/// Renders the bootstrap; `out` is where it will be written (the admin socket goes beside it).
+fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
     let defs = Definitions::load(&common.config)?;
     let config = filter::build(&defs)?;
     let style = match &common.relative_to {
         Some(dir) => PathStyle::RelativeTo(dir.clone()),
         None => PathStyle::Absolute,
     };
-    let bootstrap = envoy::bootstrap(&defs, &filter::to_string(&config)?, &style)?;
+    let admin_socket = out
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""))
+        .join(ADMIN_SOCKET);
+    if let defs::Admin::Tcp(address, port) = defs.gateway.listeners.admin() {
+        eprintln!(
+            "autoid: WARNING: {}: listeners.admin puts Envoy's admin interface on TCP \
+             {address}:{port}. Anyone who can reach it (any local user, an SSRF in any service \
+             on this host) can read /config_dump, change /runtime_modify and stop Envoy with \
+             /quitquitquit, without credentials. Remove `address` and `port` to get the default, \
+             a unix socket with mode 0600.",
+            common.config.join("gateway.json").display()
+        );
+    }
+    let bootstrap = envoy::bootstrap(&defs, &filter::to_string(&config)?, &style, &admin_socket)?;
     let wasm = defs.resolve(&defs.gateway.plugin.wasm_file);
     if !wasm.is_file() {
         eprintln!(
@@ -137,7 +156,7 @@ fn render(common: &CommonArgs) -> Result<String> {
 }
 
 fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
-    let text = render(&args.common)?;
+    let text = render(&args.common, args.out.as_deref())?;
     match &args.out {
         Some(out) => {
             files::write_file(out, text.as_bytes(), SECRET_MODE, true)?;
@@ -165,7 +184,7 @@ fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
 }
 
 fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
-    let text = render(&args.common)?;
+    let text = render(&args.common, None)?;
     println!("definitions: ok");
     let Some(envoy) = find_envoy(args.envoy.as_deref()) else {
         eprintln!(

@@ -98,10 +98,39 @@ fn render_writes_0600_with_named_routes_and_a_valid_filter_config() {
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let bootstrap: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    // Admin on a unix socket beside the output, mode 0600: no TCP admin listener at all.
+    let admin = &bootstrap["admin"]["address"];
+    assert!(admin.get("socket_address").is_none(), "{admin}");
     assert_eq!(
-        bootstrap["admin"]["address"]["socket_address"]["address"],
-        "127.0.0.1"
+        admin["pipe"]["path"],
+        dir.path().join("envoy-admin.sock").to_str().unwrap(),
+        "the socket the definitions name"
     );
+    assert_eq!(admin["pipe"]["mode"], 0o600);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("WARNING"),
+        "no warning for the default"
+    );
+    // Body-bound proofs need Envoy to deliver the body to a filter that paused the headers.
+    let wasm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"][0]["typed_config"]["config"]
+        .clone();
+    assert_eq!(wasm["allow_on_headers_stop_iteration"], true);
+    // Paths and header names are normalized or refused before routing.
+    for listener in bootstrap["static_resources"]["listeners"]
+        .as_array()
+        .unwrap()
+    {
+        let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
+        assert_eq!(hcm["normalize_path"], true);
+        assert_eq!(hcm["merge_slashes"], true);
+        assert_eq!(hcm["path_with_escaped_slashes_action"], "REJECT_REQUEST");
+        assert_eq!(
+            hcm["common_http_protocol_options"]["headers_with_underscores_action"],
+            "REJECT_REQUEST"
+        );
+        assert_eq!(listener["per_connection_buffer_limit_bytes"], 2 << 20);
+    }
     let config = wasm_filter_config(&bootstrap);
     assert_eq!(config["directory"]["cluster"], "autoid_bridge");
     assert_eq!(
@@ -173,7 +202,7 @@ fn injected_values_come_from_env_file_or_value() {
 
 #[test]
 fn errors_name_the_file_the_field_and_the_value() {
-    let cases: [(&str, &str, &str, &str); 5] = [
+    let cases: [(&str, &str, &str, &str); 6] = [
         (
             "apis/payments.json",
             r#""any_of": ["payments"]"#,
@@ -200,9 +229,15 @@ fn errors_name_the_file_the_field_and_the_value() {
         ),
         (
             "gateway.json",
-            r#""address": "127.0.0.1", "port": 9901"#,
-            r#""address": "0.0.0.0", "port": 9901"#,
+            r#""admin": { "socket": "envoy-admin.sock" }"#,
+            r#""admin": { "address": "0.0.0.0", "port": 9901 }"#,
             "gateway.json: listeners.admin.address: the admin interface must bind a loopback address",
+        ),
+        (
+            "gateway.json",
+            r#""admin": { "socket": "envoy-admin.sock" }"#,
+            r#""admin": { "socket": "a.sock", "port": 9901 }"#,
+            "gateway.json: listeners.admin: give either `socket` or `address` and `port`, not both",
         ),
     ];
     for (file, from, to, expected) in cases {
@@ -285,4 +320,30 @@ fn validate_runs_envoy_when_it_is_there() {
         stdout(&o)
     );
     assert!(stdout(&o).contains(": ok"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_tcp_admin_is_rendered_only_when_asked_for_and_with_a_warning() {
+    let dir = example_copy();
+    let path = dir.path().join("gateway.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = r#""admin": { "socket": "envoy-admin.sock" }"#;
+    assert!(text.contains(from));
+    std::fs::write(
+        &path,
+        text.replace(from, r#""admin": { "address": "127.0.0.1", "port": 9901 }"#),
+    )
+    .unwrap();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let bootstrap: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        bootstrap["admin"]["address"]["socket_address"]["port_value"],
+        9901
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("WARNING") && stderr.contains("/config_dump"),
+        "{stderr}"
+    );
 }

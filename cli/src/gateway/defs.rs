@@ -45,7 +45,45 @@ pub(crate) struct Listeners {
     #[serde(default)]
     pub(crate) http: Option<Listener>,
     #[serde(default)]
-    pub(crate) admin: Option<Listener>,
+    pub(crate) admin: Option<AdminDef>,
+}
+
+/// Envoy's admin interface: a unix socket (the default, beside the rendered bootstrap), or TCP on
+/// loopback only when `address` and `port` ask for it (a warning at render time).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminDef {
+    /// The socket's path (relative: to the config directory); created mode 0600.
+    #[serde(default)]
+    pub(crate) socket: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) address: Option<String>,
+    #[serde(default)]
+    pub(crate) port: Option<u16>,
+}
+
+/// Where the admin interface listens, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Admin {
+    /// A unix socket at this path; `None`: beside the rendered bootstrap.
+    Socket(Option<PathBuf>),
+    /// TCP, loopback only.
+    Tcp(String, u16),
+}
+
+impl Listeners {
+    /// The admin interface as configured (a socket unless TCP is asked for).
+    pub(crate) fn admin(&self) -> Admin {
+        match &self.admin {
+            Some(AdminDef {
+                address: Some(a),
+                port: Some(p),
+                ..
+            }) => Admin::Tcp(a.clone(), *p),
+            Some(AdminDef { socket, .. }) => Admin::Socket(socket.clone()),
+            None => Admin::Socket(None),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,18 +381,34 @@ fn check_gateway(file: &Path, g: &Gateway) -> Result<()> {
         check_address(file, "listeners.http.address", &h.address)?;
     }
     if let Some(a) = &l.admin {
-        check_address(file, "listeners.admin.address", &a.address)?;
-        if a.address
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| !ip.is_loopback())
-        {
+        match (&a.socket, &a.address, a.port) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            (Some(_), _, _) => {
+                return Err(field(
+                    file,
+                    "listeners.admin",
+                    "give either `socket` or `address` and `port`, not both".to_owned(),
+                ));
+            }
+            (None, _, _) => {
+                return Err(field(
+                    file,
+                    "listeners.admin",
+                    "a TCP admin needs both `address` and `port` (or give `socket`, the default)"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    if let Admin::Tcp(address, _) = l.admin() {
+        check_address(file, "listeners.admin.address", &address)?;
+        if address.parse::<IpAddr>().is_ok_and(|ip| !ip.is_loopback()) {
             return Err(field(
                 file,
                 "listeners.admin.address",
                 format!(
                     "the admin interface must bind a loopback address: it can dump the \
-                     configuration, secrets included (value: {:?})",
-                    a.address
+                     configuration and stop Envoy (value: {address:?})"
                 ),
             ));
         }
@@ -362,7 +416,10 @@ fn check_gateway(file: &Path, g: &Gateway) -> Result<()> {
     let ports: Vec<(&str, u16)> = [
         l.https.as_ref().map(|h| ("https", h.port)),
         l.http.as_ref().map(|h| ("http", h.port)),
-        l.admin.as_ref().map(|h| ("admin", h.port)),
+        match l.admin() {
+            Admin::Tcp(_, port) => Some(("admin", port)),
+            Admin::Socket(_) => None,
+        },
     ]
     .into_iter()
     .flatten()

@@ -1,13 +1,14 @@
 //! The Envoy v3 bootstrap: listeners (HTTPS with Mozilla "intermediate" TLS and HSTS, plain HTTP
 //! for development), one named route per API, a cluster per upstream and one for the LDAP
-//! bridge, the autoid wasm filter (V8, `FAIL_CLOSED`) before the router, admin on loopback.
+//! bridge, the autoid wasm filter (V8, `FAIL_CLOSED`) before the router, paths and header names
+//! normalized or refused before routing (docs/GATEWAY.md), admin on a unix socket.
 
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::defs::{ApiDef, Definitions, Upstream, host_port};
+use super::defs::{Admin, ApiDef, Definitions, Upstream, host_port};
 use super::filter::BRIDGE_CLUSTER;
 
 /// Mozilla "intermediate" (server side TLS 5.x) TLS 1.2 suites that BoringSSL has; the DHE
@@ -232,7 +233,10 @@ fn wasm_filter(wasm: &str, configuration: &str) -> Value {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": configuration
                 },
-                "failure_policy": "FAIL_CLOSED"
+                "failure_policy": "FAIL_CLOSED",
+                // Without it Envoy turns the filter's headers-phase pause into "stop everything,
+                // body included", and a body-bound proof waits forever for its body.
+                "allow_on_headers_stop_iteration": true
             }
         }
     })
@@ -251,7 +255,15 @@ fn connection_manager(
         "codec_type": "AUTO",
         "server_name": "autoid",
         "use_remote_address": true,
+        // The path is normalized before routing, so the proof binds and the route matches the
+        // path the upstream gets: `.`/`..` resolved (RFC 3986), `//` merged, and an escaped
+        // `/` or `\` (%2F, %5C) refused with 400: an upstream that decodes them would serve a
+        // path outside the API's base. Header names with `_` are refused with 400: many
+        // frameworks fold `_` into `-`, so `x_autoid_subject` would pass for a managed header.
         "normalize_path": true,
+        "merge_slashes": true,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
         "route_config": route_config(name, defs, hsts),
         "http_filters": [
             wasm_filter(wasm, configuration),
@@ -287,11 +299,17 @@ fn connection_manager(
     hcm
 }
 
-/// The whole bootstrap.
+/// Request bytes Envoy buffers per connection: twice the largest body the filter checks, so the
+/// filter's own 413 (uniform JSON, logged) answers first.
+pub(crate) const CONNECTION_BUFFER_BYTES: usize = 2 * autoid_protocol::policy::MAX_BODY_BYTES;
+
+/// The whole bootstrap. `admin_socket` is where the admin socket goes when the definitions do
+/// not say.
 pub(crate) fn bootstrap(
     defs: &Definitions,
     configuration: &str,
     style: &PathStyle,
+    admin_socket: &Path,
 ) -> Result<Value> {
     let g = &defs.gateway;
     let wasm = style.render(&defs.resolve(&g.plugin.wasm_file))?;
@@ -303,6 +321,7 @@ pub(crate) fn bootstrap(
             "name": "autoid_https",
             "stat_prefix": "autoid_https",
             "address": socket(&h.address, h.port),
+            "per_connection_buffer_limit_bytes": CONNECTION_BUFFER_BYTES,
             "filter_chains": [{
                 "transport_socket": {
                     "name": "envoy.transport_sockets.tls",
@@ -336,6 +355,7 @@ pub(crate) fn bootstrap(
             "name": "autoid_http",
             "stat_prefix": "autoid_http",
             "address": socket(&h.address, h.port),
+            "per_connection_buffer_limit_bytes": CONNECTION_BUFFER_BYTES,
             "filter_chains": [{"filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
                 "typed_config": hcm
@@ -358,14 +378,16 @@ pub(crate) fn bootstrap(
         ));
     }
 
-    let (admin_address, admin_port) = g
-        .listeners
-        .admin
-        .as_ref()
-        .map_or(("127.0.0.1", 9901), |a| (a.address.as_str(), a.port));
+    let admin = match g.listeners.admin() {
+        Admin::Tcp(address, port) => socket(&address, port),
+        Admin::Socket(path) => {
+            let path = path.map_or_else(|| admin_socket.to_owned(), |p| defs.resolve(&p));
+            json!({"pipe": {"path": style.render(&path)?, "mode": 0o600}})
+        }
+    };
     Ok(json!({
         "node": {"id": "autoid-gateway", "cluster": "autoid"},
-        "admin": {"address": socket(admin_address, admin_port)},
+        "admin": {"address": admin},
         "static_resources": {"listeners": listeners, "clusters": clusters}
     }))
 }
