@@ -3,7 +3,8 @@
 //!
 //! ```json
 //! {"upstream":"autoid-demo-upstream","method":"GET","path":"/v1/x?y=1",
-//!  "headers":{"authorization":["Bearer …"],"x-autoid-subject":["alice"]},"body_bytes":0}
+//!  "headers":{"authorization":["Bearer …"],"x-autoid-subject":["alice"]},"body_bytes":0,
+//!  "body_sha256":"e3b0c442…"}
 //! ```
 //!
 //! Header names are lowercase; each maps to every value received, in order (so a duplicated
@@ -22,6 +23,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Json;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json<Value> {
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -39,7 +41,12 @@ async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Json
         "path": path,
         "headers": map,
         "body_bytes": body.len(),
+        "body_sha256": hex(&Sha256::digest(&body)),
     }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn listen_address() -> Result<String> {

@@ -6,9 +6,9 @@ mod common;
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier, OnceLock};
-use std::time::Duration;
 
-use common::{Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Stack, bin, request};
+use common::client::{Send, Wire, send};
+use common::{Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Stack, admin_request, bin, request};
 
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
@@ -215,18 +215,122 @@ fn the_tls_listener_serves_with_the_dev_ca_tls12_or_later_and_hsts() {
 }
 
 #[test]
-fn the_admin_interface_answers_only_on_loopback() {
+fn the_admin_interface_is_a_private_unix_socket_and_not_on_tcp() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let s = stack();
-    assert_eq!(s.admin.ip().to_string(), "127.0.0.1");
-    let ready = request(s.admin, "GET", "/ready", &[]).unwrap();
+    let meta = std::fs::metadata(&s.admin).unwrap();
+    assert!(meta.file_type().is_socket(), "{}", s.admin.display());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "owner only");
+    assert_eq!(meta.uid(), std::fs::metadata(s.dir.path()).unwrap().uid());
+    let ready = admin_request(&s.admin, "GET", "/ready").unwrap();
     assert_eq!(ready.status, 200);
-    // Bound to 127.0.0.1 only: another loopback address on the same port is refused.
-    let other = format!("127.0.0.2:{}", s.admin.port()).parse().unwrap();
-    assert!(
-        std::net::TcpStream::connect_timeout(&other, Duration::from_secs(2)).is_err(),
-        "the admin port answers on 127.0.0.2"
-    );
+    // Envoy listens on TCP for the two gateway listeners only.
+    let listeners: serde_json::Value = admin_request(&s.admin, "GET", "/listeners?format=json")
+        .unwrap()
+        .json();
+    let names: Vec<&str> = listeners["listener_statuses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["autoid_https", "autoid_http"]);
+    let rendered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("envoy.json")).unwrap()).unwrap();
+    assert!(rendered["admin"]["address"].get("socket_address").is_none());
     // No route for the admin API on the gateway listeners.
-    let via_gateway = request(s.http, "GET", "/config_dump", &[]).unwrap();
-    assert_ne!(via_gateway.status, 200);
+    for path in ["/config_dump", "/quitquitquit", "/runtime_modify"] {
+        let via_gateway = request(s.http, "POST", path, &[]).unwrap();
+        assert_ne!(via_gateway.status, 200, "{path}");
+    }
+}
+
+#[test]
+fn no_underscore_spelling_of_a_managed_header_reaches_the_upstream() {
+    // Envoy allows `_` in header names by default, and CGI, WSGI, PHP and many frameworks fold
+    // `_` into `-`: the rendered gateway refuses such requests before the filter runs.
+    let s = stack();
+    let path = "/payments/charges";
+    for name in [
+        "x_autoid_subject",
+        "x_autoid_groups",
+        "x_tenant",
+        "x_autoid_proof",
+        "X_Autoid-Subject",
+    ] {
+        let r = s.get_as("alice", path, &[(name, "admin")]);
+        assert_eq!(
+            r.status,
+            400,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        // HTTP/2: the stream is refused too; nothing reaches the echo.
+        let url = format!("http://{}{path}", s.http);
+        let proof = s.prove("alice", "GET", &url);
+        let req = Send::new("GET", path)
+            .header(PROOF_HEADER, &proof)
+            .header(&name.to_ascii_lowercase(), "admin");
+        match send(s.http, Wire::Http2, &req) {
+            Ok(r) => assert_ne!(r.status, 200, "{name} over HTTP/2: {r:?}"),
+            Err(e) => assert!(e.contains("exchange"), "{name} over HTTP/2: {e}"),
+        }
+    }
+    // The same request without the underscored header passes.
+    assert_eq!(s.get_as("alice", path, &[]).status, 200);
+}
+
+#[test]
+fn no_path_variant_reaches_an_upstream_path_outside_the_apis_base() {
+    let s = stack();
+    let variants = [
+        "/payments/..%2F..%2Fadmin%2Fx",
+        "/payments/..%2f..%2fadmin",
+        "/payments/..%5C..%5Cadmin",
+        "/payments/%2e%2e/%2e%2e/admin/x",
+        "/payments//..//admin/x",
+        "/payments/..;/..;/admin/x",
+        "/payments/.;/x",
+        "/payments/x/..;/..;/..;/admin",
+    ];
+    for path in variants {
+        // A proof for the path exactly as sent, so only the gateway's path handling decides.
+        let url = format!("http://{}{path}", s.http);
+        let proof = s.prove("alice", "GET", &url);
+        let r = request(s.http, "GET", path, &[(PROOF_HEADER, &proof)]).unwrap();
+        if path.to_ascii_lowercase().contains("%2f") || path.to_ascii_lowercase().contains("%5c") {
+            assert_eq!(r.status, 400, "{path}: escaped slashes are refused");
+        }
+        if r.status == 200 {
+            let echo = r.json();
+            let got = echo["path"].as_str().unwrap().to_ascii_lowercase();
+            assert!(
+                got.starts_with("/v1/")
+                    && !got.contains("..")
+                    && !got.contains("//")
+                    && !got.contains("%2f")
+                    && !got.contains("%5c")
+                    && !got.contains(';'),
+                "{path} reached the upstream as {got}"
+            );
+        } else {
+            assert!(
+                [400, 401, 403, 404].contains(&r.status),
+                "{path}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_directory_entry_under_another_spelling_is_403() {
+    // The seeded directory stores erin as `uid=Erin`; LDAP matches `erin` to it, autoid does not.
+    let s = stack();
+    let r = s.get_as("erin", "/payments/x", &[]);
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"], "forbidden");
+    s.envoy_log_line(&["directory entry for subject", "erin", "Erin"]);
+    s.envoy_log_line(&["reason=subject_mismatch", "erin"]);
 }

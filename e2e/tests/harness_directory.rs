@@ -135,11 +135,23 @@ fn the_harness_hosted_filter_authorizes_through_the_real_bridge_and_slapd() {
         }
         other => panic!("alice should pass: {other:?}\n{:#?}", gw.logs()),
     }
-    // dave is in no group; `nobody` is not in the directory; the hostile name is escaped by the
-    // bridge and resolves to that one user, who is not in `payments`.
-    for subject in ["dave", "nobody", "evil*)(uid=*))(|(uid=*"] {
+    // dave is in no group; `nobody` is not in the directory; the directory stores erin as
+    // `uid=Erin`, which LDAP matches case-insensitively: not the same subject byte for byte.
+    for (subject, reason) in [
+        ("dave", "not_in_groups"),
+        ("nobody", "unknown_subject"),
+        ("erin", "subject_mismatch"),
+    ] {
         let out = send_as(&gw, &epoch, subject, 1);
         assert_eq!(out.local_status(), Some(403), "{subject}: {out:?}");
+        assert!(
+            gw.logs()
+                .iter()
+                .any(|l| l.message.contains(&format!("reason={reason} "))
+                    && l.message.contains(&format!("subject={subject:?}"))),
+            "{subject}: {:#?}",
+            gw.logs()
+        );
     }
     // Three distinct callouts plus alice's went to the real bridge; a second alice request on the
     // other worker is answered from the shared decision cache.

@@ -4,6 +4,8 @@
 //! in a static, an abort), the way `run_ldap.sh` does with `LDAP_WATCH_PID`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod client;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -290,7 +292,8 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     pub http: SocketAddr,
     pub https: SocketAddr,
-    pub admin: SocketAddr,
+    /// Envoy's admin interface: the unix socket the default render puts beside the bootstrap.
+    pub admin: PathBuf,
     pub bridge_port: u16,
 }
 
@@ -340,7 +343,7 @@ impl Stack {
                 .args(["epoch", "new", "--id", "ep-1", "--out"])
                 .arg(d.join("ep-1.epoch.json")),
         );
-        for who in ["alice", "bob", "dave"] {
+        for who in ["alice", "bob", "dave", "erin"] {
             run_ok(
                 Command::new(&autoid)
                     .args(["entropy", "issue", "--subject", who, "--epoch"])
@@ -398,8 +401,7 @@ impl Stack {
             "listeners": {
                 "https": {"address": "127.0.0.1", "port": 0,
                           "cert_file": d.join("tls/server.pem"), "key_file": d.join("tls/server.key")},
-                "http": {"address": "127.0.0.1", "port": 0},
-                "admin": {"address": "127.0.0.1", "port": 0}
+                "http": {"address": "127.0.0.1", "port": 0}
             },
             "plugin": {
                 "wasm_file": wasm,
@@ -459,38 +461,32 @@ impl Stack {
         wait_ready_bridge(bridge_port, stack_bridge.as_mut().unwrap());
 
         // Envoy: two workers, no hot restart (so no shared memory and no base id to collide).
-        let admin_file = d.join("admin.address");
+        let admin = d.join("envoy-admin.sock");
         let mut envoy = Proc::spawn(
             "envoy",
             Command::new(&envoy_bin)
                 .arg("-c")
                 .arg(&rendered)
                 .args(["--concurrency", "2", "--disable-hot-restart"])
-                .arg("--admin-address-path")
-                .arg(&admin_file)
                 .arg("--log-path")
                 .arg(d.join("envoy.log"))
-                .args(["--log-level", "info", "--component-log-level", "wasm:debug"]),
+                .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
+                // Envoy flushes its log file every 10 s by default; tests read it.
+                .args(["--file-flush-interval-msec", "100"]),
             &d.join("access.log"),
         );
-        let admin: SocketAddr =
-            eventually("Envoy's admin address", Duration::from_secs(30), || {
-                if !envoy.is_running() {
-                    panic!(
-                        "Envoy exited:\n{}\n{}",
-                        std::fs::read_to_string(d.join("envoy.log")).unwrap_or_default(),
-                        envoy.log_text()
-                    );
-                }
-                std::fs::read_to_string(&admin_file)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok())
-            });
         eventually("Envoy ready", Duration::from_secs(30), || {
-            let r = request(admin, "GET", "/ready", &[])?;
+            if !envoy.is_running() {
+                panic!(
+                    "Envoy exited:\n{}\n{}",
+                    std::fs::read_to_string(d.join("envoy.log")).unwrap_or_default(),
+                    envoy.log_text()
+                );
+            }
+            let r = admin_request(&admin, "GET", "/ready")?;
             (r.status == 200).then_some(())
         });
-        let listeners = request(admin, "GET", "/listeners?format=json", &[]).unwrap();
+        let listeners = admin_request(&admin, "GET", "/listeners?format=json").unwrap();
         let listeners: Value = serde_json::from_slice(&listeners.body).unwrap();
         let port_of = |name: &str| -> SocketAddr {
             let l = listeners["listener_statuses"]
@@ -551,23 +547,41 @@ impl Stack {
 
     /// A proof for `subject` and this exact request (a fresh session each time).
     pub fn prove(&self, subject: &str, method: &str, url: &str) -> String {
+        self.prove_body(subject, method, url, None)
+    }
+
+    /// A proof for `subject` and this exact request, binding `body` when given.
+    pub fn prove_body(
+        &self,
+        subject: &str,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> String {
+        let mut cmd = Command::new(bin("autoid"));
+        cmd.arg("prove");
+        if let Some(body) = body {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let file = self.path(&format!("body-{}-{n}", std::process::id()));
+            std::fs::write(&file, body).unwrap();
+            cmd.arg("--body-file").arg(file);
+        }
         let out = run_ok(
-            Command::new(bin("autoid"))
-                .args([
-                    "prove",
-                    "--kid",
-                    "gw-1",
-                    "--subject",
-                    subject,
-                    "--method",
-                    method,
-                    "--url",
-                    url,
-                ])
-                .arg("--public-key")
-                .arg(self.path("keys/gw-1.pub.pem"))
-                .arg("--entropy")
-                .arg(self.path(&format!("{subject}.entropy"))),
+            cmd.args([
+                "--kid",
+                "gw-1",
+                "--subject",
+                subject,
+                "--method",
+                method,
+                "--url",
+                url,
+            ])
+            .arg("--public-key")
+            .arg(self.path("keys/gw-1.pub.pem"))
+            .arg("--entropy")
+            .arg(self.path(&format!("{subject}.entropy"))),
         );
         out.trim().to_owned()
     }
@@ -589,7 +603,7 @@ impl Stack {
     /// An Envoy stat by its full name (0 when absent). The filter is a regex: dots escaped.
     pub fn stat(&self, name: &str) -> u64 {
         let filter = format!("^{}$", name.replace('.', "%5C."));
-        let r = request(self.admin, "GET", &format!("/stats?filter={filter}"), &[]).unwrap();
+        let r = admin_request(&self.admin, "GET", &format!("/stats?filter={filter}")).unwrap();
         let text = String::from_utf8_lossy(&r.body).into_owned();
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
@@ -600,6 +614,20 @@ impl Stack {
     /// Envoy's log, for failure messages.
     pub fn envoy_log(&self) -> String {
         std::fs::read_to_string(self.path("envoy.log")).unwrap_or_default()
+    }
+
+    /// Waits until Envoy's log has a line containing every one of `parts`, and returns it.
+    pub fn envoy_log_line(&self, parts: &[&str]) -> String {
+        eventually(
+            &format!("a line with {parts:?} in Envoy's log"),
+            Duration::from_secs(10),
+            || {
+                self.envoy_log()
+                    .lines()
+                    .find(|l| parts.iter().all(|p| l.contains(p)))
+                    .map(str::to_owned)
+            },
+        )
     }
 }
 
@@ -650,18 +678,37 @@ impl Response {
 }
 
 /// One request on a fresh connection (`connection: close`); None if the connection fails.
-/// `host` is the address as written in the URL, which the proof binds.
+/// The `host` header is the address as written in the URL, which the proof binds.
 pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Option<Response> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
         .ok()?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    exchange(stream, &addr.to_string(), method, path, headers)
+}
+
+/// One request to Envoy's admin interface on its unix socket.
+pub fn admin_request(socket: &Path, method: &str, path: &str) -> Option<Response> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
+    exchange(stream, "localhost", method, path, &[])
+}
+
+fn exchange(
+    mut stream: impl Read + Write,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<Response> {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }

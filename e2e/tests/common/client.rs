@@ -1,0 +1,203 @@
+//! A real HTTP client for the e2e tests (hyper): HTTP/1.1 with `Content-Length` or chunked, and
+//! HTTP/2 (prior knowledge), a body sent in the chunks given, request trailers.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, Request};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::Response;
+
+/// The protocol and framing of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// HTTP/1.1 with `Content-Length`.
+    Http1Length,
+    /// HTTP/1.1 with `Transfer-Encoding: chunked`, one chunk per body chunk.
+    Http1Chunked,
+    /// HTTP/2 over cleartext (prior knowledge), one DATA frame per body chunk.
+    Http2,
+}
+
+/// A request to send.
+#[derive(Debug, Clone)]
+pub struct Send<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: Vec<(String, String)>,
+    /// The body in the chunks it is sent in (none: no body at all).
+    pub chunks: Vec<Vec<u8>>,
+    /// Request trailers (HTTP/2, or HTTP/1.1 chunked).
+    pub trailers: Vec<(String, String)>,
+}
+
+impl<'a> Send<'a> {
+    pub fn new(method: &'a str, path: &'a str) -> Self {
+        Send {
+            method,
+            path,
+            headers: Vec::new(),
+            chunks: Vec::new(),
+            trailers: Vec::new(),
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The body, split into chunks of `chunk` bytes (an empty body is one empty chunk).
+    pub fn body(mut self, body: &[u8], chunk: usize) -> Self {
+        self.chunks = if body.is_empty() {
+            vec![Vec::new()]
+        } else {
+            body.chunks(chunk.max(1)).map(<[u8]>::to_vec).collect()
+        };
+        self
+    }
+
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// The frames of a request body, handed to hyper one by one.
+struct Frames {
+    frames: VecDeque<Frame<Bytes>>,
+    exact: Option<u64>,
+}
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.frames.pop_front().map(Ok))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.exact
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
+    }
+}
+
+fn header_map(pairs: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    map
+}
+
+/// Sends `req` to `addr` on a fresh connection. `Err` carries how the exchange failed (a reset
+/// stream, a closed connection, no answer within 15 s).
+pub fn send(addr: SocketAddr, wire: Wire, req: &Send<'_>) -> Result<Response, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(15), exchange(addr, wire, req))
+            .await
+            .map_err(|_| "no answer within 15 s".to_owned())?
+    })
+}
+
+async fn exchange(addr: SocketAddr, wire: Wire, req: &Send<'_>) -> Result<Response, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let io = TokioIo::new(tcp);
+    let total: usize = req.chunks.iter().map(Vec::len).sum();
+    let mut frames: VecDeque<Frame<Bytes>> = req
+        .chunks
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(|c| Frame::data(Bytes::from(c.clone())))
+        .collect();
+    if !req.trailers.is_empty() {
+        frames.push_back(Frame::trailers(header_map(&req.trailers)));
+    }
+    let body = Frames {
+        frames,
+        exact: (wire == Wire::Http1Length || req.chunks.is_empty()).then_some(total as u64),
+    };
+    let uri = match wire {
+        Wire::Http2 => format!("http://{addr}{}", req.path),
+        _ => req.path.to_owned(),
+    };
+    let mut builder = Request::builder().method(req.method).uri(uri);
+    if wire != Wire::Http2 {
+        builder = builder.header("host", addr.to_string());
+    }
+    if wire == Wire::Http1Chunked && !req.trailers.is_empty() {
+        let names: Vec<&str> = req.trailers.iter().map(|(k, _)| k.as_str()).collect();
+        builder = builder.header("trailer", names.join(", "));
+    }
+    for (k, v) in &req.headers {
+        builder = builder.header(k, v);
+    }
+    let request = builder.body(body).map_err(|e| format!("request: {e}"))?;
+    let response = match wire {
+        Wire::Http2 => {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(|e| format!("h2 handshake: {e}"))?;
+            tokio::spawn(conn);
+            sender.send_request(request).await
+        }
+        _ => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| format!("h1 handshake: {e}"))?;
+            tokio::spawn(conn);
+            sender.send_request(request).await
+        }
+    }
+    .map_err(|e| format!("exchange: {e}"))?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes()
+        .to_vec();
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
