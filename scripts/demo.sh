@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # demo.sh (`make demo`) — requests against the stack `make run` started: an allowed request (the
 # upstream's echo shows the injected credential and identity headers, and no proof header), a
-# 401 without a proof, and a 403 for dave, who is in no group.
+# 401 without a proof, a 403 for dave, who is in no group, and a POST whose proof binds its body.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
 GW=https://127.0.0.1:8443
 CLIENT=(--public-key run/keys/gw-1.pub.pem --cacert run/tls/ca.pem)
+ADMIN=(--unix-socket run/envoy-admin.sock)
 
-if ! curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:9901/ready 2>/dev/null; then
+if ! curl -fsS -o /dev/null --max-time 2 "${ADMIN[@]}" http://localhost/ready 2>/dev/null; then
 	echo "demo.sh: the gateway is not running; start it with \`make run\` (in another terminal)" >&2
 	exit 1
 fi
@@ -50,11 +51,22 @@ show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/dave.entropy --s
 	"$GW/payments/charges"
 
 echo
-echo "4. The filter's counters (Envoy admin, loopback only):"
+echo "4. alice POSTs a charge with a proof that also binds the body's SHA-256: the gateway waits for"
+echo "   the whole body and checks it before the request goes on. The same proof with another body: 401."
+show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/alice.entropy --subject alice \
+	-X POST -H 'content-type: application/json' -d '{"amount":5,"to":"acct-1"}' --bind-body \
+	"$GW/payments/charges"
+PROOF=$("$BIN/autoid" prove --public-key run/keys/gw-1.pub.pem --entropy run/clients/alice.entropy \
+	--subject alice -X POST --url "$GW/payments/charges" --body-file <(printf '{"amount":5,"to":"acct-1"}'))
+show curl -sS --cacert run/tls/ca.pem -H "x-autoid-proof: $PROOF" -H 'content-type: application/json' \
+	--data-binary '{"amount":5000,"to":"acct-666"}' "$GW/payments/charges"
+
+echo
+echo "5. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
 # The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's.
 for _ in $(seq 30); do
-	curl -sS "http://127.0.0.1:9901/stats?filter=autoid_requests_allowed" 2>/dev/null |
+	curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_requests_allowed" 2>/dev/null |
 		grep -q 'autoid_requests_allowed: [1-9]' && break
 	sleep 0.1
 done
-show curl -sS "http://127.0.0.1:9901/stats?filter=autoid_(requests|denied_missing|denied_not_in_groups|rsa)"
+show curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_(requests|denied_missing|denied_not_in_groups|denied_body|rsa)"

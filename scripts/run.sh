@@ -13,7 +13,9 @@ RUN=$REPO/run
 LOGS=$RUN/logs
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
 ENVOY=${ENVOY:-$REPO/.venv/bin/envoy}
-HTTPS_PORT=8443 HTTP_PORT=8080 ADMIN_PORT=9901 BRIDGE_PORT=8389 UPSTREAM_PORT=9000
+HTTPS_PORT=8443 HTTP_PORT=8080 BRIDGE_PORT=8389 UPSTREAM_PORT=9000
+# Envoy's admin: a unix socket (mode 0600) that `autoid gateway render` puts beside run/envoy.json.
+ADMIN_SOCKET=run/envoy-admin.sock
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 die() {
@@ -29,7 +31,7 @@ fi
 [ -x "$ENVOY" ] || die "$ENVOY is missing: run \`make deps-envoy\`"
 command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
 
-for port in $HTTPS_PORT $HTTP_PORT $ADMIN_PORT $BRIDGE_PORT $UPSTREAM_PORT; do
+for port in $HTTPS_PORT $HTTP_PORT $BRIDGE_PORT $UPSTREAM_PORT; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		die "127.0.0.1:$port is already in use (another \`make run\`?); stop it first"
 	fi
@@ -90,9 +92,9 @@ start() { # start NAME LOGFILE CMD...
 	NAMES+=("$name")
 }
 
-wait_http() { # wait_http NAME URL SECONDS
+wait_http() { # wait_http NAME URL SECONDS [curl options]
 	local deadline=$((SECONDS + $3)) pid=${PIDS[-1]}
-	until curl -fsS -o /dev/null --max-time 2 "$2" 2>/dev/null; do
+	until curl -fsS -o /dev/null --max-time 2 "${@:4}" "$2" 2>/dev/null; do
 		kill -0 "$pid" 2>/dev/null || die "$1 exited; see its log in run/logs/"
 		[ "$SECONDS" -lt "$deadline" ] || die "$1 did not answer $2 within $3 s; see run/logs/"
 		sleep 0.2
@@ -135,7 +137,7 @@ autoid gateway render --config gateway-config --out "$RUN/envoy.json" >/dev/null
 say "Envoy $("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p') with the autoid filter"
 start "Envoy" "$LOGS/access.log" "$ENVOY" -c "$RUN/envoy.json" --concurrency 2 --use-dynamic-base-id \
 	--log-path "$LOGS/envoy.log" --log-level "${ENVOY_LOG_LEVEL:-info}" --component-log-level wasm:info
-wait_http "Envoy" "http://127.0.0.1:$ADMIN_PORT/ready" 30
+wait_http "Envoy" "http://localhost/ready" 30 --unix-socket "$ADMIN_SOCKET"
 
 PUB=run/keys/gw-1.pub.pem
 cat <<EOF
@@ -143,7 +145,7 @@ cat <<EOF
 autoid demo is running (Ctrl-C stops everything):
   https://127.0.0.1:$HTTPS_PORT   Envoy + autoid, TLS (dev CA: run/tls/ca.pem)
   http://127.0.0.1:$HTTP_PORT     Envoy + autoid, plain HTTP (local development only)
-  http://127.0.0.1:$ADMIN_PORT     Envoy admin (loopback only; /stats?filter=autoid, /ready)
+  $ADMIN_SOCKET  Envoy admin, unix socket mode 0600 (curl --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid)
   http://127.0.0.1:$BRIDGE_PORT     LDAP bridge (bearer token: run/bridge.token)
   http://127.0.0.1:$UPSTREAM_PORT     demo upstream (echoes what it receives)
   $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)
@@ -159,7 +161,9 @@ Try (or run \`make demo\` in another terminal):
       --cacert run/tls/ca.pem https://127.0.0.1:$HTTPS_PORT/payments/charges
   curl -H "x-autoid-proof: \$(target/release/autoid prove --public-key $PUB --entropy run/clients/alice.entropy \\
       --subject alice --url http://127.0.0.1:$HTTP_PORT/reports/daily)" http://127.0.0.1:$HTTP_PORT/reports/daily
-  curl -s http://127.0.0.1:$ADMIN_PORT/stats?filter=autoid
+  target/release/autoid request --public-key $PUB --entropy run/clients/alice.entropy --subject alice \\
+      --cacert run/tls/ca.pem -X POST -d '{"amount":5}' --bind-body https://127.0.0.1:$HTTPS_PORT/payments/charges
+  curl -s --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid
 EOF
 
 # Stay in the foreground until Ctrl-C, or until a service dies.
