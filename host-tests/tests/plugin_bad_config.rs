@@ -213,6 +213,16 @@ fn limits_and_cache_sizes() {
             "0 is out of range (1 to ",
         ),
         ("cold_path.burst", 0, "0 is out of range (1 to "),
+        (
+            "cold_path.per_source_burst",
+            101,
+            "101 is out of range (1 to 100)",
+        ),
+        (
+            "cold_path.per_source_unwraps_per_second",
+            51,
+            "51 is out of range (1 to 50)",
+        ),
         ("replay.buckets", 0, "0 is out of range (1 to "),
         ("replay.slots_per_bucket", 0, "0 is out of range (1 to "),
         (

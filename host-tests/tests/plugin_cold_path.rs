@@ -1,5 +1,5 @@
-//! The cold-path limit: new sessions (RSA unwraps) are rate limited per worker, established
-//! sessions are not, and the bucket refills with the virtual clock.
+//! The cold-path limit: new sessions (RSA unwraps) are rate limited per worker and per source
+//! address, established sessions are not, and the buckets refill with the virtual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -14,7 +14,12 @@ const PATH: &str = "/v1/payments";
 #[test]
 fn the_third_new_session_in_a_row_is_rate_limited_but_warm_sessions_pass() {
     let gw = Fixture::static_groups()
-        .with("/cold_path", json!({ "unwraps_per_second": 1, "burst": 2 }))
+        // One source, so its share is the whole worker budget: this tests the worker's bucket.
+        .with(
+            "/cold_path",
+            json!({ "unwraps_per_second": 1, "burst": 2,
+                    "per_source_unwraps_per_second": 1, "per_source_burst": 2 }),
+        )
         .build();
     let mut first = Client::open(&gw, "alice");
     let mut second = Client::open(&gw, "carol");
@@ -58,7 +63,12 @@ fn the_third_new_session_in_a_row_is_rate_limited_but_warm_sessions_pass() {
 #[test]
 fn junk_wrapped_keys_spend_the_bucket_not_the_warm_path() {
     let gw = Fixture::static_groups()
-        .with("/cold_path", json!({ "unwraps_per_second": 1, "burst": 2 }))
+        // One source, so its share is the whole worker budget: this tests the worker's bucket.
+        .with(
+            "/cold_path",
+            json!({ "unwraps_per_second": 1, "burst": 2,
+                    "per_source_unwraps_per_second": 1, "per_source_burst": 2 }),
+        )
         .build();
     let mut alice = Client::open(&gw, "alice");
     upstream(&alice.get(&gw, "payments", PATH).worker(0).send());
@@ -95,4 +105,47 @@ fn each_worker_has_its_own_bucket() {
     // ... and b, unwrapped on worker 1, is now warm on worker 0 through shared data.
     upstream(&b.get(&gw, "payments", PATH).worker(0).send());
     assert_eq!(metric(&gw, "autoid_session_cache_hit_shared"), 1);
+}
+
+#[test]
+fn a_junk_flood_from_one_source_leaves_other_sources_their_share() {
+    // A worker budget of 10 unwraps/s (burst 20); each source may spend a quarter (3/s, burst 5).
+    let gw = Fixture::static_groups()
+        .with(
+            "/cold_path",
+            json!({ "unwraps_per_second": 10, "burst": 20 }),
+        )
+        .build();
+    let mut alice = Client::open(&gw, "alice");
+    let proof = alice.proof(&gw, PATH);
+    let from = |p: &str, source: &str| {
+        gw.request("GET", common::autoid::AUTHORITY, PATH)
+            .route("payments")
+            .header(common::autoid::PROOF, p)
+            .property(&["source", "address"], source)
+            .worker(0)
+    };
+    // 200 junk wrapped keys from 127.0.0.1 (many ports) in one instant: 5 unwraps, then refused.
+    let mut unwrapped = 0;
+    for i in 0..200 {
+        let out = from(
+            &common::autoid::tamper(&proof, 2, 5 + i % 300),
+            &format!("127.0.0.1:{}", 20000 + i),
+        )
+        .send();
+        assert_eq!(out.local_status(), Some(401), "{out:?}");
+        unwrapped = metric(&gw, "autoid_rsa_unwraps");
+    }
+    assert_eq!(unwrapped, 5, "the flooding source spent only its share");
+    // A new session from 127.0.0.2 passes at once, on the same worker, in the same instant.
+    let mut carol = Client::open(&gw, "carol");
+    let fresh = carol.proof(&gw, PATH);
+    upstream(&from(&fresh, "127.0.0.2:40000").send());
+    // The flooding source itself waits for its own bucket to refill.
+    let mut again = Client::open(&gw, "alice");
+    let p = again.proof(&gw, PATH);
+    expect_denied(&gw, from(&p, "127.0.0.1:50000"), 401, "rate_limited");
+    gw.clock().advance(Duration::from_millis(334));
+    let p = again.proof(&gw, PATH);
+    upstream(&from(&p, "127.0.0.1:50001").send());
 }

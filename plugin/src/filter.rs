@@ -18,7 +18,7 @@ use proxy_wasm::types::{Action, ContextType};
 use crate::decisions::{Decision, Decisions, Freshness, MAX_REPLY_BYTES, groups_path, parse_reply};
 use crate::entropy_cache::EntropyCache;
 use crate::metrics::{Counter, denied_name};
-use crate::ratelimit::TokenBucket;
+use crate::ratelimit::{SourceBudgets, TokenBucket, source_key};
 use crate::replay::{Insert, ReplayTable};
 use crate::reply::{Denial, Forbid, Unavailable, response, sanitize_request_id};
 use crate::sessions::{Hit, Sessions};
@@ -39,6 +39,7 @@ struct State {
     sessions: RefCell<Sessions>,
     decisions: Option<Decisions>,
     cold_path: RefCell<TokenBucket>,
+    cold_sources: RefCell<SourceBudgets>,
     entropy: RefCell<EntropyCache>,
     metrics: Metrics,
     /// Counts of the per-request counters not yet added to the host's (see [`State::count`]).
@@ -127,6 +128,10 @@ impl RootContext for Root {
                 config.cold_path.unwraps_per_second,
                 config.cold_path.burst,
                 wasm_host::now_ms(),
+            )),
+            cold_sources: RefCell::new(SourceBudgets::new(
+                config.cold_path.per_source_unwraps_per_second,
+                config.cold_path.per_source_burst,
             )),
             entropy: RefCell::new(EntropyCache::new(config.entropy_cache, MAX_STREAMS)),
             metrics,
@@ -218,7 +223,14 @@ impl SessionCache for CacheAdapter<'_> {
     }
 
     fn allow_unwrap(&mut self) -> bool {
-        let allowed = self.state.cold_path.borrow_mut().try_take(self.now_ms);
+        // The source's share first: a source past it never touches the worker's budget.
+        let source = source_key(wasm_host::source_address().as_deref());
+        let allowed = self
+            .state
+            .cold_sources
+            .borrow_mut()
+            .try_take(source, self.now_ms)
+            && self.state.cold_path.borrow_mut().try_take(self.now_ms);
         if allowed {
             self.state.count(Counter::RsaUnwraps);
         }

@@ -48,6 +48,12 @@ pub fn route_name() -> Option<String> {
     String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
 }
 
+/// The downstream peer's address (`source.address`: `ip:port`), if the host gives one.
+pub fn source_address() -> Option<String> {
+    let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
+    String::from_utf8(bytes).ok()
+}
+
 /// Logs at info level.
 pub fn info(message: &str) {
     let _ = hostcalls::log(LogLevel::Info, message);

@@ -97,6 +97,8 @@ struct RawSessionCache {
 struct RawColdPath {
     unwraps_per_second: Option<u32>,
     burst: Option<u32>,
+    per_source_unwraps_per_second: Option<u32>,
+    per_source_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,13 +165,19 @@ struct RawIdentity {
     groups_header: Option<String>,
 }
 
-/// How many cold-path RSA unwraps a worker may start: a token bucket.
+/// How many cold-path RSA unwraps a worker may start: a token bucket, and a smaller one per
+/// source address, so one source cannot spend the whole worker's budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ColdPath {
     /// Tokens added per second.
     pub unwraps_per_second: u32,
     /// Bucket size.
     pub burst: u32,
+    /// Tokens added per second to each source's bucket (default: a quarter of the worker's,
+    /// rounded up).
+    pub per_source_unwraps_per_second: u32,
+    /// Each source's bucket size (default: a quarter of the worker's, rounded up).
+    pub per_source_burst: u32,
 }
 
 /// The session-key cache: a direct-mapped table in shared data, plus a small per-worker map.
@@ -509,14 +517,28 @@ impl TryFrom<RawConfig> for Config {
                 1 << 16,
             )?,
         };
+        let unwraps_per_second = positive(
+            "cold_path.unwraps_per_second",
+            raw.cold_path.unwraps_per_second,
+            50,
+            100_000,
+        )?;
+        let burst = positive("cold_path.burst", raw.cold_path.burst, 100, 100_000)?;
         let cold_path = ColdPath {
-            unwraps_per_second: positive(
-                "cold_path.unwraps_per_second",
-                raw.cold_path.unwraps_per_second,
-                50,
-                100_000,
+            unwraps_per_second,
+            burst,
+            per_source_unwraps_per_second: positive(
+                "cold_path.per_source_unwraps_per_second",
+                raw.cold_path.per_source_unwraps_per_second,
+                unwraps_per_second.div_ceil(4),
+                unwraps_per_second,
             )?,
-            burst: positive("cold_path.burst", raw.cold_path.burst, 100, 100_000)?,
+            per_source_burst: positive(
+                "cold_path.per_source_burst",
+                raw.cold_path.per_source_burst,
+                burst.div_ceil(4),
+                burst,
+            )?,
         };
         let replay = ReplayConfig {
             buckets: positive("replay.buckets", raw.replay.buckets, 16384, 1 << 22)?,
