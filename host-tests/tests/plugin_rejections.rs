@@ -365,7 +365,7 @@ fn a_full_replay_bucket_fails_closed() {
 
 #[test]
 fn paths_upstreams_could_read_as_another_are_400_even_with_a_valid_proof() {
-    // Envoy normalizes or refuses most of these before the filter (e2e/tests/edges.rs); the
+    // Envoy normalizes or refuses most of these before the filter (e2e/tests/gateway.rs); the
     // filter refuses them too, for any gateway and any rendering.
     let (gw, mut alice) = setup();
     for path in [

@@ -113,19 +113,41 @@ fn header_map(pairs: &[(String, String)]) -> HeaderMap {
 /// Sends `req` to `addr` on a fresh connection. `Err` carries how the exchange failed (a reset
 /// stream, a closed connection, no answer within 15 s).
 pub fn send(addr: SocketAddr, wire: Wire, req: &Send<'_>) -> Result<Response, String> {
+    send_from(None, addr, wire, req)
+}
+
+/// [`send`] from the local address `from` (e.g. 127.0.0.2: another source on loopback).
+pub fn send_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    wire: Wire,
+    req: &Send<'_>,
+) -> Result<Response, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(15), exchange(addr, wire, req))
+        tokio::time::timeout(Duration::from_secs(15), exchange(from, addr, wire, req))
             .await
             .map_err(|_| "no answer within 15 s".to_owned())?
     })
 }
 
-async fn exchange(addr: SocketAddr, wire: Wire, req: &Send<'_>) -> Result<Response, String> {
-    let tcp = tokio::net::TcpStream::connect(addr)
+async fn exchange(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    wire: Wire,
+    req: &Send<'_>,
+) -> Result<Response, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = from {
+        socket
+            .bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let tcp = socket
+        .connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let io = TokioIo::new(tcp);
