@@ -9,6 +9,7 @@
 //! - [`envoy`]: bootstraps and the Envoy process.
 //! - [`proofs`]: proofs and JWTs made before each run.
 //! - [`directory`]: slapd and the LDAP bridge for the directory arm.
+//! - [`flood`]: a junk flood from another source beside the paced warm arm (phase 3).
 //! - [`run`]: the arms, the repetitions and the summary.
 //! - [`steps`]: the filter's crypto steps, shared with the wasm microbenchmark module.
 //! - [`wasm_micro`]: times those steps inside wasm (wasmtime, Cranelift).
@@ -20,6 +21,7 @@
 
 pub mod directory;
 pub mod envoy;
+pub mod flood;
 pub mod loadgen;
 pub mod procstat;
 pub mod proofs;

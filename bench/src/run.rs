@@ -2,8 +2,10 @@
 //!
 //! Phase 1 measures every arm at saturation; phase 2 sends every arm the same fixed rate, half of
 //! the slowest non-cold arm's median saturation rate (the cold arm: half of its own), for p50 and
-//! p99 latency. Each run gets a fresh Envoy (fresh shared data: the replay table holds only that
-//! run's nonces) and freshly made proofs.
+//! p99 latency. Phase 3 sends the warm arm the same paced rate while a junk flood from another
+//! source (corrupted wrapped keys, `--flood-rate` per second) spends the cold-path budget: what a
+//! flood does to warm requests' latency. Each run gets a fresh Envoy (fresh shared data: the
+//! replay table holds only that run's nonces) and freshly made proofs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::directory::Directory;
 use crate::envoy::{self, Envoy, HOST, PATH, ROUTE_NAME};
+use crate::flood::{self, Flood, FloodOutcome};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
 use crate::proofs::{self, JwtIssuer, Sessions};
 use crate::steps;
@@ -46,6 +49,9 @@ pub struct Options {
     /// Connections in the paced phase.
     #[arg(long, default_value_t = 64)]
     pub paced_connections: usize,
+    /// Junk requests per second from 127.0.0.2 in phase 3 (0: no phase 3).
+    #[arg(long, default_value_t = 640.0)]
+    pub flood_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory).
     #[arg(long, default_value = "afbcde")]
     pub arms: String,
@@ -139,6 +145,8 @@ impl Arm {
 enum Phase {
     Saturation,
     Paced,
+    /// Paced, with a junk flood from another source.
+    Flood,
 }
 
 /// One measured run.
@@ -157,6 +165,8 @@ struct RunRecord {
     prepared: usize,
     envoy_rss_kb: Option<u64>,
     counters: BTreeMap<String, u64>,
+    /// The junk flood beside this run (phase 3).
+    flood: Option<FloodOutcome>,
 }
 
 struct Settings {
@@ -191,9 +201,14 @@ const MAX_SKEW_SECS: u64 = 120;
 /// bucket (two extra shared-data calls to create it), which steady-state traffic never pays.
 const REPLAY_BUCKETS: u32 = 16_384;
 const REPLAY_SLOTS: u32 = 64;
+/// Junk proofs made for a flood (cycled: a failed unwrap is never cached, so a repeat costs the
+/// same RSA operation).
+const FLOOD_PROOFS: usize = 500;
 
 impl Bench<'_> {
-    fn autoid_config(&self, arm: Arm) -> Result<String> {
+    /// The filter's configuration. Phase 3 keeps the default cold-path budgets (per worker and
+    /// per source): what a flood meets in a default deployment.
+    fn autoid_config(&self, arm: Arm, phase: Phase) -> Result<String> {
         let groups = match (arm, &self.directory) {
             (Arm::Directory, Some(d)) => json!({ "directory": {
                 "cluster": "autoid_ldap_bridge",
@@ -225,11 +240,14 @@ impl Bench<'_> {
             for (k, v) in g {
                 c.insert(k.clone(), v.clone());
             }
+            if phase == Phase::Flood {
+                c.remove("cold_path");
+            }
         }
         Ok(config.to_string())
     }
 
-    fn filters(&self, arm: Arm) -> Result<(Vec<Value>, Vec<Value>)> {
+    fn filters(&self, arm: Arm, phase: Phase) -> Result<(Vec<Value>, Vec<Value>)> {
         let mut clusters = Vec::new();
         let filters = match arm {
             Arm::None => vec![],
@@ -242,7 +260,7 @@ impl Bench<'_> {
                 vec![envoy::wasm_filter(
                     "autoid",
                     &self.o.plugin,
-                    &self.autoid_config(arm)?,
+                    &self.autoid_config(arm, phase)?,
                 )]
             }
         };
@@ -322,7 +340,7 @@ impl Bench<'_> {
         } else {
             count
         };
-        let (filters, clusters) = self.filters(arm)?;
+        let (filters, clusters) = self.filters(arm, phase)?;
         let listen = envoy::free_port()?;
         let admin = envoy::free_port()?;
         let name = format!("{}-{}-{:?}", arm.letter(), rep, phase).to_lowercase();
@@ -330,6 +348,17 @@ impl Bench<'_> {
         let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
         let requests = self.requests(arm, count)?;
         let prepared = requests.bytes.len();
+        let junk = if phase == Phase::Flood {
+            let fresh = self.requests(Arm::Cold, FLOOD_PROOFS)?.bytes;
+            Some(
+                fresh
+                    .iter()
+                    .map(|r| flood::junk(r, PROOF_HEADER))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+        } else {
+            None
+        };
         let mut watch = vec![proxy.pid()];
         if let (Arm::Directory, Some(d)) = (arm, &self.directory) {
             watch.push(d.bridge_pid());
@@ -353,7 +382,13 @@ impl Bench<'_> {
                 0
             },
         };
-        let outcome = loadgen::run(&plan, requests)?;
+        let flooding = match junk {
+            Some(junk) => Some(Flood::start(proxy.addr, junk, self.o.flood_rate, 4)?),
+            None => None,
+        };
+        let outcome = loadgen::run(&plan, requests);
+        let flood = flooding.map(Flood::stop);
+        let outcome = outcome?;
         let mut counters = BTreeMap::new();
         if arm.is_autoid() {
             counters.extend(settled_stats(&proxy, outcome.sent)?);
@@ -390,6 +425,7 @@ impl Bench<'_> {
             envoy_rss_kb: rss,
             counters,
             outcome,
+            flood,
         };
         eprintln!(
             "  {} {:<30} rep {} {:<10} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  envoy {:>6.1} µs/req ({:.2} cpu)  loadgen {:.2} cpu{}{}",
@@ -646,6 +682,22 @@ pub fn main(o: &Options) -> Result<()> {
             }
         }
     }
+    if arms.contains(&Arm::Warm) && o.flood_rate > 0.0 {
+        eprintln!(
+            "autoid-bench: phase 3, the warm arm paced at {paced_rate:.0} req/s beside a junk flood of {:.0} req/s from {}",
+            o.flood_rate,
+            flood::SOURCE
+        );
+        for rep in 0..ctx.s.reps {
+            match ctx.run_one(Arm::Warm, rep, Phase::Flood, Some(paced_rate), paced_rate) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    eprintln!("  c rep {rep} flood FAILED: {e:#}");
+                    failures.push(format!("c/{rep}/flood: {e:#}"));
+                }
+            }
+        }
+    }
     let load_after = loadavg();
     drop(ctx.directory);
 
@@ -742,7 +794,36 @@ fn summarize(
     };
     let rps = |r: &RunRecord| r.outcome.rps;
     let cpu = |r: &RunRecord| r.envoy_cpu_us_per_req;
+    // Phase 3 against phase 2, repetition by repetition.
+    let flood_vs_paced = |f: &dyn Fn(&RunRecord) -> f64| -> Value {
+        let n = pick(Arm::Warm, Phase::Flood, f);
+        let d = pick(Arm::Warm, Phase::Paced, f);
+        let per_rep: Vec<f64> = n.iter().zip(&d).map(|(n, d)| n / d).collect();
+        json!({ "spread": spread(&per_rep), "per_rep": per_rep })
+    };
+    let flood_runs: Vec<&FloodOutcome> = records.iter().filter_map(|r| r.flood.as_ref()).collect();
+    let counter = |r: &RunRecord, name: &str| -> f64 {
+        r.counters
+            .iter()
+            .filter(|(k, _)| k.ends_with(name))
+            .map(|(_, v)| *v as f64)
+            .sum()
+    };
+    let warm_under_flood = json!({
+        "flood_rate": o.flood_rate,
+        "flood_source": flood::SOURCE.to_string(),
+        "flood_sent": flood_runs.iter().map(|f| f.sent).collect::<Vec<_>>(),
+        "flood_non_401": flood_runs.iter().map(|f| f.other).sum::<u64>(),
+        "rsa_unwraps": spread(&pick(Arm::Warm, Phase::Flood, &|r| counter(r, "autoid_rsa_unwraps"))),
+        "rate_limited": spread(&pick(Arm::Warm, Phase::Flood, &|r| counter(r, "autoid_denied_rate_limited"))),
+        "achieved_rps": spread(&pick(Arm::Warm, Phase::Flood, &|r| r.outcome.rps)),
+        "p50_us": spread(&pick(Arm::Warm, Phase::Flood, &|r| r.outcome.p50_us)),
+        "p99_us": spread(&pick(Arm::Warm, Phase::Flood, &|r| r.outcome.p99_us)),
+        "p99_vs_paced": flood_vs_paced(&|r| r.outcome.p99_us),
+        "p50_vs_paced": flood_vs_paced(&|r| r.outcome.p50_us),
+    });
     json!({
+        "warm_under_flood": warm_under_flood,
         "warm_vs_floor": ratio(Arm::Warm, Arm::Floor, &rps),
         "warm_vs_jwt": ratio(Arm::Warm, Arm::Jwt, &rps),
         "warm_vs_none": ratio(Arm::Warm, Arm::None, &rps),
@@ -832,6 +913,20 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
         "\nPaced phase: {} req/s for every arm except cold ({}).\n",
         summary["paced_rate_rps"], summary["cold_paced_rate_rps"]
     ));
+    let f = &summary["warm_under_flood"];
+    if f["p99_us"].get("median").is_some() {
+        t.push_str(&format!(
+            "\nWarm arm paced beside a junk flood of {} req/s from {}: p50 {} µs, p99 {} µs; \
+             p99 {}× the paced run without a flood; RSA unwraps per run {}, rate limited {}.\n",
+            f["flood_rate"],
+            f["flood_source"].as_str().unwrap_or("?"),
+            fmt_spread(&f["p50_us"], 1.0, 0),
+            fmt_spread(&f["p99_us"], 1.0, 0),
+            fmt_spread(&f["p99_vs_paced"]["spread"], 1.0, 2),
+            fmt_spread(&f["rsa_unwraps"], 1.0, 0),
+            fmt_spread(&f["rate_limited"], 1.0, 0),
+        ));
+    }
     t
 }
 
