@@ -49,6 +49,9 @@ pub struct Options {
     /// Connections in the paced phase.
     #[arg(long, default_value_t = 64)]
     pub paced_connections: usize,
+    /// The paced phases' rate (default: half the slowest non-cold arm's saturation rate).
+    #[arg(long)]
+    pub paced_rate: Option<f64>,
     /// Junk requests per second from 127.0.0.2 in phase 3 (0: no phase 3).
     #[arg(long, default_value_t = 640.0)]
     pub flood_rate: f64,
@@ -660,7 +663,9 @@ pub fn main(o: &Options) -> Result<()> {
         .filter(|a| **a != Arm::Cold)
         .filter_map(|a| median_rps(*a))
         .fold(f64::INFINITY, f64::min);
-    let paced_rate = (slowest * 0.5).floor().max(1.0);
+    let paced_rate = o
+        .paced_rate
+        .unwrap_or_else(|| (slowest * 0.5).floor().max(1.0));
     let cold_rate = median_rps(Arm::Cold).map(|r| (r * 0.5).max(1.0));
     eprintln!(
         "autoid-bench: phase 2, paced at {paced_rate:.0} req/s (cold arm: {})",
