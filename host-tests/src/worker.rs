@@ -382,9 +382,7 @@ impl Worker {
         self.store.data_mut().effective_context = context;
         let action = call(self)?;
         self.drain_callouts()?;
-        let Some(stream) = self.store.data_mut().stream.as_mut() else {
-            return Err("harness bug: the stream vanished".into());
-        };
+        let stream = self.stream_mut()?;
         if let Some(reply) = stream.local_reply.take() {
             return Ok(Phase::Stop(Outcome::LocalReply {
                 status: reply.status,
@@ -576,25 +574,22 @@ impl Worker {
         Ok(Ok(forwarded))
     }
 
-    fn set_request_body(&mut self, body: Vec<u8>) -> Result<(), String> {
-        let stream = self
-            .store
+    /// The stream in flight; its absence is a harness bug.
+    fn stream_mut(&mut self) -> Result<&mut StreamState, String> {
+        self.store
             .data_mut()
             .stream
             .as_mut()
-            .ok_or("harness bug: the stream vanished")?;
-        stream.request_body = body;
+            .ok_or_else(|| "harness bug: the stream vanished".to_owned())
+    }
+
+    fn set_request_body(&mut self, body: Vec<u8>) -> Result<(), String> {
+        self.stream_mut()?.request_body = body;
         Ok(())
     }
 
     fn take_request_body(&mut self) -> Result<Vec<u8>, String> {
-        let stream = self
-            .store
-            .data_mut()
-            .stream
-            .as_mut()
-            .ok_or("harness bug: the stream vanished")?;
-        Ok(std::mem::take(&mut stream.request_body))
+        Ok(std::mem::take(&mut self.stream_mut()?.request_body))
     }
 
     /// The upstream answered: the response's headers and body through the filter.
@@ -608,9 +603,7 @@ impl Worker {
         let e = Arc::clone(&self.exports);
         let response_len = response_body.as_ref().map(|b| b.len() as u32);
         let headers = {
-            let Some(stream) = self.store.data_mut().stream.as_mut() else {
-                return Err("harness bug: the stream vanished".into());
-            };
+            let stream = self.stream_mut()?;
             let sent = stream.request_headers.clone();
             stream.response_headers = Some(response_headers.clone());
             stream.response_body = response_body.unwrap_or_default();

@@ -10,11 +10,18 @@
 
 mod common;
 
-use autoid_host_tests::Outcome;
+use autoid_host_tests::{Gateway, Outcome, RequestBuilder};
 use autoid_protocol::policy::MAX_BODY_BYTES;
 use common::autoid::{AUTHORITY, Client, Fixture, PROOF, expect_denied, now, upstream};
 
 const PATH: &str = "/v1/payments";
+
+/// `POST PATH` on the payments route with `proof`.
+fn post<'g>(gw: &'g Gateway, proof: &str) -> RequestBuilder<'g> {
+    gw.request("POST", AUTHORITY, PATH)
+        .route("payments")
+        .header(PROOF, proof)
+}
 const BODY: &[u8] = br#"{"amount":100,"to":"acct-1"}"#;
 
 #[test]
@@ -22,11 +29,7 @@ fn a_proof_bound_to_the_empty_body_passes_without_a_body() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(b""));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .send();
+    let out = post(&gw, &proof).send();
     upstream(&out);
 }
 
@@ -35,14 +38,7 @@ fn a_body_bound_proof_without_its_body_is_refused() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
-    expect_denied(
-        &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof),
-        401,
-        "body",
-    );
+    expect_denied(&gw, post(&gw, &proof), 401, "body");
 }
 
 #[test]
@@ -50,12 +46,7 @@ fn the_right_body_passes() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body(BODY)
-        .send();
+    let out = post(&gw, &proof).body(BODY).send();
     let Outcome::Upstream { body, .. } = &out else {
         panic!("{out:?}");
     };
@@ -69,10 +60,7 @@ fn an_altered_body_is_refused() {
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
     expect_denied(
         &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof)
-            .body(br#"{"amount":999,"to":"acct-1"}"#.to_vec()),
+        post(&gw, &proof).body(br#"{"amount":999,"to":"acct-1"}"#.to_vec()),
         401,
         "body",
     );
@@ -89,12 +77,7 @@ fn a_body_at_the_limit_passes_and_one_byte_more_is_413_with_the_uniform_body() {
     let mut alice = Client::open(&gw, "alice");
     let at_limit = vec![b'x'; MAX_BODY_BYTES];
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(&at_limit));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body_chunks(chunks(&at_limit))
-        .send();
+    let out = post(&gw, &proof).body_chunks(chunks(&at_limit)).send();
     let Outcome::Upstream { body, .. } = &out else {
         panic!("{out:?}");
     };
@@ -104,10 +87,7 @@ fn a_body_at_the_limit_passes_and_one_byte_more_is_413_with_the_uniform_body() {
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(&over));
     expect_denied(
         &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof)
-            .body_chunks(chunks(&over)),
+        post(&gw, &proof).body_chunks(chunks(&over)),
         413,
         "body_too_large",
     );
@@ -124,21 +104,11 @@ fn under_envoys_default_a_body_bound_proof_stalls() {
         .unwrap();
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body(BODY)
-        .send();
+    let out = post(&gw, &proof).body(BODY).send();
     assert!(matches!(out, Outcome::Stalled { .. }), "{out:?}");
     // A proof without a body digest is decided on the headers: nothing waits for the body.
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), None);
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body(BODY)
-        .send();
+    let out = post(&gw, &proof).body(BODY).send();
     assert!(out.is_upstream(), "{out:?}");
 }
 
@@ -148,12 +118,7 @@ fn a_body_in_chunks_is_checked_whole() {
     let mut alice = Client::open(&gw, "alice");
     let body: Vec<u8> = (0..100_000u32).flat_map(u32::to_le_bytes).collect();
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(&body));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body_chunks(chunks(&body))
-        .send();
+    let out = post(&gw, &proof).body_chunks(chunks(&body)).send();
     let Outcome::Upstream { body: sent, .. } = &out else {
         panic!("{out:?}");
     };
@@ -165,10 +130,7 @@ fn a_body_in_chunks_is_checked_whole() {
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(&body));
     expect_denied(
         &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof)
-            .body_chunks(chunks(&altered)),
+        post(&gw, &proof).body_chunks(chunks(&altered)),
         401,
         "body",
     );
@@ -179,10 +141,7 @@ fn trailers_end_the_body_and_never_resume_a_request_whose_body_does_not_match() 
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
+    let out = post(&gw, &proof)
         .body_chunks([BODY[..5].to_vec(), BODY[5..].to_vec()])
         .trailer("x-checksum", "abc")
         .send();
@@ -196,9 +155,7 @@ fn trailers_end_the_body_and_never_resume_a_request_whose_body_does_not_match() 
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
     expect_denied(
         &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof)
+        post(&gw, &proof)
             .body(br#"{"amount":999,"to":"acct-1"}"#.to_vec())
             .trailer("x-checksum", "abc"),
         401,
@@ -211,20 +168,12 @@ fn headers_then_trailers_without_data_is_the_empty_body() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(b""));
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .trailer("x-checksum", "abc")
-        .send();
+    let out = post(&gw, &proof).trailer("x-checksum", "abc").send();
     upstream(&out);
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
     expect_denied(
         &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof)
-            .trailer("x-checksum", "abc"),
+        post(&gw, &proof).trailer("x-checksum", "abc"),
         401,
         "body",
     );
@@ -236,32 +185,11 @@ fn a_body_bound_proof_is_claimed_once_its_body_matched() {
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
     // A wrong body first: refused, and the nonce is not spent on it...
-    expect_denied(
-        &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof)
-            .body(b"{}".to_vec()),
-        401,
-        "body",
-    );
+    expect_denied(&gw, post(&gw, &proof).body(b"{}".to_vec()), 401, "body");
     // ...so the right body with the same proof passes, once.
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body(BODY)
-        .send();
+    let out = post(&gw, &proof).body(BODY).send();
     upstream(&out);
-    expect_denied(
-        &gw,
-        gw.request("POST", AUTHORITY, PATH)
-            .route("payments")
-            .header(PROOF, &proof)
-            .body(BODY),
-        401,
-        "replay",
-    );
+    expect_denied(&gw, post(&gw, &proof).body(BODY), 401, "replay");
 }
 
 #[test]
@@ -269,12 +197,7 @@ fn a_proof_without_a_body_digest_lets_a_body_through_unchecked() {
     let gw = Fixture::static_groups().build();
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), None);
-    let out = gw
-        .request("POST", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .body(BODY)
-        .send();
+    let out = post(&gw, &proof).body(BODY).send();
     let Outcome::Upstream { body, .. } = &out else {
         panic!("{out:?}");
     };
