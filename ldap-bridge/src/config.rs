@@ -35,6 +35,17 @@ pub struct RawConfig {
     pub ldap: RawLdap,
     pub users: RawUsers,
     pub groups: RawGroups,
+    /// The gateway keys whose sessions this service unwraps for the filter (`POST /v1/sessions`).
+    #[serde(default)]
+    pub session_keys: Vec<RawSessionKey>,
+}
+
+/// One gateway private key (PKCS#8 PEM file) and its key id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessionKey {
+    pub kid: String,
+    pub private_key_file: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +193,8 @@ pub struct Config {
     pub ldap: LdapConfig,
     pub users: UsersConfig,
     pub groups: GroupsConfig,
+    /// Gateway key ids and their private key files.
+    pub session_keys: Vec<(String, PathBuf)>,
 }
 
 /// Default user filter.
@@ -456,6 +469,24 @@ impl TryFrom<RawConfig> for Config {
             return Err(Error::config("groups.base", &groups.base, "not a valid DN"));
         }
 
+        let mut session_keys: Vec<(String, PathBuf)> = Vec::new();
+        for (i, k) in raw.session_keys.into_iter().enumerate() {
+            if !autoid_protocol::valid_id(&k.kid) {
+                return Err(Error::config(
+                    format!("session_keys[{i}].kid"),
+                    format!("{:?}", k.kid),
+                    "not a key id (1 to 64 of A-Z a-z 0-9 . _ -)",
+                ));
+            }
+            if session_keys.iter().any(|(kid, _)| *kid == k.kid) {
+                return Err(Error::config(
+                    format!("session_keys[{i}].kid"),
+                    format!("{:?}", k.kid),
+                    "duplicate key id",
+                ));
+            }
+            session_keys.push((k.kid, k.private_key_file));
+        }
         Ok(Config {
             listen,
             token_file: raw.token_file,
@@ -463,6 +494,7 @@ impl TryFrom<RawConfig> for Config {
             ldap,
             users,
             groups,
+            session_keys,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autoid_protocol::directory::{AuthenticateReply, GroupsReply};
+use autoid_protocol::directory::{AuthenticateReply, GroupsReply, SessionReply, SessionRequest};
 use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
+use crate::sessions::{Refusal, Sessions};
 
 /// Longest subject or username accepted, in bytes (the protocol's; the whole grammar is
 /// [`autoid_protocol::valid_subject`]).
@@ -35,6 +36,7 @@ const MAX_BODY: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     directory: Arc<Directory>,
+    sessions: Option<Arc<Sessions>>,
     token_digest: [u8; 32],
     request_timeout: Duration,
 }
@@ -59,9 +61,16 @@ impl AppState {
         let request_timeout = directory.config().request_timeout;
         AppState {
             directory,
+            sessions: None,
             token_digest: digest(token.as_bytes()),
             request_timeout,
         }
+    }
+
+    /// Also unwraps sessions for these keys (`POST /v1/sessions`).
+    pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> AppState {
+        self.sessions = Some(sessions);
+        self
     }
 
     /// Compares the presented bearer token with ours in constant time (both are hashed first, so
@@ -293,6 +302,51 @@ async fn authenticate(
     }
 }
 
+/// The longest wrapped key accepted (RSA-4096), base64url.
+const MAX_WRAPPED_B64: usize = 683;
+
+async fn sessions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<SessionRequest>, JsonRejection>,
+) -> Response {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => return bad_request(format!("body: {}", e.body_text())),
+    };
+    if body.wrapped.len() > MAX_WRAPPED_B64 {
+        return bad_request("wrapped is too long");
+    }
+    let Ok(wrapped) = URL_SAFE_NO_PAD.decode(&body.wrapped) else {
+        return bad_request("wrapped is not base64url");
+    };
+    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
+    let Some(sessions) = &state.sessions else {
+        return refused(StatusCode::NOT_FOUND, "unknown_key");
+    };
+    match sessions.unwrap(&body.kid, wrapped).await {
+        Ok(plaintext) => reply(
+            StatusCode::OK,
+            SessionReply {
+                session: URL_SAFE_NO_PAD.encode(plaintext),
+            },
+            "unwrapped",
+            None,
+        ),
+        Err(Refusal::UnknownKey) => refused(StatusCode::NOT_FOUND, "unknown_key"),
+        Err(Refusal::Unwrap) => refused(StatusCode::UNPROCESSABLE_ENTITY, "unwrap"),
+        Err(Refusal::Overloaded) => {
+            warn!("session unwraps queued past the bound: shedding");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded")
+        }
+    }
+}
+
 async fn healthz() -> Response {
     reply(StatusCode::OK, json!({"status": "ok"}), "ok", None)
 }
@@ -351,6 +405,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/groups", get(groups))
         .route("/v1/authenticate", post(authenticate))
+        .route("/v1/sessions", post(sessions))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)

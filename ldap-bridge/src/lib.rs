@@ -23,6 +23,8 @@ pub mod error;
 pub mod groups;
 /// The HTTP API: routes, bearer-token check, request log.
 pub mod http;
+/// Session unwrapping with the gateway's private keys (`POST /v1/sessions`).
+pub mod sessions;
 /// rustls client configuration from a CA file.
 pub mod tls;
 
@@ -30,3 +32,4 @@ pub use config::{Config, Secrets};
 pub use directory::Directory;
 pub use error::Error;
 pub use http::{AppState, router};
+pub use sessions::Sessions;

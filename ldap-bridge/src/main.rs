@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoid_ldap_bridge::{AppState, Config, Directory, Secrets, router};
+use autoid_ldap_bridge::{AppState, Config, Directory, Secrets, Sessions, router};
 use clap::{Parser, ValueEnum};
 use tracing::{error, info, warn};
 
@@ -139,7 +139,13 @@ async fn main() -> anyhow::Result<()> {
         Ok(()) => info!("directory reachable"),
         Err(e) => warn!(error = %e, "directory not reachable yet; /readyz answers 503 until it is"),
     }
-    let app = router(AppState::new(directory, &secrets.token));
+    let mut state = AppState::new(directory, &secrets.token);
+    if !config.session_keys.is_empty() {
+        let sessions = Sessions::load(&config.session_keys).context("cannot load session keys")?;
+        info!(kids = ?sessions.kids(), "unwrapping sessions for these gateway keys");
+        state = state.with_sessions(Arc::new(sessions));
+    }
+    let app = router(state);
     info!(%addr, url = %config.ldap.url, "autoid-ldap-bridge listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

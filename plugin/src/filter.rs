@@ -5,13 +5,19 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use autoid_protocol::config::{Api, Config, Directory, Groups};
+use autoid_protocol::directory::{SessionReply, SessionRequest};
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::header::Proof;
+use autoid_protocol::header::Proof as ParsedProof;
 use autoid_protocol::intervals::Interval;
 use autoid_protocol::path::path_is_safe;
 use autoid_protocol::policy::MAX_BODY_BYTES;
-use autoid_protocol::verify::{SessionCache, SessionKey, Verified, check_body, verify};
+use autoid_protocol::verify::{
+    SessionCache, SessionKey, Stop, Verified, check_body, verify_or_ask,
+};
 use autoid_protocol::{Reject, Request};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
@@ -252,6 +258,17 @@ enum Pending {
         verified: Verified,
         stale: Option<Decision>,
     },
+    /// Waiting for the agent to unwrap the proof's session: the proof and the request it binds,
+    /// verified again once the session is cached.
+    Session { asked: Asked },
+}
+
+/// What a request asked the agent about, kept to verify the proof again on the answer.
+struct Asked {
+    proof: String,
+    method: String,
+    authority: String,
+    path: String,
 }
 
 /// One request.
@@ -265,6 +282,8 @@ pub struct Http {
     pending: Pending,
     /// The request body bytes the host has buffered for this filter so far.
     body_seen: usize,
+    /// Whether the request has ended (headers, body and trailers all seen).
+    request_done: bool,
 }
 
 impl Http {
@@ -293,24 +312,18 @@ impl Http {
 
     /// Verifies the proof. Its nonce is not claimed here: only a request that will be allowed
     /// claims one ([`Http::claim`]), so a subject without rights cannot fill the replay table.
-    fn verify(
-        &self,
-        state: &State,
-        header: &str,
-        request: &Request<'_>,
-    ) -> Result<Verified, Denial> {
+    fn verify(&self, state: &State, header: &str, request: &Request<'_>) -> Result<Verified, Stop> {
         let now_ms = wasm_host::now_ms();
         let now = now_ms / 1000;
         let mut cache = CacheAdapter { state, now, now_ms };
-        let verified = verify(
+        let verified = verify_or_ask(
             &state.config.keyring,
             &state.config.limits,
             header,
             request,
             now,
             &mut cache,
-        )
-        .map_err(Denial::Unauthorized)?;
+        )?;
         state
             .entropy
             .borrow_mut()
@@ -538,39 +551,153 @@ impl Http {
             self.deny(Denial::UnsafePath, None);
             return Action::Pause;
         }
-        let verified = proof.map_err(Denial::Unauthorized).and_then(|proof| {
-            let request = Request {
-                method: pseudo(":method").unwrap_or_default(),
-                authority: pseudo(":authority").unwrap_or_default(),
-                path: pseudo(":path").unwrap_or_default(),
-            };
-            self.verify(&state, proof, &request)
-        });
-        let verified = match verified {
-            Ok(v) => v,
-            Err(denial) => {
-                self.deny(denial, None);
+        self.request_done = end_of_stream;
+        let proof = match proof {
+            Ok(p) => p,
+            Err(r) => {
+                self.deny(Denial::Unauthorized(r), None);
                 return Action::Pause;
             }
         };
-        let route = self.route.clone();
-        if let Some(expected) = verified.body_digest {
-            if !end_of_stream {
-                // The body, then maybe trailers, follow: the request stays paused until the
-                // whole body is here (rendered with `allow_on_headers_stop_iteration`, so Envoy
-                // delivers it; docs/GATEWAY.md).
-                self.pending = Pending::Body {
-                    api: route,
-                    verified,
-                };
+        let request = Request {
+            method: pseudo(":method").unwrap_or_default(),
+            authority: pseudo(":authority").unwrap_or_default(),
+            path: pseudo(":path").unwrap_or_default(),
+        };
+        let verified = self.verify(&state, proof, &request);
+        self.verified(&state, verified, proof, &request)
+    }
+
+    /// Goes on from a verification: denies, asks the agent for the session, waits for the body
+    /// a proof binds, or authorizes.
+    fn verified(
+        &mut self,
+        state: &State,
+        verified: Result<Verified, Stop>,
+        proof: &str,
+        request: &Request<'_>,
+    ) -> Action {
+        let verified = match verified {
+            Ok(v) => v,
+            Err(Stop::Rejected(r)) => {
+                self.deny(Denial::Unauthorized(r), None);
                 return Action::Pause;
             }
-            if let Err(r) = check_body(&expected, &[]) {
-                self.deny(Denial::Unauthorized(r), Some(&verified.subject));
-                return Action::Pause;
+            Err(Stop::AskAgent) => return self.ask_agent(state, proof, request),
+        };
+        let route = self.route.clone();
+        if verified.body_digest.is_some() {
+            // The body, then maybe trailers, follow: the request stays paused until the whole
+            // body is here (rendered with `allow_on_headers_stop_iteration`, so Envoy delivers
+            // it; docs/GATEWAY.md). It may be whole already, after a wait for the agent.
+            self.pending = Pending::Body {
+                api: route,
+                verified,
+            };
+            return if self.request_done {
+                self.body_complete()
+            } else {
+                Action::Pause
+            };
+        }
+        self.authorize(state, &route, verified)
+    }
+
+    /// Sends the proof's wrapped session to the agent (the key is the agent's): `Pause` until it
+    /// answers, or a 503 when the callout cannot be sent.
+    fn ask_agent(&mut self, state: &State, proof: &str, request: &Request<'_>) -> Action {
+        let (Some(agent), Ok(parsed)) = (&state.config.agent, ParsedProof::parse(proof)) else {
+            self.deny(Denial::Unavailable(Unavailable::Agent), None);
+            return Action::Pause;
+        };
+        let body = serde_json::to_vec(&SessionRequest {
+            kid: parsed.kid().to_owned(),
+            wrapped: URL_SAFE_NO_PAD.encode(parsed.wrapped()),
+        })
+        .unwrap_or_default();
+        let auth = format!("Bearer {}", agent.token);
+        let headers = vec![
+            (":method", "POST"),
+            (":path", "/v1/sessions"),
+            (":authority", agent.authority.as_str()),
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_millis(agent.timeout_ms);
+        match self.dispatch_http_call(&agent.cluster, headers, Some(&body), vec![], timeout) {
+            Ok(_) => {
+                state.count(Counter::AgentSessionCallouts);
+                self.pending = Pending::Session {
+                    asked: Asked {
+                        proof: proof.to_owned(),
+                        method: request.method.to_owned(),
+                        authority: request.authority.to_owned(),
+                        path: request.path.to_owned(),
+                    },
+                };
+                Action::Pause
+            }
+            Err(_) => {
+                wasm_host::warn(&format!(
+                    "autoid: session callout could not be dispatched to cluster {:?} request_id={}",
+                    agent.cluster, self.request_id
+                ));
+                state.count(Counter::AgentSessionFailures);
+                self.deny(Denial::Unavailable(Unavailable::Dispatch), None);
+                Action::Pause
             }
         }
-        self.authorize(&state, &route, verified)
+    }
+
+    /// The agent answered a session callout: caches the session and verifies again, or denies
+    /// (401 when the agent refused the key or the unwrap, 503 when it did not answer usably).
+    fn session_answer(
+        &mut self,
+        state: &State,
+        asked: &Asked,
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Action {
+        let request = Request {
+            method: &asked.method,
+            authority: &asked.authority,
+            path: &asked.path,
+        };
+        let verified = match (status, parse_session(body)) {
+            (Some(200), Some(session)) => {
+                if let Ok(proof) = ParsedProof::parse(&asked.proof) {
+                    let now_ms = wasm_host::now_ms();
+                    let mut cache = CacheAdapter {
+                        state,
+                        now: now_ms / 1000,
+                        now_ms,
+                    };
+                    cache.put(&proof, &session);
+                }
+                match self.verify(state, &asked.proof, &request) {
+                    // The session was just cached: asking again means it could not be.
+                    Err(Stop::AskAgent) => None,
+                    other => Some(other),
+                }
+            }
+            (Some(404), _) => Some(Err(Stop::Rejected(Reject::UnknownKey))),
+            (Some(422), _) => Some(Err(Stop::Rejected(Reject::Unwrap))),
+            _ => None,
+        };
+        match verified {
+            Some(v) => self.verified(state, v, &asked.proof, &request),
+            None => {
+                state.count(Counter::AgentSessionFailures);
+                wasm_host::warn(&format!(
+                    "autoid: the agent did not unwrap a session (status {}) request_id={}",
+                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    self.request_id
+                ));
+                self.deny(Denial::Unavailable(Unavailable::Agent), None);
+                Action::Pause
+            }
+        }
     }
 
     /// The whole body is buffered (its last data arrived, or the trailers did): checks it
@@ -582,6 +709,10 @@ impl Http {
         let Some(state) = self.state.clone() else {
             return Action::Pause;
         };
+        if self.body_seen > MAX_BODY_BYTES {
+            self.deny(Denial::BodyTooLarge, Some(&verified.subject));
+            return Action::Pause;
+        }
         let body = if self.body_seen == 0 {
             Vec::new()
         } else {
@@ -606,13 +737,37 @@ impl Context for Http {
         body_size: usize,
         _trailers: usize,
     ) {
-        let Pending::Directory {
-            api,
-            verified,
-            stale,
-        } = std::mem::take(&mut self.pending)
-        else {
-            return;
+        let (api, verified, stale) = match std::mem::take(&mut self.pending) {
+            Pending::Directory {
+                api,
+                verified,
+                stale,
+            } => (api, verified, stale),
+            Pending::Session { asked } => {
+                let Some(state) = self.state.clone() else {
+                    return;
+                };
+                let status = self
+                    .get_http_call_response_headers()
+                    .into_iter()
+                    .find(|(k, _)| k == ":status")
+                    .and_then(|(_, v)| v.parse::<u32>().ok());
+                let body = if body_size > MAX_REPLY_BYTES {
+                    None
+                } else {
+                    self.get_http_call_response_body(0, body_size)
+                };
+                if let Action::Continue =
+                    self.session_answer(&state, &asked, status, &body.unwrap_or_default())
+                {
+                    self.resume_http_request();
+                }
+                return;
+            }
+            other => {
+                self.pending = other;
+                return;
+            }
         };
         let subject = verified.subject.as_str();
         let Some(state) = self.state.clone() else {
@@ -672,16 +827,17 @@ impl HttpContext for Http {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match &self.pending {
-            Pending::Body { .. } => {}
-            // Continuing here would let Envoy resume the paused headers before the directory
-            // answers: the request would go upstream unauthorized. Buffer until it does.
-            Pending::Directory { .. } => return Action::Pause,
-            Pending::Nothing => return Action::Continue,
-        }
         // Envoy hands over everything buffered so far (this filter returned
         // StopIterationAndBuffer for the earlier data).
         self.body_seen = body_size;
+        self.request_done = end_of_stream;
+        match &self.pending {
+            Pending::Body { .. } => {}
+            // Continuing here would let Envoy resume the paused headers before the directory or
+            // the agent answers: the request would go upstream unauthorized. Buffer until then.
+            Pending::Directory { .. } | Pending::Session { .. } => return Action::Pause,
+            Pending::Nothing => return Action::Continue,
+        }
         if body_size > MAX_BODY_BYTES {
             let Pending::Body { verified, .. } = std::mem::take(&mut self.pending) else {
                 return Action::Pause;
@@ -699,10 +855,18 @@ impl HttpContext for Http {
     /// default (`Continue`) would resume a request paused for the body or the directory, past
     /// every check: never return it while something is pending.
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.request_done = true;
         match &self.pending {
             Pending::Body { .. } => self.body_complete(),
-            Pending::Directory { .. } => Action::Pause,
+            Pending::Directory { .. } | Pending::Session { .. } => Action::Pause,
             Pending::Nothing => Action::Continue,
         }
     }
+}
+
+/// The session plaintext in the agent's 200 reply.
+fn parse_session(body: &[u8]) -> Option<SessionKey> {
+    let reply: SessionReply = serde_json::from_slice(body).ok()?;
+    let bytes = URL_SAFE_NO_PAD.decode(reply.session).ok()?;
+    SessionKey::from_bytes(&bytes)
 }

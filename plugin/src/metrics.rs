@@ -29,11 +29,15 @@ pub enum Counter {
     DirectoryStaleServed,
     /// Hot subjects' entropy files materialized in a worker's memory.
     EntropyFilesKept,
+    /// Sessions sent to the agent to unwrap.
+    AgentSessionCallouts,
+    /// Agent session callouts that failed (no answer, overload, malformed reply).
+    AgentSessionFailures,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 14] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -46,6 +50,8 @@ impl Counter {
         Counter::DirectoryFailures,
         Counter::DirectoryStaleServed,
         Counter::EntropyFilesKept,
+        Counter::AgentSessionCallouts,
+        Counter::AgentSessionFailures,
     ];
 
     /// The metric name.
@@ -63,6 +69,8 @@ impl Counter {
             Counter::DirectoryFailures => "autoid_directory_failures",
             Counter::DirectoryStaleServed => "autoid_directory_stale_served",
             Counter::EntropyFilesKept => "autoid_entropy_files_kept",
+            Counter::AgentSessionCallouts => "autoid_agent_session_callouts",
+            Counter::AgentSessionFailures => "autoid_agent_session_failures",
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum Unavailable {
     Directory,
     /// The callout could not even be dispatched.
     Dispatch,
+    /// The agent did not unwrap a session (no answer, overloaded, a malformed reply).
+    Agent,
 }
 
 /// A denial: what the client sees is the status and coarse code; the reason is for operators.
@@ -83,6 +85,7 @@ impl Denial {
             Denial::Unavailable(Unavailable::ReplayCache) => "replay_cache",
             Denial::Unavailable(Unavailable::Directory) => "directory",
             Denial::Unavailable(Unavailable::Dispatch) => "dispatch",
+            Denial::Unavailable(Unavailable::Agent) => "agent",
             Denial::BodyTooLarge => "body_too_large",
             Denial::UnsafePath => "unsafe_path",
         }
@@ -108,6 +111,7 @@ impl Denial {
             Unavailable::ReplayCache,
             Unavailable::Directory,
             Unavailable::Dispatch,
+            Unavailable::Agent,
         ] {
             out.push(Denial::Unavailable(u).reason());
         }

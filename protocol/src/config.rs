@@ -53,6 +53,8 @@ pub struct RawConfig {
     #[serde(default)]
     directory: Option<RawDirectory>,
     #[serde(default)]
+    agent: Option<RawAgent>,
+    #[serde(default)]
     static_groups: Option<BTreeMap<String, Vec<String>>>,
     #[serde(default)]
     apis: BTreeMap<String, RawApi>,
@@ -62,7 +64,20 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawKey {
     kid: String,
-    private_key_pem: String,
+    /// Absent: the agent holds the key and unwraps its sessions.
+    #[serde(default)]
+    private_key_pem: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    cluster: String,
+    #[serde(default)]
+    authority: Option<String>,
+    token: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,6 +227,30 @@ pub struct EntropyCacheConfig {
 /// Largest memory the entropy-file cache may take per worker.
 pub const MAX_ENTROPY_CACHE_BYTES: u64 = 256 << 20;
 
+/// The agent the filter asks to unwrap sessions of key ids it holds no private key for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// The Envoy cluster of the agent.
+    pub cluster: String,
+    /// The `:authority` of the callout.
+    pub authority: String,
+    /// The agent's bearer token (a secret).
+    pub token: String,
+    /// Callout timeout.
+    pub timeout_ms: u64,
+}
+
+impl core::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Agent")
+            .field("cluster", &self.cluster)
+            .field("authority", &self.authority)
+            .field("token", &"<redacted>")
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
 /// The LDAP bridge the filter asks for groups.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Directory {
@@ -318,6 +357,8 @@ impl Api {
 pub struct Config {
     /// The proof header's name (lowercase).
     pub proof_header: String,
+    /// The agent that unwraps sessions for the key ids the filter holds no private key for.
+    pub agent: Option<Agent>,
     /// Keys and epochs.
     pub keyring: Keyring,
     /// Skew and session lifetime.
@@ -411,6 +452,40 @@ fn group_list(path: &str, groups: Vec<String>) -> Result<Vec<String>, ConfigErro
     Ok(groups)
 }
 
+/// A callout target (`directory`, `agent`): cluster, authority, bearer token, timeout, checked.
+fn callout_target(
+    at: &str,
+    cluster: String,
+    authority: Option<String>,
+    token: String,
+    timeout_ms: Option<u64>,
+) -> Result<(String, String, String, u64), ConfigError> {
+    if cluster.trim().is_empty() {
+        return Err(err(format!("{at}.cluster"), "empty cluster name"));
+    }
+    if token.len() < 16 {
+        return Err(err(
+            format!("{at}.token"),
+            "too short (at least 16 characters)",
+        ));
+    }
+    if token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(err(
+            format!("{at}.token"),
+            "must not contain spaces or control characters",
+        ));
+    }
+    let timeout_ms = timeout_ms.unwrap_or(1000);
+    if !(1..=60_000).contains(&timeout_ms) {
+        return Err(err(
+            format!("{at}.timeout_ms"),
+            format!("{timeout_ms} is out of range (1 to 60000)"),
+        ));
+    }
+    let authority = authority.unwrap_or_else(|| cluster.clone());
+    Ok((cluster, authority, token, timeout_ms))
+}
+
 fn positive(path: &str, value: Option<u32>, default: u32, max: u32) -> Result<u32, ConfigError> {
     let v = value.unwrap_or(default);
     if v == 0 || v > max {
@@ -431,17 +506,49 @@ impl TryFrom<RawConfig> for Config {
         if raw.keys.is_empty() {
             return Err(err("keys", "at least one key is required"));
         }
+        let agent = match raw.agent {
+            None => None,
+            Some(a) => {
+                let (cluster, authority, token, timeout_ms) =
+                    callout_target("agent", a.cluster, a.authority, a.token, a.timeout_ms)?;
+                Some(Agent {
+                    cluster,
+                    authority,
+                    token,
+                    timeout_ms,
+                })
+            }
+        };
         let mut keys: Vec<GatewayKey> = Vec::with_capacity(raw.keys.len());
+        let mut agent_kids: Vec<String> = Vec::new();
         for (i, k) in raw.keys.iter().enumerate() {
-            if keys.iter().any(|have| have.kid() == k.kid) {
+            if keys.iter().any(|have| have.kid() == k.kid) || agent_kids.contains(&k.kid) {
                 return Err(err(
                     format!("keys[{i}].kid"),
                     format!("duplicate key id {:?}", k.kid),
                 ));
             }
-            let key = GatewayKey::from_pem(&k.kid, &k.private_key_pem)
-                .map_err(|e| err(format!("keys[{i}]"), e.to_string()))?;
-            keys.push(key);
+            match &k.private_key_pem {
+                Some(pem) => keys.push(
+                    GatewayKey::from_pem(&k.kid, pem)
+                        .map_err(|e| err(format!("keys[{i}]"), e.to_string()))?,
+                ),
+                None if agent.is_none() => {
+                    return Err(err(
+                        format!("keys[{i}].private_key_pem"),
+                        "required unless an `agent` section names the agent that holds the key",
+                    ));
+                }
+                None => {
+                    if !crate::valid_id(&k.kid) {
+                        return Err(err(
+                            format!("keys[{i}].kid"),
+                            format!("invalid key id {:?}", k.kid),
+                        ));
+                    }
+                    agent_kids.push(k.kid.clone());
+                }
+            }
         }
 
         if raw.epochs.is_empty() {
@@ -578,29 +685,12 @@ impl TryFrom<RawConfig> for Config {
                 Groups::Static(out)
             }
             (Some(d), None) => {
-                if d.cluster.trim().is_empty() {
-                    return Err(err("directory.cluster", "empty cluster name"));
-                }
-                if d.token.len() < 16 {
-                    return Err(err("directory.token", "too short (at least 16 characters)"));
-                }
-                if d.token.chars().any(|c| c.is_control() || c == ' ') {
-                    return Err(err(
-                        "directory.token",
-                        "must not contain spaces or control characters",
-                    ));
-                }
-                let timeout_ms = d.timeout_ms.unwrap_or(1000);
-                if !(1..=60_000).contains(&timeout_ms) {
-                    return Err(err(
-                        "directory.timeout_ms",
-                        format!("{timeout_ms} is out of range (1 to 60000)"),
-                    ));
-                }
+                let (cluster, authority, token, timeout_ms) =
+                    callout_target("directory", d.cluster, d.authority, d.token, d.timeout_ms)?;
                 Groups::Directory(Directory {
-                    authority: d.authority.unwrap_or_else(|| d.cluster.clone()),
-                    cluster: d.cluster,
-                    token: d.token,
+                    authority,
+                    cluster,
+                    token,
                     timeout_ms,
                     positive_ttl_secs: d.positive_ttl_secs.unwrap_or(60),
                     negative_ttl_secs: d.negative_ttl_secs.unwrap_or(10),
@@ -686,7 +776,8 @@ impl TryFrom<RawConfig> for Config {
 
         Ok(Config {
             proof_header,
-            keyring: Keyring::new(keys, epochs),
+            keyring: Keyring::new(keys, epochs).with_agent_keys(agent_kids),
+            agent,
             limits,
             session_cache,
             cold_path,

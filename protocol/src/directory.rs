@@ -1,5 +1,7 @@
 //! The filter↔bridge contract (docs/BRIDGE.md): the JSON replies of `GET /v1/groups` and
-//! `POST /v1/authenticate`, one type each, serialized by the bridge and parsed by the filter.
+//! `POST /v1/authenticate`, and the request and reply of `POST /v1/sessions` (the bridge unwraps
+//! sessions for key ids whose private key only it holds), one type each, serialized by one side
+//! and parsed by the other.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +36,26 @@ pub struct AuthenticateReply {
     /// authenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry_subject: Option<String>,
+}
+
+/// The body of `POST /v1/sessions`: a proof's key id and RSA-OAEP-wrapped session key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    /// The gateway key id the session was wrapped for.
+    pub kid: String,
+    /// The wrapped session key, base64url without padding (as in the proof).
+    pub wrapped: String,
+}
+
+/// The 200 reply to `POST /v1/sessions`: the unwrapped session plaintext (`key[32] ||
+/// u64be(issued_at)`), base64url without padding. A refusal is 404 (`unknown_key`), 422
+/// (`unwrap`: not a session for this key) or 503 (overloaded), with `{"error": code}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionReply {
+    /// The session plaintext, base64url without padding.
+    pub session: String,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use rsa::traits::{Decryptor, PublicKeyParts, RandomizedEncryptor};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Sha256;
 
+use crate::Reject;
 use crate::{Error, valid_id};
 
 /// RSA modulus sizes the protocol accepts.
@@ -129,6 +130,12 @@ impl GatewayKey {
             return None;
         }
         self.decrypting.decrypt(wrapped).ok()
+    }
+
+    /// The cold path: RSA-OAEP unwrap of a session wrapped for this key (milliseconds).
+    pub fn unwrap_session(&self, wrapped: &[u8]) -> Result<crate::verify::SessionKey, Reject> {
+        let plaintext = self.unwrap(wrapped).ok_or(Reject::Unwrap)?;
+        crate::verify::SessionKey::from_bytes(&plaintext).ok_or(Reject::Unwrap)
     }
 }
 

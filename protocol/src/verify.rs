@@ -119,13 +119,30 @@ impl SessionKey {
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
     keys: Vec<GatewayKey>,
+    /// Key ids whose private key only the agent holds: their sessions are unwrapped there.
+    agent_kids: Vec<String>,
     epochs: Vec<Epoch>,
 }
 
 impl Keyring {
     /// A keyring from its keys and epochs.
     pub fn new(keys: Vec<GatewayKey>, epochs: Vec<Epoch>) -> Self {
-        Keyring { keys, epochs }
+        Keyring {
+            keys,
+            agent_kids: Vec::new(),
+            epochs,
+        }
+    }
+
+    /// Also accepts these key ids, whose private keys the agent holds.
+    pub fn with_agent_keys(mut self, kids: Vec<String>) -> Self {
+        self.agent_kids = kids;
+        self
+    }
+
+    /// Whether the agent holds this key id's private key.
+    pub fn held_by_agent(&self, kid: &str) -> bool {
+        self.agent_kids.iter().any(|k| k == kid)
     }
 
     /// The key with this id.
@@ -141,8 +158,7 @@ impl Keyring {
     /// The cold path: RSA-OAEP unwrap of the proof's session (milliseconds; cache the result).
     pub fn unwrap_session(&self, proof: &Proof) -> Result<SessionKey, Reject> {
         let key = self.key(proof.kid()).ok_or(Reject::UnknownKey)?;
-        let plaintext = key.unwrap(proof.wrapped()).ok_or(Reject::Unwrap)?;
-        SessionKey::from_bytes(&plaintext).ok_or(Reject::Unwrap)
+        key.unwrap_session(proof.wrapped())
     }
 
     /// Recomputes the digest from the subject's intervals (read through `cache`, which may keep
@@ -235,7 +251,24 @@ pub struct Verified {
     pub body_digest: Option<[u8; 32]>,
 }
 
-/// Verifies a header value for a request at `now`, using and filling `cache`.
+/// Why [`verify_or_ask`] stopped short of a verified proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The proof is refused.
+    Rejected(Reject),
+    /// The session is not cached and its key is the agent's: ask the agent to unwrap it (the
+    /// cold-path budget allowed it), put the session in the cache, and verify again.
+    AskAgent,
+}
+
+impl From<Reject> for Stop {
+    fn from(r: Reject) -> Self {
+        Stop::Rejected(r)
+    }
+}
+
+/// Verifies a header value for a request at `now`, using and filling `cache`. A key id only the
+/// agent holds is [`Reject::UnknownKey`] here; the gateway uses [`verify_or_ask`].
 pub fn verify(
     keyring: &Keyring,
     limits: &Limits,
@@ -244,15 +277,35 @@ pub fn verify(
     now: u64,
     cache: &mut dyn SessionCache,
 ) -> Result<Verified, Reject> {
+    verify_or_ask(keyring, limits, header, request, now, cache).map_err(|s| match s {
+        Stop::Rejected(r) => r,
+        Stop::AskAgent => Reject::UnknownKey,
+    })
+}
+
+/// [`verify`], except that a session to unwrap under a key the agent holds stops with
+/// [`Stop::AskAgent`] (after the same checks and budget as a local unwrap).
+pub fn verify_or_ask(
+    keyring: &Keyring,
+    limits: &Limits,
+    header: &str,
+    request: &Request<'_>,
+    now: u64,
+    cache: &mut dyn SessionCache,
+) -> Result<Verified, Stop> {
     let proof = Proof::parse(header)?;
-    if keyring.key(proof.kid()).is_none() {
-        return Err(Reject::UnknownKey);
+    let at_agent = keyring.held_by_agent(proof.kid());
+    if keyring.key(proof.kid()).is_none() && !at_agent {
+        return Err(Reject::UnknownKey.into());
     }
     let (session, session_cached) = match cache.get(&proof) {
         Some(session) => (session, true),
         None => {
             if !cache.allow_unwrap() {
-                return Err(Reject::RateLimited);
+                return Err(Reject::RateLimited.into());
+            }
+            if at_agent {
+                return Err(Stop::AskAgent);
             }
             let session = keyring.unwrap_session(&proof)?;
             cache.put(&proof, &session);

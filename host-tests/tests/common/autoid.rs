@@ -196,6 +196,12 @@ impl Fixture {
         self
     }
 
+    /// Callouts to cluster `name` are answered by `cluster`.
+    pub fn cluster(mut self, name: &str, cluster: Cluster) -> Self {
+        self.clusters.push((name.to_owned(), cluster));
+        self
+    }
+
     /// How many worker VMs (default 2).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;

@@ -1,0 +1,149 @@
+//! Sessions unwrapped by the agent: the filter's configuration names the key id but holds no
+//! private key; on a session-cache miss the filter pauses, asks the agent (`POST /v1/sessions`,
+//! the shared `SessionRequest`/`SessionReply` types), caches the answer and verifies again. The
+//! agent here is scripted with the fixture's key; e2e/tests/harness_directory.rs runs the real
+//! one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use autoid_host_tests::{CalloutReply, Cluster, Outcome};
+use autoid_protocol::directory::{SessionReply, SessionRequest};
+use autoid_protocol::keys::GatewayKey;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::autoid::*;
+use serde_json::json;
+
+const PATH: &str = "/v1/payments";
+const AGENT: &str = "autoid_agent";
+const AGENT_TOKEN: &str = "agent-token-0123456789abcdef";
+
+/// An agent that unwraps with the fixture key, counting its calls.
+fn agent(calls: Arc<AtomicUsize>) -> Cluster {
+    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    Cluster::Scripted(Arc::new(move |req| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(req.header(":method"), Some("POST"));
+        assert_eq!(req.header(":path"), Some("/v1/sessions"));
+        assert_eq!(
+            req.header("authorization"),
+            Some(format!("Bearer {AGENT_TOKEN}").as_str())
+        );
+        let asked: SessionRequest = serde_json::from_slice(&req.body).unwrap();
+        if asked.kid != KID {
+            return CalloutReply::new(404).body(r#"{"error":"unknown_key"}"#);
+        }
+        let wrapped = URL_SAFE_NO_PAD.decode(asked.wrapped).unwrap();
+        match key.unwrap_session(&wrapped) {
+            Ok(session) => CalloutReply::new(200).body(
+                serde_json::to_vec(&SessionReply {
+                    session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
+                })
+                .unwrap(),
+            ),
+            Err(_) => CalloutReply::new(422).body(r#"{"error":"unwrap"}"#),
+        }
+    }))
+}
+
+/// The static-groups fixture with the key held by the agent at `cluster`.
+fn fixture(cluster: Cluster) -> Fixture {
+    Fixture::static_groups()
+        .with("/keys", json!([{ "kid": KID }]))
+        .with(
+            "/agent",
+            json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
+        )
+        .cluster(AGENT, cluster)
+}
+
+#[test]
+fn the_filter_holds_no_private_key_and_the_agent_unwraps_each_session_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let fx = fixture(agent(calls.clone()));
+    assert!(
+        !fx.config.to_string().contains("PRIVATE KEY"),
+        "no private key in the filter's configuration"
+    );
+    let gw = fx.build();
+    let mut alice = Client::open(&gw, "alice");
+    let out = alice.get(&gw, "payments", PATH).worker(0).send();
+    assert_eq!(values(upstream(&out), "x-autoid-subject"), ["alice"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(metric(&gw, "autoid_agent_session_callouts"), 1);
+    // The session is cached (shared data): later proofs of the session, on either worker, do
+    // not ask again.
+    for worker in [0, 1, 0, 1] {
+        upstream(&alice.get(&gw, "payments", PATH).worker(worker).send());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_body_bound_proof_waits_for_the_agent_and_the_body() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gw = fixture(agent(calls.clone())).build();
+    let mut alice = Client::open(&gw, "alice");
+    let body = br#"{"amount":1}"#;
+    let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(body));
+    let out = gw
+        .request("POST", AUTHORITY, PATH)
+        .route("payments")
+        .header(PROOF, &proof)
+        .body_chunks([body[..4].to_vec(), body[4..].to_vec()])
+        .trailer("x-t", "1")
+        .send();
+    let Outcome::Upstream { body: sent, .. } = &out else {
+        panic!("{out:?}");
+    };
+    assert_eq!(sent, body);
+    let other = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(body));
+    expect_denied(
+        &gw,
+        gw.request("POST", AUTHORITY, PATH)
+            .route("payments")
+            .header(PROOF, &other)
+            .body(b"{}".to_vec()),
+        401,
+        "body",
+    );
+}
+
+#[test]
+fn junk_is_401_and_an_agent_that_does_not_answer_is_503() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gw = fixture(agent(calls)).build();
+    let mut alice = Client::open(&gw, "alice");
+    let proof = alice.proof(&gw, PATH);
+    let junk = tamper(&proof, 2, 7);
+    expect_denied(
+        &gw,
+        gw.request("GET", AUTHORITY, PATH)
+            .route("payments")
+            .header(PROOF, &junk),
+        401,
+        "unwrap",
+    );
+
+    let gw = fixture(Cluster::Timeout).build();
+    let mut alice = Client::open(&gw, "alice");
+    expect_denied(&gw, alice.get(&gw, "payments", PATH), 503, "agent");
+    assert_eq!(metric(&gw, "autoid_agent_session_failures"), 1);
+}
+
+#[test]
+fn a_key_without_its_private_key_needs_an_agent() {
+    let err = Fixture::static_groups()
+        .with("/keys", json!([{ "kid": KID }]))
+        .try_build()
+        .unwrap_err();
+    let text = format!("{err}: {err:?}");
+    assert!(
+        text.contains("keys[0].private_key_pem") && text.contains("agent"),
+        "{text}"
+    );
+}
