@@ -1,0 +1,182 @@
+"""``python -m autoid_client prove|request``: the same flags, output and exit codes as
+``autoid prove`` and ``autoid request`` (docs/CLI.md)."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import re
+import socket
+import ssl
+import sys
+from pathlib import Path
+from typing import List, NoReturn, Optional, Sequence, Tuple
+
+from .binding import Target, target
+from .client import Prover
+from .errors import AutoidError, InputError, UsageError
+from .grammar import DEFAULT_HEADER, DEFAULT_SESSION_LIFETIME_SECS
+
+EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"autoid: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--public-key", required=True, metavar="PEM", help="the gateway's public key, <kid>.pub.pem")
+    p.add_argument("--kid", metavar="ID", help="the gateway's key id [default: from the file name]")
+    p.add_argument("--entropy", required=True, metavar="FILE", help="your entropy file")
+    p.add_argument("--subject", required=True, metavar="SUB", help="the subject the entropy file was issued to")
+    p.add_argument("--session", metavar="FILE", help="keep the session in FILE (mode 0600) and reuse it")
+    p.add_argument(
+        "--session-lifetime", type=int, default=DEFAULT_SESSION_LIFETIME_SECS, metavar="SECS",
+        help="the gateway's session lifetime in seconds (default %(default)s)",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    root = _Parser(prog="python -m autoid_client", description="autoid client (protocol v1)")
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    prove = sub.add_parser("prove", help="print one proof header value for one request")
+    _client_args(prove)
+    prove.add_argument("--method", "-X", default="GET", metavar="M", help="the method (uppercased)")
+    prove.add_argument("--url", required=True, metavar="URL", help="the request's URL")
+    prove.add_argument("--body-file", metavar="F", help="also bind the SHA-256 of this body (- reads stdin)")
+    req = sub.add_parser("request", help="send HTTP(S) requests, each with a fresh proof, in one session")
+    _client_args(req)
+    req.add_argument("-X", "--request", dest="method", metavar="METHOD", help="default GET, or POST with -d")
+    req.add_argument("-H", "--header", dest="headers", action="append", default=[], metavar="K: V")
+    req.add_argument("-d", "--data", metavar="BODY", help="the body; @FILE reads a file, @- stdin")
+    req.add_argument("--repeat", type=int, default=1, metavar="N")
+    req.add_argument("--cacert", metavar="PEM", help="trust only the CA certificates in this file")
+    req.add_argument("--header-name", default=DEFAULT_HEADER, metavar="NAME")
+    req.add_argument("--bind-body", action="store_true", help="bind the body's SHA-256 in each proof")
+    req.add_argument("--timeout", type=float, default=30, metavar="SECS")
+    req.add_argument("url", metavar="URL")
+    return root
+
+
+def _read_body(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as e:
+        raise InputError(f"{name}: cannot read the body: {e.strerror}") from None
+
+
+def _prover(args: argparse.Namespace) -> Prover:
+    return Prover.from_files(
+        args.public_key, args.entropy, args.subject, kid=args.kid,
+        session_file=args.session, session_lifetime=args.session_lifetime,
+    )
+
+
+def _prove(args: argparse.Namespace) -> int:
+    t = target(args.method, args.url)
+    body = _read_body(args.body_file) if args.body_file is not None else None
+    print(_prover(args).prove(t.request(), body))
+    return EXIT_OK
+
+
+def _headers(raw: Sequence[str], proof_header: str) -> List[Tuple[str, str]]:
+    out = []
+    for h in raw:
+        name, sep, value = h.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep:
+            raise UsageError(f"-H {h!r}: expected 'Name: value'")
+        if not _TOKEN.match(name):
+            raise UsageError(f"-H {h!r}: not a header name")
+        if any(c in value for c in "\r\n\0"):
+            raise UsageError(f"-H {h!r}: not a header value")
+        if name.lower() == "host":
+            raise UsageError(f"-H {h!r}: Host comes from the URL (the proof binds it)")
+        if name.lower() == proof_header.lower():
+            raise UsageError(f"-H {h!r}: the proof header is set by autoid")
+        out.append((name, value))
+    return out
+
+
+def _connection(t: Target, args: argparse.Namespace) -> http.client.HTTPConnection:
+    host = t.host[1:-1] if t.host.startswith("[") else t.host
+    if t.scheme == "http":
+        return http.client.HTTPConnection(host, t.port, timeout=args.timeout)
+    try:
+        context = ssl.create_default_context(cafile=args.cacert)
+    except (OSError, ssl.SSLError) as e:
+        raise InputError(f"{args.cacert}: not a PEM certificate file: {e}") from None
+    return http.client.HTTPSConnection(host, t.port, timeout=args.timeout, context=context)
+
+
+def _request(args: argparse.Namespace) -> int:
+    method = args.method or ("POST" if args.data is not None else "GET")
+    t = target(method, args.url)
+    if not _TOKEN.match(args.header_name):
+        raise UsageError(f"--header-name {args.header_name!r}: not a header name")
+    if args.repeat < 1:
+        raise UsageError("--repeat: expected 1 or more")
+    headers = _headers(args.headers, args.header_name)
+    body: Optional[bytes] = None
+    if args.data is not None:
+        body = _read_body(args.data[1:]) if args.data.startswith("@") else args.data.encode("utf-8")
+    if args.bind_body and body is None:
+        raise UsageError("--bind-body needs a body (-d)")
+    prover = _prover(args)
+    out = sys.stdout.buffer
+    all_ok = True
+    for _ in range(args.repeat):
+        proof = prover.prove(t.request(), body if args.bind_body else None)
+        conn = _connection(t, args)
+        try:
+            conn.putrequest(t.method, t.path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", t.authority)
+            for name, value in headers:
+                conn.putheader(name, value)
+            conn.putheader(args.header_name, proof)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise InputError(f"{t.method} {t.url}: {_describe(e)}") from None
+        finally:
+            conn.close()
+        all_ok &= 200 <= response.status < 300
+        out.write(f"HTTP {response.status}\n".encode())
+        out.write(data)
+        if data and not data.endswith(b"\n"):
+            out.write(b"\n")
+        out.flush()
+    return EXIT_OK if all_ok else EXIT_NO
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, socket.timeout):
+        return "timed out"
+    if isinstance(e, OSError) and e.strerror:
+        return f"io: {e.strerror} (os error {e.errno})"
+    return str(e) or type(e).__name__
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _prove(args) if args.command == "prove" else _request(args)
+    except UsageError as e:
+        print(f"autoid: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except AutoidError as e:
+        print(f"autoid: error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""A ready-to-prove client: the gateway's key, the entropy file and one session, optionally kept
+in a session file and renewed before the gateway would call it expired."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .errors import InputError
+from .files import EntropyFile, PathLike, PublicKey, warn_if_exposed, write_secret
+from .grammar import DEFAULT_SESSION_LIFETIME_SECS, SESSION_RENEW_MARGIN_SECS
+from .proof import Random, Request, Session
+
+
+class Prover:
+    """Makes one fresh proof per request. Thread-safe; one session for many proofs.
+
+    With ``session_file`` the session is read from and stored in that file (mode 0600), in the
+    format ``autoid prove --session`` uses, so the Rust CLI and this package share it. A session
+    is replaced ``SESSION_RENEW_MARGIN_SECS`` (300 s) before ``session_lifetime`` ends, so a
+    long-running process never sends a proof the gateway would reject as ``session_expired``.
+    """
+
+    def __init__(
+        self,
+        public_key: PublicKey,
+        entropy: EntropyFile,
+        session_file: Optional[PathLike] = None,
+        session_lifetime: int = DEFAULT_SESSION_LIFETIME_SECS,
+        random: Random = os.urandom,
+    ) -> None:
+        self.public_key = public_key
+        self.entropy = entropy
+        self.session_file = Path(session_file) if session_file is not None else None
+        self.session_lifetime = session_lifetime
+        self._random = random
+        self._lock = threading.Lock()
+        self._session: Optional[Session] = None
+
+    @classmethod
+    def from_files(
+        cls,
+        public_key: PathLike,
+        entropy: PathLike,
+        subject: str,
+        kid: Optional[str] = None,
+        session_file: Optional[PathLike] = None,
+        session_lifetime: int = DEFAULT_SESSION_LIFETIME_SECS,
+    ) -> Prover:
+        """Loads ``<kid>.pub.pem`` and the entropy file, checking that it is ``subject``'s."""
+        entropy_file = EntropyFile.load(entropy, subject)
+        return cls(PublicKey.load(public_key, kid), entropy_file, session_file, session_lifetime)
+
+    @property
+    def subject(self) -> str:
+        return self.entropy.subject
+
+    def session(self, now: Optional[int] = None) -> Session:
+        """The current session, opened, loaded or renewed as needed."""
+        now = int(time.time()) if now is None else now
+        with self._lock:
+            s = self._session
+            if s is None or not self._reusable(s, now):
+                s = self._stored(now) if self.session_file is not None else None
+                if s is None:
+                    s = Session.open(self.public_key, now, self._random)
+                    if self.session_file is not None:
+                        write_secret(self.session_file, s.to_json().encode())
+                self._session = s
+            return s
+
+    def _reusable(self, s: Session, now: int) -> bool:
+        return s.reusable(
+            self.public_key.kid, now, self.session_lifetime, SESSION_RENEW_MARGIN_SECS
+        )
+
+    def _stored(self, now: int) -> Optional[Session]:
+        assert self.session_file is not None
+        path = self.session_file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: cannot read the session file: {e}") from None
+        warn_if_exposed(path)
+        try:
+            stored = Session.from_json(text)
+        except InputError as e:
+            print(f"autoid: warning: {path}: not a session file ({e}); replacing it", file=sys.stderr)
+            return None
+        return stored if self._reusable(stored, now) else None
+
+    def prove(self, request: Request, body: Optional[bytes] = None, now: Optional[int] = None) -> str:
+        """A fresh proof (new nonce, current time) for one request; ``body`` binds its SHA-256."""
+        now = int(time.time()) if now is None else now
+        return self.session(now).prove(self.entropy, request, now, body, self._random)

@@ -1,0 +1,42 @@
+"""``httpx`` support: ``AutoidAuth(prover)`` as ``auth=`` on ``httpx.Client`` and
+``httpx.AsyncClient`` (needs the ``httpx`` extra)."""
+
+from __future__ import annotations
+
+from typing import Generator
+
+import httpx
+
+from .binding import check_method, path_is_safe
+from .client import Prover
+from .errors import UsageError
+from .grammar import DEFAULT_HEADER
+from .proof import Request
+
+
+class AutoidAuth(httpx.Auth):
+    """Adds a fresh proof to each request, binding what httpx sends: the method, the ``Host``
+    header and the request target (``url.raw_path``). With ``bind_body`` the body is read
+    first and its SHA-256 bound. Works for sync and async clients alike."""
+
+    def __init__(self, prover: Prover, bind_body: bool = False, header_name: str = DEFAULT_HEADER) -> None:
+        self.prover = prover
+        self.bind_body = bind_body
+        self.requires_request_body = bind_body
+        self.header_name = header_name
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if request.url.username or request.url.password:
+            raise UsageError("URL: credentials in the URL are not supported (autoid proves identity)")
+        if request.url.scheme not in ("http", "https"):
+            raise UsageError(f"URL {request.url}: only http and https URLs are supported")
+        path = request.url.raw_path.decode("ascii")
+        if not path_is_safe(path):
+            raise UsageError(f"path {path!r}: the gateway refuses dot-segments, '//' and %2F/%5C (400)")
+        method = check_method(request.method)
+        if method != request.method:
+            raise UsageError(f"method {request.method!r}: send it uppercase")
+        bound = Request(method, request.headers["Host"], path)
+        body = request.content if self.bind_body else None
+        request.headers[self.header_name] = self.prover.prove(bound, body)
+        yield request
