@@ -15,14 +15,19 @@ LOCKED := $(if $(CI),--locked,)
 ENVOY_VERSION := 1.40.0
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
+# The Python client (clients/python) and its tests, in a venv of their own (PyPI).
+PY_VENV := .venv-python
+PY := $(PY_VENV)/bin/python
+PY_TEST_DEPS := cryptography requests httpx pytest
 
-.PHONY: help build wasm bins native test lint fmt bench bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy run demo clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy run demo clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, bridge, Envoy + autoid, demo upstream (Ctrl-C stops)"
 	@echo "make demo        requests against the running demo: allowed, 401, 403"
 	@echo "make build       build the filter (.wasm) and the native tools"
 	@echo "make test        build, then run every test (installs slapd when root)"
+	@echo "make test-python the Python client's tests (clients/python) in $(PY_VENV), against the Rust CLI"
 	@echo "make lint        rustfmt and clippy, natively and for $(WASM_TARGET)"
 	@echo "make bench       autoid in Envoy against no filter, a minimal wasm filter and jwt_authn"
 	@echo "make bench-host  per-request cost of the filter under wasmtime (criterion)"
@@ -75,8 +80,28 @@ native: bins
 
 build: wasm native
 
-test: build deps-ldap deps-envoy
+test: build deps-ldap deps-envoy test-python
 	$(CARGO) test $(LOCKED) --release --workspace
+
+# A venv with the test dependencies and clients/python installed as a user would (pip install).
+deps-python:
+	@if ! command -v python3 >/dev/null; then \
+	  echo "error: python3 (3.9 or newer) is required for the Python client: apt-get install -y python3 python3-venv"; exit 1; fi
+	@if [ ! -x $(PY) ]; then \
+	  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; \
+	    else echo "error: python3 venv support is missing: sudo apt-get install -y python3-venv"; exit 1; fi; \
+	  fi; \
+	  echo "creating $(PY_VENV)"; python3 -m venv $(PY_VENV); echo '*' > $(PY_VENV)/.gitignore; \
+	fi
+	$(PY) -m pip install -q --disable-pip-version-check $(PY_TEST_DEPS)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./clients/python
+
+# The vectors byte for byte, interop with the Rust `autoid` (built here), requests and httpx.
+test-python: deps-python
+	$(CARGO) build $(LOCKED) --release -p autoid-cli
+	cd clients/python && ../../$(PY) -m pytest -q tests
 
 # The demo in the foreground (scripts/run.sh); `make demo` in another terminal exercises it.
 run: wasm bins deps-envoy
