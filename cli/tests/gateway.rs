@@ -347,3 +347,29 @@ fn a_tcp_admin_is_rendered_only_when_asked_for_and_with_a_warning() {
         "{stderr}"
     );
 }
+
+#[test]
+fn with_session_keys_at_the_agent_the_bootstrap_names_key_ids_only() {
+    let dir = example_copy();
+    let path = dir.path().join("gateway.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = r#""keys_dir":"#;
+    assert!(text.contains(from));
+    std::fs::write(
+        &path,
+        text.replacen(from, r#""session_keys": "agent", "keys_dir":"#, 1),
+    )
+    .unwrap();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        !text.contains("PRIVATE KEY"),
+        "a private key in the bootstrap"
+    );
+    let bootstrap: Value = serde_json::from_str(&text).unwrap();
+    let config = wasm_filter_config(&bootstrap);
+    assert_eq!(config["keys"], serde_json::json!([{ "kid": "demo-1" }]));
+    assert_eq!(config["agent"]["cluster"], "autoid_bridge");
+    assert_eq!(config["agent"]["token"], config["directory"]["token"]);
+}

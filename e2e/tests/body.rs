@@ -30,6 +30,7 @@ fn uncached() -> &'static Stack {
         Stack::start(&Options {
             positive_ttl_secs: 0,
             negative_ttl_secs: 0,
+            ..Options::default()
         })
     })
 }

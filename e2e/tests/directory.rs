@@ -13,6 +13,7 @@ fn a_group_removed_in_ldap_takes_effect_after_the_ttl() {
     let s = Stack::start(&Options {
         positive_ttl_secs: 2,
         negative_ttl_secs: 2,
+        ..Options::default()
     });
     assert_eq!(s.get_as("alice", "/payments/before", &[]).status, 200);
     s.slapd.modify(

@@ -23,6 +23,17 @@ pub(crate) enum Source {
     Value(String),
 }
 
+/// Who holds the gateway's private keys and unwraps sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SessionKeys {
+    /// The filter, inside Envoy (standalone; the keys are in the bootstrap).
+    #[default]
+    Filter,
+    /// The agent: Envoy's configuration names key ids only.
+    Agent,
+}
+
 /// `gateway.json`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +122,10 @@ pub(crate) struct Plugin {
     #[serde(default)]
     pub(crate) proof_header: Option<String>,
     pub(crate) keys_dir: PathBuf,
+    /// Who unwraps sessions: `filter` (the private keys go into Envoy's configuration) or
+    /// `agent` (only the key ids do; the agent at `directory.address` holds the keys).
+    #[serde(default)]
+    pub(crate) session_keys: SessionKeys,
     pub(crate) epoch_files: Vec<PathBuf>,
     // Passed through to the filter configuration as they are; `Config::from_json` checks them.
     #[serde(default)]

@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use autoid_protocol::config::{Config, ConfigError};
 use serde_json::{Map, Value, json};
 
-use super::defs::Definitions;
+use super::defs::{Definitions, SessionKeys};
 use crate::files::PRIVATE_KEY_SUFFIX;
 
 /// The Envoy cluster of the LDAP bridge (the filter's `directory.cluster`).
@@ -55,11 +55,17 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             keys_dir.display()
         );
     }
+    let at_agent = g.plugin.session_keys == SessionKeys::Agent;
     let mut keys = Vec::new();
     for file in &key_files {
         let kid = crate::files::kid_for(file, None, PRIVATE_KEY_SUFFIX)?;
-        let pem = crate::files::read_secret_text(file, "a private key (PEM)")?;
-        keys.push(json!({"kid": kid, "private_key_pem": pem}));
+        if at_agent {
+            // The agent reads the key file itself; Envoy only learns the key id.
+            keys.push(json!({"kid": kid}));
+        } else {
+            let pem = crate::files::read_secret_text(file, "a private key (PEM)")?;
+            keys.push(json!({"kid": kid, "private_key_pem": pem}));
+        }
     }
     config.insert("keys".into(), Value::Array(keys));
 
@@ -87,8 +93,24 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         }
     }
 
+    if at_agent && g.directory.is_none() {
+        bail!(
+            "{}: plugin.session_keys: \"agent\" needs `directory` (the agent's address and token)",
+            gateway_file.display()
+        );
+    }
     if let Some(d) = &g.directory {
         let token = defs.source(&d.token, &gateway_file, "directory.token")?;
+        if at_agent {
+            let mut agent = Map::new();
+            agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
+            agent.insert("authority".into(), json!(d.address));
+            agent.insert("token".into(), json!(token));
+            if let Some(t) = d.timeout_ms {
+                agent.insert("timeout_ms".into(), json!(t));
+            }
+            config.insert("agent".into(), Value::Object(agent));
+        }
         let mut dir = Map::new();
         dir.insert("cluster".into(), json!(BRIDGE_CLUSTER));
         dir.insert("authority".into(), json!(d.address));

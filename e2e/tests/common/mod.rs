@@ -272,6 +272,8 @@ impl Drop for Slapd {
 pub struct Options {
     pub positive_ttl_secs: u64,
     pub negative_ttl_secs: u64,
+    /// The gateway key stays with the agent (the bridge): Envoy's configuration has its id only.
+    pub session_keys_at_agent: bool,
 }
 
 impl Default for Options {
@@ -279,6 +281,7 @@ impl Default for Options {
         Options {
             positive_ttl_secs: 60,
             negative_ttl_secs: 10,
+            session_keys_at_agent: false,
         }
     }
 }
@@ -370,7 +373,8 @@ impl Stack {
                 "operation_timeout_ms": 2000
             },
             "users": {"base": "dc=example,dc=org"},
-            "groups": {"base": "ou=groups,dc=example,dc=org"}
+            "groups": {"base": "ou=groups,dc=example,dc=org"},
+            "session_keys": [{"kid": "gw-1", "private_key_file": d.join("keys/gw-1.key.pem")}]
         });
         std::fs::write(d.join("bridge.json"), bridge_config.to_string()).unwrap();
 
@@ -406,6 +410,7 @@ impl Stack {
             "plugin": {
                 "wasm_file": wasm,
                 "keys_dir": d.join("keys"),
+                "session_keys": if options.session_keys_at_agent { "agent" } else { "filter" },
                 "epoch_files": [d.join("ep-1.epoch.json")]
             },
             "directory": {
