@@ -63,10 +63,10 @@ show curl -sS --cacert run/tls/ca.pem -H "x-autoid-proof: $PROOF" -H 'content-ty
 
 echo
 echo "5. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
-# The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's.
+# The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's two.
 for _ in $(seq 30); do
 	curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_requests_allowed" 2>/dev/null |
-		grep -q 'autoid_requests_allowed: [1-9]' && break
+		grep -q 'autoid_requests_allowed: [2-9]' && break
 	sleep 0.1
 done
-show curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_(requests|denied_missing|denied_not_in_groups|denied_body|rsa)"
+show curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_(requests|denied_missing|denied_not_in_groups|denied_body|agent_session)"

@@ -119,7 +119,8 @@ cat >"$RUN/bridge.json" <<EOF
     "pool_size": 4
   },
   "users": { "base": "dc=example,dc=org" },
-  "groups": { "base": "ou=groups,dc=example,dc=org" }
+  "groups": { "base": "ou=groups,dc=example,dc=org" },
+  "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ]
 }
 EOF
 : >"$LOGS/bridge.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"
