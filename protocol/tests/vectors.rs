@@ -81,6 +81,48 @@ fn all_vectors() -> Value {
     })
 }
 
+/// The edge cases a third implementation gets wrong first (docs/PROTOCOL.md §9): each binding is
+/// the value *as sent* (the gateway binds what it receives), so these differ from vector 1.
+fn edge_vectors() -> Value {
+    let get = |authority, path| Request {
+        method: "GET",
+        authority,
+        path,
+    };
+    json!({
+        "key_id": KID,
+        "private_key_pem": "protocol/tests/vectors/gateway-2048.pem",
+        "epoch": { "id": "e-test", "secret_hex": hex(&(0u8..32).collect::<Vec<_>>()), "file_size": 65536, "interval_count": 64 },
+        "vectors": [
+            // An explicit default port, as urllib sends it: bound as sent, not stripped.
+            vector("edge-default-port", "alice", get("api.example.com:443", "/v1/payments"), None),
+            // The authority is lowercased (ASCII) before it is bound: the same bytes as lowercase.
+            vector("edge-authority-case", "alice", get("API.Example.COM", "/v1/payments"), None),
+            // The method is bound as sent, case and all: `get` is not `GET`.
+            vector("edge-method-case", "alice", Request { method: "get", authority: "api.example.com", path: "/v1/payments" }, None),
+            // An empty query keeps its `?`.
+            vector("edge-empty-query", "alice", get("api.example.com", "/v1/payments?"), None),
+            // Percent-encoding is bound as sent, never decoded or re-encoded.
+            vector("edge-percent", "alice", get("api.example.com", "/v1/caf%C3%A9/a%20b?q=%E2%9C%93&r=a+b"), None),
+            // IPv6 in brackets with a port.
+            vector("edge-ipv6", "alice", get("[::1]:8443", "/"), None),
+            // A bound empty body is SHA-256(""), flags = 1.
+            vector("edge-empty-body", "bob", Request { method: "POST", authority: "api.example.com", path: "/v1/transfers" }, Some(b"")),
+        ],
+    })
+}
+
+#[test]
+fn the_edge_vectors_hold_byte_for_byte() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1-edges.json");
+    let actual = edge_vectors();
+    if std::env::var_os("AUTOID_WRITE_VECTORS").is_some() {
+        std::fs::write(path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+    }
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(actual, expected);
+}
+
 #[test]
 fn the_documented_vectors_hold_byte_for_byte() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v1.json");
