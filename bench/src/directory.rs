@@ -29,7 +29,14 @@ pub struct Directory {
 
 impl Directory {
     /// Starts slapd (state under `dir/ldap`, free ports, no per-operation logging) and the bridge.
-    pub fn start(repo: &Path, bridge_bin: &Path, dir: &Path) -> Result<Directory> {
+    /// With `session_key` (a key id and its PKCS#8 PEM), the bridge also unwraps sessions for
+    /// that key (arm (h)).
+    pub fn start(
+        repo: &Path,
+        bridge_bin: &Path,
+        dir: &Path,
+        session_key: Option<(&str, &str)>,
+    ) -> Result<Directory> {
         let state = dir.join("ldap");
         let script = repo.join("openldap/run_ldap.sh");
         let out = Command::new(&script)
@@ -65,6 +72,12 @@ impl Directory {
         let token_file = dir.join("bridge.token");
         write_private(&token_file, token.as_bytes())?;
         let bridge_port = free_port()?;
+        let mut session_keys = Vec::new();
+        if let Some((kid, pem)) = session_key {
+            let file = dir.join(format!("{kid}.key.pem"));
+            write_private(&file, pem.as_bytes())?;
+            session_keys.push(serde_json::json!({ "kid": kid, "private_key_file": file }));
+        }
         let config = serde_json::json!({
             "listen": format!("127.0.0.1:{bridge_port}"),
             "token_file": token_file,
@@ -77,7 +90,8 @@ impl Directory {
                 "pool_size": 4
             },
             "users": { "base": "dc=example,dc=org" },
-            "groups": { "base": "ou=groups,dc=example,dc=org" }
+            "groups": { "base": "ou=groups,dc=example,dc=org" },
+            "session_keys": session_keys
         });
         let config_file = dir.join("bridge.json");
         write_private(

@@ -55,8 +55,9 @@ pub struct Options {
     /// Junk requests per second from 127.0.0.2 in phase 3 (0: no phase 3).
     #[arg(long, default_value_t = 640.0)]
     pub flood_rate: f64,
-    /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory).
-    #[arg(long, default_value = "afbcde")]
+    /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
+    /// h cold through the agent).
+    #[arg(long, default_value = "afbcdeh")]
     pub arms: String,
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
@@ -99,6 +100,8 @@ pub enum Arm {
     Cold,
     /// (e) autoid, every group decision a bridge + slapd round trip.
     Directory,
+    /// (h) autoid, a new session per request, unwrapped by the agent (the bridge) natively.
+    ColdAgent,
 }
 
 impl Arm {
@@ -110,6 +113,7 @@ impl Arm {
             'c' => Arm::Warm,
             'd' => Arm::Cold,
             'e' => Arm::Directory,
+            'h' => Arm::ColdAgent,
             _ => return None,
         })
     }
@@ -123,6 +127,7 @@ impl Arm {
             Arm::Warm => 'c',
             Arm::Cold => 'd',
             Arm::Directory => 'e',
+            Arm::ColdAgent => 'h',
         }
     }
 
@@ -135,11 +140,25 @@ impl Arm {
             Arm::Warm => "autoid warm",
             Arm::Cold => "autoid cold (RSA per request)",
             Arm::Directory => "autoid directory miss",
+            Arm::ColdAgent => "autoid cold, RSA in the agent",
         }
     }
 
     fn is_autoid(self) -> bool {
-        matches!(self, Arm::Warm | Arm::Cold | Arm::Directory)
+        matches!(
+            self,
+            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent
+        )
+    }
+
+    /// A new session per request: paced at half its own saturation rate.
+    fn is_cold(self) -> bool {
+        matches!(self, Arm::Cold | Arm::ColdAgent)
+    }
+
+    /// Needs slapd and the bridge.
+    fn needs_bridge(self) -> bool {
+        matches!(self, Arm::Directory | Arm::ColdAgent)
     }
 }
 
@@ -222,7 +241,9 @@ impl Bench<'_> {
                 "negative_ttl_secs": 0,
                 "stale_if_error_secs": 0
             }}),
-            (Arm::Directory, None) => bail!("the directory arm needs the directory"),
+            (Arm::Directory | Arm::ColdAgent, None) => {
+                bail!("arms (e) and (h) need the bridge")
+            }
             _ => json!({ "static_groups": { SUBJECT: ["payments", "reports"] } }),
         };
         let mut config = json!({
@@ -246,6 +267,15 @@ impl Bench<'_> {
             if phase == Phase::Flood {
                 c.remove("cold_path");
             }
+            if let (Arm::ColdAgent, Some(d)) = (arm, &self.directory) {
+                // The key id only: the bridge holds the key and unwraps each session.
+                c.insert("keys".into(), json!([{ "kid": self.gateway.kid() }]));
+                c.insert(
+                    "agent".into(),
+                    json!({ "cluster": "autoid_ldap_bridge", "authority": "ldap-bridge",
+                            "token": d.token, "timeout_ms": 5000 }),
+                );
+            }
         }
         Ok(config.to_string())
     }
@@ -256,8 +286,8 @@ impl Bench<'_> {
             Arm::None => vec![],
             Arm::Floor => vec![envoy::wasm_filter("floor", &self.o.floor, "")],
             Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
-            Arm::Warm | Arm::Cold | Arm::Directory => {
-                if let (Arm::Directory, Some(d)) = (arm, &self.directory) {
+            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent => {
+                if let (true, Some(d)) = (arm.needs_bridge(), &self.directory) {
                     clusters.push(envoy::cluster("autoid_ldap_bridge", d.bridge_port));
                 }
                 vec![envoy::wasm_filter(
@@ -306,7 +336,7 @@ impl Bench<'_> {
                 )?,
                 unique: true,
             },
-            Arm::Cold => Requests {
+            Arm::Cold | Arm::ColdAgent => Requests {
                 bytes: proofs::proof_requests(
                     &self.public,
                     &self.file,
@@ -328,7 +358,7 @@ impl Bench<'_> {
         rate: Option<f64>,
         expected_rps: f64,
     ) -> Result<RunRecord> {
-        let cold = arm == Arm::Cold;
+        let cold = arm.is_cold();
         let (warmup, duration) = if cold {
             (self.s.warmup.min(1.0), self.s.cold_duration)
         } else {
@@ -338,10 +368,11 @@ impl Bench<'_> {
             Some(r) => (r * (warmup + duration) * 1.05) as usize + 64,
             None => (expected_rps * (warmup + duration) * 1.25) as usize + 64,
         };
-        let count = if cold {
-            count.min(self.s.cold_proofs_cap)
-        } else {
-            count
+        let count = match arm {
+            Arm::Cold => count.min(self.s.cold_proofs_cap),
+            // Natively unwrapped: an order of magnitude more sessions per second.
+            Arm::ColdAgent => count.min(self.s.cold_proofs_cap * 10),
+            _ => count,
         };
         let (filters, clusters) = self.filters(arm, phase)?;
         let listen = envoy::free_port()?;
@@ -363,7 +394,7 @@ impl Bench<'_> {
             None
         };
         let mut watch = vec![proxy.pid()];
-        if let (Arm::Directory, Some(d)) = (arm, &self.directory) {
+        if let (true, Some(d)) = (arm.needs_bridge(), &self.directory) {
             watch.push(d.bridge_pid());
             watch.push(d.slapd_pid);
         }
@@ -562,7 +593,7 @@ pub fn main(o: &Options) -> Result<()> {
             bail!("{what} is missing at {}: run `{how}`", path.display());
         }
     }
-    if arms.contains(&Arm::Directory) && !o.bridge.exists() {
+    if arms.iter().any(|a| a.needs_bridge()) && !o.bridge.exists() {
         bail!(
             "the LDAP bridge is missing at {}: run `cargo build --release -p autoid-ldap-bridge`",
             o.bridge.display()
@@ -595,9 +626,15 @@ pub fn main(o: &Options) -> Result<()> {
     let jwts = (0..256)
         .map(|i| jwt.token(SUBJECT, i))
         .collect::<Result<Vec<_>>>()?;
-    let directory = if arms.contains(&Arm::Directory) {
+    let directory = if arms.iter().any(|a| a.needs_bridge()) {
         eprintln!("autoid-bench: starting slapd and the LDAP bridge");
-        Some(Directory::start(&o.repo, &o.bridge, &out)?)
+        let pem = gateway.to_pem()?;
+        Some(Directory::start(
+            &o.repo,
+            &o.bridge,
+            &out,
+            Some((gateway.kid(), pem.as_str())),
+        )?)
     } else {
         None
     };
@@ -634,6 +671,7 @@ pub fn main(o: &Options) -> Result<()> {
             // How many unique proofs to make: above anything this arm can reach.
             let expected = match arm {
                 Arm::Cold => best(&records, Arm::Cold, 400.0) * 1.5,
+                Arm::ColdAgent => best(&records, Arm::ColdAgent, 1000.0) * 1.5,
                 Arm::Directory => best(
                     &records,
                     Arm::Directory,
@@ -660,23 +698,24 @@ pub fn main(o: &Options) -> Result<()> {
     };
     let slowest = arms
         .iter()
-        .filter(|a| **a != Arm::Cold)
+        .filter(|a| !a.is_cold())
         .filter_map(|a| median_rps(*a))
         .fold(f64::INFINITY, f64::min);
     let paced_rate = o
         .paced_rate
         .unwrap_or_else(|| (slowest * 0.5).floor().max(1.0));
     let cold_rate = median_rps(Arm::Cold).map(|r| (r * 0.5).max(1.0));
+    let cold_agent_rate = median_rps(Arm::ColdAgent).map(|r| (r * 0.5).max(1.0));
     eprintln!(
         "autoid-bench: phase 2, paced at {paced_rate:.0} req/s (cold arm: {})",
         cold_rate.map_or("-".to_owned(), |r| format!("{r:.1} req/s"))
     );
     for rep in 0..ctx.s.reps {
         for &arm in &arms {
-            let rate = if arm == Arm::Cold {
-                cold_rate.unwrap_or(paced_rate)
-            } else {
-                paced_rate
+            let rate = match arm {
+                Arm::Cold => cold_rate.unwrap_or(paced_rate),
+                Arm::ColdAgent => cold_agent_rate.unwrap_or(paced_rate),
+                _ => paced_rate,
             };
             match ctx.run_one(arm, rep, Phase::Paced, Some(rate), rate) {
                 Ok(r) => records.push(r),
@@ -780,7 +819,7 @@ fn summarize(
                     "directory_cpu_us_per_req": spread(&pick(arm, Phase::Saturation, &|r| r.directory_cpu_us_per_req.unwrap_or(f64::NAN))),
                 },
                 "paced": {
-                    "rate": if arm == Arm::Cold { cold_rate.unwrap_or(paced_rate) } else { paced_rate },
+                    "rate": spread(&pick(arm, Phase::Paced, &|r| r.rate_target.unwrap_or(f64::NAN))).map_or(paced_rate, |s| s.median),
                     "achieved_rps": spread(&pick(arm, Phase::Paced, &|r| r.outcome.rps)),
                     "p50_us": spread(&pick(arm, Phase::Paced, &|r| r.outcome.p50_us)),
                     "p99_us": spread(&pick(arm, Phase::Paced, &|r| r.outcome.p99_us)),
@@ -833,6 +872,7 @@ fn summarize(
         "warm_vs_jwt": ratio(Arm::Warm, Arm::Jwt, &rps),
         "warm_vs_none": ratio(Arm::Warm, Arm::None, &rps),
         "cold_vs_warm": ratio(Arm::Cold, Arm::Warm, &rps),
+        "cold_agent_vs_cold_wasm": ratio(Arm::ColdAgent, Arm::Cold, &rps),
         "directory_vs_warm": ratio(Arm::Directory, Arm::Warm, &rps),
         "envoy_cpu_per_req_ratios": {
             "warm_vs_floor": ratio(Arm::Warm, Arm::Floor, &cpu),
@@ -907,6 +947,10 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
         ("warm_vs_jwt", "c/b warm vs jwt_authn (required ≥ 1.0)"),
         ("warm_vs_none", "c/a warm vs no filter"),
         ("cold_vs_warm", "d/c cold vs warm"),
+        (
+            "cold_agent_vs_cold_wasm",
+            "h/d cold through the agent vs cold in wasm (target ≥ 10)",
+        ),
         ("directory_vs_warm", "e/c directory miss vs warm"),
     ] {
         t.push_str(&format!(
