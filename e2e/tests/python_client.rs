@@ -132,6 +132,18 @@ fn requests_and_httpx_over_http_and_tls_through_the_real_gateway() {
                 "{what}: a replay"
             );
         }
+        for client in ["requests", "httpx"] {
+            let percent = find(client, scheme, "percent");
+            assert_eq!(percent["status"], 200, "{client} over {scheme}: {percent}");
+            assert_eq!(
+                percent["echo"]["path"],
+                "/v1/caf%C3%A9/~user/a%20b%7C;v=1,2@x?q=%E2%9C%93&r=a+b%26c%5E",
+                "{client} over {scheme}: escapes reach the upstream as sent"
+            );
+        }
+        let empty = find("httpx", scheme, "empty-query");
+        assert_eq!(empty["status"], 200, "{empty}");
+        assert_eq!(empty["echo"]["path"], "/v1/charges?");
         let tampered = find("requests", scheme, "body-tampered");
         assert_eq!(
             tampered["status"], 401,

@@ -22,6 +22,10 @@ from autoid_client.httpx_auth import AutoidAuth as HttpxAuth
 from autoid_client.requests_auth import AutoidAuth as RequestsAuth
 
 BODY = b'{"amount":5,"currency":"EUR"}'
+# Escapes of non-ASCII and reserved characters, sub-delims as they are: the gateway forwards
+# them as sent and the proof binds them as sent. (Escapes of unreserved characters and a raw
+# ^ or | are rewritten by Envoy before the filter: the auth adapters refuse them.)
+PERCENT = "/payments/caf%C3%A9/~user/a%20b%7C;v=1,2@x?q=%E2%9C%93&r=a+b%26c%5E"
 
 
 def emit(client: str, scheme: str, case: str, status: int, text: bytes) -> None:
@@ -45,6 +49,7 @@ def with_requests(base: str, scheme: str, verify: Any, alice: Prover, dave: Prov
     prepared = s.prepare_request(requests.Request("GET", f"{base}/payments/once", auth=RequestsAuth(alice)))
     send("replay-first", s.send(prepared, **kw))
     send("replay-again", s.send(prepared, **kw))
+    send("percent", s.get(f"{base}{PERCENT}", auth=RequestsAuth(alice), **kw))
     bound = RequestsAuth(alice, bind_body=True)
     send("body", s.post(f"{base}/payments/transfers", data=BODY, auth=bound,
                         headers={"content-type": "application/json"}, **kw))
@@ -64,6 +69,9 @@ def with_httpx(base: str, scheme: str, verify: Any, alice: Prover, dave: Prover)
 
         send("allowed", c.get(f"{base}/payments/charges?limit=2", auth=HttpxAuth(alice)))
         send("denied", c.get(f"{base}/payments/charges", auth=HttpxAuth(dave)))
+        send("percent", c.get(f"{base}{PERCENT}", auth=HttpxAuth(alice)))
+        # httpx keeps an empty query's `?` (requests drops it): bound as sent either way.
+        send("empty-query", c.get(f"{base}/payments/charges?", auth=HttpxAuth(alice)))
         request = c.build_request("GET", f"{base}/payments/once")
         request = next(HttpxAuth(alice).sync_auth_flow(request))
         send("replay-first", c.send(request))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import pytest
 
@@ -45,3 +45,31 @@ def test_safe_paths(path: str) -> None:
 )
 def test_unsafe_paths(path: str) -> None:
     assert not path_is_safe(path)
+
+
+@pytest.mark.parametrize(
+    "path,problem",
+    [("/p/%7Euser", True), ("/p/%41b", True), ("/p/a%2db", True), ("/p/%5f", True), ("/p/%2E", True),
+     ("/p/a|b", True), ("/p/a^b", True), ("/p/%C3%A9/%c3%a9/%25/%7C/a%20b", False),
+     ("/p/a!$&'()*+,;=:@b", False), ("/p/x?q=%7E%41|^", False)],
+)
+def test_paths_the_gateway_rewrites(path: str, problem: bool) -> None:
+    from autoid_client.binding import gateway_rewrites
+
+    assert (gateway_rewrites(path) is not None) == problem
+
+
+def test_auth_adapters_refuse_paths_the_gateway_rewrites() -> None:
+    import httpx
+    import requests
+
+    from autoid_client.httpx_auth import AutoidAuth as HttpxAuth
+
+    prover: Any = object()  # never reached: the path is refused first
+    with pytest.raises(UsageError, match="unreserved"):
+        next(HttpxAuth(prover).auth_flow(httpx.Request("GET", "http://h/p/%7Euser")))
+    with pytest.raises(UsageError, match="%7C"):
+        next(HttpxAuth(prover).auth_flow(httpx.Request("GET", "http://h/p/a|b")))
+    # requests itself encodes | and ^ and unescapes %7E before sending: nothing to refuse.
+    prepared = requests.Request("GET", "http://h/p/a|b^c/%7e").prepare()
+    assert prepared.path_url == "/p/a%7Cb%5Ec/~"

@@ -206,3 +206,21 @@ def path_is_safe(path: str) -> bool:
         if name in (".", ".."):
             return False
     return True
+
+
+_UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[dDeE]|5[fF]|7[eE])")
+
+
+def gateway_rewrites(path: str) -> Optional[str]:
+    """Why the gateway would route another path than ``path`` (so the proof fails with 401), or
+    None. Envoy's path normalization (before the filter) decodes escapes of unreserved
+    characters (``%7E`` -> ``~``, ``%41`` -> ``A``) and escapes a raw ``^`` or ``|``; the query
+    is left alone. Other escapes pass as sent, in any hex case."""
+    p = path.split("?", 1)[0]
+    m = _UNRESERVED_ESCAPE.search(p)
+    if m:
+        return f"{m.group(0)} escapes an unreserved character: send it unescaped"
+    for c in "^|":
+        if c in p:
+            return f"send {c!r} as %{ord(c):02X} in the path"
+    return None

@@ -7,7 +7,7 @@ from typing import Generator
 
 import httpx
 
-from .binding import check_method, path_is_safe
+from .binding import gateway_rewrites, check_method, path_is_safe
 from .client import Prover
 from .errors import UsageError
 from .grammar import DEFAULT_HEADER
@@ -33,6 +33,9 @@ class AutoidAuth(httpx.Auth):
         path = request.url.raw_path.decode("ascii")
         if not path_is_safe(path):
             raise UsageError(f"path {path!r}: the gateway refuses dot-segments, '//' and %2F/%5C (400)")
+        rewrite = gateway_rewrites(path)
+        if rewrite is not None:
+            raise UsageError(f"path {path!r}: the gateway normalizes it before checking the proof; {rewrite}")
         method = check_method(request.method)
         if method != request.method:
             raise UsageError(f"method {request.method!r}: send it uppercase")

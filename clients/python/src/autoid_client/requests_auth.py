@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.models import PreparedRequest, Response
 
-from .binding import path_is_safe, target
+from .binding import gateway_rewrites, path_is_safe, target
 from .client import Prover
 from .errors import UsageError
 from .grammar import DEFAULT_HEADER
@@ -39,6 +39,9 @@ class AutoidAuth(requests.auth.AuthBase):
         path = r.path_url
         if not path_is_safe(path):
             raise UsageError(f"path {path!r}: the gateway refuses dot-segments, '//' and %2F/%5C (400)")
+        rewrite = gateway_rewrites(path)
+        if rewrite is not None:
+            raise UsageError(f"path {path!r}: the gateway normalizes it before checking the proof; {rewrite}")
         body: Optional[bytes] = None
         if self.bind_body:
             if r.body is None:
