@@ -47,6 +47,15 @@ impl Target {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
+        if let Some(why) = gateway_rewrites(url.path()) {
+            usage!("URL {url}: the gateway would route another path than the proof binds: {why}");
+        }
+        if !autoid_protocol::path::path_is_safe(url.path()) {
+            usage!(
+                "URL {url}: the gateway refuses this path (an empty segment, a backslash or an \
+                 escaped / or \\: docs/GATEWAY.md, Hardening)"
+            );
+        }
         let path = match url.query() {
             Some(query) => format!("{}?{query}", url.path()),
             None => url.path().to_owned(),
@@ -67,6 +76,34 @@ impl Target {
             path: &self.path,
         }
     }
+}
+
+/// Why Envoy's path normalization (before the filter) would turn `path` into another path, so
+/// that a proof for it fails with 401; `None` when it leaves it alone. Envoy decodes escapes of
+/// unreserved characters (`%7E` → `~`, `%41` → `A`) and escapes a raw `^` or `|`; other escapes
+/// pass as sent (docs/PROTOCOL.md). The Python client refuses the same paths.
+fn gateway_rewrites(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    for (i, w) in bytes.windows(3).enumerate() {
+        if w[0] != b'%' {
+            continue;
+        }
+        let Ok(hex) = std::str::from_utf8(&w[1..]) else {
+            continue;
+        };
+        if let Ok(b) = u8::from_str_radix(hex, 16)
+            && (b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            return Some(format!(
+                "{} escapes an unreserved character: send it unescaped",
+                &path[i..i + 3]
+            ));
+        }
+    }
+    ['^', '|']
+        .into_iter()
+        .find(|c| path.contains(*c))
+        .map(|c| format!("send {c:?} as %{:02X} in the path", c as u32))
 }
 
 /// RFC 9110 `tchar`.
@@ -128,6 +165,29 @@ mod tests {
         );
         let t = Target::new("GET", "https://a.example/p#frag").unwrap();
         assert_eq!(t.url.as_str(), "https://a.example/p");
+    }
+
+    #[test]
+    fn refuses_paths_the_gateway_would_rewrite_or_refuse() {
+        for url in [
+            "https://a.example/p/%7Euser",
+            "https://a.example/p/%41",
+            "https://a.example/a|b",
+            "https://a.example/a^b",
+            "https://a.example/a//b",
+            "https://a.example/a%2Fb",
+            "https://a.example/a%5cb",
+        ] {
+            assert!(Target::new("GET", url).is_err(), "{url}");
+        }
+        // Other escapes, sub-delims and anything in the query pass as sent.
+        for url in [
+            "https://a.example/a%20b/%C3%A9/%25",
+            "https://a.example/a;b=c,d!$&'()*+",
+            "https://a.example/p?x=%7E|^",
+        ] {
+            assert!(Target::new("GET", url).is_ok(), "{url}");
+        }
     }
 
     #[test]

@@ -182,6 +182,18 @@ def target(method: str, url: str) -> Target:
         explicit = port != _DEFAULT_PORTS[scheme]
     authority = f"{host}:{port}" if explicit else host
     path = normalize_path(raw_path)
+    # As the Rust CLI: a proof for a path the gateway refuses (400) or rewrites before the filter
+    # (401) is refused here, with what to send instead.
+    if not path_is_safe(path):
+        raise UsageError(
+            f"URL {url!r}: the gateway refuses this path (an empty segment, a backslash or an "
+            "escaped / or \\: docs/GATEWAY.md, Hardening)"
+        )
+    rewrite = gateway_rewrites(path)
+    if rewrite is not None:
+        raise UsageError(
+            f"URL {url!r}: the gateway would route another path than the proof binds: {rewrite}"
+        )
     if qmark:
         path += "?" + _percent_encode(raw_query, _QUERY_SET)
     return Target(method, scheme, host, port, authority, path)
