@@ -284,6 +284,9 @@ pub struct Http {
     body_seen: usize,
     /// Whether the request has ended (headers, body and trailers all seen).
     request_done: bool,
+    /// When the proof was last verified (Unix seconds): the replay claim's clock, so the allowed
+    /// path reads the host's clock once.
+    verified_at: Cell<u64>,
 }
 
 impl Http {
@@ -315,6 +318,7 @@ impl Http {
     fn verify(&self, state: &State, header: &str, request: &Request<'_>) -> Result<Verified, Stop> {
         let now_ms = wasm_host::now_ms();
         let now = now_ms / 1000;
+        self.verified_at.set(now);
         let mut cache = CacheAdapter { state, now, now_ms };
         let verified = verify_or_ask(
             &state.config.keyring,
@@ -334,7 +338,9 @@ impl Http {
     /// Claims the proof's nonce in the replay table shared by every worker (atomic: of two
     /// requests carrying the same proof, one claims it).
     fn claim(&self, state: &State, verified: &Verified) -> Result<(), Denial> {
-        let now = wasm_host::now_ms() / 1000;
+        // A decision that waited for a callout claims at the verification's second: at most a
+        // timeout old, it can only keep an entry that just expired (never drop a live one).
+        let now = self.verified_at.get();
         let expires = verified
             .timestamp
             .saturating_add(state.config.limits.max_skew_secs + 1);
