@@ -244,18 +244,30 @@ impl std::fmt::Debug for AuthRequest {
     }
 }
 
+/// The JSON body of an authorized request, or the 401/400 to answer.
+fn authorized_body<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Json<T>, JsonRejection>,
+) -> Result<T, Box<Response>> {
+    if !state.authorized(headers) {
+        return Err(Box::new(unauthorized()));
+    }
+    match body {
+        Ok(Json(b)) => Ok(b),
+        // The rejection text describes the JSON shape, never the values.
+        Err(e) => Err(Box::new(bad_request(format!("body: {}", e.body_text())))),
+    }
+}
+
 async fn authenticate(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Json<AuthRequest>, JsonRejection>,
 ) -> Response {
-    if !state.authorized(&headers) {
-        return unauthorized();
-    }
-    let body = match body {
-        Ok(Json(b)) => b,
-        // The rejection text describes the JSON shape, never the values.
-        Err(e) => return bad_request(format!("body: {}", e.body_text())),
+    let body = match authorized_body(&state, &headers, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
     };
     if let Some(r) = check_name("username", &body.username) {
         return r;
@@ -312,12 +324,9 @@ async fn sessions(
 ) -> Response {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    if !state.authorized(&headers) {
-        return unauthorized();
-    }
-    let body = match body {
-        Ok(Json(b)) => b,
-        Err(e) => return bad_request(format!("body: {}", e.body_text())),
+    let body = match authorized_body(&state, &headers, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
     };
     if body.wrapped.len() > MAX_WRAPPED_B64 {
         return bad_request("wrapped is too long");

@@ -743,6 +743,20 @@ impl Context for Http {
         body_size: usize,
         _trailers: usize,
     ) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let status = self
+            .get_http_call_response_headers()
+            .into_iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.parse::<u32>().ok());
+        // An oversized reply is never read: a stand-in one byte over the limit fails to parse.
+        let body = if body_size > MAX_REPLY_BYTES {
+            Some(vec![0u8; MAX_REPLY_BYTES + 1])
+        } else {
+            self.get_http_call_response_body(0, body_size)
+        };
         let (api, verified, stale) = match std::mem::take(&mut self.pending) {
             Pending::Directory {
                 api,
@@ -750,19 +764,6 @@ impl Context for Http {
                 stale,
             } => (api, verified, stale),
             Pending::Session { asked } => {
-                let Some(state) = self.state.clone() else {
-                    return;
-                };
-                let status = self
-                    .get_http_call_response_headers()
-                    .into_iter()
-                    .find(|(k, _)| k == ":status")
-                    .and_then(|(_, v)| v.parse::<u32>().ok());
-                let body = if body_size > MAX_REPLY_BYTES {
-                    None
-                } else {
-                    self.get_http_call_response_body(0, body_size)
-                };
                 if let Action::Continue =
                     self.session_answer(&state, &asked, status, &body.unwrap_or_default())
                 {
@@ -776,22 +777,9 @@ impl Context for Http {
             }
         };
         let subject = verified.subject.as_str();
-        let Some(state) = self.state.clone() else {
-            return;
-        };
         let Some(api_def) = state.config.apis.get(&api) else {
             self.deny(Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
             return;
-        };
-        let status = self
-            .get_http_call_response_headers()
-            .into_iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse::<u32>().ok());
-        let body = if body_size > MAX_REPLY_BYTES {
-            Some(vec![0u8; MAX_REPLY_BYTES + 1])
-        } else {
-            self.get_http_call_response_body(0, body_size)
         };
         let now = wasm_host::now_ms() / 1000;
         match parse_reply(status, body.as_deref(), subject, now) {
