@@ -23,7 +23,7 @@ PY_TEST_DEPS := cryptography requests httpx pytest
 .PHONY: help build wasm bins native test test-python deps-python lint fmt bench bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy run demo clean
 
 help:
-	@echo "make run         the whole demo: OpenLDAP, bridge, Envoy + autoid, demo upstream (Ctrl-C stops)"
+	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
 	@echo "make demo        requests against the running demo: allowed, 401, 403"
 	@echo "make build       build the filter (.wasm) and the native tools"
 	@echo "make test        build, then run every test (installs slapd when root)"
@@ -126,7 +126,7 @@ bench: wasm bins deps-envoy deps-ldap
 bench-host: wasm
 	$(CARGO) bench $(LOCKED) -p autoid-host-tests --bench filter
 
-# cargo-fuzz targets (nightly): header parser, proof opener, config parser, bridge replies.
+# cargo-fuzz targets (nightly): header parser, proof opener, config parser, agent replies.
 # FUZZ_SECONDS per target (CI runs a 10 s smoke of each).
 FUZZ_SECONDS ?= 60
 fuzz: deps-fuzz

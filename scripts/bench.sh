@@ -45,8 +45,8 @@ if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
 	say "building the filters (wasm profile)"
 	$CARGO build --profile wasm --target $WASM_TARGET -p autoid-plugin -p autoid-floor-filter
 fi
-say "building autoid-bench, the LDAP bridge and the wasm crypto module"
-$CARGO build --release -p autoid-bench -p autoid-ldap-bridge
+say "building autoid-bench, the autoid agent and the wasm crypto module"
+$CARGO build --release -p autoid-bench -p autoid-agent
 if [ "${BENCH_QUICK:-0}" != 1 ]; then
 	$CARGO build --manifest-path bench/crypto-wasm/Cargo.toml --profile wasm --target $WASM_TARGET \
 		--target-dir "$CARGO_TARGET_DIR"
@@ -69,7 +69,7 @@ ps aux --sort=-%cpu | head -4 >&2
 "$CARGO_TARGET_DIR/release/autoid-bench" run --envoy "$ENVOY" \
 	--plugin "$CARGO_TARGET_DIR/$WASM_TARGET/wasm/autoid_plugin.wasm" \
 	--floor "$CARGO_TARGET_DIR/$WASM_TARGET/wasm/autoid_floor_filter.wasm" \
-	--bridge "$CARGO_TARGET_DIR/release/autoid-ldap-bridge" \
+	--bridge "$CARGO_TARGET_DIR/release/autoid-agent" \
 	--out "$CARGO_TARGET_DIR/bench" ${BENCH_ARGS:-}
 
 if [ "${BENCH_QUICK:-0}" != 1 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh (`make run`) — the whole autoid demo on this machine, in the foreground:
-#   OpenLDAP (openldap/run_ldap.sh) → LDAP bridge → Envoy + the autoid filter → the demo upstream.
+#   OpenLDAP (openldap/run_ldap.sh) → autoid agent → Envoy + the autoid filter → the demo upstream.
 # Generates what it needs into run/ (kept between runs; delete run/ to start over), prints what
 # runs where and the commands to try, and stops everything on Ctrl-C.
 #
@@ -53,7 +53,7 @@ for who in alice dave; do # alice is in payments and reports; dave is in no grou
 		autoid entropy issue --epoch "$RUN/epochs/ep-1.epoch.json" --subject "$who" --out "$RUN/clients/$who.entropy"
 done
 umask 077
-[ -f "$RUN/bridge.token" ] || head -c 32 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_' >"$RUN/bridge.token"
+[ -f "$RUN/agent.token" ] || head -c 32 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_' >"$RUN/agent.token"
 mkdir -p "$RUN/secrets"
 [ -f "$RUN/secrets/payments-upstream.token" ] ||
 	printf 'Bearer demo-payments-%s\n' "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$RUN/secrets/payments-upstream.token"
@@ -106,10 +106,10 @@ AUTOID_INSTALL=1 openldap/run_ldap.sh start >"$LOGS/ldap-start.log" 2>&1 ||
 	{ cat "$LOGS/ldap-start.log" >&2; die "OpenLDAP did not start"; }
 eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|BRIDGE_DN|BRIDGE_PASSWORD_FILE|STATE_DIR|ADMIN_DN|ADMIN_PASSWORD)=')"
 
-cat >"$RUN/bridge.json" <<EOF
+cat >"$RUN/agent.json" <<EOF
 {
   "listen": "127.0.0.1:$BRIDGE_PORT",
-  "token_file": "$RUN/bridge.token",
+  "token_file": "$RUN/agent.token",
   "ldap": {
     "url": "$LDAP_URL",
     "starttls": true,
@@ -123,10 +123,10 @@ cat >"$RUN/bridge.json" <<EOF
   "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ]
 }
 EOF
-: >"$LOGS/bridge.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"
-say "LDAP bridge"
-start "LDAP bridge" "$LOGS/bridge.log" "$BIN/autoid-ldap-bridge" --config "$RUN/bridge.json"
-wait_http "LDAP bridge" "http://127.0.0.1:$BRIDGE_PORT/readyz" 20
+: >"$LOGS/agent.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"
+say "autoid agent"
+start "autoid agent" "$LOGS/agent.log" "$BIN/autoid-agent" --config "$RUN/agent.json"
+wait_http "autoid agent" "http://127.0.0.1:$BRIDGE_PORT/readyz" 20
 
 say "demo upstream"
 start "demo upstream" "$LOGS/upstream.log" "$BIN/autoid-demo-upstream" --listen "127.0.0.1:$UPSTREAM_PORT"
@@ -147,12 +147,12 @@ autoid demo is running (Ctrl-C stops everything):
   https://127.0.0.1:$HTTPS_PORT   Envoy + autoid, TLS (dev CA: run/tls/ca.pem)
   http://127.0.0.1:$HTTP_PORT     Envoy + autoid, plain HTTP (local development only)
   $ADMIN_SOCKET  Envoy admin, unix socket mode 0600 (curl --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid)
-  http://127.0.0.1:$BRIDGE_PORT     LDAP bridge (bearer token: run/bridge.token)
+  http://127.0.0.1:$BRIDGE_PORT     autoid agent (bearer token: run/agent.token)
   http://127.0.0.1:$UPSTREAM_PORT     demo upstream (echoes what it receives)
   $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)
 APIs (gateway-config/apis/): /payments/ needs group payments; /reports/ needs reports or admins.
 Clients: alice (payments, reports) run/clients/alice.entropy; dave (no group) run/clients/dave.entropy
-Logs: run/logs/{envoy,access,bridge,upstream}.log, run/ldap/slapd.log
+Logs: run/logs/{envoy,access,agent,upstream}.log, run/ldap/slapd.log
 
 Try (or run \`make demo\` in another terminal):
   target/release/autoid request --public-key $PUB --entropy run/clients/alice.entropy --subject alice \\

@@ -1,5 +1,5 @@
 //! Arm (e)'s directory: Debian slapd (`openldap/run_ldap.sh`, seeded with alice in `payments`)
-//! and the real `autoid-ldap-bridge` in front of it, both started for the run and stopped after.
+//! and the real `autoid-agent` in front of it, both started for the run and stopped after.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -69,7 +69,7 @@ impl Directory {
         let mut raw = [0u8; 24];
         getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("getrandom: {e}"))?;
         let token = URL_SAFE_NO_PAD.encode(raw);
-        let token_file = dir.join("bridge.token");
+        let token_file = dir.join("agent.token");
         write_private(&token_file, token.as_bytes())?;
         let bridge_port = free_port()?;
         let mut session_keys = Vec::new();
@@ -93,7 +93,7 @@ impl Directory {
             "groups": { "base": "ou=groups,dc=example,dc=org" },
             "session_keys": session_keys
         });
-        let config_file = dir.join("bridge.json");
+        let config_file = dir.join("agent.json");
         write_private(
             &config_file,
             serde_json::to_string_pretty(&config)?.as_bytes(),

@@ -8,7 +8,7 @@
 //! - [`loadgen`]: the load generator (keep-alive HTTP/1.1, saturation or paced, unique requests).
 //! - [`envoy`]: bootstraps and the Envoy process.
 //! - [`proofs`]: proofs and JWTs made before each run.
-//! - [`directory`]: slapd and the LDAP bridge for the directory arm.
+//! - [`directory`]: slapd and the autoid agent for the directory arm.
 //! - [`flood`]: a junk flood from another source beside the paced warm arm (phase 3).
 //! - [`run`]: the arms, the repetitions and the summary.
 //! - [`steps`]: the filter's crypto steps, shared with the wasm microbenchmark module.

@@ -80,8 +80,8 @@ pub struct Options {
         default_value = "target/wasm32-wasip1/wasm/autoid_floor_filter.wasm"
     )]
     pub floor: PathBuf,
-    /// The LDAP bridge.
-    #[arg(long, default_value = "target/release/autoid-ldap-bridge")]
+    /// The autoid agent.
+    #[arg(long, default_value = "target/release/autoid-agent")]
     pub bridge: PathBuf,
 }
 
@@ -233,8 +233,8 @@ impl Bench<'_> {
     fn autoid_config(&self, arm: Arm, phase: Phase) -> Result<String> {
         let groups = match (arm, &self.directory) {
             (Arm::Directory, Some(d)) => json!({ "directory": {
-                "cluster": "autoid_ldap_bridge",
-                "authority": "ldap-bridge",
+                "cluster": "autoid_agent",
+                "authority": "autoid-agent",
                 "token": d.token,
                 "timeout_ms": 2000,
                 "positive_ttl_secs": 0,
@@ -272,7 +272,7 @@ impl Bench<'_> {
                 c.insert("keys".into(), json!([{ "kid": self.gateway.kid() }]));
                 c.insert(
                     "agent".into(),
-                    json!({ "cluster": "autoid_ldap_bridge", "authority": "ldap-bridge",
+                    json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
                             "token": d.token, "timeout_ms": 5000 }),
                 );
             }
@@ -288,7 +288,7 @@ impl Bench<'_> {
             Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
             Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent => {
                 if let (true, Some(d)) = (arm.needs_bridge(), &self.directory) {
-                    clusters.push(envoy::cluster("autoid_ldap_bridge", d.bridge_port));
+                    clusters.push(envoy::cluster("autoid_agent", d.bridge_port));
                 }
                 vec![envoy::wasm_filter(
                     "autoid",
@@ -595,7 +595,7 @@ pub fn main(o: &Options) -> Result<()> {
     }
     if arms.iter().any(|a| a.needs_bridge()) && !o.bridge.exists() {
         bail!(
-            "the LDAP bridge is missing at {}: run `cargo build --release -p autoid-ldap-bridge`",
+            "the autoid agent is missing at {}: run `cargo build --release -p autoid-agent`",
             o.bridge.display()
         );
     }
@@ -627,7 +627,7 @@ pub fn main(o: &Options) -> Result<()> {
         .map(|i| jwt.token(SUBJECT, i))
         .collect::<Result<Vec<_>>>()?;
     let directory = if arms.iter().any(|a| a.needs_bridge()) {
-        eprintln!("autoid-bench: starting slapd and the LDAP bridge");
+        eprintln!("autoid-bench: starting slapd and the autoid agent");
         let pem = gateway.to_pem()?;
         Some(Directory::start(
             &o.repo,

@@ -132,7 +132,7 @@ fn render_writes_0600_with_named_routes_and_a_valid_filter_config() {
         assert_eq!(listener["per_connection_buffer_limit_bytes"], 2 << 20);
     }
     let config = wasm_filter_config(&bootstrap);
-    assert_eq!(config["directory"]["cluster"], "autoid_bridge");
+    assert_eq!(config["directory"]["cluster"], "autoid_agent");
     assert_eq!(
         config["apis"]["payments"]["inject"]["authorization"],
         "Bearer demo-payments-api-key-NOT-A-SECRET"
@@ -370,6 +370,6 @@ fn with_session_keys_at_the_agent_the_bootstrap_names_key_ids_only() {
     let bootstrap: Value = serde_json::from_str(&text).unwrap();
     let config = wasm_filter_config(&bootstrap);
     assert_eq!(config["keys"], serde_json::json!([{ "kid": "demo-1" }]));
-    assert_eq!(config["agent"]["cluster"], "autoid_bridge");
+    assert_eq!(config["agent"]["cluster"], "autoid_agent");
     assert_eq!(config["agent"]["token"], config["directory"]["token"]);
 }

@@ -34,11 +34,11 @@ fn directory() -> Directory {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let slapd = Slapd::start(&d.join("ldap"));
-    std::fs::write(d.join("bridge.token"), TOKEN).unwrap();
+    std::fs::write(d.join("agent.token"), TOKEN).unwrap();
     let port = free_port();
     let config = json!({
         "listen": format!("127.0.0.1:{port}"),
-        "token_file": d.join("bridge.token"),
+        "token_file": d.join("agent.token"),
         "ldap": {
             "url": slapd.ldap_url,
             "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
@@ -48,12 +48,12 @@ fn directory() -> Directory {
         "users": {"base": "dc=example,dc=org"},
         "groups": {"base": "ou=groups,dc=example,dc=org"}
     });
-    std::fs::write(d.join("bridge.json"), config.to_string()).unwrap();
+    std::fs::write(d.join("agent.json"), config.to_string()).unwrap();
     let mut bridge = Proc::spawn(
         "bridge",
-        Command::new(bin("autoid-ldap-bridge"))
+        Command::new(bin("autoid-agent"))
             .arg("--config")
-            .arg(d.join("bridge.json")),
+            .arg(d.join("agent.json")),
         &d.join("bridge.log"),
     );
     wait_ready_bridge(port, &mut bridge);
@@ -70,7 +70,7 @@ fn gateway(bridge: SocketAddr, epoch: &Epoch) -> Gateway {
     let config = json!({
         "keys": [{"kid": KID, "private_key_pem": KEY_PEM}],
         "epochs": [serde_json::from_str::<serde_json::Value>(&epoch.to_json()).unwrap()],
-        "directory": {"cluster": "autoid_bridge", "authority": "ldap-bridge", "token": TOKEN,
+        "directory": {"cluster": "autoid_agent", "authority": "autoid-agent", "token": TOKEN,
                       "timeout_ms": 5000, "positive_ttl_secs": 60, "negative_ttl_secs": 10},
         "apis": {"payments": {
             "require": {"any_of": ["payments"]},
@@ -83,7 +83,7 @@ fn gateway(bridge: SocketAddr, epoch: &Epoch) -> Gateway {
         .gateway()
         .plugin_config(config.to_string())
         .workers(2)
-        .cluster_http("autoid_bridge", bridge)
+        .cluster_http("autoid_agent", bridge)
         .build()
         .unwrap()
 }

@@ -1,4 +1,4 @@
-//! The LDAP bridge's reply (`decisions::parse_reply`) on arbitrary status, body and subject: no
+//! The autoid agent's reply (`decisions::parse_reply`) on arbitrary status, body and subject: no
 //! panic, only well-formed decisions come out (valid group names only; a mismatch never carries
 //! groups), and every accepted decision survives the shared-data decision cache unchanged.
 

@@ -1,4 +1,4 @@
-//! Directory decisions: the LDAP bridge's answers, cached in shared data by a hash of the subject.
+//! Directory decisions: the autoid agent's answers, cached in shared data by a hash of the subject.
 //!
 //! A direct-mapped table of `max_entries` keys `autoid.dir.<n>`, each holding
 //! `SHA-256(subject)[32] || u64be(fetched_at) || u8 found || u16be count || (u16be len || group)*`,

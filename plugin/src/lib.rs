@@ -2,7 +2,7 @@
 //!
 //! Per request: pick the API by the `xds.route_name` property, strip client copies of every
 //! header the filter sets, verify the entropy proof (`autoid-protocol`), reject replays across
-//! workers, authorize the subject's groups (static map, or the LDAP bridge through an HTTP callout
+//! workers, authorize the subject's groups (static map, or the autoid agent through an HTTP callout
 //! with a shared-data decision cache), then inject the API's credentials and identity headers and
 //! remove the proof before the request goes upstream. Anything else is a uniform 401/403/503.
 //!

@@ -251,7 +251,7 @@ impl core::fmt::Debug for Agent {
     }
 }
 
-/// The LDAP bridge the filter asks for groups.
+/// The autoid agent the filter asks for groups.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Directory {
     /// The Envoy cluster of the bridge.
@@ -290,7 +290,7 @@ impl core::fmt::Debug for Directory {
 /// Where a subject's groups come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Groups {
-    /// The LDAP bridge, through an HTTP callout.
+    /// The autoid agent, through an HTTP callout.
     Directory(Directory),
     /// A fixed map in the configuration (tests, demos without a directory).
     Static(BTreeMap<String, Vec<String>>),

@@ -1,4 +1,4 @@
-//! The filter↔bridge contract (docs/BRIDGE.md): the JSON replies of `GET /v1/groups` and
+//! The filter↔bridge contract (docs/AGENT.md): the JSON replies of `GET /v1/groups` and
 //! `POST /v1/authenticate`, and the request and reply of `POST /v1/sessions` (the bridge unwraps
 //! sessions for key ids whose private key only it holds), one type each, serialized by one side
 //! and parsed by the other.

@@ -141,7 +141,7 @@ pub(crate) struct Plugin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DirectoryDef {
-    /// `host:port` of the LDAP bridge.
+    /// `host:port` of the autoid agent.
     pub(crate) address: String,
     pub(crate) token: Source,
     #[serde(default)]

@@ -11,8 +11,8 @@ use serde_json::{Map, Value, json};
 use super::defs::{Definitions, SessionKeys};
 use crate::files::PRIVATE_KEY_SUFFIX;
 
-/// The Envoy cluster of the LDAP bridge (the filter's `directory.cluster`).
-pub(crate) const BRIDGE_CLUSTER: &str = "autoid_bridge";
+/// The Envoy cluster of the autoid agent (the filter's `directory.cluster`).
+pub(crate) const BRIDGE_CLUSTER: &str = "autoid_agent";
 
 /// Where each part of the filter configuration came from, to map errors back.
 struct Origins {

@@ -356,13 +356,13 @@ impl Stack {
             );
         }
         run_ok(Command::new(repo().join("scripts/dev-tls.sh")).arg(d.join("tls")));
-        std::fs::write(d.join("bridge.token"), TOKEN).unwrap();
+        std::fs::write(d.join("agent.token"), TOKEN).unwrap();
 
         // The bridge, on a port of its own that it keeps across restarts.
         let bridge_port = free_port();
         let bridge_config = json!({
             "listen": format!("127.0.0.1:{bridge_port}"),
-            "token_file": d.join("bridge.token"),
+            "token_file": d.join("agent.token"),
             "request_timeout_ms": 3000,
             "ldap": {
                 "url": slapd.ldap_url,
@@ -376,7 +376,7 @@ impl Stack {
             "groups": {"base": "ou=groups,dc=example,dc=org"},
             "session_keys": [{"kid": "gw-1", "private_key_file": d.join("keys/gw-1.key.pem")}]
         });
-        std::fs::write(d.join("bridge.json"), bridge_config.to_string()).unwrap();
+        std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
 
         // The echo upstream on a free port it reports.
         let mut child = Command::new(bin("autoid-demo-upstream"))
@@ -415,7 +415,7 @@ impl Stack {
             },
             "directory": {
                 "address": format!("127.0.0.1:{bridge_port}"),
-                "token": {"file": d.join("bridge.token")},
+                "token": {"file": d.join("agent.token")},
                 "timeout_ms": 1000,
                 "connect_timeout_ms": 250,
                 "positive_ttl_secs": options.positive_ttl_secs,
@@ -525,9 +525,9 @@ impl Stack {
     fn spawn_bridge(d: &Path) -> Proc {
         Proc::spawn(
             "bridge",
-            Command::new(bin("autoid-ldap-bridge"))
+            Command::new(bin("autoid-agent"))
                 .arg("--config")
-                .arg(d.join("bridge.json"))
+                .arg(d.join("agent.json"))
                 .env("AUTOID_BRIDGE_LOG", "info"),
             &d.join("bridge.log"),
         )

@@ -1,4 +1,4 @@
-//! The built `autoid-ldap-bridge` binary: config file, secrets from a file and the environment,
+//! The built `autoid-agent` binary: config file, secrets from a file and the environment,
 //! JSON request logs without secrets, graceful shutdown on SIGTERM.
 // Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
 // covers #[test] bodies).
@@ -18,13 +18,13 @@ use serde_json::Value;
 fn binary_serves_logs_and_stops_on_sigterm() {
     let slapd = shared();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("bridge.json");
+    let cfg = dir.path().join("agent.json");
     let mut c = config(slapd);
     c["ldap"]["starttls"] = Value::Bool(true);
     c["ldap"]["ca_file"] = serde_json::json!(slapd.ca_file);
     std::fs::write(&cfg, c.to_string()).unwrap();
 
-    let exe = env!("CARGO_BIN_EXE_autoid-ldap-bridge");
+    let exe = env!("CARGO_BIN_EXE_autoid-agent");
     let check = Command::new(exe)
         .args(["--check-config", "--config"])
         .arg(&cfg)
@@ -60,7 +60,7 @@ fn binary_serves_logs_and_stops_on_sigterm() {
             .expect("no listening line");
         let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
         lines.push(line);
-        if v["message"] == "autoid-ldap-bridge listening" {
+        if v["message"] == "autoid-agent listening" {
             break v["addr"].as_str().unwrap().to_owned();
         }
     };

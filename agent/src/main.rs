@@ -1,10 +1,10 @@
-//! `autoid-ldap-bridge`: serve the bridge's HTTP API (see docs/BRIDGE.md).
+//! `autoid-agent`: serve the bridge's HTTP API (see docs/AGENT.md).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoid_ldap_bridge::{AppState, Config, Directory, Secrets, Sessions, router};
+use autoid_agent::{AppState, Config, Directory, Secrets, Sessions, router};
 use clap::{Parser, ValueEnum};
 use tracing::{error, info, warn};
 
@@ -14,7 +14,7 @@ enum LogFormat {
     Json,
 }
 
-/// The autoid LDAP bridge: answers the gateway filter's directory questions over LDAP.
+/// The autoid autoid agent: answers the gateway filter's directory questions over LDAP.
 ///
 /// Secrets are never command-line values: the bearer token and the service-account password come
 /// from files (config or flags) or from AUTOID_BRIDGE_TOKEN / AUTOID_BRIDGE_BIND_PASSWORD.
@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         state = state.with_sessions(Arc::new(sessions));
     }
     let app = router(state);
-    info!(%addr, url = %config.ldap.url, "autoid-ldap-bridge listening");
+    info!(%addr, url = %config.ldap.url, "autoid-agent listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -93,7 +93,7 @@ fn non_canonical_subjects_are_refused_before_ldap() {
 #[test]
 fn an_entry_stored_in_mixed_case_reports_its_own_uid() {
     // uid=Erin is matched by `erin` (LDAP ignores case); the reply says which entry answered, so
-    // the filter can deny `erin` (docs/BRIDGE.md). memberUid is matched with the stored `Erin`.
+    // the filter can deny `erin` (docs/AGENT.md). memberUid is matched with the stored `Erin`.
     let b = Bridge::start(config(shared()));
     let (status, body) = b.groups("erin");
     assert_eq!(status, 200, "{body}");
@@ -212,7 +212,7 @@ fn custom_user_filter() {
     c["users"]["filter"] = json!("(&(objectClass=inetOrgPerson)(mail={subject}))");
     let b = Bridge::start(c);
     // Found by mail; the entry's own identifier is still its `users.uid_attribute` value, so
-    // the filter would deny `alice@example.org` (docs/BRIDGE.md: match on that attribute).
+    // the filter would deny `alice@example.org` (docs/AGENT.md: match on that attribute).
     let (status, body) = b.groups("alice@example.org");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["found"], true, "{body}");

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use autoid_ldap_bridge::{AppState, Config, Directory, router};
+use autoid_agent::{AppState, Config, Directory, router};
 use serde_json::{Value, json};
 
 pub const INSTALL: &str = "apt-get install -y slapd ldap-utils";

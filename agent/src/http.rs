@@ -1,4 +1,4 @@
-//! The HTTP API (the contract the filter codes against; see docs/BRIDGE.md): routes, the bearer
+//! The HTTP API (the contract the filter codes against; see docs/AGENT.md): routes, the bearer
 //! token check (constant time), input limits, and one log line per request.
 
 use std::collections::HashMap;
@@ -397,7 +397,7 @@ async fn access_log(req: Request, next: Next) -> Response {
         None => ("rejected", None),
     };
     info!(
-        target: "autoid_ldap_bridge::access",
+        target: "autoid_agent::access",
         method = %method,
         path = %path,
         status = response.status().as_u16(),

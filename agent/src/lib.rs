@@ -1,13 +1,13 @@
-//! The autoid LDAP bridge: a small native HTTP service that answers the autoid proxy-wasm filter's
+//! The autoid autoid agent: a small native HTTP service that answers the autoid proxy-wasm filter's
 //! directory questions (which groups is this subject in? does this password bind?) over LDAP.
 //!
 //! The filter cannot open sockets, so it calls this service through an Envoy cluster; the bridge
 //! keeps a small pool of multiplexed, service-account-bound `ldap3` connections (StartTLS or
 //! LDAPS verified against a configured CA), escapes every value it puts into a filter, and
 //! answers `503` quickly instead of hanging when the directory is down. The HTTP contract and the
-//! configuration file are documented in `docs/BRIDGE.md`.
+//! configuration file are documented in `docs/AGENT.md`.
 //!
-//! Build and test: `cargo test --release -p autoid-ldap-bridge` (the integration tests start a
+//! Build and test: `cargo test --release -p autoid-agent` (the integration tests start a
 //! real slapd with `openldap/run_ldap.sh`; install it with `apt-get install -y slapd ldap-utils`).
 #![forbid(unsafe_code)]
 
