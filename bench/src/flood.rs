@@ -1,7 +1,8 @@
-//! A junk flood beside a measured run: proofs whose RSA-wrapped session keys are corrupted, so
-//! every one the cold-path budget lets through costs the worker a failed RSA unwrap. Sent from
-//! 127.0.0.2 (another source than the load generator's 127.0.0.1), paced, on keep-alive
-//! connections, until stopped.
+//! A second client beside a measured run, sent from 127.0.0.2 (another source than the load
+//! generator's 127.0.0.1), paced, on keep-alive connections, until stopped. Phase 3 sends a junk
+//! flood: proofs whose RSA-wrapped session keys are corrupted, so every one the cold-path budget
+//! lets through costs a failed RSA unwrap. Phase 4 sends valid proofs, each with a new session:
+//! the steady trickle of new clients a gateway meets.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -25,6 +26,8 @@ pub struct FloodOutcome {
     pub sent: u64,
     /// Answers that were 401, as junk must get.
     pub unauthorized: u64,
+    /// Answers that were 2xx, as valid proofs must get.
+    pub ok: u64,
     /// Any other answer (must stay 0).
     pub other: u64,
 }
@@ -33,7 +36,7 @@ pub struct FloodOutcome {
 #[derive(Debug)]
 pub struct Flood {
     stop: Arc<AtomicBool>,
-    counts: Arc<[AtomicU64; 3]>,
+    counts: Arc<[AtomicU64; 4]>,
     threads: Vec<JoinHandle<()>>,
     rate: f64,
 }
@@ -66,7 +69,7 @@ impl Flood {
             bail!("a flood needs requests and a positive rate");
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+        let counts = Arc::new([(); 4].map(|()| AtomicU64::new(0)));
         let requests = Arc::new(requests);
         let connections = connections.max(1);
         let interval = Duration::from_secs_f64(connections as f64 / rate);
@@ -88,6 +91,7 @@ impl Flood {
                         counts[0].fetch_add(1, Ordering::Relaxed);
                         match exchange(&mut conn, addr, request) {
                             Some(401) => counts[1].fetch_add(1, Ordering::Relaxed),
+                            Some(200..=299) => counts[3].fetch_add(1, Ordering::Relaxed),
                             _ => {
                                 conn = None;
                                 counts[2].fetch_add(1, Ordering::Relaxed)
@@ -115,6 +119,7 @@ impl Flood {
             rate: self.rate,
             sent: self.counts[0].load(Ordering::Relaxed),
             unauthorized: self.counts[1].load(Ordering::Relaxed),
+            ok: self.counts[3].load(Ordering::Relaxed),
             other: self.counts[2].load(Ordering::Relaxed),
         }
     }

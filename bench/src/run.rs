@@ -55,6 +55,10 @@ pub struct Options {
     /// Junk requests per second from 127.0.0.2 in phase 3 (0: no phase 3).
     #[arg(long, default_value_t = 640.0)]
     pub flood_rate: f64,
+    /// New sessions per second (valid proofs, each with a new session unwrapped by the agent)
+    /// from 127.0.0.2 beside the warm arm in phase 4 (0: no phase 4).
+    #[arg(long, default_value_t = 50.0)]
+    pub new_sessions_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
     /// h cold through the agent).
     #[arg(long, default_value = "afbcdeh")]
@@ -169,6 +173,17 @@ enum Phase {
     Paced,
     /// Paced, with a junk flood from another source.
     Flood,
+    /// Paced, the keys at the agent, no new sessions: phase 4's baseline.
+    AgentPaced,
+    /// Paced, the keys at the agent, beside a stream of new sessions from another source.
+    AgentSessions,
+}
+
+impl Phase {
+    /// The filter holds key ids only and the agent unwraps (arm (h), phase 4).
+    fn keys_at_agent(self, arm: Arm) -> bool {
+        arm == Arm::ColdAgent || matches!(self, Phase::AgentPaced | Phase::AgentSessions)
+    }
 }
 
 /// One measured run.
@@ -187,7 +202,7 @@ struct RunRecord {
     prepared: usize,
     envoy_rss_kb: Option<u64>,
     counters: BTreeMap<String, u64>,
-    /// The junk flood beside this run (phase 3).
+    /// The second client beside this run (phase 3's junk, phase 4's new sessions).
     flood: Option<FloodOutcome>,
 }
 
@@ -242,7 +257,7 @@ impl Bench<'_> {
                 "stale_if_error_secs": 0
             }}),
             (Arm::Directory | Arm::ColdAgent, None) => {
-                bail!("arms (e) and (h) need the bridge")
+                bail!("arms (e) and (h) need the agent")
             }
             _ => json!({ "static_groups": { SUBJECT: ["payments", "reports"] } }),
         };
@@ -267,8 +282,8 @@ impl Bench<'_> {
             if phase == Phase::Flood {
                 c.remove("cold_path");
             }
-            if let (Arm::ColdAgent, Some(d)) = (arm, &self.directory) {
-                // The key id only: the bridge holds the key and unwraps each session.
+            if let (true, Some(d)) = (phase.keys_at_agent(arm), &self.directory) {
+                // The key id only: the agent holds the key and unwraps each session.
                 c.insert("keys".into(), json!([{ "kid": self.gateway.kid() }]));
                 c.insert(
                     "agent".into(),
@@ -287,7 +302,10 @@ impl Bench<'_> {
             Arm::Floor => vec![envoy::wasm_filter("floor", &self.o.floor, "")],
             Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
             Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent => {
-                if let (true, Some(d)) = (arm.needs_bridge(), &self.directory) {
+                if let (true, Some(d)) = (
+                    arm.needs_bridge() || phase.keys_at_agent(arm),
+                    &self.directory,
+                ) {
                     clusters.push(envoy::cluster("autoid_agent", d.bridge_port));
                 }
                 vec![envoy::wasm_filter(
@@ -382,19 +400,28 @@ impl Bench<'_> {
         let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
         let requests = self.requests(arm, count)?;
         let prepared = requests.bytes.len();
-        let junk = if phase == Phase::Flood {
-            let fresh = self.requests(Arm::Cold, FLOOD_PROOFS)?.bytes;
-            Some(
-                fresh
+        let beside = match phase {
+            Phase::Flood => {
+                let fresh = self.requests(Arm::Cold, FLOOD_PROOFS)?.bytes;
+                let junk = fresh
                     .iter()
                     .map(|r| flood::junk(r, PROOF_HEADER))
-                    .collect::<Result<Vec<_>>>()?,
-            )
-        } else {
-            None
+                    .collect::<Result<Vec<_>>>()?;
+                Some((junk, self.o.flood_rate))
+            }
+            Phase::AgentSessions => {
+                // Enough new sessions that none is sent twice (a repeat would be warm).
+                let rate = self.o.new_sessions_rate;
+                let n = (rate * (warmup + duration + 5.0) * 1.5) as usize + 16;
+                Some((self.requests(Arm::ColdAgent, n)?.bytes, rate))
+            }
+            _ => None,
         };
         let mut watch = vec![proxy.pid()];
-        if let (true, Some(d)) = (arm.needs_bridge(), &self.directory) {
+        if let (true, Some(d)) = (
+            arm.needs_bridge() || phase.keys_at_agent(arm),
+            &self.directory,
+        ) {
             watch.push(d.bridge_pid());
             watch.push(d.slapd_pid);
         }
@@ -416,8 +443,8 @@ impl Bench<'_> {
                 0
             },
         };
-        let flooding = match junk {
-            Some(junk) => Some(Flood::start(proxy.addr, junk, self.o.flood_rate, 4)?),
+        let flooding = match beside {
+            Some((requests, rate)) => Some(Flood::start(proxy.addr, requests, rate, 4)?),
             None => None,
         };
         let outcome = loadgen::run(&plan, requests);
@@ -593,7 +620,9 @@ pub fn main(o: &Options) -> Result<()> {
             bail!("{what} is missing at {}: run `{how}`", path.display());
         }
     }
-    if arms.iter().any(|a| a.needs_bridge()) && !o.bridge.exists() {
+    let phase4 = arms.contains(&Arm::Warm) && o.new_sessions_rate > 0.0;
+    let needs_agent = phase4 || arms.iter().any(|a| a.needs_bridge());
+    if needs_agent && !o.bridge.exists() {
         bail!(
             "the autoid agent is missing at {}: run `cargo build --release -p autoid-agent`",
             o.bridge.display()
@@ -626,7 +655,7 @@ pub fn main(o: &Options) -> Result<()> {
     let jwts = (0..256)
         .map(|i| jwt.token(SUBJECT, i))
         .collect::<Result<Vec<_>>>()?;
-    let directory = if arms.iter().any(|a| a.needs_bridge()) {
+    let directory = if needs_agent {
         eprintln!("autoid-bench: starting slapd and the autoid agent");
         let pem = gateway.to_pem()?;
         Some(Directory::start(
@@ -742,6 +771,24 @@ pub fn main(o: &Options) -> Result<()> {
             }
         }
     }
+    if phase4 {
+        eprintln!(
+            "autoid-bench: phase 4, the warm arm paced at {paced_rate:.0} req/s with the keys at the agent, alone and beside {:.0} new sessions/s from {}",
+            o.new_sessions_rate,
+            flood::SOURCE
+        );
+        for rep in 0..ctx.s.reps {
+            for phase in [Phase::AgentPaced, Phase::AgentSessions] {
+                match ctx.run_one(Arm::Warm, rep, phase, Some(paced_rate), paced_rate) {
+                    Ok(r) => records.push(r),
+                    Err(e) => {
+                        eprintln!("  c rep {rep} {phase:?} FAILED: {e:#}");
+                        failures.push(format!("c/{rep}/{phase:?}: {e:#}"));
+                    }
+                }
+            }
+        }
+    }
     let load_after = loadavg();
     drop(ctx.directory);
 
@@ -845,7 +892,22 @@ fn summarize(
         let per_rep: Vec<f64> = n.iter().zip(&d).map(|(n, d)| n / d).collect();
         json!({ "spread": spread(&per_rep), "per_rep": per_rep })
     };
-    let flood_runs: Vec<&FloodOutcome> = records.iter().filter_map(|r| r.flood.as_ref()).collect();
+    let beside = |phase: Phase| -> Vec<&FloodOutcome> {
+        records
+            .iter()
+            .filter(|r| r.phase == phase)
+            .filter_map(|r| r.flood.as_ref())
+            .collect()
+    };
+    let flood_runs = beside(Phase::Flood);
+    let session_runs = beside(Phase::AgentSessions);
+    // Phase 4: beside new sessions against alone, same bootstrap, repetition by repetition.
+    let with_vs_without = |f: &dyn Fn(&RunRecord) -> f64| -> Value {
+        let n = pick(Arm::Warm, Phase::AgentSessions, f);
+        let d = pick(Arm::Warm, Phase::AgentPaced, f);
+        let per_rep: Vec<f64> = n.iter().zip(&d).map(|(n, d)| n / d).collect();
+        json!({ "median": spread(&per_rep).map(|s| s.median), "spread": spread(&per_rep), "per_rep": per_rep })
+    };
     let counter = |r: &RunRecord, name: &str| -> f64 {
         r.counters
             .iter()
@@ -866,8 +928,29 @@ fn summarize(
         "p99_vs_paced": flood_vs_paced(&|r| r.outcome.p99_us),
         "p50_vs_paced": flood_vs_paced(&|r| r.outcome.p50_us),
     });
+    let warm_beside_new_sessions = json!({
+        "new_sessions_rate": o.new_sessions_rate,
+        "source": flood::SOURCE.to_string(),
+        "sessions_sent": session_runs.iter().map(|f| f.sent).collect::<Vec<_>>(),
+        "sessions_ok": session_runs.iter().map(|f| f.ok).collect::<Vec<_>>(),
+        "sessions_not_ok": session_runs.iter().map(|f| f.sent - f.ok).sum::<u64>(),
+        "agent_session_callouts": spread(&pick(Arm::Warm, Phase::AgentSessions, &|r| counter(r, "autoid_agent_session_callouts"))),
+        "without": {
+            "achieved_rps": spread(&pick(Arm::Warm, Phase::AgentPaced, &|r| r.outcome.rps)),
+            "p50_us": spread(&pick(Arm::Warm, Phase::AgentPaced, &|r| r.outcome.p50_us)),
+            "p99_us": spread(&pick(Arm::Warm, Phase::AgentPaced, &|r| r.outcome.p99_us)),
+        },
+        "with": {
+            "achieved_rps": spread(&pick(Arm::Warm, Phase::AgentSessions, &|r| r.outcome.rps)),
+            "p50_us": spread(&pick(Arm::Warm, Phase::AgentSessions, &|r| r.outcome.p50_us)),
+            "p99_us": spread(&pick(Arm::Warm, Phase::AgentSessions, &|r| r.outcome.p99_us)),
+        },
+        "p50_with_vs_without": with_vs_without(&|r| r.outcome.p50_us),
+    });
     json!({
         "warm_under_flood": warm_under_flood,
+        "warm_beside_new_sessions": warm_beside_new_sessions,
+        "warm_p99_with_cold_vs_without": with_vs_without(&|r| r.outcome.p99_us),
         "warm_vs_floor": ratio(Arm::Warm, Arm::Floor, &rps),
         "warm_vs_jwt": ratio(Arm::Warm, Arm::Jwt, &rps),
         "warm_vs_none": ratio(Arm::Warm, Arm::None, &rps),
@@ -883,6 +966,8 @@ fn summarize(
         "targets": {
             "warm_vs_floor_goal": 0.8,
             "warm_vs_jwt_required": 1.0,
+            "cold_agent_vs_cold_wasm_min": 10.0,
+            "warm_p99_with_cold_vs_without_max": 1.5,
         },
         "paced_rate_rps": paced_rate,
         "cold_paced_rate_rps": cold_rate,
@@ -974,6 +1059,22 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
             fmt_spread(&f["p99_vs_paced"]["spread"], 1.0, 2),
             fmt_spread(&f["rsa_unwraps"], 1.0, 0),
             fmt_spread(&f["rate_limited"], 1.0, 0),
+        ));
+    }
+    let n = &summary["warm_beside_new_sessions"];
+    if n["with"]["p99_us"].get("median").is_some() {
+        t.push_str(&format!(
+            "\nWarm arm paced with the keys at the agent, beside {} new sessions/s from {}: \
+             p50 {} µs, p99 {} µs; alone: p50 {} µs, p99 {} µs; p99 with/without {}× \
+             (target ≤ 1.5); new sessions answered 2xx per run {}.\n",
+            n["new_sessions_rate"],
+            n["source"].as_str().unwrap_or("?"),
+            fmt_spread(&n["with"]["p50_us"], 1.0, 0),
+            fmt_spread(&n["with"]["p99_us"], 1.0, 0),
+            fmt_spread(&n["without"]["p50_us"], 1.0, 0),
+            fmt_spread(&n["without"]["p99_us"], 1.0, 0),
+            fmt_spread(&summary["warm_p99_with_cold_vs_without"]["spread"], 1.0, 2),
+            n["sessions_ok"],
         ));
     }
     t

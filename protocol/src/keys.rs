@@ -16,7 +16,7 @@ use crate::{Error, valid_id};
 pub const ALLOWED_BITS: [usize; 3] = [2048, 3072, 4096];
 
 /// The OAEP label binds a wrapped session key to its key id (docs/PROTOCOL.md, "Session").
-fn oaep_label(kid: &str) -> Vec<u8> {
+pub fn oaep_label(kid: &str) -> Vec<u8> {
     let mut label = b"autoid/v1 session ".to_vec();
     label.extend_from_slice(kid.as_bytes());
     label
@@ -109,6 +109,15 @@ impl GatewayKey {
         Ok(pem.to_string())
     }
 
+    /// The private key as PKCS#8 DER, for a native RSA implementation to load (a secret).
+    pub fn to_pkcs8_der(&self) -> Result<Vec<u8>, Error> {
+        let der = self.private.to_pkcs8_der().map_err(|e| Error::Key {
+            what: "private key der",
+            detail: e.to_string(),
+        })?;
+        Ok(der.as_bytes().to_vec())
+    }
+
     /// The key id.
     pub fn kid(&self) -> &str {
         &self.kid
@@ -184,7 +193,7 @@ impl PublicKey {
     }
 
     /// Wraps a session's plaintext with RSA-OAEP-SHA256.
-    pub(crate) fn wrap<R: CryptoRng + ?Sized>(
+    pub fn wrap<R: CryptoRng + ?Sized>(
         &self,
         plaintext: &[u8],
         rng: &mut R,
