@@ -46,6 +46,18 @@ pub struct RawConfig {
 pub struct RawSessionKey {
     pub kid: String,
     pub private_key_file: PathBuf,
+    /// When the key retires (Unix seconds): from then on it unwraps nothing, and the sessions it
+    /// opened end in the filter too. Set by `autoid rotate key`.
+    #[serde(default)]
+    pub not_after: Option<u64>,
+}
+
+/// A gateway key the agent unwraps sessions for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKeyConfig {
+    pub kid: String,
+    pub private_key_file: PathBuf,
+    pub not_after: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,8 +205,8 @@ pub struct Config {
     pub ldap: LdapConfig,
     pub users: UsersConfig,
     pub groups: GroupsConfig,
-    /// Gateway key ids and their private key files.
-    pub session_keys: Vec<(String, PathBuf)>,
+    /// Gateway key ids, their private key files and retirement times.
+    pub session_keys: Vec<SessionKeyConfig>,
 }
 
 /// Default user filter.
@@ -469,7 +481,7 @@ impl TryFrom<RawConfig> for Config {
             return Err(Error::config("groups.base", &groups.base, "not a valid DN"));
         }
 
-        let mut session_keys: Vec<(String, PathBuf)> = Vec::new();
+        let mut session_keys: Vec<SessionKeyConfig> = Vec::new();
         for (i, k) in raw.session_keys.into_iter().enumerate() {
             if !autoid_protocol::valid_id(&k.kid) {
                 return Err(Error::config(
@@ -478,14 +490,18 @@ impl TryFrom<RawConfig> for Config {
                     "not a key id (1 to 64 of A-Z a-z 0-9 . _ -)",
                 ));
             }
-            if session_keys.iter().any(|(kid, _)| *kid == k.kid) {
+            if session_keys.iter().any(|have| have.kid == k.kid) {
                 return Err(Error::config(
                     format!("session_keys[{i}].kid"),
                     format!("{:?}", k.kid),
                     "duplicate key id",
                 ));
             }
-            session_keys.push((k.kid, k.private_key_file));
+            session_keys.push(SessionKeyConfig {
+                kid: k.kid,
+                private_key_file: k.private_key_file,
+                not_after: k.not_after,
+            });
         }
         Ok(Config {
             listen,

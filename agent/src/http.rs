@@ -339,10 +339,11 @@ async fn sessions(
         return refused(StatusCode::NOT_FOUND, "unknown_key");
     };
     match sessions.unwrap(&body.kid, wrapped).await {
-        Ok(plaintext) => reply(
+        Ok((plaintext, expires_at)) => reply(
             StatusCode::OK,
             SessionReply {
                 session: URL_SAFE_NO_PAD.encode(plaintext),
+                expires_at,
             },
             "unwrapped",
             None,

@@ -85,6 +85,38 @@ async fn shutdown_signal() {
     }
 }
 
+/// SIGHUP: reads the configuration file again and applies what can change live — the gateway keys
+/// (`session_keys`, with their `not_after`). Everything is loaded before anything is replaced:
+/// an invalid file or an unreadable key leaves the running set as it was, with an error logged.
+/// The listener, the directory settings and the secrets need a restart (docs/AGENT.md).
+#[cfg(unix)]
+async fn reload_on_hangup(config_file: std::path::PathBuf, sessions: Arc<Sessions>) {
+    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot listen for SIGHUP: no live reload");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let reloaded = Config::from_file(&config_file)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                sessions
+                    .reload(&c.session_keys)
+                    .map_err(anyhow::Error::from)
+            });
+        match reloaded {
+            Ok(()) => {
+                info!(kids = ?sessions.kids(), "SIGHUP: reloaded the gateway keys (kid, not_after)")
+            }
+            Err(e) => {
+                error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the running keys stay as they were")
+            }
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -139,12 +171,12 @@ async fn main() -> anyhow::Result<()> {
         Ok(()) => info!("directory reachable"),
         Err(e) => warn!(error = %e, "directory not reachable yet; /readyz answers 503 until it is"),
     }
-    let mut state = AppState::new(directory, &secrets.token);
-    if !config.session_keys.is_empty() {
-        let sessions = Sessions::load(&config.session_keys).context("cannot load session keys")?;
-        info!(kids = ?sessions.kids(), "unwrapping sessions for these gateway keys");
-        state = state.with_sessions(Arc::new(sessions));
-    }
+    let sessions =
+        Arc::new(Sessions::load(&config.session_keys).context("cannot load session keys")?);
+    info!(kids = ?sessions.kids(), "unwrapping sessions for these gateway keys (kid, not_after)");
+    let state = AppState::new(directory, &secrets.token).with_sessions(sessions.clone());
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(args.config.clone(), sessions));
     let app = router(state);
     info!(%addr, url = %config.ldap.url, "autoid-agent listening");
     axum::serve(listener, app)

@@ -7,15 +7,17 @@
 //! parsed and checked by the protocol crate first (key id grammar, allowed sizes), so the agent
 //! accepts exactly the keys `autoid keygen` writes.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use autoid_protocol::keys::{GatewayKey, oaep_label};
 use autoid_protocol::verify::SessionKey;
 use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use tokio::sync::Semaphore;
 
+use crate::config::SessionKeyConfig;
 use crate::error::Error;
 
 /// Unwraps waiting or running at once, beyond which requests are shed.
@@ -32,11 +34,12 @@ pub enum Refusal {
     Overloaded,
 }
 
-/// One gateway key, loaded into AWS-LC, with its OAEP label.
+/// One gateway key, loaded into AWS-LC, with its OAEP label and retirement time.
 struct UnwrapKey {
     kid: String,
     key: OaepPrivateDecryptingKey,
     label: Vec<u8>,
+    not_after: Option<u64>,
 }
 
 impl std::fmt::Debug for UnwrapKey {
@@ -57,6 +60,7 @@ impl UnwrapKey {
             kid: key.kid().to_owned(),
             key: key_oaep,
             label: oaep_label(key.kid()),
+            not_after: None,
         })
     }
 
@@ -79,42 +83,81 @@ impl UnwrapKey {
     }
 }
 
-/// The gateway's private keys and the bounded pool that uses them.
+/// What an unwrap returns: the 40-byte session plaintext and, for a key being rotated out, when
+/// it retires (Unix seconds).
+pub type Unwrapped = ([u8; 40], Option<u64>);
+
+/// The gateway's private keys and the bounded pool that uses them. The key set is replaced as a
+/// whole on reload (SIGHUP): an unwrap sees either the old set or the new one.
 #[derive(Debug)]
 pub struct Sessions {
-    keys: Vec<Arc<UnwrapKey>>,
+    keys: RwLock<Arc<Vec<Arc<UnwrapKey>>>>,
     running: Arc<Semaphore>,
     queued: AtomicUsize,
 }
 
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn load_all(keys: &[SessionKeyConfig]) -> Result<Vec<Arc<UnwrapKey>>, Error> {
+    keys.iter()
+        .map(|k| {
+            let mut key = load_key(&k.kid, &k.private_key_file)?;
+            key.not_after = k.not_after;
+            Ok(Arc::new(key))
+        })
+        .collect()
+}
+
 impl Sessions {
     /// Keys by id, from PEM files (PKCS#8).
-    pub fn load(files: &[(String, PathBuf)]) -> Result<Sessions, Error> {
-        let mut keys = Vec::with_capacity(files.len());
-        for (kid, file) in files {
-            keys.push(Arc::new(load_key(kid, file)?));
-        }
+    pub fn load(keys: &[SessionKeyConfig]) -> Result<Sessions, Error> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Sessions {
-            keys,
+            keys: RwLock::new(Arc::new(load_all(keys)?)),
             running: Arc::new(Semaphore::new(threads)),
             queued: AtomicUsize::new(0),
         })
     }
 
-    /// The key ids served.
-    pub fn kids(&self) -> Vec<&str> {
-        self.keys.iter().map(|k| k.kid.as_str()).collect()
+    /// Replaces the key set with `keys`, all loaded first: on any error the old set stays.
+    pub fn reload(&self, keys: &[SessionKeyConfig]) -> Result<(), Error> {
+        let loaded = Arc::new(load_all(keys)?);
+        match self.keys.write() {
+            Ok(mut set) => *set = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+        Ok(())
     }
 
-    /// Unwraps `wrapped` under `kid`: the 40-byte session plaintext.
-    pub async fn unwrap(&self, kid: &str, wrapped: Vec<u8>) -> Result<[u8; 40], Refusal> {
-        let key = self
-            .keys
+    fn current(&self) -> Arc<Vec<Arc<UnwrapKey>>> {
+        match self.keys.read() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The key ids served now, with their retirement times.
+    pub fn kids(&self) -> Vec<(String, Option<u64>)> {
+        self.current()
             .iter()
-            .find(|k| k.kid == kid)
+            .map(|k| (k.kid.clone(), k.not_after))
+            .collect()
+    }
+
+    /// Unwraps `wrapped` under `kid`. A retired key (past its `not_after`) is unknown.
+    pub async fn unwrap(&self, kid: &str, wrapped: Vec<u8>) -> Result<Unwrapped, Refusal> {
+        let now = now_secs();
+        let key = self
+            .current()
+            .iter()
+            .find(|k| k.kid == kid && k.not_after.is_none_or(|t| now < t))
             .cloned()
             .ok_or(Refusal::UnknownKey)?;
+        let not_after = key.not_after;
         if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Overloaded);
@@ -129,6 +172,7 @@ impl Sessions {
             tokio::task::spawn_blocking(move || key.unwrap(&wrapped))
                 .await
                 .map_err(|_| Refusal::Overloaded)?
+                .map(|plaintext| (plaintext, not_after))
                 .ok_or(Refusal::Unwrap)
         }
         .await;

@@ -34,7 +34,7 @@ pub(crate) struct KeygenArgs {
     force: bool,
 }
 
-fn parse_bits(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_bits(s: &str) -> Result<usize, String> {
     let bits: usize = s.parse().map_err(|_| format!("not a number: {s}"))?;
     if autoid_protocol::keys::ALLOWED_BITS.contains(&bits) {
         Ok(bits)
@@ -54,30 +54,41 @@ pub(crate) fn check_id(flag: &str, id: &str) -> Result<()> {
 pub(crate) fn keygen(args: &KeygenArgs) -> Result<Outcome> {
     let kid = match &args.kid {
         Some(kid) => kid.clone(),
-        None => format!("gw-{}", crate::today_yyyymmdd()?),
+        None => default_kid()?,
     };
-    check_id("--kid", &kid)?;
-    let private_path = files::key_path(&args.out, &kid, PRIVATE_KEY_SUFFIX);
-    let public_path = files::key_path(&args.out, &kid, PUBLIC_KEY_SUFFIX);
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("{}: cannot create directory", args.out.display()))?;
-    files::check_absent(&private_path, args.force)?;
-    files::check_absent(&public_path, args.force)?;
-
-    let mut rng = crate::os_rng()?;
-    let key = GatewayKey::generate(&kid, args.bits, &mut rng).context("generating the key")?;
-    let private_pem = key.to_pem().context("encoding the private key")?;
-    let public_pem = key.public().to_pem().context("encoding the public key")?;
-    files::write_file(
-        &private_path,
-        private_pem.as_bytes(),
-        SECRET_MODE,
-        args.force,
-    )?;
-    files::write_file(&public_path, public_pem.as_bytes(), PUBLIC_MODE, args.force)?;
+    let (private_path, public_path) = generate_files(&args.out, &kid, args.bits, args.force)?;
     println!("{}", private_path.display());
     println!("{}", public_path.display());
     Ok(Outcome::Success)
+}
+
+/// `gw-YYYYMMDD`, today (UTC).
+pub(crate) fn default_kid() -> Result<String> {
+    Ok(format!("gw-{}", crate::today_yyyymmdd()?))
+}
+
+/// Generates a key pair and writes `<dir>/<kid>.key.pem` (mode 0600) and `<kid>.pub.pem`.
+pub(crate) fn generate_files(
+    dir: &Path,
+    kid: &str,
+    bits: usize,
+    force: bool,
+) -> Result<(PathBuf, PathBuf)> {
+    check_id("--kid", kid)?;
+    let private_path = files::key_path(dir, kid, PRIVATE_KEY_SUFFIX);
+    let public_path = files::key_path(dir, kid, PUBLIC_KEY_SUFFIX);
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    files::check_absent(&private_path, force)?;
+    files::check_absent(&public_path, force)?;
+
+    let mut rng = crate::os_rng()?;
+    let key = GatewayKey::generate(kid, bits, &mut rng).context("generating the key")?;
+    let private_pem = key.to_pem().context("encoding the private key")?;
+    let public_pem = key.public().to_pem().context("encoding the public key")?;
+    files::write_file(&private_path, private_pem.as_bytes(), SECRET_MODE, force)?;
+    files::write_file(&public_path, public_pem.as_bytes(), PUBLIC_MODE, force)?;
+    Ok((private_path, public_path))
 }
 
 /// Loads a public key; the key id comes from `--kid` or the file name.

@@ -17,6 +17,7 @@ mod gateway;
 mod keys;
 mod prove;
 mod request;
+mod rotate;
 mod verify;
 
 use std::process::ExitCode;
@@ -99,6 +100,9 @@ enum Command {
     /// Render and validate the Envoy gateway configuration from per-API definitions
     #[command(subcommand)]
     Gateway(gateway::GatewayCommand),
+    /// Rotate the agent's long-term material without restarting Envoy
+    #[command(subcommand)]
+    Rotate(rotate::RotateCommand),
 }
 
 fn run(command: Command) -> anyhow::Result<Outcome> {
@@ -111,6 +115,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Request(args) => request::run(&args),
         Command::Config(cmd) => gateway::run_config(&cmd),
         Command::Gateway(cmd) => gateway::run_gateway(&cmd),
+        Command::Rotate(cmd) => rotate::run(&cmd),
     }
 }
 

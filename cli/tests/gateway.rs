@@ -372,4 +372,5 @@ fn with_session_keys_at_the_agent_the_bootstrap_names_key_ids_only() {
     assert_eq!(config["keys"], serde_json::json!([{ "kid": "demo-1" }]));
     assert_eq!(config["agent"]["cluster"], "autoid_agent");
     assert_eq!(config["agent"]["token"], config["directory"]["token"]);
+    assert_eq!(config["agent"]["any_key"], true);
 }

@@ -42,6 +42,7 @@ fn agent(calls: Arc<AtomicUsize>) -> Cluster {
             Ok(session) => CalloutReply::new(200).body(
                 serde_json::to_vec(&SessionReply {
                     session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
+                    expires_at: None,
                 })
                 .unwrap(),
             ),
@@ -146,4 +147,81 @@ fn a_key_without_its_private_key_needs_an_agent() {
         text.contains("keys[0].private_key_pem") && text.contains("agent"),
         "{text}"
     );
+}
+
+/// An agent in the middle of a key rotation: it serves the fixture key, each 200 says the key
+/// retires at `retire_at`, and once `retired` is set the key is unknown (404), as the real agent
+/// answers past a key's `not_after`.
+fn retiring_agent(retire_at: u64, retired: Arc<AtomicUsize>, calls: Arc<AtomicUsize>) -> Cluster {
+    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    Cluster::Scripted(Arc::new(move |req| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let asked: SessionRequest = serde_json::from_slice(&req.body).unwrap();
+        if asked.kid != KID || retired.load(Ordering::SeqCst) > 0 {
+            return CalloutReply::new(404).body(r#"{"error":"unknown_key"}"#);
+        }
+        let wrapped = URL_SAFE_NO_PAD.decode(asked.wrapped).unwrap();
+        let session = key.unwrap_session(&wrapped).unwrap();
+        CalloutReply::new(200).body(
+            serde_json::to_vec(&SessionReply {
+                session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
+                expires_at: Some(retire_at),
+            })
+            .unwrap(),
+        )
+    }))
+}
+
+#[test]
+fn with_any_key_a_key_id_the_filter_never_heard_of_goes_to_the_agent_and_its_sessions_end_when_it_retires()
+ {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let retired = Arc::new(AtomicUsize::new(0));
+    // Built once to read the harness clock, then again with the agent that knows it.
+    let start = now(&fixture(Cluster::Timeout).build());
+    let retire_at = start + 100;
+    let fx = Fixture::static_groups()
+        .with("/keys", json!([]))
+        .with(
+            "/agent",
+            json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500, "any_key": true }),
+        )
+        .cluster(
+            AGENT,
+            retiring_agent(retire_at, retired.clone(), calls.clone()),
+        );
+    let gw = fx.build();
+    let mut alice = Client::open(&gw, "alice");
+    upstream(&alice.get(&gw, "payments", PATH).send());
+    upstream(&alice.get(&gw, "payments", PATH).worker(1).send());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "unwrapped once, then cached"
+    );
+
+    // Past the key's retirement the cached session is gone: the filter asks again, and the
+    // agent, which no longer serves the key, refuses it.
+    gw.clock().advance(std::time::Duration::from_secs(
+        retire_at.saturating_sub(now(&gw)) + 1,
+    ));
+    retired.store(1, Ordering::SeqCst);
+    expect_denied(&gw, alice.get(&gw, "payments", PATH), 401, "unknown_key");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn without_any_key_an_unlisted_key_id_is_refused_without_a_callout() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gw = Fixture::static_groups()
+        .with("/keys", json!([{ "kid": "some-other-key" }]))
+        .with(
+            "/agent",
+            json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
+        )
+        .cluster(AGENT, agent(calls.clone()))
+        .build();
+    let mut alice = Client::open(&gw, "alice");
+    expect_denied(&gw, alice.get(&gw, "payments", PATH), 401, "unknown_key");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }

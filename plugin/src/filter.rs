@@ -192,6 +192,24 @@ struct CacheAdapter<'a> {
     now_ms: u64,
 }
 
+impl CacheAdapter<'_> {
+    /// Caches a session until its lifetime ends, or until `cap` (the agent retires its key)
+    /// if that comes first.
+    fn put_until(&mut self, proof: &Proof, session: &SessionKey, cap: Option<u64>) {
+        let lifetime_end = session
+            .issued_at()
+            .saturating_add(self.state.config.limits.session_lifetime_secs);
+        let expires = cap.map_or(lifetime_end, |cap| cap.min(lifetime_end));
+        self.state.sessions.borrow_mut().put(
+            &SharedData,
+            proof.kid(),
+            proof.wrapped(),
+            session,
+            expires,
+        );
+    }
+}
+
 impl SessionCache for CacheAdapter<'_> {
     fn get(&mut self, proof: &Proof) -> Option<SessionKey> {
         let found = self.state.sessions.borrow_mut().get(
@@ -209,16 +227,7 @@ impl SessionCache for CacheAdapter<'_> {
     }
 
     fn put(&mut self, proof: &Proof, session: &SessionKey) {
-        let expires = session
-            .issued_at()
-            .saturating_add(self.state.config.limits.session_lifetime_secs);
-        self.state.sessions.borrow_mut().put(
-            &SharedData,
-            proof.kid(),
-            proof.wrapped(),
-            session,
-            expires,
-        );
+        self.put_until(proof, session, None);
     }
 
     fn intervals(&mut self, epoch: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
@@ -671,15 +680,20 @@ impl Http {
             path: &asked.path,
         };
         let verified = match (status, parse_session(body)) {
-            (Some(200), Some(session)) => {
+            (Some(200), Some((session, expires_at))) => {
                 if let Ok(proof) = ParsedProof::parse(&asked.proof) {
                     let now_ms = wasm_host::now_ms();
-                    let mut cache = CacheAdapter {
-                        state,
-                        now: now_ms / 1000,
-                        now_ms,
-                    };
-                    cache.put(&proof, &session);
+                    let now = now_ms / 1000;
+                    // Kept until the key retires, and asked again after the agent's session TTL
+                    // so a retirement set later reaches this session too.
+                    let ttl = state.config.agent.as_ref().map_or(
+                        autoid_protocol::config::DEFAULT_AGENT_SESSION_TTL_SECS,
+                        |a| a.session_ttl_secs,
+                    );
+                    let recheck = now.saturating_add(ttl);
+                    let cap = expires_at.map_or(recheck, |at| at.min(recheck));
+                    let mut cache = CacheAdapter { state, now, now_ms };
+                    cache.put_until(&proof, &session, Some(cap));
                 }
                 match self.verify(state, &asked.proof, &request) {
                     // The session was just cached: asking again means it could not be.
@@ -858,9 +872,9 @@ impl HttpContext for Http {
     }
 }
 
-/// The session plaintext in the agent's 200 reply.
-fn parse_session(body: &[u8]) -> Option<SessionKey> {
+/// The session plaintext in the agent's 200 reply, and when its key retires.
+fn parse_session(body: &[u8]) -> Option<(SessionKey, Option<u64>)> {
     let reply: SessionReply = serde_json::from_slice(body).ok()?;
     let bytes = URL_SAFE_NO_PAD.decode(reply.session).ok()?;
-    SessionKey::from_bytes(&bytes)
+    Some((SessionKey::from_bytes(&bytes)?, reply.expires_at))
 }

@@ -78,6 +78,10 @@ struct RawAgent {
     token: String,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    any_key: bool,
+    #[serde(default)]
+    session_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +231,9 @@ pub struct EntropyCacheConfig {
 /// Largest memory the entropy-file cache may take per worker.
 pub const MAX_ENTROPY_CACHE_BYTES: u64 = 256 << 20;
 
+/// How long a session the agent unwrapped stays cached before the filter asks again.
+pub const DEFAULT_AGENT_SESSION_TTL_SECS: u64 = 300;
+
 /// The agent the filter asks to unwrap sessions of key ids it holds no private key for.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Agent {
@@ -238,6 +245,13 @@ pub struct Agent {
     pub token: String,
     /// Callout timeout.
     pub timeout_ms: u64,
+    /// Sessions under any key id the filter holds no private key for go to the agent, so a
+    /// key the agent starts serving (rotation) needs no new filter configuration.
+    pub any_key: bool,
+    /// How long the filter keeps a session the agent unwrapped before asking again (default
+    /// 300 s): a key the agent retires reaches sessions cached before its retirement was set
+    /// within this time, so a rotation's overlap must be at least this long.
+    pub session_ttl_secs: u64,
 }
 
 impl core::fmt::Debug for Agent {
@@ -247,6 +261,8 @@ impl core::fmt::Debug for Agent {
             .field("authority", &self.authority)
             .field("token", &"<redacted>")
             .field("timeout_ms", &self.timeout_ms)
+            .field("any_key", &self.any_key)
+            .field("session_ttl_secs", &self.session_ttl_secs)
             .finish()
     }
 }
@@ -503,19 +519,32 @@ impl TryFrom<RawConfig> for Config {
             raw.proof_header.as_deref().unwrap_or(DEFAULT_HEADER),
         )?;
 
-        if raw.keys.is_empty() {
-            return Err(err("keys", "at least one key is required"));
+        let any_agent_key = raw.agent.as_ref().is_some_and(|a| a.any_key);
+        if raw.keys.is_empty() && !any_agent_key {
+            return Err(err(
+                "keys",
+                "at least one key is required (or `agent.any_key: true`)",
+            ));
         }
         let agent = match raw.agent {
             None => None,
             Some(a) => {
                 let (cluster, authority, token, timeout_ms) =
                     callout_target("agent", a.cluster, a.authority, a.token, a.timeout_ms)?;
+                let session_ttl_secs = a.session_ttl_secs.unwrap_or(DEFAULT_AGENT_SESSION_TTL_SECS);
+                if !(1..=86_400).contains(&session_ttl_secs) {
+                    return Err(err(
+                        "agent.session_ttl_secs",
+                        format!("{session_ttl_secs} is out of range (1 to 86400)"),
+                    ));
+                }
                 Some(Agent {
                     cluster,
                     authority,
                     token,
                     timeout_ms,
+                    any_key: a.any_key,
+                    session_ttl_secs,
                 })
             }
         };
@@ -776,7 +805,9 @@ impl TryFrom<RawConfig> for Config {
 
         Ok(Config {
             proof_header,
-            keyring: Keyring::new(keys, epochs).with_agent_keys(agent_kids),
+            keyring: Keyring::new(keys, epochs)
+                .with_agent_keys(agent_kids)
+                .with_any_agent_key(any_agent_key),
             agent,
             limits,
             session_cache,

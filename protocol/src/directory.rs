@@ -49,13 +49,18 @@ pub struct SessionRequest {
 }
 
 /// The 200 reply to `POST /v1/sessions`: the unwrapped session plaintext (`key[32] ||
-/// u64be(issued_at)`), base64url without padding. A refusal is 404 (`unknown_key`), 422
-/// (`unwrap`: not a session for this key) or 503 (overloaded), with `{"error": code}`.
+/// u64be(issued_at)`), base64url without padding. A refusal is 404 (`unknown_key`: no such key,
+/// or retired), 422 (`unwrap`: not a session for this key) or 503 (overloaded), with
+/// `{"error": code}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionReply {
     /// The session plaintext, base64url without padding.
     pub session: String,
+    /// When the key that wrapped it retires (Unix seconds), if it is being rotated out: the
+    /// filter keeps the session no longer than that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 #[cfg(test)]

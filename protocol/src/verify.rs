@@ -121,6 +121,8 @@ pub struct Keyring {
     keys: Vec<GatewayKey>,
     /// Key ids whose private key only the agent holds: their sessions are unwrapped there.
     agent_kids: Vec<String>,
+    /// Every key id not in `keys` is the agent's (key rotation at the agent).
+    any_agent_key: bool,
     epochs: Vec<Epoch>,
 }
 
@@ -130,6 +132,7 @@ impl Keyring {
         Keyring {
             keys,
             agent_kids: Vec::new(),
+            any_agent_key: false,
             epochs,
         }
     }
@@ -140,9 +143,15 @@ impl Keyring {
         self
     }
 
-    /// Whether the agent holds this key id's private key.
+    /// Also sends sessions under any key id it holds no private key for to the agent.
+    pub fn with_any_agent_key(mut self, any: bool) -> Self {
+        self.any_agent_key = any;
+        self
+    }
+
+    /// Whether the agent holds (or, with `any_agent_key`, may hold) this key id's private key.
     pub fn held_by_agent(&self, kid: &str) -> bool {
-        self.agent_kids.iter().any(|k| k == kid)
+        self.agent_kids.iter().any(|k| k == kid) || (self.any_agent_key && self.key(kid).is_none())
     }
 
     /// The key with this id.

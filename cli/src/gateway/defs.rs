@@ -148,6 +148,10 @@ pub(crate) struct DirectoryDef {
     pub(crate) connect_timeout_ms: Option<u64>,
     #[serde(default)]
     pub(crate) timeout_ms: Option<u64>,
+    /// With `plugin.session_keys: "agent"`: how long the filter keeps a session the agent
+    /// unwrapped before asking again (the filter's `agent.session_ttl_secs`).
+    #[serde(default)]
+    pub(crate) session_ttl_secs: Option<u64>,
     #[serde(default)]
     pub(crate) positive_ttl_secs: Option<u64>,
     #[serde(default)]

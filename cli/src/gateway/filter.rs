@@ -106,6 +106,11 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
             agent.insert("authority".into(), json!(d.address));
             agent.insert("token".into(), json!(token));
+            // Keys the agent adds later (`autoid rotate key`) work without a new render.
+            agent.insert("any_key".into(), json!(true));
+            if let Some(t) = d.session_ttl_secs {
+                agent.insert("session_ttl_secs".into(), json!(t));
+            }
             if let Some(t) = d.timeout_ms {
                 agent.insert("timeout_ms".into(), json!(t));
             }

@@ -272,8 +272,10 @@ impl Drop for Slapd {
 pub struct Options {
     pub positive_ttl_secs: u64,
     pub negative_ttl_secs: u64,
-    /// The gateway key stays with the agent (the bridge): Envoy's configuration has its id only.
+    /// The gateway key stays with the agent: Envoy's configuration has its id only.
     pub session_keys_at_agent: bool,
+    /// How long the filter keeps a session the agent unwrapped (default: the filter's).
+    pub agent_session_ttl_secs: Option<u64>,
 }
 
 impl Default for Options {
@@ -282,6 +284,7 @@ impl Default for Options {
             positive_ttl_secs: 60,
             negative_ttl_secs: 10,
             session_keys_at_agent: false,
+            agent_session_ttl_secs: None,
         }
     }
 }
@@ -420,7 +423,8 @@ impl Stack {
                 "connect_timeout_ms": 250,
                 "positive_ttl_secs": options.positive_ttl_secs,
                 "negative_ttl_secs": options.negative_ttl_secs,
-                "stale_if_error_secs": 0
+                "stale_if_error_secs": 0,
+                "session_ttl_secs": options.agent_session_ttl_secs
             }
         });
         std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
