@@ -120,7 +120,8 @@ cat >"$RUN/agent.json" <<EOF
   },
   "users": { "base": "dc=example,dc=org" },
   "groups": { "base": "ou=groups,dc=example,dc=org" },
-  "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ]
+  "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ],
+  "epoch_files": [ "$RUN/epochs/ep-1.epoch.json" ]
 }
 EOF
 : >"$LOGS/agent.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"

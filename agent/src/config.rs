@@ -38,6 +38,12 @@ pub struct RawConfig {
     /// The gateway keys whose sessions this service unwraps for the filter (`POST /v1/sessions`).
     #[serde(default)]
     pub session_keys: Vec<RawSessionKey>,
+    /// The epoch files whose subjects' keys this service hands the filter (`POST /v1/streams`).
+    #[serde(default)]
+    pub epoch_files: Vec<PathBuf>,
+    /// How long the filter may keep a subject's stream, in seconds.
+    #[serde(default)]
+    pub stream_ttl_secs: Option<u64>,
 }
 
 /// One gateway private key (PKCS#8 PEM file) and its key id.
@@ -207,7 +213,14 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// Gateway key ids, their private key files and retirement times.
     pub session_keys: Vec<SessionKeyConfig>,
+    /// Epoch files (loaded by [`Streams::load`](crate::streams::Streams::load)).
+    pub epoch_files: Vec<PathBuf>,
+    /// The `ttl_secs` of `POST /v1/streams` answers.
+    pub stream_ttl_secs: u64,
 }
+
+/// Default of `stream_ttl_secs`.
+pub const DEFAULT_STREAM_TTL_SECS: u64 = 300;
 
 /// Default user filter.
 pub const DEFAULT_USER_FILTER: &str = "(&(objectClass=posixAccount)(uid={subject}))";
@@ -503,6 +516,23 @@ impl TryFrom<RawConfig> for Config {
                 not_after: k.not_after,
             });
         }
+        for (i, f) in raw.epoch_files.iter().enumerate() {
+            if f.as_os_str().is_empty() {
+                return Err(Error::config(
+                    format!("epoch_files[{i}]"),
+                    "\"\"",
+                    "empty file name",
+                ));
+            }
+        }
+        let stream_ttl_secs = raw.stream_ttl_secs.unwrap_or(DEFAULT_STREAM_TTL_SECS);
+        if !(1..=86_400).contains(&stream_ttl_secs) {
+            return Err(Error::config(
+                "stream_ttl_secs",
+                stream_ttl_secs,
+                "must be between 1 and 86400",
+            ));
+        }
         Ok(Config {
             listen,
             token_file: raw.token_file,
@@ -511,6 +541,8 @@ impl TryFrom<RawConfig> for Config {
             users,
             groups,
             session_keys,
+            epoch_files: raw.epoch_files,
+            stream_ttl_secs,
         })
     }
 }

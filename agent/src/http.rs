@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autoid_protocol::directory::{AuthenticateReply, GroupsReply, SessionReply, SessionRequest};
+use autoid_protocol::directory::{
+    AuthenticateReply, GroupsReply, SessionReply, SessionRequest, StreamRequest,
+};
 use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -23,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
 use crate::sessions::{Refusal, Sessions};
+use crate::streams::{self, Streams};
 
 /// Longest subject or username accepted, in bytes (the protocol's; the whole grammar is
 /// [`autoid_protocol::valid_subject`]).
@@ -37,6 +40,7 @@ const MAX_BODY: usize = 16 * 1024;
 pub struct AppState {
     directory: Arc<Directory>,
     sessions: Option<Arc<Sessions>>,
+    streams: Option<Arc<Streams>>,
     token_digest: [u8; 32],
     request_timeout: Duration,
 }
@@ -62,6 +66,7 @@ impl AppState {
         AppState {
             directory,
             sessions: None,
+            streams: None,
             token_digest: digest(token.as_bytes()),
             request_timeout,
         }
@@ -70,6 +75,12 @@ impl AppState {
     /// Also unwraps sessions for these keys (`POST /v1/sessions`).
     pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> AppState {
         self.sessions = Some(sessions);
+        self
+    }
+
+    /// Also hands out per-subject keys of these epochs (`POST /v1/streams`).
+    pub fn with_streams(mut self, streams: Arc<Streams>) -> AppState {
+        self.streams = Some(streams);
         self
     }
 
@@ -357,6 +368,40 @@ async fn sessions(
     }
 }
 
+/// `POST /v1/streams`: one subject's key in one epoch (HKDF, microseconds: no pool needed).
+async fn stream_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<StreamRequest>, JsonRejection>,
+) -> Response {
+    let body = match authorized_body(&state, &headers, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    if let Some(r) = check_name("subject", &body.subject) {
+        return r;
+    }
+    let subject = body.subject.as_str();
+    let unknown = || {
+        reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": "unknown_epoch"}),
+            "unknown_epoch",
+            Some(subject),
+        )
+    };
+    let Some(streams) = &state.streams else {
+        return unknown();
+    };
+    match streams.key(&body.epoch, subject) {
+        Ok(key) => reply(StatusCode::OK, key, "stream_key", Some(subject)),
+        Err(streams::Refusal::UnknownEpoch) => unknown(),
+        Err(streams::Refusal::BadSubject) => bad_request(format!(
+            "subject {subject:?} is not canonical: {SUBJECT_RULE}"
+        )),
+    }
+}
+
 async fn healthz() -> Response {
     reply(StatusCode::OK, json!({"status": "ok"}), "ok", None)
 }
@@ -416,6 +461,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups", get(groups))
         .route("/v1/authenticate", post(authenticate))
         .route("/v1/sessions", post(sessions))
+        .route("/v1/streams", post(stream_key))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)

@@ -25,6 +25,8 @@ pub mod groups;
 pub mod http;
 /// Session unwrapping with the gateway's private keys (`POST /v1/sessions`).
 pub mod sessions;
+/// Per-subject entropy keys from the epochs' master secrets (`POST /v1/streams`).
+pub mod streams;
 /// rustls client configuration from a CA file.
 pub mod tls;
 
@@ -33,3 +35,4 @@ pub use directory::Directory;
 pub use error::Error;
 pub use http::{AppState, router};
 pub use sessions::Sessions;
+pub use streams::Streams;

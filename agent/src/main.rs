@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoid_agent::{AppState, Config, Directory, Secrets, Sessions, router};
+use autoid_agent::{AppState, Config, Directory, Secrets, Sessions, Streams, router};
 use clap::{Parser, ValueEnum};
 use tracing::{error, info, warn};
 
@@ -153,6 +153,15 @@ async fn main() -> anyhow::Result<()> {
         Directory::new(config.clone(), secrets.bind_password)
             .context("cannot set up the directory client")?,
     );
+    // Epochs load before `--check-config` answers, so it checks them too.
+    let streams = if config.epoch_files.is_empty() {
+        None
+    } else {
+        Some(
+            Streams::load(&config.epoch_files, config.stream_ttl_secs)
+                .context("cannot load epochs")?,
+        )
+    };
     if args.check_config {
         println!("configuration OK");
         return Ok(());
@@ -174,9 +183,13 @@ async fn main() -> anyhow::Result<()> {
     let sessions =
         Arc::new(Sessions::load(&config.session_keys).context("cannot load session keys")?);
     info!(kids = ?sessions.kids(), "unwrapping sessions for these gateway keys (kid, not_after)");
-    let state = AppState::new(directory, &secrets.token).with_sessions(sessions.clone());
+    let mut state = AppState::new(directory, &secrets.token).with_sessions(sessions.clone());
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(args.config.clone(), sessions));
+    if let Some(streams) = streams {
+        info!(epochs = ?streams.ids(), ttl_secs = config.stream_ttl_secs, "handing out per-subject keys of these epochs");
+        state = state.with_streams(Arc::new(streams));
+    }
     let app = router(state);
     info!(%addr, url = %config.ldap.url, "autoid-agent listening");
     axum::serve(listener, app)

@@ -131,3 +131,43 @@ fn binary_serves_logs_and_stops_on_sigterm() {
     assert_eq!(requests[1]["outcome"], "authenticated");
     assert!(all.contains("SIGTERM received"), "{all}");
 }
+
+#[test]
+fn check_config_loads_the_epoch_files_and_names_the_bad_one() {
+    let slapd = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("ep-1.epoch.json");
+    let epoch = autoid_protocol::entropy::Epoch::new("ep-1", [5u8; 32], 65536, 64).unwrap();
+    std::fs::write(&good, epoch.to_json()).unwrap();
+    let bad = dir.path().join("ep-2.epoch.json");
+    std::fs::write(&bad, epoch.to_json().replace("\"ep-1\"", "\"bad id!\"")).unwrap();
+    let exe = env!("CARGO_BIN_EXE_autoid-agent");
+    let check = |files: Vec<&std::path::Path>| {
+        let cfg = dir.path().join("agent.json");
+        let mut c = config(slapd);
+        c["epoch_files"] = serde_json::json!(files);
+        std::fs::write(&cfg, c.to_string()).unwrap();
+        Command::new(exe)
+            .args(["--check-config", "--config"])
+            .arg(&cfg)
+            .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let ok = check(vec![&good]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let refused = check(vec![&good, &bad]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("epoch_files[1]"), "{stderr}");
+    assert!(stderr.contains("ep-2.epoch.json"), "{stderr}");
+    let secret: Value = serde_json::from_str(&epoch.to_json()).unwrap();
+    assert!(
+        !stderr.contains(secret["secret"].as_str().unwrap()),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,9 @@ use autoid_protocol::entropy::{EntropyFile, Epoch, SubjectStream};
 use autoid_protocol::header::{Payload, Proof};
 use autoid_protocol::intervals::{Bindings, Interval, Intervals, offsets, read_file};
 use autoid_protocol::keys::GatewayKey;
-use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, Verified, verify};
+use autoid_protocol::verify::{
+    Keyring, KnownEpoch, Limits, SessionCache, SessionKey, Verified, verify,
+};
 use autoid_protocol::{Error, Reject, Request};
 
 /// The bench-only gateway keys (PKCS#8 PEM), embedded so the wasm module needs no files.
@@ -149,11 +151,11 @@ impl SessionCache for Warm<'_> {
         Some(self.0.clone())
     }
     fn put(&mut self, _: &Proof, _: &SessionKey) {}
-    fn intervals(&mut self, _: &Epoch, _: &str, offsets: &[u64]) -> Vec<Interval> {
-        match self.1 {
+    fn intervals(&mut self, _: KnownEpoch<'_>, _: &str, offsets: &[u64]) -> Option<Vec<Interval>> {
+        Some(match self.1 {
             Source::Stream(stream) => stream.intervals_at(offsets),
             Source::File(data) => offsets.iter().map(|&o| read_file(data, o)).collect(),
-        }
+        })
     }
 }
 

@@ -374,3 +374,72 @@ fn with_session_keys_at_the_agent_the_bootstrap_names_key_ids_only() {
     assert_eq!(config["agent"]["token"], config["directory"]["token"]);
     assert_eq!(config["agent"]["any_key"], true);
 }
+
+#[test]
+fn with_epochs_at_the_agent_the_bootstrap_holds_no_epoch_secret() {
+    use base64::Engine;
+    let dir = example_copy();
+    let path = dir.path().join("gateway.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = r#""keys_dir":"#;
+    std::fs::write(
+        &path,
+        text.replacen(
+            from,
+            r#""session_keys": "agent", "epochs": "agent", "keys_dir":"#,
+            1,
+        ),
+    )
+    .unwrap();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let epoch: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-secrets/demo-ep-1.epoch.json")).unwrap(),
+    )
+    .unwrap();
+    let secret_b64url = epoch["secret"].as_str().unwrap();
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(secret_b64url)
+        .unwrap();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    for encoding in [
+        secret_b64url.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(&secret),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&secret),
+        hex.clone(),
+        hex.to_uppercase(),
+    ] {
+        assert!(
+            !text.contains(&encoding),
+            "the epoch secret ({encoding}) is in the bootstrap"
+        );
+    }
+    assert!(!text.contains("PRIVATE KEY"));
+    let bootstrap: Value = serde_json::from_str(&text).unwrap();
+    let config = wasm_filter_config(&bootstrap);
+    assert_eq!(
+        config["epochs"],
+        serde_json::json!([{
+            "id": epoch["id"],
+            "file_size": epoch["file_size"],
+            "interval_count": epoch["interval_count"],
+        }])
+    );
+    assert_eq!(config["agent"]["cluster"], "autoid_agent");
+
+    // Without the agent's address there is nobody to ask.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut g: Value = serde_json::from_str(&text).unwrap();
+    g.as_object_mut().unwrap().remove("directory");
+    g["plugin"]["session_keys"] = "filter".into();
+    g["static_groups"] = serde_json::json!({ "alice": ["payments"] });
+    std::fs::write(&path, g.to_string()).unwrap();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_ne!(o.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("plugin.epochs: \"agent\" needs `directory`"),
+        "{stderr}"
+    );
+}

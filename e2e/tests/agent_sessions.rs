@@ -1,7 +1,9 @@
-//! Sessions unwrapped by the agent, through real Envoy: the rendered bootstrap and Envoy's live
-//! configuration name the gateway key's id but hold no private key; new sessions, body-bound
+//! Sessions unwrapped and subjects' entropy keyed by the agent, through real Envoy: the rendered
+//! bootstrap and Envoy's live configuration name the gateway key's id and the epoch's id but hold
+//! neither the private key nor the epoch secret; new sessions and new subjects' streams, body-bound
 //! proofs arriving while the agent answers (HTTP/2 with trailers), junk wrapped keys, and the
-//! agent down. The twin of host-tests/tests/plugin_agent_sessions.rs.
+//! agent down. The twin of host-tests/tests/plugin_agent_sessions.rs and
+//! plugin_agent_streams.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -16,6 +18,7 @@ fn stack() -> &'static Mutex<Stack> {
     STACK.get_or_init(|| {
         Mutex::new(Stack::start(&Options {
             session_keys_at_agent: true,
+            epochs_at_agent: true,
             ..Options::default()
         }))
     })
@@ -27,22 +30,79 @@ fn lock() -> std::sync::MutexGuard<'static, Stack> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The epoch secret in every encoding a leak could take: as the epoch file writes it
+/// (base64url without padding), standard base64 with and without padding, and hex.
+fn epoch_secret_encodings(s: &Stack) -> Vec<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("ep-1.epoch.json")).unwrap()).unwrap();
+    let as_written = file["secret"].as_str().unwrap().to_owned();
+    let bytes = URL_SAFE_NO_PAD.decode(&as_written).unwrap();
+    assert_eq!(bytes.len(), 32);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        as_written,
+        STANDARD.encode(&bytes),
+        STANDARD_NO_PAD.encode(&bytes),
+        hex.to_uppercase(),
+        hex,
+    ]
+}
+
 #[test]
-fn envoy_holds_no_private_key_and_new_sessions_open_through_the_agent() {
+fn envoy_holds_no_private_key_nor_epoch_secret_and_proofs_pass_through_the_agent() {
     let s = lock();
     let pem = std::fs::read_to_string(s.path("keys/gw-1.key.pem")).unwrap();
-    let body_line = pem.lines().nth(1).unwrap().to_owned();
+    let key_lines: Vec<String> = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .map(str::to_owned)
+        .collect();
+    let secrets = epoch_secret_encodings(&s);
     let rendered = std::fs::read_to_string(s.path("envoy.json")).unwrap();
+    // A real proof first, so the live configuration is the one that served it.
+    let r = s.get_as("alice", "/payments/agent", &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let dump = admin_request(&s.admin, "GET", "/config_dump").unwrap();
+    assert_eq!(dump.status, 200);
     let dump = String::from_utf8_lossy(&dump.body).into_owned();
+    // config_dump escapes the filter's JSON configuration inside a string: unescape once more.
+    let dump_unescaped = dump.replace("\\\"", "\"").replace("\\n", "\n");
     for (what, text) in [
         ("the rendered bootstrap", &rendered),
         ("config_dump", &dump),
+        ("config_dump, unescaped", &dump_unescaped),
     ] {
         assert!(!text.contains("PRIVATE KEY"), "{what} holds a private key");
-        assert!(!text.contains(&body_line), "{what} holds the key's bytes");
+        for line in &key_lines {
+            assert!(
+                !text.contains(line.as_str()),
+                "{what} holds the key's bytes"
+            );
+        }
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{what} holds the epoch secret ({secret})"
+            );
+        }
         assert!(text.contains("gw-1"), "{what} names the key id");
+        assert!(text.contains("ep-1"), "{what} names the epoch id");
     }
+    let log = s.envoy_log();
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "Envoy's log holds the epoch secret"
+        );
+    }
+    common::eventually(
+        "alice's stream asked of the agent",
+        std::time::Duration::from_secs(5),
+        || (s.counter("autoid_agent_stream_callouts") >= 1).then_some(()),
+    );
+    assert_eq!(s.counter("autoid_agent_stream_failures"), 0);
     let before = s.counter("autoid_agent_session_callouts");
     for _ in 0..3 {
         let r = s.get_as("alice", "/payments/agent", &[]);

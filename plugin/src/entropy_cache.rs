@@ -8,16 +8,24 @@
 //! cost in wasm. Only proofs that verified count, so a client without the file cannot make the
 //! gateway materialize anything; at most one file is materialized per tick (one second), and at
 //! most `files` are kept, the least busy evicted first.
+//!
+//! Streams of epochs the agent holds come from the agent's per-subject key (`POST /v1/streams`)
+//! and expire (`ttl_secs` of the answer, bounded by `agent.max_stream_ttl_secs`), their files
+//! with them; a miss for such an epoch is `None`, and the filter asks the agent.
 
 use std::collections::HashMap;
 
 use autoid_protocol::config::EntropyCacheConfig;
-use autoid_protocol::entropy::{Epoch, SubjectStream};
+use autoid_protocol::entropy::SubjectStream;
 use autoid_protocol::intervals::{Interval, read_file};
+use autoid_protocol::verify::KnownEpoch;
 
 struct Entry {
     stream: SubjectStream,
     file_size: u64,
+    /// When a stream the agent handed over stops being used (Unix seconds); `None` for streams
+    /// derived from a local epoch.
+    expires: Option<u64>,
     /// Verified proofs in the current tick window.
     proofs: u32,
     file: Option<Box<[u8]>>,
@@ -63,14 +71,20 @@ impl core::fmt::Debug for EntropyCache {
 }
 
 impl EntropyCache {
-    /// At most `max_streams` subjects' streams (all dropped when full) and `config.files` files.
-    pub fn new(config: EntropyCacheConfig, max_streams: usize) -> Self {
+    /// At most `config.max_streams` subjects' streams (all dropped when full) and
+    /// `config.files` files.
+    pub fn new(config: EntropyCacheConfig) -> Self {
         EntropyCache {
             epochs: Vec::new(),
             streams: 0,
-            max_streams,
+            max_streams: config.max_streams as usize,
             config,
         }
+    }
+
+    /// Streams kept.
+    pub fn streams(&self) -> usize {
+        self.streams
     }
 
     fn subjects(&mut self, epoch: &str) -> &mut HashMap<String, Entry> {
@@ -85,25 +99,61 @@ impl EntropyCache {
     }
 
     /// The subject's intervals at `offsets`: from its file when kept, else from its stream
-    /// (derived and remembered on first use).
-    pub fn intervals(&mut self, epoch: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
-        if let Some(entry) = self.subjects(epoch.id()).get(subject) {
-            return entry.read(offsets);
+    /// (a local epoch's derived and remembered on first use). `None` when the epoch is the
+    /// agent's and the subject's stream is not kept (or expired at `now`): ask the agent.
+    pub fn intervals(
+        &mut self,
+        epoch: KnownEpoch<'_>,
+        subject: &str,
+        offsets: &[u64],
+        now: u64,
+    ) -> Option<Vec<Interval>> {
+        let params = epoch.params();
+        let subjects = self.subjects(params.id());
+        match subjects.get(subject) {
+            Some(entry) if entry.expires.is_none_or(|at| now < at) => {
+                return Some(entry.read(offsets));
+            }
+            Some(_) => {
+                subjects.remove(subject);
+                self.streams = self.streams.saturating_sub(1);
+            }
+            None => {}
         }
+        let stream = epoch.local_stream(subject)?;
+        let read = stream.intervals_at(offsets);
+        self.insert(params.id(), params.file_size(), subject, stream, None);
+        Some(read)
+    }
+
+    /// Keeps a subject's stream: one the agent handed over (`expires` at that Unix second), or
+    /// a local epoch's (`None`). Past `max_streams`, every stream is dropped first.
+    pub fn insert(
+        &mut self,
+        epoch: &str,
+        file_size: u64,
+        subject: &str,
+        stream: SubjectStream,
+        expires: Option<u64>,
+    ) {
         if self.streams >= self.max_streams {
             self.epochs.clear();
             self.streams = 0;
         }
         let entry = Entry {
-            stream: epoch.stream(subject),
-            file_size: epoch.file_size(),
+            stream,
+            file_size,
+            expires,
             proofs: 0,
             file: None,
         };
-        let read = entry.read(offsets);
-        self.subjects(epoch.id()).insert(subject.to_owned(), entry);
-        self.streams += 1;
-        read
+        if self
+            .subjects(epoch)
+            .insert(subject.to_owned(), entry)
+            .is_none()
+        {
+            self.streams += 1;
+        }
     }
 
     /// Counts a verified proof of the subject (only verified proofs make a subject hot).
@@ -126,10 +176,17 @@ impl EntropyCache {
         })
     }
 
-    /// Once per tick window: materializes the busiest subject at or over the threshold whose
-    /// file is not kept (evicting the least busy kept file when full, if it was less busy),
-    /// then starts a new window.
-    pub fn tick(&mut self) -> Option<Materialized> {
+    /// Once per tick window: drops the streams (and files) that expired at `now`, materializes
+    /// the busiest subject at or over the threshold whose file is not kept (evicting the least
+    /// busy kept file when full, if it was less busy), then starts a new window.
+    pub fn tick(&mut self, now: u64) -> Option<Materialized> {
+        let mut dropped = 0;
+        for (_, subjects) in &mut self.epochs {
+            let before = subjects.len();
+            subjects.retain(|_, e| e.expires.is_none_or(|at| now < at));
+            dropped += before - subjects.len();
+        }
+        self.streams = self.streams.saturating_sub(dropped);
         let done = self.materialize_busiest();
         for (_, subjects) in &mut self.epochs {
             for entry in subjects.values_mut() {
@@ -183,19 +240,26 @@ impl EntropyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use autoid_protocol::entropy::Epoch;
+
+    const NOW: u64 = 1_800_000_000;
 
     fn epoch() -> Epoch {
         Epoch::new("e1", [9u8; 32], 8192, 64).unwrap()
     }
 
     fn cache(files: u32) -> EntropyCache {
-        EntropyCache::new(
-            EntropyCacheConfig {
-                files,
-                min_proofs_per_second: 3,
-            },
-            4,
-        )
+        EntropyCache::new(EntropyCacheConfig {
+            files,
+            min_proofs_per_second: 3,
+            max_streams: 4,
+        })
+    }
+
+    /// The cache's intervals for a local epoch (always at hand).
+    fn local(c: &mut EntropyCache, e: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
+        c.intervals(KnownEpoch::Local(e), subject, offsets, NOW)
+            .unwrap()
     }
 
     fn offsets() -> Vec<u64> {
@@ -204,7 +268,7 @@ mod tests {
 
     fn hot(c: &mut EntropyCache, e: &Epoch, subject: &str, proofs: u32) {
         for _ in 0..proofs {
-            c.intervals(e, subject, &offsets());
+            local(c, e, subject, &offsets());
             c.verified(e.id(), subject);
         }
     }
@@ -213,17 +277,17 @@ mod tests {
     fn a_materialized_file_reads_what_the_stream_derives() {
         let e = epoch();
         let mut c = cache(2);
-        let from_stream = c.intervals(&e, "alice", &offsets());
+        let from_stream = local(&mut c, &e, "alice", &offsets());
         assert_eq!(from_stream, e.stream("alice").intervals_at(&offsets()));
-        assert_eq!(c.tick(), None, "not hot yet");
+        assert_eq!(c.tick(NOW), None, "not hot yet");
         hot(&mut c, &e, "alice", 3);
-        let done = c.tick().unwrap();
+        let done = c.tick(NOW).unwrap();
         assert_eq!((done.subject.as_str(), done.bytes), ("alice", 8192));
         assert_eq!(c.files(), 1);
-        assert_eq!(c.intervals(&e, "alice", &offsets()), from_stream);
+        assert_eq!(local(&mut c, &e, "alice", &offsets()), from_stream);
         let file = e.issue("alice").unwrap();
         assert_eq!(
-            c.intervals(&e, "alice", &[8184])[0],
+            local(&mut c, &e, "alice", &[8184])[0],
             file.data()[8184..8192],
             "the last interval"
         );
@@ -234,15 +298,15 @@ mod tests {
         let e = epoch();
         let mut c = cache(4);
         for _ in 0..50 {
-            c.intervals(&e, "mallory", &offsets());
+            local(&mut c, &e, "mallory", &offsets());
         }
-        assert_eq!(c.tick(), None, "proofs that did not verify do not count");
+        assert_eq!(c.tick(NOW), None, "proofs that did not verify do not count");
         hot(&mut c, &e, "alice", 5);
         hot(&mut c, &e, "bob", 9);
-        assert_eq!(c.tick().unwrap().subject, "bob", "the busiest first");
+        assert_eq!(c.tick(NOW).unwrap().subject, "bob", "the busiest first");
         assert_eq!(c.files(), 1, "one per tick");
         assert_eq!(
-            c.tick(),
+            c.tick(NOW),
             None,
             "the window restarted: alice's count is gone"
         );
@@ -253,19 +317,19 @@ mod tests {
         let e = epoch();
         let mut c = cache(1);
         hot(&mut c, &e, "alice", 4);
-        c.tick().unwrap();
+        c.tick(NOW).unwrap();
         hot(&mut c, &e, "alice", 4);
         hot(&mut c, &e, "bob", 3);
-        assert_eq!(c.tick(), None, "bob is less busy than the kept alice");
+        assert_eq!(c.tick(NOW), None, "bob is less busy than the kept alice");
         hot(&mut c, &e, "alice", 1);
         hot(&mut c, &e, "bob", 6);
-        let done = c.tick().unwrap();
+        let done = c.tick(NOW).unwrap();
         assert_eq!(done.subject, "bob");
         assert_eq!(done.evicted.as_deref(), Some("alice"));
         assert_eq!(c.files(), 1);
         let mut off = cache(0);
         hot(&mut off, &e, "alice", 10);
-        assert_eq!(off.tick(), None, "files = 0 disables materializing");
+        assert_eq!(off.tick(NOW), None, "files = 0 disables materializing");
     }
 
     #[test]
@@ -275,10 +339,71 @@ mod tests {
         for i in 0..20 {
             let subject = format!("s{i}");
             assert_eq!(
-                c.intervals(&e, &subject, &offsets()),
+                local(&mut c, &e, &subject, &offsets()),
                 e.stream(&subject).intervals_at(&offsets())
             );
             assert!(c.streams <= 4);
+        }
+    }
+
+    #[test]
+    fn agent_streams_are_asked_for_kept_until_they_expire_and_bounded() {
+        let e = epoch();
+        let agent = KnownEpoch::Agent(e.params());
+        let mut c = cache(1);
+        assert_eq!(
+            c.intervals(agent, "alice", &offsets(), NOW),
+            None,
+            "ask the agent"
+        );
+        assert_eq!(c.streams(), 0);
+        c.insert(
+            "e1",
+            8192,
+            "alice",
+            e.subject_key("alice").stream(),
+            Some(NOW + 60),
+        );
+        assert_eq!(
+            c.intervals(agent, "alice", &offsets(), NOW + 59),
+            Some(e.stream("alice").intervals_at(&offsets()))
+        );
+        // A hot subject's file goes with its stream.
+        for _ in 0..3 {
+            c.intervals(agent, "alice", &offsets(), NOW);
+            c.verified("e1", "alice");
+        }
+        assert_eq!(c.tick(NOW).unwrap().subject, "alice");
+        assert_eq!(c.files(), 1);
+        assert_eq!(
+            c.intervals(agent, "alice", &offsets(), NOW + 60),
+            None,
+            "expired"
+        );
+        assert_eq!((c.streams(), c.files()), (0, 0));
+        c.insert(
+            "e1",
+            8192,
+            "bob",
+            e.subject_key("bob").stream(),
+            Some(NOW + 10),
+        );
+        c.insert(
+            "e1",
+            8192,
+            "carol",
+            e.subject_key("carol").stream(),
+            Some(NOW + 20),
+        );
+        assert_eq!(c.streams(), 2);
+        c.tick(NOW + 10);
+        assert_eq!(c.streams(), 1, "the tick drops what expired");
+        assert_eq!(c.intervals(agent, "bob", &offsets(), NOW), None);
+        assert!(c.intervals(agent, "carol", &offsets(), NOW).is_some());
+        for i in 0..20 {
+            let s = format!("s{i}");
+            c.insert("e1", 8192, &s, e.subject_key(&s).stream(), Some(NOW + 60));
+            assert!(c.streams() <= 4);
         }
     }
 }

@@ -4,16 +4,16 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use autoid_protocol::config::{Api, Config, Directory, Groups};
-use autoid_protocol::directory::{SessionReply, SessionRequest};
-use autoid_protocol::entropy::Epoch;
+use autoid_protocol::config::{Agent, Api, Config, Directory, Groups};
+use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
+use autoid_protocol::entropy::SubjectKey;
 use autoid_protocol::header::Proof;
 use autoid_protocol::header::Proof as ParsedProof;
 use autoid_protocol::intervals::Interval;
 use autoid_protocol::path::path_is_safe;
 use autoid_protocol::policy::MAX_BODY_BYTES;
 use autoid_protocol::verify::{
-    SessionCache, SessionKey, Stop, Verified, check_body, verify_or_ask,
+    KnownEpoch, SessionCache, SessionKey, Stop, Verified, check_body, verify_or_ask,
 };
 use autoid_protocol::{Reject, Request};
 use base64::Engine;
@@ -32,8 +32,6 @@ use crate::store::{CREATE_ONLY_CAS, Store};
 use crate::wasm_host::{self, Metrics, SharedData};
 
 const SALT_KEY: &str = "autoid.replay-salt";
-/// Subjects whose derived entropy stream (HKDF + AES key schedule) a worker keeps.
-const MAX_STREAMS: usize = 1024;
 /// The root context's tick: the entropy cache's window.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -139,7 +137,7 @@ impl RootContext for Root {
                 config.cold_path.per_source_unwraps_per_second,
                 config.cold_path.per_source_burst,
             )),
-            entropy: RefCell::new(EntropyCache::new(config.entropy_cache, MAX_STREAMS)),
+            entropy: RefCell::new(EntropyCache::new(config.entropy_cache)),
             metrics,
             pending: Default::default(),
             config,
@@ -159,7 +157,8 @@ impl RootContext for Root {
             return;
         };
         state.flush_counts();
-        if let Some(done) = state.entropy.borrow_mut().tick() {
+        let now = wasm_host::now_ms() / 1000;
+        if let Some(done) = state.entropy.borrow_mut().tick(now) {
             state.count(Counter::EntropyFilesKept);
             wasm_host::info(&format!(
                 "autoid: kept the entropy file of subject {:?} (epoch {}, {} bytes) in this worker's memory{}",
@@ -230,26 +229,43 @@ impl SessionCache for CacheAdapter<'_> {
         self.put_until(proof, session, None);
     }
 
-    fn intervals(&mut self, epoch: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
+    fn intervals(
+        &mut self,
+        epoch: KnownEpoch<'_>,
+        subject: &str,
+        offsets: &[u64],
+    ) -> Option<Vec<Interval>> {
         self.state
             .entropy
             .borrow_mut()
-            .intervals(epoch, subject, offsets)
+            .intervals(epoch, subject, offsets, self.now)
     }
 
     fn allow_unwrap(&mut self) -> bool {
-        // The source's share first: a source past it never touches the worker's budget.
-        let source = source_key(wasm_host::source_address().as_deref());
-        let allowed = self
-            .state
-            .cold_sources
-            .borrow_mut()
-            .try_take(source, self.now_ms)
-            && self.state.cold_path.borrow_mut().try_take(self.now_ms);
+        let allowed = self.cold_budget();
         if allowed {
             self.state.count(Counter::RsaUnwraps);
         }
         allowed
+    }
+
+    /// A subject-key callout spends the same budget as an unwrap: anyone can open a session
+    /// (the public key is public) and name many subjects.
+    fn allow_stream(&mut self) -> bool {
+        self.cold_budget()
+    }
+}
+
+impl CacheAdapter<'_> {
+    /// One cold-path token: the source's share first (a source past it never touches the
+    /// worker's budget), then the worker's.
+    fn cold_budget(&self) -> bool {
+        let source = source_key(wasm_host::source_address().as_deref());
+        self.state
+            .cold_sources
+            .borrow_mut()
+            .try_take(source, self.now_ms)
+            && self.state.cold_path.borrow_mut().try_take(self.now_ms)
     }
 }
 
@@ -270,6 +286,13 @@ enum Pending {
     /// Waiting for the agent to unwrap the proof's session: the proof and the request it binds,
     /// verified again once the session is cached.
     Session { asked: Asked },
+    /// Waiting for the agent to hand over the subject's key in an epoch it holds: verified again
+    /// once the stream is cached.
+    Stream {
+        asked: Asked,
+        epoch: String,
+        subject: String,
+    },
 }
 
 /// What a request asked the agent about, kept to verify the proof again on the answer.
@@ -278,6 +301,25 @@ struct Asked {
     method: String,
     authority: String,
     path: String,
+}
+
+impl Asked {
+    fn new(proof: &str, request: &Request<'_>) -> Self {
+        Asked {
+            proof: proof.to_owned(),
+            method: request.method.to_owned(),
+            authority: request.authority.to_owned(),
+            path: request.path.to_owned(),
+        }
+    }
+
+    fn request(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+        }
+    }
 }
 
 /// One request.
@@ -599,6 +641,9 @@ impl Http {
                 return Action::Pause;
             }
             Err(Stop::AskAgent) => return self.ask_agent(state, proof, request),
+            Err(Stop::AskStream { epoch, subject }) => {
+                return self.ask_stream(state, proof, request, epoch, subject);
+            }
         };
         let route = self.route.clone();
         if verified.body_digest.is_some() {
@@ -618,6 +663,30 @@ impl Http {
         self.authorize(state, &route, verified)
     }
 
+    /// POSTs a JSON body to the agent: whether the callout was dispatched.
+    fn post_to_agent(&self, agent: &Agent, path: &str, body: &[u8]) -> bool {
+        let auth = format!("Bearer {}", agent.token);
+        let headers = vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", agent.authority.as_str()),
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_millis(agent.timeout_ms);
+        let sent = self
+            .dispatch_http_call(&agent.cluster, headers, Some(body), vec![], timeout)
+            .is_ok();
+        if !sent {
+            wasm_host::warn(&format!(
+                "autoid: callout {path} could not be dispatched to cluster {:?} request_id={}",
+                agent.cluster, self.request_id
+            ));
+        }
+        sent
+    }
+
     /// Sends the proof's wrapped session to the agent (the key is the agent's): `Pause` until it
     /// answers, or a 503 when the callout cannot be sent.
     fn ask_agent(&mut self, state: &State, proof: &str, request: &Request<'_>) -> Action {
@@ -630,36 +699,91 @@ impl Http {
             wrapped: URL_SAFE_NO_PAD.encode(parsed.wrapped()),
         })
         .unwrap_or_default();
-        let auth = format!("Bearer {}", agent.token);
-        let headers = vec![
-            (":method", "POST"),
-            (":path", "/v1/sessions"),
-            (":authority", agent.authority.as_str()),
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-            ("accept", "application/json"),
-        ];
-        let timeout = Duration::from_millis(agent.timeout_ms);
-        match self.dispatch_http_call(&agent.cluster, headers, Some(&body), vec![], timeout) {
-            Ok(_) => {
-                state.count(Counter::AgentSessionCallouts);
-                self.pending = Pending::Session {
-                    asked: Asked {
-                        proof: proof.to_owned(),
-                        method: request.method.to_owned(),
-                        authority: request.authority.to_owned(),
-                        path: request.path.to_owned(),
-                    },
-                };
-                Action::Pause
-            }
-            Err(_) => {
+        if !self.post_to_agent(agent, "/v1/sessions", &body) {
+            state.count(Counter::AgentSessionFailures);
+            self.deny(Denial::Unavailable(Unavailable::Dispatch), None);
+            return Action::Pause;
+        }
+        state.count(Counter::AgentSessionCallouts);
+        self.pending = Pending::Session {
+            asked: Asked::new(proof, request),
+        };
+        Action::Pause
+    }
+
+    /// Asks the agent for the subject's key in an epoch it holds (the proof's session opened,
+    /// and the cold-path budget allowed the callout): `Pause` until it answers, or a 503 when
+    /// the callout cannot be sent.
+    fn ask_stream(
+        &mut self,
+        state: &State,
+        proof: &str,
+        request: &Request<'_>,
+        epoch: String,
+        subject: String,
+    ) -> Action {
+        let Some(agent) = &state.config.agent else {
+            self.deny(Denial::Unavailable(Unavailable::Agent), Some(&subject));
+            return Action::Pause;
+        };
+        let body = serde_json::to_vec(&StreamRequest {
+            epoch: epoch.clone(),
+            subject: subject.clone(),
+        })
+        .unwrap_or_default();
+        if !self.post_to_agent(agent, "/v1/streams", &body) {
+            state.count(Counter::AgentStreamFailures);
+            self.deny(Denial::Unavailable(Unavailable::Dispatch), Some(&subject));
+            return Action::Pause;
+        }
+        state.count(Counter::AgentStreamCallouts);
+        self.pending = Pending::Stream {
+            asked: Asked::new(proof, request),
+            epoch,
+            subject,
+        };
+        Action::Pause
+    }
+
+    /// The agent answered a subject-key callout: keeps the stream and verifies again, or denies
+    /// (401 when the agent does not know the epoch, 503 when it did not answer usably).
+    fn stream_answer(
+        &mut self,
+        state: &State,
+        asked: &Asked,
+        (epoch, subject): (&str, &str),
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Action {
+        let request = asked.request();
+        let verified = match status {
+            Some(200) => match keep_stream(state, epoch, subject, body) {
+                Ok(()) => match self.verify(state, &asked.proof, &request) {
+                    // The stream was just kept: asking again means it could not be.
+                    Err(Stop::AskAgent | Stop::AskStream { .. }) => None,
+                    other => Some(other),
+                },
+                Err(why) => {
+                    wasm_host::warn(&format!(
+                        "autoid: unusable subject key from the agent: {why} epoch={epoch} subject={subject:?} request_id={}",
+                        self.request_id
+                    ));
+                    None
+                }
+            },
+            Some(404) => Some(Err(Stop::Rejected(Reject::UnknownEpoch))),
+            _ => None,
+        };
+        match verified {
+            Some(v) => self.verified(state, v, &asked.proof, &request),
+            None => {
+                state.count(Counter::AgentStreamFailures);
                 wasm_host::warn(&format!(
-                    "autoid: session callout could not be dispatched to cluster {:?} request_id={}",
-                    agent.cluster, self.request_id
+                    "autoid: the agent did not hand over a subject key (status {}) epoch={epoch} subject={subject:?} request_id={}",
+                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    self.request_id
                 ));
-                state.count(Counter::AgentSessionFailures);
-                self.deny(Denial::Unavailable(Unavailable::Dispatch), None);
+                self.deny(Denial::Unavailable(Unavailable::Agent), Some(subject));
                 Action::Pause
             }
         }
@@ -674,11 +798,7 @@ impl Http {
         status: Option<u32>,
         body: &[u8],
     ) -> Action {
-        let request = Request {
-            method: &asked.method,
-            authority: &asked.authority,
-            path: &asked.path,
-        };
+        let request = asked.request();
         let verified = match (status, parse_session(body)) {
             (Some(200), Some((session, expires_at))) => {
                 if let Ok(proof) = ParsedProof::parse(&asked.proof) {
@@ -785,6 +905,22 @@ impl Context for Http {
                 }
                 return;
             }
+            Pending::Stream {
+                asked,
+                epoch,
+                subject,
+            } => {
+                if let Action::Continue = self.stream_answer(
+                    &state,
+                    &asked,
+                    (&epoch, &subject),
+                    status,
+                    &body.unwrap_or_default(),
+                ) {
+                    self.resume_http_request();
+                }
+                return;
+            }
             other => {
                 self.pending = other;
                 return;
@@ -843,7 +979,9 @@ impl HttpContext for Http {
             Pending::Body { .. } => {}
             // Continuing here would let Envoy resume the paused headers before the directory or
             // the agent answers: the request would go upstream unauthorized. Buffer until then.
-            Pending::Directory { .. } | Pending::Session { .. } => return Action::Pause,
+            Pending::Directory { .. } | Pending::Session { .. } | Pending::Stream { .. } => {
+                return Action::Pause;
+            }
             Pending::Nothing => return Action::Continue,
         }
         if body_size > MAX_BODY_BYTES {
@@ -866,7 +1004,9 @@ impl HttpContext for Http {
         self.request_done = true;
         match &self.pending {
             Pending::Body { .. } => self.body_complete(),
-            Pending::Directory { .. } | Pending::Session { .. } => Action::Pause,
+            Pending::Directory { .. } | Pending::Session { .. } | Pending::Stream { .. } => {
+                Action::Pause
+            }
             Pending::Nothing => Action::Continue,
         }
     }
@@ -877,4 +1017,43 @@ fn parse_session(body: &[u8]) -> Option<(SessionKey, Option<u64>)> {
     let reply: SessionReply = serde_json::from_slice(body).ok()?;
     let bytes = URL_SAFE_NO_PAD.decode(reply.session).ok()?;
     Some((SessionKey::from_bytes(&bytes)?, reply.expires_at))
+}
+
+/// Keeps the stream of the agent's 200 reply for (epoch, subject): the key must be 16 bytes and
+/// the epoch's parameters the ones configured; kept for the reply's `ttl_secs`, at most
+/// `agent.max_stream_ttl_secs`. The error says what was wrong, never the key.
+fn keep_stream(state: &State, epoch: &str, subject: &str, body: &[u8]) -> Result<(), String> {
+    let reply: StreamReply =
+        serde_json::from_slice(body).map_err(|e| format!("malformed reply ({e})"))?;
+    let key = SubjectKey::from_base64(&reply.key).ok_or("the key is not 16 bytes of base64url")?;
+    let Some(KnownEpoch::Agent(params)) = state.config.keyring.known_epoch(epoch) else {
+        return Err("not an agent-held epoch".to_owned());
+    };
+    if (reply.file_size, reply.interval_count) != (params.file_size(), params.interval_count()) {
+        return Err(format!(
+            "the agent's epoch has file_size {} and interval_count {}, the configuration {} and {}",
+            reply.file_size,
+            reply.interval_count,
+            params.file_size(),
+            params.interval_count()
+        ));
+    }
+    let max = state
+        .config
+        .agent
+        .as_ref()
+        .map_or(0, |a| a.max_stream_ttl_secs);
+    let ttl = reply.ttl_secs.min(max);
+    if ttl == 0 {
+        return Err("ttl_secs is 0".to_owned());
+    }
+    let now = wasm_host::now_ms() / 1000;
+    state.entropy.borrow_mut().insert(
+        epoch,
+        params.file_size(),
+        subject,
+        key.stream(),
+        Some(now.saturating_add(ttl)),
+    );
+    Ok(())
 }

@@ -33,11 +33,15 @@ pub enum Counter {
     AgentSessionCallouts,
     /// Agent session callouts that failed (no answer, overload, malformed reply).
     AgentSessionFailures,
+    /// Subject keys asked of the agent (epochs it holds).
+    AgentStreamCallouts,
+    /// Agent subject-key callouts that failed (no answer, an error status, malformed reply).
+    AgentStreamFailures,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 16] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -52,6 +56,8 @@ impl Counter {
         Counter::EntropyFilesKept,
         Counter::AgentSessionCallouts,
         Counter::AgentSessionFailures,
+        Counter::AgentStreamCallouts,
+        Counter::AgentStreamFailures,
     ];
 
     /// The metric name.
@@ -71,6 +77,8 @@ impl Counter {
             Counter::EntropyFilesKept => "autoid_entropy_files_kept",
             Counter::AgentSessionCallouts => "autoid_agent_session_callouts",
             Counter::AgentSessionFailures => "autoid_agent_session_failures",
+            Counter::AgentStreamCallouts => "autoid_agent_stream_callouts",
+            Counter::AgentStreamFailures => "autoid_agent_stream_failures",
         }
     }
 }

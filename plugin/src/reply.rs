@@ -30,7 +30,8 @@ pub enum Unavailable {
     Directory,
     /// The callout could not even be dispatched.
     Dispatch,
-    /// The agent did not unwrap a session (no answer, overloaded, a malformed reply).
+    /// The agent did not unwrap a session or hand over a subject key (no answer, overloaded, an
+    /// error status, a malformed reply).
     Agent,
 }
 

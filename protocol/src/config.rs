@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::entropy::{Epoch, decode_secret};
+use crate::entropy::{Epoch, EpochParams, decode_secret};
 use crate::header::DEFAULT_HEADER;
 use crate::keys::GatewayKey;
 use crate::verify::{Keyring, Limits};
@@ -82,6 +82,8 @@ struct RawAgent {
     any_key: bool,
     #[serde(default)]
     session_ttl_secs: Option<u64>,
+    #[serde(default)]
+    max_stream_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +92,9 @@ struct RawEpoch {
     #[serde(default)]
     autoid_epoch: Option<u32>,
     id: String,
-    secret: String,
+    /// Absent: the agent holds the epoch and hands out per-subject keys.
+    #[serde(default)]
+    secret: Option<String>,
     #[serde(default)]
     file_size: Option<u64>,
     #[serde(default)]
@@ -132,6 +136,7 @@ struct RawReplay {
 struct RawEntropyCache {
     files: Option<u32>,
     min_proofs_per_second: Option<u32>,
+    max_streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,7 +231,16 @@ pub struct EntropyCacheConfig {
     pub files: u32,
     /// Verified proofs a subject needs within one second before its file is materialized.
     pub min_proofs_per_second: u32,
+    /// Subjects' streams each worker keeps (derived locally or handed over by the agent); when
+    /// full, all are dropped.
+    pub max_streams: u32,
 }
+
+/// Default of `entropy_cache.max_streams`.
+pub const DEFAULT_MAX_STREAMS: u32 = 1024;
+
+/// Default of `agent.max_stream_ttl_secs`: how long a worker keeps a stream the agent handed over.
+pub const DEFAULT_MAX_STREAM_TTL_SECS: u64 = 300;
 
 /// Largest memory the entropy-file cache may take per worker.
 pub const MAX_ENTROPY_CACHE_BYTES: u64 = 256 << 20;
@@ -234,7 +248,8 @@ pub const MAX_ENTROPY_CACHE_BYTES: u64 = 256 << 20;
 /// How long a session the agent unwrapped stays cached before the filter asks again.
 pub const DEFAULT_AGENT_SESSION_TTL_SECS: u64 = 300;
 
-/// The agent the filter asks to unwrap sessions of key ids it holds no private key for.
+/// The agent the filter asks to unwrap sessions of key ids it holds no private key for, and for
+/// per-subject keys of the epochs it holds no secret of.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Agent {
     /// The Envoy cluster of the agent.
@@ -252,6 +267,9 @@ pub struct Agent {
     /// 300 s): a key the agent retires reaches sessions cached before its retirement was set
     /// within this time, so a rotation's overlap must be at least this long.
     pub session_ttl_secs: u64,
+    /// The longest a subject's stream handed over by the agent is kept (the agent's `ttl_secs`
+    /// is bounded by it).
+    pub max_stream_ttl_secs: u64,
 }
 
 impl core::fmt::Debug for Agent {
@@ -263,6 +281,7 @@ impl core::fmt::Debug for Agent {
             .field("timeout_ms", &self.timeout_ms)
             .field("any_key", &self.any_key)
             .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("max_stream_ttl_secs", &self.max_stream_ttl_secs)
             .finish()
     }
 }
@@ -538,6 +557,14 @@ impl TryFrom<RawConfig> for Config {
                         format!("{session_ttl_secs} is out of range (1 to 86400)"),
                     ));
                 }
+                let max_stream_ttl_secs =
+                    a.max_stream_ttl_secs.unwrap_or(DEFAULT_MAX_STREAM_TTL_SECS);
+                if !(1..=86_400).contains(&max_stream_ttl_secs) {
+                    return Err(err(
+                        "agent.max_stream_ttl_secs",
+                        format!("{max_stream_ttl_secs} is out of range (1 to 86400)"),
+                    ));
+                }
                 Some(Agent {
                     cluster,
                     authority,
@@ -545,6 +572,7 @@ impl TryFrom<RawConfig> for Config {
                     timeout_ms,
                     any_key: a.any_key,
                     session_ttl_secs,
+                    max_stream_ttl_secs,
                 })
             }
         };
@@ -584,6 +612,7 @@ impl TryFrom<RawConfig> for Config {
             return Err(err("epochs", "at least one epoch is required"));
         }
         let mut epochs: Vec<Epoch> = Vec::with_capacity(raw.epochs.len());
+        let mut agent_epochs: Vec<EpochParams> = Vec::new();
         for (i, e) in raw.epochs.iter().enumerate() {
             if e.autoid_epoch.is_some_and(|v| v != 1) {
                 return Err(err(
@@ -591,25 +620,37 @@ impl TryFrom<RawConfig> for Config {
                     "unsupported version",
                 ));
             }
-            if epochs.iter().any(|have| have.id() == e.id) {
+            if epochs.iter().any(|have| have.id() == e.id)
+                || agent_epochs.iter().any(|have| have.id() == e.id)
+            {
                 return Err(err(
                     format!("epochs[{i}].id"),
                     format!("duplicate epoch id {:?}", e.id),
                 ));
             }
-            let secret = decode_secret(&e.secret).map_err(|_| {
+            let file_size = e.file_size.unwrap_or(policy::DEFAULT_FILE_SIZE);
+            let interval_count = e.interval_count.unwrap_or(policy::DEFAULT_INTERVAL_COUNT);
+            let Some(secret) = &e.secret else {
+                if agent.is_none() {
+                    return Err(err(
+                        format!("epochs[{i}].secret"),
+                        "required unless an `agent` section names the agent that holds the epoch",
+                    ));
+                }
+                agent_epochs.push(
+                    EpochParams::new(&e.id, file_size, interval_count)
+                        .map_err(|e| err(format!("epochs[{i}]"), e.to_string()))?,
+                );
+                continue;
+            };
+            let secret = decode_secret(secret).map_err(|_| {
                 err(
                     format!("epochs[{i}].secret"),
                     "expected 32 bytes in base64url",
                 )
             })?;
-            let epoch = Epoch::new(
-                &e.id,
-                secret,
-                e.file_size.unwrap_or(policy::DEFAULT_FILE_SIZE),
-                e.interval_count.unwrap_or(policy::DEFAULT_INTERVAL_COUNT),
-            )
-            .map_err(|e| err(format!("epochs[{i}]"), e.to_string()))?;
+            let epoch = Epoch::new(&e.id, secret, file_size, interval_count)
+                .map_err(|e| err(format!("epochs[{i}]"), e.to_string()))?;
             epochs.push(epoch);
         }
 
@@ -790,8 +831,20 @@ impl TryFrom<RawConfig> for Config {
                 20,
                 1_000_000,
             )?,
+            max_streams: positive(
+                "entropy_cache.max_streams",
+                raw.entropy_cache.max_streams,
+                DEFAULT_MAX_STREAMS,
+                1 << 16,
+            )?,
         };
-        let largest = epochs.iter().map(Epoch::file_size).max().unwrap_or(0);
+        let largest = epochs
+            .iter()
+            .map(Epoch::params)
+            .chain(&agent_epochs)
+            .map(EpochParams::file_size)
+            .max()
+            .unwrap_or(0);
         if u64::from(entropy_cache.files).saturating_mul(largest) > MAX_ENTROPY_CACHE_BYTES {
             return Err(err(
                 "entropy_cache.files",
@@ -807,7 +860,8 @@ impl TryFrom<RawConfig> for Config {
             proof_header,
             keyring: Keyring::new(keys, epochs)
                 .with_agent_keys(agent_kids)
-                .with_any_agent_key(any_agent_key),
+                .with_any_agent_key(any_agent_key)
+                .with_agent_epochs(agent_epochs),
             agent,
             limits,
             session_cache,

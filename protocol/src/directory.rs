@@ -1,7 +1,8 @@
-//! The filter↔bridge contract (docs/AGENT.md): the JSON replies of `GET /v1/groups` and
-//! `POST /v1/authenticate`, and the request and reply of `POST /v1/sessions` (the bridge unwraps
-//! sessions for key ids whose private key only it holds), one type each, serialized by one side
-//! and parsed by the other.
+//! The filter↔agent contract (docs/AGENT.md): the JSON replies of `GET /v1/groups` and
+//! `POST /v1/authenticate`, the request and reply of `POST /v1/sessions` (the agent unwraps
+//! sessions for key ids whose private key only it holds) and of `POST /v1/streams` (the agent
+//! hands out per-subject keys of the epochs whose secret only it holds), one type each,
+//! serialized by one side and parsed by the other.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,44 @@ pub struct SessionReply {
     pub expires_at: Option<u64>,
 }
 
+/// The body of `POST /v1/streams`: which subject's key, in which epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRequest {
+    /// The epoch id (the proof's).
+    pub epoch: String,
+    /// The subject (canonical: [`valid_subject`](crate::valid_subject)).
+    pub subject: String,
+}
+
+/// The 200 reply to `POST /v1/streams`: the subject's key `K` in that epoch and the epoch's public
+/// parameters (the filter checks them against its own). A refusal is 404 (`unknown_epoch`) or
+/// 400 (`bad_request`: not a canonical subject), with `{"error": code}`. `Debug` hides the key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamReply {
+    /// `K` ([`SubjectKey::to_base64`](crate::entropy::SubjectKey::to_base64)): 16 bytes,
+    /// base64url without padding.
+    pub key: String,
+    /// The epoch's file size.
+    pub file_size: u64,
+    /// The epoch's interval count.
+    pub interval_count: u32,
+    /// How long the filter may keep the stream, in seconds (it also applies its own bound).
+    pub ttl_secs: u64,
+}
+
+impl core::fmt::Debug for StreamReply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamReply")
+            .field("key", &"<redacted>")
+            .field("file_size", &self.file_size)
+            .field("interval_count", &self.interval_count)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +137,26 @@ mod tests {
             serde_json::to_string(&auth).unwrap(),
             r#"{"subject":"alice","authenticated":true,"groups":[],"entry_subject":"alice"}"#
         );
+    }
+
+    #[test]
+    fn the_stream_wire_shape() {
+        let req: StreamRequest =
+            serde_json::from_str(r#"{"epoch":"e1","subject":"alice"}"#).unwrap();
+        assert_eq!(req.subject, "alice");
+        assert!(serde_json::from_str::<StreamRequest>(r#"{"epoch":"e1"}"#).is_err());
+        let reply = StreamReply {
+            key: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            file_size: 65536,
+            interval_count: 64,
+            ttl_secs: 300,
+        };
+        let json = serde_json::to_string(&reply).unwrap();
+        assert_eq!(
+            json,
+            r#"{"key":"AAAAAAAAAAAAAAAAAAAAAA","file_size":65536,"interval_count":64,"ttl_secs":300}"#
+        );
+        assert_eq!(serde_json::from_str::<StreamReply>(&json).unwrap(), reply);
+        assert!(!format!("{reply:?}").contains("AAAA"));
     }
 }

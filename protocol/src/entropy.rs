@@ -3,6 +3,11 @@
 //! Byte `i` of a subject's entropy is byte `i mod 16` of `AES-128(K, u128be(i / 16))`, where
 //! `K = HKDF-SHA256(salt = "autoid/v1 entropy", ikm = epoch secret, info = lp16(epoch id) ||
 //! lp16(subject), L = 16)`: AES-128-CTR with a zero IV, so any range is computable without the rest.
+//!
+//! `K` is a [`SubjectKey`]: whoever holds the epoch derives it ([`Epoch::subject_key`]); a gateway
+//! that holds only the epoch's public parameters ([`EpochParams`]) gets it from the agent and builds
+//! the same stream from it ([`SubjectKey::stream`]). A leaked `K` exposes that subject's entropy in
+//! that epoch, nothing else.
 
 use aes::Aes128;
 use aes::cipher::{BlockCipherEncrypt, KeyInit};
@@ -23,24 +28,117 @@ use crate::{Error, valid_id, valid_subject};
 const ENTROPY_SALT: &[u8] = b"autoid/v1 entropy";
 const FILE_MAGIC: &[u8; 8] = b"AUTOIDE1";
 
-/// An entropy epoch: an id, a 32-byte master secret and the parameters every file of the epoch
-/// shares. The gateway keeps epochs, never files.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Epoch {
+/// An epoch's public parameters: its id and what every file of the epoch shares. A gateway whose
+/// agent holds the epoch's secret knows only these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochParams {
     id: String,
-    secret: [u8; 32],
     file_size: u64,
     interval_count: u32,
+}
+
+impl EpochParams {
+    /// Checks every parameter against the protocol's bounds.
+    pub fn new(id: &str, file_size: u64, interval_count: u32) -> Result<Self, Error> {
+        if !valid_id(id) {
+            return Err(Error::Invalid {
+                what: "epoch id",
+                value: id.to_owned(),
+            });
+        }
+        if !(MIN_FILE_SIZE..=MAX_FILE_SIZE).contains(&file_size) || !file_size.is_multiple_of(16) {
+            return Err(Error::Invalid {
+                what: "entropy file size (a multiple of 16 from 4096 to 2^28)",
+                value: file_size.to_string(),
+            });
+        }
+        if !(MIN_INTERVAL_COUNT..=MAX_INTERVAL_COUNT).contains(&interval_count) {
+            return Err(Error::Invalid {
+                what: "interval count (32 to 256)",
+                value: interval_count.to_string(),
+            });
+        }
+        Ok(EpochParams {
+            id: id.to_owned(),
+            file_size,
+            interval_count,
+        })
+    }
+
+    /// The epoch id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The size of every entropy file of this epoch.
+    pub fn file_size(&self) -> u64 {
+        self.file_size
+    }
+
+    /// How many intervals a proof under this epoch covers.
+    pub fn interval_count(&self) -> u32 {
+        self.interval_count
+    }
+}
+
+/// An entropy epoch: its public parameters and a 32-byte master secret. The gateway keeps epochs
+/// (or asks the agent that keeps them), never files.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Epoch {
+    params: EpochParams,
+    secret: [u8; 32],
 }
 
 impl core::fmt::Debug for Epoch {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Epoch")
-            .field("id", &self.id)
+            .field("id", &self.params.id)
             .field("secret", &"<redacted>")
-            .field("file_size", &self.file_size)
-            .field("interval_count", &self.interval_count)
+            .field("file_size", &self.params.file_size)
+            .field("interval_count", &self.params.interval_count)
             .finish()
+    }
+}
+
+/// One subject's key in one epoch (`K` above, 16 bytes): all that is needed to compute that
+/// subject's entropy in that epoch, and nothing else. `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubjectKey([u8; 16]);
+
+impl core::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SubjectKey(<redacted>)")
+    }
+}
+
+impl SubjectKey {
+    /// The key from its 16 bytes (as the agent hands it over).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        SubjectKey(bytes)
+    }
+
+    /// Parses the wire form: base64url without padding of exactly 16 bytes.
+    pub fn from_base64(text: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        <[u8; 16]>::try_from(bytes).ok().map(SubjectKey)
+    }
+
+    /// The wire form: base64url without padding (22 characters).
+    pub fn to_base64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The subject's entropy stream under this key: the one code path for the gateway, the agent
+    /// and the issuer.
+    pub fn stream(&self) -> SubjectStream {
+        SubjectStream {
+            cipher: Aes128::new(&self.0.into()),
+        }
     }
 }
 
@@ -62,29 +160,9 @@ impl Epoch {
         file_size: u64,
         interval_count: u32,
     ) -> Result<Self, Error> {
-        if !valid_id(id) {
-            return Err(Error::Invalid {
-                what: "epoch id",
-                value: id.to_owned(),
-            });
-        }
-        if !(MIN_FILE_SIZE..=MAX_FILE_SIZE).contains(&file_size) || !file_size.is_multiple_of(16) {
-            return Err(Error::Invalid {
-                what: "entropy file size (a multiple of 16 from 4096 to 2^28)",
-                value: file_size.to_string(),
-            });
-        }
-        if !(MIN_INTERVAL_COUNT..=MAX_INTERVAL_COUNT).contains(&interval_count) {
-            return Err(Error::Invalid {
-                what: "interval count (32 to 256)",
-                value: interval_count.to_string(),
-            });
-        }
         Ok(Epoch {
-            id: id.to_owned(),
+            params: EpochParams::new(id, file_size, interval_count)?,
             secret,
-            file_size,
-            interval_count,
         })
     }
 
@@ -119,42 +197,51 @@ impl Epoch {
     pub fn to_json(&self) -> String {
         let raw = EpochJson {
             autoid_epoch: 1,
-            id: self.id.clone(),
+            id: self.params.id.clone(),
             secret: URL_SAFE_NO_PAD.encode(self.secret),
-            file_size: self.file_size,
-            interval_count: self.interval_count,
+            file_size: self.params.file_size,
+            interval_count: self.params.interval_count,
         };
         let mut text = serde_json::to_string_pretty(&raw).unwrap_or_default();
         text.push('\n');
         text
     }
 
+    /// The epoch's public parameters.
+    pub fn params(&self) -> &EpochParams {
+        &self.params
+    }
+
     /// The epoch id.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.params.id
     }
 
     /// The size of every entropy file of this epoch.
     pub fn file_size(&self) -> u64 {
-        self.file_size
+        self.params.file_size
     }
 
     /// How many intervals a proof under this epoch covers.
     pub fn interval_count(&self) -> u32 {
-        self.interval_count
+        self.params.interval_count
     }
 
-    /// The subject's entropy stream.
-    pub fn stream(&self, subject: &str) -> SubjectStream {
-        let mut info = Vec::with_capacity(4 + self.id.len() + subject.len());
-        put_lp16(&mut info, self.id.as_bytes());
+    /// The subject's key `K` in this epoch (HKDF-SHA256, module docs).
+    pub fn subject_key(&self, subject: &str) -> SubjectKey {
+        let id = self.params.id.as_bytes();
+        let mut info = Vec::with_capacity(4 + id.len() + subject.len());
+        put_lp16(&mut info, id);
         put_lp16(&mut info, subject.as_bytes());
         let mut key = [0u8; 16];
         // 16 bytes is always a valid HKDF-SHA256 output length.
         let _ = Hkdf::<Sha256>::new(Some(ENTROPY_SALT), &self.secret).expand(&info, &mut key);
-        SubjectStream {
-            cipher: Aes128::new(&key.into()),
-        }
+        SubjectKey(key)
+    }
+
+    /// The subject's entropy stream: [`SubjectKey::stream`] of [`Epoch::subject_key`].
+    pub fn stream(&self, subject: &str) -> SubjectStream {
+        self.subject_key(subject).stream()
     }
 
     /// Materializes the subject's whole entropy file (what `autoid entropy issue` writes).
@@ -165,16 +252,16 @@ impl Epoch {
                 value: subject.to_owned(),
             });
         }
-        let len = usize::try_from(self.file_size).map_err(|_| Error::Invalid {
+        let len = usize::try_from(self.params.file_size).map_err(|_| Error::Invalid {
             what: "file size",
-            value: self.file_size.to_string(),
+            value: self.params.file_size.to_string(),
         })?;
         let mut data = vec![0u8; len];
         self.stream(subject).fill(0, &mut data);
         Ok(EntropyFile {
-            epoch: self.id.clone(),
+            epoch: self.params.id.clone(),
             subject: subject.to_owned(),
-            interval_count: self.interval_count,
+            interval_count: self.params.interval_count,
             data,
         })
     }

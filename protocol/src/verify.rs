@@ -2,13 +2,14 @@
 //! [`verify`] to run them all in the documented order.
 //!
 //! Order: size cap, grammar ([`Proof::parse`]), key id, session (cache or RSA-OAEP unwrap),
-//! session age, AES-GCM open, timestamp window, intervals and digest, constant-time compare.
+//! session age, AES-GCM open, timestamp window, epoch, the subject's stream (local or the agent's),
+//! intervals and digest, constant-time compare.
 
 use aes_gcm::aead::{Aead, Payload as AeadPayload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use subtle::ConstantTimeEq;
 
-use crate::entropy::Epoch;
+use crate::entropy::{Epoch, EpochParams, SubjectStream};
 use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN, associated_data};
 use crate::intervals::{Bindings, Interval, Intervals};
 use crate::keys::GatewayKey;
@@ -115,6 +116,34 @@ impl SessionKey {
     }
 }
 
+/// An epoch as the gateway knows it: with its master secret, or only its public parameters (the
+/// agent holds the secret and hands out per-subject keys).
+#[derive(Debug, Clone, Copy)]
+pub enum KnownEpoch<'a> {
+    /// The gateway holds the secret and derives streams itself.
+    Local(&'a Epoch),
+    /// The agent holds the secret.
+    Agent(&'a EpochParams),
+}
+
+impl<'a> KnownEpoch<'a> {
+    /// The public parameters.
+    pub fn params(&self) -> &'a EpochParams {
+        match self {
+            KnownEpoch::Local(e) => e.params(),
+            KnownEpoch::Agent(p) => p,
+        }
+    }
+
+    /// The subject's stream, when the gateway can derive it (a local epoch).
+    pub fn local_stream(&self, subject: &str) -> Option<SubjectStream> {
+        match self {
+            KnownEpoch::Local(e) => Some(e.stream(subject)),
+            KnownEpoch::Agent(_) => None,
+        }
+    }
+}
+
 /// The gateway's secrets: private keys by key id, epochs by id. Both lists are small.
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
@@ -124,6 +153,8 @@ pub struct Keyring {
     /// Every key id not in `keys` is the agent's (key rotation at the agent).
     any_agent_key: bool,
     epochs: Vec<Epoch>,
+    /// Epochs whose secret only the agent holds: it hands out per-subject keys.
+    agent_epochs: Vec<EpochParams>,
 }
 
 impl Keyring {
@@ -134,7 +165,32 @@ impl Keyring {
             agent_kids: Vec::new(),
             any_agent_key: false,
             epochs,
+            agent_epochs: Vec::new(),
         }
+    }
+
+    /// Also accepts these epochs, whose secrets the agent holds.
+    pub fn with_agent_epochs(mut self, epochs: Vec<EpochParams>) -> Self {
+        self.agent_epochs = epochs;
+        self
+    }
+
+    /// The epoch with this id, local or the agent's.
+    pub fn known_epoch(&self, id: &str) -> Option<KnownEpoch<'_>> {
+        self.epoch(id).map(KnownEpoch::Local).or_else(|| {
+            self.agent_epochs
+                .iter()
+                .find(|e| e.id() == id)
+                .map(KnownEpoch::Agent)
+        })
+    }
+
+    /// Every epoch's public parameters, local and the agent's.
+    pub fn epoch_params(&self) -> impl Iterator<Item = &EpochParams> {
+        self.epochs
+            .iter()
+            .map(Epoch::params)
+            .chain(self.agent_epochs.iter())
     }
 
     /// Also accepts these key ids, whose private keys the agent holds.
@@ -171,14 +227,19 @@ impl Keyring {
     }
 
     /// Recomputes the digest from the subject's intervals (read through `cache`, which may keep
-    /// recent subjects' streams or whole files) and compares in constant time.
+    /// recent subjects' streams or whole files) and compares in constant time. The stream of a
+    /// subject under an agent-held epoch that `cache` does not hold stops with
+    /// [`Stop::AskStream`], after the cold-path budget ([`SessionCache::allow_stream`]) allowed it.
     pub fn check_entropy(
         &self,
         payload: &Payload,
         request: &Request<'_>,
         cache: &mut dyn SessionCache,
-    ) -> Result<(), Reject> {
-        let epoch = self.epoch(&payload.epoch).ok_or(Reject::UnknownEpoch)?;
+    ) -> Result<(), Stop> {
+        let epoch = self
+            .known_epoch(&payload.epoch)
+            .ok_or(Reject::UnknownEpoch)?;
+        let params = epoch.params();
         let bindings = Bindings {
             subject: &payload.subject,
             epoch: &payload.epoch,
@@ -186,13 +247,21 @@ impl Keyring {
             timestamp: payload.timestamp,
             request: *request,
         };
-        let intervals = Intervals::derive(&bindings, epoch.file_size(), epoch.interval_count());
-        let bytes = cache.intervals(epoch, &payload.subject, intervals.offsets());
+        let intervals = Intervals::derive(&bindings, params.file_size(), params.interval_count());
+        let Some(bytes) = cache.intervals(epoch, &payload.subject, intervals.offsets()) else {
+            if !cache.allow_stream() {
+                return Err(Reject::RateLimited.into());
+            }
+            return Err(Stop::AskStream {
+                epoch: payload.epoch.clone(),
+                subject: payload.subject.clone(),
+            });
+        };
         let expected = intervals.digest(&bytes);
         if bool::from(expected.ct_eq(&payload.digest)) {
             Ok(())
         } else {
-            Err(Reject::Entropy)
+            Err(Reject::Entropy.into())
         }
     }
 }
@@ -222,11 +291,23 @@ pub trait SessionCache {
     fn allow_unwrap(&mut self) -> bool {
         true
     }
-    /// The subject's entropy at these offsets under `epoch`. By default derived from the stream
-    /// (HKDF, an AES key schedule, one AES block per interval); a cache may keep recent
-    /// subjects' streams, or a few hot subjects' whole files.
-    fn intervals(&mut self, epoch: &Epoch, subject: &str, offsets: &[u64]) -> Vec<Interval> {
-        epoch.stream(subject).intervals_at(offsets)
+    /// Whether a cold-path callout for a subject's stream may start now (the same budget as
+    /// unwraps by default); `false` rejects the proof with [`Reject::RateLimited`].
+    fn allow_stream(&mut self) -> bool {
+        self.allow_unwrap()
+    }
+    /// The subject's entropy at these offsets under `epoch`, or `None` when the stream is not at
+    /// hand (an agent-held epoch whose subject key the cache does not hold). By default derived
+    /// from a local epoch's stream (HKDF, an AES key schedule, one AES block per interval); a
+    /// cache may keep recent subjects' streams (including those the agent handed over), or a few
+    /// hot subjects' whole files.
+    fn intervals(
+        &mut self,
+        epoch: KnownEpoch<'_>,
+        subject: &str,
+        offsets: &[u64],
+    ) -> Option<Vec<Interval>> {
+        epoch.local_stream(subject).map(|s| s.intervals_at(offsets))
     }
 }
 
@@ -261,13 +342,22 @@ pub struct Verified {
 }
 
 /// Why [`verify_or_ask`] stopped short of a verified proof.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stop {
     /// The proof is refused.
     Rejected(Reject),
     /// The session is not cached and its key is the agent's: ask the agent to unwrap it (the
     /// cold-path budget allowed it), put the session in the cache, and verify again.
     AskAgent,
+    /// The session opened, but the subject's stream under this agent-held epoch is not cached:
+    /// ask the agent for the subject's key (the cold-path budget allowed it), put the stream in
+    /// the cache, and verify again.
+    AskStream {
+        /// The epoch id (the payload's; a known agent-held epoch).
+        epoch: String,
+        /// The subject (the payload's; canonical).
+        subject: String,
+    },
 }
 
 impl From<Reject> for Stop {
@@ -277,7 +367,8 @@ impl From<Reject> for Stop {
 }
 
 /// Verifies a header value for a request at `now`, using and filling `cache`. A key id only the
-/// agent holds is [`Reject::UnknownKey`] here; the gateway uses [`verify_or_ask`].
+/// agent holds is [`Reject::UnknownKey`] here, a stream only the agent can key
+/// [`Reject::UnknownEpoch`]; the gateway uses [`verify_or_ask`].
 pub fn verify(
     keyring: &Keyring,
     limits: &Limits,
@@ -289,11 +380,13 @@ pub fn verify(
     verify_or_ask(keyring, limits, header, request, now, cache).map_err(|s| match s {
         Stop::Rejected(r) => r,
         Stop::AskAgent => Reject::UnknownKey,
+        Stop::AskStream { .. } => Reject::UnknownEpoch,
     })
 }
 
 /// [`verify`], except that a session to unwrap under a key the agent holds stops with
-/// [`Stop::AskAgent`] (after the same checks and budget as a local unwrap).
+/// [`Stop::AskAgent`] (after the same checks and budget as a local unwrap), and a subject's
+/// stream under an epoch the agent holds, not in `cache`, with [`Stop::AskStream`].
 pub fn verify_or_ask(
     keyring: &Keyring,
     limits: &Limits,

@@ -209,3 +209,60 @@ fn secrets_never_appear_in_errors() {
     ));
     assert!(!e.contains("AAAAsecret"), "{e}");
 }
+
+#[test]
+fn epochs_may_be_id_only_when_the_agent_holds_them() {
+    use autoid_protocol::verify::KnownEpoch;
+    let id_only = json!({ "id": "e-agent", "file_size": 65536, "interval_count": 64 });
+    let mut v = good();
+    v["epochs"].as_array_mut().unwrap().push(id_only.clone());
+    assert_eq!(
+        error_of(v.clone()),
+        "epochs[1].secret: required unless an `agent` section names the agent that holds the epoch"
+    );
+    v["agent"] = json!({ "cluster": "autoid_agent", "token": "0123456789abcdef0123" });
+    let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+    assert!(matches!(
+        c.keyring.known_epoch("e-agent"),
+        Some(KnownEpoch::Agent(p)) if p.file_size() == 65536 && p.interval_count() == 64
+    ));
+    assert!(matches!(
+        c.keyring.known_epoch("e-test"),
+        Some(KnownEpoch::Local(_))
+    ));
+    assert!(c.keyring.known_epoch("e-none").is_none());
+    assert!(
+        c.keyring.epoch("e-agent").is_none(),
+        "no secret to hand out"
+    );
+    assert_eq!(c.agent.as_ref().unwrap().max_stream_ttl_secs, 300);
+    assert_eq!(c.entropy_cache.max_streams, 1024);
+
+    let mut dup = v.clone();
+    dup["epochs"].as_array_mut().unwrap().push(id_only);
+    assert_eq!(
+        error_of(dup),
+        "epochs[2].id: duplicate epoch id \"e-agent\""
+    );
+    let mut dup_local = v.clone();
+    dup_local["epochs"][1]["id"] = json!("e-test");
+    assert_eq!(
+        error_of(dup_local),
+        "epochs[1].id: duplicate epoch id \"e-test\""
+    );
+    let mut bad_size = v.clone();
+    bad_size["epochs"][1]["file_size"] = json!(100);
+    assert!(error_of(bad_size).starts_with("epochs[1]: "));
+    let mut ttl = v.clone();
+    ttl["agent"]["max_stream_ttl_secs"] = json!(0);
+    assert_eq!(
+        error_of(ttl),
+        "agent.max_stream_ttl_secs: 0 is out of range (1 to 86400)"
+    );
+    let mut streams = v.clone();
+    streams["entropy_cache"] = json!({ "max_streams": 0 });
+    assert_eq!(
+        error_of(streams),
+        "entropy_cache.max_streams: 0 is out of range (1 to 65536)"
+    );
+}

@@ -234,3 +234,41 @@ fn a_holder_of_half_a_file_succeeds_at_the_rate_f_to_the_k() {
     // The default k = 64: not one success (expected 2^-64 per attempt).
     assert_eq!(thief_success_rate(64, trials), 0.0);
 }
+
+#[test]
+fn a_subject_key_gives_the_epochs_stream_and_nothing_else() {
+    use autoid_protocol::entropy::SubjectKey;
+    let e = epoch();
+    for subject in ["alice", "bob", "ci-runner"] {
+        let k = e.subject_key(subject);
+        // Through the wire form, as the agent hands it to the filter.
+        let wire = k.to_base64();
+        assert_eq!(wire.len(), 22, "16 bytes, base64url without padding");
+        let received = SubjectKey::from_base64(&wire).unwrap();
+        assert_eq!(received, k);
+        let file = e.issue(subject).unwrap();
+        let mut data = vec![0u8; file.data().len()];
+        received.stream().fill(0, &mut data);
+        assert_eq!(data, file.data(), "{subject}: K's stream is the file");
+        let offsets = [0u64, 8, 4096, 65536 - 8];
+        assert_eq!(
+            received.stream().intervals_at(&offsets),
+            e.stream(subject).intervals_at(&offsets)
+        );
+    }
+    assert_ne!(e.subject_key("alice"), e.subject_key("bob"));
+    let other = Epoch::new("e-other", [0u8; 32], 65536, 64).unwrap();
+    assert_ne!(e.subject_key("alice"), other.subject_key("alice"));
+    let k = e.subject_key("alice");
+    assert_eq!(format!("{k:?}"), "SubjectKey(<redacted>)");
+    assert!(!format!("{k:?}").contains(&k.to_base64()));
+    for bad in [
+        "",
+        "AAAA",
+        &"A".repeat(23),
+        "not base64!!!!!!!!!!!!",
+        &k.to_base64()[..21],
+    ] {
+        assert!(SubjectKey::from_base64(bad).is_none(), "{bad:?}");
+    }
+}

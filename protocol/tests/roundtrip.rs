@@ -8,7 +8,9 @@ use autoid_protocol::Reject;
 use autoid_protocol::Request;
 use autoid_protocol::client::Session;
 use autoid_protocol::header::{Payload, Proof};
-use autoid_protocol::verify::{Keyring, Limits, NoCache, SessionCache, SessionKey, verify};
+use autoid_protocol::verify::{
+    Keyring, KnownEpoch, Limits, NoCache, SessionCache, SessionKey, Stop, verify, verify_or_ask,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
@@ -472,4 +474,95 @@ fn the_session_cache_skips_rsa_for_the_second_proof() {
         "one session, one cache key"
     );
     assert_ne!(v1.nonce, v2.nonce);
+}
+
+/// A cache that holds one subject's stream handed over by the agent (by key), and counts budget.
+struct AgentStreams {
+    streams: HashMap<(String, String), autoid_protocol::entropy::SubjectStream>,
+    budget: u32,
+}
+
+impl SessionCache for AgentStreams {
+    fn get(&mut self, _: &Proof) -> Option<SessionKey> {
+        None
+    }
+    fn put(&mut self, _: &Proof, _: &SessionKey) {}
+    fn allow_unwrap(&mut self) -> bool {
+        if self.budget == 0 {
+            return false;
+        }
+        self.budget -= 1;
+        true
+    }
+    fn intervals(
+        &mut self,
+        epoch: KnownEpoch<'_>,
+        subject: &str,
+        offsets: &[u64],
+    ) -> Option<Vec<autoid_protocol::intervals::Interval>> {
+        if let Some(s) = epoch.local_stream(subject) {
+            return Some(s.intervals_at(offsets));
+        }
+        let key = (epoch.params().id().to_owned(), subject.to_owned());
+        self.streams.get(&key).map(|s| s.intervals_at(offsets))
+    }
+}
+
+#[test]
+fn an_agent_held_epoch_asks_for_the_subject_key_within_the_budget() {
+    let e = epoch();
+    let ring =
+        Keyring::new(vec![gateway_key()], vec![]).with_agent_epochs(vec![e.params().clone()]);
+    let header = proof_for("alice", &REQ, NOW);
+    let limits = Limits::default();
+    // One token: the RSA unwrap (local key) spends it, so the stream callout is refused.
+    let mut cache = AgentStreams {
+        streams: HashMap::new(),
+        budget: 1,
+    };
+    assert_eq!(
+        verify_or_ask(&ring, &limits, &header, &REQ, NOW, &mut cache).unwrap_err(),
+        Stop::Rejected(Reject::RateLimited)
+    );
+    let mut cache = AgentStreams {
+        streams: HashMap::new(),
+        budget: 2,
+    };
+    assert_eq!(
+        verify_or_ask(&ring, &limits, &header, &REQ, NOW, &mut cache).unwrap_err(),
+        Stop::AskStream {
+            epoch: "e-test".into(),
+            subject: "alice".into()
+        }
+    );
+    assert_eq!(cache.budget, 0, "the callout spent a cold-path token");
+    // The agent's answer: K for (e-test, alice), as the filter caches it.
+    let k = e.subject_key("alice");
+    cache
+        .streams
+        .insert(("e-test".into(), "alice".into()), k.stream());
+    let v = verify_or_ask(&ring, &limits, &header, &REQ, NOW, &mut cache).unwrap_err();
+    assert_eq!(
+        v,
+        Stop::Rejected(Reject::RateLimited),
+        "the session still needs its unwrap"
+    );
+    cache.budget = 1;
+    let v = verify_or_ask(&ring, &limits, &header, &REQ, NOW, &mut cache).unwrap();
+    assert_eq!(v.subject, "alice");
+    // Another subject's key does not prove alice.
+    cache.streams.insert(
+        ("e-test".into(), "alice".into()),
+        e.subject_key("bob").stream(),
+    );
+    cache.budget = 1;
+    assert_eq!(
+        verify_or_ask(&ring, &limits, &header, &REQ, NOW, &mut cache).unwrap_err(),
+        Stop::Rejected(Reject::Entropy)
+    );
+    // Without the agent (plain verify) the epoch is unknown.
+    assert_eq!(
+        verify(&ring, &limits, &header, &REQ, NOW, &mut NoCache),
+        Err(Reject::UnknownEpoch)
+    );
 }

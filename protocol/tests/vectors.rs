@@ -152,3 +152,24 @@ fn the_vector_header_decodes_to_its_documented_parts() {
         12 + v["payload_hex"].as_str().unwrap().len() / 2 + 16
     );
 }
+
+#[test]
+fn the_vectors_entropy_follows_from_the_subject_key() {
+    // The agent hands the filter K, never the epoch: K's stream must be the documented entropy.
+    use autoid_protocol::entropy::SubjectKey;
+    for file in ["vectors/v1.json", "vectors/v1-edges.json"] {
+        let path = format!("{}/tests/{file}", env!("CARGO_MANIFEST_DIR"));
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        for v in expected["vectors"].as_array().unwrap() {
+            let subject = v["subject"].as_str().unwrap();
+            let k = SubjectKey::from_base64(&epoch().subject_key(subject).to_base64()).unwrap();
+            let mut first = [0u8; 32];
+            k.stream().fill(0, &mut first);
+            assert_eq!(
+                hex(&first),
+                v["entropy_first_32_bytes_hex"].as_str().unwrap()
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use autoid_agent::{AppState, Config, Directory, router};
+use autoid_agent::{AppState, Config, Directory, Streams, router};
 use serde_json::{Value, json};
 
 pub const INSTALL: &str = "apt-get install -y slapd ldap-utils";
@@ -171,6 +171,8 @@ impl Bridge {
         let config = Config::from_json(&config.to_string()).unwrap();
         let password =
             std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
+        let streams = (!config.epoch_files.is_empty())
+            .then(|| Arc::new(Streams::load(&config.epoch_files, config.stream_ttl_secs).unwrap()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -182,7 +184,11 @@ impl Bridge {
             rt.block_on(async move {
                 let directory = Arc::new(Directory::new(Arc::new(config), password).unwrap());
                 let _keepalive = directory.spawn_keepalive();
-                let app = router(AppState::new(directory, TOKEN));
+                let mut state = AppState::new(directory, TOKEN);
+                if let Some(streams) = streams {
+                    state = state.with_streams(streams);
+                }
+                let app = router(state);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 axum::serve(listener, app)

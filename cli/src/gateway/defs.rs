@@ -23,14 +23,15 @@ pub(crate) enum Source {
     Value(String),
 }
 
-/// Who holds the gateway's private keys and unwraps sessions.
+/// Who holds a long-term secret: the gateway's private keys (`plugin.session_keys`) or the
+/// epochs' master secrets (`plugin.epochs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum SessionKeys {
-    /// The filter, inside Envoy (standalone; the keys are in the bootstrap).
+pub(crate) enum HeldBy {
+    /// The filter, inside Envoy (standalone; the secrets are in the bootstrap).
     #[default]
     Filter,
-    /// The agent: Envoy's configuration names key ids only.
+    /// The agent: Envoy's configuration names key ids, or epoch ids and public parameters, only.
     Agent,
 }
 
@@ -125,7 +126,12 @@ pub(crate) struct Plugin {
     /// Who unwraps sessions: `filter` (the private keys go into Envoy's configuration) or
     /// `agent` (only the key ids do; the agent at `directory.address` holds the keys).
     #[serde(default)]
-    pub(crate) session_keys: SessionKeys,
+    pub(crate) session_keys: HeldBy,
+    /// Who derives subjects' entropy: `filter` (the epoch secrets go into Envoy's
+    /// configuration) or `agent` (only the epoch ids and public parameters do; the agent at
+    /// `directory.address`, with the same files as its `epoch_files`, hands out per-subject keys).
+    #[serde(default)]
+    pub(crate) epochs: HeldBy,
     pub(crate) epoch_files: Vec<PathBuf>,
     // Passed through to the filter configuration as they are; `Config::from_json` checks them.
     #[serde(default)]

@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use autoid_protocol::config::{Config, ConfigError};
 use serde_json::{Map, Value, json};
 
-use super::defs::{Definitions, SessionKeys};
+use super::defs::{Definitions, HeldBy};
 use crate::files::PRIVATE_KEY_SUFFIX;
 
 /// The Envoy cluster of the autoid agent (the filter's `directory.cluster`).
@@ -55,11 +55,12 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             keys_dir.display()
         );
     }
-    let at_agent = g.plugin.session_keys == SessionKeys::Agent;
+    let keys_at_agent = g.plugin.session_keys == HeldBy::Agent;
+    let epochs_at_agent = g.plugin.epochs == HeldBy::Agent;
     let mut keys = Vec::new();
     for file in &key_files {
         let kid = crate::files::kid_for(file, None, PRIVATE_KEY_SUFFIX)?;
-        if at_agent {
+        if keys_at_agent {
             // The agent reads the key file itself; Envoy only learns the key id.
             keys.push(json!({"kid": kid}));
         } else {
@@ -77,7 +78,18 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             .map_err(|e| anyhow!("{}: plugin.epoch_files[{i}]: {e:#}", gateway_file.display()))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| anyhow!("{}: not an epoch file: {e}", file.display()))?;
-        epochs.push(value);
+        if epochs_at_agent {
+            // The agent reads the epoch file itself; Envoy only learns its public parameters.
+            let epoch = autoid_protocol::entropy::Epoch::from_json(&text)
+                .map_err(|e| anyhow!("{}: not an epoch file: {e}", file.display()))?;
+            epochs.push(json!({
+                "id": epoch.id(),
+                "file_size": epoch.file_size(),
+                "interval_count": epoch.interval_count(),
+            }));
+        } else {
+            epochs.push(value);
+        }
         epoch_files.push(file);
     }
     config.insert("epochs".into(), Value::Array(epochs));
@@ -93,15 +105,17 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         }
     }
 
-    if at_agent && g.directory.is_none() {
-        bail!(
-            "{}: plugin.session_keys: \"agent\" needs `directory` (the agent's address and token)",
-            gateway_file.display()
-        );
+    for (field, at_agent) in [("session_keys", keys_at_agent), ("epochs", epochs_at_agent)] {
+        if at_agent && g.directory.is_none() {
+            bail!(
+                "{}: plugin.{field}: \"agent\" needs `directory` (the agent's address and token)",
+                gateway_file.display()
+            );
+        }
     }
     if let Some(d) = &g.directory {
         let token = defs.source(&d.token, &gateway_file, "directory.token")?;
-        if at_agent {
+        if keys_at_agent || epochs_at_agent {
             let mut agent = Map::new();
             agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
             agent.insert("authority".into(), json!(d.address));

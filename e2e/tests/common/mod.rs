@@ -276,6 +276,9 @@ pub struct Options {
     pub session_keys_at_agent: bool,
     /// How long the filter keeps a session the agent unwrapped (default: the filter's).
     pub agent_session_ttl_secs: Option<u64>,
+    /// The epoch stays with the agent (its `epoch_files`): Envoy's configuration has its id and
+    /// public parameters only, and the filter asks the agent for each subject's key.
+    pub epochs_at_agent: bool,
 }
 
 impl Default for Options {
@@ -285,6 +288,7 @@ impl Default for Options {
             negative_ttl_secs: 10,
             session_keys_at_agent: false,
             agent_session_ttl_secs: None,
+            epochs_at_agent: false,
         }
     }
 }
@@ -363,7 +367,7 @@ impl Stack {
 
         // The bridge, on a port of its own that it keeps across restarts.
         let bridge_port = free_port();
-        let bridge_config = json!({
+        let mut bridge_config = json!({
             "listen": format!("127.0.0.1:{bridge_port}"),
             "token_file": d.join("agent.token"),
             "request_timeout_ms": 3000,
@@ -379,6 +383,9 @@ impl Stack {
             "groups": {"base": "ou=groups,dc=example,dc=org"},
             "session_keys": [{"kid": "gw-1", "private_key_file": d.join("keys/gw-1.key.pem")}]
         });
+        if options.epochs_at_agent {
+            bridge_config["epoch_files"] = json!([d.join("ep-1.epoch.json")]);
+        }
         std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
 
         // The echo upstream on a free port it reports.
@@ -414,6 +421,7 @@ impl Stack {
                 "wasm_file": wasm,
                 "keys_dir": d.join("keys"),
                 "session_keys": if options.session_keys_at_agent { "agent" } else { "filter" },
+                "epochs": if options.epochs_at_agent { "agent" } else { "filter" },
                 "epoch_files": [d.join("ep-1.epoch.json")]
             },
             "directory": {
