@@ -38,6 +38,10 @@ pub struct RawConfig {
     /// The gateway keys whose sessions this service unwraps for the filter (`POST /v1/sessions`).
     #[serde(default)]
     pub session_keys: Vec<RawSessionKey>,
+    /// The upstream credentials the agent resolves (`GET /v1/credentials/{api}`): the file
+    /// `autoid gateway render --agent-credentials FILE` writes (relative: to this config file).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// One gateway private key (PKCS#8 PEM file) and its key id.
@@ -195,6 +199,8 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// Gateway key ids and their private key files.
     pub session_keys: Vec<(String, PathBuf)>,
+    /// The upstream credentials file, if any (as written; see [`Config::from_file`]).
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// Default user filter.
@@ -212,13 +218,19 @@ impl Config {
             file: path.to_owned(),
             source,
         })?;
-        Config::from_json(&text).map_err(|e| match e {
+        let mut config = Config::from_json(&text).map_err(|e| match e {
             Error::ConfigParse { source, .. } => Error::ConfigParse {
                 file: path.to_owned(),
                 source,
             },
             other => other,
-        })
+        })?;
+        if let Some(f) = &config.credentials_file
+            && f.is_relative()
+        {
+            config.credentials_file = Some(path.parent().unwrap_or(Path::new(".")).join(f));
+        }
+        Ok(config)
     }
 
     /// Parses and validates configuration text.
@@ -495,6 +507,7 @@ impl TryFrom<RawConfig> for Config {
             users,
             groups,
             session_keys,
+            credentials_file: raw.credentials_file,
         })
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use autoid_protocol::directory::{AuthenticateReply, GroupsReply, SessionReply, SessionRequest};
 use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
+use axum::extract::Path as UrlPath;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 
+use crate::credentials::{Credentials, Refusal as CredentialRefusal};
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
 use crate::sessions::{Refusal, Sessions};
@@ -37,6 +39,7 @@ const MAX_BODY: usize = 16 * 1024;
 pub struct AppState {
     directory: Arc<Directory>,
     sessions: Option<Arc<Sessions>>,
+    credentials: Option<Arc<Credentials>>,
     token_digest: [u8; 32],
     request_timeout: Duration,
 }
@@ -62,6 +65,7 @@ impl AppState {
         AppState {
             directory,
             sessions: None,
+            credentials: None,
             token_digest: digest(token.as_bytes()),
             request_timeout,
         }
@@ -70,6 +74,12 @@ impl AppState {
     /// Also unwraps sessions for these keys (`POST /v1/sessions`).
     pub fn with_sessions(mut self, sessions: Arc<Sessions>) -> AppState {
         self.sessions = Some(sessions);
+        self
+    }
+
+    /// Also serves upstream credentials (`GET /v1/credentials/{api}`).
+    pub fn with_credentials(mut self, credentials: Arc<Credentials>) -> AppState {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -356,6 +366,30 @@ async fn sessions(
     }
 }
 
+/// `GET /v1/credentials/{api}`: the API's agent-supplied headers. The values never reach a log
+/// (the access log records the API id as the outcome's subject).
+async fn credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(api): UrlPath<String>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
+    let Some(credentials) = &state.credentials else {
+        return refused(StatusCode::NOT_FOUND, "unknown_api");
+    };
+    match credentials.get(&api) {
+        Ok(r) => reply(StatusCode::OK, r, "credentials", None),
+        Err(CredentialRefusal::UnknownApi) => refused(StatusCode::NOT_FOUND, "unknown_api"),
+        Err(CredentialRefusal::Unavailable) => {
+            warn!(api = %api, "credentials unavailable: a source has no value within its stale window");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "credentials_unavailable")
+        }
+    }
+}
+
 async fn healthz() -> Response {
     reply(StatusCode::OK, json!({"status": "ok"}), "ok", None)
 }
@@ -415,6 +449,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups", get(groups))
         .route("/v1/authenticate", post(authenticate))
         .route("/v1/sessions", post(sessions))
+        .route("/v1/credentials/{api}", get(credentials))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)

@@ -13,6 +13,8 @@
 
 /// The JSON configuration file and the secrets (token, bind password).
 pub mod config;
+/// Upstream credentials from env, files and AWS Secrets Manager (`GET /v1/credentials/{api}`).
+pub mod credentials;
 /// The LDAP side: connection pool, TLS, group resolution, password checks.
 pub mod directory;
 /// Parsing distinguished names (RFC 4514) to take a group's name from its DN.
@@ -29,6 +31,7 @@ pub mod sessions;
 pub mod tls;
 
 pub use config::{Config, Secrets};
+pub use credentials::Credentials;
 pub use directory::Directory;
 pub use error::Error;
 pub use http::{AppState, router};

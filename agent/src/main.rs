@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoid_agent::{AppState, Config, Directory, Secrets, Sessions, router};
+use autoid_agent::{AppState, Config, Credentials, Directory, Secrets, Sessions, router};
 use clap::{Parser, ValueEnum};
 use tracing::{error, info, warn};
 
@@ -121,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
         Directory::new(config.clone(), secrets.bind_password)
             .context("cannot set up the directory client")?,
     );
+    let credentials = match &config.credentials_file {
+        Some(f) => Some(Arc::new(
+            Credentials::from_file(f).context("invalid credentials file")?,
+        )),
+        None => None,
+    };
     if args.check_config {
         println!("configuration OK");
         return Ok(());
@@ -144,6 +150,12 @@ async fn main() -> anyhow::Result<()> {
         let sessions = Sessions::load(&config.session_keys).context("cannot load session keys")?;
         info!(kids = ?sessions.kids(), "unwrapping sessions for these gateway keys");
         state = state.with_sessions(Arc::new(sessions));
+    }
+    if let Some(credentials) = credentials {
+        credentials.refresh_all().await;
+        let _refreshers = credentials.spawn_refreshers();
+        info!(apis = ?credentials.apis().collect::<Vec<_>>(), "serving upstream credentials for these APIs");
+        state = state.with_credentials(credentials);
     }
     let app = router(state);
     info!(%addr, url = %config.ldap.url, "autoid-agent listening");
