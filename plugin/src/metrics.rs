@@ -33,11 +33,21 @@ pub enum Counter {
     AgentSessionCallouts,
     /// Agent session callouts that failed (no answer, overload, malformed reply).
     AgentSessionFailures,
+    /// Requests whose agent-supplied credentials came from the cache (fresh).
+    CredentialsCacheHits,
+    /// Requests that waited for a credentials callout (nothing usable cached).
+    CredentialsCallouts,
+    /// Background refreshes of cached credentials (the root context's tick).
+    CredentialsRefreshes,
+    /// Credentials callouts or refreshes that failed (no answer, status, malformed reply).
+    CredentialsFailures,
+    /// Requests served expired credentials within the stale window.
+    CredentialsStaleServed,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 19] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -52,6 +62,11 @@ impl Counter {
         Counter::EntropyFilesKept,
         Counter::AgentSessionCallouts,
         Counter::AgentSessionFailures,
+        Counter::CredentialsCacheHits,
+        Counter::CredentialsCallouts,
+        Counter::CredentialsRefreshes,
+        Counter::CredentialsFailures,
+        Counter::CredentialsStaleServed,
     ];
 
     /// The metric name.
@@ -71,6 +86,11 @@ impl Counter {
             Counter::EntropyFilesKept => "autoid_entropy_files_kept",
             Counter::AgentSessionCallouts => "autoid_agent_session_callouts",
             Counter::AgentSessionFailures => "autoid_agent_session_failures",
+            Counter::CredentialsCacheHits => "autoid_credentials_cache_hits",
+            Counter::CredentialsCallouts => "autoid_credentials_callouts",
+            Counter::CredentialsRefreshes => "autoid_credentials_refreshes",
+            Counter::CredentialsFailures => "autoid_credentials_failures",
+            Counter::CredentialsStaleServed => "autoid_credentials_stale_served",
         }
     }
 }

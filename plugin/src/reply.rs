@@ -32,6 +32,8 @@ pub enum Unavailable {
     Dispatch,
     /// The agent did not unwrap a session (no answer, overloaded, a malformed reply).
     Agent,
+    /// The agent supplied no usable upstream credentials, and none cached within the stale window.
+    Credentials,
 }
 
 /// A denial: what the client sees is the status and coarse code; the reason is for operators.
@@ -86,6 +88,7 @@ impl Denial {
             Denial::Unavailable(Unavailable::Directory) => "directory",
             Denial::Unavailable(Unavailable::Dispatch) => "dispatch",
             Denial::Unavailable(Unavailable::Agent) => "agent",
+            Denial::Unavailable(Unavailable::Credentials) => "credentials",
             Denial::BodyTooLarge => "body_too_large",
             Denial::UnsafePath => "unsafe_path",
         }
@@ -112,6 +115,7 @@ impl Denial {
             Unavailable::Directory,
             Unavailable::Dispatch,
             Unavailable::Agent,
+            Unavailable::Credentials,
         ] {
             out.push(Denial::Unavailable(u).reason());
         }
