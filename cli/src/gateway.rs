@@ -170,7 +170,7 @@ fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
             let mut text = serde_json::to_string_pretty(&creds)?;
             text.push('\n');
             files::write_file(file, text.as_bytes(), files::PUBLIC_MODE, true)?;
-            eprintln!("autoid: agent credentials: {}", file.display());
+            println!("{}", file.display());
         }
         (Some(_), None) => eprintln!(
             "autoid: warning: some injected headers are resolved by the agent: write its \
