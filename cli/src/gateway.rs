@@ -162,6 +162,15 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
     Ok(text)
 }
 
+/// Names a file written: on stdout beside `--out`'s, on stderr when stdout is the bootstrap.
+fn report_written(args: &RenderArgs, file: &Path) {
+    if args.out.is_some() {
+        println!("{}", file.display());
+    } else {
+        eprintln!("autoid: wrote {}", file.display());
+    }
+}
+
 fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
     let text = render(&args.common, args.out.as_deref())?;
     let defs = Definitions::load(&args.common.config)?;
@@ -170,7 +179,7 @@ fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
             let mut text = serde_json::to_string_pretty(&creds)?;
             text.push('\n');
             files::write_file(file, text.as_bytes(), files::PUBLIC_MODE, true)?;
-            println!("{}", file.display());
+            report_written(args, file);
         }
         (Some(_), None) => eprintln!(
             "autoid: warning: some injected headers are resolved by the agent: write its \
