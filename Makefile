@@ -19,8 +19,12 @@ ENVOY := $(VENV)/bin/envoy
 PY_VENV := .venv-python
 PY := $(PY_VENV)/bin/python
 PY_TEST_DEPS := cryptography requests httpx pytest
+# moto's server mode: AWS Secrets Manager for the credential tests and the demo (PyPI; boto3 comes
+# with it). Its own venv, found by e2e/tests/common/moto.rs and scripts/run.sh.
+MOTO_VENV := .venv-moto
+MOTO_VERSION := 5.2.5
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy run demo clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy deps-moto run demo clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -64,6 +68,21 @@ deps-envoy:
 	  $(ENVOY) --version; \
 	fi
 
+# moto[server] $(MOTO_VERSION) in $(MOTO_VENV) (pinned). Idempotent.
+deps-moto:
+	@if [ -x $(MOTO_VENV)/bin/moto_server ] && $(MOTO_VENV)/bin/python -c 'import importlib.metadata as m, sys; sys.exit(m.version("moto") != "$(MOTO_VERSION)")' 2>/dev/null; then :; else \
+	  if ! command -v python3 >/dev/null; then \
+	    echo "error: python3 is required for moto: apt-get install -y python3 python3-venv"; exit 1; fi; \
+	  if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; \
+	    else echo "error: python3 venv support is missing: sudo apt-get install -y python3-venv"; exit 1; fi; \
+	  fi; \
+	  echo "installing moto[server]==$(MOTO_VERSION) into $(MOTO_VENV)"; \
+	  python3 -m venv $(MOTO_VENV) && echo '*' > $(MOTO_VENV)/.gitignore; \
+	  $(MOTO_VENV)/bin/pip install -q --disable-pip-version-check 'moto[server]==$(MOTO_VERSION)'; \
+	fi
+
 # The wasm modules: the filter, the floor filter, and the harness's probe fixture.
 wasm: deps-wasm
 	$(CARGO) build $(LOCKED) --profile wasm --target $(WASM_TARGET) -p autoid-plugin -p autoid-floor-filter
@@ -80,7 +99,7 @@ native: bins
 
 build: wasm native
 
-test: build deps-ldap deps-envoy test-python
+test: build deps-ldap deps-envoy deps-moto test-python
 	$(CARGO) test $(LOCKED) --release --workspace
 
 # A venv with the test dependencies and clients/python installed as a user would (pip install).
@@ -104,7 +123,7 @@ test-python: deps-python
 	cd clients/python && ../../$(PY) -m pytest -q tests
 
 # The demo in the foreground (scripts/run.sh); `make demo` in another terminal exercises it.
-run: wasm bins deps-envoy
+run: wasm bins deps-envoy deps-moto
 	AUTOID_SKIP_BUILD=1 scripts/run.sh
 
 demo:

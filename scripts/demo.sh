@@ -38,8 +38,8 @@ echo "1. alice (group payments) calls the payments API through the gateway, with
 echo "   her entropy file. She also sends her own x-autoid-subject: the gateway replaces it."
 show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/alice.entropy --subject alice \
 	-H 'x-autoid-subject: admin' "$GW/payments/charges?limit=2"
-echo "   The upstream saw the injected authorization and x-api-tenant, x-autoid-subject=alice and"
-echo "   x-autoid-groups, and no x-autoid-proof."
+echo "   The upstream saw the injected authorization (the agent read it from Secrets Manager) and"
+echo "   x-api-tenant, x-autoid-subject=alice and x-autoid-groups, and no x-autoid-proof."
 
 echo
 echo "2. No proof: 401."

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # run.sh (`make run`) — the whole autoid demo on this machine, in the foreground:
-#   OpenLDAP (openldap/run_ldap.sh) → autoid agent → Envoy + the autoid filter → the demo upstream.
+#   OpenLDAP (openldap/run_ldap.sh), AWS Secrets Manager (moto, local) → autoid agent → Envoy + the
+#   autoid filter → the demo upstream.
 # Generates what it needs into run/ (kept between runs; delete run/ to start over), prints what
 # runs where and the commands to try, and stops everything on Ctrl-C.
 #
-# Environment: AUTOID_SKIP_BUILD=1 skips `make build` and `make deps-envoy` (the Makefile target
-# already ran them); ENVOY (default .venv/bin/envoy); ENVOY_LOG_LEVEL (default info).
+# Environment: AUTOID_SKIP_BUILD=1 skips `make build`, `make deps-envoy` and `make deps-moto` (the
+# Makefile target already ran them); ENVOY (default .venv/bin/envoy); ENVOY_LOG_LEVEL (default info).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$(pwd)
@@ -13,7 +14,11 @@ RUN=$REPO/run
 LOGS=$RUN/logs
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
 ENVOY=${ENVOY:-$REPO/.venv/bin/envoy}
-HTTPS_PORT=8443 HTTP_PORT=8080 BRIDGE_PORT=8389 UPSTREAM_PORT=9000
+MOTO=$REPO/.venv-moto/bin
+HTTPS_PORT=8443 HTTP_PORT=8080 BRIDGE_PORT=8389 UPSTREAM_PORT=9000 MOTO_PORT=4566
+# moto's Secrets Manager takes any keys (it checks no signature); the agent signs with these.
+export AWS_ACCESS_KEY_ID=demo-not-a-key AWS_SECRET_ACCESS_KEY=demo-not-a-secret AWS_REGION=us-east-1
+PAYMENTS_SECRET=autoid/demo/payments-upstream
 # Envoy's admin: a unix socket (mode 0600) that `autoid gateway render` puts beside run/envoy.json.
 ADMIN_SOCKET=run/envoy-admin.sock
 
@@ -24,14 +29,15 @@ die() {
 }
 
 if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
-	say "building (make build) and installing Envoy (make deps-envoy)"
-	make --no-print-directory build deps-envoy
+	say "building (make build), installing Envoy and moto (make deps-envoy deps-moto)"
+	make --no-print-directory build deps-envoy deps-moto
 fi
 [ -x "$BIN/autoid" ] || die "$BIN/autoid is missing: run \`make build\`"
 [ -x "$ENVOY" ] || die "$ENVOY is missing: run \`make deps-envoy\`"
+[ -x "$MOTO/moto_server" ] || die "$MOTO/moto_server is missing: run \`make deps-moto\`"
 command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
 
-for port in $HTTPS_PORT $HTTP_PORT $BRIDGE_PORT $UPSTREAM_PORT; do
+for port in $HTTPS_PORT $HTTP_PORT $BRIDGE_PORT $UPSTREAM_PORT $MOTO_PORT; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		die "127.0.0.1:$port is already in use (another \`make run\`?); stop it first"
 	fi
@@ -106,6 +112,22 @@ AUTOID_INSTALL=1 openldap/run_ldap.sh start >"$LOGS/ldap-start.log" 2>&1 ||
 	{ cat "$LOGS/ldap-start.log" >&2; die "OpenLDAP did not start"; }
 eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|BRIDGE_DN|BRIDGE_PASSWORD_FILE|STATE_DIR|ADMIN_DN|ADMIN_PASSWORD)=')"
 
+say "AWS Secrets Manager: moto on 127.0.0.1:$MOTO_PORT, with secret $PAYMENTS_SECRET"
+: >"$LOGS/moto.log"
+start "moto" "$LOGS/moto.log" "$MOTO/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+wait_http "moto" "http://127.0.0.1:$MOTO_PORT/moto-api/" 30
+# The payments API's upstream token becomes a secret, created through the real API (boto3).
+"$MOTO/python" - "$PAYMENTS_SECRET" "$RUN/secrets/payments-upstream.token" <<'PY'
+import sys, boto3
+name, path = sys.argv[1:3]
+value = open(path).read().rstrip("\n")
+boto3.client("secretsmanager", region_name="us-east-1", endpoint_url="http://127.0.0.1:4566").create_secret(Name=name, SecretString=value)
+PY
+
+say "Envoy configuration: autoid gateway render --config gateway-config --out run/envoy.json --agent-credentials run/agent-credentials.json"
+autoid gateway render --config gateway-config --out "$RUN/envoy.json" \
+	--agent-credentials "$RUN/agent-credentials.json" >/dev/null
+
 cat >"$RUN/agent.json" <<EOF
 {
   "listen": "127.0.0.1:$BRIDGE_PORT",
@@ -121,7 +143,8 @@ cat >"$RUN/agent.json" <<EOF
   "users": { "base": "dc=example,dc=org" },
   "groups": { "base": "ou=groups,dc=example,dc=org" },
   "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ],
-  "epoch_files": [ "$RUN/epochs/ep-1.epoch.json" ]
+  "epoch_files": [ "$RUN/epochs/ep-1.epoch.json" ],
+  "credentials_file": "$RUN/agent-credentials.json"
 }
 EOF
 : >"$LOGS/agent.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"
@@ -132,9 +155,6 @@ wait_http "autoid agent" "http://127.0.0.1:$BRIDGE_PORT/readyz" 20
 say "demo upstream"
 start "demo upstream" "$LOGS/upstream.log" "$BIN/autoid-demo-upstream" --listen "127.0.0.1:$UPSTREAM_PORT"
 wait_http "demo upstream" "http://127.0.0.1:$UPSTREAM_PORT/" 10
-
-say "Envoy configuration: autoid gateway render --config gateway-config --out run/envoy.json"
-autoid gateway render --config gateway-config --out "$RUN/envoy.json" >/dev/null
 
 say "Envoy $("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p') with the autoid filter"
 start "Envoy" "$LOGS/access.log" "$ENVOY" -c "$RUN/envoy.json" --concurrency 2 --use-dynamic-base-id \
@@ -150,10 +170,11 @@ autoid demo is running (Ctrl-C stops everything):
   $ADMIN_SOCKET  Envoy admin, unix socket mode 0600 (curl --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid)
   http://127.0.0.1:$BRIDGE_PORT     autoid agent (bearer token: run/agent.token)
   http://127.0.0.1:$UPSTREAM_PORT     demo upstream (echoes what it receives)
+  http://127.0.0.1:$MOTO_PORT     AWS Secrets Manager (moto): payments' upstream token is $PAYMENTS_SECRET
   $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)
 APIs (gateway-config/apis/): /payments/ needs group payments; /reports/ needs reports or admins.
 Clients: alice (payments, reports) run/clients/alice.entropy; dave (no group) run/clients/dave.entropy
-Logs: run/logs/{envoy,access,agent,upstream}.log, run/ldap/slapd.log
+Logs: run/logs/{envoy,access,agent,upstream,moto}.log, run/ldap/slapd.log
 
 Try (or run \`make demo\` in another terminal):
   target/release/autoid request --public-key $PUB --entropy run/clients/alice.entropy --subject alice \\
@@ -166,6 +187,9 @@ Try (or run \`make demo\` in another terminal):
   target/release/autoid request --public-key $PUB --entropy run/clients/alice.entropy --subject alice \\
       --cacert run/tls/ca.pem -X POST -d '{"amount":5}' --bind-body https://127.0.0.1:$HTTPS_PORT/payments/charges
   curl -s --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid
+Rotate the payments credential (the gateway injects it within the agent's refresh, no restart):
+  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x .venv-moto/bin/python -c "import boto3; boto3.client('secretsmanager', \\
+      region_name='us-east-1', endpoint_url='http://127.0.0.1:$MOTO_PORT').put_secret_value(SecretId='$PAYMENTS_SECRET', SecretString='Bearer rotated')"
 EOF
 
 # Stay in the foreground until Ctrl-C, or until a service dies.

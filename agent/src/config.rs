@@ -44,6 +44,10 @@ pub struct RawConfig {
     /// How long the filter may keep a subject's stream, in seconds.
     #[serde(default)]
     pub stream_ttl_secs: Option<u64>,
+    /// The upstream credentials the agent resolves (`GET /v1/credentials/{api}`): the file
+    /// `autoid gateway render --agent-credentials FILE` writes (relative: to this config file).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// One gateway private key (PKCS#8 PEM file) and its key id.
@@ -217,6 +221,8 @@ pub struct Config {
     pub epoch_files: Vec<PathBuf>,
     /// The `ttl_secs` of `POST /v1/streams` answers.
     pub stream_ttl_secs: u64,
+    /// The upstream credentials file, if any (as written; see [`Config::from_file`]).
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// Default of `stream_ttl_secs`.
@@ -237,13 +243,19 @@ impl Config {
             file: path.to_owned(),
             source,
         })?;
-        Config::from_json(&text).map_err(|e| match e {
+        let mut config = Config::from_json(&text).map_err(|e| match e {
             Error::ConfigParse { source, .. } => Error::ConfigParse {
                 file: path.to_owned(),
                 source,
             },
             other => other,
-        })
+        })?;
+        if let Some(f) = &config.credentials_file
+            && f.is_relative()
+        {
+            config.credentials_file = Some(path.parent().unwrap_or(Path::new(".")).join(f));
+        }
+        Ok(config)
     }
 
     /// Parses and validates configuration text.
@@ -543,6 +555,7 @@ impl TryFrom<RawConfig> for Config {
             session_keys,
             epoch_files: raw.epoch_files,
             stream_ttl_secs,
+            credentials_file: raw.credentials_file,
         })
     }
 }

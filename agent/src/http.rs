@@ -9,6 +9,7 @@ use autoid_protocol::directory::{
     AuthenticateReply, GroupsReply, SessionReply, SessionRequest, StreamRequest,
 };
 use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
+use axum::extract::Path as UrlPath;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -22,6 +23,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 
+use crate::credentials::{Credentials, Refusal as CredentialRefusal};
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
 use crate::sessions::{Refusal, Sessions};
@@ -41,6 +43,7 @@ pub struct AppState {
     directory: Arc<Directory>,
     sessions: Option<Arc<Sessions>>,
     streams: Option<Arc<Streams>>,
+    credentials: Option<Arc<Credentials>>,
     token_digest: [u8; 32],
     request_timeout: Duration,
 }
@@ -67,6 +70,7 @@ impl AppState {
             directory,
             sessions: None,
             streams: None,
+            credentials: None,
             token_digest: digest(token.as_bytes()),
             request_timeout,
         }
@@ -81,6 +85,12 @@ impl AppState {
     /// Also hands out per-subject keys of these epochs (`POST /v1/streams`).
     pub fn with_streams(mut self, streams: Arc<Streams>) -> AppState {
         self.streams = Some(streams);
+        self
+    }
+
+    /// Also serves upstream credentials (`GET /v1/credentials/{api}`).
+    pub fn with_credentials(mut self, credentials: Arc<Credentials>) -> AppState {
+        self.credentials = Some(credentials);
         self
     }
 
@@ -402,6 +412,30 @@ async fn stream_key(
     }
 }
 
+/// `GET /v1/credentials/{api}`: the API's agent-supplied headers. The values never reach a log
+/// (the access log records the API id as the outcome's subject).
+async fn credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(api): UrlPath<String>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
+    let Some(credentials) = &state.credentials else {
+        return refused(StatusCode::NOT_FOUND, "unknown_api");
+    };
+    match credentials.get(&api) {
+        Ok(r) => reply(StatusCode::OK, r, "credentials", None),
+        Err(CredentialRefusal::UnknownApi) => refused(StatusCode::NOT_FOUND, "unknown_api"),
+        Err(CredentialRefusal::Unavailable) => {
+            warn!(api = %api, "credentials unavailable: a source has no value within its stale window");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "credentials_unavailable")
+        }
+    }
+}
+
 async fn healthz() -> Response {
     reply(StatusCode::OK, json!({"status": "ok"}), "ok", None)
 }
@@ -462,6 +496,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/authenticate", post(authenticate))
         .route("/v1/sessions", post(sessions))
         .route("/v1/streams", post(stream_key))
+        .route("/v1/credentials/{api}", get(credentials))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(fallback)

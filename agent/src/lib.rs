@@ -1,7 +1,9 @@
-//! The autoid autoid agent: a small native HTTP service that answers the autoid proxy-wasm filter's
-//! directory questions (which groups is this subject in? does this password bind?) over LDAP.
+//! The autoid agent: the native service beside Envoy that holds what the proxy-wasm filter must
+//! not: it answers the filter's directory questions (which groups is this subject in? does this
+//! password bind?) over LDAP, unwraps sessions with the gateway's private keys, and resolves the
+//! upstream credentials the filter injects (env, files, AWS Secrets Manager), refreshing them.
 //!
-//! The filter cannot open sockets, so it calls this service through an Envoy cluster; the bridge
+//! The filter cannot open sockets, so it calls this service through an Envoy cluster; the agent
 //! keeps a small pool of multiplexed, service-account-bound `ldap3` connections (StartTLS or
 //! LDAPS verified against a configured CA), escapes every value it puts into a filter, and
 //! answers `503` quickly instead of hanging when the directory is down. The HTTP contract and the
@@ -13,6 +15,8 @@
 
 /// The JSON configuration file and the secrets (token, bind password).
 pub mod config;
+/// Upstream credentials from env, files and AWS Secrets Manager (`GET /v1/credentials/{api}`).
+pub mod credentials;
 /// The LDAP side: connection pool, TLS, group resolution, password checks.
 pub mod directory;
 /// Parsing distinguished names (RFC 4514) to take a group's name from its DN.
@@ -31,6 +35,7 @@ pub mod streams;
 pub mod tls;
 
 pub use config::{Config, Secrets};
+pub use credentials::Credentials;
 pub use directory::Directory;
 pub use error::Error;
 pub use http::{AppState, router};

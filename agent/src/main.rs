@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoid_agent::{AppState, Config, Directory, Secrets, Sessions, Streams, router};
+use autoid_agent::{AppState, Config, Credentials, Directory, Secrets, Sessions, Streams, router};
 use clap::{Parser, ValueEnum};
 use tracing::{error, info, warn};
 
@@ -162,6 +162,12 @@ async fn main() -> anyhow::Result<()> {
                 .context("cannot load epochs")?,
         )
     };
+    let credentials = match &config.credentials_file {
+        Some(f) => Some(Arc::new(
+            Credentials::from_file(f).context("invalid credentials file")?,
+        )),
+        None => None,
+    };
     if args.check_config {
         println!("configuration OK");
         return Ok(());
@@ -189,6 +195,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(streams) = streams {
         info!(epochs = ?streams.ids(), ttl_secs = config.stream_ttl_secs, "handing out per-subject keys of these epochs");
         state = state.with_streams(Arc::new(streams));
+    }
+    if let Some(credentials) = credentials {
+        credentials.refresh_all().await;
+        let _refreshers = credentials.spawn_refreshers();
+        info!(apis = ?credentials.apis().collect::<Vec<_>>(), "serving upstream credentials for these APIs");
+        state = state.with_credentials(credentials);
     }
     let app = router(state);
     info!(%addr, url = %config.ldap.url, "autoid-agent listening");

@@ -38,8 +38,11 @@ pub(crate) enum ConfigCommand {
     Reads DIR/gateway.json and DIR/apis/*.json (relative paths in them are relative to DIR), \
     the private keys in plugin.keys_dir and the epoch files, and writes one Envoy bootstrap \
     (JSON). The filter configuration inside is checked with the filter's own parser first. \
-    The output holds secrets (private keys, epoch secrets, injected credentials, the bridge \
-    token): it is written with mode 0600. Envoy's admin interface listens on a unix socket \
+    The output holds secrets (private keys when the filter holds them, epoch secrets, values \
+    baked in with credentials.resolve \"render\", the agent token): it is written with mode \
+    0600. Injected env, file and aws_secretsmanager sources are resolved by the agent by \
+    default: the bootstrap names their headers only, and --agent-credentials FILE writes what \
+    the agent resolves. Envoy's admin interface listens on a unix socket \
     (mode 0600) beside the output unless listeners.admin says otherwise.")]
 pub(crate) struct RenderArgs {
     #[command(flatten)]
@@ -47,6 +50,10 @@ pub(crate) struct RenderArgs {
     /// Write here (mode 0600) instead of stdout
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Write the agent's credentials file here (per API: header → source; names sources, never
+    /// values); the agent's config names it in `credentials_file`
+    #[arg(long, value_name = "FILE")]
+    agent_credentials: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -155,8 +162,39 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
     Ok(text)
 }
 
+/// Names a file written: on stdout beside `--out`'s, on stderr when stdout is the bootstrap.
+fn report_written(args: &RenderArgs, file: &Path) {
+    if args.out.is_some() {
+        println!("{}", file.display());
+    } else {
+        eprintln!("autoid: wrote {}", file.display());
+    }
+}
+
 fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
     let text = render(&args.common, args.out.as_deref())?;
+    let defs = Definitions::load(&args.common.config)?;
+    match (filter::agent_credentials(&defs)?, &args.agent_credentials) {
+        (Some(creds), Some(file)) => {
+            let mut text = serde_json::to_string_pretty(&creds)?;
+            text.push('\n');
+            files::write_file(file, text.as_bytes(), files::PUBLIC_MODE, true)?;
+            report_written(args, file);
+        }
+        (Some(_), None) => eprintln!(
+            "autoid: warning: some injected headers are resolved by the agent: write its \
+             credentials file with --agent-credentials FILE and name it in the agent's \
+             `credentials_file`"
+        ),
+        (None, Some(file)) => {
+            files::write_file(file, b"{\"apis\": {}}\n", files::PUBLIC_MODE, true)?;
+            eprintln!(
+                "autoid: agent credentials: {} (no API needs the agent)",
+                file.display()
+            );
+        }
+        (None, None) => {}
+    }
     match &args.out {
         Some(out) => {
             files::write_file(out, text.as_bytes(), SECRET_MODE, true)?;

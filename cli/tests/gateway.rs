@@ -133,10 +133,21 @@ fn render_writes_0600_with_named_routes_and_a_valid_filter_config() {
     }
     let config = wasm_filter_config(&bootstrap);
     assert_eq!(config["directory"]["cluster"], "autoid_agent");
+    // The payments credential is the agent's to resolve: the filter knows the header's name only.
     assert_eq!(
-        config["apis"]["payments"]["inject"]["authorization"],
-        "Bearer demo-payments-api-key-NOT-A-SECRET"
+        config["apis"]["payments"]["agent_headers"],
+        serde_json::json!(["authorization"])
     );
+    assert!(
+        config["apis"]["payments"]["inject"]
+            .get("authorization")
+            .is_none()
+    );
+    assert_eq!(
+        config["apis"]["payments"]["inject"]["x-api-tenant"],
+        "demo-tenant"
+    );
+    assert_eq!(config["agent"]["cluster"], "autoid_agent");
     assert_eq!(config["apis"]["admin"]["enabled"], false);
     // Route names are the API ids: the filter keys its definitions on `xds.route_name`.
     let https = &bootstrap["static_resources"]["listeners"][0];
@@ -169,8 +180,14 @@ fn render_writes_0600_with_named_routes_and_a_valid_filter_config() {
 }
 
 #[test]
-fn injected_values_come_from_env_file_or_value() {
+fn with_resolve_render_env_and_file_values_are_baked_in() {
     let dir = example_copy();
+    let gateway = dir.path().join("gateway.json");
+    let text = std::fs::read_to_string(&gateway).unwrap().replace(
+        r#""credentials": {"#,
+        r#""credentials": { "resolve": "render","#,
+    );
+    std::fs::write(&gateway, text).unwrap();
     let api = dir.path().join("apis/reports.json");
     let text = std::fs::read_to_string(&api).unwrap().replace(
         r#"{ "value": "demo-reports-key-NOT-A-SECRET" }"#,
@@ -441,5 +458,83 @@ fn with_epochs_at_the_agent_the_bootstrap_holds_no_epoch_secret() {
     assert!(
         stderr.contains("plugin.epochs: \"agent\" needs `directory`"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn agent_resolved_sources_go_to_the_agent_credentials_file_and_nowhere_in_the_bootstrap() {
+    let dir = example_copy();
+    let api = dir.path().join("apis/reports.json");
+    let text = std::fs::read_to_string(&api).unwrap().replace(
+        r#"{ "value": "demo-reports-key-NOT-A-SECRET" }"#,
+        r#"{ "file": "reports.key" }"#,
+    );
+    std::fs::write(&api, text).unwrap();
+    std::fs::write(
+        dir.path().join("reports.key"),
+        "file-secret-NEVER-IN-ENVOY\n",
+    )
+    .unwrap();
+    let o = autoid_in(
+        dir.path(),
+        &[
+            "gateway",
+            "render",
+            "--config",
+            ".",
+            "--out",
+            "envoy.json",
+            "--agent-credentials",
+            "agent-credentials.json",
+        ],
+    );
+    assert_code(&o, 0);
+    let bootstrap = std::fs::read_to_string(dir.path().join("envoy.json")).unwrap();
+    assert!(!bootstrap.contains("file-secret-NEVER-IN-ENVOY"));
+    let config = wasm_filter_config(&serde_json::from_str(&bootstrap).unwrap());
+    assert_eq!(
+        config["apis"]["reports"]["agent_headers"],
+        serde_json::json!(["x-api-key"])
+    );
+    assert_eq!(config["credentials"]["refresh_ahead_secs"], 10);
+    let creds: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("agent-credentials.json")).unwrap())
+            .unwrap();
+    assert_eq!(creds["refresh_secs"], 30);
+    assert_eq!(creds["stale_secs"], 300);
+    assert_eq!(
+        creds["apis"]["payments"]["authorization"]["aws_secretsmanager"]["secret_id"],
+        "autoid/demo/payments-upstream"
+    );
+    let file = creds["apis"]["reports"]["x-api-key"]["file"]
+        .as_str()
+        .unwrap();
+    assert!(
+        Path::new(file).is_absolute() && file.ends_with("reports.key"),
+        "{file}"
+    );
+    assert!(
+        creds["apis"]["payments"].get("x-api-tenant").is_none(),
+        "values stay inline"
+    );
+    assert!(
+        !std::fs::read_to_string(dir.path().join("agent-credentials.json"))
+            .unwrap()
+            .contains("NEVER-IN-ENVOY"),
+        "the credentials file names sources, not values"
+    );
+
+    // Without an agent (no `directory`), an agent-resolved source is an error naming the file.
+    let gateway = dir.path().join("gateway.json");
+    let mut g: Value = serde_json::from_slice(&std::fs::read(&gateway).unwrap()).unwrap();
+    g.as_object_mut().unwrap().remove("directory");
+    g["static_groups"] = serde_json::json!({ "alice": ["payments"] });
+    std::fs::write(&gateway, g.to_string()).unwrap();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 3);
+    assert!(
+        stderr(&o).contains("apis/payments.json: auth.inject: the agent resolves"),
+        "{}",
+        stderr(&o)
     );
 }

@@ -69,6 +69,7 @@ fn agent(seen: Arc<Seen>, ttl_secs: u64) -> Cluster {
                 CalloutReply::new(200).body(
                     serde_json::to_vec(&SessionReply {
                         session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
+                        expires_at: None,
                     })
                     .unwrap(),
                 )

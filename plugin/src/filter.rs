@@ -1,11 +1,14 @@
 //! The root context (configuration, per-worker state) and the HTTP context (one per request).
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use autoid_protocol::config::{Agent, Api, Config, Directory, Groups};
-use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
+use autoid_protocol::directory::{
+    SessionReply, SessionRequest, StreamReply, StreamRequest, credentials_path,
+};
 use autoid_protocol::entropy::SubjectKey;
 use autoid_protocol::header::Proof;
 use autoid_protocol::header::Proof as ParsedProof;
@@ -21,6 +24,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
+use crate::credentials::{CredentialCache, Lookup, parse_reply as parse_credentials};
 use crate::decisions::{Decision, Decisions, Freshness, MAX_REPLY_BYTES, groups_path, parse_reply};
 use crate::entropy_cache::EntropyCache;
 use crate::metrics::{Counter, denied_name};
@@ -45,6 +49,7 @@ struct State {
     cold_path: RefCell<TokenBucket>,
     cold_sources: RefCell<SourceBudgets>,
     entropy: RefCell<EntropyCache>,
+    credentials: CredentialCache,
     metrics: Metrics,
     /// Counts of the per-request counters not yet added to the host's (see [`State::count`]).
     pending: [Cell<u64>; Counter::ALL.len()],
@@ -79,6 +84,8 @@ impl State {
 #[derive(Default)]
 pub struct Root {
     state: Option<Rc<State>>,
+    /// Background credential refreshes in flight: callout token → API.
+    refreshes: HashMap<u32, String>,
 }
 
 /// The replay salt shared by every worker: created once, whoever comes first.
@@ -93,7 +100,103 @@ fn replay_salt() -> Option<[u8; 16]> {
     value.try_into().ok()
 }
 
-impl Context for Root {}
+impl Root {
+    /// Refreshes, in the background, every API's agent-supplied credentials that are about to
+    /// expire (or expired): one worker claims each refresh in shared data and asks the agent;
+    /// requests keep using the cached values meanwhile.
+    fn refresh_credentials(&mut self, state: &State) {
+        let Some(agent) = &state.config.agent else {
+            return;
+        };
+        let now = wasm_host::now_ms() / 1000;
+        let hold = agent.timeout_ms.div_ceil(1000) + 1;
+        for (name, api) in &state.config.apis {
+            if api.agent_headers.is_empty()
+                || self.refreshes.values().any(|a| a == name)
+                || !state
+                    .credentials
+                    .claim_refresh(&SharedData, name, now, hold)
+            {
+                continue;
+            }
+            let path = credentials_path(name);
+            let auth = format!("Bearer {}", agent.token);
+            let headers = vec![
+                (":method", "GET"),
+                (":path", path.as_str()),
+                (":authority", agent.authority.as_str()),
+                ("authorization", auth.as_str()),
+                ("accept", "application/json"),
+            ];
+            let timeout = Duration::from_millis(agent.timeout_ms);
+            match self.dispatch_http_call(&agent.cluster, headers, None, vec![], timeout) {
+                Ok(token) => {
+                    state.count(Counter::CredentialsRefreshes);
+                    self.refreshes.insert(token, name.clone());
+                }
+                Err(_) => {
+                    state.count(Counter::CredentialsFailures);
+                    wasm_host::warn(&format!(
+                        "autoid: credentials refresh for api {name:?} could not be dispatched to cluster {:?}",
+                        agent.cluster
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(name) = self.refreshes.remove(&token) else {
+            return;
+        };
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let Some(api) = state.config.apis.get(&name) else {
+            return;
+        };
+        let (status, body) = callout_reply(self, body_size);
+        match parse_credentials(api, status, &body) {
+            Ok((headers, ttl)) => {
+                let now = wasm_host::now_ms() / 1000;
+                state.credentials.put(&SharedData, &name, headers, ttl, now);
+            }
+            Err(e) => {
+                state.count(Counter::CredentialsFailures);
+                wasm_host::warn(&format!(
+                    "autoid: credentials refresh for api {name:?} failed: {} (status {}); cached values are served for their stale window",
+                    e.code(),
+                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                ));
+            }
+        }
+    }
+}
+
+/// A callout's status and body (an oversized body is never read: a stand-in one byte over the
+/// limit fails to parse).
+fn callout_reply(ctx: &dyn Context, body_size: usize) -> (Option<u32>, Vec<u8>) {
+    let status = ctx
+        .get_http_call_response_headers()
+        .into_iter()
+        .find(|(k, _)| k == ":status")
+        .and_then(|(_, v)| v.parse::<u32>().ok());
+    let body = if body_size > MAX_REPLY_BYTES {
+        vec![0u8; MAX_REPLY_BYTES + 1]
+    } else {
+        ctx.get_http_call_response_body(0, body_size)
+            .unwrap_or_default()
+    };
+    (status, body)
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -138,6 +241,7 @@ impl RootContext for Root {
                 config.cold_path.per_source_burst,
             )),
             entropy: RefCell::new(EntropyCache::new(config.entropy_cache)),
+            credentials: CredentialCache::new(config.credentials),
             metrics,
             pending: Default::default(),
             config,
@@ -157,6 +261,8 @@ impl RootContext for Root {
             return;
         };
         state.flush_counts();
+        let state = state.clone();
+        self.refresh_credentials(&state);
         let now = wasm_host::now_ms() / 1000;
         if let Some(done) = state.entropy.borrow_mut().tick(now) {
             state.count(Counter::EntropyFilesKept);
@@ -293,6 +399,11 @@ enum Pending {
         epoch: String,
         subject: String,
     },
+    /// Allowed, waiting for the agent's upstream credentials (none cached).
+    Credentials {
+        verified: Verified,
+        groups: Vec<String>,
+    },
 }
 
 /// What a request asked the agent about, kept to verify the proof again on the answer.
@@ -413,7 +524,7 @@ impl Http {
     /// Decides with known groups: `Continue` after claiming the nonce and injecting (the request
     /// goes upstream), or `Pause` after a denial.
     fn decide(
-        &self,
+        &mut self,
         state: &State,
         api: &Api,
         verified: &Verified,
@@ -428,6 +539,120 @@ impl Http {
             self.deny(Denial::Forbidden(Forbid::NotInGroups), Some(subject));
             return Action::Pause;
         }
+        if api.agent_headers.is_empty() {
+            return self.admit(state, api, verified, groups, &[]);
+        }
+        let now = wasm_host::now_ms() / 1000;
+        match state.credentials.lookup(&SharedData, &self.route, now) {
+            Lookup::Fresh(values) => {
+                state.count(Counter::CredentialsCacheHits);
+                self.admit(state, api, verified, groups, &values)
+            }
+            Lookup::Stale(values) => {
+                state.count(Counter::CredentialsStaleServed);
+                self.admit(state, api, verified, groups, &values)
+            }
+            Lookup::Missing => self.ask_credentials(state, verified, groups),
+        }
+    }
+
+    /// Asks the agent for the API's credentials (nothing usable is cached): `Pause` until it
+    /// answers, or a 503 when the callout cannot be sent.
+    fn ask_credentials(&mut self, state: &State, verified: &Verified, groups: &[String]) -> Action {
+        let Some(agent) = &state.config.agent else {
+            self.deny(
+                Denial::Unavailable(Unavailable::Credentials),
+                Some(&verified.subject),
+            );
+            return Action::Pause;
+        };
+        let path = credentials_path(&self.route);
+        let auth = format!("Bearer {}", agent.token);
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", agent.authority.as_str()),
+            ("authorization", auth.as_str()),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_millis(agent.timeout_ms);
+        match self.dispatch_http_call(&agent.cluster, headers, None, vec![], timeout) {
+            Ok(_) => {
+                state.count(Counter::CredentialsCallouts);
+                self.pending = Pending::Credentials {
+                    verified: verified.clone(),
+                    groups: groups.to_vec(),
+                };
+                Action::Pause
+            }
+            Err(_) => {
+                state.count(Counter::CredentialsFailures);
+                wasm_host::warn(&format!(
+                    "autoid: credentials callout could not be dispatched to cluster {:?} request_id={}",
+                    agent.cluster, self.request_id
+                ));
+                self.deny(
+                    Denial::Unavailable(Unavailable::Credentials),
+                    Some(&verified.subject),
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    /// The agent answered a credentials callout: caches and injects, or 503 `credentials`.
+    fn credentials_answer(
+        &mut self,
+        state: &State,
+        verified: &Verified,
+        groups: &[String],
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Action {
+        let Some(api) = state.config.apis.get(&self.route) else {
+            self.deny(
+                Denial::Forbidden(Forbid::UnknownRoute),
+                Some(&verified.subject),
+            );
+            return Action::Pause;
+        };
+        match parse_credentials(api, status, body) {
+            Ok((values, ttl)) => {
+                let now = wasm_host::now_ms() / 1000;
+                state
+                    .credentials
+                    .put(&SharedData, &self.route, values.clone(), ttl, now);
+                self.admit(state, api, verified, groups, &values)
+            }
+            Err(e) => {
+                state.count(Counter::CredentialsFailures);
+                wasm_host::warn(&format!(
+                    "autoid: the agent gave no credentials for api {:?}: {} (status {}) request_id={}",
+                    self.route,
+                    e.code(),
+                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    self.request_id
+                ));
+                self.deny(
+                    Denial::Unavailable(Unavailable::Credentials),
+                    Some(&verified.subject),
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    /// Lets an authorized request go upstream: claims its nonce, strips the proof and client
+    /// copies of managed headers, injects the API's values (`agent_values`: from the agent).
+    fn admit(
+        &self,
+        state: &State,
+        api: &Api,
+        verified: &Verified,
+        groups: &[String],
+        agent_values: &[(String, String)],
+    ) -> Action {
+        let subject = verified.subject.as_str();
         if let Err(denial) = self.claim(state, verified) {
             self.deny(denial, Some(subject));
             return Action::Pause;
@@ -437,7 +662,7 @@ impl Http {
         for name in &self.strip {
             self.set_http_request_header(name, None);
         }
-        for (name, value) in &api.inject {
+        for (name, value) in api.inject.iter().chain(agent_values) {
             self.set_http_request_header(name, Some(value));
         }
         if let Some(name) = &api.subject_header {
@@ -453,7 +678,7 @@ impl Http {
     /// Decides with the directory's answer: an entry found under another spelling of the
     /// subject is refused (subjects are compared byte for byte), else as [`Http::decide`].
     fn decide_directory(
-        &self,
+        &mut self,
         state: &State,
         api: &Api,
         verified: &Verified,
@@ -536,7 +761,7 @@ impl Http {
 
     /// The bridge failed: a stale decision within its window answers, else 503.
     fn fallback(
-        &self,
+        &mut self,
         state: &State,
         api: &Api,
         verified: &Verified,
@@ -921,6 +1146,18 @@ impl Context for Http {
                 }
                 return;
             }
+            Pending::Credentials { verified, groups } => {
+                if let Action::Continue = self.credentials_answer(
+                    &state,
+                    &verified,
+                    &groups,
+                    status,
+                    &body.unwrap_or_default(),
+                ) {
+                    self.resume_http_request();
+                }
+                return;
+            }
             other => {
                 self.pending = other;
                 return;
@@ -979,7 +1216,10 @@ impl HttpContext for Http {
             Pending::Body { .. } => {}
             // Continuing here would let Envoy resume the paused headers before the directory or
             // the agent answers: the request would go upstream unauthorized. Buffer until then.
-            Pending::Directory { .. } | Pending::Session { .. } | Pending::Stream { .. } => {
+            Pending::Directory { .. }
+            | Pending::Session { .. }
+            | Pending::Stream { .. }
+            | Pending::Credentials { .. } => {
                 return Action::Pause;
             }
             Pending::Nothing => return Action::Continue,
@@ -1004,9 +1244,10 @@ impl HttpContext for Http {
         self.request_done = true;
         match &self.pending {
             Pending::Body { .. } => self.body_complete(),
-            Pending::Directory { .. } | Pending::Session { .. } | Pending::Stream { .. } => {
-                Action::Pause
-            }
+            Pending::Directory { .. }
+            | Pending::Session { .. }
+            | Pending::Stream { .. }
+            | Pending::Credentials { .. } => Action::Pause,
             Pending::Nothing => Action::Continue,
         }
     }

@@ -12,6 +12,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod credentials;
 pub mod decisions;
 pub mod entropy_cache;
 mod filter;

@@ -37,11 +37,21 @@ pub enum Counter {
     AgentStreamCallouts,
     /// Agent subject-key callouts that failed (no answer, an error status, malformed reply).
     AgentStreamFailures,
+    /// Requests whose agent-supplied credentials came from the cache (fresh).
+    CredentialsCacheHits,
+    /// Requests that waited for a credentials callout (nothing usable cached).
+    CredentialsCallouts,
+    /// Background refreshes of cached credentials (the root context's tick).
+    CredentialsRefreshes,
+    /// Credentials callouts or refreshes that failed (no answer, status, malformed reply).
+    CredentialsFailures,
+    /// Requests served expired credentials within the stale window.
+    CredentialsStaleServed,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 21] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -58,6 +68,11 @@ impl Counter {
         Counter::AgentSessionFailures,
         Counter::AgentStreamCallouts,
         Counter::AgentStreamFailures,
+        Counter::CredentialsCacheHits,
+        Counter::CredentialsCallouts,
+        Counter::CredentialsRefreshes,
+        Counter::CredentialsFailures,
+        Counter::CredentialsStaleServed,
     ];
 
     /// The metric name.
@@ -79,6 +94,11 @@ impl Counter {
             Counter::AgentSessionFailures => "autoid_agent_session_failures",
             Counter::AgentStreamCallouts => "autoid_agent_stream_callouts",
             Counter::AgentStreamFailures => "autoid_agent_stream_failures",
+            Counter::CredentialsCacheHits => "autoid_credentials_cache_hits",
+            Counter::CredentialsCallouts => "autoid_credentials_callouts",
+            Counter::CredentialsRefreshes => "autoid_credentials_refreshes",
+            Counter::CredentialsFailures => "autoid_credentials_failures",
+            Counter::CredentialsStaleServed => "autoid_credentials_stale_served",
         }
     }
 }

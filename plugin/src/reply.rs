@@ -33,6 +33,8 @@ pub enum Unavailable {
     /// The agent did not unwrap a session or hand over a subject key (no answer, overloaded, an
     /// error status, a malformed reply).
     Agent,
+    /// The agent supplied no usable upstream credentials, and none cached within the stale window.
+    Credentials,
 }
 
 /// A denial: what the client sees is the status and coarse code; the reason is for operators.
@@ -87,6 +89,7 @@ impl Denial {
             Denial::Unavailable(Unavailable::Directory) => "directory",
             Denial::Unavailable(Unavailable::Dispatch) => "dispatch",
             Denial::Unavailable(Unavailable::Agent) => "agent",
+            Denial::Unavailable(Unavailable::Credentials) => "credentials",
             Denial::BodyTooLarge => "body_too_large",
             Denial::UnsafePath => "unsafe_path",
         }
@@ -113,6 +116,7 @@ impl Denial {
             Unavailable::Directory,
             Unavailable::Dispatch,
             Unavailable::Agent,
+            Unavailable::Credentials,
         ] {
             out.push(Denial::Unavailable(u).reason());
         }

@@ -57,7 +57,18 @@ pub struct RawConfig {
     #[serde(default)]
     static_groups: Option<BTreeMap<String, Vec<String>>>,
     #[serde(default)]
+    credentials: RawCredentials,
+    #[serde(default)]
     apis: BTreeMap<String, RawApi>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    #[serde(default)]
+    refresh_ahead_secs: Option<u64>,
+    #[serde(default)]
+    stale_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +178,8 @@ struct RawApi {
     require: RawRequire,
     #[serde(default)]
     inject: BTreeMap<String, String>,
+    #[serde(default)]
+    agent_headers: Vec<String>,
     #[serde(default)]
     identity: RawIdentity,
 }
@@ -286,6 +299,17 @@ impl core::fmt::Debug for Agent {
     }
 }
 
+/// How the filter caches the credentials the agent supplies (`apis.*.agent_headers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialsConfig {
+    /// A cached value this close to its expiry is refreshed in the background (the root
+    /// context's tick), while requests keep using it.
+    pub refresh_ahead_secs: u64,
+    /// When the agent fails, an expired value is still served this long past its expiry; then
+    /// requests get 503 `credentials`.
+    pub stale_secs: u64,
+}
+
 /// The autoid agent the filter asks for groups.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Directory {
@@ -355,8 +379,11 @@ pub struct Api {
     pub enabled: bool,
     /// The groups required.
     pub require: Require,
-    /// Headers injected upstream: lowercase name → value (secrets).
+    /// Headers injected upstream with a value from the configuration: lowercase name → value
+    /// (non-secret values such as a tenant id; secrets come from the agent).
     pub inject: Vec<(String, String)>,
+    /// Headers whose values the agent supplies (`GET /v1/credentials/{api}`), lowercase.
+    pub agent_headers: Vec<String>,
     /// Header carrying the subject upstream, if any.
     pub subject_header: Option<String>,
     /// Header carrying the subject's groups upstream (comma-separated), if any.
@@ -370,6 +397,7 @@ impl core::fmt::Debug for Api {
             .field("enabled", &self.enabled)
             .field("require", &self.require)
             .field("inject", &names)
+            .field("agent_headers", &self.agent_headers)
             .field("subject_header", &self.subject_header)
             .field("groups_header", &self.groups_header)
             .finish()
@@ -382,6 +410,7 @@ impl Api {
         self.inject
             .iter()
             .map(|(k, _)| k.as_str())
+            .chain(self.agent_headers.iter().map(String::as_str))
             .chain(self.subject_header.as_deref())
             .chain(self.groups_header.as_deref())
     }
@@ -408,6 +437,8 @@ pub struct Config {
     pub entropy_cache: EntropyCacheConfig,
     /// Where groups come from.
     pub groups: Groups,
+    /// The agent-supplied credentials' cache.
+    pub credentials: CredentialsConfig,
     /// API definitions by route name.
     pub apis: BTreeMap<String, Api>,
 }
@@ -792,6 +823,31 @@ impl TryFrom<RawConfig> for Config {
                 }
                 inject.push((header, value));
             }
+            let mut agent_headers = Vec::with_capacity(a.agent_headers.len());
+            for (i, header) in a.agent_headers.iter().enumerate() {
+                let path = format!("{at}.agent_headers[{i}]");
+                let header = header_name(&path, header)?;
+                if header == proof_header {
+                    return Err(err(path, "the proof header cannot be injected"));
+                }
+                agent_headers.push(header);
+            }
+            if !agent_headers.is_empty() {
+                if agent.is_none() {
+                    return Err(err(
+                        format!("{at}.agent_headers"),
+                        "needs an `agent` section (the agent supplies these values)",
+                    ));
+                }
+                if !crate::valid_id(&name) {
+                    return Err(err(
+                        format!("{at}.agent_headers"),
+                        format!(
+                            "the route name {name:?} is not an API id (1 to 32 of A-Z a-z 0-9 _ -)"
+                        ),
+                    ));
+                }
+            }
             let subject_header = a
                 .identity
                 .subject_header
@@ -806,6 +862,7 @@ impl TryFrom<RawConfig> for Config {
                 enabled: a.enabled.unwrap_or(true),
                 require,
                 inject,
+                agent_headers,
                 subject_header,
                 groups_header,
             };
@@ -856,6 +913,26 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
 
+        let credentials = CredentialsConfig {
+            refresh_ahead_secs: raw.credentials.refresh_ahead_secs.unwrap_or(10),
+            stale_secs: raw.credentials.stale_secs.unwrap_or(300),
+        };
+        if credentials.refresh_ahead_secs > 3600 {
+            return Err(err(
+                "credentials.refresh_ahead_secs",
+                format!(
+                    "{} is out of range (0 to 3600)",
+                    credentials.refresh_ahead_secs
+                ),
+            ));
+        }
+        if credentials.stale_secs > 86_400 {
+            return Err(err(
+                "credentials.stale_secs",
+                format!("{} is out of range (0 to 86400)", credentials.stale_secs),
+            ));
+        }
+
         Ok(Config {
             proof_header,
             keyring: Keyring::new(keys, epochs)
@@ -869,6 +946,7 @@ impl TryFrom<RawConfig> for Config {
             replay,
             entropy_cache,
             groups,
+            credentials,
             apis,
         })
     }

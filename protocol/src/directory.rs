@@ -1,8 +1,11 @@
 //! The filter↔agent contract (docs/AGENT.md): the JSON replies of `GET /v1/groups` and
 //! `POST /v1/authenticate`, the request and reply of `POST /v1/sessions` (the agent unwraps
-//! sessions for key ids whose private key only it holds) and of `POST /v1/streams` (the agent
-//! hands out per-subject keys of the epochs whose secret only it holds), one type each,
+//! sessions for key ids whose private key only it holds), of `POST /v1/streams` (the agent
+//! hands out per-subject keys of the epochs whose secret only it holds), and the reply of
+//! `GET /v1/credentials/{api}` (the upstream credentials the agent resolves), one type each,
 //! serialized by one side and parsed by the other.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -102,6 +105,34 @@ impl core::fmt::Debug for StreamReply {
     }
 }
 
+/// The path of the credentials callout for an API id ([`valid_id`](crate::valid_id): nothing to
+/// escape).
+pub fn credentials_path(api: &str) -> String {
+    format!("/v1/credentials/{api}")
+}
+
+/// The 200 reply to `GET /v1/credentials/{api}`: the API's agent-supplied headers (lowercase
+/// name → value, secrets) and how long the filter may use them before asking again. A failure
+/// is 404 (`unknown_api`) or 503 (`credentials_unavailable`: a source failed past its stale
+/// window), with `{"error": code}`. `Debug` never prints the values.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsReply {
+    /// Header name → value.
+    pub headers: BTreeMap<String, String>,
+    /// Seconds the values may be used from now.
+    pub ttl_secs: u64,
+}
+
+impl core::fmt::Debug for CredentialsReply {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CredentialsReply")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +189,24 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<StreamReply>(&json).unwrap(), reply);
         assert!(!format!("{reply:?}").contains("AAAA"));
+    }
+
+    #[test]
+    fn credentials_wire_shape_and_debug_hides_values() {
+        let r: CredentialsReply =
+            serde_json::from_str(r#"{"headers":{"authorization":"Bearer s3cret"},"ttl_secs":30}"#)
+                .unwrap();
+        assert_eq!(r.ttl_secs, 30);
+        assert_eq!(r.headers["authorization"], "Bearer s3cret");
+        let debug = format!("{r:?}");
+        assert!(
+            debug.contains("authorization") && !debug.contains("s3cret"),
+            "{debug}"
+        );
+        assert!(
+            serde_json::from_str::<CredentialsReply>(r#"{"headers":{},"ttl_secs":1,"x":1}"#)
+                .is_err()
+        );
+        assert_eq!(credentials_path("payments"), "/v1/credentials/payments");
     }
 }

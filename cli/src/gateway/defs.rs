@@ -10,17 +10,63 @@ use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// Where a secret or a value comes from: `{"env": "NAME"}`, `{"file": "path"}` or
-/// `{"value": "literal"}` (exactly one key).
+/// Where a secret or a value comes from: `{"env": "NAME"}`, `{"file": "path"}`,
+/// `{"value": "literal"}` or `{"aws_secretsmanager": {…}}` (exactly one key).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub(crate) enum Source {
-    /// An environment variable of the process running `autoid gateway render`.
+    /// An environment variable (of the agent, or of `autoid gateway render` when it resolves).
     Env(String),
     /// A file (relative paths: to the config directory); one trailing newline is dropped.
     File(PathBuf),
-    /// The value itself.
+    /// The value itself (not a secret: it goes into Envoy's configuration).
     Value(String),
+    /// A secret in AWS Secrets Manager, always resolved by the agent.
+    AwsSecretsmanager(AwsSecret),
+}
+
+/// `{"secret_id": …, "json_key": …?, "version_stage": …?}`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AwsSecret {
+    pub(crate) secret_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) json_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) version_stage: Option<String>,
+}
+
+/// Who resolves injected `env` and `file` sources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Resolve {
+    /// The agent, at run time and on every refresh: Envoy's configuration holds header names only.
+    #[default]
+    Agent,
+    /// `autoid gateway render`, once: the values go into Envoy's configuration (no agent needed).
+    Render,
+}
+
+/// `gateway.json`'s `credentials`: who resolves injected secrets, and how the agent and the
+/// filter cache them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CredentialsDef {
+    #[serde(default)]
+    pub(crate) resolve: Resolve,
+    /// How often the agent fetches each source again (default 60).
+    #[serde(default)]
+    pub(crate) refresh_secs: Option<u64>,
+    /// How long a last good value is served after its source (at the agent) or the agent (at
+    /// the filter) starts failing (default 300).
+    #[serde(default)]
+    pub(crate) stale_secs: Option<u64>,
+    /// How early before expiry the filter refreshes in the background (default 10).
+    #[serde(default)]
+    pub(crate) refresh_ahead_secs: Option<u64>,
+    /// Secrets Manager's region and endpoint (else the agent's AWS_* environment).
+    #[serde(default)]
+    pub(crate) aws: Option<serde_json::Value>,
 }
 
 /// Who holds a long-term secret: the gateway's private keys (`plugin.session_keys`) or the
@@ -47,6 +93,8 @@ pub(crate) struct Gateway {
     pub(crate) static_groups: Option<BTreeMap<String, Vec<String>>>,
     #[serde(default)]
     pub(crate) access_log: Option<bool>,
+    #[serde(default)]
+    pub(crate) credentials: CredentialsDef,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,6 +395,13 @@ impl Definitions {
     /// Reads a [`Source`]; `file` and `path` name where it was referenced, for errors.
     pub(crate) fn source(&self, source: &Source, file: &Path, path: &str) -> Result<String> {
         let value = match source {
+            Source::AwsSecretsmanager(_) => {
+                return Err(field(
+                    file,
+                    path,
+                    "an aws_secretsmanager source is resolved by the agent only",
+                ));
+            }
             Source::Value(v) => v.clone(),
             Source::Env(name) => std::env::var(name).map_err(|_| {
                 field(

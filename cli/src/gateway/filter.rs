@@ -8,7 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use autoid_protocol::config::{Config, ConfigError};
 use serde_json::{Map, Value, json};
 
-use super::defs::{Definitions, HeldBy};
+use super::defs::{Definitions, HeldBy, Resolve, Source};
 use crate::files::PRIVATE_KEY_SUFFIX;
 
 /// The Envoy cluster of the autoid agent (the filter's `directory.cluster`).
@@ -20,6 +20,69 @@ struct Origins {
     keys: Vec<PathBuf>,
     epochs: Vec<PathBuf>,
     apis: Vec<(String, PathBuf)>,
+}
+
+/// Whether the agent resolves this injected header's source (else its value goes inline).
+fn resolved_by_agent(defs: &Definitions, source: &Source) -> bool {
+    match source {
+        Source::Value(_) => false,
+        Source::AwsSecretsmanager(_) => true,
+        Source::Env(_) | Source::File(_) => defs.gateway.credentials.resolve == Resolve::Agent,
+    }
+}
+
+/// The agent's credentials file (`autoid gateway render --agent-credentials FILE`): per API id,
+/// header → source, with the refresh and stale settings. It names sources, never values; `None`
+/// when no API has an agent-resolved header.
+pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
+    let mut apis = Map::new();
+    for (file, api, _) in &defs.apis {
+        let mut headers = Map::new();
+        for (header, source) in &api.auth.inject {
+            if !resolved_by_agent(defs, source) {
+                continue;
+            }
+            let at = format!("auth.inject.{header}");
+            let spec = match source {
+                Source::Env(name) => json!({ "env": name }),
+                Source::File(p) => {
+                    let full = defs.resolve(p);
+                    let full = std::path::absolute(&full).unwrap_or(full);
+                    json!({ "file": full })
+                }
+                Source::AwsSecretsmanager(secret) => {
+                    if secret.secret_id.trim().is_empty() {
+                        bail!(
+                            "{}: {at}.aws_secretsmanager.secret_id: empty",
+                            file.display()
+                        );
+                    }
+                    json!({ "aws_secretsmanager": secret })
+                }
+                Source::Value(_) => continue,
+            };
+            headers.insert(header.to_ascii_lowercase(), spec);
+        }
+        if !headers.is_empty() {
+            apis.insert(api.id.clone(), Value::Object(headers));
+        }
+    }
+    if apis.is_empty() {
+        return Ok(None);
+    }
+    let c = &defs.gateway.credentials;
+    let mut out = Map::new();
+    if let Some(v) = c.refresh_secs {
+        out.insert("refresh_secs".into(), json!(v));
+    }
+    if let Some(v) = c.stale_secs {
+        out.insert("stale_secs".into(), json!(v));
+    }
+    if let Some(v) = &c.aws {
+        out.insert("aws".into(), v.clone());
+    }
+    out.insert("apis".into(), Value::Object(apis));
+    Ok(Some(Value::Object(out)))
 }
 
 /// The filter configuration as JSON, validated.
@@ -113,15 +176,46 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             );
         }
     }
+    // The first API file with a header the agent resolves, if any.
+    let agent_api = defs
+        .apis
+        .iter()
+        .find(|(_, api, _)| api.auth.inject.values().any(|s| resolved_by_agent(defs, s)))
+        .map(|(file, _, _)| file);
+    let credentials_at_agent = agent_api.is_some();
+    if let Some(file) = agent_api
+        && g.directory.is_none()
+    {
+        bail!(
+            "{}: auth.inject: the agent resolves these sources, but {} has no `directory` (the \
+             agent's address and token); set credentials.resolve to \"render\" to bake env and \
+             file values into Envoy's configuration instead",
+            file.display(),
+            gateway_file.display()
+        );
+    }
+    if credentials_at_agent {
+        let c = &g.credentials;
+        let mut cache = Map::new();
+        if let Some(v) = c.refresh_ahead_secs {
+            cache.insert("refresh_ahead_secs".into(), json!(v));
+        }
+        if let Some(v) = c.stale_secs {
+            cache.insert("stale_secs".into(), json!(v));
+        }
+        config.insert("credentials".into(), Value::Object(cache));
+    }
     if let Some(d) = &g.directory {
         let token = defs.source(&d.token, &gateway_file, "directory.token")?;
-        if keys_at_agent || epochs_at_agent {
+        if keys_at_agent || epochs_at_agent || credentials_at_agent {
             let mut agent = Map::new();
             agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
             agent.insert("authority".into(), json!(d.address));
             agent.insert("token".into(), json!(token));
-            // Keys the agent adds later (`autoid rotate key`) work without a new render.
-            agent.insert("any_key".into(), json!(true));
+            if keys_at_agent {
+                // Keys the agent adds later (`autoid rotate key`) work without a new render.
+                agent.insert("any_key".into(), json!(true));
+            }
             if let Some(t) = d.session_ttl_secs {
                 agent.insert("session_ttl_secs".into(), json!(t));
             }
@@ -155,19 +249,26 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
     let mut api_files = Vec::new();
     for (file, api, _) in &defs.apis {
         let mut inject = Map::new();
+        let mut agent_headers = Vec::new();
         for (header, source) in &api.auth.inject {
+            if resolved_by_agent(defs, source) {
+                // Only the name: the agent supplies the value at run time.
+                agent_headers.push(json!(header));
+                continue;
+            }
             let value = defs.source(source, file, &format!("auth.inject.{header}"))?;
             inject.insert(header.clone(), json!(value));
         }
-        apis.insert(
-            api.id.clone(),
-            json!({
-                "enabled": api.enabled,
-                "require": api.auth.require,
-                "inject": inject,
-                "identity": api.auth.identity,
-            }),
-        );
+        let mut entry = json!({
+            "enabled": api.enabled,
+            "require": api.auth.require,
+            "inject": inject,
+            "identity": api.auth.identity,
+        });
+        if !agent_headers.is_empty() {
+            entry["agent_headers"] = Value::Array(agent_headers);
+        }
+        apis.insert(api.id.clone(), entry);
         api_files.push((api.id.clone(), file.clone()));
     }
     config.insert("apis".into(), Value::Object(apis));
@@ -212,7 +313,9 @@ fn locate(o: &Origins, e: &ConfigError) -> String {
                 && (tail.is_empty() || tail.starts_with('.'))
             {
                 let tail = tail.trim_start_matches('.');
-                let field = if tail.starts_with("require")
+                let field = if let Some(rest) = tail.strip_prefix("agent_headers") {
+                    format!("auth.inject{rest}")
+                } else if tail.starts_with("require")
                     || tail.starts_with("inject")
                     || tail.starts_with("identity")
                 {
@@ -230,6 +333,7 @@ fn locate(o: &Origins, e: &ConfigError) -> String {
         "proof_header" | "limits" | "session_cache" | "cold_path" | "replay" => {
             format!("plugin.{path}")
         }
+        "credentials" => path.to_owned(),
         "directory" => path
             .replacen("directory.cluster", "directory.address", 1)
             .replacen("directory.authority", "directory.address", 1),

@@ -5,6 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod client;
+pub mod moto;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -279,6 +280,22 @@ pub struct Options {
     /// The epoch stays with the agent (its `epoch_files`): Envoy's configuration has its id and
     /// public parameters only, and the filter asks the agent for each subject's key.
     pub epochs_at_agent: bool,
+    /// Payments' `authorization` (and `x-payments-key`, a JSON key of a second secret) come from
+    /// AWS Secrets Manager served by moto, resolved by the agent.
+    pub credentials: Option<Credentials>,
+}
+
+/// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub secret_id: String,
+    pub value: String,
+    pub json_secret_id: String,
+    pub json_value: String,
+    pub json_key: String,
+    /// The agent's refresh interval and the stale windows (agent and filter).
+    pub refresh_secs: u64,
+    pub stale_secs: u64,
 }
 
 impl Default for Options {
@@ -289,6 +306,7 @@ impl Default for Options {
             session_keys_at_agent: false,
             agent_session_ttl_secs: None,
             epochs_at_agent: false,
+            credentials: None,
         }
     }
 }
@@ -298,6 +316,7 @@ pub struct Stack {
     pub envoy: Proc,
     pub upstream: Proc,
     pub bridge: Option<Proc>,
+    pub moto: Option<moto::Moto>,
     pub slapd: Slapd,
     pub dir: tempfile::TempDir,
     pub http: SocketAddr,
@@ -365,6 +384,14 @@ impl Stack {
         run_ok(Command::new(repo().join("scripts/dev-tls.sh")).arg(d.join("tls")));
         std::fs::write(d.join("agent.token"), TOKEN).unwrap();
 
+        // Secrets Manager (moto), with the secrets created through its API.
+        let moto = options.credentials.as_ref().map(|c| {
+            let moto = moto::Moto::start(&d.join("moto.log"));
+            moto.create_secret(&c.secret_id, &c.value);
+            moto.create_secret(&c.json_secret_id, &c.json_value);
+            moto
+        });
+
         // The bridge, on a port of its own that it keeps across restarts.
         let bridge_port = free_port();
         let mut bridge_config = json!({
@@ -385,6 +412,9 @@ impl Stack {
         });
         if options.epochs_at_agent {
             bridge_config["epoch_files"] = json!([d.join("ep-1.epoch.json")]);
+        }
+        if options.credentials.is_some() {
+            bridge_config["credentials_file"] = json!(d.join("agent-credentials.json"));
         }
         std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
 
@@ -435,6 +465,21 @@ impl Stack {
                 "session_ttl_secs": options.agent_session_ttl_secs
             }
         });
+        let mut gateway = gateway;
+        let mut payments_inject = json!({"authorization": {"value": PAYMENTS_CREDENTIAL},
+                                         "x-tenant": {"value": "acme"}});
+        if let (Some(c), Some(m)) = (&options.credentials, &moto) {
+            gateway["credentials"] = json!({
+                "refresh_secs": c.refresh_secs,
+                "stale_secs": c.stale_secs,
+                "refresh_ahead_secs": 1,
+                "aws": {"endpoint_url": m.endpoint, "region": "us-east-1"}
+            });
+            payments_inject["authorization"] =
+                json!({"aws_secretsmanager": {"secret_id": c.secret_id}});
+            payments_inject["x-payments-key"] = json!({"aws_secretsmanager": {
+                "secret_id": c.json_secret_id, "json_key": c.json_key, "version_stage": "AWSCURRENT"}});
+        }
         std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
         let apis = [
             json!({
@@ -442,8 +487,7 @@ impl Stack {
                 "strip_listen_path": true, "upstream": format!("http://{upstream_addr}/v1/"),
                 "auth": {
                     "require": {"any_of": ["payments"]},
-                    "inject": {"authorization": {"value": PAYMENTS_CREDENTIAL},
-                               "x-tenant": {"value": "acme"}},
+                    "inject": payments_inject,
                     "identity": {"subject_header": "x-autoid-subject", "groups_header": "x-autoid-groups"}
                 }
             }),
@@ -471,7 +515,9 @@ impl Stack {
                 .args(["gateway", "render", "--config"])
                 .arg(&config)
                 .arg("--out")
-                .arg(&rendered),
+                .arg(&rendered)
+                .arg("--agent-credentials")
+                .arg(d.join("agent-credentials.json")),
         );
 
         let mut stack_bridge = Some(Self::spawn_bridge(d));
@@ -528,6 +574,7 @@ impl Stack {
             envoy,
             upstream,
             bridge: stack_bridge.take(),
+            moto,
             slapd,
             dir,
             bridge_port,
@@ -540,7 +587,8 @@ impl Stack {
             Command::new(bin("autoid-agent"))
                 .arg("--config")
                 .arg(d.join("agent.json"))
-                .env("AUTOID_BRIDGE_LOG", "info"),
+                .env("AUTOID_BRIDGE_LOG", "info")
+                .envs(moto::AWS_ENV),
             &d.join("bridge.log"),
         )
     }
