@@ -27,8 +27,10 @@ pub mod http;
 pub mod sessions;
 /// rustls client configuration from a CA file.
 pub mod tls;
+/// Where the agent listens: a unix socket (default), TCP with TLS, or plain TCP for development.
+pub mod transport;
 
-pub use config::{Config, Secrets};
+pub use config::{Config, Listen, Secrets};
 pub use directory::Directory;
 pub use error::Error;
 pub use http::{AppState, router};
