@@ -454,14 +454,16 @@ impl Http {
             }
         }
         let path = groups_path(subject);
-        let auth = format!("Bearer {}", directory.token);
-        let headers = vec![
+        let auth = directory.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
             (":authority", directory.authority.as_str()),
-            ("authorization", auth.as_str()),
             ("accept", "application/json"),
         ];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth.as_str()));
+        }
         let timeout = Duration::from_millis(directory.timeout_ms);
         match self.dispatch_http_call(&directory.cluster, headers, None, vec![], timeout) {
             Ok(_) => {
@@ -621,15 +623,17 @@ impl Http {
             wrapped: URL_SAFE_NO_PAD.encode(parsed.wrapped()),
         })
         .unwrap_or_default();
-        let auth = format!("Bearer {}", agent.token);
-        let headers = vec![
+        let auth = agent.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
             (":method", "POST"),
             (":path", "/v1/sessions"),
             (":authority", agent.authority.as_str()),
-            ("authorization", auth.as_str()),
             ("content-type", "application/json"),
             ("accept", "application/json"),
         ];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth.as_str()));
+        }
         let timeout = Duration::from_millis(agent.timeout_ms);
         match self.dispatch_http_call(&agent.cluster, headers, Some(&body), vec![], timeout) {
             Ok(_) => {
