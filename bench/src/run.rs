@@ -232,10 +232,9 @@ impl Bench<'_> {
     /// per source): what a flood meets in a default deployment.
     fn autoid_config(&self, arm: Arm, phase: Phase) -> Result<String> {
         let groups = match (arm, &self.directory) {
-            (Arm::Directory, Some(d)) => json!({ "directory": {
+            (Arm::Directory, Some(_)) => json!({ "directory": {
                 "cluster": "autoid_agent",
                 "authority": "autoid-agent",
-                "token": d.token,
                 "timeout_ms": 2000,
                 "positive_ttl_secs": 0,
                 "negative_ttl_secs": 0,
@@ -267,13 +266,13 @@ impl Bench<'_> {
             if phase == Phase::Flood {
                 c.remove("cold_path");
             }
-            if let (Arm::ColdAgent, Some(d)) = (arm, &self.directory) {
+            if let (Arm::ColdAgent, Some(_)) = (arm, &self.directory) {
                 // The key id only: the bridge holds the key and unwraps each session.
                 c.insert("keys".into(), json!([{ "kid": self.gateway.kid() }]));
                 c.insert(
                     "agent".into(),
                     json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
-                            "token": d.token, "timeout_ms": 5000 }),
+                            "timeout_ms": 5000 }),
                 );
             }
         }
@@ -288,7 +287,7 @@ impl Bench<'_> {
             Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
             Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent => {
                 if let (true, Some(d)) = (arm.needs_bridge(), &self.directory) {
-                    clusters.push(envoy::cluster("autoid_agent", d.bridge_port));
+                    clusters.push(envoy::pipe_cluster("autoid_agent", &d.socket));
                 }
                 vec![envoy::wasm_filter(
                     "autoid",

@@ -267,6 +267,15 @@ impl Drop for Slapd {
     }
 }
 
+/// How Envoy reaches the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentTransport {
+    /// A unix socket (the default deployment): a `pipe` cluster, no token anywhere.
+    Socket,
+    /// TCP with TLS (the dev CA) and the bearer token.
+    Tls,
+}
+
 /// Knobs of a stack.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -274,6 +283,7 @@ pub struct Options {
     pub negative_ttl_secs: u64,
     /// The gateway key stays with the agent (the bridge): Envoy's configuration has its id only.
     pub session_keys_at_agent: bool,
+    pub agent_transport: AgentTransport,
 }
 
 impl Default for Options {
@@ -282,8 +292,18 @@ impl Default for Options {
             positive_ttl_secs: 60,
             negative_ttl_secs: 10,
             session_keys_at_agent: false,
+            agent_transport: AgentTransport::Socket,
         }
     }
+}
+
+/// Where the agent listens.
+#[derive(Debug, Clone)]
+pub enum AgentAt {
+    /// Its unix socket.
+    Socket(PathBuf),
+    /// `https://127.0.0.1:<port>`, verified against `ca`.
+    Tls { port: u16, ca: PathBuf },
 }
 
 /// The whole stack. Fields drop in declaration order: Envoy first, the directory last.
@@ -297,7 +317,8 @@ pub struct Stack {
     pub https: SocketAddr,
     /// Envoy's admin interface: the unix socket the default render puts beside the bootstrap.
     pub admin: PathBuf,
-    pub bridge_port: u16,
+    /// Where the agent listens (the same place across restarts).
+    pub agent: AgentAt,
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -356,13 +377,16 @@ impl Stack {
             );
         }
         run_ok(Command::new(repo().join("scripts/dev-tls.sh")).arg(d.join("tls")));
-        std::fs::write(d.join("agent.token"), TOKEN).unwrap();
-
-        // The bridge, on a port of its own that it keeps across restarts.
-        let bridge_port = free_port();
-        let bridge_config = json!({
-            "listen": format!("127.0.0.1:{bridge_port}"),
-            "token_file": d.join("agent.token"),
+        // The agent: on a unix socket (no token), or on TCP with TLS and the token; the same
+        // place across restarts.
+        let agent = match options.agent_transport {
+            AgentTransport::Socket => AgentAt::Socket(d.join("agent.sock")),
+            AgentTransport::Tls => AgentAt::Tls {
+                port: free_port(),
+                ca: d.join("tls/ca.pem"),
+            },
+        };
+        let mut bridge_config = json!({
             "request_timeout_ms": 3000,
             "ldap": {
                 "url": slapd.ldap_url,
@@ -376,6 +400,28 @@ impl Stack {
             "groups": {"base": "ou=groups,dc=example,dc=org"},
             "session_keys": [{"kid": "gw-1", "private_key_file": d.join("keys/gw-1.key.pem")}]
         });
+        let mut directory = json!({
+            "timeout_ms": 1000,
+            "connect_timeout_ms": 250,
+            "positive_ttl_secs": options.positive_ttl_secs,
+            "negative_ttl_secs": options.negative_ttl_secs,
+            "stale_if_error_secs": 0
+        });
+        match &agent {
+            AgentAt::Socket(path) => {
+                bridge_config["listen"] = json!(format!("unix:{}", path.display()));
+                directory["address"] = json!(format!("unix:{}", path.display()));
+            }
+            AgentAt::Tls { port, ca } => {
+                std::fs::write(d.join("agent.token"), TOKEN).unwrap();
+                bridge_config["listen"] = json!(format!("127.0.0.1:{port}"));
+                bridge_config["tls"] = json!({"cert_file": d.join("tls/server.pem"), "key_file": d.join("tls/server.key")});
+                bridge_config["token_file"] = json!(d.join("agent.token"));
+                directory["address"] = json!(format!("127.0.0.1:{port}"));
+                directory["token"] = json!({"file": d.join("agent.token")});
+                directory["ca_file"] = json!(ca);
+            }
+        }
         std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
 
         // The echo upstream on a free port it reports.
@@ -413,15 +459,7 @@ impl Stack {
                 "session_keys": if options.session_keys_at_agent { "agent" } else { "filter" },
                 "epoch_files": [d.join("ep-1.epoch.json")]
             },
-            "directory": {
-                "address": format!("127.0.0.1:{bridge_port}"),
-                "token": {"file": d.join("agent.token")},
-                "timeout_ms": 1000,
-                "connect_timeout_ms": 250,
-                "positive_ttl_secs": options.positive_ttl_secs,
-                "negative_ttl_secs": options.negative_ttl_secs,
-                "stale_if_error_secs": 0
-            }
+            "directory": directory
         });
         std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
         let apis = [
@@ -463,7 +501,7 @@ impl Stack {
         );
 
         let mut stack_bridge = Some(Self::spawn_bridge(d));
-        wait_ready_bridge(bridge_port, stack_bridge.as_mut().unwrap());
+        wait_ready_bridge(&agent, stack_bridge.as_mut().unwrap());
 
         // Envoy: two workers, no hot restart (so no shared memory and no base id to collide).
         let admin = d.join("envoy-admin.sock");
@@ -518,7 +556,7 @@ impl Stack {
             bridge: stack_bridge.take(),
             slapd,
             dir,
-            bridge_port,
+            agent,
         }
     }
 
@@ -542,7 +580,7 @@ impl Stack {
     pub fn restart_bridge(&mut self) {
         self.kill_bridge();
         let mut b = Self::spawn_bridge(self.dir.path());
-        wait_ready_bridge(self.bridge_port, &mut b);
+        wait_ready_bridge(&self.agent, &mut b);
         self.bridge = Some(b);
     }
 
@@ -663,14 +701,44 @@ impl Stack {
     }
 }
 
-pub fn wait_ready_bridge(port: u16, bridge: &mut Proc) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually("the bridge's /readyz", Duration::from_secs(20), || {
-        if !bridge.is_running() {
-            panic!("the bridge exited:\n{}", bridge.log_text());
+/// Waits until the agent answers `/readyz` with 200 where it listens: over its unix socket, or
+/// over TLS verified against the dev CA (ureq, rustls).
+pub fn wait_ready_bridge(agent: &AgentAt, bridge: &mut Proc) {
+    let tls = match agent {
+        AgentAt::Tls { ca, .. } => {
+            let pem = std::fs::read(ca).unwrap();
+            let ca = ureq::tls::Certificate::from_pem(&pem).unwrap();
+            let client: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .tls_config(
+                    ureq::tls::TlsConfig::builder()
+                        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                            ca,
+                        ])))
+                        .build(),
+                )
+                .build()
+                .into();
+            Some(client)
         }
-        let r = request(addr, "GET", "/readyz", &[])?;
-        (r.status == 200).then_some(())
+        AgentAt::Socket(_) => None,
+    };
+    eventually("the agent's /readyz", Duration::from_secs(20), || {
+        if !bridge.is_running() {
+            panic!("the agent exited:\n{}", bridge.log_text());
+        }
+        let status = match agent {
+            AgentAt::Socket(path) => unix_request(path, "GET", "/readyz")?.status,
+            AgentAt::Tls { port, .. } => tls
+                .as_ref()?
+                .get(&format!("https://127.0.0.1:{port}/readyz"))
+                .call()
+                .ok()?
+                .status()
+                .as_u16(),
+        };
+        (status == 200).then_some(())
     });
 }
 
@@ -726,6 +794,11 @@ pub fn request(
 
 /// One request to Envoy's admin interface on its unix socket.
 pub fn admin_request(socket: &Path, method: &str, path: &str) -> Option<Response> {
+    unix_request(socket, method, path)
+}
+
+/// One request over a unix socket (Envoy's admin, the agent's socket).
+pub fn unix_request(socket: &Path, method: &str, path: &str) -> Option<Response> {
     let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
