@@ -4,7 +4,9 @@
 //! The filter cannot open sockets, so it calls this service through an Envoy cluster; the bridge
 //! keeps a small pool of multiplexed, service-account-bound `ldap3` connections (StartTLS or
 //! LDAPS verified against a configured CA), escapes every value it puts into a filter, and
-//! answers `503` quickly instead of hanging when the directory is down. The HTTP contract and the
+//! answers `503` quickly instead of hanging when the directory is down. It listens on a unix
+//! socket (mode 0600) by default, which Envoy reaches with a `pipe` cluster and no token; TCP
+//! only with TLS and a bearer token ([`transport`]). The HTTP contract, the transports and the
 //! configuration file are documented in `docs/AGENT.md`.
 //!
 //! Build and test: `cargo test --release -p autoid-agent` (the integration tests start a
