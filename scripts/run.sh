@@ -15,12 +15,15 @@ LOGS=$RUN/logs
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
 ENVOY=${ENVOY:-$REPO/.venv/bin/envoy}
 MOTO=$REPO/.venv-moto/bin
-HTTPS_PORT=8443 HTTP_PORT=8080 BRIDGE_PORT=8389 UPSTREAM_PORT=9000 MOTO_PORT=4566
+HTTPS_PORT=8443 HTTP_PORT=8080 UPSTREAM_PORT=9000 MOTO_PORT=4566
 # moto's Secrets Manager takes any keys (it checks no signature); the agent signs with these.
 export AWS_ACCESS_KEY_ID=demo-not-a-key AWS_SECRET_ACCESS_KEY=demo-not-a-secret AWS_REGION=us-east-1
 PAYMENTS_SECRET=autoid/demo/payments-upstream
 # Envoy's admin: a unix socket (mode 0600) that `autoid gateway render` puts beside run/envoy.json.
 ADMIN_SOCKET=run/envoy-admin.sock
+# The agent: a unix socket (mode 0600, no token) that Envoy reaches with a `pipe` cluster
+# (gateway-config/gateway.json: "address": "unix:../run/agent.sock").
+AGENT_SOCKET=run/agent.sock
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 die() {
@@ -37,7 +40,7 @@ fi
 [ -x "$MOTO/moto_server" ] || die "$MOTO/moto_server is missing: run \`make deps-moto\`"
 command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
 
-for port in $HTTPS_PORT $HTTP_PORT $BRIDGE_PORT $UPSTREAM_PORT $MOTO_PORT; do
+for port in $HTTPS_PORT $HTTP_PORT $UPSTREAM_PORT $MOTO_PORT; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		die "127.0.0.1:$port is already in use (another \`make run\`?); stop it first"
 	fi
@@ -59,7 +62,6 @@ for who in alice dave; do # alice is in payments and reports; dave is in no grou
 		autoid entropy issue --epoch "$RUN/epochs/ep-1.epoch.json" --subject "$who" --out "$RUN/clients/$who.entropy"
 done
 umask 077
-[ -f "$RUN/agent.token" ] || head -c 32 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_' >"$RUN/agent.token"
 mkdir -p "$RUN/secrets"
 [ -f "$RUN/secrets/payments-upstream.token" ] ||
 	printf 'Bearer demo-payments-%s\n' "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$RUN/secrets/payments-upstream.token"
@@ -130,8 +132,7 @@ autoid gateway render --config gateway-config --out "$RUN/envoy.json" \
 
 cat >"$RUN/agent.json" <<EOF
 {
-  "listen": "127.0.0.1:$BRIDGE_PORT",
-  "token_file": "$RUN/agent.token",
+  "listen": "unix:$REPO/$AGENT_SOCKET",
   "ldap": {
     "url": "$LDAP_URL",
     "starttls": true,
@@ -150,7 +151,8 @@ EOF
 : >"$LOGS/agent.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"
 say "autoid agent"
 start "autoid agent" "$LOGS/agent.log" "$BIN/autoid-agent" --config "$RUN/agent.json"
-wait_http "autoid agent" "http://127.0.0.1:$BRIDGE_PORT/readyz" 20
+# The agent refuses to start while another one listens on the socket (another `make run`).
+wait_http "autoid agent" "http://localhost/readyz" 20 --unix-socket "$AGENT_SOCKET"
 
 say "demo upstream"
 start "demo upstream" "$LOGS/upstream.log" "$BIN/autoid-demo-upstream" --listen "127.0.0.1:$UPSTREAM_PORT"
@@ -168,7 +170,7 @@ autoid demo is running (Ctrl-C stops everything):
   https://127.0.0.1:$HTTPS_PORT   Envoy + autoid, TLS (dev CA: run/tls/ca.pem)
   http://127.0.0.1:$HTTP_PORT     Envoy + autoid, plain HTTP (local development only)
   $ADMIN_SOCKET  Envoy admin, unix socket mode 0600 (curl --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid)
-  http://127.0.0.1:$BRIDGE_PORT     autoid agent (bearer token: run/agent.token)
+  $AGENT_SOCKET      autoid agent, unix socket mode 0600, no token (curl --unix-socket $AGENT_SOCKET http://localhost/readyz)
   http://127.0.0.1:$UPSTREAM_PORT     demo upstream (echoes what it receives)
   http://127.0.0.1:$MOTO_PORT     AWS Secrets Manager (moto): payments' upstream token is $PAYMENTS_SECRET
   $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)

@@ -5,6 +5,7 @@
 //! environment variables.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,8 +18,10 @@ use crate::error::Error;
 pub const TOKEN_ENV: &str = "AUTOID_BRIDGE_TOKEN";
 /// Environment variable holding the service-account password when no file is configured.
 pub const BIND_PASSWORD_ENV: &str = "AUTOID_BRIDGE_BIND_PASSWORD";
-/// Default listen address: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8389";
+/// Default listen address: a unix socket in the current directory (mode 0600).
+pub const DEFAULT_LISTEN: &str = "unix:autoid-agent.sock";
+/// The prefix of a unix-socket listen address.
+pub const UNIX_PREFIX: &str = "unix:";
 /// Shortest bearer token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -28,6 +31,15 @@ pub const MIN_TOKEN_LEN: usize = 16;
 pub struct RawConfig {
     #[serde(default)]
     pub listen: Option<String>,
+    /// `"0600"` (default) or `"0660"`: the unix socket's permissions.
+    #[serde(default)]
+    pub socket_mode: Option<String>,
+    /// TLS for a TCP listen address.
+    #[serde(default)]
+    pub tls: Option<RawServerTls>,
+    /// Plain TCP without TLS, for development only (logged loudly).
+    #[serde(default)]
+    pub insecure_plain_tcp: bool,
     #[serde(default)]
     pub token_file: Option<PathBuf>,
     #[serde(default)]
@@ -48,6 +60,14 @@ pub struct RawConfig {
     /// `autoid gateway render --agent-credentials FILE` writes (relative: to this config file).
     #[serde(default)]
     pub credentials_file: Option<PathBuf>,
+}
+
+/// The agent's own certificate and key for a TCP listen address (PEM files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// One gateway private key (PKCS#8 PEM file) and its key id.
@@ -206,10 +226,43 @@ pub struct GroupsConfig {
     pub max_groups: usize,
 }
 
+/// Where the agent listens, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A unix socket at this path (relative: to the current directory), created with `mode`.
+    /// The file's permissions authenticate the caller; a configured token is still checked.
+    Unix { path: PathBuf, mode: u32 },
+    /// TCP with TLS (rustls); the bearer token is required.
+    Tls {
+        addr: SocketAddr,
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
+    /// TCP without TLS: `insecure_plain_tcp`, development only; the bearer token is required.
+    PlainTcp(SocketAddr),
+}
+
+impl Listen {
+    /// True when the transport needs the bearer token (TCP).
+    pub fn needs_token(&self) -> bool {
+        !matches!(self, Listen::Unix { .. })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Unix { path, .. } => write!(f, "{UNIX_PREFIX}{}", path.display()),
+            Listen::Tls { addr, .. } => write!(f, "https://{addr}"),
+            Listen::PlainTcp(addr) => write!(f, "http://{addr}"),
+        }
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    pub listen: Listen,
     pub token_file: Option<PathBuf>,
     pub request_timeout: Duration,
     pub ldap: LdapConfig,
@@ -238,12 +291,18 @@ pub const DEFAULT_GROUP_OF_UNIQUE_NAMES_FILTER: &str =
 impl Config {
     /// Reads and validates a configuration file.
     pub fn from_file(path: &Path) -> Result<Config, Error> {
+        Config::from_file_with_listen(path, None)
+    }
+
+    /// Reads and validates a configuration file, `listen` (from `--listen`) replacing the
+    /// file's `listen` before validation.
+    pub fn from_file_with_listen(path: &Path, listen: Option<&str>) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
             what: "config",
             file: path.to_owned(),
             source,
         })?;
-        let mut config = Config::from_json(&text).map_err(|e| match e {
+        let mut config = Config::from_json_with_listen(&text, listen).map_err(|e| match e {
             Error::ConfigParse { source, .. } => Error::ConfigParse {
                 file: path.to_owned(),
                 source,
@@ -260,16 +319,27 @@ impl Config {
 
     /// Parses and validates configuration text.
     pub fn from_json(text: &str) -> Result<Config, Error> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|source| Error::ConfigParse {
-            file: PathBuf::from("<inline>"),
-            source,
-        })?;
+        Config::from_json_with_listen(text, None)
+    }
+
+    fn from_json_with_listen(text: &str, listen: Option<&str>) -> Result<Config, Error> {
+        let mut raw: RawConfig =
+            serde_json::from_str(text).map_err(|source| Error::ConfigParse {
+                file: PathBuf::from("<inline>"),
+                source,
+            })?;
+        if let Some(l) = listen {
+            raw.listen = Some(l.to_owned());
+        }
         Config::try_from(raw)
     }
 
-    /// True when the listen address is not a loopback address.
+    /// True when the agent listens on TCP on a non-loopback address.
     pub fn listen_is_public(&self) -> bool {
-        !self.listen.ip().is_loopback()
+        match &self.listen {
+            Listen::Unix { .. } => false,
+            Listen::Tls { addr, .. } | Listen::PlainTcp(addr) => !addr.ip().is_loopback(),
+        }
     }
 }
 
@@ -372,14 +442,96 @@ fn parse_url(url: &str) -> Result<(bool, String), Error> {
     Ok((ldaps, host))
 }
 
+/// `listen`, `socket_mode`, `tls` and `insecure_plain_tcp`, checked together: a unix socket
+/// (the default), TCP with TLS, or plain TCP only when explicitly asked for.
+fn listen(
+    text: Option<String>,
+    socket_mode: Option<String>,
+    tls: Option<RawServerTls>,
+    insecure_plain_tcp: bool,
+) -> Result<Listen, Error> {
+    let text = text.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    if let Some(path) = text.strip_prefix(UNIX_PREFIX) {
+        if path.is_empty() || path.ends_with('/') {
+            return Err(Error::config(
+                "listen",
+                format!("{text:?}"),
+                "expected unix:<path of the socket file>",
+            ));
+        }
+        if tls.is_some() {
+            return Err(Error::config(
+                "tls",
+                format!("{text:?}"),
+                "TLS is for a TCP listen address; a unix socket is authenticated by its file permissions",
+            ));
+        }
+        if insecure_plain_tcp {
+            return Err(Error::config(
+                "insecure_plain_tcp",
+                true,
+                "only for a TCP listen address (listen is a unix socket)",
+            ));
+        }
+        let mode = match socket_mode.as_deref() {
+            None | Some("0600") => 0o600,
+            Some("0660") => 0o660,
+            Some(other) => {
+                return Err(Error::config(
+                    "socket_mode",
+                    format!("{other:?}"),
+                    "expected \"0600\" (same user) or \"0660\" (a shared group)",
+                ));
+            }
+        };
+        return Ok(Listen::Unix {
+            path: PathBuf::from(path),
+            mode,
+        });
+    }
+    let addr: SocketAddr = text.parse().map_err(|_| {
+        Error::config(
+            "listen",
+            format!("{text:?}"),
+            "expected unix:<path> or ip:port",
+        )
+    })?;
+    if let Some(m) = socket_mode {
+        return Err(Error::config(
+            "socket_mode",
+            format!("{m:?}"),
+            "only for a unix socket listen address",
+        ));
+    }
+    match (tls, insecure_plain_tcp) {
+        (Some(t), false) => Ok(Listen::Tls {
+            addr,
+            cert_file: t.cert_file,
+            key_file: t.key_file,
+        }),
+        (None, true) => Ok(Listen::PlainTcp(addr)),
+        (Some(_), true) => Err(Error::config(
+            "insecure_plain_tcp",
+            true,
+            "cannot be combined with tls: give tls, or (for development) insecure_plain_tcp",
+        )),
+        (None, false) => Err(Error::config(
+            "tls",
+            "absent",
+            format!(
+                "listen {text:?} is TCP, which needs tls {{cert_file, key_file}} and a bearer \
+                 token (use a unix socket, unix:<path>, the default; plain TCP only with \
+                 insecure_plain_tcp: true, for development)"
+            ),
+        )),
+    }
+}
+
 impl TryFrom<RawConfig> for Config {
     type Error = Error;
 
     fn try_from(raw: RawConfig) -> Result<Config, Error> {
-        let listen_text = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| Error::config("listen", &listen_text, "expected ip:port"))?;
+        let listen = listen(raw.listen, raw.socket_mode, raw.tls, raw.insecure_plain_tcp)?;
         let request_timeout = ms("request_timeout_ms", raw.request_timeout_ms, 5_000)?;
 
         let l = raw.ldap;
@@ -563,7 +715,8 @@ impl TryFrom<RawConfig> for Config {
 /// The two secrets. `Debug` never prints them.
 #[derive(Clone)]
 pub struct Secrets {
-    pub token: String,
+    /// The bearer token; `None` only on a unix socket with no token configured.
+    pub token: Option<String>,
     pub bind_password: String,
 }
 
@@ -587,27 +740,37 @@ fn read_secret(what: &'static str, file: &Path) -> Result<String, Error> {
 
 impl Secrets {
     /// Loads the secrets: a file given here (from a flag) wins over the config's file, which wins
-    /// over the environment variable.
+    /// over the environment variable. On a unix socket the token is optional (the socket's
+    /// permissions authenticate the caller); on TCP it is required.
     pub fn load(
         config: &Config,
         token_file: Option<&Path>,
         bind_password_file: Option<&Path>,
     ) -> Result<Secrets, Error> {
         let token = match token_file.or(config.token_file.as_deref()) {
-            Some(f) => read_secret("bearer token", f)?,
-            None => std::env::var(TOKEN_ENV).map_err(|_| {
-                Error::Secret(format!(
-                    "no bearer token: set token_file in the config, --token-file, or {TOKEN_ENV}"
-                ))
-            })?,
+            Some(f) => Some(read_secret("bearer token", f)?),
+            None => std::env::var(TOKEN_ENV).ok(),
         };
-        let token = token.trim().to_owned();
-        if token.len() < MIN_TOKEN_LEN {
-            return Err(Error::Secret(format!(
-                "the bearer token is too short ({} bytes, need at least {MIN_TOKEN_LEN})",
-                token.len()
-            )));
-        }
+        let token = match token {
+            Some(t) => {
+                let t = t.trim().to_owned();
+                if t.len() < MIN_TOKEN_LEN {
+                    return Err(Error::Secret(format!(
+                        "the bearer token is too short ({} bytes, need at least {MIN_TOKEN_LEN})",
+                        t.len()
+                    )));
+                }
+                Some(t)
+            }
+            None if config.listen.needs_token() => {
+                return Err(Error::Secret(format!(
+                    "no bearer token, and listen {} is TCP, which needs one: set token_file in \
+                     the config, --token-file, or {TOKEN_ENV}",
+                    config.listen
+                )));
+            }
+            None => None,
+        };
         let bind_password = match bind_password_file.or(config.ldap.bind_password_file.as_deref()) {
             Some(f) => read_secret("bind password", f)?,
             None => std::env::var(BIND_PASSWORD_ENV).map_err(|_| {
@@ -638,6 +801,13 @@ mod tests {
     fn defaults() {
         let c = Config::from_json(MIN).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            c.listen,
+            Listen::Unix {
+                path: "autoid-agent.sock".into(),
+                mode: 0o600
+            }
+        );
         assert_eq!(c.users.filter, DEFAULT_USER_FILTER);
         assert_eq!(c.groups.sources.len(), 4);
         assert_eq!(c.ldap.pool_size, 4);
@@ -689,5 +859,68 @@ mod tests {
         );
         let e = Config::from_json(&text).unwrap_err().to_string();
         assert!(e.contains("groups.sources[1]"), "{e}");
+    }
+
+    fn with(extra: &str) -> Result<Config, Error> {
+        Config::from_json(&MIN.replacen('{', &format!("{{{extra},"), 1))
+    }
+
+    #[test]
+    fn listen_transports() {
+        let c = with(r#""listen":"unix:/run/autoid/agent.sock","socket_mode":"0660""#).unwrap();
+        assert_eq!(
+            c.listen,
+            Listen::Unix {
+                path: "/run/autoid/agent.sock".into(),
+                mode: 0o660
+            }
+        );
+        let c = with(r#""listen":"127.0.0.1:8389","tls":{"cert_file":"c.pem","key_file":"k.pem"}"#)
+            .unwrap();
+        assert!(matches!(c.listen, Listen::Tls { .. }) && c.listen.needs_token());
+        let c = with(r#""listen":"127.0.0.1:8389","insecure_plain_tcp":true"#).unwrap();
+        assert_eq!(
+            c.listen,
+            Listen::PlainTcp("127.0.0.1:8389".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn tcp_without_tls_is_refused_with_the_field_path() {
+        let e = with(r#""listen":"127.0.0.1:8389""#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("tls: ") && e.contains("127.0.0.1:8389"),
+            "{e}"
+        );
+        assert!(e.contains("insecure_plain_tcp"), "{e}");
+        for (extra, path) in [
+            (
+                r#""listen":"unix:a.sock","tls":{"cert_file":"c","key_file":"k"}"#,
+                "tls",
+            ),
+            (
+                r#""listen":"unix:a.sock","insecure_plain_tcp":true"#,
+                "insecure_plain_tcp",
+            ),
+            (
+                r#""listen":"unix:a.sock","socket_mode":"0666""#,
+                "socket_mode",
+            ),
+            (
+                r#""listen":"127.0.0.1:1","socket_mode":"0600","insecure_plain_tcp":true"#,
+                "socket_mode",
+            ),
+            (
+                r#""listen":"127.0.0.1:1","insecure_plain_tcp":true,"tls":{"cert_file":"c","key_file":"k"}"#,
+                "insecure_plain_tcp",
+            ),
+            (r#""listen":"unix:""#, "listen"),
+            (r#""listen":"localhost""#, "listen"),
+        ] {
+            let e = with(extra).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{path}: ")), "{extra}: {e}");
+        }
     }
 }

@@ -28,6 +28,9 @@ pub enum Error {
     /// A secret is missing or unusable (the message never contains the secret).
     #[error("{0}")]
     Secret(String),
+    /// The listen address cannot be used (a live agent on the socket, a file in the way, …).
+    #[error("listen {listen}: {reason}")]
+    Listen { listen: String, reason: String },
     /// The CA file or TLS settings are unusable.
     #[error("tls: {0}")]
     Tls(String),

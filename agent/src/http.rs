@@ -44,7 +44,8 @@ pub struct AppState {
     sessions: Option<Arc<Sessions>>,
     streams: Option<Arc<Streams>>,
     credentials: Option<Arc<Credentials>>,
-    token_digest: [u8; 32],
+    /// `None`: no token configured (a unix socket); every caller that can connect is trusted.
+    token_digest: Option<[u8; 32]>,
     request_timeout: Duration,
 }
 
@@ -64,14 +65,16 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 }
 
 impl AppState {
-    pub fn new(directory: Arc<Directory>, token: &str) -> AppState {
+    /// `token`: the bearer token `/v1/*` requires; `None` only where the transport authenticates
+    /// the caller (a unix socket's file permissions).
+    pub fn new(directory: Arc<Directory>, token: Option<&str>) -> AppState {
         let request_timeout = directory.config().request_timeout;
         AppState {
             directory,
             sessions: None,
             streams: None,
             credentials: None,
-            token_digest: digest(token.as_bytes()),
+            token_digest: token.map(|t| digest(t.as_bytes())),
             request_timeout,
         }
     }
@@ -95,8 +98,12 @@ impl AppState {
     }
 
     /// Compares the presented bearer token with ours in constant time (both are hashed first, so
-    /// neither the content nor the length leaks through timing).
+    /// neither the content nor the length leaks through timing). Without a configured token
+    /// (a unix socket), every request is authorized: the socket's permissions decided.
     fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.token_digest else {
+            return true;
+        };
         let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -109,7 +116,7 @@ impl AppState {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return false;
         }
-        bool::from(digest(token.trim().as_bytes()).ct_eq(&self.token_digest))
+        bool::from(digest(token.trim().as_bytes()).ct_eq(expected))
     }
 }
 

@@ -6,7 +6,9 @@
 //! The filter cannot open sockets, so it calls this service through an Envoy cluster; the agent
 //! keeps a small pool of multiplexed, service-account-bound `ldap3` connections (StartTLS or
 //! LDAPS verified against a configured CA), escapes every value it puts into a filter, and
-//! answers `503` quickly instead of hanging when the directory is down. The HTTP contract and the
+//! answers `503` quickly instead of hanging when the directory is down. It listens on a unix
+//! socket (mode 0600) by default, which Envoy reaches with a `pipe` cluster and no token; TCP
+//! only with TLS and a bearer token ([`transport`]). The HTTP contract, the transports and the
 //! configuration file are documented in `docs/AGENT.md`.
 //!
 //! Build and test: `cargo test --release -p autoid-agent` (the integration tests start a
@@ -33,8 +35,10 @@ pub mod sessions;
 pub mod streams;
 /// rustls client configuration from a CA file.
 pub mod tls;
+/// Where the agent listens: a unix socket (default), TCP with TLS, or plain TCP for development.
+pub mod transport;
 
-pub use config::{Config, Secrets};
+pub use config::{Config, Listen, Secrets};
 pub use credentials::Credentials;
 pub use directory::Directory;
 pub use error::Error;

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use autoid_agent::{AppState, Config, Credentials, Directory, Secrets, Sessions, Streams, router};
+use autoid_agent::{
+    AppState, Config, Credentials, Directory, Listen, Secrets, Sessions, Streams, router, transport,
+};
 use clap::{Parser, ValueEnum};
 use tracing::{error, info, warn};
 
@@ -24,7 +26,8 @@ struct Args {
     /// The JSON configuration file.
     #[arg(long, env = "AUTOID_BRIDGE_CONFIG")]
     config: PathBuf,
-    /// Listen address (overrides `listen` in the config; default 127.0.0.1:8389).
+    /// Listen address, `unix:<path>` or `ip:port` (overrides `listen` in the config; default
+    /// unix:autoid-agent.sock, relative to the current directory). TCP needs `tls` in the config.
     #[arg(long)]
     listen: Option<String>,
     /// File holding the bearer token (overrides `token_file`).
@@ -122,12 +125,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
 
-    let mut config = Config::from_file(&args.config).context("invalid configuration")?;
-    if let Some(listen) = &args.listen {
-        config.listen = listen
-            .parse()
-            .with_context(|| format!("--listen: expected ip:port, got {listen:?}"))?;
-    }
+    let config = Config::from_file_with_listen(&args.config, args.listen.as_deref())
+        .context("invalid configuration")?;
     let secrets = Secrets::load(
         &config,
         args.token_file.as_deref(),
@@ -144,8 +143,19 @@ async fn main() -> anyhow::Result<()> {
     if !l.ldaps && !l.starttls && !matches!(l.host.as_str(), "127.0.0.1" | "localhost" | "::1") {
         warn!(url = %l.url, "LDAP without TLS to a non-loopback host: passwords cross the network in clear (set ldap.starttls or use ldaps://)");
     }
+    if let Listen::PlainTcp(addr) = &config.listen {
+        warn!(listen = %addr, "!!! insecure_plain_tcp is ON: the bearer token and every answer cross TCP in clear; for development only (use the unix socket, or tls) !!!");
+    }
     if config.listen_is_public() {
-        warn!(listen = %config.listen, "!!! listening on a NON-LOOPBACK address: the bridge answers anyone who can reach this port and holds the token; keep it behind the gateway !!!");
+        warn!(listen = %config.listen, "!!! listening on a NON-LOOPBACK address: the agent answers anyone who can reach this port and holds the token; keep it behind the gateway !!!");
+    }
+    if let Listen::Tls {
+        cert_file,
+        key_file,
+        ..
+    } = &config.listen
+    {
+        transport::server_config(cert_file, key_file).context("cannot load the TLS identity")?;
     }
 
     let config = Arc::new(config);
@@ -173,10 +183,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let bound = transport::bind(&config.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let addr = listener.local_addr()?;
+        .context("cannot listen")?;
     let _keepalive = directory.spawn_keepalive();
     let ready = match directory.warm_up().await {
         Ok(()) => directory.check_ready().await,
@@ -186,10 +195,14 @@ async fn main() -> anyhow::Result<()> {
         Ok(()) => info!("directory reachable"),
         Err(e) => warn!(error = %e, "directory not reachable yet; /readyz answers 503 until it is"),
     }
+    if secrets.token.is_none() {
+        info!("no bearer token configured: the socket's file permissions authenticate callers");
+    }
     let sessions =
         Arc::new(Sessions::load(&config.session_keys).context("cannot load session keys")?);
     info!(kids = ?sessions.kids(), "unwrapping sessions for these gateway keys (kid, not_after)");
-    let mut state = AppState::new(directory, &secrets.token).with_sessions(sessions.clone());
+    let mut state =
+        AppState::new(directory, secrets.token.as_deref()).with_sessions(sessions.clone());
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(args.config.clone(), sessions));
     if let Some(streams) = streams {
@@ -203,9 +216,9 @@ async fn main() -> anyhow::Result<()> {
         state = state.with_credentials(credentials);
     }
     let app = router(state);
-    info!(%addr, url = %config.ldap.url, "autoid-agent listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+    info!(addr = %bound.address(), transport = bound.transport(), url = %config.ldap.url, "autoid-agent listening");
+    bound
+        .serve(app, shutdown_signal())
         .await
         .context("server error")?;
     info!("stopped");

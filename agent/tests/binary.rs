@@ -1,5 +1,6 @@
 //! The built `autoid-agent` binary: config file, secrets from a file and the environment,
-//! JSON request logs without secrets, graceful shutdown on SIGTERM.
+//! JSON request logs without secrets, graceful shutdown on SIGTERM; its unix socket (the
+//! default) and its TLS listener; plain TCP refused.
 // Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
 // covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,8 +12,207 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{TOKEN, config, shared};
-use serde_json::Value;
+use common::{TOKEN, config, dev_tls, shared, unix_request};
+use serde_json::{Value, json};
+
+/// Starts the binary and waits for its "listening" log line: (child, stderr lines, address).
+fn start(
+    cfg: &std::path::Path,
+    token: Option<&str>,
+) -> (
+    std::process::Child,
+    mpsc::Receiver<String>,
+    Vec<String>,
+    String,
+) {
+    let exe = env!("CARGO_BIN_EXE_autoid-agent");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--log-format", "json", "--config"])
+        .arg(cfg)
+        .env_remove("AUTOID_BRIDGE_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(t) = token {
+        cmd.env("AUTOID_BRIDGE_TOKEN", t);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let addr = loop {
+        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no listening line:\n{}", lines.join("\n"));
+            }
+        };
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        lines.push(line);
+        if v["message"] == "autoid-agent listening" {
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    (child, rx, lines, addr)
+}
+
+fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent did not exit after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn binary_on_the_default_socket_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.json");
+    let mut c = config(shared());
+    let o = c.as_object_mut().unwrap();
+    o.remove("listen");
+    o.remove("insecure_plain_tcp");
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    // `listen` absent: unix:autoid-agent.sock, relative to the current directory.
+    let exe = env!("CARGO_BIN_EXE_autoid-agent");
+    let mut child = Command::new(exe)
+        .args(["--log-format", "json", "--config"])
+        .arg(&cfg)
+        .current_dir(dir.path())
+        .env_remove("AUTOID_BRIDGE_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = dir.path().join("autoid-agent.sock");
+    let up = common::wait_until(Duration::from_secs(15), || {
+        socket.exists() && unix_request(&socket, "GET", "/readyz", None, None).0 == 200
+    });
+    if !up {
+        let _ = child.kill();
+        panic!("the agent's socket never became ready");
+    }
+    let (status, body) = unix_request(&socket, "GET", "/v1/groups?subject=carol", None, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["groups"], json!(["admins", "reports"]));
+    let status = sigterm_and_wait(&mut child);
+    assert!(status.success(), "{status}");
+    assert!(!socket.exists(), "the socket outlived SIGTERM");
+}
+
+#[test]
+fn binary_refuses_plain_tcp_without_the_opt_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.json");
+    let mut c = config(shared());
+    c.as_object_mut().unwrap().remove("insecure_plain_tcp");
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
+        .args(["--check-config", "--config"])
+        .arg(&cfg)
+        .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("tls: ") && stderr.contains("insecure_plain_tcp"),
+        "{stderr}"
+    );
+
+    // --listen is validated like the file's `listen`.
+    let mut c = config(shared());
+    let o = c.as_object_mut().unwrap();
+    o.remove("insecure_plain_tcp");
+    o.insert("listen".into(), json!("unix:agent.sock"));
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
+        .args(["--check-config", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("tls: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn binary_over_tls_needs_the_token_and_answers_readyz() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = dev_tls(dir.path());
+    let cfg = dir.path().join("agent.json");
+    let mut c = config(shared());
+    let o = c.as_object_mut().unwrap();
+    o.remove("insecure_plain_tcp");
+    o.insert("tls".into(), json!({"cert_file": cert, "key_file": key}));
+    std::fs::write(&cfg, c.to_string()).unwrap();
+
+    // No token: refused before listening.
+    let out = Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
+        .args(["--check-config", "--config"])
+        .arg(&cfg)
+        .env_remove("AUTOID_BRIDGE_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no bearer token"),
+        "{stderr}"
+    );
+
+    let (mut child, _rx, _lines, addr) = start(&cfg, Some(TOKEN));
+    assert!(addr.starts_with("https://127.0.0.1:"), "{addr}");
+    let pem = std::fs::read(&ca).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                    ureq::tls::Certificate::from_pem(&pem).unwrap(),
+                ])))
+                .build(),
+        )
+        .build()
+        .into();
+    let ready = common::wait_until(Duration::from_secs(15), || {
+        agent
+            .get(&format!("{addr}/readyz"))
+            .call()
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    });
+    assert!(ready, "/readyz over TLS never answered 200");
+    let status = |auth: Option<&str>| {
+        let mut req = agent.get(&format!("{addr}/v1/groups?subject=carol"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.call().unwrap().status().as_u16()
+    };
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some(&format!("Bearer {TOKEN}"))), 200);
+    assert!(sigterm_and_wait(&mut child).success());
+}
 
 #[test]
 fn binary_serves_logs_and_stops_on_sigterm() {
@@ -71,7 +271,7 @@ fn binary_serves_logs_and_stops_on_sigterm() {
         .build()
         .into();
     let mut resp = agent
-        .get(&format!("http://{addr}/v1/groups?subject=carol"))
+        .get(&format!("{addr}/v1/groups?subject=carol"))
         .header("authorization", &format!("Bearer {TOKEN}"))
         .call()
         .unwrap();
@@ -79,7 +279,7 @@ fn binary_serves_logs_and_stops_on_sigterm() {
     let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
     assert_eq!(body["groups"], serde_json::json!(["admins", "reports"]));
     let mut resp = agent
-        .post(&format!("http://{addr}/v1/authenticate"))
+        .post(&format!("{addr}/v1/authenticate"))
         .header("authorization", &format!("Bearer {TOKEN}"))
         .header("content-type", "application/json")
         .send(r#"{"username":"carol","password":"carol-pass"}"#)
@@ -130,6 +330,8 @@ fn binary_serves_logs_and_stops_on_sigterm() {
     assert!(requests[0]["latency_us"].is_u64());
     assert_eq!(requests[1]["outcome"], "authenticated");
     assert!(all.contains("SIGTERM received"), "{all}");
+    // The common config opts in to plain TCP: loud in the log.
+    assert!(all.contains("insecure_plain_tcp is ON"), "{all}");
 }
 
 #[test]

@@ -1,17 +1,14 @@
 //! Arm (e)'s directory: Debian slapd (`openldap/run_ldap.sh`, seeded with alice in `payments`)
-//! and the real `autoid-agent` in front of it, both started for the run and stopped after.
+//! and the real `autoid-agent` in front of it on its unix socket (the default deployment: no
+//! token), both started for the run and stopped after.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::envoy::{unix_get, write_private};
 use anyhow::{Context, Result, bail};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-use crate::envoy::{free_port, http_get, write_private};
 
 /// slapd and the bridge, running.
 #[derive(Debug)]
@@ -19,10 +16,8 @@ pub struct Directory {
     repo: PathBuf,
     state: PathBuf,
     bridge: Child,
-    /// The bridge's port (the Envoy cluster's endpoint).
-    pub bridge_port: u16,
-    /// The bridge's bearer token.
-    pub token: String,
+    /// The agent's unix socket (the Envoy cluster's `pipe` endpoint).
+    pub socket: PathBuf,
     /// slapd's pid.
     pub slapd_pid: u32,
 }
@@ -66,12 +61,7 @@ impl Directory {
         };
         let slapd_pid: u32 = get("LDAP_PID")?.parse().context("LDAP_PID")?;
 
-        let mut raw = [0u8; 24];
-        getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("getrandom: {e}"))?;
-        let token = URL_SAFE_NO_PAD.encode(raw);
-        let token_file = dir.join("agent.token");
-        write_private(&token_file, token.as_bytes())?;
-        let bridge_port = free_port()?;
+        let socket = dir.join("agent.sock");
         let mut session_keys = Vec::new();
         if let Some((kid, pem)) = session_key {
             let file = dir.join(format!("{kid}.key.pem"));
@@ -79,8 +69,7 @@ impl Directory {
             session_keys.push(serde_json::json!({ "kid": kid, "private_key_file": file }));
         }
         let config = serde_json::json!({
-            "listen": format!("127.0.0.1:{bridge_port}"),
-            "token_file": token_file,
+            "listen": format!("unix:{}", socket.display()),
             "ldap": {
                 "url": get("LDAP_URL")?,
                 "starttls": true,
@@ -112,11 +101,9 @@ impl Directory {
             repo: repo.to_owned(),
             state,
             bridge,
-            bridge_port,
-            token,
+            socket,
             slapd_pid,
         };
-        let addr = SocketAddr::from(([127, 0, 0, 1], bridge_port));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = d.bridge.try_wait()? {
@@ -125,7 +112,7 @@ impl Directory {
                     dir.display()
                 );
             }
-            if matches!(http_get(addr, "/readyz"), Ok((200, _))) {
+            if matches!(unix_get(&d.socket, "/readyz"), Ok((200, _))) {
                 return Ok(d);
             }
             if Instant::now() > deadline {

@@ -69,6 +69,21 @@ pub fn jwt_filter(issuer: &str, jwks: &str) -> Value {
 }
 
 /// A static cluster with one loopback endpoint.
+/// A cluster on a unix socket (Envoy's `pipe` address), as `autoid gateway render` makes the
+/// agent's.
+pub fn pipe_cluster(name: &str, socket: &std::path::Path) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [ { "lb_endpoints": [ { "endpoint": { "address": {
+                "pipe": { "path": socket } } } } ] } ]
+        }
+    })
+}
+
 pub fn cluster(name: &str, port: u16) -> Value {
     json!({
         "name": name,
@@ -247,8 +262,19 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn http(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    exchange(s, method, path)
+}
+
+/// A GET over a unix socket (the agent's), `connection: close`.
+pub fn unix_get(socket: &std::path::Path, path: &str) -> Result<(u16, String)> {
+    let s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    exchange(s, "GET", path)
+}
+
+fn exchange(mut s: impl Read + Write, method: &str, path: &str) -> Result<(u16, String)> {
     write!(
         s,
         "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"

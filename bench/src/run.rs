@@ -247,10 +247,9 @@ impl Bench<'_> {
     /// per source): what a flood meets in a default deployment.
     fn autoid_config(&self, arm: Arm, phase: Phase) -> Result<String> {
         let groups = match (arm, &self.directory) {
-            (Arm::Directory, Some(d)) => json!({ "directory": {
+            (Arm::Directory, Some(_)) => json!({ "directory": {
                 "cluster": "autoid_agent",
                 "authority": "autoid-agent",
-                "token": d.token,
                 "timeout_ms": 2000,
                 "positive_ttl_secs": 0,
                 "negative_ttl_secs": 0,
@@ -282,13 +281,13 @@ impl Bench<'_> {
             if phase == Phase::Flood {
                 c.remove("cold_path");
             }
-            if let (true, Some(d)) = (phase.keys_at_agent(arm), &self.directory) {
+            if let (true, Some(_)) = (phase.keys_at_agent(arm), &self.directory) {
                 // The key id only: the agent holds the key and unwraps each session.
                 c.insert("keys".into(), json!([{ "kid": self.gateway.kid() }]));
                 c.insert(
                     "agent".into(),
                     json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
-                            "token": d.token, "timeout_ms": 5000 }),
+                            "timeout_ms": 5000 }),
                 );
             }
         }
@@ -306,7 +305,7 @@ impl Bench<'_> {
                     arm.needs_bridge() || phase.keys_at_agent(arm),
                     &self.directory,
                 ) {
-                    clusters.push(envoy::cluster("autoid_agent", d.bridge_port));
+                    clusters.push(envoy::pipe_cluster("autoid_agent", &d.socket));
                 }
                 vec![envoy::wasm_filter(
                     "autoid",

@@ -388,7 +388,10 @@ fn with_session_keys_at_the_agent_the_bootstrap_names_key_ids_only() {
     let config = wasm_filter_config(&bootstrap);
     assert_eq!(config["keys"], serde_json::json!([{ "kid": "demo-1" }]));
     assert_eq!(config["agent"]["cluster"], "autoid_agent");
-    assert_eq!(config["agent"]["token"], config["directory"]["token"]);
+    // The agent is on a unix socket: no token for either callout.
+    assert_eq!(config["agent"]["authority"], "autoid-agent");
+    assert!(config["agent"].get("token").is_none(), "{config}");
+    assert!(config["directory"].get("token").is_none(), "{config}");
     assert_eq!(config["agent"]["any_key"], true);
 }
 
@@ -458,6 +461,67 @@ fn with_epochs_at_the_agent_the_bootstrap_holds_no_epoch_secret() {
     assert!(
         stderr.contains("plugin.epochs: \"agent\" needs `directory`"),
         "{stderr}"
+    );
+}
+
+fn agent_cluster(bootstrap: &Value) -> Value {
+    bootstrap["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "autoid_agent")
+        .unwrap_or_else(|| panic!("no autoid_agent cluster: {bootstrap}"))
+        .clone()
+}
+
+/// Replaces the example's `directory` object.
+fn with_directory(dir: &Path, directory: Value) {
+    let path = dir.join("gateway.json");
+    let mut g: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    g["directory"] = directory;
+    std::fs::write(&path, g.to_string()).unwrap();
+}
+
+#[test]
+fn a_socket_agent_is_a_pipe_cluster_and_no_token_is_rendered() {
+    let dir = example_copy();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let bootstrap: Value = serde_json::from_str(&text).unwrap();
+    let c = agent_cluster(&bootstrap);
+    assert_eq!(c["type"], "STATIC");
+    let address = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+    assert_eq!(
+        address["pipe"]["path"],
+        dir.path().join("agent.sock").to_str().unwrap(),
+        "relative to the config directory"
+    );
+    assert!(c.get("transport_socket").is_none(), "{c}");
+    let config = wasm_filter_config(&bootstrap);
+    assert_eq!(config["directory"]["authority"], "autoid-agent");
+    assert!(config["directory"].get("token").is_none(), "{config}");
+
+    // A token with a socket address is refused: it would only sit in config_dump.
+    std::fs::write(
+        dir.path().join("agent.token"),
+        "0123456789abcdef-agent-token",
+    )
+    .unwrap();
+    with_directory(
+        dir.path(),
+        serde_json::json!({"address": "unix:agent.sock", "token": {"file": "agent.token"}}),
+    );
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 3);
+    let e = stderr(&o);
+    assert!(
+        e.contains("gateway.json: directory.token: not used with a unix socket address"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("0123456789abcdef"),
+        "the token in an error: {e}"
     );
 }
 
@@ -537,4 +601,64 @@ fn agent_resolved_sources_go_to_the_agent_credentials_file_and_nowhere_in_the_bo
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_tcp_agent_gets_tls_and_the_token() {
+    let dir = example_copy();
+    let token = "0123456789abcdef-agent-token";
+    std::fs::write(dir.path().join("agent.token"), token).unwrap();
+    with_directory(
+        dir.path(),
+        serde_json::json!({"address": "127.0.0.1:8389", "token": {"file": "agent.token"},
+                           "ca_file": "demo-secrets/tls/server.cert.pem"}),
+    );
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let bootstrap: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let c = agent_cluster(&bootstrap);
+    let address = &c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+    assert_eq!(address["socket_address"]["port_value"], 8389);
+    let tls = &c["transport_socket"]["typed_config"];
+    assert_eq!(
+        tls["@type"],
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    );
+    let validation = &tls["common_tls_context"]["validation_context"];
+    assert_eq!(
+        validation["trusted_ca"]["filename"],
+        dir.path()
+            .join("demo-secrets/tls/server.cert.pem")
+            .to_str()
+            .unwrap()
+    );
+    assert_eq!(
+        validation["match_typed_subject_alt_names"][0],
+        serde_json::json!({"san_type": "IP_ADDRESS", "matcher": {"exact": "127.0.0.1"}})
+    );
+    assert!(tls.get("sni").is_none(), "no IP address as SNI: {tls}");
+    let config = wasm_filter_config(&bootstrap);
+    assert_eq!(config["directory"]["token"], token);
+    assert_eq!(config["directory"]["authority"], "127.0.0.1:8389");
+
+    for (directory, expected) in [
+        (
+            serde_json::json!({"address": "127.0.0.1:8389", "ca_file": "demo-secrets/tls/server.cert.pem"}),
+            "gateway.json: directory.token: required for a TCP agent address",
+        ),
+        (
+            serde_json::json!({"address": "127.0.0.1:8389", "token": {"file": "agent.token"}}),
+            "gateway.json: directory.ca_file: required for a TCP agent address",
+        ),
+        (
+            serde_json::json!({"address": "unix:", "token": {"file": "agent.token"}}),
+            "gateway.json: directory.address: expected unix:<socket path> or host:port (value: \"unix:\")",
+        ),
+    ] {
+        with_directory(dir.path(), directory);
+        let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+        assert_code(&o, 3);
+        let e = stderr(&o);
+        assert!(e.contains(expected), "{e}");
+    }
 }

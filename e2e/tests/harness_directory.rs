@@ -1,11 +1,12 @@
-//! The filter hosted by our wasmtime harness (host-tests), calling the REAL bridge over HTTP,
-//! which asks the REAL slapd: the directory path end to end without Envoy.
+//! The filter hosted by our wasmtime harness (host-tests), calling the REAL agent over HTTP on
+//! its unix socket (as Envoy's `pipe` cluster does, no token), which asks the REAL slapd: the
+//! directory path end to end without Envoy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::UNIX_EPOCH;
 
@@ -14,7 +15,7 @@ use autoid_protocol::Request;
 use autoid_protocol::client::Session;
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::keys::GatewayKey;
-use common::{Proc, Slapd, TOKEN, bin, free_port, wait_ready_bridge, wasm};
+use common::{AgentAt, Proc, Slapd, bin, wait_ready_bridge, wasm};
 use rsa::rand_core::UnwrapErr;
 use serde_json::json;
 
@@ -26,7 +27,7 @@ const PATH: &str = "/v1/payments";
 struct Directory {
     _slapd: Slapd,
     _bridge: Proc,
-    addr: SocketAddr,
+    socket: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -34,11 +35,9 @@ fn directory() -> Directory {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let slapd = Slapd::start(&d.join("ldap"));
-    std::fs::write(d.join("agent.token"), TOKEN).unwrap();
-    let port = free_port();
+    let socket = d.join("agent.sock");
     let config = json!({
-        "listen": format!("127.0.0.1:{port}"),
-        "token_file": d.join("agent.token"),
+        "listen": format!("unix:{}", socket.display()),
         "ldap": {
             "url": slapd.ldap_url,
             "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
@@ -56,21 +55,20 @@ fn directory() -> Directory {
             .arg(d.join("agent.json")),
         &d.join("bridge.log"),
     );
-    wait_ready_bridge(port, &mut bridge);
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_ready_bridge(&AgentAt::Socket(socket.clone()), &mut bridge);
     Directory {
         _slapd: slapd,
         _bridge: bridge,
-        addr,
+        socket,
         _dir: dir,
     }
 }
 
-fn gateway(bridge: SocketAddr, epoch: &Epoch) -> Gateway {
+fn gateway(bridge: &Path, epoch: &Epoch) -> Gateway {
     let config = json!({
         "keys": [{"kid": KID, "private_key_pem": KEY_PEM}],
         "epochs": [serde_json::from_str::<serde_json::Value>(&epoch.to_json()).unwrap()],
-        "directory": {"cluster": "autoid_agent", "authority": "autoid-agent", "token": TOKEN,
+        "directory": {"cluster": "autoid_agent", "authority": "autoid-agent",
                       "timeout_ms": 5000, "positive_ttl_secs": 60, "negative_ttl_secs": 10},
         "apis": {"payments": {
             "require": {"any_of": ["payments"]},
@@ -83,7 +81,7 @@ fn gateway(bridge: SocketAddr, epoch: &Epoch) -> Gateway {
         .gateway()
         .plugin_config(config.to_string())
         .workers(2)
-        .cluster_http("autoid_agent", bridge)
+        .cluster_unix("autoid_agent", bridge)
         .build()
         .unwrap()
 }
@@ -116,7 +114,7 @@ fn send_as(gw: &Gateway, epoch: &Epoch, subject: &str, worker: usize) -> Outcome
 fn the_harness_hosted_filter_authorizes_through_the_real_bridge_and_slapd() {
     let dir = directory();
     let epoch = Epoch::new("ep-1", [7; 32], 65536, 64).unwrap();
-    let gw = gateway(dir.addr, &epoch);
+    let gw = gateway(&dir.socket, &epoch);
 
     // alice is in `payments` (posixGroup) in the seeded directory.
     match send_as(&gw, &epoch, "alice", 0) {

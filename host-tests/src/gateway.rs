@@ -160,6 +160,11 @@ impl GatewayBuilder {
         self.cluster(name, Cluster::Http(address))
     }
 
+    /// Callouts to `name` go to a real HTTP/1.1 server on the unix socket `path`.
+    pub fn cluster_unix(self, name: &str, path: impl Into<std::path::PathBuf>) -> Self {
+        self.cluster(name, Cluster::Unix(path.into()))
+    }
+
     /// Callouts to `name` time out.
     pub fn cluster_timeout(self, name: &str) -> Self {
         self.cluster(name, Cluster::Timeout)

@@ -80,6 +80,8 @@ pub enum Cluster {
     Scripted(CalloutHandler),
     /// By a real HTTP/1.1 server at this address; the callout's timeout is honoured in real time.
     Http(SocketAddr),
+    /// By a real HTTP/1.1 server on this unix socket (Envoy's `pipe` cluster address).
+    Unix(std::path::PathBuf),
     /// Never: every callout fails as an Envoy timeout does (no headers, no body). The virtual
     /// clock does not move.
     Timeout,
@@ -90,6 +92,7 @@ impl fmt::Debug for Cluster {
         match self {
             Cluster::Scripted(_) => f.write_str("Scripted(..)"),
             Cluster::Http(address) => write!(f, "Http({address})"),
+            Cluster::Unix(path) => write!(f, "Unix({})", path.display()),
             Cluster::Timeout => f.write_str("Timeout"),
         }
     }
@@ -157,6 +160,7 @@ pub(crate) fn answer(cluster: &Cluster, request: &CalloutRequest) -> Result<Call
     match cluster {
         Cluster::Scripted(handler) => Ok(handler(request)),
         Cluster::Http(address) => crate::http_client::send(*address, request),
+        Cluster::Unix(path) => crate::http_client::send_unix(path, request),
         Cluster::Timeout => Err(format!(
             "timed out after {} ms (cluster {} is set to time out)",
             request.timeout.as_millis(),

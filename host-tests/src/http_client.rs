@@ -2,6 +2,8 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::http_call::{CalloutReply, CalloutRequest};
@@ -9,24 +11,86 @@ use crate::http_call::{CalloutReply, CalloutRequest};
 /// The timeout used when the filter asks for none (0 ms).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Sends the callout to `address` and reads the whole response, or says why not.
-pub(crate) fn send(address: SocketAddr, request: &CalloutRequest) -> Result<CalloutReply, String> {
-    let timeout = if request.timeout.is_zero() {
+/// A connected stream whose read and write timeouts can be set.
+trait Stream: Read + Write {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()> {
+        if write.is_some() {
+            self.set_write_timeout(write)?;
+        }
+        if read.is_some() {
+            self.set_read_timeout(read)?;
+        }
+        Ok(())
+    }
+}
+
+impl Stream for UnixStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()> {
+        if write.is_some() {
+            self.set_write_timeout(write)?;
+        }
+        if read.is_some() {
+            self.set_read_timeout(read)?;
+        }
+        Ok(())
+    }
+}
+
+fn timeout_of(request: &CalloutRequest) -> Duration {
+    if request.timeout.is_zero() {
         DEFAULT_TIMEOUT
     } else {
         request.timeout
-    };
+    }
+}
+
+/// Sends the callout to `address` and reads the whole response, or says why not.
+pub(crate) fn send(address: SocketAddr, request: &CalloutRequest) -> Result<CalloutReply, String> {
+    let timeout = timeout_of(request);
     let deadline = Instant::now() + timeout;
+    let remaining = deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("timed out after {} ms", timeout.as_millis()))?;
+    let stream = TcpStream::connect_timeout(&address, remaining)
+        .map_err(|e| format!("connect to {address}: {e}"))?;
+    exchange(stream, &address.to_string(), request, timeout, deadline)
+}
+
+/// Sends the callout over the unix socket at `path` (a local connect does not block).
+pub(crate) fn send_unix(path: &Path, request: &CalloutRequest) -> Result<CalloutReply, String> {
+    let timeout = timeout_of(request);
+    let deadline = Instant::now() + timeout;
+    let stream =
+        UnixStream::connect(path).map_err(|e| format!("connect to {}: {e}", path.display()))?;
+    exchange(
+        stream,
+        &path.display().to_string(),
+        request,
+        timeout,
+        deadline,
+    )
+}
+
+fn exchange(
+    mut stream: impl Stream,
+    address: &str,
+    request: &CalloutRequest,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<CalloutReply, String> {
     let remaining = || {
         deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| format!("timed out after {} ms", timeout.as_millis()))
     };
-    let mut stream = TcpStream::connect_timeout(&address, remaining()?)
-        .map_err(|e| format!("connect to {address}: {e}"))?;
     stream
-        .set_write_timeout(Some(remaining()?))
+        .set_timeouts(None, Some(remaining()?))
         .map_err(|e| e.to_string())?;
     stream
         .write_all(&serialize(request))
@@ -38,7 +102,7 @@ pub(crate) fn send(address: SocketAddr, request: &CalloutRequest) -> Result<Call
             return Ok(reply);
         }
         stream
-            .set_read_timeout(Some(remaining()?))
+            .set_timeouts(Some(remaining()?), None)
             .map_err(|e| e.to_string())?;
         match stream.read(&mut chunk) {
             Ok(0) => {

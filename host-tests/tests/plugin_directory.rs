@@ -138,6 +138,23 @@ fn the_authority_defaults_to_the_cluster_name() {
 }
 
 #[test]
+fn without_a_token_the_callout_carries_no_authorization_header() {
+    // An agent on a unix socket (Envoy's `pipe` cluster): its file permissions authenticate
+    // Envoy, and no token is in the filter's configuration.
+    let bridge = Bridge::default();
+    bridge.set("alice", Answer::Groups(vec!["payments"]));
+    let mut fx = Fixture::directory(bridge.cluster());
+    common::autoid::remove(&mut fx.config, "/directory/token");
+    let gw = fx.build();
+    let mut alice = Client::open(&gw, "alice");
+    upstream(&alice.get(&gw, "payments", PATH).send());
+    let calls = gw.callouts();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].header(":path"), Some("/v1/groups?subject=alice"));
+    assert!(calls[0].header("authorization").is_none(), "{:?}", calls[0]);
+}
+
+#[test]
 fn subjects_are_percent_encoded_and_metacharacters_never_reach_the_bridge() {
     // The canonical grammar keeps LDAP metacharacters out of subjects altogether (a proof naming
     // one is refused before any callout); what it allows is still percent-encoded in the query.

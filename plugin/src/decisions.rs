@@ -273,7 +273,7 @@ mod tests {
         Directory {
             cluster: "bridge".into(),
             authority: "bridge".into(),
-            token: "t".repeat(16),
+            token: Some("t".repeat(16)),
             timeout_ms: 100,
             positive_ttl_secs: 60,
             negative_ttl_secs: 10,

@@ -120,14 +120,8 @@ impl Root {
                 continue;
             }
             let path = credentials_path(name);
-            let auth = format!("Bearer {}", agent.token);
-            let headers = vec![
-                (":method", "GET"),
-                (":path", path.as_str()),
-                (":authority", agent.authority.as_str()),
-                ("authorization", auth.as_str()),
-                ("accept", "application/json"),
-            ];
+            let auth = bearer(agent);
+            let headers = agent_headers(agent, "GET", &path, auth.as_deref());
             let timeout = Duration::from_millis(agent.timeout_ms);
             match self.dispatch_http_call(&agent.cluster, headers, None, vec![], timeout) {
                 Ok(token) => {
@@ -567,14 +561,8 @@ impl Http {
             return Action::Pause;
         };
         let path = credentials_path(&self.route);
-        let auth = format!("Bearer {}", agent.token);
-        let headers = vec![
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", agent.authority.as_str()),
-            ("authorization", auth.as_str()),
-            ("accept", "application/json"),
-        ];
+        let auth = bearer(agent);
+        let headers = agent_headers(agent, "GET", &path, auth.as_deref());
         let timeout = Duration::from_millis(agent.timeout_ms);
         match self.dispatch_http_call(&agent.cluster, headers, None, vec![], timeout) {
             Ok(_) => {
@@ -730,14 +718,16 @@ impl Http {
             }
         }
         let path = groups_path(subject);
-        let auth = format!("Bearer {}", directory.token);
-        let headers = vec![
+        let auth = directory.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
             (":authority", directory.authority.as_str()),
-            ("authorization", auth.as_str()),
             ("accept", "application/json"),
         ];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth.as_str()));
+        }
         let timeout = Duration::from_millis(directory.timeout_ms);
         match self.dispatch_http_call(&directory.cluster, headers, None, vec![], timeout) {
             Ok(_) => {
@@ -890,15 +880,9 @@ impl Http {
 
     /// POSTs a JSON body to the agent: whether the callout was dispatched.
     fn post_to_agent(&self, agent: &Agent, path: &str, body: &[u8]) -> bool {
-        let auth = format!("Bearer {}", agent.token);
-        let headers = vec![
-            (":method", "POST"),
-            (":path", path),
-            (":authority", agent.authority.as_str()),
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-            ("accept", "application/json"),
-        ];
+        let auth = bearer(agent);
+        let mut headers = agent_headers(agent, "POST", path, auth.as_deref());
+        headers.push(("content-type", "application/json"));
         let timeout = Duration::from_millis(agent.timeout_ms);
         let sent = self
             .dispatch_http_call(&agent.cluster, headers, Some(body), vec![], timeout)
@@ -1251,6 +1235,31 @@ impl HttpContext for Http {
             Pending::Nothing => Action::Continue,
         }
     }
+}
+
+/// The `authorization` value for the agent's callouts: none over a unix socket, whose
+/// permissions are the authentication.
+fn bearer(agent: &Agent) -> Option<String> {
+    agent.token.as_ref().map(|t| format!("Bearer {t}"))
+}
+
+/// The headers of a callout to the agent (a JSON API): method, path, authority, the token if any.
+fn agent_headers<'a>(
+    agent: &'a Agent,
+    method: &'a str,
+    path: &'a str,
+    auth: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![
+        (":method", method),
+        (":path", path),
+        (":authority", agent.authority.as_str()),
+        ("accept", "application/json"),
+    ];
+    if let Some(auth) = auth {
+        headers.push(("authorization", auth));
+    }
+    headers
 }
 
 /// The session plaintext in the agent's 200 reply, and when its key retires.

@@ -86,7 +86,10 @@ struct RawAgent {
     cluster: String,
     #[serde(default)]
     authority: Option<String>,
-    token: String,
+    /// Absent when the cluster reaches the agent over a unix socket (its permissions
+    /// authenticate Envoy): then no `authorization` header is sent.
+    #[serde(default)]
+    token: Option<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
     #[serde(default)]
@@ -156,7 +159,10 @@ struct RawDirectory {
     cluster: String,
     #[serde(default)]
     authority: Option<String>,
-    token: String,
+    /// Absent when the cluster reaches the agent over a unix socket (its permissions
+    /// authenticate Envoy): then no `authorization` header is sent.
+    #[serde(default)]
+    token: Option<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
     #[serde(default)]
@@ -269,8 +275,9 @@ pub struct Agent {
     pub cluster: String,
     /// The `:authority` of the callout.
     pub authority: String,
-    /// The agent's bearer token (a secret).
-    pub token: String,
+    /// The agent's bearer token (a secret); `None`: the agent is reached over a unix socket and
+    /// the callout carries no `authorization` header.
+    pub token: Option<String>,
     /// Callout timeout.
     pub timeout_ms: u64,
     /// Sessions under any key id the filter holds no private key for go to the agent, so a
@@ -317,8 +324,9 @@ pub struct Directory {
     pub cluster: String,
     /// The `:authority` of the callout.
     pub authority: String,
-    /// The bridge's bearer token (a secret).
-    pub token: String,
+    /// The agent's bearer token (a secret); `None`: the agent is reached over a unix socket and
+    /// the callout carries no `authorization` header.
+    pub token: Option<String>,
     /// Callout timeout.
     pub timeout_ms: u64,
     /// How long a found subject's groups are trusted.
@@ -518,28 +526,34 @@ fn group_list(path: &str, groups: Vec<String>) -> Result<Vec<String>, ConfigErro
     Ok(groups)
 }
 
+/// The checked parts of a callout target: cluster, authority, token, timeout.
+type CalloutTarget = (String, String, Option<String>, u64);
+
 /// A callout target (`directory`, `agent`): cluster, authority, bearer token, timeout, checked.
+/// The token is optional (an agent on a unix socket needs none); when given it must be usable.
 fn callout_target(
     at: &str,
     cluster: String,
     authority: Option<String>,
-    token: String,
+    token: Option<String>,
     timeout_ms: Option<u64>,
-) -> Result<(String, String, String, u64), ConfigError> {
+) -> Result<CalloutTarget, ConfigError> {
     if cluster.trim().is_empty() {
         return Err(err(format!("{at}.cluster"), "empty cluster name"));
     }
-    if token.len() < 16 {
-        return Err(err(
-            format!("{at}.token"),
-            "too short (at least 16 characters)",
-        ));
-    }
-    if token.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(err(
-            format!("{at}.token"),
-            "must not contain spaces or control characters",
-        ));
+    if let Some(token) = &token {
+        if token.len() < 16 {
+            return Err(err(
+                format!("{at}.token"),
+                "too short (at least 16 characters)",
+            ));
+        }
+        if token.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(err(
+                format!("{at}.token"),
+                "must not contain spaces or control characters",
+            ));
+        }
     }
     let timeout_ms = timeout_ms.unwrap_or(1000);
     if !(1..=60_000).contains(&timeout_ms) {

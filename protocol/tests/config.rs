@@ -196,6 +196,25 @@ fn limits_and_directory_are_checked() {
         !format!("{d:?}").contains("0123456789abcdef"),
         "Debug must not print the token"
     );
+    assert_eq!(d.token.as_deref(), Some("0123456789abcdef-secret"));
+    // An agent on a unix socket: no token (the socket's permissions authenticate Envoy).
+    let mut no_token = v.clone();
+    no_token["directory"]
+        .as_object_mut()
+        .unwrap()
+        .remove("token");
+    no_token["agent"] = json!({"cluster": "bridge"});
+    let c = Config::from_json(no_token.to_string().as_bytes()).unwrap();
+    let Groups::Directory(d) = &c.groups else {
+        panic!("directory expected")
+    };
+    assert_eq!(d.token, None);
+    assert_eq!(c.agent.as_ref().unwrap().token, None);
+    no_token["agent"]["token"] = json!("x y");
+    assert_eq!(
+        error_of(no_token),
+        "agent.token: too short (at least 16 characters)"
+    );
     v["static_groups"] = json!({});
     assert!(error_of(v).starts_with("static_groups: use either directory or static_groups"));
 }

@@ -144,6 +144,9 @@ pub fn shared() -> &'static Slapd {
 pub fn config(slapd: &Slapd) -> Value {
     json!({
         "listen": "127.0.0.1:0",
+        // The in-process bridge serves its router on its own TCP listener; the transports have
+        // their own tests (transport.rs, binary.rs).
+        "insecure_plain_tcp": true,
         "request_timeout_ms": 4000,
         "ldap": {
             "url": slapd.ldap_url,
@@ -184,7 +187,7 @@ impl Bridge {
             rt.block_on(async move {
                 let directory = Arc::new(Directory::new(Arc::new(config), password).unwrap());
                 let _keepalive = directory.spawn_keepalive();
-                let mut state = AppState::new(directory, TOKEN);
+                let mut state = AppState::new(directory, Some(TOKEN));
                 if let Some(streams) = streams {
                     state = state.with_streams(streams);
                 }
@@ -311,4 +314,147 @@ pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The agent's real transports (`autoid_agent::transport`), in-process on their own runtime
+/// thread: bound from the config's `listen`, serving the router, shut down when dropped.
+pub struct Served {
+    /// `unix:<path>`, `https://ip:port` or `http://ip:port`.
+    pub address: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Binds and serves `config` with `token`; the bind error as text when binding fails.
+    pub fn start(config: Value, token: Option<&str>) -> Result<Served, String> {
+        let config = Config::from_json(&config.to_string()).map_err(|e| e.to_string())?;
+        let password =
+            std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
+        let token = token.map(str::to_owned);
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let bound = match autoid_agent::transport::bind(&config.listen).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        addr_tx.send(Err(e.to_string())).unwrap();
+                        return;
+                    }
+                };
+                let directory = Arc::new(Directory::new(Arc::new(config), password).unwrap());
+                let app = router(AppState::new(directory, token.as_deref()));
+                addr_tx.send(Ok(bound.address())).unwrap();
+                bound
+                    .serve(app, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        match addr_rx.recv_timeout(Duration::from_secs(10)).unwrap() {
+            Ok(address) => Ok(Served {
+                address,
+                shutdown: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Err(e) => {
+                thread.join().unwrap();
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops serving and waits until it has.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// One request over a unix socket with hyper's HTTP/1.1 client: (status, JSON body).
+pub fn unix_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "autoid-agent");
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    })
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 (`scripts/dev-tls.sh DIR`):
+/// (ca.pem, server.pem, server.key).
+pub fn dev_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let out = Command::new(repo_root().join("scripts/dev-tls.sh"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dev-tls.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    )
 }

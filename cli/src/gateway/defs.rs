@@ -195,9 +195,16 @@ pub(crate) struct Plugin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DirectoryDef {
-    /// `host:port` of the autoid agent.
+    /// The autoid agent: `unix:<path>` (its socket; relative paths: to the config directory) or
+    /// `host:port` (TCP with TLS).
     pub(crate) address: String,
-    pub(crate) token: Source,
+    /// The agent's bearer token: required for TCP, refused for a unix socket (Envoy's
+    /// configuration would hold a secret the socket's permissions make unnecessary).
+    #[serde(default)]
+    pub(crate) token: Option<Source>,
+    /// CA file the agent's TLS certificate must chain to (TCP only; required there).
+    #[serde(default)]
+    pub(crate) ca_file: Option<PathBuf>,
     #[serde(default)]
     pub(crate) connect_timeout_ms: Option<u64>,
     #[serde(default)]
@@ -288,6 +295,31 @@ pub(crate) struct Upstream {
     pub(crate) port: u16,
     /// The base path, `/` when the URL has none.
     pub(crate) path: String,
+}
+
+/// Where Envoy reaches the autoid agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AgentAddress {
+    /// A unix socket (the path as written; relative: to the config directory).
+    Unix(PathBuf),
+    /// TCP with TLS: host and port.
+    Tcp(String, u16),
+}
+
+/// The prefix of a unix-socket agent address.
+pub(crate) const UNIX_PREFIX: &str = "unix:";
+
+impl DirectoryDef {
+    /// The agent's address, parsed (checked by `check_gateway`).
+    pub(crate) fn agent_address(&self) -> Option<AgentAddress> {
+        match self.address.strip_prefix(UNIX_PREFIX) {
+            Some(path) if !path.is_empty() && !path.ends_with('/') => {
+                Some(AgentAddress::Unix(PathBuf::from(path)))
+            }
+            Some(_) => None,
+            None => host_port(&self.address).map(|(h, p)| AgentAddress::Tcp(h, p)),
+        }
+    }
 }
 
 /// Everything in a config directory, checked.
@@ -539,13 +571,60 @@ fn check_gateway(file: &Path, g: &Gateway) -> Result<()> {
         _ => {}
     }
     if let Some(d) = &g.directory {
-        host_port(&d.address).ok_or_else(|| {
+        let address = d.agent_address().ok_or_else(|| {
             field(
                 file,
                 "directory.address",
-                format!("expected host:port (value: {:?})", d.address),
+                format!(
+                    "expected unix:<socket path> or host:port (value: {:?})",
+                    d.address
+                ),
             )
         })?;
+        match address {
+            AgentAddress::Unix(_) => {
+                if d.token.is_some() {
+                    return Err(field(
+                        file,
+                        "directory.token",
+                        "not used with a unix socket address: the socket's file permissions \
+                         authenticate Envoy, and a token here would sit in Envoy's config_dump \
+                         (remove it, and the agent's token_file, or use host:port with TLS)",
+                    ));
+                }
+                if d.ca_file.is_some() {
+                    return Err(field(
+                        file,
+                        "directory.ca_file",
+                        "only for a TCP (TLS) agent address; this one is a unix socket",
+                    ));
+                }
+            }
+            AgentAddress::Tcp(..) => {
+                if d.token.is_none() {
+                    return Err(field(
+                        file,
+                        "directory.token",
+                        format!(
+                            "required for a TCP agent address (value of directory.address: {:?}); \
+                             or use unix:<socket path>, which needs none",
+                            d.address
+                        ),
+                    ));
+                }
+                if d.ca_file.is_none() {
+                    return Err(field(
+                        file,
+                        "directory.ca_file",
+                        format!(
+                            "required for a TCP agent address: Envoy reaches the agent over TLS \
+                             and verifies it against this CA (value of directory.address: {:?})",
+                            d.address
+                        ),
+                    ));
+                }
+            }
+        }
     }
     Ok(())
 }

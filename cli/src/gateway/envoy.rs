@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::defs::{Admin, ApiDef, Definitions, Upstream, host_port};
+use super::defs::{Admin, AgentAddress, ApiDef, Definitions, Upstream};
 use super::filter::BRIDGE_CLUSTER;
 
 /// Mozilla "intermediate" (server side TLS 5.x) TLS 1.2 suites that BoringSSL has; the DHE
@@ -134,29 +134,66 @@ fn upstream_cluster(
             Some(p) => style.render(&defs.resolve(p))?,
             None => SYSTEM_CA.to_owned(),
         };
-        let san_type = if up.host.parse::<std::net::IpAddr>().is_ok() {
-            "IP_ADDRESS"
-        } else {
-            "DNS"
-        };
-        c["transport_socket"] = json!({
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-                "sni": up.host,
-                "common_tls_context": {
-                    "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
-                    "validation_context": {
-                        "trusted_ca": {"filename": ca},
-                        "match_typed_subject_alt_names": [
-                            {"san_type": san_type, "matcher": {"exact": up.host}}
-                        ]
-                    }
-                }
-            }
-        });
+        c["transport_socket"] = upstream_tls(&up.host, &ca, true);
     }
     Ok(c)
+}
+
+/// An upstream TLS transport socket: TLS 1.2+, the peer verified against `ca` and its SAN
+/// matched to `host` (an IP SAN for an IP). `sni_for_ip`: send `host` as SNI even when it is an
+/// IP address (RFC 6066 allows host names only; some upstreams want it anyway).
+fn upstream_tls(host: &str, ca: &str, sni_for_ip: bool) -> Value {
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let san_type = if is_ip { "IP_ADDRESS" } else { "DNS" };
+    let mut tls = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+            "validation_context": {
+                "trusted_ca": {"filename": ca},
+                "match_typed_subject_alt_names": [
+                    {"san_type": san_type, "matcher": {"exact": host}}
+                ]
+            }
+        }
+    });
+    if !is_ip || sni_for_ip {
+        tls["sni"] = json!(host);
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": tls})
+}
+
+/// The agent's cluster: a unix socket (`pipe`), or TCP with TLS verified against the
+/// definition's CA file.
+fn agent_cluster(
+    defs: &Definitions,
+    d: &super::defs::DirectoryDef,
+    style: &PathStyle,
+) -> Result<Option<Value>> {
+    let connect = d.connect_timeout_ms.unwrap_or(1000);
+    Ok(match d.agent_address() {
+        Some(AgentAddress::Unix(path)) => Some(json!({
+            "name": BRIDGE_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": millis(connect),
+            "lb_policy": "ROUND_ROBIN",
+            "load_assignment": {
+                "cluster_name": BRIDGE_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+                    {"pipe": {"path": style.render(&defs.resolve(&path))?}}
+                }}]}]
+            }
+        })),
+        Some(AgentAddress::Tcp(host, port)) => {
+            let mut c = cluster(BRIDGE_CLUSTER, &host, port, connect);
+            if let Some(ca) = &d.ca_file {
+                c["transport_socket"] =
+                    upstream_tls(&host, &style.render(&defs.resolve(ca))?, false);
+            }
+            Some(c)
+        }
+        None => None,
+    })
 }
 
 fn route(api: &ApiDef, up: &Upstream) -> Value {
@@ -368,14 +405,9 @@ pub(crate) fn bootstrap(
         clusters.push(upstream_cluster(defs, api, up, style)?);
     }
     if let Some(d) = &g.directory
-        && let Some((host, port)) = host_port(&d.address)
+        && let Some(c) = agent_cluster(defs, d, style)?
     {
-        clusters.push(cluster(
-            BRIDGE_CLUSTER,
-            &host,
-            port,
-            d.connect_timeout_ms.unwrap_or(1000),
-        ));
+        clusters.push(c);
     }
 
     let admin = match g.listeners.admin() {

@@ -8,11 +8,13 @@ use anyhow::{Result, anyhow, bail};
 use autoid_protocol::config::{Config, ConfigError};
 use serde_json::{Map, Value, json};
 
-use super::defs::{Definitions, HeldBy, Resolve, Source};
+use super::defs::{AgentAddress, Definitions, HeldBy, Resolve, Source};
 use crate::files::PRIVATE_KEY_SUFFIX;
 
 /// The Envoy cluster of the autoid agent (the filter's `directory.cluster`).
 pub(crate) const BRIDGE_CLUSTER: &str = "autoid_agent";
+/// The callouts' `:authority` when the agent is on a unix socket (a name, not an address).
+pub(crate) const AGENT_SOCKET_AUTHORITY: &str = "autoid-agent";
 
 /// Where each part of the filter configuration came from, to map errors back.
 struct Origins {
@@ -206,12 +208,23 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         config.insert("credentials".into(), Value::Object(cache));
     }
     if let Some(d) = &g.directory {
-        let token = defs.source(&d.token, &gateway_file, "directory.token")?;
+        // A unix socket target has no token (check_gateway refuses one): nothing secret about
+        // the agent goes into Envoy's configuration.
+        let token = match &d.token {
+            Some(t) => Some(defs.source(t, &gateway_file, "directory.token")?),
+            None => None,
+        };
+        let authority = match d.agent_address() {
+            Some(AgentAddress::Unix(_)) => AGENT_SOCKET_AUTHORITY.to_owned(),
+            _ => d.address.clone(),
+        };
         if keys_at_agent || epochs_at_agent || credentials_at_agent {
             let mut agent = Map::new();
             agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
-            agent.insert("authority".into(), json!(d.address));
-            agent.insert("token".into(), json!(token));
+            agent.insert("authority".into(), json!(authority));
+            if let Some(t) = &token {
+                agent.insert("token".into(), json!(t));
+            }
             if keys_at_agent {
                 // Keys the agent adds later (`autoid rotate key`) work without a new render.
                 agent.insert("any_key".into(), json!(true));
@@ -226,8 +239,10 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         }
         let mut dir = Map::new();
         dir.insert("cluster".into(), json!(BRIDGE_CLUSTER));
-        dir.insert("authority".into(), json!(d.address));
-        dir.insert("token".into(), json!(token));
+        dir.insert("authority".into(), json!(authority));
+        if let Some(t) = &token {
+            dir.insert("token".into(), json!(t));
+        }
         for (k, v) in [
             ("timeout_ms", d.timeout_ms),
             ("positive_ttl_secs", d.positive_ttl_secs),

@@ -268,6 +268,15 @@ impl Drop for Slapd {
     }
 }
 
+/// How Envoy reaches the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentTransport {
+    /// A unix socket (the default deployment): a `pipe` cluster, no token anywhere.
+    Socket,
+    /// TCP with TLS (the dev CA) and the bearer token.
+    Tls,
+}
+
 /// Knobs of a stack.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -283,6 +292,7 @@ pub struct Options {
     /// Payments' `authorization` (and `x-payments-key`, a JSON key of a second secret) come from
     /// AWS Secrets Manager served by moto, resolved by the agent.
     pub credentials: Option<Credentials>,
+    pub agent_transport: AgentTransport,
 }
 
 /// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
@@ -307,8 +317,18 @@ impl Default for Options {
             agent_session_ttl_secs: None,
             epochs_at_agent: false,
             credentials: None,
+            agent_transport: AgentTransport::Socket,
         }
     }
+}
+
+/// Where the agent listens.
+#[derive(Debug, Clone)]
+pub enum AgentAt {
+    /// Its unix socket.
+    Socket(PathBuf),
+    /// `https://127.0.0.1:<port>`, verified against `ca`.
+    Tls { port: u16, ca: PathBuf },
 }
 
 /// The whole stack. Fields drop in declaration order: Envoy first, the directory last.
@@ -323,7 +343,8 @@ pub struct Stack {
     pub https: SocketAddr,
     /// Envoy's admin interface: the unix socket the default render puts beside the bootstrap.
     pub admin: PathBuf,
-    pub bridge_port: u16,
+    /// Where the agent listens (the same place across restarts).
+    pub agent: AgentAt,
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -382,8 +403,6 @@ impl Stack {
             );
         }
         run_ok(Command::new(repo().join("scripts/dev-tls.sh")).arg(d.join("tls")));
-        std::fs::write(d.join("agent.token"), TOKEN).unwrap();
-
         // Secrets Manager (moto), with the secrets created through its API.
         let moto = options.credentials.as_ref().map(|c| {
             let moto = moto::Moto::start(&d.join("moto.log"));
@@ -392,11 +411,16 @@ impl Stack {
             moto
         });
 
-        // The bridge, on a port of its own that it keeps across restarts.
-        let bridge_port = free_port();
+        // The agent: on a unix socket (no token), or on TCP with TLS and the token; the same
+        // place across restarts.
+        let agent = match options.agent_transport {
+            AgentTransport::Socket => AgentAt::Socket(d.join("agent.sock")),
+            AgentTransport::Tls => AgentAt::Tls {
+                port: free_port(),
+                ca: d.join("tls/ca.pem"),
+            },
+        };
         let mut bridge_config = json!({
-            "listen": format!("127.0.0.1:{bridge_port}"),
-            "token_file": d.join("agent.token"),
             "request_timeout_ms": 3000,
             "ldap": {
                 "url": slapd.ldap_url,
@@ -415,6 +439,29 @@ impl Stack {
         }
         if options.credentials.is_some() {
             bridge_config["credentials_file"] = json!(d.join("agent-credentials.json"));
+        }
+        let mut directory = json!({
+            "timeout_ms": 1000,
+            "connect_timeout_ms": 250,
+            "positive_ttl_secs": options.positive_ttl_secs,
+            "negative_ttl_secs": options.negative_ttl_secs,
+            "stale_if_error_secs": 0,
+            "session_ttl_secs": options.agent_session_ttl_secs
+        });
+        match &agent {
+            AgentAt::Socket(path) => {
+                bridge_config["listen"] = json!(format!("unix:{}", path.display()));
+                directory["address"] = json!(format!("unix:{}", path.display()));
+            }
+            AgentAt::Tls { port, ca } => {
+                std::fs::write(d.join("agent.token"), TOKEN).unwrap();
+                bridge_config["listen"] = json!(format!("127.0.0.1:{port}"));
+                bridge_config["tls"] = json!({"cert_file": d.join("tls/server.pem"), "key_file": d.join("tls/server.key")});
+                bridge_config["token_file"] = json!(d.join("agent.token"));
+                directory["address"] = json!(format!("127.0.0.1:{port}"));
+                directory["token"] = json!({"file": d.join("agent.token")});
+                directory["ca_file"] = json!(ca);
+            }
         }
         std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
 
@@ -454,16 +501,7 @@ impl Stack {
                 "epochs": if options.epochs_at_agent { "agent" } else { "filter" },
                 "epoch_files": [d.join("ep-1.epoch.json")]
             },
-            "directory": {
-                "address": format!("127.0.0.1:{bridge_port}"),
-                "token": {"file": d.join("agent.token")},
-                "timeout_ms": 1000,
-                "connect_timeout_ms": 250,
-                "positive_ttl_secs": options.positive_ttl_secs,
-                "negative_ttl_secs": options.negative_ttl_secs,
-                "stale_if_error_secs": 0,
-                "session_ttl_secs": options.agent_session_ttl_secs
-            }
+            "directory": directory
         });
         let mut gateway = gateway;
         let mut payments_inject = json!({"authorization": {"value": PAYMENTS_CREDENTIAL},
@@ -521,7 +559,7 @@ impl Stack {
         );
 
         let mut stack_bridge = Some(Self::spawn_bridge(d));
-        wait_ready_bridge(bridge_port, stack_bridge.as_mut().unwrap());
+        wait_ready_bridge(&agent, stack_bridge.as_mut().unwrap());
 
         // Envoy: two workers, no hot restart (so no shared memory and no base id to collide).
         let admin = d.join("envoy-admin.sock");
@@ -577,7 +615,7 @@ impl Stack {
             moto,
             slapd,
             dir,
-            bridge_port,
+            agent,
         }
     }
 
@@ -602,7 +640,7 @@ impl Stack {
     pub fn restart_bridge(&mut self) {
         self.kill_bridge();
         let mut b = Self::spawn_bridge(self.dir.path());
-        wait_ready_bridge(self.bridge_port, &mut b);
+        wait_ready_bridge(&self.agent, &mut b);
         self.bridge = Some(b);
     }
 
@@ -723,14 +761,44 @@ impl Stack {
     }
 }
 
-pub fn wait_ready_bridge(port: u16, bridge: &mut Proc) {
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    eventually("the bridge's /readyz", Duration::from_secs(20), || {
-        if !bridge.is_running() {
-            panic!("the bridge exited:\n{}", bridge.log_text());
+/// Waits until the agent answers `/readyz` with 200 where it listens: over its unix socket, or
+/// over TLS verified against the dev CA (ureq, rustls).
+pub fn wait_ready_bridge(agent: &AgentAt, bridge: &mut Proc) {
+    let tls = match agent {
+        AgentAt::Tls { ca, .. } => {
+            let pem = std::fs::read(ca).unwrap();
+            let ca = ureq::tls::Certificate::from_pem(&pem).unwrap();
+            let client: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .tls_config(
+                    ureq::tls::TlsConfig::builder()
+                        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                            ca,
+                        ])))
+                        .build(),
+                )
+                .build()
+                .into();
+            Some(client)
         }
-        let r = request(addr, "GET", "/readyz", &[])?;
-        (r.status == 200).then_some(())
+        AgentAt::Socket(_) => None,
+    };
+    eventually("the agent's /readyz", Duration::from_secs(20), || {
+        if !bridge.is_running() {
+            panic!("the agent exited:\n{}", bridge.log_text());
+        }
+        let status = match agent {
+            AgentAt::Socket(path) => unix_request(path, "GET", "/readyz")?.status,
+            AgentAt::Tls { port, .. } => tls
+                .as_ref()?
+                .get(&format!("https://127.0.0.1:{port}/readyz"))
+                .call()
+                .ok()?
+                .status()
+                .as_u16(),
+        };
+        (status == 200).then_some(())
     });
 }
 
@@ -786,6 +854,11 @@ pub fn request(
 
 /// One request to Envoy's admin interface on its unix socket.
 pub fn admin_request(socket: &Path, method: &str, path: &str) -> Option<Response> {
+    unix_request(socket, method, path)
+}
+
+/// One request over a unix socket (Envoy's admin, the agent's socket).
+pub fn unix_request(socket: &Path, method: &str, path: &str) -> Option<Response> {
     let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))
