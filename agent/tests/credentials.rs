@@ -59,6 +59,8 @@ fn env_and_file_sources_are_served_rotated_and_expire_after_the_stale_window() {
         d.join("agent.json"),
         json!({
             "listen": "127.0.0.1:0",
+            // Plain TCP for the test's HTTP client (development opt-in; the default is a socket).
+            "insecure_plain_tcp": true,
             "credentials_file": "credentials.json",
             "ldap": {"url": "ldap://127.0.0.1:1", "bind_dn": "cn=x", "connect_timeout_ms": 200},
             "users": {"base": "dc=example,dc=org"},
@@ -98,7 +100,8 @@ fn env_and_file_sources_are_served_rotated_and_expire_after_the_stale_window() {
         .build()
         .into();
     let get = |path: &str, token: Option<&str>| -> (u16, Value) {
-        let mut req = http.get(&format!("http://{addr}{path}"));
+        // The listening line names the URL (`http://127.0.0.1:<port>` on plain TCP).
+        let mut req = http.get(&format!("{addr}{path}"));
         if let Some(t) = token {
             req = req.header("authorization", &format!("Bearer {t}"));
         }
