@@ -76,6 +76,7 @@ stop_all() {
 	[ "$stopping" = 1 ] && return
 	stopping=1
 	trap - INT TERM
+	rm -f "$RUN/agent.pid"
 	echo
 	say "stopping"
 	local i
@@ -151,6 +152,8 @@ EOF
 : >"$LOGS/agent.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"
 say "autoid agent"
 start "autoid agent" "$LOGS/agent.log" "$BIN/autoid-agent" --config "$RUN/agent.json"
+# For `autoid rotate key --pid-file run/agent.pid` (removed when the demo stops).
+echo "${PIDS[-1]}" >"$RUN/agent.pid"
 # The agent refuses to start while another one listens on the socket (another `make run`).
 wait_http "autoid agent" "http://localhost/readyz" 20 --unix-socket "$AGENT_SOCKET"
 
@@ -189,6 +192,9 @@ Try (or run \`make demo\` in another terminal):
   target/release/autoid request --public-key $PUB --entropy run/clients/alice.entropy --subject alice \\
       --cacert run/tls/ca.pem -X POST -d '{"amount":5}' --bind-body https://127.0.0.1:$HTTPS_PORT/payments/charges
   curl -s --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid
+Rotate the gateway key (the agent reloads on SIGHUP; Envoy keeps running; gw-1 works for 10 more minutes):
+  target/release/autoid rotate key --agent-config run/agent.json --keys-dir run/keys --kid gw-2 --bits 2048 \\
+      --overlap-secs 600 --pid-file run/agent.pid
 Rotate the payments credential (the gateway injects it within the agent's refresh, no restart):
   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x .venv-moto/bin/python -c "import boto3; boto3.client('secretsmanager', \\
       region_name='us-east-1', endpoint_url='http://127.0.0.1:$MOTO_PORT').put_secret_value(SecretId='$PAYMENTS_SECRET', SecretString='Bearer rotated')"
