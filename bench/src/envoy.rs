@@ -68,31 +68,29 @@ pub fn jwt_filter(issuer: &str, jwks: &str) -> Value {
     })
 }
 
-/// A static cluster with one loopback endpoint.
 /// A cluster on a unix socket (Envoy's `pipe` address), as `autoid gateway render` makes the
 /// agent's.
 pub fn pipe_cluster(name: &str, socket: &std::path::Path) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [ { "lb_endpoints": [ { "endpoint": { "address": {
-                "pipe": { "path": socket } } } } ] } ]
-        }
-    })
+    static_cluster(name, json!({ "pipe": { "path": socket } }))
 }
 
+/// A static cluster with one loopback endpoint.
 pub fn cluster(name: &str, port: u16) -> Value {
+    static_cluster(
+        name,
+        json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } }),
+    )
+}
+
+/// A static cluster with one endpoint at `address` (an Envoy `Address`).
+fn static_cluster(name: &str, address: Value) -> Value {
     json!({
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [ { "lb_endpoints": [ { "endpoint": { "address": {
-                "socket_address": { "address": "127.0.0.1", "port_value": port } } } } ] } ]
+            "endpoints": [ { "lb_endpoints": [ { "endpoint": { "address": address } } ] } ]
         }
     })
 }

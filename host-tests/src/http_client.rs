@@ -16,29 +16,28 @@ trait Stream: Read + Write {
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()>;
 }
 
-impl Stream for TcpStream {
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()> {
-        if write.is_some() {
-            self.set_write_timeout(write)?;
+/// Both socket kinds have the same inherent timeout setters.
+macro_rules! stream_with_timeouts {
+    ($($t:ty),*) => {$(
+        impl Stream for $t {
+            fn set_timeouts(
+                &self,
+                read: Option<Duration>,
+                write: Option<Duration>,
+            ) -> std::io::Result<()> {
+                if write.is_some() {
+                    self.set_write_timeout(write)?;
+                }
+                if read.is_some() {
+                    self.set_read_timeout(read)?;
+                }
+                Ok(())
+            }
         }
-        if read.is_some() {
-            self.set_read_timeout(read)?;
-        }
-        Ok(())
-    }
+    )*};
 }
 
-impl Stream for UnixStream {
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> std::io::Result<()> {
-        if write.is_some() {
-            self.set_write_timeout(write)?;
-        }
-        if read.is_some() {
-            self.set_read_timeout(read)?;
-        }
-        Ok(())
-    }
-}
+stream_with_timeouts!(TcpStream, UnixStream);
 
 fn timeout_of(request: &CalloutRequest) -> Duration {
     if request.timeout.is_zero() {
