@@ -172,8 +172,7 @@ async fn main() -> anyhow::Result<()> {
     );
     // Epochs load before `--check-config` answers, so it checks them too.
     let streams = Arc::new(
-        Streams::load(&config.epoch_files, config.stream_ttl_secs)
-            .context("cannot load epochs")?,
+        Streams::load(&config.epoch_files, config.stream_ttl_secs).context("cannot load epochs")?,
     );
     let credentials = match &config.credentials_file {
         Some(f) => Some(Arc::new(

@@ -171,10 +171,7 @@ mod tests {
             120,
         )
         .unwrap();
-        assert_eq!(
-            s.ids(),
-            [("e1".to_owned(), None), ("e2".to_owned(), None)]
-        );
+        assert_eq!(s.ids(), [("e1".to_owned(), None), ("e2".to_owned(), None)]);
         let r = s.key("e2", "alice").unwrap();
         assert_eq!((r.file_size, r.interval_count, r.ttl_secs), (4096, 32, 120));
         let k = SubjectKey::from_base64(&r.key).unwrap();
@@ -224,7 +221,10 @@ mod tests {
         let mut old = write(dir.path(), "a.json", &e1);
         old.not_after = Some(1_000);
         let s = Streams::load(&[old.clone()], 60).unwrap();
-        assert_eq!(s.key_at("e1", "alice", 999).unwrap().expires_at, Some(1_000));
+        assert_eq!(
+            s.key_at("e1", "alice", 999).unwrap().expires_at,
+            Some(1_000)
+        );
         assert_eq!(s.key_at("e1", "alice", 1_000), Err(Refusal::UnknownEpoch));
         assert_eq!(s.key_at("e2", "alice", 0), Err(Refusal::UnknownEpoch));
 
