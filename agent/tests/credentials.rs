@@ -59,6 +59,7 @@ fn env_and_file_sources_are_served_rotated_and_expire_after_the_stale_window() {
         d.join("agent.json"),
         json!({
             "listen": "127.0.0.1:0",
+            "insecure_plain_tcp": true,
             "credentials_file": "credentials.json",
             "ldap": {"url": "ldap://127.0.0.1:1", "bind_dn": "cn=x", "connect_timeout_ms": 200},
             "users": {"base": "dc=example,dc=org"},
@@ -98,7 +99,7 @@ fn env_and_file_sources_are_served_rotated_and_expire_after_the_stale_window() {
         .build()
         .into();
     let get = |path: &str, token: Option<&str>| -> (u16, Value) {
-        let mut req = http.get(&format!("http://{addr}{path}"));
+        let mut req = http.get(&format!("{addr}{path}"));
         if let Some(t) = token {
             req = req.header("authorization", &format!("Bearer {t}"));
         }
