@@ -50,9 +50,10 @@ pub struct RawConfig {
     /// The gateway keys whose sessions this service unwraps for the filter (`POST /v1/sessions`).
     #[serde(default)]
     pub session_keys: Vec<RawSessionKey>,
-    /// The epoch files whose subjects' keys this service hands the filter (`POST /v1/streams`).
+    /// The epoch files whose subjects' keys this service hands the filter (`POST /v1/streams`):
+    /// a path, or `{"file": path, "not_after": unix_secs}` for an epoch being rotated out.
     #[serde(default)]
-    pub epoch_files: Vec<PathBuf>,
+    pub epoch_files: Vec<serde_json::Value>,
     /// How long the filter may keep a subject's stream, in seconds.
     #[serde(default)]
     pub stream_ttl_secs: Option<u64>,
@@ -79,6 +80,23 @@ pub struct RawSessionKey {
     /// When the key retires (Unix seconds): from then on it unwraps nothing, and the sessions it
     /// opened end in the filter too. Set by `autoid rotate key`.
     #[serde(default)]
+    pub not_after: Option<u64>,
+}
+
+/// An epoch file with its retirement time (Unix seconds): from then on the agent hands out no
+/// key of it, and the filter keeps no stream of it. Set by `autoid rotate epoch`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetiringEpoch {
+    pub file: PathBuf,
+    #[serde(default)]
+    pub not_after: Option<u64>,
+}
+
+/// An epoch file the agent hands out subjects' keys of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochFileConfig {
+    pub file: PathBuf,
     pub not_after: Option<u64>,
 }
 
@@ -270,8 +288,9 @@ pub struct Config {
     pub groups: GroupsConfig,
     /// Gateway key ids, their private key files and retirement times.
     pub session_keys: Vec<SessionKeyConfig>,
-    /// Epoch files (loaded by [`Streams::load`](crate::streams::Streams::load)).
-    pub epoch_files: Vec<PathBuf>,
+    /// Epoch files and their retirement times (loaded by
+    /// [`Streams::load`](crate::streams::Streams::load)).
+    pub epoch_files: Vec<EpochFileConfig>,
     /// The `ttl_secs` of `POST /v1/streams` answers.
     pub stream_ttl_secs: u64,
     /// The upstream credentials file, if any (as written; see [`Config::from_file`]).
@@ -680,14 +699,40 @@ impl TryFrom<RawConfig> for Config {
                 not_after: k.not_after,
             });
         }
-        for (i, f) in raw.epoch_files.iter().enumerate() {
-            if f.as_os_str().is_empty() {
-                return Err(Error::config(
+        let mut epoch_files = Vec::with_capacity(raw.epoch_files.len());
+        for (i, f) in raw.epoch_files.into_iter().enumerate() {
+            let (at, entry) = match f {
+                serde_json::Value::String(file) => (
                     format!("epoch_files[{i}]"),
-                    "\"\"",
-                    "empty file name",
-                ));
+                    EpochFileConfig {
+                        file: PathBuf::from(file),
+                        not_after: None,
+                    },
+                ),
+                serde_json::Value::Object(_) => {
+                    let r: RawRetiringEpoch = serde_json::from_value(f.clone()).map_err(|e| {
+                        Error::config(format!("epoch_files[{i}]"), &f, e.to_string())
+                    })?;
+                    (
+                        format!("epoch_files[{i}].file"),
+                        EpochFileConfig {
+                            file: r.file,
+                            not_after: r.not_after,
+                        },
+                    )
+                }
+                other => {
+                    return Err(Error::config(
+                        format!("epoch_files[{i}]"),
+                        other,
+                        "expected a file name or {\"file\": ..., \"not_after\": unix_secs}",
+                    ));
+                }
+            };
+            if entry.file.as_os_str().is_empty() {
+                return Err(Error::config(at, "\"\"", "empty file name"));
             }
+            epoch_files.push(entry);
         }
         let stream_ttl_secs = raw.stream_ttl_secs.unwrap_or(DEFAULT_STREAM_TTL_SECS);
         if !(1..=86_400).contains(&stream_ttl_secs) {
@@ -705,7 +750,7 @@ impl TryFrom<RawConfig> for Config {
             users,
             groups,
             session_keys,
-            epoch_files: raw.epoch_files,
+            epoch_files,
             stream_ttl_secs,
             credentials_file: raw.credentials_file,
         })

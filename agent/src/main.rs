@@ -89,11 +89,16 @@ async fn shutdown_signal() {
 }
 
 /// SIGHUP: reads the configuration file again and applies what can change live — the gateway keys
-/// (`session_keys`, with their `not_after`). Everything is loaded before anything is replaced:
-/// an invalid file or an unreadable key leaves the running set as it was, with an error logged.
-/// The listener, the directory settings and the secrets need a restart (docs/AGENT.md).
+/// (`session_keys`) and the epochs (`epoch_files`), with their `not_after`. Everything is loaded
+/// before anything is replaced: an invalid file, an unreadable key or epoch leaves both running
+/// sets as they were, with an error logged. The listener, the directory settings, the secrets and
+/// `stream_ttl_secs` need a restart (docs/AGENT.md).
 #[cfg(unix)]
-async fn reload_on_hangup(config_file: std::path::PathBuf, sessions: Arc<Sessions>) {
+async fn reload_on_hangup(
+    config_file: std::path::PathBuf,
+    sessions: Arc<Sessions>,
+    streams: Arc<Streams>,
+) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -105,16 +110,18 @@ async fn reload_on_hangup(config_file: std::path::PathBuf, sessions: Arc<Session
         let reloaded = Config::from_file(&config_file)
             .map_err(anyhow::Error::from)
             .and_then(|c| {
-                sessions
-                    .reload(&c.session_keys)
-                    .map_err(anyhow::Error::from)
+                // The epochs load first and are served only once the keys loaded too.
+                let epochs = Streams::prepare(&c.epoch_files)?;
+                sessions.reload(&c.session_keys)?;
+                streams.swap(epochs);
+                Ok(())
             });
         match reloaded {
             Ok(()) => {
-                info!(kids = ?sessions.kids(), "SIGHUP: reloaded the gateway keys (kid, not_after)")
+                info!(kids = ?sessions.kids(), epochs = ?streams.ids(), "SIGHUP: reloaded the gateway keys and epochs (id, not_after)")
             }
             Err(e) => {
-                error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the running keys stay as they were")
+                error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the running keys and epochs stay as they were")
             }
         }
     }
@@ -164,14 +171,9 @@ async fn main() -> anyhow::Result<()> {
             .context("cannot set up the directory client")?,
     );
     // Epochs load before `--check-config` answers, so it checks them too.
-    let streams = if config.epoch_files.is_empty() {
-        None
-    } else {
-        Some(
-            Streams::load(&config.epoch_files, config.stream_ttl_secs)
-                .context("cannot load epochs")?,
-        )
-    };
+    let streams = Arc::new(
+        Streams::load(&config.epoch_files, config.stream_ttl_secs).context("cannot load epochs")?,
+    );
     let credentials = match &config.credentials_file {
         Some(f) => Some(Arc::new(
             Credentials::from_file(f).context("invalid credentials file")?,
@@ -203,12 +205,10 @@ async fn main() -> anyhow::Result<()> {
     info!(kids = ?sessions.kids(), "unwrapping sessions for these gateway keys (kid, not_after)");
     let mut state =
         AppState::new(directory, secrets.token.as_deref()).with_sessions(sessions.clone());
+    info!(epochs = ?streams.ids(), ttl_secs = config.stream_ttl_secs, "handing out per-subject keys of these epochs (id, not_after)");
+    state = state.with_streams(streams.clone());
     #[cfg(unix)]
-    tokio::spawn(reload_on_hangup(args.config.clone(), sessions));
-    if let Some(streams) = streams {
-        info!(epochs = ?streams.ids(), ttl_secs = config.stream_ttl_secs, "handing out per-subject keys of these epochs");
-        state = state.with_streams(Arc::new(streams));
-    }
+    tokio::spawn(reload_on_hangup(args.config.clone(), sessions, streams));
     if let Some(credentials) = credentials {
         credentials.refresh_all().await;
         let _refreshers = credentials.spawn_refreshers();

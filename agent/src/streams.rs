@@ -3,86 +3,159 @@
 //! stream it builds from it for at most `ttl_secs`; a leaked `K` exposes that subject's entropy
 //! in that epoch only (docs/PROTOCOL.md).
 
-use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use autoid_protocol::directory::StreamReply;
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::valid_subject;
 
+use crate::config::EpochFileConfig;
 use crate::error::Error;
 
 /// Why no key was handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// No epoch with this id here.
+    /// No epoch with this id here (or it retired).
     UnknownEpoch,
     /// The subject is not canonical.
     BadSubject,
 }
 
-/// The epochs whose subjects' keys this agent hands out.
+/// One epoch and when it retires.
+#[derive(Debug)]
+struct Served {
+    epoch: Epoch,
+    not_after: Option<u64>,
+}
+
+/// The epochs whose subjects' keys this agent hands out. The set is replaced as a whole on
+/// reload (SIGHUP): a request sees either the old set or the new one.
 #[derive(Debug)]
 pub struct Streams {
-    epochs: Vec<Epoch>,
+    epochs: RwLock<Arc<Vec<Served>>>,
     ttl_secs: u64,
 }
 
-impl Streams {
-    /// Epochs from their files (as `autoid epoch new` writes them); errors name the field path
-    /// `epoch_files[i]` and the file, never the secret.
-    pub fn load(files: &[PathBuf], ttl_secs: u64) -> Result<Streams, Error> {
-        let mut epochs: Vec<Epoch> = Vec::with_capacity(files.len());
-        for (i, file) in files.iter().enumerate() {
-            let at = format!("epoch_files[{i}]");
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| Error::config(&at, file.display(), format!("cannot read: {e}")))?;
-            let epoch = Epoch::from_json(&text)
-                .map_err(|e| Error::config(&at, file.display(), e.to_string()))?;
-            if epochs.iter().any(|have| have.id() == epoch.id()) {
-                return Err(Error::config(
-                    &at,
-                    file.display(),
-                    format!("duplicate epoch id {:?}", epoch.id()),
-                ));
-            }
-            epochs.push(epoch);
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Every epoch file, read and checked (field path `epoch_files[i]` and the file in errors, never
+/// the secret).
+fn load_all(files: &[EpochFileConfig]) -> Result<Vec<Served>, Error> {
+    let mut epochs: Vec<Served> = Vec::with_capacity(files.len());
+    for (i, f) in files.iter().enumerate() {
+        let at = format!("epoch_files[{i}]");
+        let file = &f.file;
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::config(&at, file.display(), format!("cannot read: {e}")))?;
+        let epoch = Epoch::from_json(&text)
+            .map_err(|e| Error::config(&at, file.display(), e.to_string()))?;
+        if epochs.iter().any(|have| have.epoch.id() == epoch.id()) {
+            return Err(Error::config(
+                &at,
+                file.display(),
+                format!("duplicate epoch id {:?}", epoch.id()),
+            ));
         }
-        Ok(Streams { epochs, ttl_secs })
+        epochs.push(Served {
+            epoch,
+            not_after: f.not_after,
+        });
+    }
+    Ok(epochs)
+}
+
+impl Streams {
+    /// Epochs from their files (as `autoid epoch new` writes them).
+    pub fn load(files: &[EpochFileConfig], ttl_secs: u64) -> Result<Streams, Error> {
+        Ok(Streams {
+            epochs: RwLock::new(Arc::new(load_all(files)?)),
+            ttl_secs,
+        })
     }
 
-    /// The epoch ids served.
-    pub fn ids(&self) -> Vec<&str> {
-        self.epochs.iter().map(Epoch::id).collect()
+    /// Replaces the epoch set with `files`, all loaded first: on any error the old set stays.
+    pub fn reload(&self, files: &[EpochFileConfig]) -> Result<(), Error> {
+        self.swap(Prepared(load_all(files)?));
+        Ok(())
     }
 
-    /// The subject's key in the epoch, with the epoch's public parameters and the TTL.
+    /// Loads `files` without serving them yet: [`Streams::swap`] them in once everything else
+    /// that reloads with them has loaded too.
+    pub fn prepare(files: &[EpochFileConfig]) -> Result<Prepared, Error> {
+        load_all(files).map(Prepared)
+    }
+
+    /// Serves a prepared set from now on.
+    pub fn swap(&self, prepared: Prepared) {
+        let loaded = Arc::new(prepared.0);
+        match self.epochs.write() {
+            Ok(mut set) => *set = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+    }
+
+    fn current(&self) -> Arc<Vec<Served>> {
+        match self.epochs.read() {
+            Ok(set) => set.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The epoch ids served now, with their retirement times.
+    pub fn ids(&self) -> Vec<(String, Option<u64>)> {
+        self.current()
+            .iter()
+            .map(|s| (s.epoch.id().to_owned(), s.not_after))
+            .collect()
+    }
+
+    /// The subject's key in the epoch, with the epoch's public parameters, the TTL and the
+    /// epoch's retirement time. A retired epoch (past its `not_after`) is unknown.
     pub fn key(&self, epoch: &str, subject: &str) -> Result<StreamReply, Refusal> {
+        self.key_at(epoch, subject, now_secs())
+    }
+
+    fn key_at(&self, epoch: &str, subject: &str, now: u64) -> Result<StreamReply, Refusal> {
         if !valid_subject(subject) {
             return Err(Refusal::BadSubject);
         }
-        let epoch = self
-            .epochs
+        let set = self.current();
+        let served = set
             .iter()
-            .find(|e| e.id() == epoch)
+            .find(|s| s.epoch.id() == epoch && s.not_after.is_none_or(|t| now < t))
             .ok_or(Refusal::UnknownEpoch)?;
+        let epoch = &served.epoch;
         Ok(StreamReply {
             key: epoch.subject_key(subject).to_base64(),
             file_size: epoch.file_size(),
             interval_count: epoch.interval_count(),
             ttl_secs: self.ttl_secs,
+            expires_at: served.not_after,
         })
     }
 }
+
+/// An epoch set loaded by [`Streams::prepare`], not served yet.
+#[derive(Debug)]
+pub struct Prepared(Vec<Served>);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use autoid_protocol::entropy::SubjectKey;
 
-    fn write(dir: &std::path::Path, name: &str, epoch: &Epoch) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, epoch.to_json()).unwrap();
-        path
+    fn write(dir: &std::path::Path, name: &str, epoch: &Epoch) -> EpochFileConfig {
+        let file = dir.join(name);
+        std::fs::write(&file, epoch.to_json()).unwrap();
+        EpochFileConfig {
+            file,
+            not_after: None,
+        }
     }
 
     #[test]
@@ -98,7 +171,7 @@ mod tests {
             120,
         )
         .unwrap();
-        assert_eq!(s.ids(), ["e1", "e2"]);
+        assert_eq!(s.ids(), [("e1".to_owned(), None), ("e2".to_owned(), None)]);
         let r = s.key("e2", "alice").unwrap();
         assert_eq!((r.file_size, r.interval_count, r.ttl_secs), (4096, 32, 120));
         let k = SubjectKey::from_base64(&r.key).unwrap();
@@ -121,15 +194,52 @@ mod tests {
             e.starts_with("epoch_files[1]: duplicate epoch id \"e1\""),
             "{e}"
         );
-        let missing = dir.path().join("missing.json");
+        let missing = EpochFileConfig {
+            file: dir.path().join("missing.json"),
+            not_after: None,
+        };
         let e = Streams::load(&[a, missing], 60).unwrap_err().to_string();
         assert!(e.starts_with("epoch_files[1]: cannot read"), "{e}");
         let bad = dir.path().join("bad.json");
         let text = e1.to_json().replace("8192", "100");
         std::fs::write(&bad, &text).unwrap();
+        let bad = EpochFileConfig {
+            file: bad,
+            not_after: None,
+        };
         let e = Streams::load(&[bad], 60).unwrap_err().to_string();
         assert!(e.starts_with("epoch_files[0]: "), "{e}");
         let secret: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert!(!e.contains(secret["secret"].as_str().unwrap()), "{e}");
+    }
+
+    #[test]
+    fn a_retired_epoch_is_unknown_and_a_retiring_one_says_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let e1 = Epoch::new("e1", [3u8; 32], 8192, 64).unwrap();
+        let e2 = Epoch::new("e2", [4u8; 32], 8192, 64).unwrap();
+        let mut old = write(dir.path(), "a.json", &e1);
+        old.not_after = Some(1_000);
+        let s = Streams::load(&[old.clone()], 60).unwrap();
+        assert_eq!(
+            s.key_at("e1", "alice", 999).unwrap().expires_at,
+            Some(1_000)
+        );
+        assert_eq!(s.key_at("e1", "alice", 1_000), Err(Refusal::UnknownEpoch));
+        assert_eq!(s.key_at("e2", "alice", 0), Err(Refusal::UnknownEpoch));
+
+        // A reload serves the new set at once; a failed one keeps the running set.
+        let new = write(dir.path(), "b.json", &e2);
+        s.reload(&[old.clone(), new.clone()]).unwrap();
+        assert_eq!(s.key_at("e2", "alice", 2_000).unwrap().expires_at, None);
+        let missing = EpochFileConfig {
+            file: dir.path().join("missing.json"),
+            not_after: None,
+        };
+        assert!(s.reload(&[missing]).is_err());
+        assert_eq!(
+            s.ids(),
+            [("e1".to_owned(), Some(1_000)), ("e2".to_owned(), None)]
+        );
     }
 }

@@ -373,3 +373,87 @@ fn check_config_loads_the_epoch_files_and_names_the_bad_one() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sighup_reloads_keys_and_epochs_all_or_nothing_and_a_retired_epoch_is_unknown() {
+    use autoid_protocol::entropy::Epoch;
+    let dir = tempfile::tempdir().unwrap();
+    let write_epoch = |id: &str, seed: u8| {
+        let path = dir.path().join(format!("{id}.epoch.json"));
+        let e = Epoch::new(id, [seed; 32], 8192, 32).unwrap();
+        std::fs::write(&path, e.to_json()).unwrap();
+        path
+    };
+    let (e1, e2) = (write_epoch("ep-1", 1), write_epoch("ep-2", 2));
+    let socket = dir.path().join("agent.sock");
+    let cfg = dir.path().join("agent.json");
+    let write_config = |files: Value| {
+        let mut c = config(shared());
+        let o = c.as_object_mut().unwrap();
+        o.remove("insecure_plain_tcp");
+        o.insert("listen".into(), json!(format!("unix:{}", socket.display())));
+        o.insert("epoch_files".into(), files);
+        std::fs::write(&cfg, c.to_string()).unwrap();
+    };
+    write_config(json!([e1]));
+    let (mut child, rx, _lines, _addr) = start(&cfg, None);
+    let stream = |epoch: &str| {
+        let body = json!({ "epoch": epoch, "subject": "alice" }).to_string();
+        unix_request(&socket, "POST", "/v1/streams", None, Some(&body))
+    };
+    // Waits for a log line whose message starts with `prefix`; returns it.
+    let logged = |prefix: &str| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                    if v["message"].as_str().is_some_and(|m| m.starts_with(prefix)) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("no log line starting with {prefix:?}"),
+            }
+        }
+    };
+    let hup = || {
+        let ok = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    assert_eq!(stream("ep-1").0, 200);
+    assert!(stream("ep-1").1.get("expires_at").is_none());
+    assert_eq!(stream("ep-2").0, 404);
+
+    // ep-2 added, ep-1 retiring far ahead: both served, ep-1 says when it goes.
+    write_config(json!([{ "file": e1, "not_after": 4_000_000_000u64 }, e2]));
+    hup();
+    let line = logged("SIGHUP: reloaded the gateway keys and epochs");
+    assert!(line.to_string().contains("ep-2"), "{line}");
+    let (status, body) = stream("ep-1");
+    assert_eq!(
+        (status, body["expires_at"].as_u64()),
+        (200, Some(4_000_000_000))
+    );
+    assert_eq!(stream("ep-2").0, 200);
+
+    // ep-1 retired (not_after passed): unknown.
+    write_config(json!([{ "file": e1, "not_after": 1 }, e2]));
+    hup();
+    logged("SIGHUP: reloaded the gateway keys and epochs");
+    let (status, body) = stream("ep-1");
+    assert_eq!((status, &body["error"]), (404, &json!("unknown_epoch")));
+    assert_eq!(stream("ep-2").0, 200);
+
+    // A file that cannot be loaded: nothing changes, and the log says why.
+    write_config(json!([e2, dir.path().join("missing.epoch.json")]));
+    hup();
+    let line = logged("SIGHUP: reload failed");
+    assert!(line.to_string().contains("epoch_files[1]"), "{line}");
+    assert_eq!(stream("ep-1").0, 404, "still the running set");
+    assert_eq!(stream("ep-2").0, 200);
+    let status = sigterm_and_wait(&mut child);
+    assert!(status.success(), "{status}");
+}

@@ -100,6 +100,28 @@ fn config_errors_name_the_field() {
     c["epoch_files"] = json!(["a.json", ""]);
     let e = Config::from_json(&c.to_string()).unwrap_err().to_string();
     assert!(e.starts_with("epoch_files[1]: empty file name"), "{e}");
+    // A retiring epoch: {file, not_after}; errors name the entry and the bad field.
+    let mut c = config(shared());
+    c["epoch_files"] = json!(["a.json", {"file": "b.json", "not_after": 1_800_000_000u64}]);
+    let ok = Config::from_json(&c.to_string()).unwrap();
+    assert_eq!(ok.epoch_files[0].not_after, None);
+    assert_eq!(ok.epoch_files[1].file, std::path::Path::new("b.json"));
+    assert_eq!(ok.epoch_files[1].not_after, Some(1_800_000_000));
+    c["epoch_files"] = json!(["a.json", {"file": "b.json", "not_afer": 1}]);
+    let e = Config::from_json(&c.to_string()).unwrap_err().to_string();
+    assert!(
+        e.starts_with("epoch_files[1]: unknown field `not_afer`"),
+        "{e}"
+    );
+    c["epoch_files"] = json!([{"file": "", "not_after": 1}]);
+    let e = Config::from_json(&c.to_string()).unwrap_err().to_string();
+    assert!(e.starts_with("epoch_files[0].file: empty file name"), "{e}");
+    c["epoch_files"] = json!([{"file": "b.json", "not_after": "soon"}]);
+    let e = Config::from_json(&c.to_string()).unwrap_err().to_string();
+    assert!(e.starts_with("epoch_files[0]: invalid type"), "{e}");
+    c["epoch_files"] = json!([7]);
+    let e = Config::from_json(&c.to_string()).unwrap_err().to_string();
+    assert!(e.starts_with("epoch_files[0]: expected a file name"), "{e}");
     let mut c = config(shared());
     c["epoch_files"] = json!("a.json");
     assert!(

@@ -85,7 +85,7 @@ pub(crate) struct EntropyIssueArgs {
 }
 
 /// Parses `1048576`, `1MiB`, `1M`, `64KiB`, `64k`, `1G`.
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
@@ -129,21 +129,28 @@ fn epoch_new(args: &EpochNewArgs) -> Result<Outcome> {
         Some(id) => id.clone(),
         None => format!("ep-{}", crate::today_yyyymmdd()?),
     };
-    check_id("--id", &id)?;
-    files::check_absent(&args.out, args.force)?;
+    write_new_epoch(&args.out, &id, args.file_size, args.intervals, args.force)?;
+    println!("{}", args.out.display());
+    Ok(Outcome::Success)
+}
+
+/// Writes a new epoch file at `out` (mode 0600): a fresh 32-byte master secret from the OS's
+/// CSPRNG, its id and the file parameters. `autoid epoch new` and `autoid rotate epoch`.
+pub(crate) fn write_new_epoch(
+    out: &Path,
+    id: &str,
+    file_size: u64,
+    intervals: u32,
+    force: bool,
+) -> Result<Epoch> {
+    check_id("--id", id)?;
+    files::check_absent(out, force)?;
     let mut rng = crate::os_rng()?;
     let mut secret = [0u8; 32];
     rng.fill_bytes(&mut secret);
-    let epoch =
-        Epoch::new(&id, secret, args.file_size, args.intervals).context("epoch parameters")?;
-    files::write_file(
-        &args.out,
-        epoch.to_json().as_bytes(),
-        SECRET_MODE,
-        args.force,
-    )?;
-    println!("{}", args.out.display());
-    Ok(Outcome::Success)
+    let epoch = Epoch::new(id, secret, file_size, intervals).context("epoch parameters")?;
+    files::write_file(out, epoch.to_json().as_bytes(), SECRET_MODE, force)?;
+    Ok(epoch)
 }
 
 fn entropy_issue(args: &EntropyIssueArgs) -> Result<Outcome> {

@@ -447,6 +447,22 @@ fn with_epochs_at_the_agent_the_bootstrap_holds_no_epoch_secret() {
         }])
     );
     assert_eq!(config["agent"]["cluster"], "autoid_agent");
+    // Epochs the agent adds later (autoid rotate epoch) need no new render.
+    assert_eq!(config["agent"]["any_epoch"], true);
+    assert!(config["agent"].get("max_stream_ttl_secs").is_none());
+
+    // directory.max_stream_ttl_secs passes through to the filter.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut g: Value = serde_json::from_str(&text).unwrap();
+    g["directory"]["max_stream_ttl_secs"] = 7.into();
+    std::fs::write(&path, g.to_string()).unwrap();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let bootstrap: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        wasm_filter_config(&bootstrap)["agent"]["max_stream_ttl_secs"],
+        7
+    );
 
     // Without the agent's address there is nobody to ask.
     let text = std::fs::read_to_string(&path).unwrap();

@@ -1,11 +1,13 @@
-//! Rotating the gateway key under load, through real Envoy and the real agent: `autoid rotate
-//! key` adds a key at the agent and gives the old one an overlap, the agent reloads on SIGHUP,
-//! clients move to the new key — and no request made with valid material fails, Envoy is never
-//! restarted, and once the overlap ends the old key (new sessions and cached ones) is refused.
+//! Rotating the gateway key and an entropy epoch under load, through real Envoy and the real
+//! agent: `autoid rotate key|epoch` adds a key or an epoch at the agent and gives the old one an
+//! overlap, the agent reloads on SIGHUP, clients move to the new key or new entropy files — and
+//! no request made with valid material fails, Envoy is never restarted, and once the overlap ends
+//! the old material (new sessions and cached ones, new streams and cached ones) is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,10 +34,14 @@ struct Client {
 
 impl Client {
     fn new(s: &Stack, kid: &str) -> Client {
+        Client::with_file(s, kid, &s.path("alice.entropy"))
+    }
+
+    /// A client of key `kid` holding the entropy file at `entropy`.
+    fn with_file(s: &Stack, kid: &str, entropy: &Path) -> Client {
         let pem = std::fs::read_to_string(s.path(&format!("keys/{kid}.pub.pem"))).unwrap();
         let public = PublicKey::from_pem(kid, &pem).unwrap();
-        let file =
-            EntropyFile::from_bytes(&std::fs::read(s.path("alice.entropy")).unwrap()).unwrap();
+        let file = EntropyFile::from_bytes(&std::fs::read(entropy).unwrap()).unwrap();
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
         let session = Session::open(&public, now(), &mut rng).unwrap();
         Client {
@@ -214,4 +220,164 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
     assert_eq!(s.envoy.child.id(), envoy_pid, "Envoy was never restarted");
     let dump = common::admin_request(&s.admin, "GET", "/server_info").unwrap();
     assert_eq!(dump.status, 200, "the same Envoy still answers");
+}
+
+#[test]
+fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
+    // Keys and epochs at the agent. The filter keeps a subject's stream at most 2 s (default
+    // 300 s), so the retirement reaches streams cached before the rotation; the overlap is
+    // longer than that.
+    let s = Stack::start(&Options {
+        session_keys_at_agent: true,
+        epochs_at_agent: true,
+        agent_max_stream_ttl_secs: Some(2),
+        ..Options::default()
+    });
+    let envoy_pid = s.envoy.child.id();
+    let agent_pid = s.bridge.as_ref().unwrap().child.id();
+    let s = Arc::new(s);
+
+    // The load: two workloads with alice's entropy file, each renewing its session every 32
+    // requests, each with the file it was last given.
+    let entropy = Arc::new(Mutex::new(s.path("alice.entropy")));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let (s, entropy, stop, sent, failures) = (
+                s.clone(),
+                entropy.clone(),
+                stop.clone(),
+                sent.clone(),
+                failures.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut using: PathBuf = entropy.lock().unwrap().clone();
+                let mut client = Client::with_file(&s, "gw-1", &using);
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let given = entropy.lock().unwrap().clone();
+                    if given != using {
+                        using = given;
+                        client = Client::with_file(&s, "gw-1", &using);
+                    } else if n % 32 == 31 {
+                        client.renew();
+                    }
+                    let status = client.get(&s, &format!("/payments/load/{w}/{n}"));
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if status != 200 {
+                        failures.lock().unwrap().push(format!(
+                            "worker {w} request {n} with {}: {status}",
+                            using.display()
+                        ));
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let sent_at = |min: u64| {
+        eventually("the load is flowing", Duration::from_secs(30), || {
+            (sent.load(Ordering::Relaxed) >= min).then_some(())
+        })
+    };
+    sent_at(20);
+
+    // An old client (epoch ep-1) whose session and stream are cached in Envoy, kept for after
+    // the overlap.
+    let old = Client::new(&s, "gw-1");
+    assert_eq!(old.get(&s, "/payments/old"), 200);
+
+    // Rotate: ep-2 at the agent at once, ep-1 until now + overlap.
+    let overlap = 10;
+    let out = std::process::Command::new(bin("autoid"))
+        .args(["rotate", "epoch", "--id", "ep-2", "--agent-config"])
+        .arg(s.path("agent.json"))
+        .arg("--epochs-dir")
+        .arg(s.path("."))
+        .args([
+            "--overlap-secs",
+            &overlap.to_string(),
+            "--pid",
+            &agent_pid.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let retire_at = now() + overlap;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("retiring ep-1"), "{stdout}");
+    assert!(stdout.contains("autoid entropy issue --epoch"), "{stdout}");
+    // The operator issues entropy files of the new epoch once the agent serves it (its log says
+    // so), as the command's output tells them.
+    let agent_log = s.bridge.as_ref().unwrap().log.clone();
+    eventually("the agent reloaded ep-2", Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
+        log.lines()
+            .any(|l| l.contains("reloaded the gateway keys and epochs") && l.contains("ep-2"))
+            .then_some(())
+    });
+    let new_file = s.path("alice-ep-2.entropy");
+    let issued = std::process::Command::new(bin("autoid"))
+        .args(["entropy", "issue", "--subject", "alice", "--epoch"])
+        .arg(s.path("ep-2.epoch.json"))
+        .arg("--out")
+        .arg(&new_file)
+        .output()
+        .unwrap();
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let before_switch = sent.load(Ordering::Relaxed);
+    *entropy.lock().unwrap() = new_file.clone();
+    sent_at(before_switch + 40);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "requests with valid material failed during the rotation ({} sent): {failures:?}\n\
+         Envoy's denials: {:?}\nthe agent's log:\n{}",
+        sent.load(Ordering::Relaxed),
+        s.envoy_log()
+            .lines()
+            .filter(|l| l.contains("reason="))
+            .collect::<Vec<_>>(),
+        std::fs::read_to_string(&agent_log).unwrap_or_default()
+    );
+    assert!(
+        now() < retire_at,
+        "the load outlasted the overlap; the test proves nothing"
+    );
+    // Within the overlap the old epoch still works, cached or new.
+    assert_eq!(old.get(&s, "/payments/old"), 200);
+    assert_eq!(Client::new(&s, "gw-1").get(&s, "/payments/old-new"), 200);
+
+    // After the overlap: ep-1 is refused, both for the client whose stream Envoy had cached and
+    // for a new session; ep-2 works.
+    eventually("ep-1 retired", Duration::from_secs(overlap + 10), || {
+        (now() > retire_at).then_some(())
+    });
+    assert_eq!(
+        old.get(&s, "/payments/old"),
+        401,
+        "a cached stream of a retired epoch"
+    );
+    assert_eq!(Client::new(&s, "gw-1").get(&s, "/payments/old-new"), 401);
+    assert_eq!(
+        Client::with_file(&s, "gw-1", &new_file).get(&s, "/payments/new"),
+        200
+    );
+    assert_eq!(s.envoy.child.id(), envoy_pid, "Envoy was never restarted");
+    let info = common::admin_request(&s.admin, "GET", "/server_info").unwrap();
+    assert_eq!(info.status, 200, "the same Envoy still answers");
 }

@@ -57,6 +57,7 @@ fn agent(seen: Arc<Seen>, ttl_secs: u64) -> Cluster {
                         file_size: e.file_size(),
                         interval_count: e.interval_count(),
                         ttl_secs,
+                        expires_at: None,
                     })
                     .unwrap(),
                 )

@@ -16,13 +16,16 @@
 use std::collections::HashMap;
 
 use autoid_protocol::config::EntropyCacheConfig;
-use autoid_protocol::entropy::SubjectStream;
+use autoid_protocol::entropy::{EpochParams, SubjectStream};
 use autoid_protocol::intervals::{Interval, read_file};
 use autoid_protocol::verify::KnownEpoch;
 
 struct Entry {
     stream: SubjectStream,
     file_size: u64,
+    /// The epoch's interval count (with `file_size`, its public parameters: for an epoch the
+    /// filter does not list, the only place they are known).
+    interval_count: u32,
     /// When a stream the agent handed over stops being used (Unix seconds); `None` for streams
     /// derived from a local epoch.
     expires: Option<u64>,
@@ -122,16 +125,28 @@ impl EntropyCache {
         }
         let stream = epoch.local_stream(subject)?;
         let read = stream.intervals_at(offsets);
-        self.insert(params.id(), params.file_size(), subject, stream, None);
+        self.insert(params, subject, stream, None);
         Some(read)
+    }
+
+    /// The public parameters of `epoch` as the agent sent them with the subject's stream, if
+    /// that stream is kept and not expired at `now` (an epoch the filter does not list). Never
+    /// adds an epoch to the cache.
+    pub fn agent_params(&self, epoch: &str, subject: &str, now: u64) -> Option<EpochParams> {
+        let (_, subjects) = self.epochs.iter().find(|(id, _)| id == epoch)?;
+        let entry = subjects.get(subject)?;
+        if entry.expires.is_none_or(|at| now < at) {
+            EpochParams::new(epoch, entry.file_size, entry.interval_count).ok()
+        } else {
+            None
+        }
     }
 
     /// Keeps a subject's stream: one the agent handed over (`expires` at that Unix second), or
     /// a local epoch's (`None`). Past `max_streams`, every stream is dropped first.
     pub fn insert(
         &mut self,
-        epoch: &str,
-        file_size: u64,
+        params: &EpochParams,
         subject: &str,
         stream: SubjectStream,
         expires: Option<u64>,
@@ -142,13 +157,14 @@ impl EntropyCache {
         }
         let entry = Entry {
             stream,
-            file_size,
+            file_size: params.file_size(),
+            interval_count: params.interval_count(),
             expires,
             proofs: 0,
             file: None,
         };
         if self
-            .subjects(epoch)
+            .subjects(params.id())
             .insert(subject.to_owned(), entry)
             .is_none()
         {
@@ -358,8 +374,7 @@ mod tests {
         );
         assert_eq!(c.streams(), 0);
         c.insert(
-            "e1",
-            8192,
+            e.params(),
             "alice",
             e.subject_key("alice").stream(),
             Some(NOW + 60),
@@ -382,15 +397,13 @@ mod tests {
         );
         assert_eq!((c.streams(), c.files()), (0, 0));
         c.insert(
-            "e1",
-            8192,
+            e.params(),
             "bob",
             e.subject_key("bob").stream(),
             Some(NOW + 10),
         );
         c.insert(
-            "e1",
-            8192,
+            e.params(),
             "carol",
             e.subject_key("carol").stream(),
             Some(NOW + 20),
@@ -402,8 +415,29 @@ mod tests {
         assert!(c.intervals(agent, "carol", &offsets(), NOW).is_some());
         for i in 0..20 {
             let s = format!("s{i}");
-            c.insert("e1", 8192, &s, e.subject_key(&s).stream(), Some(NOW + 60));
+            c.insert(e.params(), &s, e.subject_key(&s).stream(), Some(NOW + 60));
             assert!(c.streams() <= 4);
         }
+    }
+
+    #[test]
+    fn an_unlisted_epochs_parameters_come_with_its_stream_and_go_with_it() {
+        let e = Epoch::new("e9", [7u8; 32], 4096, 32).unwrap();
+        let mut c = cache(1);
+        assert_eq!(c.agent_params("e9", "alice", NOW), None);
+        assert!(c.epochs.is_empty(), "a lookup adds no epoch");
+        c.insert(
+            e.params(),
+            "alice",
+            e.subject_key("alice").stream(),
+            Some(NOW + 30),
+        );
+        let p = c.agent_params("e9", "alice", NOW + 29).unwrap();
+        assert_eq!(
+            (p.id(), p.file_size(), p.interval_count()),
+            ("e9", 4096, 32)
+        );
+        assert_eq!(c.agent_params("e9", "bob", NOW), None);
+        assert_eq!(c.agent_params("e9", "alice", NOW + 30), None, "expired");
     }
 }

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use autoid_protocol::config::{Agent, Api, Config, Directory, Groups};
+use autoid_protocol::config::{Agent, Api, Config, Directory, Groups, MAX_ENTROPY_CACHE_BYTES};
 use autoid_protocol::directory::{
     SessionReply, SessionRequest, StreamReply, StreamRequest, credentials_path,
 };
-use autoid_protocol::entropy::SubjectKey;
+use autoid_protocol::entropy::{EpochParams, SubjectKey};
 use autoid_protocol::header::Proof;
 use autoid_protocol::header::Proof as ParsedProof;
 use autoid_protocol::intervals::Interval;
@@ -339,6 +339,13 @@ impl SessionCache for CacheAdapter<'_> {
             .entropy
             .borrow_mut()
             .intervals(epoch, subject, offsets, self.now)
+    }
+
+    fn agent_epoch(&mut self, epoch: &str, subject: &str) -> Option<EpochParams> {
+        self.state
+            .entropy
+            .borrow()
+            .agent_params(epoch, subject, self.now)
     }
 
     fn allow_unwrap(&mut self) -> bool {
@@ -1270,24 +1277,44 @@ fn parse_session(body: &[u8]) -> Option<(SessionKey, Option<u64>)> {
 }
 
 /// Keeps the stream of the agent's 200 reply for (epoch, subject): the key must be 16 bytes and
-/// the epoch's parameters the ones configured; kept for the reply's `ttl_secs`, at most
-/// `agent.max_stream_ttl_secs`. The error says what was wrong, never the key.
+/// the epoch's parameters the ones configured — or, for an epoch the filter does not list
+/// (`agent.any_epoch`), valid parameters whose file fits the entropy cache's per-worker cap. Kept
+/// for the reply's `ttl_secs`, at most `agent.max_stream_ttl_secs`, and never past the epoch's
+/// `expires_at`. The error says what was wrong, never the key.
 fn keep_stream(state: &State, epoch: &str, subject: &str, body: &[u8]) -> Result<(), String> {
     let reply: StreamReply =
         serde_json::from_slice(body).map_err(|e| format!("malformed reply ({e})"))?;
     let key = SubjectKey::from_base64(&reply.key).ok_or("the key is not 16 bytes of base64url")?;
-    let Some(KnownEpoch::Agent(params)) = state.config.keyring.known_epoch(epoch) else {
-        return Err("not an agent-held epoch".to_owned());
+    let keyring = &state.config.keyring;
+    let params = match keyring.known_epoch(epoch) {
+        Some(KnownEpoch::Agent(params)) => {
+            if (reply.file_size, reply.interval_count)
+                != (params.file_size(), params.interval_count())
+            {
+                return Err(format!(
+                    "the agent's epoch has file_size {} and interval_count {}, the configuration {} and {}",
+                    reply.file_size,
+                    reply.interval_count,
+                    params.file_size(),
+                    params.interval_count()
+                ));
+            }
+            params.clone()
+        }
+        None if keyring.unlisted_epoch_at_agent(epoch) => {
+            let params = EpochParams::new(epoch, reply.file_size, reply.interval_count)
+                .map_err(|e| format!("the agent's epoch parameters are invalid ({e})"))?;
+            let files = u64::from(state.config.entropy_cache.files);
+            if files.saturating_mul(params.file_size()) > MAX_ENTROPY_CACHE_BYTES {
+                return Err(format!(
+                    "the agent's epoch has file_size {}: {files} such files exceed the entropy cache's per-worker cap",
+                    params.file_size()
+                ));
+            }
+            params
+        }
+        _ => return Err("not an agent-held epoch".to_owned()),
     };
-    if (reply.file_size, reply.interval_count) != (params.file_size(), params.interval_count()) {
-        return Err(format!(
-            "the agent's epoch has file_size {} and interval_count {}, the configuration {} and {}",
-            reply.file_size,
-            reply.interval_count,
-            params.file_size(),
-            params.interval_count()
-        ));
-    }
     let max = state
         .config
         .agent
@@ -1298,12 +1325,14 @@ fn keep_stream(state: &State, epoch: &str, subject: &str, body: &[u8]) -> Result
         return Err("ttl_secs is 0".to_owned());
     }
     let now = wasm_host::now_ms() / 1000;
-    state.entropy.borrow_mut().insert(
-        epoch,
-        params.file_size(),
-        subject,
-        key.stream(),
-        Some(now.saturating_add(ttl)),
-    );
+    let until = now.saturating_add(ttl);
+    let until = reply.expires_at.map_or(until, |at| at.min(until));
+    if until <= now {
+        return Err("the epoch has retired (expires_at)".to_owned());
+    }
+    state
+        .entropy
+        .borrow_mut()
+        .insert(&params, subject, key.stream(), Some(until));
     Ok(())
 }

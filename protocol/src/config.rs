@@ -95,6 +95,8 @@ struct RawAgent {
     #[serde(default)]
     any_key: bool,
     #[serde(default)]
+    any_epoch: bool,
+    #[serde(default)]
     session_ttl_secs: Option<u64>,
     #[serde(default)]
     max_stream_ttl_secs: Option<u64>,
@@ -283,6 +285,10 @@ pub struct Agent {
     /// Sessions under any key id the filter holds no private key for go to the agent, so a
     /// key the agent starts serving (rotation) needs no new filter configuration.
     pub any_key: bool,
+    /// Proofs naming an epoch id the filter does not list go to the agent for the subject's
+    /// stream, and the epoch's public parameters are taken from its reply, so an epoch the agent
+    /// starts serving (rotation) needs no new filter configuration.
+    pub any_epoch: bool,
     /// How long the filter keeps a session the agent unwrapped before asking again (default
     /// 300 s): a key the agent retires reaches sessions cached before its retirement was set
     /// within this time, so a rotation's overlap must be at least this long.
@@ -300,6 +306,7 @@ impl core::fmt::Debug for Agent {
             .field("token", &"<redacted>")
             .field("timeout_ms", &self.timeout_ms)
             .field("any_key", &self.any_key)
+            .field("any_epoch", &self.any_epoch)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("max_stream_ttl_secs", &self.max_stream_ttl_secs)
             .finish()
@@ -616,6 +623,7 @@ impl TryFrom<RawConfig> for Config {
                     token,
                     timeout_ms,
                     any_key: a.any_key,
+                    any_epoch: a.any_epoch,
                     session_ttl_secs,
                     max_stream_ttl_secs,
                 })
@@ -653,8 +661,12 @@ impl TryFrom<RawConfig> for Config {
             }
         }
 
-        if raw.epochs.is_empty() {
-            return Err(err("epochs", "at least one epoch is required"));
+        let any_agent_epoch = agent.as_ref().is_some_and(|a| a.any_epoch);
+        if raw.epochs.is_empty() && !any_agent_epoch {
+            return Err(err(
+                "epochs",
+                "at least one epoch is required (or `agent.any_epoch: true`)",
+            ));
         }
         let mut epochs: Vec<Epoch> = Vec::with_capacity(raw.epochs.len());
         let mut agent_epochs: Vec<EpochParams> = Vec::new();
@@ -952,7 +964,8 @@ impl TryFrom<RawConfig> for Config {
             keyring: Keyring::new(keys, epochs)
                 .with_agent_keys(agent_kids)
                 .with_any_agent_key(any_agent_key)
-                .with_agent_epochs(agent_epochs),
+                .with_agent_epochs(agent_epochs)
+                .with_any_agent_epoch(any_agent_epoch),
             agent,
             limits,
             session_cache,

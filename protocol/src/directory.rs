@@ -78,7 +78,8 @@ pub struct StreamRequest {
 }
 
 /// The 200 reply to `POST /v1/streams`: the subject's key `K` in that epoch and the epoch's public
-/// parameters (the filter checks them against its own). A refusal is 404 (`unknown_epoch`) or
+/// parameters (the filter checks them against its own, or, for an epoch it does not list and
+/// `agent.any_epoch`, takes them). A refusal is 404 (`unknown_epoch`: no such epoch, or retired) or
 /// 400 (`bad_request`: not a canonical subject), with `{"error": code}`. `Debug` hides the key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +93,10 @@ pub struct StreamReply {
     pub interval_count: u32,
     /// How long the filter may keep the stream, in seconds (it also applies its own bound).
     pub ttl_secs: u64,
+    /// When the epoch retires (Unix seconds), if it is being rotated out: the filter keeps the
+    /// stream no longer than that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 impl core::fmt::Debug for StreamReply {
@@ -101,6 +106,7 @@ impl core::fmt::Debug for StreamReply {
             .field("file_size", &self.file_size)
             .field("interval_count", &self.interval_count)
             .field("ttl_secs", &self.ttl_secs)
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
@@ -181,6 +187,7 @@ mod tests {
             file_size: 65536,
             interval_count: 64,
             ttl_secs: 300,
+            expires_at: None,
         };
         let json = serde_json::to_string(&reply).unwrap();
         assert_eq!(
@@ -189,6 +196,11 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<StreamReply>(&json).unwrap(), reply);
         assert!(!format!("{reply:?}").contains("AAAA"));
+        let retiring: StreamReply = serde_json::from_str(
+            r#"{"key":"AAAAAAAAAAAAAAAAAAAAAA","file_size":65536,"interval_count":64,"ttl_secs":300,"expires_at":1800000000}"#,
+        )
+        .unwrap();
+        assert_eq!(retiring.expires_at, Some(1_800_000_000));
     }
 
     #[test]

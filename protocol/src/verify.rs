@@ -155,6 +155,8 @@ pub struct Keyring {
     epochs: Vec<Epoch>,
     /// Epochs whose secret only the agent holds: it hands out per-subject keys.
     agent_epochs: Vec<EpochParams>,
+    /// Every epoch id not listed is the agent's (epoch rotation at the agent).
+    any_agent_epoch: bool,
 }
 
 impl Keyring {
@@ -166,6 +168,7 @@ impl Keyring {
             any_agent_key: false,
             epochs,
             agent_epochs: Vec::new(),
+            any_agent_epoch: false,
         }
     }
 
@@ -173,6 +176,19 @@ impl Keyring {
     pub fn with_agent_epochs(mut self, epochs: Vec<EpochParams>) -> Self {
         self.agent_epochs = epochs;
         self
+    }
+
+    /// Also asks the agent for subjects' streams under any epoch id it does not list, taking the
+    /// epoch's public parameters from the agent's reply.
+    pub fn with_any_agent_epoch(mut self, any: bool) -> Self {
+        self.any_agent_epoch = any;
+        self
+    }
+
+    /// Whether an epoch id it does not list may be the agent's (`agent.any_epoch`): its public
+    /// parameters come with the agent's stream.
+    pub fn unlisted_epoch_at_agent(&self, id: &str) -> bool {
+        self.any_agent_epoch && self.known_epoch(id).is_none()
     }
 
     /// The epoch with this id, local or the agent's.
@@ -236,9 +252,31 @@ impl Keyring {
         request: &Request<'_>,
         cache: &mut dyn SessionCache,
     ) -> Result<(), Stop> {
-        let epoch = self
-            .known_epoch(&payload.epoch)
-            .ok_or(Reject::UnknownEpoch)?;
+        // An epoch it does not list (`agent.any_epoch`) is known by the parameters the agent
+        // sent with a stream the cache holds; nothing depends on them before that (the payload's
+        // grammar does not), so without such a stream the agent is asked first.
+        let learned;
+        let epoch = match self.known_epoch(&payload.epoch) {
+            Some(epoch) => epoch,
+            None if self.any_agent_epoch => {
+                match cache.agent_epoch(&payload.epoch, &payload.subject) {
+                    Some(params) => {
+                        learned = params;
+                        KnownEpoch::Agent(&learned)
+                    }
+                    None => {
+                        if !cache.allow_stream() {
+                            return Err(Reject::RateLimited.into());
+                        }
+                        return Err(Stop::AskStream {
+                            epoch: payload.epoch.clone(),
+                            subject: payload.subject.clone(),
+                        });
+                    }
+                }
+            }
+            None => return Err(Reject::UnknownEpoch.into()),
+        };
         let params = epoch.params();
         let bindings = Bindings {
             subject: &payload.subject,
@@ -295,6 +333,11 @@ pub trait SessionCache {
     /// unwraps by default); `false` rejects the proof with [`Reject::RateLimited`].
     fn allow_stream(&mut self) -> bool {
         self.allow_unwrap()
+    }
+    /// The public parameters of an epoch the keyring does not list, from the agent's reply to a
+    /// stream of this subject that the cache holds (`agent.any_epoch`); `None`: ask the agent.
+    fn agent_epoch(&mut self, _epoch: &str, _subject: &str) -> Option<EpochParams> {
+        None
     }
     /// The subject's entropy at these offsets under `epoch`, or `None` when the stream is not at
     /// hand (an agent-held epoch whose subject key the cache does not hold). By default derived
@@ -353,7 +396,8 @@ pub enum Stop {
     /// ask the agent for the subject's key (the cold-path budget allowed it), put the stream in
     /// the cache, and verify again.
     AskStream {
-        /// The epoch id (the payload's; a known agent-held epoch).
+        /// The epoch id (the payload's; a listed agent-held epoch, or with `agent.any_epoch` one
+        /// the filter does not list).
         epoch: String,
         /// The subject (the payload's; canonical).
         subject: String,

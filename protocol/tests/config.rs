@@ -285,3 +285,27 @@ fn epochs_may_be_id_only_when_the_agent_holds_them() {
         "entropy_cache.max_streams: 0 is out of range (1 to 65536)"
     );
 }
+
+#[test]
+fn any_epoch_sends_unlisted_epochs_to_the_agent_and_allows_an_empty_list() {
+    let mut v = good();
+    v["agent"] = json!({ "cluster": "autoid_agent", "token": "0123456789abcdef0123" });
+    let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+    assert!(!c.agent.as_ref().unwrap().any_epoch, "off by default");
+    assert!(!c.keyring.unlisted_epoch_at_agent("e-new"));
+    v["agent"]["any_epoch"] = json!(true);
+    let c = Config::from_json(v.to_string().as_bytes()).unwrap();
+    assert!(c.agent.as_ref().unwrap().any_epoch);
+    assert!(c.keyring.unlisted_epoch_at_agent("e-new"));
+    assert!(
+        !c.keyring.unlisted_epoch_at_agent("e-test"),
+        "a listed epoch keeps its configuration"
+    );
+    v["epochs"] = json!([]);
+    assert!(Config::from_json(v.to_string().as_bytes()).is_ok());
+    v["agent"]["any_epoch"] = json!(false);
+    assert_eq!(
+        error_of(v),
+        "epochs: at least one epoch is required (or `agent.any_epoch: true`)"
+    );
+}

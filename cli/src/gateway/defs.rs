@@ -213,6 +213,10 @@ pub(crate) struct DirectoryDef {
     /// unwrapped before asking again (the filter's `agent.session_ttl_secs`).
     #[serde(default)]
     pub(crate) session_ttl_secs: Option<u64>,
+    /// With `plugin.epochs: "agent"`: the longest the filter keeps a subject's stream the agent
+    /// handed over before asking again (the filter's `agent.max_stream_ttl_secs`).
+    #[serde(default)]
+    pub(crate) max_stream_ttl_secs: Option<u64>,
     #[serde(default)]
     pub(crate) positive_ttl_secs: Option<u64>,
     #[serde(default)]

@@ -229,8 +229,15 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
                 // Keys the agent adds later (`autoid rotate key`) work without a new render.
                 agent.insert("any_key".into(), json!(true));
             }
+            if epochs_at_agent {
+                // Epochs the agent adds later (`autoid rotate epoch`) work without a new render.
+                agent.insert("any_epoch".into(), json!(true));
+            }
             if let Some(t) = d.session_ttl_secs {
                 agent.insert("session_ttl_secs".into(), json!(t));
+            }
+            if let Some(t) = d.max_stream_ttl_secs {
+                agent.insert("max_stream_ttl_secs".into(), json!(t));
             }
             if let Some(t) = d.timeout_ms {
                 agent.insert("timeout_ms".into(), json!(t));

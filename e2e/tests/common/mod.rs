@@ -289,6 +289,9 @@ pub struct Options {
     /// The epoch stays with the agent (its `epoch_files`): Envoy's configuration has its id and
     /// public parameters only, and the filter asks the agent for each subject's key.
     pub epochs_at_agent: bool,
+    /// The longest the filter keeps a subject's stream the agent handed over (default: the
+    /// filter's).
+    pub agent_max_stream_ttl_secs: Option<u64>,
     /// Payments' `authorization` (and `x-payments-key`, a JSON key of a second secret) come from
     /// AWS Secrets Manager served by moto, resolved by the agent.
     pub credentials: Option<Credentials>,
@@ -316,6 +319,7 @@ impl Default for Options {
             session_keys_at_agent: false,
             agent_session_ttl_secs: None,
             epochs_at_agent: false,
+            agent_max_stream_ttl_secs: None,
             credentials: None,
             agent_transport: AgentTransport::Socket,
         }
@@ -446,7 +450,8 @@ impl Stack {
             "positive_ttl_secs": options.positive_ttl_secs,
             "negative_ttl_secs": options.negative_ttl_secs,
             "stale_if_error_secs": 0,
-            "session_ttl_secs": options.agent_session_ttl_secs
+            "session_ttl_secs": options.agent_session_ttl_secs,
+            "max_stream_ttl_secs": options.agent_max_stream_ttl_secs
         });
         match &agent {
             AgentAt::Socket(path) => {
