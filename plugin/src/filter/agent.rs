@@ -1,0 +1,366 @@
+//! The request's callouts to the autoid agent: sessions to unwrap, subjects' keys of agent-held
+//! epochs, upstream credentials. Each asks asynchronously (the request pauses) and its answer
+//! resumes the request's decision in [`super`].
+
+use super::*;
+
+impl Http {
+    /// Asks the agent for the API's credentials (nothing usable is cached): `Pause` until it
+    /// answers, or a 503 when the callout cannot be sent.
+    pub(super) fn ask_credentials(
+        &mut self,
+        state: &State,
+        verified: &Verified,
+        groups: &[String],
+    ) -> Action {
+        let Some(agent) = &state.config.agent else {
+            self.deny(
+                Denial::Unavailable(Unavailable::Credentials),
+                Some(&verified.subject),
+            );
+            return Action::Pause;
+        };
+        let path = credentials_path(&self.route);
+        let auth = bearer(agent);
+        let headers = agent_headers(agent, "GET", &path, auth.as_deref());
+        let timeout = Duration::from_millis(agent.timeout_ms);
+        match self.dispatch_http_call(&agent.cluster, headers, None, vec![], timeout) {
+            Ok(_) => {
+                state.count(Counter::CredentialsCallouts);
+                self.pending = Pending::Credentials {
+                    verified: verified.clone(),
+                    groups: groups.to_vec(),
+                };
+                Action::Pause
+            }
+            Err(_) => {
+                state.count(Counter::CredentialsFailures);
+                wasm_host::warn(&format!(
+                    "autoid: credentials callout could not be dispatched to cluster {:?} request_id={}",
+                    agent.cluster, self.request_id
+                ));
+                self.deny(
+                    Denial::Unavailable(Unavailable::Credentials),
+                    Some(&verified.subject),
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    /// The agent answered a credentials callout: caches and injects, or 503 `credentials`.
+    pub(super) fn credentials_answer(
+        &mut self,
+        state: &State,
+        verified: &Verified,
+        groups: &[String],
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Action {
+        let Some(api) = state.config.apis.get(&self.route) else {
+            self.deny(
+                Denial::Forbidden(Forbid::UnknownRoute),
+                Some(&verified.subject),
+            );
+            return Action::Pause;
+        };
+        match parse_credentials(api, status, body) {
+            Ok((values, ttl)) => {
+                let now = wasm_host::now_ms() / 1000;
+                state
+                    .credentials
+                    .put(&SharedData, &self.route, values.clone(), ttl, now);
+                self.admit(state, api, verified, groups, &values)
+            }
+            Err(e) => {
+                state.count(Counter::CredentialsFailures);
+                wasm_host::warn(&format!(
+                    "autoid: the agent gave no credentials for api {:?}: {} (status {}) request_id={}",
+                    self.route,
+                    e.code(),
+                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    self.request_id
+                ));
+                self.deny(
+                    Denial::Unavailable(Unavailable::Credentials),
+                    Some(&verified.subject),
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    /// POSTs a JSON body to the agent: whether the callout was dispatched.
+    pub(super) fn post_to_agent(&self, agent: &Agent, path: &str, body: &[u8]) -> bool {
+        let auth = bearer(agent);
+        let mut headers = agent_headers(agent, "POST", path, auth.as_deref());
+        headers.push(("content-type", "application/json"));
+        let timeout = Duration::from_millis(agent.timeout_ms);
+        let sent = self
+            .dispatch_http_call(&agent.cluster, headers, Some(body), vec![], timeout)
+            .is_ok();
+        if !sent {
+            wasm_host::warn(&format!(
+                "autoid: callout {path} could not be dispatched to cluster {:?} request_id={}",
+                agent.cluster, self.request_id
+            ));
+        }
+        sent
+    }
+
+    /// Sends the proof's wrapped session to the agent (the key is the agent's): `Pause` until it
+    /// answers, or a 503 when the callout cannot be sent.
+    pub(super) fn ask_agent(
+        &mut self,
+        state: &State,
+        proof: &str,
+        request: &Request<'_>,
+    ) -> Action {
+        let (Some(agent), Ok(parsed)) = (&state.config.agent, ParsedProof::parse(proof)) else {
+            self.deny(Denial::Unavailable(Unavailable::Agent), None);
+            return Action::Pause;
+        };
+        let body = serde_json::to_vec(&SessionRequest {
+            kid: parsed.kid().to_owned(),
+            wrapped: URL_SAFE_NO_PAD.encode(parsed.wrapped()),
+        })
+        .unwrap_or_default();
+        if !self.post_to_agent(agent, "/v1/sessions", &body) {
+            state.count(Counter::AgentSessionFailures);
+            self.deny(Denial::Unavailable(Unavailable::Dispatch), None);
+            return Action::Pause;
+        }
+        state.count(Counter::AgentSessionCallouts);
+        self.pending = Pending::Session {
+            asked: Asked::new(proof, request),
+        };
+        Action::Pause
+    }
+
+    /// Asks the agent for the subject's key in an epoch it holds (the proof's session opened,
+    /// and the cold-path budget allowed the callout): `Pause` until it answers, or a 503 when
+    /// the callout cannot be sent.
+    pub(super) fn ask_stream(
+        &mut self,
+        state: &State,
+        proof: &str,
+        request: &Request<'_>,
+        epoch: String,
+        subject: String,
+    ) -> Action {
+        let Some(agent) = &state.config.agent else {
+            self.deny(Denial::Unavailable(Unavailable::Agent), Some(&subject));
+            return Action::Pause;
+        };
+        let body = serde_json::to_vec(&StreamRequest {
+            epoch: epoch.clone(),
+            subject: subject.clone(),
+        })
+        .unwrap_or_default();
+        if !self.post_to_agent(agent, "/v1/streams", &body) {
+            state.count(Counter::AgentStreamFailures);
+            self.deny(Denial::Unavailable(Unavailable::Dispatch), Some(&subject));
+            return Action::Pause;
+        }
+        state.count(Counter::AgentStreamCallouts);
+        self.pending = Pending::Stream {
+            asked: Asked::new(proof, request),
+            epoch,
+            subject,
+        };
+        Action::Pause
+    }
+
+    /// The agent answered a subject-key callout: keeps the stream and verifies again, or denies
+    /// (401 when the agent does not know the epoch, 503 when it did not answer usably).
+    pub(super) fn stream_answer(
+        &mut self,
+        state: &State,
+        asked: &Asked,
+        (epoch, subject): (&str, &str),
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Action {
+        let request = asked.request();
+        let verified = match status {
+            Some(200) => match keep_stream(state, epoch, subject, body) {
+                Ok(()) => match self.verify(state, &asked.proof, &request) {
+                    // The stream was just kept: asking again means it could not be.
+                    Err(Stop::AskAgent | Stop::AskStream { .. }) => None,
+                    other => Some(other),
+                },
+                Err(why) => {
+                    wasm_host::warn(&format!(
+                        "autoid: unusable subject key from the agent: {why} epoch={epoch} subject={subject:?} request_id={}",
+                        self.request_id
+                    ));
+                    None
+                }
+            },
+            Some(404) => Some(Err(Stop::Rejected(Reject::UnknownEpoch))),
+            _ => None,
+        };
+        match verified {
+            Some(v) => self.verified(state, v, &asked.proof, &request),
+            None => {
+                state.count(Counter::AgentStreamFailures);
+                wasm_host::warn(&format!(
+                    "autoid: the agent did not hand over a subject key (status {}) epoch={epoch} subject={subject:?} request_id={}",
+                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    self.request_id
+                ));
+                self.deny(Denial::Unavailable(Unavailable::Agent), Some(subject));
+                Action::Pause
+            }
+        }
+    }
+
+    /// The agent answered a session callout: caches the session and verifies again, or denies
+    /// (401 when the agent refused the key or the unwrap, 503 when it did not answer usably).
+    pub(super) fn session_answer(
+        &mut self,
+        state: &State,
+        asked: &Asked,
+        status: Option<u32>,
+        body: &[u8],
+    ) -> Action {
+        let request = asked.request();
+        let verified = match (status, parse_session(body)) {
+            (Some(200), Some((session, expires_at))) => {
+                if let Ok(proof) = ParsedProof::parse(&asked.proof) {
+                    let now_ms = wasm_host::now_ms();
+                    let now = now_ms / 1000;
+                    // Kept until the key retires, and asked again after the agent's session TTL
+                    // so a retirement set later reaches this session too.
+                    let ttl = state.config.agent.as_ref().map_or(
+                        autoid_protocol::config::DEFAULT_AGENT_SESSION_TTL_SECS,
+                        |a| a.session_ttl_secs,
+                    );
+                    let recheck = now.saturating_add(ttl);
+                    let cap = expires_at.map_or(recheck, |at| at.min(recheck));
+                    let mut cache = CacheAdapter { state, now, now_ms };
+                    cache.put_until(&proof, &session, Some(cap));
+                }
+                match self.verify(state, &asked.proof, &request) {
+                    // The session was just cached: asking again means it could not be.
+                    Err(Stop::AskAgent) => None,
+                    other => Some(other),
+                }
+            }
+            (Some(404), _) => Some(Err(Stop::Rejected(Reject::UnknownKey))),
+            (Some(422), _) => Some(Err(Stop::Rejected(Reject::Unwrap))),
+            _ => None,
+        };
+        match verified {
+            Some(v) => self.verified(state, v, &asked.proof, &request),
+            None => {
+                state.count(Counter::AgentSessionFailures);
+                wasm_host::warn(&format!(
+                    "autoid: the agent did not unwrap a session (status {}) request_id={}",
+                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    self.request_id
+                ));
+                self.deny(Denial::Unavailable(Unavailable::Agent), None);
+                Action::Pause
+            }
+        }
+    }
+}
+
+/// The `authorization` value for the agent's callouts: none over a unix socket, whose
+/// permissions are the authentication.
+pub(super) fn bearer(agent: &Agent) -> Option<String> {
+    agent.token.as_ref().map(|t| format!("Bearer {t}"))
+}
+
+/// The headers of a callout to the agent (a JSON API): method, path, authority, the token if any.
+pub(super) fn agent_headers<'a>(
+    agent: &'a Agent,
+    method: &'a str,
+    path: &'a str,
+    auth: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![
+        (":method", method),
+        (":path", path),
+        (":authority", agent.authority.as_str()),
+        ("accept", "application/json"),
+    ];
+    if let Some(auth) = auth {
+        headers.push(("authorization", auth));
+    }
+    headers
+}
+
+/// The session plaintext in the agent's 200 reply, and when its key retires.
+pub(super) fn parse_session(body: &[u8]) -> Option<(SessionKey, Option<u64>)> {
+    let reply: SessionReply = serde_json::from_slice(body).ok()?;
+    let bytes = URL_SAFE_NO_PAD.decode(reply.session).ok()?;
+    Some((SessionKey::from_bytes(&bytes)?, reply.expires_at))
+}
+
+/// Keeps the stream of the agent's 200 reply for (epoch, subject): the key must be 16 bytes and
+/// the epoch's parameters the ones configured — or, for an epoch the filter does not list
+/// (`agent.any_epoch`), valid parameters whose file fits the entropy cache's per-worker cap. Kept
+/// for the reply's `ttl_secs`, at most `agent.max_stream_ttl_secs`, and never past the epoch's
+/// `expires_at`. The error says what was wrong, never the key.
+pub(super) fn keep_stream(
+    state: &State,
+    epoch: &str,
+    subject: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    let reply: StreamReply =
+        serde_json::from_slice(body).map_err(|e| format!("malformed reply ({e})"))?;
+    let key = SubjectKey::from_base64(&reply.key).ok_or("the key is not 16 bytes of base64url")?;
+    let keyring = &state.config.keyring;
+    let params = match keyring.known_epoch(epoch) {
+        Some(KnownEpoch::Agent(params)) => {
+            if (reply.file_size, reply.interval_count)
+                != (params.file_size(), params.interval_count())
+            {
+                return Err(format!(
+                    "the agent's epoch has file_size {} and interval_count {}, the configuration {} and {}",
+                    reply.file_size,
+                    reply.interval_count,
+                    params.file_size(),
+                    params.interval_count()
+                ));
+            }
+            params.clone()
+        }
+        None if keyring.unlisted_epoch_at_agent(epoch) => {
+            let params = EpochParams::new(epoch, reply.file_size, reply.interval_count)
+                .map_err(|e| format!("the agent's epoch parameters are invalid ({e})"))?;
+            let files = u64::from(state.config.entropy_cache.files);
+            if files.saturating_mul(params.file_size()) > MAX_ENTROPY_CACHE_BYTES {
+                return Err(format!(
+                    "the agent's epoch has file_size {}: {files} such files exceed the entropy cache's per-worker cap",
+                    params.file_size()
+                ));
+            }
+            params
+        }
+        _ => return Err("not an agent-held epoch".to_owned()),
+    };
+    let max = state
+        .config
+        .agent
+        .as_ref()
+        .map_or(0, |a| a.max_stream_ttl_secs);
+    let ttl = reply.ttl_secs.min(max);
+    if ttl == 0 {
+        return Err("ttl_secs is 0".to_owned());
+    }
+    let now = wasm_host::now_ms() / 1000;
+    let until = now.saturating_add(ttl);
+    let until = reply.expires_at.map_or(until, |at| at.min(until));
+    if until <= now {
+        return Err("the epoch has retired (expires_at)".to_owned());
+    }
+    state
+        .entropy
+        .borrow_mut()
+        .insert(&params, subject, key.stream(), Some(until));
+    Ok(())
+}
