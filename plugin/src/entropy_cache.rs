@@ -31,6 +31,10 @@ struct Entry {
     expires: Option<u64>,
     /// Verified proofs in the current tick window.
     proofs: u32,
+    /// The cache's use count at the subject's last verified proof (0: never verified). When the
+    /// cache is full, the entry verified longest ago goes first, so subjects named by proofs
+    /// that never verify (anyone can open a session and name subjects) only displace each other.
+    last_verified: u64,
     file: Option<Box<[u8]>>,
 }
 
@@ -61,6 +65,8 @@ pub struct EntropyCache {
     epochs: Vec<(String, HashMap<String, Entry>)>,
     streams: usize,
     max_streams: usize,
+    /// Verified proofs so far: the clock of `Entry::last_verified`.
+    uses: u64,
     config: EntropyCacheConfig,
 }
 
@@ -74,13 +80,14 @@ impl core::fmt::Debug for EntropyCache {
 }
 
 impl EntropyCache {
-    /// At most `config.max_streams` subjects' streams (all dropped when full) and
+    /// At most `config.max_streams` subjects' streams (the one verified longest ago makes room) and
     /// `config.files` files.
     pub fn new(config: EntropyCacheConfig) -> Self {
         EntropyCache {
             epochs: Vec::new(),
             streams: 0,
             max_streams: config.max_streams as usize,
+            uses: 0,
             config,
         }
     }
@@ -143,7 +150,8 @@ impl EntropyCache {
     }
 
     /// Keeps a subject's stream: one the agent handed over (`expires` at that Unix second), or
-    /// a local epoch's (`None`). Past `max_streams`, every stream is dropped first.
+    /// a local epoch's (`None`). Past `max_streams`, the entry verified longest ago (never
+    /// verified first) makes room.
     pub fn insert(
         &mut self,
         params: &EpochParams,
@@ -151,9 +159,12 @@ impl EntropyCache {
         stream: SubjectStream,
         expires: Option<u64>,
     ) {
-        if self.streams >= self.max_streams {
-            self.epochs.clear();
-            self.streams = 0;
+        let present = self
+            .epochs
+            .iter()
+            .any(|(id, subjects)| id == params.id() && subjects.contains_key(subject));
+        if !present && self.streams >= self.max_streams {
+            self.evict_one();
         }
         let entry = Entry {
             stream,
@@ -161,6 +172,7 @@ impl EntropyCache {
             interval_count: params.interval_count(),
             expires,
             proofs: 0,
+            last_verified: 0,
             file: None,
         };
         if self
@@ -174,8 +186,30 @@ impl EntropyCache {
 
     /// Counts a verified proof of the subject (only verified proofs make a subject hot).
     pub fn verified(&mut self, epoch: &str, subject: &str) {
+        self.uses += 1;
+        let now = self.uses;
         if let Some(entry) = self.subjects(epoch).get_mut(subject) {
             entry.proofs = entry.proofs.saturating_add(1);
+            entry.last_verified = now;
+        }
+    }
+
+    /// Drops the entry verified longest ago (one never verified first), and its file.
+    fn evict_one(&mut self) {
+        let oldest = self
+            .epochs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, subjects))| {
+                subjects
+                    .iter()
+                    .map(move |(subject, e)| (e.last_verified, i, subject))
+            })
+            .min_by_key(|(last, _, _)| *last)
+            .map(|(_, i, subject)| (i, subject.clone()));
+        if let Some((i, subject)) = oldest {
+            self.epochs[i].1.remove(&subject);
+            self.streams = self.streams.saturating_sub(1);
         }
     }
 
@@ -417,6 +451,49 @@ mod tests {
             let s = format!("s{i}");
             c.insert(e.params(), &s, e.subject_key(&s).stream(), Some(NOW + 60));
             assert!(c.streams() <= 4);
+        }
+    }
+
+    #[test]
+    fn a_flood_of_subjects_that_never_verify_does_not_push_out_a_verified_one() {
+        let e = epoch();
+        let agent = KnownEpoch::Agent(e.params());
+        let mut c = cache(1);
+        c.insert(
+            e.params(),
+            "alice",
+            e.subject_key("alice").stream(),
+            Some(NOW + 60),
+        );
+        c.verified("e1", "alice");
+        // Subjects named by proofs whose digest never checks out (no `verified`).
+        for i in 0..100 {
+            let s = format!("junk{i}");
+            c.insert(e.params(), &s, e.subject_key(&s).stream(), Some(NOW + 60));
+            assert_eq!(c.streams(), 4.min(i + 2));
+        }
+        assert!(
+            c.intervals(agent, "alice", &offsets(), NOW).is_some(),
+            "alice's stream is still kept"
+        );
+        assert!(c.intervals(agent, "junk99", &offsets(), NOW).is_some());
+        assert_eq!(c.intervals(agent, "junk0", &offsets(), NOW), None);
+        // Among verified subjects, the one verified longest ago goes first.
+        let mut c = cache(1);
+        for s in ["a", "b", "c", "d"] {
+            c.insert(e.params(), s, e.subject_key(s).stream(), Some(NOW + 60));
+        }
+        for s in ["b", "a", "c", "d"] {
+            c.verified("e1", s);
+        }
+        c.insert(e.params(), "e", e.subject_key("e").stream(), Some(NOW + 60));
+        assert_eq!(
+            c.intervals(agent, "b", &offsets(), NOW),
+            None,
+            "verified longest ago"
+        );
+        for s in ["a", "c", "d", "e"] {
+            assert!(c.intervals(agent, s, &offsets(), NOW).is_some(), "{s}");
         }
     }
 
