@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::http_call::{CalloutReply, CalloutRequest};
+use crate::callout::{CalloutReply, CalloutRequest};
 
 /// The timeout used when the filter asks for none (0 ms).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

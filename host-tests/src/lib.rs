@@ -24,6 +24,7 @@
 
 mod abi;
 mod buffers;
+mod callout;
 mod clock;
 mod error;
 mod gateway;
