@@ -7,7 +7,9 @@
 //! (expired less than `stale_secs` ago: inject them while the root context's tick keeps trying the
 //! agent) or [`Lookup::Missing`] (ask the agent, then inject, or 503 `credentials`). The tick
 //! refreshes an entry `refresh_ahead_secs` before it expires, so no request waits while a good
-//! value exists.
+//! value exists — unless the entry was fetched inside that window already (the agent's own
+//! refresh is that close: asking again would return the same value), in which case it is
+//! refreshed when it expires, while its values are served as stale.
 
 use autoid_protocol::config::{Api, CredentialsConfig};
 use autoid_protocol::directory::CredentialsReply;
@@ -25,6 +27,9 @@ pub fn key(api: &str) -> String {
 struct Entry {
     /// Unix seconds after which the values are stale.
     expires: u64,
+    /// Unix seconds when the values were fetched.
+    #[serde(default)]
+    fetched: u64,
     /// Unix seconds until which a worker's background refresh is in flight.
     refreshing_until: u64,
     /// Header name → value.
@@ -139,6 +144,7 @@ impl CredentialCache {
     ) -> bool {
         let entry = Entry {
             expires: now.saturating_add(ttl_secs),
+            fetched: now,
             refreshing_until: 0,
             headers,
         };
@@ -149,15 +155,19 @@ impl CredentialCache {
     }
 
     /// Whether this worker should refresh `api` in the background now: an entry exists, it is
-    /// within `refresh_ahead_secs` of expiring (or expired), and no other worker's refresh is in
-    /// flight. Claims the refresh for `hold_secs` (compare-and-swap: of two workers, one wins).
+    /// within `refresh_ahead_secs` of expiring (or expired; or only expired, when it was fetched
+    /// inside that window), and no other worker's refresh is in flight. Claims the refresh for
+    /// `hold_secs` (compare-and-swap: of two workers, one wins).
     pub fn claim_refresh(&self, store: &dyn Store, api: &str, now: u64, hold_secs: u64) -> bool {
         let Some((mut e, cas)) = Self::read(store, api) else {
             return false;
         };
-        if now.saturating_add(self.config.refresh_ahead_secs) < e.expires
-            || now < e.refreshing_until
-        {
+        let ahead = if e.expires.saturating_sub(e.fetched) > self.config.refresh_ahead_secs {
+            self.config.refresh_ahead_secs
+        } else {
+            0
+        };
+        if now.saturating_add(ahead) < e.expires || now < e.refreshing_until {
             return false;
         }
         e.refreshing_until = now.saturating_add(hold_secs.max(1));
@@ -229,6 +239,24 @@ mod tests {
         c.put(&s, "pay", h("two"), 20, 118);
         assert_eq!(c.lookup(&s, "pay", 118), Lookup::Fresh(h("two")));
         assert!(!c.claim_refresh(&s, "pay", 118, 2));
+    }
+
+    #[test]
+    fn an_entry_fetched_inside_the_window_is_refreshed_when_it_expires_not_every_tick() {
+        let s = MemoryStore::default();
+        let c = cache();
+        // The agent's own refresh is 3 s away (its ttl): asking again before then would return
+        // the same value, so the next refresh waits for the expiry.
+        c.put(&s, "pay", h("one"), 3, 100);
+        assert!(!c.claim_refresh(&s, "pay", 101, 2));
+        assert!(!c.claim_refresh(&s, "pay", 102, 2));
+        assert_eq!(c.lookup(&s, "pay", 102), Lookup::Fresh(h("one")));
+        assert!(c.claim_refresh(&s, "pay", 103, 2), "expired: refresh");
+        assert_eq!(
+            c.lookup(&s, "pay", 103),
+            Lookup::Stale(h("one")),
+            "served meanwhile"
+        );
     }
 
     #[test]
