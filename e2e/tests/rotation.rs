@@ -74,6 +74,122 @@ impl Client {
     }
 }
 
+/// What a workload uses: the key id and the entropy file it was last given.
+type Material = (String, PathBuf);
+
+/// The load: two workloads sending valid requests until stopped, each renewing its session every
+/// 32 requests so new sessions are unwrapped by the agent throughout — a few per second, within
+/// the default cold-path budget of one source (about 13 new sessions/s per worker) — each with
+/// the material it was last given.
+struct Load {
+    given: Arc<Mutex<Material>>,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(s: &Arc<Stack>, material: Material) -> Load {
+        let given = Arc::new(Mutex::new(material));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let workers = (0..2)
+            .map(|w| {
+                let (s, given, stop, sent, failures) = (
+                    s.clone(),
+                    given.clone(),
+                    stop.clone(),
+                    sent.clone(),
+                    failures.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut using = given.lock().unwrap().clone();
+                    let mut client = Client::with_file(&s, &using.0, &using.1);
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let told = given.lock().unwrap().clone();
+                        if told != using {
+                            using = told;
+                            client = Client::with_file(&s, &using.0, &using.1);
+                        } else if n % 32 == 31 {
+                            client.renew();
+                        }
+                        let status = client.get(&s, &format!("/payments/load/{w}/{n}"));
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        if status != 200 {
+                            failures.lock().unwrap().push(format!(
+                                "worker {w} request {n} under {} with {}: {status}",
+                                using.0,
+                                using.1.display()
+                            ));
+                        }
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        let load = Load {
+            given,
+            stop,
+            sent,
+            failures,
+            workers,
+        };
+        load.wait_for(20);
+        load
+    }
+
+    /// Waits until `more` requests have been sent from now on.
+    fn wait_for(&self, more: u64) {
+        let target = self.sent.load(Ordering::Relaxed) + more;
+        eventually("the load is flowing", Duration::from_secs(30), || {
+            (self.sent.load(Ordering::Relaxed) >= target).then_some(())
+        });
+    }
+
+    /// Moves the workloads to new material and lets them send 40 requests with it.
+    fn switch(&self, material: Material) {
+        *self.given.lock().unwrap() = material;
+        self.wait_for(40);
+    }
+
+    /// Stops the workloads and asserts that none of their requests failed.
+    fn finish(self, s: &Stack, agent_log: &Path) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        assert!(
+            failures.is_empty(),
+            "requests with valid material failed during the rotation ({} sent): {failures:?}\n\
+             Envoy's denials: {:?}\nthe agent's log:\n{}",
+            self.sent.load(Ordering::Relaxed),
+            s.envoy_log()
+                .lines()
+                .filter(|l| l.contains("reason="))
+                .collect::<Vec<_>>(),
+            std::fs::read_to_string(agent_log).unwrap_or_default()
+        );
+    }
+}
+
+/// Waits for the agent's log line saying it reloaded and now serves `id`.
+fn wait_for_reload(agent_log: &Path, id: &str) {
+    eventually(
+        &format!("the agent reloaded {id}"),
+        Duration::from_secs(10),
+        || {
+            let log = std::fs::read_to_string(agent_log).unwrap_or_default();
+            log.lines()
+                .any(|l| l.contains("reloaded the gateway keys") && l.contains(id))
+                .then_some(())
+        },
+    );
+}
+
 #[test]
 fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
     // The filter asks the agent again about a cached session after 2 s (default 300 s), so a
@@ -87,54 +203,7 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
     let agent_pid = s.bridge.as_ref().unwrap().child.id();
     let s = Arc::new(s);
 
-    // The load: two workloads, each renewing its session every 32 requests so new sessions are
-    // unwrapped by the agent throughout — a few per second, within the default cold-path budget
-    // of one source (about 13 new sessions/s per worker) — each with the key it was last told
-    // about.
-    let kid = Arc::new(Mutex::new("gw-1".to_owned()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let workers: Vec<_> = (0..2)
-        .map(|w| {
-            let (s, kid, stop, sent, failures) = (
-                s.clone(),
-                kid.clone(),
-                stop.clone(),
-                sent.clone(),
-                failures.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut using = kid.lock().unwrap().clone();
-                let mut client = Client::new(&s, &using);
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let told = kid.lock().unwrap().clone();
-                    if told != using {
-                        using = told;
-                        client = Client::new(&s, &using);
-                    } else if n % 32 == 31 {
-                        client.renew();
-                    }
-                    let status = client.get(&s, &format!("/payments/load/{w}/{n}"));
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    if status != 200 {
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("worker {w} request {n} under {using}: {status}"));
-                    }
-                    n += 1;
-                }
-            })
-        })
-        .collect();
-    let sent_at = |min: u64| {
-        eventually("the load is flowing", Duration::from_secs(30), || {
-            (sent.load(Ordering::Relaxed) >= min).then_some(())
-        })
-    };
-    sent_at(20);
+    let load = Load::start(&s, ("gw-1".to_owned(), s.path("alice.entropy")));
 
     // An old client whose gw-1 session is cached in Envoy, kept for after the overlap.
     let old = Client::new(&s, "gw-1");
@@ -173,31 +242,9 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
     assert!(stdout.contains("retiring gw-1"), "{stdout}");
     // The operator hands out the new public key once the agent serves it (its log says so).
     let agent_log = s.bridge.as_ref().unwrap().log.clone();
-    eventually("the agent reloaded gw-2", Duration::from_secs(10), || {
-        let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
-        log.lines()
-            .any(|l| l.contains("reloaded the gateway keys") && l.contains("gw-2"))
-            .then_some(())
-    });
-    let before_switch = sent.load(Ordering::Relaxed);
-    *kid.lock().unwrap() = "gw-2".to_owned();
-    sent_at(before_switch + 40);
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "requests with valid material failed during the rotation ({} sent): {failures:?}\n\
-         Envoy's denials: {:?}\nthe agent's log:\n{}",
-        sent.load(Ordering::Relaxed),
-        s.envoy_log()
-            .lines()
-            .filter(|l| l.contains("reason="))
-            .collect::<Vec<_>>(),
-        std::fs::read_to_string(&agent_log).unwrap_or_default()
-    );
+    wait_for_reload(&agent_log, "gw-2");
+    load.switch(("gw-2".to_owned(), s.path("alice.entropy")));
+    load.finish(&s, &agent_log);
     assert!(
         now() < retire_at,
         "the load outlasted the overlap; the test proves nothing"
@@ -237,52 +284,7 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
     let agent_pid = s.bridge.as_ref().unwrap().child.id();
     let s = Arc::new(s);
 
-    // The load: two workloads with alice's entropy file, each renewing its session every 32
-    // requests, each with the file it was last given.
-    let entropy = Arc::new(Mutex::new(s.path("alice.entropy")));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-    let workers: Vec<_> = (0..2)
-        .map(|w| {
-            let (s, entropy, stop, sent, failures) = (
-                s.clone(),
-                entropy.clone(),
-                stop.clone(),
-                sent.clone(),
-                failures.clone(),
-            );
-            std::thread::spawn(move || {
-                let mut using: PathBuf = entropy.lock().unwrap().clone();
-                let mut client = Client::with_file(&s, "gw-1", &using);
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let given = entropy.lock().unwrap().clone();
-                    if given != using {
-                        using = given;
-                        client = Client::with_file(&s, "gw-1", &using);
-                    } else if n % 32 == 31 {
-                        client.renew();
-                    }
-                    let status = client.get(&s, &format!("/payments/load/{w}/{n}"));
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    if status != 200 {
-                        failures.lock().unwrap().push(format!(
-                            "worker {w} request {n} with {}: {status}",
-                            using.display()
-                        ));
-                    }
-                    n += 1;
-                }
-            })
-        })
-        .collect();
-    let sent_at = |min: u64| {
-        eventually("the load is flowing", Duration::from_secs(30), || {
-            (sent.load(Ordering::Relaxed) >= min).then_some(())
-        })
-    };
-    sent_at(20);
+    let load = Load::start(&s, ("gw-1".to_owned(), s.path("alice.entropy")));
 
     // An old client (epoch ep-1) whose session and stream are cached in Envoy, kept for after
     // the overlap.
@@ -316,12 +318,7 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
     // The operator issues entropy files of the new epoch once the agent serves it (its log says
     // so), as the command's output tells them.
     let agent_log = s.bridge.as_ref().unwrap().log.clone();
-    eventually("the agent reloaded ep-2", Duration::from_secs(10), || {
-        let log = std::fs::read_to_string(&agent_log).unwrap_or_default();
-        log.lines()
-            .any(|l| l.contains("reloaded the gateway keys and epochs") && l.contains("ep-2"))
-            .then_some(())
-    });
+    wait_for_reload(&agent_log, "ep-2");
     let new_file = s.path("alice-ep-2.entropy");
     let issued = std::process::Command::new(bin("autoid"))
         .args(["entropy", "issue", "--subject", "alice", "--epoch"])
@@ -335,25 +332,8 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
         "{}",
         String::from_utf8_lossy(&issued.stderr)
     );
-    let before_switch = sent.load(Ordering::Relaxed);
-    *entropy.lock().unwrap() = new_file.clone();
-    sent_at(before_switch + 40);
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.join().unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "requests with valid material failed during the rotation ({} sent): {failures:?}\n\
-         Envoy's denials: {:?}\nthe agent's log:\n{}",
-        sent.load(Ordering::Relaxed),
-        s.envoy_log()
-            .lines()
-            .filter(|l| l.contains("reason="))
-            .collect::<Vec<_>>(),
-        std::fs::read_to_string(&agent_log).unwrap_or_default()
-    );
+    load.switch(("gw-1".to_owned(), new_file.clone()));
+    load.finish(&s, &agent_log);
     assert!(
         now() < retire_at,
         "the load outlasted the overlap; the test proves nothing"
