@@ -114,10 +114,47 @@ fn now_secs() -> Result<u64> {
         .as_secs())
 }
 
+/// The agent's configuration as JSON, to edit.
+fn read_config(path: &Path) -> Result<Value> {
+    let text = files::read_text(path, "the agent configuration")?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))
+}
+
+/// `config[field]`, an array (created empty when absent).
+fn list<'a>(config: &'a mut Value, field: &str) -> Result<&'a mut Vec<Value>> {
+    let Some(object) = config.as_object_mut() else {
+        bail!("not a JSON object");
+    };
+    let list = object
+        .entry(field)
+        .or_insert_with(|| Value::Array(Vec::new()));
+    list.as_array_mut()
+        .with_context(|| format!("{field}: not an array"))
+}
+
+/// What every rotation does once the new material is written: the edited configuration replaces
+/// the old one atomically (mode 0600), the retirements are printed, and the agent is signalled.
+struct Commit<'a> {
+    agent_config: &'a Path,
+    overlap_secs: u64,
+    pid: Option<u32>,
+    pid_file: Option<&'a Path>,
+}
+
+impl Commit<'_> {
+    fn apply(&self, config: &Value, retired: &[String], retire_at: u64) -> Result<()> {
+        let mut out = serde_json::to_string_pretty(config)?;
+        out.push('\n');
+        files::write_file(self.agent_config, out.as_bytes(), SECRET_MODE, true)?;
+        for old in retired {
+            println!("retiring {old} at {retire_at} (in {} s)", self.overlap_secs);
+        }
+        signal_or_say(self.pid, self.pid_file, self.agent_config)
+    }
+}
+
 fn rotate_epoch(args: &RotateEpochArgs) -> Result<Outcome> {
-    let text = files::read_text(&args.agent_config, "the agent configuration")?;
-    let mut config: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not JSON", args.agent_config.display()))?;
+    let mut config = read_config(&args.agent_config)?;
     let id = match &args.id {
         Some(id) => id.clone(),
         None => format!("ep-{}", crate::today_yyyymmdd()?),
@@ -127,14 +164,14 @@ fn rotate_epoch(args: &RotateEpochArgs) -> Result<Outcome> {
     let retired = add_epoch(&mut config, &id, &file, retire_at)
         .with_context(|| format!("{}", args.agent_config.display()))?;
     write_new_epoch(&file, &id, args.file_size, args.intervals, false)?;
-    let mut out = serde_json::to_string_pretty(&config)?;
-    out.push('\n');
-    files::write_file(&args.agent_config, out.as_bytes(), SECRET_MODE, true)?;
     println!("new epoch {id}: {}", file.display());
-    for old in &retired {
-        println!("retiring {old} at {retire_at} (in {} s)", args.overlap_secs);
+    Commit {
+        agent_config: &args.agent_config,
+        overlap_secs: args.overlap_secs,
+        pid: args.pid,
+        pid_file: args.pid_file.as_deref(),
     }
-    signal_or_say(args.pid, args.pid_file.as_deref(), &args.agent_config)?;
+    .apply(&config, &retired, retire_at)?;
     println!(
         "next: within {} s, issue every client a new entropy file from the new epoch:\n  \
          autoid entropy issue --epoch {} --subject <subject> --out <subject>.entropy",
@@ -150,15 +187,7 @@ fn rotate_epoch(args: &RotateEpochArgs) -> Result<Outcome> {
 /// epoch ids it could read, else the file names). Refuses a file already listed, and an epoch id
 /// a listed file already has.
 fn add_epoch(config: &mut Value, id: &str, file: &Path, retire_at: u64) -> Result<Vec<String>> {
-    let Some(object) = config.as_object_mut() else {
-        bail!("not a JSON object");
-    };
-    let epochs = object
-        .entry("epoch_files")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    let Some(epochs) = epochs.as_array_mut() else {
-        bail!("epoch_files: not an array");
-    };
+    let epochs = list(config, "epoch_files")?;
     let mut retired = Vec::new();
     for (i, entry) in epochs.iter_mut().enumerate() {
         let (path, not_after) = match entry {
@@ -214,9 +243,7 @@ fn signal_or_say(pid: Option<u32>, pid_file: Option<&Path>, config: &Path) -> Re
 }
 
 fn rotate_key(args: &RotateKeyArgs) -> Result<Outcome> {
-    let text = files::read_text(&args.agent_config, "the agent configuration")?;
-    let mut config: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not JSON", args.agent_config.display()))?;
+    let mut config = read_config(&args.agent_config)?;
     let kid = match &args.kid {
         Some(kid) => kid.clone(),
         None => default_kid()?,
@@ -225,30 +252,22 @@ fn rotate_key(args: &RotateKeyArgs) -> Result<Outcome> {
     let retired = add_key(&mut config, &kid, &args.keys_dir, retire_at)
         .with_context(|| format!("{}", args.agent_config.display()))?;
     let (private_path, public_path) = generate_files(&args.keys_dir, &kid, args.bits, false)?;
-    let mut out = serde_json::to_string_pretty(&config)?;
-    out.push('\n');
-    files::write_file(&args.agent_config, out.as_bytes(), SECRET_MODE, true)?;
     println!("new key {kid}: {}", private_path.display());
     println!("give clients: {}", public_path.display());
-    for old in &retired {
-        println!("retiring {old} at {retire_at} (in {} s)", args.overlap_secs);
+    Commit {
+        agent_config: &args.agent_config,
+        overlap_secs: args.overlap_secs,
+        pid: args.pid,
+        pid_file: args.pid_file.as_deref(),
     }
-    signal_or_say(args.pid, args.pid_file.as_deref(), &args.agent_config)?;
+    .apply(&config, &retired, retire_at)?;
     Ok(Outcome::Success)
 }
 
 /// Adds `kid` to `session_keys` and sets `not_after` on the keys that have none; returns their
 /// ids. Refuses a key id the file already has.
 fn add_key(config: &mut Value, kid: &str, dir: &Path, retire_at: u64) -> Result<Vec<String>> {
-    let Some(object) = config.as_object_mut() else {
-        bail!("not a JSON object");
-    };
-    let keys = object
-        .entry("session_keys")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    let Some(keys) = keys.as_array_mut() else {
-        bail!("session_keys: not an array");
-    };
+    let keys = list(config, "session_keys")?;
     let mut retired = Vec::new();
     for (i, key) in keys.iter_mut().enumerate() {
         let Some(entry) = key.as_object_mut() else {
