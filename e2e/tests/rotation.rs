@@ -176,6 +176,28 @@ impl Load {
     }
 }
 
+/// Runs `autoid rotate <what> <dir> --agent-config … --overlap-secs … --pid <agent>` (`what`
+/// ends with the flag that takes `dir`): its stdout, and when the old material retires.
+fn rotate(s: &Stack, what: &[&str], dir: &Path, overlap: u64, agent_pid: u32) -> (String, u64) {
+    let out = std::process::Command::new(bin("autoid"))
+        .arg("rotate")
+        .args(what)
+        .arg(dir)
+        .arg("--agent-config")
+        .arg(s.path("agent.json"))
+        .args(["--overlap-secs", &overlap.to_string()])
+        .args(["--pid", &agent_pid.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let retire_at = now() + overlap;
+    (String::from_utf8_lossy(&out.stdout).into_owned(), retire_at)
+}
+
 /// Waits for the agent's log line saying it reloaded and now serves `id`.
 fn wait_for_reload(agent_log: &Path, id: &str) {
     eventually(
@@ -211,34 +233,13 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
 
     // Rotate: gw-2 at the agent at once, gw-1 until now + overlap.
     let overlap = 6;
-    let out = std::process::Command::new(bin("autoid"))
-        .args([
-            "rotate",
-            "key",
-            "--kid",
-            "gw-2",
-            "--bits",
-            "2048",
-            "--agent-config",
-        ])
-        .arg(s.path("agent.json"))
-        .arg("--keys-dir")
-        .arg(s.path("keys"))
-        .args([
-            "--overlap-secs",
-            &overlap.to_string(),
-            "--pid",
-            &agent_pid.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, retire_at) = rotate(
+        &s,
+        &["key", "--kid", "gw-2", "--bits", "2048", "--keys-dir"],
+        &s.path("keys"),
+        overlap,
+        agent_pid,
     );
-    let retire_at = now() + overlap;
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("retiring gw-1"), "{stdout}");
     // The operator hands out the new public key once the agent serves it (its log says so).
     let agent_log = s.bridge.as_ref().unwrap().log.clone();
@@ -293,26 +294,13 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
 
     // Rotate: ep-2 at the agent at once, ep-1 until now + overlap.
     let overlap = 10;
-    let out = std::process::Command::new(bin("autoid"))
-        .args(["rotate", "epoch", "--id", "ep-2", "--agent-config"])
-        .arg(s.path("agent.json"))
-        .arg("--epochs-dir")
-        .arg(s.path("."))
-        .args([
-            "--overlap-secs",
-            &overlap.to_string(),
-            "--pid",
-            &agent_pid.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, retire_at) = rotate(
+        &s,
+        &["epoch", "--id", "ep-2", "--epochs-dir"],
+        &s.path("."),
+        overlap,
+        agent_pid,
     );
-    let retire_at = now() + overlap;
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("retiring ep-1"), "{stdout}");
     assert!(stdout.contains("autoid entropy issue --epoch"), "{stdout}");
     // The operator issues entropy files of the new epoch once the agent serves it (its log says
