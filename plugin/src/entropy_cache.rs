@@ -35,6 +35,9 @@ struct Entry {
     /// cache is full, the entry verified longest ago goes first, so subjects named by proofs
     /// that never verify (anyone can open a session and name subjects) only displace each other.
     last_verified: u64,
+    /// The cache's insert count when the entry came in: among entries verified equally long ago
+    /// (never, typically), the oldest goes first.
+    inserted: u64,
     file: Option<Box<[u8]>>,
 }
 
@@ -67,6 +70,8 @@ pub struct EntropyCache {
     max_streams: usize,
     /// Verified proofs so far: the clock of `Entry::last_verified`.
     uses: u64,
+    /// Entries inserted so far: the clock of `Entry::inserted`.
+    inserts: u64,
     config: EntropyCacheConfig,
 }
 
@@ -88,6 +93,7 @@ impl EntropyCache {
             streams: 0,
             max_streams: config.max_streams as usize,
             uses: 0,
+            inserts: 0,
             config,
         }
     }
@@ -173,8 +179,10 @@ impl EntropyCache {
             expires,
             proofs: 0,
             last_verified: 0,
+            inserted: self.inserts,
             file: None,
         };
+        self.inserts += 1;
         if self
             .subjects(params.id())
             .insert(subject.to_owned(), entry)
@@ -194,7 +202,8 @@ impl EntropyCache {
         }
     }
 
-    /// Drops the entry verified longest ago (one never verified first), and its file.
+    /// Drops the entry verified longest ago (one never verified first; the oldest among equals),
+    /// and its file.
     fn evict_one(&mut self) {
         let oldest = self
             .epochs
@@ -203,9 +212,9 @@ impl EntropyCache {
             .flat_map(|(i, (_, subjects))| {
                 subjects
                     .iter()
-                    .map(move |(subject, e)| (e.last_verified, i, subject))
+                    .map(move |(subject, e)| ((e.last_verified, e.inserted), i, subject))
             })
-            .min_by_key(|(last, _, _)| *last)
+            .min_by_key(|(age, _, _)| *age)
             .map(|(_, i, subject)| (i, subject.clone()));
         if let Some((i, subject)) = oldest {
             self.epochs[i].1.remove(&subject);
