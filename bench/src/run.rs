@@ -231,13 +231,6 @@ struct Bench<'a> {
 const PROOF_HEADER: &str = "x-autoid-proof";
 const SUBJECT: &str = "alice";
 const MAX_SKEW_SECS: u64 = 120;
-/// The replay table: the default bucket count, with twice the default slots. Each run has a
-/// fresh Envoy, so the table only ever holds that run's nonces (at most a few hundred thousand):
-/// a mean of at most ~16 live entries per bucket (as at the default's design point), never near
-/// 64, so it never overflows. More buckets would make most inserts the first touch of their
-/// bucket (two extra shared-data calls to create it), which steady-state traffic never pays.
-const REPLAY_BUCKETS: u32 = 16_384;
-const REPLAY_SLOTS: u32 = 64;
 /// Junk proofs made for a flood (cycled: a failed unwrap is never cached, so a repeat costs the
 /// same RSA operation).
 const FLOOD_PROOFS: usize = 500;
@@ -267,7 +260,6 @@ impl Bench<'_> {
             "limits": { "max_skew_secs": MAX_SKEW_SECS, "session_lifetime_secs": 3600 },
             "session_cache": { "max_entries": 65536, "local_max_entries": 8192 },
             "cold_path": { "unwraps_per_second": 100000, "burst": 100000 },
-            "replay": { "buckets": REPLAY_BUCKETS, "slots_per_bucket": REPLAY_SLOTS },
             "apis": { ROUTE_NAME: {
                 "require": { "any_of": ["payments"] },
                 "inject": { "authorization": "Bearer upstream-credential-for-the-bench" },
@@ -983,8 +975,7 @@ fn summarize(
             "rsa_bits_autoid": 3072,
             "rsa_bits_jwt": 2048,
             "interval_count": 64,
-            "replay_buckets": REPLAY_BUCKETS,
-            "replay_slots_per_bucket": REPLAY_SLOTS,
+            "replay": "the filter's defaults",
             "max_skew_secs": MAX_SKEW_SECS,
         },
         "environment": env,

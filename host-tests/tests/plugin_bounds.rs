@@ -20,8 +20,12 @@ use common::autoid::*;
 use rsa::rand_core::TryRng;
 use serde_json::{Value, json};
 
-/// Bytes of one replay entry (`nonce[16] || u64be(expires_at)`).
-const REPLAY_ENTRY: usize = 24;
+/// Bytes of one replay entry (a nonce's 8-byte fingerprint), and of a replay key's header (its
+/// generation, `u64be`).
+const REPLAY_ENTRY: usize = 8;
+const REPLAY_HEADER: usize = 8;
+/// Generations in the replay table's ring (plugin/src/replay.rs).
+const REPLAY_GENERATIONS: usize = 16;
 /// Bytes of one session slot (`session_id[32] || key[32] || u64be(issued_at) || u64be(expires)`).
 const SESSION_VALUE: usize = 80;
 /// Bytes of a decision slot before its groups (`hash[32] || u64be || u8 || u16be count`).
@@ -78,8 +82,10 @@ fn assert_bounded(gw: &Gateway, config: &Value, groups_bytes: usize) {
     let buckets = cap(config, "/replay/buckets");
     let slots = cap(config, "/replay/slots_per_bucket");
     let (keys, bytes) = usage(gw, "autoid.replay.");
-    assert!(keys <= buckets, "replay keys {keys} > {buckets}");
-    let limit = buckets * (key_len("autoid.replay.", buckets) + slots * REPLAY_ENTRY);
+    let ring = REPLAY_GENERATIONS * buckets;
+    assert!(keys <= ring, "replay keys {keys} > {ring}");
+    let limit =
+        ring * (key_len("autoid.replay.15.", buckets) + REPLAY_HEADER + slots * REPLAY_ENTRY);
     assert!(bytes <= limit, "replay bytes {bytes} > {limit}");
 
     let sessions = cap(config, "/session_cache/max_entries");
@@ -148,8 +154,8 @@ fn a_flood_of_unique_nonces_keeps_the_replay_table_to_its_cap() {
     let mut caller = Caller::open(&gw);
     let (mut allowed, mut full) = (0, 0);
     for i in 0..3000 {
-        // 3000 proofs over about 300 virtual seconds: bursts far beyond the 64 live slots of a
-        // skew window, then room again as entries expire.
+        // 3000 proofs over about 300 virtual seconds: about 110 in each 11 s generation of the
+        // table, far beyond its 64 slots (16 buckets × 4), then room again in the next one.
         if i % 100 == 99 {
             gw.clock().advance(Duration::from_secs(10));
         }
@@ -165,12 +171,20 @@ fn a_flood_of_unique_nonces_keeps_the_replay_table_to_its_cap() {
         }
     }
     assert_bounded(&gw, &fx.config, GROUP.len() + 2);
-    assert_eq!(usage(&gw, "autoid.replay.").0, 16, "every bucket in use");
-    // At most 64 nonces are live in any 61 s window and the flood spans about five of them.
-    assert!(allowed >= 64, "room comes back as nonces expire: {allowed}");
+    assert_eq!(
+        usage(&gw, "autoid.replay.").0,
+        REPLAY_GENERATIONS * 16,
+        "every bucket of every generation in use: the ring turned over"
+    );
+    // The proofs' expiries span about 300 s: at most 29 generations of 64 slots each, and each
+    // generation is offered far more nonces than it holds.
     assert!(
-        allowed <= 64 * 6,
-        "the table never holds more than its slots: {allowed}"
+        allowed >= 64 * 15,
+        "room comes back as generations turn: {allowed}"
+    );
+    assert!(
+        allowed <= 64 * 29,
+        "no generation holds more than its slots: {allowed}"
     );
     assert_eq!(allowed + full, 3000);
     assert_eq!(metric(&gw, "autoid_requests_allowed"), allowed);

@@ -353,10 +353,19 @@ fn body_bound_proof_without_the_body() {
 #[test]
 fn a_full_replay_bucket_fails_closed() {
     let gw = Fixture::static_groups()
-        .with("/replay", json!({ "buckets": 1, "slots_per_bucket": 1 }))
+        .with("/replay", json!({ "buckets": 1, "slots_per_bucket": 4 }))
         .build();
     let mut alice = Client::open(&gw, "alice");
-    upstream(&alice.get(&gw, "payments", PATH).send());
+    for i in 0..4 {
+        upstream(&alice.get(&gw, "payments", PATH).send());
+        // The third and fourth nonces land in a bucket three quarters full or more.
+        assert_eq!(
+            metric(&gw, "autoid_replay_near_full"),
+            (i as i64 - 1).max(0),
+            "after {} claims",
+            i + 1
+        );
+    }
     expect_denied(&gw, alice.get(&gw, "payments", PATH), 503, "replay_cache");
     // Once the first nonce's window has passed, there is room again.
     gw.clock().advance(std::time::Duration::from_secs(62));

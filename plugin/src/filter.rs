@@ -330,7 +330,12 @@ impl Http {
             .replay
             .insert(&SharedData, &verified.nonce, expires, now)
         {
-            Insert::Fresh => Ok(()),
+            Insert::Fresh { fill } => {
+                if u64::from(fill) * 4 >= u64::from(state.replay.slots()) * 3 {
+                    state.count(Counter::ReplayNearFull);
+                }
+                Ok(())
+            }
             Insert::Replay => {
                 state.count(Counter::ReplaysRejected);
                 Err(Denial::Unauthorized(Reject::Replay))

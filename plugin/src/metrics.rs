@@ -19,6 +19,8 @@ pub enum Counter {
     RsaUnwraps,
     /// Replays rejected.
     ReplaysRejected,
+    /// Nonces claimed into a replay bucket at least three quarters full.
+    ReplayNearFull,
     /// Callouts to the directory bridge.
     DirectoryCallouts,
     /// Decisions answered from the cache.
@@ -51,7 +53,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 21] = [
+    pub const ALL: [Counter; 22] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -59,6 +61,7 @@ impl Counter {
         Counter::SessionMiss,
         Counter::RsaUnwraps,
         Counter::ReplaysRejected,
+        Counter::ReplayNearFull,
         Counter::DirectoryCallouts,
         Counter::DirectoryCacheHits,
         Counter::DirectoryFailures,
@@ -85,6 +88,7 @@ impl Counter {
             Counter::SessionMiss => "autoid_session_cache_miss",
             Counter::RsaUnwraps => "autoid_rsa_unwraps",
             Counter::ReplaysRejected => "autoid_replays_rejected",
+            Counter::ReplayNearFull => "autoid_replay_near_full",
             Counter::DirectoryCallouts => "autoid_directory_callouts",
             Counter::DirectoryCacheHits => "autoid_directory_cache_hits",
             Counter::DirectoryFailures => "autoid_directory_failures",

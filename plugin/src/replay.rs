@@ -1,97 +1,165 @@
 //! The replay cache: a nonce seen within its proof's lifetime is rejected on every worker.
 //!
-//! `buckets` shared-data keys `autoid.replay.<n>`, each holding up to `slots_per_bucket` entries
-//! of `nonce[16] || u64be(expires_at)`. An entry expires when its proof would be stale anyway
-//! (timestamp + skew), so live entries are bounded by traffic within one skew window and memory
-//! by `buckets × slots × 24` bytes. A bucket full of live nonces fails closed.
+//! A claimed nonce must be remembered until its proof would be refused as stale anyway: its
+//! `expires_at` (timestamp + skew + 1). The table is a ring of [`GENERATIONS`] generations, each
+//! `buckets` shared-data keys `autoid.replay.<ring>.<bucket>`; generation `g` holds the nonces
+//! whose `expires_at` falls in `[g × width, (g + 1) × width)` and lives at ring position
+//! `g mod GENERATIONS`. A key's value is `u64be(g) || fingerprint[8]*`. A nonce's generation comes
+//! from its proof's timestamp, so a replayed proof always lands in the same key as the original.
+//!
+//! Expired nonces are dropped a generation at a time: the first insert of generation `g` into a key
+//! still holding generation `g − GENERATIONS` (or older) replaces the whole value, without reading
+//! an expiry per entry. The width is chosen from the skew so that by then every nonce of the old
+//! generation has expired (see [`generation_width`]). So a key holds the nonces of about `width`
+//! seconds of traffic, and the table holds about `GENERATIONS × width` ≈ `(2 × skew + 1) × 4/3`
+//! seconds of it: 8 bytes per nonce, with no per-entry expiry.
+//!
+//! A fingerprint is 8 bytes of `SHA-256(salt ‖ nonce)` (other bytes than those that pick the
+//! bucket); the salt is random per Envoy process, so a client cannot aim nonces at one bucket or
+//! make two nonces share a fingerprint. Two different live nonces collide (the second is refused
+//! as a replay) with probability about `n / 2^64` for a bucket of `n` entries. A bucket already
+//! holding `slots` nonces of its generation fails closed ([`Insert::Full`]).
 
 use sha2::{Digest, Sha256};
 
 use crate::store::{CREATE_ONLY_CAS, SetError, Store, slot};
 
-const ENTRY: usize = 24;
+/// Generations in the ring.
+pub const GENERATIONS: u64 = 16;
+/// Generations of slack beyond the proof lifetime: a claim made up to this many widths after its
+/// proof was verified (a request that waited for a callout) still finds its generation in place.
+const SLACK: u64 = 3;
+const HEADER: usize = 8;
+const FINGERPRINT: usize = 8;
 const MAX_CAS_TRIES: usize = 8;
 
-/// One entry: `nonce[16] || u64be(expires_at)`.
-fn entry(nonce: &[u8; 16], expires_at: u64) -> [u8; ENTRY] {
-    let mut e = [0u8; ENTRY];
-    e[..16].copy_from_slice(nonce);
-    e[16..].copy_from_slice(&expires_at.to_be_bytes());
-    e
+/// The width of a generation, in seconds, for a skew of `max_skew_secs` each way.
+///
+/// A proof is accepted at `now` when its timestamp is within `now ± skew`, so its `expires_at` lies
+/// in `(now, now + 2 × skew + 1]`. A key's old generation `g − GENERATIONS` is replaced when a
+/// nonce of generation `g` arrives, which is verified at `now ≥ g × width − 2 × skew − 1`; the old
+/// generation's nonces all expire before `(g − GENERATIONS + 1) × width`. With
+/// `(GENERATIONS − 1 − SLACK) × width ≥ 2 × skew + 1` the old ones have all expired by then, with
+/// `SLACK` generations to spare for claims that come late.
+pub fn generation_width(max_skew_secs: u64) -> u64 {
+    (2 * max_skew_secs + 1)
+        .div_ceil(GENERATIONS - 1 - SLACK)
+        .max(1)
 }
 
 /// What an insert found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
-    /// First sighting: recorded.
-    Fresh,
+    /// First sighting: recorded. `fill` is the number of nonces now in its bucket.
+    Fresh { fill: u32 },
     /// Seen before, still live.
     Replay,
     /// The bucket is full of live nonces (fail closed).
     Full,
-    /// Shared data failed, or CAS kept losing (fail closed).
+    /// Shared data failed, CAS kept losing, or the nonce's generation has already been replaced
+    /// (a claim later than the slack allows; the clock went back): fail closed.
     Unavailable,
 }
 
-/// The replay table's shape and its bucket salt.
+/// The replay table's shape and its salt.
 #[derive(Debug, Clone)]
 pub struct ReplayTable {
     buckets: u32,
     slots: u32,
+    width: u64,
     salt: [u8; 16],
 }
 
 impl ReplayTable {
-    /// A table of `buckets` keys of `slots` entries; `salt` keys the bucket choice so a client
-    /// cannot aim its nonces at one bucket.
-    pub fn new(buckets: u32, slots: u32, salt: [u8; 16]) -> Self {
+    /// A table of `buckets` keys per generation, each holding at most `slots` nonces, for proofs
+    /// accepted within `max_skew_secs` each way; `salt` keys the bucket and the fingerprint.
+    pub fn new(buckets: u32, slots: u32, max_skew_secs: u64, salt: [u8; 16]) -> Self {
         ReplayTable {
-            buckets,
+            buckets: buckets.max(1),
             slots,
+            width: generation_width(max_skew_secs),
             salt,
         }
     }
 
-    fn key(&self, nonce: &[u8; 16]) -> String {
+    /// The most nonces a bucket holds.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// The key and the fingerprint of `nonce` in generation `generation`.
+    fn locate(&self, nonce: &[u8; 16], generation: u64) -> (String, [u8; FINGERPRINT]) {
         let mut h = Sha256::new();
         h.update(self.salt);
         h.update(nonce);
-        format!("autoid.replay.{}", slot(&h.finalize().into(), self.buckets))
+        let hash: [u8; 32] = h.finalize().into();
+        let mut fingerprint = [0u8; FINGERPRINT];
+        fingerprint.copy_from_slice(&hash[8..8 + FINGERPRINT]);
+        let key = format!(
+            "autoid.replay.{}.{}",
+            generation % GENERATIONS,
+            slot(&hash, self.buckets)
+        );
+        (key, fingerprint)
     }
 
-    /// Records `nonce` until `expires_at`, or reports why not.
+    /// Records `nonce`, whose proof is refused as stale from `expires_at` on, or reports why not.
+    /// `now` is when the proof was verified: a proof already expired then needs no entry.
     pub fn insert(&self, store: &dyn Store, nonce: &[u8; 16], expires_at: u64, now: u64) -> Insert {
-        let key = self.key(nonce);
+        if expires_at <= now {
+            return Insert::Fresh { fill: 0 };
+        }
+        let generation = expires_at / self.width;
+        let (key, fingerprint) = self.locate(nonce, generation);
+        let mut fresh = Vec::with_capacity(HEADER + FINGERPRINT);
+        fresh.extend_from_slice(&generation.to_be_bytes());
+        fresh.extend_from_slice(&fingerprint);
         for _ in 0..MAX_CAS_TRIES {
-            let (value, cas) = match store.get(&key) {
+            let (mut value, cas) = match store.get(&key) {
                 Ok(Some(found)) => found,
-                // A missing bucket is created holding this nonce, with a CAS no live key carries:
-                // if another worker created it meanwhile the set fails and the loop reads it.
-                Ok(None) => match store.set(&key, &entry(nonce, expires_at), Some(CREATE_ONLY_CAS))
-                {
-                    Ok(()) => return Insert::Fresh,
+                // A missing key is created holding this nonce, with a CAS no live key carries: if
+                // another worker created it meanwhile the set fails and the loop reads it.
+                Ok(None) => match store.set(&key, &fresh, Some(CREATE_ONLY_CAS)) {
+                    Ok(()) => return Insert::Fresh { fill: 1 },
                     Err(SetError::CasMismatch) => continue,
                     Err(SetError::Host) => return Insert::Unavailable,
                 },
                 Err(_) => return Insert::Unavailable,
             };
-            let mut live = Vec::with_capacity(value.len() + ENTRY);
-            for entry in value.chunks_exact(ENTRY) {
-                let expiry = u64::from_be_bytes(entry[16..].try_into().unwrap_or([0; 8]));
-                if expiry <= now {
-                    continue;
+            let held = value
+                .get(..HEADER)
+                .and_then(|h| <[u8; HEADER]>::try_from(h).ok())
+                .map(u64::from_be_bytes);
+            let fill = match held {
+                // This generation: look for the nonce, then append it.
+                Some(held) if held == generation => {
+                    let entries = value[HEADER..].chunks_exact(FINGERPRINT);
+                    let count = entries.len();
+                    if entries.into_iter().any(|e| e == fingerprint) {
+                        return Insert::Replay;
+                    }
+                    if count >= self.slots as usize {
+                        return Insert::Full;
+                    }
+                    value.truncate(HEADER + count * FINGERPRINT);
+                    value.extend_from_slice(&fingerprint);
+                    count + 1
                 }
-                if &entry[..16] == nonce {
-                    return Insert::Replay;
+                // A newer generation holds the key: this nonce's entries are gone.
+                Some(held) if held > generation => return Insert::Unavailable,
+                // An older generation (or an unreadable value): every nonce in it has expired.
+                _ => {
+                    value.clear();
+                    value.extend_from_slice(&fresh);
+                    1
                 }
-                live.extend_from_slice(entry);
-            }
-            if live.len() / ENTRY >= self.slots as usize {
-                return Insert::Full;
-            }
-            live.extend_from_slice(&entry(nonce, expires_at));
-            match store.set(&key, &live, Some(cas)) {
-                Ok(()) => return Insert::Fresh,
+            };
+            match store.set(&key, &value, Some(cas)) {
+                Ok(()) => {
+                    return Insert::Fresh {
+                        fill: u32::try_from(fill).unwrap_or(u32::MAX),
+                    };
+                }
                 Err(SetError::CasMismatch) => continue,
                 Err(SetError::Host) => return Insert::Unavailable,
             }
@@ -105,75 +173,156 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
 
+    fn nonce(i: u32) -> [u8; 16] {
+        let mut n = [0u8; 16];
+        n[..4].copy_from_slice(&i.to_be_bytes());
+        n
+    }
+
+    fn fresh(outcome: Insert) -> bool {
+        matches!(outcome, Insert::Fresh { .. })
+    }
+
     #[test]
     fn a_nonce_is_fresh_once_then_a_replay_until_it_expires() {
         let store = MemoryStore::default();
-        let t = ReplayTable::new(16, 4, [1; 16]);
-        assert_eq!(t.insert(&store, &[7; 16], 160, 100), Insert::Fresh);
-        assert_eq!(t.insert(&store, &[7; 16], 160, 159), Insert::Replay);
+        let t = ReplayTable::new(16, 4, 60, [1; 16]);
         assert_eq!(
-            t.insert(&store, &[7; 16], 260, 160),
-            Insert::Fresh,
-            "expired entries are dropped"
+            t.insert(&store, &[7; 16], 161, 100),
+            Insert::Fresh { fill: 1 }
+        );
+        assert_eq!(t.insert(&store, &[7; 16], 161, 159), Insert::Replay);
+        assert_eq!(t.insert(&store, &[7; 16], 161, 160), Insert::Replay);
+        assert_eq!(
+            t.insert(&store, &[7; 16], 161, 161),
+            Insert::Fresh { fill: 0 },
+            "a proof already stale needs no entry"
         );
     }
 
     #[test]
-    fn a_full_bucket_fails_closed_and_memory_stays_bounded() {
-        let store = MemoryStore::default();
-        let t = ReplayTable::new(4, 2, [0; 16]);
-        let mut outcomes = Vec::new();
-        for i in 0u32..10_000 {
-            let mut nonce = [0u8; 16];
-            nonce[..4].copy_from_slice(&i.to_be_bytes());
-            outcomes.push(t.insert(&store, &nonce, 1000, 10));
+    fn the_width_leaves_every_accepted_proof_its_whole_lifetime_plus_slack() {
+        for skew in 1..=600 {
+            let w = generation_width(skew);
+            assert!((GENERATIONS - 1 - SLACK) * w > 2 * skew, "skew {skew}");
+            assert!(
+                w <= (2 * skew + 1) / (GENERATIONS - 1 - SLACK) + 1,
+                "skew {skew}: too wide"
+            );
         }
-        assert_eq!(outcomes.iter().filter(|o| **o == Insert::Fresh).count(), 8);
+    }
+
+    /// Traffic over many generations with every proof's timestamp anywhere in `now ± skew`: every
+    /// replay of a nonce still live is refused, whichever generation shares its key meanwhile.
+    #[test]
+    fn no_live_nonce_is_forgotten_as_generations_turn_over() {
+        let skew = 60;
+        let store = MemoryStore::default();
+        // One bucket: every generation shares one key per ring position.
+        let t = ReplayTable::new(1, 4096, skew, [3; 16]);
+        let mut live: Vec<([u8; 16], u64)> = Vec::new();
+        let mut next = 0u32;
+        for now in 1_000u64..1_000 + 20 * GENERATIONS * generation_width(skew) {
+            // Two new proofs a second at the extremes of the window, and one in the middle.
+            for ts in [now - skew, now, now + skew] {
+                let n = nonce(next);
+                next += 1;
+                let expires = ts + skew + 1;
+                assert!(fresh(t.insert(&store, &n, expires, now)), "at {now}");
+                live.push((n, expires));
+            }
+            live.retain(|(_, expires)| *expires > now);
+            // Replays of every still-live nonce, claimed now and late (within the slack).
+            for (n, expires) in live.iter().step_by(7) {
+                assert_eq!(
+                    t.insert(&store, n, *expires, now),
+                    Insert::Replay,
+                    "at {now}"
+                );
+            }
+        }
+        assert!(store.keys() as u64 <= GENERATIONS);
+    }
+
+    #[test]
+    fn an_old_generation_is_replaced_wholesale_and_memory_stays_bounded() {
+        let skew = 60;
+        let w = generation_width(skew);
+        let store = MemoryStore::default();
+        let t = ReplayTable::new(8, 64, skew, [0; 16]);
+        let mut next = 0u32;
+        for now in (0..100 * GENERATIONS * w).step_by(w as usize) {
+            for _ in 0..40 {
+                next += 1;
+                assert!(fresh(t.insert(&store, &nonce(next), now + skew + 1, now)));
+            }
+        }
+        assert!(store.keys() as u64 <= GENERATIONS * 8);
+        assert!(store.bytes() as u64 <= GENERATIONS * 8 * (24 + 8 + 64 * 8));
+    }
+
+    #[test]
+    fn a_full_bucket_fails_closed() {
+        let store = MemoryStore::default();
+        let t = ReplayTable::new(4, 2, 60, [0; 16]);
+        let outcomes: Vec<Insert> = (0u32..10_000)
+            .map(|i| t.insert(&store, &nonce(i), 1000, 10))
+            .collect();
+        assert_eq!(outcomes.iter().filter(|o| fresh(**o)).count(), 8);
         assert!(
             outcomes
                 .iter()
-                .all(|o| matches!(o, Insert::Fresh | Insert::Full))
+                .all(|o| matches!(o, Insert::Fresh { .. } | Insert::Full))
         );
-        assert!(store.keys() <= 4);
-        assert!(store.bytes() <= 4 * (16 + 2 * ENTRY));
-        // Once they expire, room comes back.
-        let mut nonce = [9u8; 16];
-        nonce[0] = 0xff;
-        assert_eq!(t.insert(&store, &nonce, 3000, 1000), Insert::Fresh);
+        // Once the generation has moved on, room comes back.
+        let later = 1000 + GENERATIONS * generation_width(60);
+        assert!(fresh(t.insert(&store, &nonce(1), later + 100, later)));
+    }
+
+    #[test]
+    fn a_claim_whose_generation_was_replaced_fails_closed() {
+        let store = MemoryStore::default();
+        let t = ReplayTable::new(1, 8, 60, [0; 16]);
+        let w = generation_width(60);
+        let newer = 1000 + GENERATIONS * w;
+        assert!(fresh(t.insert(&store, &nonce(1), newer, newer - 100)));
+        assert_eq!(t.insert(&store, &nonce(2), 1000, 900), Insert::Unavailable);
     }
 
     #[test]
     fn a_concurrent_writer_forces_a_retry_not_a_lost_nonce() {
         // Two workers read the same bucket; the second write must fail CAS and retry.
         let store = MemoryStore::default();
-        let t = ReplayTable::new(1, 8, [0; 16]);
-        assert_eq!(t.insert(&store, &[1; 16], 100, 0), Insert::Fresh);
-        let (before, cas) = store.get("autoid.replay.0").unwrap().unwrap();
-        assert_eq!(t.insert(&store, &[2; 16], 100, 0), Insert::Fresh);
+        let t = ReplayTable::new(1, 8, 60, [0; 16]);
+        let g = 100 / generation_width(60) % GENERATIONS;
+        let key = format!("autoid.replay.{g}.0");
+        assert!(fresh(t.insert(&store, &nonce(1), 100, 0)));
+        let (before, cas) = store.get(&key).unwrap().unwrap();
         assert_eq!(
-            store.set("autoid.replay.0", &before, Some(cas)),
+            t.insert(&store, &nonce(2), 100, 0),
+            Insert::Fresh { fill: 2 }
+        );
+        assert_eq!(
+            store.set(&key, &before, Some(cas)),
             Err(SetError::CasMismatch)
         );
-        assert_eq!(t.insert(&store, &[2; 16], 100, 0), Insert::Replay);
+        assert_eq!(t.insert(&store, &nonce(2), 100, 0), Insert::Replay);
     }
 
     #[test]
     fn a_bucket_created_by_another_worker_first_is_read_not_overwritten() {
-        // Worker B creates the bucket between worker A's read (missing) and A's create.
         let store = MemoryStore::default();
-        let t = ReplayTable::new(1, 8, [0; 16]);
-        assert_eq!(t.insert(&store, &[1; 16], 100, 0), Insert::Fresh);
+        let t = ReplayTable::new(1, 8, 60, [0; 16]);
+        let g = 100 / generation_width(60) % GENERATIONS;
+        let key = format!("autoid.replay.{g}.0");
+        assert!(fresh(t.insert(&store, &nonce(1), 100, 0)));
         assert_eq!(
-            store.set(
-                "autoid.replay.0",
-                &entry(&[2; 16], 100),
-                Some(CREATE_ONLY_CAS)
-            ),
+            store.set(&key, &[0; 16], Some(CREATE_ONLY_CAS)),
             Err(SetError::CasMismatch),
             "a create never overwrites a live bucket"
         );
-        assert_eq!(t.insert(&store, &[2; 16], 100, 0), Insert::Fresh);
-        assert_eq!(t.insert(&store, &[1; 16], 100, 0), Insert::Replay);
-        assert_eq!(t.insert(&store, &[2; 16], 100, 0), Insert::Replay);
+        assert!(fresh(t.insert(&store, &nonce(2), 100, 0)));
+        assert_eq!(t.insert(&store, &nonce(1), 100, 0), Insert::Replay);
+        assert_eq!(t.insert(&store, &nonce(2), 100, 0), Insert::Replay);
     }
 }

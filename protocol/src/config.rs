@@ -234,12 +234,13 @@ pub struct SessionCacheConfig {
     pub local_max_entries: u32,
 }
 
-/// The replay cache: `buckets` shared-data keys of `slots_per_bucket` nonces each.
+/// The replay cache: per generation (of a ring of 16, each a few seconds of traffic),
+/// `buckets` shared-data keys of at most `slots_per_bucket` nonces each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayConfig {
-    /// Shared-data keys.
+    /// Shared-data keys per generation.
     pub buckets: u32,
-    /// Nonces per key; a bucket full of live nonces fails closed.
+    /// Nonces per key; a bucket full of its generation's nonces fails closed.
     pub slots_per_bucket: u32,
 }
 
@@ -775,12 +776,12 @@ impl TryFrom<RawConfig> for Config {
             )?,
         };
         let replay = ReplayConfig {
-            buckets: positive("replay.buckets", raw.replay.buckets, 16384, 1 << 22)?,
+            buckets: positive("replay.buckets", raw.replay.buckets, 4096, 1 << 20)?,
             slots_per_bucket: positive(
                 "replay.slots_per_bucket",
                 raw.replay.slots_per_bucket,
-                32,
-                128,
+                256,
+                4096,
             )?,
         };
 

@@ -126,7 +126,12 @@ impl RootContext for Root {
         };
         let state = State {
             managed: config.all_managed_headers(),
-            replay: ReplayTable::new(config.replay.buckets, config.replay.slots_per_bucket, salt),
+            replay: ReplayTable::new(
+                config.replay.buckets,
+                config.replay.slots_per_bucket,
+                config.limits.max_skew_secs,
+                salt,
+            ),
             sessions: RefCell::new(Sessions::new(
                 config.session_cache.local_max_entries,
                 config.session_cache.max_entries,
