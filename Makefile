@@ -24,7 +24,7 @@ PY_TEST_DEPS := cryptography requests httpx pytest
 MOTO_VENV := .venv-moto
 MOTO_VERSION := 5.2.5
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy deps-moto run demo clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy deps-moto run demo clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -34,6 +34,7 @@ help:
 	@echo "make test-python the Python client's tests (clients/python) in $(PY_VENV), against the Rust CLI"
 	@echo "make lint        rustfmt and clippy, natively and for $(WASM_TARGET)"
 	@echo "make bench       autoid in Envoy against no filter, a minimal wasm filter and jwt_authn"
+	@echo "make soak        minutes of saturation with unique proofs: Envoy memory and 503s (replay table)"
 	@echo "make bench-host  per-request cost of the filter under wasmtime (criterion)"
 	@echo "make fuzz        every cargo-fuzz target for FUZZ_SECONDS (default 60) each"
 
@@ -141,6 +142,11 @@ fmt:
 # BENCH_QUICK=1 for a short run that still produces every ratio.
 bench: wasm bins deps-envoy deps-ldap
 	AUTOID_SKIP_BUILD=1 scripts/bench.sh
+
+# The replay table under minutes of saturation with unique valid proofs (defaults): Envoy's RSS
+# over time and every non-200 → target/bench/soak.json, soak.svg. SOAK_ARGS for more (`--help`).
+soak: wasm bins deps-envoy
+	target/release/autoid-bench soak $(SOAK_ARGS)
 
 bench-host: wasm
 	$(CARGO) bench $(LOCKED) -p autoid-host-tests --bench filter

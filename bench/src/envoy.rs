@@ -149,7 +149,8 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    /// Writes the bootstrap to `dir/<name>.json` and starts Envoy on it; waits until ready.
+    /// Writes the bootstrap to `dir/<name>.json` and starts Envoy on it with one worker; waits
+    /// until ready.
     pub fn start(
         envoy: &Path,
         dir: &Path,
@@ -158,19 +159,27 @@ impl Envoy {
         listen: u16,
         admin: u16,
     ) -> Result<Envoy> {
+        Envoy::start_with(envoy, dir, name, bootstrap, listen, admin, 1)
+    }
+
+    /// As [`Envoy::start`], with `concurrency` workers.
+    pub fn start_with(
+        envoy: &Path,
+        dir: &Path,
+        name: &str,
+        bootstrap: &Value,
+        listen: u16,
+        admin: u16,
+        concurrency: usize,
+    ) -> Result<Envoy> {
         let config = dir.join(format!("{name}.envoy.json"));
         write_private(&config, serde_json::to_string_pretty(bootstrap)?.as_bytes())?;
         let log = dir.join(format!("{name}.envoy.log"));
         let child = Command::new(envoy)
             .arg("-c")
             .arg(&config)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "warning",
-            ])
+            .args(["--concurrency", &concurrency.to_string()])
+            .args(["--disable-hot-restart", "--log-level", "warning"])
             .arg("--log-path")
             .arg(&log)
             .stdin(Stdio::null())
@@ -221,12 +230,17 @@ impl Envoy {
 
     /// Resident memory, kB.
     pub fn rss_kb(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        rss_kb_of(self.pid())
     }
+}
+
+/// A process's resident memory, kB.
+pub fn rss_kb_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 impl Drop for Envoy {

@@ -11,6 +11,8 @@
 //! - [`directory`]: slapd and the autoid agent for the directory arm.
 //! - [`flood`]: a junk flood from another source beside the paced warm arm (phase 3).
 //! - [`run`]: the arms, the repetitions and the summary.
+//! - [`soak`]: the replay table under sustained saturation (`make soak`).
+//! - [`chart`]: SVG line charts of the results.
 //! - [`steps`]: the filter's crypto steps, shared with the wasm microbenchmark module.
 //! - [`wasm_micro`]: times those steps inside wasm (wasmtime, Cranelift).
 //! - [`procstat`]: CPU time from `/proc`.
@@ -19,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chart;
 pub mod directory;
 pub mod envoy;
 pub mod flood;
@@ -26,5 +29,6 @@ pub mod loadgen;
 pub mod procstat;
 pub mod proofs;
 pub mod run;
+pub mod soak;
 pub mod steps;
 pub mod wasm_micro;

@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Every arm against Envoy, interleaved repetitions; writes summary.json and summary.md.
     Run(Box<autoid_bench::run::Options>),
+    /// Saturation with unique valid proofs for minutes: Envoy's memory and every non-200
+    /// (the replay table at its defaults); writes soak.json and soak.svg.
+    Soak(Box<autoid_bench::soak::Options>),
     /// The crypto steps inside wasm (wasmtime): prints µs per call as JSON.
     MicroWasm {
         /// The module built from bench/crypto-wasm.
@@ -41,6 +44,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run(options) => autoid_bench::run::main(&options),
+        Command::Soak(options) => autoid_bench::soak::main(&options),
         Command::MicroWasm { wasm, seconds, out } => {
             let results = autoid_bench::wasm_micro::run(&wasm, seconds)?;
             let text = serde_json::to_string_pretty(&results)?;

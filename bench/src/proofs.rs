@@ -45,6 +45,12 @@ pub enum Sessions {
     PerProof,
 }
 
+fn unix_now() -> Result<u64> {
+    Ok(std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs())
+}
+
 /// `count` complete requests, each with its own proof header, made now, on `threads` threads.
 pub fn proof_requests(
     public: &PublicKey,
@@ -54,35 +60,66 @@ pub fn proof_requests(
     count: usize,
     threads: usize,
 ) -> Result<Vec<Vec<u8>>> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs();
-    let mut main_rng = rng();
+    let now = unix_now()?;
     let shared: Vec<Session> = match sessions {
-        Sessions::Shared(n) => (0..n.max(1))
-            .map(|_| Session::open(public, now, &mut main_rng))
-            .collect::<Result<_, _>>()?,
+        Sessions::Shared(n) => open_sessions(public, n, now)?,
         Sessions::PerProof => Vec::new(),
     };
+    make(Some(public), file, header, &shared, count, threads, now)
+}
+
+/// `n` (at least one) sessions opened at `now`.
+pub fn open_sessions(public: &PublicKey, n: usize, now: u64) -> Result<Vec<Session>> {
+    let mut rng = rng();
+    Ok((0..n.max(1))
+        .map(|_| Session::open(public, now, &mut rng))
+        .collect::<Result<_, _>>()?)
+}
+
+/// `count` requests whose proofs, made now, go round-robin over `sessions` (already open).
+pub fn session_requests(
+    file: &EntropyFile,
+    header: &str,
+    sessions: &[Session],
+    count: usize,
+    threads: usize,
+) -> Result<Vec<Vec<u8>>> {
+    if sessions.is_empty() {
+        anyhow::bail!("no sessions to prove with");
+    }
+    make(None, file, header, sessions, count, threads, unix_now()?)
+}
+
+/// The requests: round-robin over `shared` sessions, or, when there are none, each with a new
+/// session for `public`.
+fn make(
+    public: Option<&PublicKey>,
+    file: &EntropyFile,
+    header: &str,
+    shared: &[Session],
+    count: usize,
+    threads: usize,
+    now: u64,
+) -> Result<Vec<Vec<u8>>> {
     let threads = threads.max(1);
     let chunk = count.div_ceil(threads).max(1);
     let req = bench_request();
     let parts: Vec<Result<Vec<Vec<u8>>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let shared = &shared;
                 scope.spawn(move || -> Result<Vec<Vec<u8>>> {
                     let mut rng = self::rng();
                     let start = t * chunk;
                     let end = ((t + 1) * chunk).min(count);
                     let mut out = Vec::with_capacity(end.saturating_sub(start));
                     for i in start..end {
-                        let proof = match sessions {
-                            Sessions::Shared(_) => {
+                        let proof = match (shared.is_empty(), public) {
+                            (false, _) => {
                                 shared[i % shared.len()].prove(file, &req, now, None, &mut rng)?
                             }
-                            Sessions::PerProof => Session::open(public, now, &mut rng)?
+                            (true, Some(public)) => Session::open(public, now, &mut rng)?
                                 .prove(file, &req, now, None, &mut rng)?,
+                            (true, None) => anyhow::bail!("no session and no key"),
                         };
                         out.push(request(HOST, PATH, Some((header, &proof))));
                     }
