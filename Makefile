@@ -24,7 +24,7 @@ PY_TEST_DEPS := cryptography requests httpx pytest
 MOTO_VENV := .venv-moto
 MOTO_VERSION := 5.2.5
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-envoy deps-moto run demo clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-envoy deps-moto run demo clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -51,6 +51,17 @@ deps-ldap:
 	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slapd ldap-utils >/dev/null; }; \
 	  else \
 	    echo "error: the LDAP tests need Debian's slapd; run: sudo apt-get install -y slapd ldap-utils"; exit 1; \
+	  fi; \
+	fi
+
+deps-redis:
+	@if [ ! -x /usr/bin/redis-server ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing redis-server (Debian package)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; \
+	  else \
+	    echo "error: the fleet replay tests need Debian's redis-server; run: sudo apt-get install -y redis-server"; exit 1; \
 	  fi; \
 	fi
 
@@ -100,7 +111,7 @@ native: bins
 
 build: wasm native
 
-test: build deps-ldap deps-envoy deps-moto test-python
+test: build deps-ldap deps-redis deps-envoy deps-moto test-python
 	$(CARGO) test $(LOCKED) --release --workspace
 
 # A venv with the test dependencies and clients/python installed as a user would (pip install).

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoid_protocol::directory::{
-    AuthenticateReply, GroupsReply, SessionReply, SessionRequest, StreamRequest,
+    AuthenticateReply, GroupsReply, REPLAY_PATH, ReplayRequest, SessionReply, SessionRequest,
+    StreamRequest,
 };
 use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
 use axum::extract::Path as UrlPath;
@@ -26,6 +27,7 @@ use tracing::{error, info, warn};
 use crate::credentials::{Credentials, Refusal as CredentialRefusal};
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
+use crate::replay::{Claim, FleetReplay};
 use crate::sessions::{Refusal, Sessions};
 use crate::streams::{self, Streams};
 
@@ -44,6 +46,7 @@ pub struct AppState {
     sessions: Option<Arc<Sessions>>,
     streams: Option<Arc<Streams>>,
     credentials: Option<Arc<Credentials>>,
+    replay: Option<Arc<FleetReplay>>,
     /// `None`: no token configured (a unix socket); every caller that can connect is trusted.
     token_digest: Option<[u8; 32]>,
     request_timeout: Duration,
@@ -74,6 +77,7 @@ impl AppState {
             sessions: None,
             streams: None,
             credentials: None,
+            replay: None,
             token_digest: token.map(|t| digest(t.as_bytes())),
             request_timeout,
         }
@@ -94,6 +98,12 @@ impl AppState {
     /// Also serves upstream credentials (`GET /v1/credentials/{api}`).
     pub fn with_credentials(mut self, credentials: Arc<Credentials>) -> AppState {
         self.credentials = Some(credentials);
+        self
+    }
+
+    /// Also claims nonces for the fleet in Redis (`POST /v1/replay`).
+    pub fn with_replay(mut self, replay: Arc<FleetReplay>) -> AppState {
+        self.replay = Some(replay);
         self
     }
 
@@ -419,6 +429,39 @@ async fn stream_key(
     }
 }
 
+/// `POST /v1/replay`: claims a nonce across the fleet (docs/FLEET.md).
+async fn replay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<ReplayRequest>, JsonRejection>,
+) -> Response {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = match authorized_body(&state, &headers, body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let nonce: Option<[u8; 16]> = (body.nonce.len() == 22)
+        .then(|| URL_SAFE_NO_PAD.decode(&body.nonce).ok())
+        .flatten()
+        .and_then(|n| n.try_into().ok());
+    let Some(nonce) = nonce else {
+        return bad_request("nonce is not 16 bytes of base64url");
+    };
+    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
+    let Some(store) = &state.replay else {
+        return refused(StatusCode::NOT_FOUND, "no_fleet");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match store.claim(&nonce, body.expires_at, now).await {
+        Claim::Fresh => reply(StatusCode::OK, json!({ "claimed": true }), "claimed", None),
+        Claim::Replay => refused(StatusCode::CONFLICT, "replay"),
+        Claim::Unavailable => refused(StatusCode::SERVICE_UNAVAILABLE, "replay_unavailable"),
+    }
+}
+
 /// `GET /v1/credentials/{api}`: the API's agent-supplied headers. The values never reach a log
 /// (the access log records the API id as the outcome's subject).
 async fn credentials(
@@ -503,6 +546,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/authenticate", post(authenticate))
         .route("/v1/sessions", post(sessions))
         .route("/v1/streams", post(stream_key))
+        .route(REPLAY_PATH, post(replay))
         .route("/v1/credentials/{api}", get(credentials))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -29,6 +29,8 @@ pub mod error;
 pub mod groups;
 /// The HTTP API: routes, bearer-token check, request log.
 pub mod http;
+/// Fleet replay claims in Redis (`POST /v1/replay`).
+pub mod replay;
 /// Session unwrapping with the gateway's private keys (`POST /v1/sessions`).
 pub mod sessions;
 /// Per-subject entropy keys from the epochs' master secrets (`POST /v1/streams`).
@@ -43,5 +45,6 @@ pub use credentials::Credentials;
 pub use directory::Directory;
 pub use error::Error;
 pub use http::{AppState, router};
+pub use replay::FleetReplay;
 pub use sessions::Sessions;
 pub use streams::Streams;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use autoid_agent::{
-    AppState, Config, Credentials, Directory, Listen, Secrets, Sessions, Streams, router, transport,
+    AppState, Config, Credentials, Directory, FleetReplay, Listen, Secrets, Sessions, Streams,
+    router, transport,
 };
 use clap::{Parser, ValueEnum};
 use tracing::{error, info, warn};
@@ -214,6 +215,11 @@ async fn main() -> anyhow::Result<()> {
         let _refreshers = credentials.spawn_refreshers();
         info!(apis = ?credentials.apis().collect::<Vec<_>>(), "serving upstream credentials for these APIs");
         state = state.with_credentials(credentials);
+    }
+    if let Some(replay) = &config.replay {
+        let store = FleetReplay::new(replay).context("invalid replay configuration")?;
+        info!(redis = %store.endpoint(), timeout_ms = replay.timeout.as_millis() as u64, "claiming nonces for the fleet in Redis");
+        state = state.with_replay(Arc::new(store));
     }
     let app = router(state);
     info!(addr = %bound.address(), transport = bound.transport(), url = %config.ldap.url, "autoid-agent listening");

@@ -67,6 +67,22 @@ pub struct SessionReply {
     pub expires_at: Option<u64>,
 }
 
+/// The path of the fleet replay claim.
+pub const REPLAY_PATH: &str = "/v1/replay";
+
+/// The body of `POST /v1/replay`: claim a proof's nonce across the fleet until `expires_at`.
+/// The answer is 200 `{"claimed": true}` (first sighting), 409 `{"error": "replay"}` (claimed
+/// before, by any replica), 503 `{"error": "replay_unavailable"}` (Redis did not answer in time)
+/// or 404 `{"error": "no_fleet"}` (this agent has no `replay` store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The proof's 16-byte nonce, base64url without padding.
+    pub nonce: String,
+    /// When the proof would be refused as stale anyway (Unix seconds): the claim's expiry.
+    pub expires_at: u64,
+}
+
 /// The body of `POST /v1/streams`: which subject's key, in which epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
