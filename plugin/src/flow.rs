@@ -1,26 +1,28 @@
 //! One request's way through the filter, as plain Rust over an [`HttpHost`]: which API, the
-//! proof (verified with the worker's caches in [`cache`]), what to strip and inject, allow, deny
-//! or wait (for the body a proof binds, the directory, or the agent in [`agent`]), and the
-//! callouts' answers. The proxy-wasm contexts in `filter` only forward their callbacks here.
+//! proof (verified with the worker's caches in [`cache`], sessions and subjects' keys asked of
+//! the agent in [`sessions`]), the subject's groups (static, or the bridge's in [`directory`]),
+//! the upstream credentials (inline, or the agent's in [`credentials`]), what to strip and
+//! inject, and allow, deny or wait. The proxy-wasm contexts in `filter` only forward their
+//! callbacks here.
 
-mod agent;
 mod cache;
+mod credentials;
+mod directory;
+mod sessions;
 #[cfg(test)]
 mod tests;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
 
-use autoid_protocol::config::{Api, Directory, Groups};
+use autoid_protocol::config::{Api, Groups};
 use autoid_protocol::path::path_is_safe;
 use autoid_protocol::policy::MAX_BODY_BYTES;
 use autoid_protocol::verify::{Stop, Verified, check_body, verify_or_ask};
 use autoid_protocol::{Reject, Request};
 
 use crate::callout;
-use crate::credentials::Lookup;
-use crate::decisions::{Decision, Freshness, groups_path, parse_reply};
+use crate::decisions::Decision;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::{Counter, denied_name};
 use crate::replay::Insert;
@@ -177,89 +179,43 @@ impl Flow {
             return Verdict::Pause;
         };
         let (status, body) = callout::reply(host, body_size);
-        let (api, verified, stale) = match std::mem::take(&mut self.pending) {
+        match std::mem::take(&mut self.pending) {
             Pending::Directory {
                 api,
                 verified,
                 stale,
-            } => (api, verified, stale),
+            } => self.directory_answer(
+                host,
+                &state,
+                (&api, &verified, stale),
+                (status, body.as_deref()),
+            ),
             Pending::Session { asked } => {
-                return self.session_answer(
-                    host,
-                    &state,
-                    &asked,
-                    status,
-                    &body.unwrap_or_default(),
-                );
+                self.session_answer(host, &state, &asked, status, &body.unwrap_or_default())
             }
             Pending::Stream {
                 asked,
                 epoch,
                 subject,
-            } => {
-                return self.stream_answer(
-                    host,
-                    &state,
-                    &asked,
-                    (&epoch, &subject),
-                    status,
-                    &body.unwrap_or_default(),
-                );
-            }
-            Pending::Credentials { verified, groups } => {
-                return self.credentials_answer(
-                    host,
-                    &state,
-                    &verified,
-                    &groups,
-                    status,
-                    &body.unwrap_or_default(),
-                );
-            }
+            } => self.stream_answer(
+                host,
+                &state,
+                &asked,
+                (&epoch, &subject),
+                status,
+                &body.unwrap_or_default(),
+            ),
+            Pending::Credentials { verified, groups } => self.credentials_answer(
+                host,
+                &state,
+                &verified,
+                &groups,
+                status,
+                &body.unwrap_or_default(),
+            ),
             other => {
                 self.pending = other;
-                return Verdict::Pause;
-            }
-        };
-        let subject = verified.subject.as_str();
-        let Some(api_def) = state.config.apis.get(&api) else {
-            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
-            return Verdict::Pause;
-        };
-        let now = host.now_ms() / 1000;
-        match parse_reply(status, body.as_deref(), subject, now) {
-            Ok(decision) => {
-                if let Some(table) = &state.decisions {
-                    table.put(host.store(), subject, &decision);
-                }
-                if decision.dropped_groups > 0 {
-                    host.log(
-                        Level::Warn,
-                        &format!(
-                            "autoid: the directory gave {} invalid group name(s) for subject {subject:?}: dropped request_id={}",
-                            decision.dropped_groups, self.request_id
-                        ),
-                    );
-                }
-                self.decide_directory(host, &state, api_def, &verified, &decision)
-            }
-            Err(e) => {
-                host.log(
-                    Level::Warn,
-                    &format!(
-                        "autoid: directory bridge failed: {} subject={subject:?} request_id={}",
-                        e.code(),
-                        self.request_id
-                    ),
-                );
-                self.fallback(
-                    host,
-                    &state,
-                    api_def,
-                    &verified,
-                    stale,
-                    Unavailable::Directory,
-                )
+                Verdict::Pause
             }
         }
     }
@@ -377,21 +333,7 @@ impl Flow {
             self.deny(host, Denial::Forbidden(Forbid::NotInGroups), Some(subject));
             return Verdict::Pause;
         }
-        if api.agent_headers.is_empty() {
-            return self.admit(host, state, api, verified, groups, &[]);
-        }
-        let now = host.now_ms() / 1000;
-        match state.credentials.lookup(host.store(), &self.route, now) {
-            Lookup::Fresh(values) => {
-                state.count(host, Counter::CredentialsCacheHits);
-                self.admit(host, state, api, verified, groups, &values)
-            }
-            Lookup::Stale(values) => {
-                state.count(host, Counter::CredentialsStaleServed);
-                self.admit(host, state, api, verified, groups, &values)
-            }
-            Lookup::Missing => self.ask_credentials(host, state, verified, groups),
-        }
+        self.with_credentials(host, state, api, verified, groups)
     }
 
     /// Lets an authorized request go upstream: claims its nonce, strips the proof and client
@@ -437,31 +379,6 @@ impl Flow {
         Verdict::Continue
     }
 
-    /// Decides with the directory's answer: an entry found under another spelling of the
-    /// subject is refused (subjects are compared byte for byte), else as [`Flow::decide`].
-    fn decide_directory<H: HttpHost>(
-        &mut self,
-        host: &H,
-        state: &State,
-        api: &Api,
-        verified: &Verified,
-        decision: &Decision,
-    ) -> Verdict {
-        if let Some(entry) = decision.mismatch() {
-            host.log(Level::Info, &format!(
-                "autoid: the directory entry for subject {:?} is {entry:?}: not the same subject request_id={}",
-                verified.subject, self.request_id
-            ));
-            self.deny(
-                host,
-                Denial::Forbidden(Forbid::SubjectMismatch),
-                Some(&verified.subject),
-            );
-            return Verdict::Pause;
-        }
-        self.decide(host, state, api, verified, decision.groups())
-    }
-
     /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
     /// (denied with a local reply, or waiting for the bridge).
     fn authorize<H: HttpHost>(
@@ -476,80 +393,13 @@ impl Flow {
             self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
             return Verdict::Pause;
         };
-        let directory: &Directory = match &state.config.groups {
+        match &state.config.groups {
             Groups::Static(map) => {
                 let groups = map.get(subject).map(Vec::as_slice);
-                return self.decide(host, state, api, &verified, groups);
+                self.decide(host, state, api, &verified, groups)
             }
-            Groups::Directory(d) => d,
-        };
-        let now = host.now_ms() / 1000;
-        let cached = state
-            .decisions
-            .as_ref()
-            .and_then(|t| t.get(host.store(), subject));
-        let mut stale = None;
-        if let Some(decision) = cached {
-            match decision.freshness(now, directory) {
-                Freshness::Fresh => {
-                    state.count(host, Counter::DirectoryCacheHits);
-                    return self.decide_directory(host, state, api, &verified, &decision);
-                }
-                Freshness::Stale => stale = Some(decision),
-                Freshness::Expired => {}
-            }
-        }
-        let path = groups_path(subject);
-        let auth = directory.token.as_ref().map(|t| format!("Bearer {t}"));
-        let mut headers = vec![
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", directory.authority.as_str()),
-            ("accept", "application/json"),
-        ];
-        if let Some(auth) = &auth {
-            headers.push(("authorization", auth.as_str()));
-        }
-        let timeout = Duration::from_millis(directory.timeout_ms);
-        match host.dispatch(&directory.cluster, headers, None, timeout) {
-            Ok(_) => {
-                state.count(host, Counter::DirectoryCallouts);
-                self.pending = Pending::Directory {
-                    api: api_name.to_owned(),
-                    verified,
-                    stale,
-                };
-                Verdict::Pause
-            }
-            Err(_) => {
-                host.log(Level::Warn, &format!(
-                    "autoid: directory callout could not be dispatched to cluster {:?} request_id={}",
-                    directory.cluster, self.request_id
-                ));
-                self.fallback(host, state, api, &verified, stale, Unavailable::Dispatch)
-            }
-        }
-    }
-
-    /// The bridge failed: a stale decision within its window answers, else 503.
-    fn fallback<H: HttpHost>(
-        &mut self,
-        host: &H,
-        state: &State,
-        api: &Api,
-        verified: &Verified,
-        stale: Option<Decision>,
-        why: Unavailable,
-    ) -> Verdict {
-        state.count(host, Counter::DirectoryFailures);
-        match stale {
-            Some(decision) => {
-                state.count(host, Counter::DirectoryStaleServed);
-                self.decide_directory(host, state, api, verified, &decision)
-            }
-            None => {
-                self.deny(host, Denial::Unavailable(why), Some(&verified.subject));
-                Verdict::Pause
+            Groups::Directory(directory) => {
+                self.ask_directory(host, state, api_name, api, directory, verified)
             }
         }
     }

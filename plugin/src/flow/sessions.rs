@@ -1,120 +1,26 @@
-//! The request's callouts to the autoid agent: sessions to unwrap, subjects' keys of agent-held
-//! epochs, upstream credentials. Each asks asynchronously (the request pauses) and its answer
-//! resumes the request's decision in [`super`].
+//! Sessions and subjects' keys the worker does not hold, asked of the autoid agent: a session to
+//! unwrap (the key is the agent's), a subject's key in an epoch the agent holds. Each answer is
+//! cached and the proof verified again.
 
 use std::time::Duration;
 
 use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
-use autoid_protocol::directory::{
-    SessionReply, SessionRequest, StreamReply, StreamRequest, credentials_path,
-};
+use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
 use autoid_protocol::entropy::{EpochParams, SubjectKey};
 use autoid_protocol::header::Proof;
-use autoid_protocol::verify::{KnownEpoch, SessionKey, Stop, Verified};
+use autoid_protocol::verify::{KnownEpoch, SessionKey, Stop};
 use autoid_protocol::{Reject, Request};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::{Asked, CacheAdapter, Flow, Pending};
 use crate::callout::{agent_headers, bearer};
-use crate::credentials::parse_reply as parse_credentials;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
-use crate::reply::{Denial, Forbid, Unavailable};
+use crate::reply::{Denial, Unavailable};
 use crate::worker::State;
 
 impl Flow {
-    /// Asks the agent for the API's credentials (nothing usable is cached): `Pause` until it
-    /// answers, or a 503 when the callout cannot be sent.
-    pub(super) fn ask_credentials<H: HttpHost>(
-        &mut self,
-        host: &H,
-        state: &State,
-        verified: &Verified,
-        groups: &[String],
-    ) -> Verdict {
-        let Some(agent) = &state.config.agent else {
-            self.deny(
-                host,
-                Denial::Unavailable(Unavailable::Credentials),
-                Some(&verified.subject),
-            );
-            return Verdict::Pause;
-        };
-        let path = credentials_path(&self.route);
-        let auth = bearer(agent);
-        let headers = agent_headers(agent, "GET", &path, auth.as_deref());
-        let timeout = Duration::from_millis(agent.timeout_ms);
-        match host.dispatch(&agent.cluster, headers, None, timeout) {
-            Ok(_) => {
-                state.count(host, Counter::CredentialsCallouts);
-                self.pending = Pending::Credentials {
-                    verified: verified.clone(),
-                    groups: groups.to_vec(),
-                };
-                Verdict::Pause
-            }
-            Err(_) => {
-                state.count(host, Counter::CredentialsFailures);
-                host.log(Level::Warn, &format!(
-                    "autoid: credentials callout could not be dispatched to cluster {:?} request_id={}",
-                    agent.cluster, self.request_id
-                ));
-                self.deny(
-                    host,
-                    Denial::Unavailable(Unavailable::Credentials),
-                    Some(&verified.subject),
-                );
-                Verdict::Pause
-            }
-        }
-    }
-
-    /// The agent answered a credentials callout: caches and injects, or 503 `credentials`.
-    pub(super) fn credentials_answer<H: HttpHost>(
-        &mut self,
-        host: &H,
-        state: &State,
-        verified: &Verified,
-        groups: &[String],
-        status: Option<u32>,
-        body: &[u8],
-    ) -> Verdict {
-        let Some(api) = state.config.apis.get(&self.route) else {
-            self.deny(
-                host,
-                Denial::Forbidden(Forbid::UnknownRoute),
-                Some(&verified.subject),
-            );
-            return Verdict::Pause;
-        };
-        match parse_credentials(api, status, body) {
-            Ok((values, ttl)) => {
-                let now = host.now_ms() / 1000;
-                state
-                    .credentials
-                    .put(host.store(), &self.route, values.clone(), ttl, now);
-                self.admit(host, state, api, verified, groups, &values)
-            }
-            Err(e) => {
-                state.count(host, Counter::CredentialsFailures);
-                host.log(Level::Warn, &format!(
-                    "autoid: the agent gave no credentials for api {:?}: {} (status {}) request_id={}",
-                    self.route,
-                    e.code(),
-                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
-                    self.request_id
-                ));
-                self.deny(
-                    host,
-                    Denial::Unavailable(Unavailable::Credentials),
-                    Some(&verified.subject),
-                );
-                Verdict::Pause
-            }
-        }
-    }
-
     /// POSTs a JSON body to the agent: whether the callout was dispatched.
     pub(super) fn post_to_agent<H: HttpHost>(
         &self,
