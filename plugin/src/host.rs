@@ -6,6 +6,9 @@
 //! implement them with a recording fake. The logic is generic over them (monomorphized: no
 //! dynamic dispatch on the request path).
 
+#[cfg(test)]
+pub mod fake;
+
 use std::time::Duration;
 
 use crate::store::Store;

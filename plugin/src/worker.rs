@@ -269,3 +269,121 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use serde_json::{Value, json};
+
+    use super::Worker;
+    use crate::credentials::Lookup;
+    use crate::host::Level;
+    use crate::host::fake::{FakeHost, START_SECS};
+
+    /// One API whose `authorization` the agent supplies, refreshed 10 s ahead of expiry.
+    fn config() -> Value {
+        json!({
+            "keys": [{ "kid": "gw-2048" }],
+            "epochs": [{ "autoid_epoch": 1, "id": "e1", "file_size": 65536, "interval_count": 64 }],
+            "agent": { "cluster": "autoid_agent", "timeout_ms": 500 },
+            "static_groups": { "alice": ["payments"] },
+            "credentials": { "refresh_ahead_secs": 10, "stale_secs": 20 },
+            "apis": {
+                "payments": {
+                    "require": { "any_of": ["payments"] },
+                    "agent_headers": ["authorization"],
+                },
+            },
+        })
+    }
+
+    #[test]
+    fn an_invalid_configuration_is_refused_and_logged() {
+        let host = FakeHost::new("payments");
+        let mut worker = Worker::default();
+        assert!(!worker.configure(&host, br#"{"apis": 5}"#));
+        assert!(worker.state().is_none());
+        assert!(
+            host.logs
+                .borrow()
+                .iter()
+                .any(|(level, line)| *level == Level::Error
+                    && line.starts_with("autoid: invalid configuration"))
+        );
+    }
+
+    #[test]
+    fn credentials_about_to_expire_are_refreshed_on_the_tick_and_the_answer_cached() {
+        let host = FakeHost::new("payments");
+        let mut worker = Worker::default();
+        assert!(
+            worker.configure(&host, config().to_string().as_bytes()),
+            "{:?}",
+            host.logs.borrow()
+        );
+        let state = worker.state().unwrap();
+        let now = START_SECS;
+        let old = vec![("authorization".to_owned(), "Bearer old".to_owned())];
+        // Fetched a minute ago for 65 s: 5 s left, inside the 10 s refresh window.
+        state
+            .credentials
+            .put(&host.store, "payments", old, 65, now - 60);
+
+        worker.tick(&host);
+        {
+            let callouts = host.callouts.borrow();
+            assert_eq!(callouts.len(), 1);
+            assert_eq!(callouts[0].cluster, "autoid_agent");
+            assert_eq!(callouts[0].header(":method"), Some("GET"));
+            assert_eq!(
+                callouts[0].header(":path"),
+                Some("/v1/credentials/payments")
+            );
+        }
+        // One refresh in flight: the next tick does not ask again.
+        worker.tick(&host);
+        assert_eq!(host.callouts.borrow().len(), 1);
+        assert_eq!(host.counter("autoid_credentials_refreshes"), 1);
+
+        let answer = json!({ "headers": { "authorization": "Bearer new" }, "ttl_secs": 60 });
+        *host.answer.borrow_mut() = (Some(200), serde_json::to_vec(&answer).unwrap());
+        let len = host.answer.borrow().1.len();
+        worker.on_callout(&host, 1, len);
+        match state.credentials.lookup(&host.store, "payments", now) {
+            Lookup::Fresh(values) => assert_eq!(
+                values,
+                [("authorization".to_owned(), "Bearer new".to_owned())]
+            ),
+            other => panic!("fresh credentials expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_cached_value_and_counts_the_failure() {
+        let host = FakeHost::new("payments");
+        let mut worker = Worker::default();
+        assert!(worker.configure(&host, config().to_string().as_bytes()));
+        let state = worker.state().unwrap();
+        let old = vec![("authorization".to_owned(), "Bearer old".to_owned())];
+        state
+            .credentials
+            .put(&host.store, "payments", old.clone(), 65, START_SECS - 60);
+
+        worker.tick(&host);
+        *host.answer.borrow_mut() = (Some(500), b"{}".to_vec());
+        worker.on_callout(&host, 1, 2);
+
+        assert_eq!(host.counter("autoid_credentials_failures"), 1);
+        match state
+            .credentials
+            .lookup(&host.store, "payments", START_SECS)
+        {
+            Lookup::Fresh(values) => assert_eq!(values, old),
+            other => panic!("the cached value stays, got {other:?}"),
+        }
+        // An answer to a callout the worker did not make changes nothing.
+        worker.on_callout(&host, 7, 2);
+        assert_eq!(host.counter("autoid_credentials_failures"), 1);
+    }
+}

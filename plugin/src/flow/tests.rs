@@ -4,9 +4,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is the point
 
-use std::cell::{Cell, RefCell};
-use std::time::Duration;
-
 use autoid_protocol::Request;
 use autoid_protocol::client::Session;
 use autoid_protocol::directory::{SessionReply, SessionRequest};
@@ -19,18 +16,15 @@ use getrandom::rand_core::UnwrapErr;
 use serde_json::{Value, json};
 
 use super::Flow;
-use crate::host::{Host, HostError, HttpHost, Level, Verdict};
-use crate::store::Store;
-use crate::store::memory::MemoryStore;
+use crate::host::fake::{AUTHORITY, FakeHost, START_SECS};
+use crate::host::{Level, Verdict};
 use crate::worker::Worker;
 
 /// The fixed RSA-2048 test key of the protocol's vectors (never use it for anything else).
 const KEY_PEM: &str = include_str!("../../../protocol/tests/vectors/gateway-2048.pem");
 const KID: &str = "gw-2048";
 const PROOF: &str = "x-autoid-proof";
-const AUTHORITY: &str = "api.example.com";
 const PATH: &str = "/v1/payments";
-const START_SECS: u64 = 1_800_000_000;
 const PAYMENTS_AUTH: &str = "Bearer upstream-payments-secret";
 const BRIDGE: &str = "ldap-bridge";
 const BRIDGE_TOKEN: &str = "bridge-token-0123456789abcdef";
@@ -89,217 +83,6 @@ fn agent_config() -> Value {
         json!({ "cluster": AGENT, "timeout_ms": 500 }),
     );
     config
-}
-
-/// A callout the filter dispatched.
-#[derive(Debug)]
-struct Callout {
-    cluster: String,
-    headers: Vec<(String, String)>,
-    body: Option<Vec<u8>>,
-}
-
-impl Callout {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A local reply the filter sent.
-#[derive(Debug)]
-struct Reply {
-    status: u32,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-}
-
-/// A host that plays one request and records what the filter asked of it.
-#[derive(Debug, Default)]
-struct FakeHost {
-    now_ms: Cell<u64>,
-    route: Option<String>,
-    source: Option<String>,
-    /// The request headers as they stand (edited by the filter).
-    headers: RefCell<Vec<(String, String)>>,
-    body: RefCell<Vec<u8>>,
-    store: MemoryStore,
-    logs: RefCell<Vec<(Level, String)>>,
-    replies: RefCell<Vec<Reply>>,
-    callouts: RefCell<Vec<Callout>>,
-    /// The reply the next callout answer carries: status and body.
-    answer: RefCell<(Option<u32>, Vec<u8>)>,
-    refuse_dispatch: bool,
-    refuse_edits: bool,
-    counters: RefCell<Vec<(String, u64)>>,
-}
-
-impl FakeHost {
-    fn new(route: &str) -> Self {
-        FakeHost {
-            now_ms: Cell::new(START_SECS * 1000),
-            route: Some(route.to_owned()),
-            source: Some("10.0.0.7:50000".to_owned()),
-            ..FakeHost::default()
-        }
-    }
-
-    /// Starts a request: `GET AUTHORITY path` with `extra` headers.
-    fn request(&self, path: &str, extra: &[(&str, &str)]) {
-        let mut headers = vec![
-            (":method".to_owned(), "GET".to_owned()),
-            (":authority".to_owned(), AUTHORITY.to_owned()),
-            (":path".to_owned(), path.to_owned()),
-            ("x-request-id".to_owned(), "req-1".to_owned()),
-        ];
-        headers.extend(
-            extra
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        );
-        *self.headers.borrow_mut() = headers;
-        self.replies.borrow_mut().clear();
-    }
-
-    fn values(&self, name: &str) -> Vec<String> {
-        self.headers
-            .borrow()
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    fn counter(&self, name: &str) -> u64 {
-        self.counters
-            .borrow()
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, v)| *v)
-    }
-
-    /// The one local reply sent.
-    fn reply(&self) -> std::cell::Ref<'_, Reply> {
-        let replies = self.replies.borrow();
-        assert_eq!(replies.len(), 1, "one local reply: {replies:?}");
-        std::cell::Ref::map(replies, |r| &r[0])
-    }
-}
-
-impl Host for FakeHost {
-    fn now_ms(&self) -> u64 {
-        self.now_ms.get()
-    }
-
-    fn log(&self, level: Level, message: &str) {
-        self.logs.borrow_mut().push((level, message.to_owned()));
-    }
-
-    fn random(&self, buf: &mut [u8]) -> bool {
-        getrandom::fill(buf).is_ok()
-    }
-
-    fn store(&self) -> &dyn Store {
-        &self.store
-    }
-
-    fn define_counter(&self, name: &str) -> Option<u32> {
-        let mut counters = self.counters.borrow_mut();
-        counters.push((name.to_owned(), 0));
-        u32::try_from(counters.len() - 1).ok()
-    }
-
-    fn add_to_counter(&self, id: u32, n: u64) {
-        self.counters.borrow_mut()[id as usize].1 += n;
-    }
-
-    fn dispatch(
-        &self,
-        cluster: &str,
-        headers: Vec<(&str, &str)>,
-        body: Option<&[u8]>,
-        _timeout: Duration,
-    ) -> Result<u32, HostError> {
-        if self.refuse_dispatch {
-            return Err(HostError);
-        }
-        let mut callouts = self.callouts.borrow_mut();
-        callouts.push(Callout {
-            cluster: cluster.to_owned(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: body.map(<[u8]>::to_vec),
-        });
-        Ok(u32::try_from(callouts.len()).unwrap())
-    }
-
-    fn callout_status(&self) -> Option<u32> {
-        self.answer.borrow().0
-    }
-
-    fn callout_body(&self, len: usize) -> Option<Vec<u8>> {
-        let answer = self.answer.borrow();
-        Some(answer.1[..len.min(answer.1.len())].to_vec())
-    }
-}
-
-impl HttpHost for FakeHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.borrow().clone()
-    }
-
-    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        if self.refuse_edits && value.is_some() {
-            return Err(HostError);
-        }
-        let mut headers = self.headers.borrow_mut();
-        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
-        if let Some(value) = value {
-            headers.push((name.to_owned(), value.to_owned()));
-        }
-        Ok(())
-    }
-
-    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-        let body = self.body.borrow();
-        Some(body[..len.min(body.len())].to_vec())
-    }
-
-    fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
-        self.replies.borrow_mut().push(Reply {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: body.to_vec(),
-        });
-    }
-
-    fn route_name(&self) -> Option<String> {
-        self.route.clone()
-    }
-
-    fn source_address(&self) -> Option<String> {
-        self.source.clone()
-    }
 }
 
 /// A worker configured with `config` on `host`.
