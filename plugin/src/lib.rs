@@ -7,15 +7,22 @@
 //! remove the proof before the request goes upstream. Anything else is a uniform 401/403/503.
 //!
 //! Build: `make build` (`cargo build --profile wasm --target wasm32-wasip1 -p autoid-plugin`).
-//! Configuration: `docs/CONFIG.md`. Only [`wasm_host`] calls proxy-wasm hostcalls; the caches,
-//! rate limit and replies are plain Rust, unit-tested natively.
+//! Configuration: `docs/CONFIG.md`.
+//!
+//! Layout: the decisions are plain Rust over one seam, [`host`] — a request's way in `flow`, a
+//! worker's configuration and tick in `worker`, the caches, rate limit and replies beside them —
+//! unit-tested natively with a recording host. `filter` holds the proxy-wasm contexts, which only
+//! forward each callback with `wasm_host::Envoy`, the one type that calls proxy-wasm hostcalls.
 
 #![deny(unsafe_code)]
 
+mod callout;
 pub mod credentials;
 pub mod decisions;
 pub mod entropy_cache;
 mod filter;
+mod flow;
+pub mod host;
 pub mod metrics;
 pub mod ratelimit;
 pub mod replay;
@@ -23,6 +30,7 @@ pub mod reply;
 pub mod sessions;
 pub mod store;
 mod wasm_host;
+mod worker;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);

@@ -1,5 +1,8 @@
 //! The filter's counters, defined once per worker at configure time.
 
+use std::collections::HashMap;
+
+use crate::host::Host;
 use crate::reply::Denial;
 
 /// Counters other than the per-reason denials.
@@ -110,4 +113,33 @@ impl Counter {
 /// The per-reason denial counter's name.
 pub fn denied_name(denial: Denial) -> String {
     format!("autoid_denied_{}", denial.reason())
+}
+
+/// The host's ids of the counters a worker defined.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ids: HashMap<String, u32>,
+}
+
+impl Metrics {
+    /// Defines every counter named.
+    pub fn define<'a, H: Host + ?Sized>(
+        host: &H,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Metrics {
+        let mut ids = HashMap::new();
+        for name in names {
+            if let Some(id) = host.define_counter(name) {
+                ids.insert(name.to_owned(), id);
+            }
+        }
+        Metrics { ids }
+    }
+
+    /// Adds `n` to a counter (unknown names are ignored).
+    pub fn add<H: Host + ?Sized>(&self, host: &H, name: &str, n: u64) {
+        if let Some(id) = self.ids.get(name) {
+            host.add_to_counter(*id, n);
+        }
+    }
 }

@@ -35,6 +35,8 @@ pub enum Unavailable {
     Agent,
     /// The agent supplied no usable upstream credentials, and none cached within the stale window.
     Credentials,
+    /// The host refused to edit the request's headers (strip or inject).
+    Host,
 }
 
 /// A denial: what the client sees is the status and coarse code; the reason is for operators.
@@ -90,6 +92,7 @@ impl Denial {
             Denial::Unavailable(Unavailable::Dispatch) => "dispatch",
             Denial::Unavailable(Unavailable::Agent) => "agent",
             Denial::Unavailable(Unavailable::Credentials) => "credentials",
+            Denial::Unavailable(Unavailable::Host) => "host",
             Denial::BodyTooLarge => "body_too_large",
             Denial::UnsafePath => "unsafe_path",
         }
@@ -117,6 +120,7 @@ impl Denial {
             Unavailable::Dispatch,
             Unavailable::Agent,
             Unavailable::Credentials,
+            Unavailable::Host,
         ] {
             out.push(Denial::Unavailable(u).reason());
         }

@@ -1,12 +1,13 @@
-//! The one file that calls proxy-wasm hostcalls directly: shared data, time, properties, logs,
-//! metrics and randomness. `proxy_wasm::types::Status` stops here.
+//! The one file that calls proxy-wasm hostcalls: [`Envoy`] is the filter's [`Host`] and
+//! [`HttpHost`] in a proxy, and [`SharedData`] its [`Store`]. `proxy_wasm::types::Status` stops
+//! here: a refused call is an `Err`, a `None` or an empty answer, never a panic.
 
-use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
+use crate::host::{Host, HostError, HttpHost, Level};
 use crate::store::{SetError, Store, StoreError};
 
 /// Envoy's shared data for this VM id.
@@ -34,73 +35,97 @@ impl Store for SharedData {
     }
 }
 
-/// Milliseconds since the Unix epoch by the host's clock (0 if the host fails).
-pub fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+/// The proxy the filter runs in, for the context whose callback is running (the SDK sets the
+/// current context before each callback, so the host carries no state).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Envoy;
 
-/// The Envoy route name of the current request (`xds.route_name`).
-pub fn route_name() -> Option<String> {
-    let bytes = hostcalls::get_property(vec!["xds", "route_name"]).ok()??;
-    String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
-}
-
-/// The downstream peer's address (`source.address`: `ip:port`), if the host gives one.
-pub fn source_address() -> Option<String> {
-    let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
-    String::from_utf8(bytes).ok()
-}
-
-/// Logs at info level.
-pub fn info(message: &str) {
-    let _ = hostcalls::log(LogLevel::Info, message);
-}
-
-/// Logs at warn level.
-pub fn warn(message: &str) {
-    let _ = hostcalls::log(LogLevel::Warn, message);
-}
-
-/// Logs at error level.
-pub fn error(message: &str) {
-    let _ = hostcalls::log(LogLevel::Error, message);
-}
-
-/// Fills `buf` from the host's CSPRNG (WASI `random_get`); `false` if it failed.
-pub fn random(buf: &mut [u8]) -> bool {
-    getrandom::fill(buf).is_ok()
-}
-
-/// Counters defined once per worker.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    ids: HashMap<String, u32>,
-}
-
-impl Metrics {
-    /// Defines every counter named.
-    pub fn define<'a>(names: impl IntoIterator<Item = &'a str>) -> Metrics {
-        let mut ids = HashMap::new();
-        for name in names {
-            if let Ok(id) = hostcalls::define_metric(MetricType::Counter, name) {
-                ids.insert(name.to_owned(), id);
-            }
-        }
-        Metrics { ids }
+impl Host for Envoy {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    /// Adds one to a counter (unknown names are ignored).
-    pub fn inc(&self, name: &str) {
-        self.add(name, 1);
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+        };
+        let _ = hostcalls::log(level, message);
     }
 
-    /// Adds `n` to a counter (unknown names are ignored).
-    pub fn add(&self, name: &str, n: u64) {
-        if let Some(id) = self.ids.get(name) {
-            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
-        }
+    /// The host's CSPRNG through WASI `random_get`.
+    fn random(&self, buf: &mut [u8]) -> bool {
+        getrandom::fill(buf).is_ok()
+    }
+
+    fn store(&self) -> &dyn Store {
+        &SharedData
+    }
+
+    fn define_counter(&self, name: &str) -> Option<u32> {
+        hostcalls::define_metric(MetricType::Counter, name).ok()
+    }
+
+    fn add_to_counter(&self, id: u32, n: u64) {
+        let _ = hostcalls::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: Vec<(&str, &str)>,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout)
+            .map_err(|_| HostError)
+    }
+
+    fn callout_status(&self) -> Option<u32> {
+        hostcalls::get_map(MapType::HttpCallResponseHeaders)
+            .ok()?
+            .into_iter()
+            .find(|(k, _)| k == ":status")
+            .and_then(|(_, v)| v.parse::<u32>().ok())
+    }
+
+    fn callout_body(&self, len: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, len)
+            .ok()
+            .flatten()
+    }
+}
+
+impl HttpHost for Envoy {
+    fn request_headers(&self) -> Vec<(String, String)> {
+        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).map_err(|_| HostError)
+    }
+
+    fn request_body(&self, len: usize) -> Option<Vec<u8>> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len)
+            .ok()
+            .flatten()
+    }
+
+    fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
+        let _ = hostcalls::send_http_response(status, headers, Some(body));
+    }
+
+    fn route_name(&self) -> Option<String> {
+        let bytes = hostcalls::get_property(vec!["xds", "route_name"]).ok()??;
+        String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+    }
+
+    fn source_address(&self) -> Option<String> {
+        let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
+        String::from_utf8(bytes).ok()
     }
 }

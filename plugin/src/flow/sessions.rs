@@ -1,196 +1,147 @@
-//! The request's callouts to the autoid agent: sessions to unwrap, subjects' keys of agent-held
-//! epochs, upstream credentials. Each asks asynchronously (the request pauses) and its answer
-//! resumes the request's decision in [`super`].
+//! Sessions and subjects' keys the worker does not hold, asked of the autoid agent: a session to
+//! unwrap (the key is the agent's), a subject's key in an epoch the agent holds. Each answer is
+//! cached and the proof verified again.
 
-use super::*;
+use std::time::Duration;
 
-impl Http {
-    /// Asks the agent for the API's credentials (nothing usable is cached): `Pause` until it
-    /// answers, or a 503 when the callout cannot be sent.
-    pub(super) fn ask_credentials(
-        &mut self,
-        state: &State,
-        verified: &Verified,
-        groups: &[String],
-    ) -> Action {
-        let Some(agent) = &state.config.agent else {
-            self.deny(
-                Denial::Unavailable(Unavailable::Credentials),
-                Some(&verified.subject),
-            );
-            return Action::Pause;
-        };
-        let path = credentials_path(&self.route);
-        let auth = bearer(agent);
-        let headers = agent_headers(agent, "GET", &path, auth.as_deref());
-        let timeout = Duration::from_millis(agent.timeout_ms);
-        match self.dispatch_http_call(&agent.cluster, headers, None, vec![], timeout) {
-            Ok(_) => {
-                state.count(Counter::CredentialsCallouts);
-                self.pending = Pending::Credentials {
-                    verified: verified.clone(),
-                    groups: groups.to_vec(),
-                };
-                Action::Pause
-            }
-            Err(_) => {
-                state.count(Counter::CredentialsFailures);
-                wasm_host::warn(&format!(
-                    "autoid: credentials callout could not be dispatched to cluster {:?} request_id={}",
-                    agent.cluster, self.request_id
-                ));
-                self.deny(
-                    Denial::Unavailable(Unavailable::Credentials),
-                    Some(&verified.subject),
-                );
-                Action::Pause
-            }
-        }
-    }
+use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
+use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
+use autoid_protocol::entropy::{EpochParams, SubjectKey};
+use autoid_protocol::header::Proof;
+use autoid_protocol::verify::{KnownEpoch, SessionKey, Stop};
+use autoid_protocol::{Reject, Request};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-    /// The agent answered a credentials callout: caches and injects, or 503 `credentials`.
-    pub(super) fn credentials_answer(
-        &mut self,
-        state: &State,
-        verified: &Verified,
-        groups: &[String],
-        status: Option<u32>,
-        body: &[u8],
-    ) -> Action {
-        let Some(api) = state.config.apis.get(&self.route) else {
-            self.deny(
-                Denial::Forbidden(Forbid::UnknownRoute),
-                Some(&verified.subject),
-            );
-            return Action::Pause;
-        };
-        match parse_credentials(api, status, body) {
-            Ok((values, ttl)) => {
-                let now = wasm_host::now_ms() / 1000;
-                state
-                    .credentials
-                    .put(&SharedData, &self.route, values.clone(), ttl, now);
-                self.admit(state, api, verified, groups, &values)
-            }
-            Err(e) => {
-                state.count(Counter::CredentialsFailures);
-                wasm_host::warn(&format!(
-                    "autoid: the agent gave no credentials for api {:?}: {} (status {}) request_id={}",
-                    self.route,
-                    e.code(),
-                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
-                    self.request_id
-                ));
-                self.deny(
-                    Denial::Unavailable(Unavailable::Credentials),
-                    Some(&verified.subject),
-                );
-                Action::Pause
-            }
-        }
-    }
+use super::{Asked, CacheAdapter, Flow, Pending};
+use crate::callout::{agent_headers, bearer};
+use crate::host::{HttpHost, Level, Verdict};
+use crate::metrics::Counter;
+use crate::reply::{Denial, Unavailable};
+use crate::worker::State;
 
+impl Flow {
     /// POSTs a JSON body to the agent: whether the callout was dispatched.
-    pub(super) fn post_to_agent(&self, agent: &Agent, path: &str, body: &[u8]) -> bool {
+    pub(super) fn post_to_agent<H: HttpHost>(
+        &self,
+        host: &H,
+        agent: &Agent,
+        path: &str,
+        body: &[u8],
+    ) -> bool {
         let auth = bearer(agent);
         let mut headers = agent_headers(agent, "POST", path, auth.as_deref());
         headers.push(("content-type", "application/json"));
         let timeout = Duration::from_millis(agent.timeout_ms);
-        let sent = self
-            .dispatch_http_call(&agent.cluster, headers, Some(body), vec![], timeout)
+        let sent = host
+            .dispatch(&agent.cluster, headers, Some(body), timeout)
             .is_ok();
         if !sent {
-            wasm_host::warn(&format!(
-                "autoid: callout {path} could not be dispatched to cluster {:?} request_id={}",
-                agent.cluster, self.request_id
-            ));
+            host.log(
+                Level::Warn,
+                &format!(
+                    "autoid: callout {path} could not be dispatched to cluster {:?} request_id={}",
+                    agent.cluster, self.request_id
+                ),
+            );
         }
         sent
     }
 
     /// Sends the proof's wrapped session to the agent (the key is the agent's): `Pause` until it
     /// answers, or a 503 when the callout cannot be sent.
-    pub(super) fn ask_agent(
+    pub(super) fn ask_agent<H: HttpHost>(
         &mut self,
+        host: &H,
         state: &State,
         proof: &str,
         request: &Request<'_>,
-    ) -> Action {
-        let (Some(agent), Ok(parsed)) = (&state.config.agent, ParsedProof::parse(proof)) else {
-            self.deny(Denial::Unavailable(Unavailable::Agent), None);
-            return Action::Pause;
+    ) -> Verdict {
+        let (Some(agent), Ok(parsed)) = (&state.config.agent, Proof::parse(proof)) else {
+            self.deny(host, Denial::Unavailable(Unavailable::Agent), None);
+            return Verdict::Pause;
         };
         let body = serde_json::to_vec(&SessionRequest {
             kid: parsed.kid().to_owned(),
             wrapped: URL_SAFE_NO_PAD.encode(parsed.wrapped()),
         })
         .unwrap_or_default();
-        if !self.post_to_agent(agent, "/v1/sessions", &body) {
-            state.count(Counter::AgentSessionFailures);
-            self.deny(Denial::Unavailable(Unavailable::Dispatch), None);
-            return Action::Pause;
+        if !self.post_to_agent(host, agent, "/v1/sessions", &body) {
+            state.count(host, Counter::AgentSessionFailures);
+            self.deny(host, Denial::Unavailable(Unavailable::Dispatch), None);
+            return Verdict::Pause;
         }
-        state.count(Counter::AgentSessionCallouts);
+        state.count(host, Counter::AgentSessionCallouts);
         self.pending = Pending::Session {
             asked: Asked::new(proof, request),
         };
-        Action::Pause
+        Verdict::Pause
     }
 
     /// Asks the agent for the subject's key in an epoch it holds (the proof's session opened,
     /// and the cold-path budget allowed the callout): `Pause` until it answers, or a 503 when
     /// the callout cannot be sent.
-    pub(super) fn ask_stream(
+    pub(super) fn ask_stream<H: HttpHost>(
         &mut self,
+        host: &H,
         state: &State,
         proof: &str,
         request: &Request<'_>,
         epoch: String,
         subject: String,
-    ) -> Action {
+    ) -> Verdict {
         let Some(agent) = &state.config.agent else {
-            self.deny(Denial::Unavailable(Unavailable::Agent), Some(&subject));
-            return Action::Pause;
+            self.deny(
+                host,
+                Denial::Unavailable(Unavailable::Agent),
+                Some(&subject),
+            );
+            return Verdict::Pause;
         };
         let body = serde_json::to_vec(&StreamRequest {
             epoch: epoch.clone(),
             subject: subject.clone(),
         })
         .unwrap_or_default();
-        if !self.post_to_agent(agent, "/v1/streams", &body) {
-            state.count(Counter::AgentStreamFailures);
-            self.deny(Denial::Unavailable(Unavailable::Dispatch), Some(&subject));
-            return Action::Pause;
+        if !self.post_to_agent(host, agent, "/v1/streams", &body) {
+            state.count(host, Counter::AgentStreamFailures);
+            self.deny(
+                host,
+                Denial::Unavailable(Unavailable::Dispatch),
+                Some(&subject),
+            );
+            return Verdict::Pause;
         }
-        state.count(Counter::AgentStreamCallouts);
+        state.count(host, Counter::AgentStreamCallouts);
         self.pending = Pending::Stream {
             asked: Asked::new(proof, request),
             epoch,
             subject,
         };
-        Action::Pause
+        Verdict::Pause
     }
 
     /// The agent answered a subject-key callout: keeps the stream and verifies again, or denies
     /// (401 when the agent does not know the epoch, 503 when it did not answer usably).
-    pub(super) fn stream_answer(
+    pub(super) fn stream_answer<H: HttpHost>(
         &mut self,
+        host: &H,
         state: &State,
         asked: &Asked,
         (epoch, subject): (&str, &str),
         status: Option<u32>,
         body: &[u8],
-    ) -> Action {
+    ) -> Verdict {
         let request = asked.request();
         let verified = match status {
-            Some(200) => match keep_stream(state, epoch, subject, body) {
-                Ok(()) => match self.verify(state, &asked.proof, &request) {
+            Some(200) => match keep_stream(host, state, epoch, subject, body) {
+                Ok(()) => match self.verify(host, state, &asked.proof, &request) {
                     // The stream was just kept: asking again means it could not be.
                     Err(Stop::AskAgent | Stop::AskStream { .. }) => None,
                     other => Some(other),
                 },
                 Err(why) => {
-                    wasm_host::warn(&format!(
+                    host.log(Level::Warn, &format!(
                         "autoid: unusable subject key from the agent: {why} epoch={epoch} subject={subject:?} request_id={}",
                         self.request_id
                     ));
@@ -201,47 +152,54 @@ impl Http {
             _ => None,
         };
         match verified {
-            Some(v) => self.verified(state, v, &asked.proof, &request),
+            Some(v) => self.verified(host, state, v, &asked.proof, &request),
             None => {
-                state.count(Counter::AgentStreamFailures);
-                wasm_host::warn(&format!(
+                state.count(host, Counter::AgentStreamFailures);
+                host.log(Level::Warn, &format!(
                     "autoid: the agent did not hand over a subject key (status {}) epoch={epoch} subject={subject:?} request_id={}",
                     status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
                     self.request_id
                 ));
-                self.deny(Denial::Unavailable(Unavailable::Agent), Some(subject));
-                Action::Pause
+                self.deny(host, Denial::Unavailable(Unavailable::Agent), Some(subject));
+                Verdict::Pause
             }
         }
     }
 
     /// The agent answered a session callout: caches the session and verifies again, or denies
     /// (401 when the agent refused the key or the unwrap, 503 when it did not answer usably).
-    pub(super) fn session_answer(
+    pub(super) fn session_answer<H: HttpHost>(
         &mut self,
+        host: &H,
         state: &State,
         asked: &Asked,
         status: Option<u32>,
         body: &[u8],
-    ) -> Action {
+    ) -> Verdict {
         let request = asked.request();
         let verified = match (status, parse_session(body)) {
             (Some(200), Some((session, expires_at))) => {
-                if let Ok(proof) = ParsedProof::parse(&asked.proof) {
-                    let now_ms = wasm_host::now_ms();
+                if let Ok(proof) = Proof::parse(&asked.proof) {
+                    let now_ms = host.now_ms();
                     let now = now_ms / 1000;
                     // Kept until the key retires, and asked again after the agent's session TTL
                     // so a retirement set later reaches this session too.
-                    let ttl = state.config.agent.as_ref().map_or(
-                        autoid_protocol::config::DEFAULT_AGENT_SESSION_TTL_SECS,
-                        |a| a.session_ttl_secs,
-                    );
+                    let ttl = state
+                        .config
+                        .agent
+                        .as_ref()
+                        .map_or(DEFAULT_AGENT_SESSION_TTL_SECS, |a| a.session_ttl_secs);
                     let recheck = now.saturating_add(ttl);
                     let cap = expires_at.map_or(recheck, |at| at.min(recheck));
-                    let mut cache = CacheAdapter { state, now, now_ms };
+                    let mut cache = CacheAdapter {
+                        host,
+                        state,
+                        now,
+                        now_ms,
+                    };
                     cache.put_until(&proof, &session, Some(cap));
                 }
-                match self.verify(state, &asked.proof, &request) {
+                match self.verify(host, state, &asked.proof, &request) {
                     // The session was just cached: asking again means it could not be.
                     Err(Stop::AskAgent) => None,
                     other => Some(other),
@@ -252,44 +210,22 @@ impl Http {
             _ => None,
         };
         match verified {
-            Some(v) => self.verified(state, v, &asked.proof, &request),
+            Some(v) => self.verified(host, state, v, &asked.proof, &request),
             None => {
-                state.count(Counter::AgentSessionFailures);
-                wasm_host::warn(&format!(
-                    "autoid: the agent did not unwrap a session (status {}) request_id={}",
-                    status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
-                    self.request_id
-                ));
-                self.deny(Denial::Unavailable(Unavailable::Agent), None);
-                Action::Pause
+                state.count(host, Counter::AgentSessionFailures);
+                host.log(
+                    Level::Warn,
+                    &format!(
+                        "autoid: the agent did not unwrap a session (status {}) request_id={}",
+                        status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                        self.request_id
+                    ),
+                );
+                self.deny(host, Denial::Unavailable(Unavailable::Agent), None);
+                Verdict::Pause
             }
         }
     }
-}
-
-/// The `authorization` value for the agent's callouts: none over a unix socket, whose
-/// permissions are the authentication.
-pub(super) fn bearer(agent: &Agent) -> Option<String> {
-    agent.token.as_ref().map(|t| format!("Bearer {t}"))
-}
-
-/// The headers of a callout to the agent (a JSON API): method, path, authority, the token if any.
-pub(super) fn agent_headers<'a>(
-    agent: &'a Agent,
-    method: &'a str,
-    path: &'a str,
-    auth: Option<&'a str>,
-) -> Vec<(&'a str, &'a str)> {
-    let mut headers = vec![
-        (":method", method),
-        (":path", path),
-        (":authority", agent.authority.as_str()),
-        ("accept", "application/json"),
-    ];
-    if let Some(auth) = auth {
-        headers.push(("authorization", auth));
-    }
-    headers
 }
 
 /// The session plaintext in the agent's 200 reply, and when its key retires.
@@ -304,7 +240,8 @@ pub(super) fn parse_session(body: &[u8]) -> Option<(SessionKey, Option<u64>)> {
 /// (`agent.any_epoch`), valid parameters whose file fits the entropy cache's per-worker cap. Kept
 /// for the reply's `ttl_secs`, at most `agent.max_stream_ttl_secs`, and never past the epoch's
 /// `expires_at`. The error says what was wrong, never the key.
-pub(super) fn keep_stream(
+pub(super) fn keep_stream<H: HttpHost>(
+    host: &H,
     state: &State,
     epoch: &str,
     subject: &str,
@@ -352,7 +289,7 @@ pub(super) fn keep_stream(
     if ttl == 0 {
         return Err("ttl_secs is 0".to_owned());
     }
-    let now = wasm_host::now_ms() / 1000;
+    let now = host.now_ms() / 1000;
     let until = now.saturating_add(ttl);
     let until = reply.expires_at.map_or(until, |at| at.min(until));
     if until <= now {

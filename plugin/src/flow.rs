@@ -1,0 +1,546 @@
+//! One request's way through the filter, as plain Rust over an [`HttpHost`]: which API, the
+//! proof (verified with the worker's caches in [`cache`], sessions and subjects' keys asked of
+//! the agent in [`sessions`]), the subject's groups (static, or the bridge's in [`directory`]),
+//! the upstream credentials (inline, or the agent's in [`credentials`]), what to strip and
+//! inject, and allow, deny or wait. The proxy-wasm contexts in `filter` only forward their
+//! callbacks here.
+
+mod cache;
+mod credentials;
+mod directory;
+mod sessions;
+#[cfg(test)]
+mod tests;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use autoid_protocol::config::{Api, Groups};
+use autoid_protocol::path::path_is_safe;
+use autoid_protocol::policy::MAX_BODY_BYTES;
+use autoid_protocol::verify::{Stop, Verified, check_body, verify_or_ask};
+use autoid_protocol::{Reject, Request};
+
+use crate::callout;
+use crate::decisions::Decision;
+use crate::host::{HttpHost, Level, Verdict};
+use crate::metrics::{Counter, denied_name};
+use crate::replay::Insert;
+use crate::reply::{Denial, Forbid, Unavailable, response, sanitize_request_id};
+use crate::worker::State;
+use cache::CacheAdapter;
+
+/// Where a paused request stands. A verified proof travels with it: its nonce is claimed only
+/// when the request is allowed.
+#[derive(Default)]
+enum Pending {
+    #[default]
+    Nothing,
+    /// Waiting for the whole body (its last data, or the trailers) to check a body-bound proof.
+    Body { api: String, verified: Verified },
+    /// Waiting for the directory bridge.
+    Directory {
+        api: String,
+        verified: Verified,
+        stale: Option<Decision>,
+    },
+    /// Waiting for the agent to unwrap the proof's session: the proof and the request it binds,
+    /// verified again once the session is cached.
+    Session { asked: Asked },
+    /// Waiting for the agent to hand over the subject's key in an epoch it holds: verified again
+    /// once the stream is cached.
+    Stream {
+        asked: Asked,
+        epoch: String,
+        subject: String,
+    },
+    /// Allowed, waiting for the agent's upstream credentials (none cached).
+    Credentials {
+        verified: Verified,
+        groups: Vec<String>,
+    },
+}
+
+/// What a request asked the agent about, kept to verify the proof again on the answer.
+struct Asked {
+    proof: String,
+    method: String,
+    authority: String,
+    path: String,
+}
+
+impl Asked {
+    fn new(proof: &str, request: &Request<'_>) -> Self {
+        Asked {
+            proof: proof.to_owned(),
+            method: request.method.to_owned(),
+            authority: request.authority.to_owned(),
+            path: request.path.to_owned(),
+        }
+    }
+
+    fn request(&self) -> Request<'_> {
+        Request {
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+        }
+    }
+}
+
+/// One request.
+#[derive(Default)]
+pub struct Flow {
+    state: Option<Rc<State>>,
+    request_id: String,
+    route: String,
+    /// Headers the filter manages that the client sent: removed before the request goes on.
+    strip: Vec<String>,
+    pending: Pending,
+    /// The request body bytes the host has buffered for this filter so far.
+    body_seen: usize,
+    /// Whether the request has ended (headers, body and trailers all seen).
+    request_done: bool,
+    /// When the proof was last verified (Unix seconds): the replay claim's clock, so the allowed
+    /// path reads the host's clock once.
+    verified_at: Cell<u64>,
+}
+
+/// The proxy's callbacks, one per event of the request.
+impl Flow {
+    /// A request for a worker's `state` (`None`: the filter is not configured).
+    pub fn new(state: Option<Rc<State>>) -> Self {
+        Flow {
+            state,
+            ..Flow::default()
+        }
+    }
+
+    /// The request headers arrived.
+    pub fn on_request_headers<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Verdict {
+        self.headers_phase(host, end_of_stream)
+    }
+
+    /// Body data arrived: `body_size` is everything buffered so far (the filter paused the
+    /// earlier data, so the host buffered it).
+    pub fn on_request_body<H: HttpHost>(
+        &mut self,
+        host: &H,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Verdict {
+        self.body_seen = body_size;
+        self.request_done = end_of_stream;
+        match &self.pending {
+            Pending::Body { .. } => {}
+            // Continuing here would let the proxy resume the paused headers before the directory
+            // or the agent answers: the request would go upstream unauthorized. Buffer until then.
+            Pending::Directory { .. }
+            | Pending::Session { .. }
+            | Pending::Stream { .. }
+            | Pending::Credentials { .. } => {
+                return Verdict::Pause;
+            }
+            Pending::Nothing => return Verdict::Continue,
+        }
+        if body_size > MAX_BODY_BYTES {
+            let Pending::Body { verified, .. } = std::mem::take(&mut self.pending) else {
+                return Verdict::Pause;
+            };
+            self.deny(host, Denial::BodyTooLarge, Some(&verified.subject));
+            return Verdict::Pause;
+        }
+        if !end_of_stream {
+            return Verdict::Pause;
+        }
+        self.body_complete(host)
+    }
+
+    /// Trailers end the request: a body awaited for its proof is complete now. `Continue` would
+    /// resume a request paused for the body or a callout, past every check: never returned
+    /// while something is pending.
+    pub fn on_request_trailers<H: HttpHost>(&mut self, host: &H) -> Verdict {
+        self.request_done = true;
+        match &self.pending {
+            Pending::Body { .. } => self.body_complete(host),
+            Pending::Directory { .. }
+            | Pending::Session { .. }
+            | Pending::Stream { .. }
+            | Pending::Credentials { .. } => Verdict::Pause,
+            Pending::Nothing => Verdict::Continue,
+        }
+    }
+
+    /// A callout of this request answered (its reply is the host's current one): `Continue`
+    /// when the request is now allowed and must be resumed; `Pause` when it was denied, waits
+    /// again, or was not waiting.
+    pub fn on_callout<H: HttpHost>(&mut self, host: &H, body_size: usize) -> Verdict {
+        let Some(state) = self.state.clone() else {
+            return Verdict::Pause;
+        };
+        let (status, body) = callout::reply(host, body_size);
+        match std::mem::take(&mut self.pending) {
+            Pending::Directory {
+                api,
+                verified,
+                stale,
+            } => self.directory_answer(
+                host,
+                &state,
+                (&api, &verified, stale),
+                (status, body.as_deref()),
+            ),
+            Pending::Session { asked } => {
+                self.session_answer(host, &state, &asked, status, &body.unwrap_or_default())
+            }
+            Pending::Stream {
+                asked,
+                epoch,
+                subject,
+            } => self.stream_answer(
+                host,
+                &state,
+                &asked,
+                (&epoch, &subject),
+                status,
+                &body.unwrap_or_default(),
+            ),
+            Pending::Credentials { verified, groups } => self.credentials_answer(
+                host,
+                &state,
+                &verified,
+                &groups,
+                status,
+                &body.unwrap_or_default(),
+            ),
+            other => {
+                self.pending = other;
+                Verdict::Pause
+            }
+        }
+    }
+}
+
+impl Flow {
+    /// Sends the uniform denial, logs why, counts it.
+    fn deny<H: HttpHost>(&self, host: &H, denial: Denial, subject: Option<&str>) {
+        let proof_header = self
+            .state
+            .as_ref()
+            .map_or("x-autoid-proof", |s| s.config.proof_header.as_str());
+        let r = response(denial, &self.request_id, proof_header);
+        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        host.send_reply(r.status, headers, &r.body);
+        host.log(
+            Level::Info,
+            &format!(
+                "autoid: deny status={} reason={} route={:?} subject={:?} request_id={}",
+                r.status,
+                denial.reason(),
+                self.route,
+                subject.unwrap_or("-"),
+                self.request_id
+            ),
+        );
+        if let Some(state) = &self.state {
+            state.count(host, Counter::Denied);
+            state.count_name(host, &denied_name(denial));
+        }
+    }
+
+    /// Verifies the proof. Its nonce is not claimed here: only a request that will be allowed
+    /// claims one ([`Flow::claim`]), so a subject without rights cannot fill the replay table.
+    fn verify<H: HttpHost>(
+        &self,
+        host: &H,
+        state: &State,
+        header: &str,
+        request: &Request<'_>,
+    ) -> Result<Verified, Stop> {
+        let now_ms = host.now_ms();
+        let now = now_ms / 1000;
+        self.verified_at.set(now);
+        let mut cache = CacheAdapter {
+            host,
+            state,
+            now,
+            now_ms,
+        };
+        let verified = verify_or_ask(
+            &state.config.keyring,
+            &state.config.limits,
+            header,
+            request,
+            now,
+            &mut cache,
+        )?;
+        state
+            .entropy
+            .borrow_mut()
+            .verified(&verified.epoch, &verified.subject);
+        Ok(verified)
+    }
+
+    /// Claims the proof's nonce in the replay table shared by every worker (atomic: of two
+    /// requests carrying the same proof, one claims it).
+    fn claim<H: HttpHost>(
+        &self,
+        host: &H,
+        state: &State,
+        verified: &Verified,
+    ) -> Result<(), Denial> {
+        // A decision that waited for a callout claims at the verification's second: at most a
+        // timeout old, it can only keep an entry that just expired (never drop a live one).
+        let now = self.verified_at.get();
+        let expires = verified
+            .timestamp
+            .saturating_add(state.config.limits.max_skew_secs + 1);
+        match state
+            .replay
+            .insert(host.store(), &verified.nonce, expires, now)
+        {
+            Insert::Fresh { fill } => {
+                if u64::from(fill) * 4 >= u64::from(state.replay.slots()) * 3 {
+                    state.count(host, Counter::ReplayNearFull);
+                }
+                Ok(())
+            }
+            Insert::Replay => {
+                state.count(host, Counter::ReplaysRejected);
+                Err(Denial::Unauthorized(Reject::Replay))
+            }
+            Insert::Full | Insert::Unavailable => {
+                Err(Denial::Unavailable(Unavailable::ReplayCache))
+            }
+        }
+    }
+
+    /// Decides with known groups: `Continue` after claiming the nonce and injecting (the request
+    /// goes upstream), or `Pause` after a denial.
+    fn decide<H: HttpHost>(
+        &mut self,
+        host: &H,
+        state: &State,
+        api: &Api,
+        verified: &Verified,
+        groups: Option<&[String]>,
+    ) -> Verdict {
+        let subject = verified.subject.as_str();
+        let Some(groups) = groups else {
+            self.deny(
+                host,
+                Denial::Forbidden(Forbid::UnknownSubject),
+                Some(subject),
+            );
+            return Verdict::Pause;
+        };
+        if !api.require.allows(groups) {
+            self.deny(host, Denial::Forbidden(Forbid::NotInGroups), Some(subject));
+            return Verdict::Pause;
+        }
+        self.with_credentials(host, state, api, verified, groups)
+    }
+
+    /// Lets an authorized request go upstream: claims its nonce, strips the proof and client
+    /// copies of managed headers, injects the API's values (`agent_values`: from the agent).
+    fn admit<H: HttpHost>(
+        &self,
+        host: &H,
+        state: &State,
+        api: &Api,
+        verified: &Verified,
+        groups: &[String],
+        agent_values: &[(String, String)],
+    ) -> Verdict {
+        let subject = verified.subject.as_str();
+        if let Err(denial) = self.claim(host, state, verified) {
+            self.deny(host, denial, Some(subject));
+            return Verdict::Pause;
+        }
+        // The proof and any client copy of a header the filter manages never go upstream. Every
+        // edit is tried; if the host refused one, the request does not go upstream half-edited.
+        let mut edited = host
+            .set_request_header(&state.config.proof_header, None)
+            .is_ok();
+        for name in &self.strip {
+            edited &= host.set_request_header(name, None).is_ok();
+        }
+        for (name, value) in api.inject.iter().chain(agent_values) {
+            edited &= host.set_request_header(name, Some(value)).is_ok();
+        }
+        if let Some(name) = &api.subject_header {
+            edited &= host.set_request_header(name, Some(subject)).is_ok();
+        }
+        if let Some(name) = &api.groups_header {
+            edited &= host
+                .set_request_header(name, Some(&groups.join(",")))
+                .is_ok();
+        }
+        if !edited {
+            self.deny(host, Denial::Unavailable(Unavailable::Host), Some(subject));
+            return Verdict::Pause;
+        }
+        state.count(host, Counter::Allowed);
+        Verdict::Continue
+    }
+
+    /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
+    /// (denied with a local reply, or waiting for the bridge).
+    fn authorize<H: HttpHost>(
+        &mut self,
+        host: &H,
+        state: &State,
+        api_name: &str,
+        verified: Verified,
+    ) -> Verdict {
+        let subject = verified.subject.as_str();
+        let Some(api) = state.config.apis.get(api_name) else {
+            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
+            return Verdict::Pause;
+        };
+        match &state.config.groups {
+            Groups::Static(map) => {
+                let groups = map.get(subject).map(Vec::as_slice);
+                self.decide(host, state, api, &verified, groups)
+            }
+            Groups::Directory(directory) => {
+                self.ask_directory(host, state, api_name, api, directory, verified)
+            }
+        }
+    }
+
+    fn headers_phase<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Verdict {
+        let headers = host.request_headers();
+        let request_id = headers
+            .iter()
+            .find(|(k, _)| k == "x-request-id")
+            .map(|(_, v)| sanitize_request_id(v))
+            .filter(|id| !id.is_empty());
+        self.request_id = request_id.unwrap_or_else(|| {
+            let mut b = [0u8; 8];
+            host.random(&mut b);
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        });
+        let Some(state) = self.state.clone() else {
+            self.deny(host, Denial::Unavailable(Unavailable::NotConfigured), None);
+            return Verdict::Pause;
+        };
+        // Client copies of the headers the filter sets, and the proof, never go upstream: a
+        // denied request gets a local reply, an allowed one loses them in `decide`.
+        self.strip = state
+            .managed
+            .iter()
+            .filter(|name| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .cloned()
+            .collect();
+        self.route = host.route_name().unwrap_or_default();
+        let Some(api) = state.config.apis.get(&self.route) else {
+            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), None);
+            return Verdict::Pause;
+        };
+        if !api.enabled {
+            self.deny(host, Denial::Forbidden(Forbid::Disabled), None);
+            return Verdict::Pause;
+        }
+        let proof_header = state.config.proof_header.as_str();
+        let mut proofs = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(proof_header));
+        let proof = match (proofs.next(), proofs.next()) {
+            (None, _) => Err(Reject::Missing),
+            (Some(_), Some(_)) => Err(Reject::Duplicate),
+            (Some((_, v)), None) => Ok(v.as_str()),
+        };
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        if !path_is_safe(pseudo(":path").unwrap_or_default()) {
+            self.deny(host, Denial::UnsafePath, None);
+            return Verdict::Pause;
+        }
+        self.request_done = end_of_stream;
+        let proof = match proof {
+            Ok(p) => p,
+            Err(r) => {
+                self.deny(host, Denial::Unauthorized(r), None);
+                return Verdict::Pause;
+            }
+        };
+        let request = Request {
+            method: pseudo(":method").unwrap_or_default(),
+            authority: pseudo(":authority").unwrap_or_default(),
+            path: pseudo(":path").unwrap_or_default(),
+        };
+        let verified = self.verify(host, &state, proof, &request);
+        self.verified(host, &state, verified, proof, &request)
+    }
+
+    /// Goes on from a verification: denies, asks the agent for the session, waits for the body
+    /// a proof binds, or authorizes.
+    fn verified<H: HttpHost>(
+        &mut self,
+        host: &H,
+        state: &State,
+        verified: Result<Verified, Stop>,
+        proof: &str,
+        request: &Request<'_>,
+    ) -> Verdict {
+        let verified = match verified {
+            Ok(v) => v,
+            Err(Stop::Rejected(r)) => {
+                self.deny(host, Denial::Unauthorized(r), None);
+                return Verdict::Pause;
+            }
+            Err(Stop::AskAgent) => return self.ask_agent(host, state, proof, request),
+            Err(Stop::AskStream { epoch, subject }) => {
+                return self.ask_stream(host, state, proof, request, epoch, subject);
+            }
+        };
+        let route = self.route.clone();
+        if verified.body_digest.is_some() {
+            // The body, then maybe trailers, follow: the request stays paused until the whole
+            // body is here (rendered with `allow_on_headers_stop_iteration`, so Envoy delivers
+            // it; docs/GATEWAY.md). It may be whole already, after a wait for the agent.
+            self.pending = Pending::Body {
+                api: route,
+                verified,
+            };
+            return if self.request_done {
+                self.body_complete(host)
+            } else {
+                Verdict::Pause
+            };
+        }
+        self.authorize(host, state, &route, verified)
+    }
+
+    /// The whole body is buffered (its last data arrived, or the trailers did): checks it
+    /// against the proof's digest, then authorizes.
+    fn body_complete<H: HttpHost>(&mut self, host: &H) -> Verdict {
+        let Pending::Body { api, verified } = std::mem::take(&mut self.pending) else {
+            return Verdict::Pause;
+        };
+        let Some(state) = self.state.clone() else {
+            return Verdict::Pause;
+        };
+        if self.body_seen > MAX_BODY_BYTES {
+            self.deny(host, Denial::BodyTooLarge, Some(&verified.subject));
+            return Verdict::Pause;
+        }
+        let body = if self.body_seen == 0 {
+            Vec::new()
+        } else {
+            host.request_body(self.body_seen).unwrap_or_default()
+        };
+        if let Some(expected) = verified.body_digest
+            && let Err(r) = check_body(&expected, &body)
+        {
+            self.deny(host, Denial::Unauthorized(r), Some(&verified.subject));
+            return Verdict::Pause;
+        }
+        self.authorize(host, &state, &api, verified)
+    }
+}

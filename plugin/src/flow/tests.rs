@@ -1,0 +1,456 @@
+//! A request's way through the filter, driven natively by a recording host: real proofs made
+//! with the protocol's fixed test key and a fixed epoch, the worker configured from JSON as the
+//! proxy would configure it, and assertions on what the host was asked to do.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is the point
+
+use autoid_protocol::Request;
+use autoid_protocol::client::Session;
+use autoid_protocol::directory::{SessionReply, SessionRequest};
+use autoid_protocol::entropy::{EntropyFile, Epoch};
+use autoid_protocol::keys::GatewayKey;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use getrandom::SysRng;
+use getrandom::rand_core::UnwrapErr;
+use serde_json::{Value, json};
+
+use super::Flow;
+use crate::host::fake::{AUTHORITY, FakeHost, START_SECS};
+use crate::host::{Level, Verdict};
+use crate::worker::Worker;
+
+/// The fixed RSA-2048 test key of the protocol's vectors (never use it for anything else).
+const KEY_PEM: &str = include_str!("../../../protocol/tests/vectors/gateway-2048.pem");
+const KID: &str = "gw-2048";
+const PROOF: &str = "x-autoid-proof";
+const PATH: &str = "/v1/payments";
+const PAYMENTS_AUTH: &str = "Bearer upstream-payments-secret";
+const BRIDGE: &str = "ldap-bridge";
+const BRIDGE_TOKEN: &str = "bridge-token-0123456789abcdef";
+const AGENT: &str = "autoid_agent";
+
+/// The epoch every test shares: secret 0x42.., 64 KiB files, 64 intervals.
+fn epoch() -> Epoch {
+    Epoch::new("e1", [0x42; 32], 65536, 64).unwrap()
+}
+
+/// One API, `payments` (any of `payments`; injects `authorization`, identity in
+/// `x-autoid-subject` / `x-autoid-groups`), the fixed key held by the filter, static groups:
+/// alice is in payments and readers, bob in readers.
+fn static_config() -> Value {
+    json!({
+        "keys": [{ "kid": KID, "private_key_pem": KEY_PEM }],
+        "epochs": [serde_json::from_str::<Value>(&epoch().to_json()).unwrap()],
+        "static_groups": { "alice": ["payments", "readers"], "bob": ["readers"] },
+        "apis": {
+            "payments": {
+                "require": { "any_of": ["payments"] },
+                "inject": { "authorization": PAYMENTS_AUTH },
+                "identity": {
+                    "subject_header": "x-autoid-subject",
+                    "groups_header": "x-autoid-groups",
+                },
+            },
+        },
+    })
+}
+
+/// [`static_config`] with groups from the directory bridge instead.
+fn directory_config() -> Value {
+    let mut config = static_config();
+    let map = config.as_object_mut().unwrap();
+    map.remove("static_groups");
+    map.insert(
+        "directory".to_owned(),
+        json!({
+            "cluster": BRIDGE,
+            "authority": "ldap-bridge.internal",
+            "token": BRIDGE_TOKEN,
+            "timeout_ms": 250,
+        }),
+    );
+    config
+}
+
+/// [`static_config`] with the key held by the agent: the filter has no private key.
+fn agent_config() -> Value {
+    let mut config = static_config();
+    let map = config.as_object_mut().unwrap();
+    map.insert("keys".to_owned(), json!([{ "kid": KID }]));
+    map.insert(
+        "agent".to_owned(),
+        json!({ "cluster": AGENT, "timeout_ms": 500 }),
+    );
+    config
+}
+
+/// A worker configured with `config` on `host`.
+fn worker(host: &FakeHost, config: &Value) -> Worker {
+    let mut worker = Worker::default();
+    assert!(worker.configure(host, config.to_string().as_bytes()));
+    worker
+}
+
+/// A caller: `subject`'s file of the shared epoch and one session with the gateway.
+struct Client {
+    file: EntropyFile,
+    session: Session,
+}
+
+impl Client {
+    fn open(subject: &str) -> Client {
+        let public = GatewayKey::from_pem(KID, KEY_PEM).unwrap().public();
+        Client {
+            file: epoch().issue(subject).unwrap(),
+            session: Session::open(&public, START_SECS, &mut UnwrapErr(SysRng)).unwrap(),
+        }
+    }
+
+    /// A proof for `GET AUTHORITY path` at the start time, optionally binding `body`.
+    fn proof(&self, path: &str, body: Option<&[u8]>) -> String {
+        let request = Request {
+            method: "GET",
+            authority: AUTHORITY,
+            path,
+        };
+        self.session
+            .prove(
+                &self.file,
+                &request,
+                START_SECS,
+                body,
+                &mut UnwrapErr(SysRng),
+            )
+            .unwrap()
+    }
+
+    /// The agent's answer to this session's unwrap: the plaintext, `key || u64be(issued_at)`.
+    fn session_reply(&self) -> Vec<u8> {
+        let session: Value = serde_json::from_str(&self.session.to_json()).unwrap();
+        let mut plaintext = URL_SAFE_NO_PAD
+            .decode(session["key"].as_str().unwrap())
+            .unwrap();
+        plaintext.extend_from_slice(&self.session.issued_at().to_be_bytes());
+        serde_json::to_vec(&SessionReply {
+            session: URL_SAFE_NO_PAD.encode(plaintext),
+            expires_at: None,
+        })
+        .unwrap()
+    }
+}
+
+/// Asserts the host holds alice's allowed request as it goes upstream.
+fn assert_upstream_as_alice(host: &FakeHost) {
+    assert!(host.replies.borrow().is_empty(), "no local reply");
+    assert!(
+        host.values(PROOF).is_empty(),
+        "the proof never goes upstream"
+    );
+    assert_eq!(host.values("authorization"), [PAYMENTS_AUTH]);
+    assert_eq!(host.values("x-autoid-subject"), ["alice"]);
+    assert_eq!(host.values("x-autoid-groups"), ["payments,readers"]);
+}
+
+#[test]
+fn a_valid_proof_with_static_groups_goes_upstream_stripped_and_injected() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &static_config());
+    let alice = Client::open("alice");
+    let proof = alice.proof(PATH, None);
+    host.request(
+        PATH,
+        &[
+            (PROOF, &proof),
+            ("authorization", "Bearer the-client-s-own"),
+            ("X-Autoid-Subject", "mallory"),
+        ],
+    );
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Continue);
+
+    assert_upstream_as_alice(&host);
+    assert!(host.callouts.borrow().is_empty());
+    // The allowed counter is summed in the worker and handed to the host on the tick.
+    assert_eq!(host.counter("autoid_requests_allowed"), 0);
+    let mut worker = worker;
+    worker.tick(&host);
+    assert_eq!(host.counter("autoid_requests_allowed"), 1);
+
+    // The nonce is claimed: the same proof again is a replay.
+    host.request(PATH, &[(PROOF, &proof)]);
+    let mut again = Flow::new(worker.state());
+    assert_eq!(again.on_request_headers(&host, true), Verdict::Pause);
+    assert_eq!(host.reply().status, 401);
+    assert_eq!(host.counter("autoid_denied_replay"), 1);
+}
+
+#[test]
+fn a_subject_outside_the_required_groups_is_forbidden_and_nothing_is_injected() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &static_config());
+    let bob = Client::open("bob");
+    let proof = bob.proof(PATH, None);
+    host.request(PATH, &[(PROOF, &proof)]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+
+    assert_eq!(host.reply().status, 403);
+    assert!(host.values("authorization").is_empty());
+    assert_eq!(host.counter("autoid_denied_not_in_groups"), 1);
+}
+
+#[test]
+fn a_missing_proof_gets_the_uniform_401() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &static_config());
+    host.request(PATH, &[]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+
+    let reply = host.reply();
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\"")
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        reply.json(),
+        json!({ "error": "unauthorized", "request_id": "req-1" })
+    );
+    assert_eq!(host.counter("autoid_requests_denied"), 1);
+    assert_eq!(host.counter("autoid_denied_missing"), 1);
+    assert!(
+        host.logs
+            .borrow()
+            .iter()
+            .any(|(level, line)| *level == Level::Info && line.contains("reason=missing"))
+    );
+}
+
+#[test]
+fn an_unknown_route_is_forbidden_before_the_proof_is_read() {
+    let host = FakeHost::new("nowhere");
+    let worker = worker(&host, &static_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+
+    let reply = host.reply();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.header("www-authenticate"), None);
+    assert_eq!(reply.json()["error"], "forbidden");
+    assert_eq!(host.counter("autoid_denied_unknown_route"), 1);
+    assert_eq!(
+        host.counter("autoid_session_cache_miss"),
+        0,
+        "no proof read"
+    );
+}
+
+#[test]
+fn an_unconfigured_filter_fails_closed() {
+    let host = FakeHost::new("payments");
+    host.request(PATH, &[]);
+
+    let mut flow = Flow::new(None);
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+
+    let reply = host.reply();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+}
+
+#[test]
+fn the_directory_is_asked_and_its_answer_allows_the_request() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &directory_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, false), Verdict::Pause);
+    assert!(host.replies.borrow().is_empty());
+    {
+        let callouts = host.callouts.borrow();
+        assert_eq!(callouts.len(), 1);
+        let callout = &callouts[0];
+        assert_eq!(callout.cluster, BRIDGE);
+        assert_eq!(callout.header(":method"), Some("GET"));
+        assert_eq!(callout.header(":path"), Some("/v1/groups?subject=alice"));
+        assert_eq!(
+            callout.header("authorization"),
+            Some(format!("Bearer {BRIDGE_TOKEN}").as_str())
+        );
+    }
+    // Nothing goes upstream before the answer: body data is held.
+    *host.body.borrow_mut() = b"data".to_vec();
+    assert_eq!(flow.on_request_body(&host, 4, true), Verdict::Pause);
+    assert_eq!(host.values("authorization"), Vec::<String>::new());
+
+    let answer = json!({
+        "subject": "alice",
+        "found": true,
+        "groups": ["payments", "readers"],
+        "entry_subject": "alice",
+    });
+    *host.answer.borrow_mut() = (Some(200), serde_json::to_vec(&answer).unwrap());
+    let len = host.answer.borrow().1.len();
+    assert_eq!(flow.on_callout(&host, len), Verdict::Continue);
+
+    assert_upstream_as_alice(&host);
+    assert_eq!(host.counter("autoid_directory_callouts"), 1);
+}
+
+#[test]
+fn a_failed_directory_callout_without_a_cached_decision_is_503() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &directory_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+    // No `:status`: the callout timed out or was reset.
+    *host.answer.borrow_mut() = (None, Vec::new());
+    assert_eq!(flow.on_callout(&host, 0), Verdict::Pause);
+
+    assert_eq!(host.reply().status, 503);
+    assert!(host.values("authorization").is_empty());
+    assert_eq!(host.counter("autoid_denied_directory"), 1);
+    assert_eq!(host.counter("autoid_directory_failures"), 1);
+}
+
+#[test]
+fn the_agent_unwraps_the_session_and_the_request_goes_on() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &agent_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+    {
+        let callouts = host.callouts.borrow();
+        assert_eq!(callouts.len(), 1);
+        assert_eq!(callouts[0].cluster, AGENT);
+        assert_eq!(callouts[0].header(":method"), Some("POST"));
+        assert_eq!(callouts[0].header(":path"), Some("/v1/sessions"));
+        let asked: SessionRequest =
+            serde_json::from_slice(callouts[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!(asked.kid, KID);
+    }
+
+    *host.answer.borrow_mut() = (Some(200), alice.session_reply());
+    let len = host.answer.borrow().1.len();
+    assert_eq!(flow.on_callout(&host, len), Verdict::Continue);
+    assert_upstream_as_alice(&host);
+}
+
+#[test]
+fn an_agent_that_does_not_answer_is_503_and_nothing_goes_upstream() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &agent_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+    *host.answer.borrow_mut() = (Some(503), b"overloaded".to_vec());
+    assert_eq!(flow.on_callout(&host, 10), Verdict::Pause);
+
+    let reply = host.reply();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()["error"], "unavailable");
+    assert_eq!(host.counter("autoid_denied_agent"), 1);
+    assert_eq!(host.counter("autoid_agent_session_failures"), 1);
+    assert!(host.values("authorization").is_empty());
+    assert_eq!(host.values(PROOF).len(), 1, "the headers were never edited");
+}
+
+#[test]
+fn a_callout_the_host_refuses_is_503_dispatch() {
+    let host = FakeHost {
+        refuse_dispatch: true,
+        ..FakeHost::new("payments")
+    };
+    let worker = worker(&host, &agent_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+
+    assert_eq!(host.reply().status, 503);
+    assert_eq!(host.counter("autoid_denied_dispatch"), 1);
+}
+
+#[test]
+fn a_body_bound_proof_waits_for_the_whole_body() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &static_config());
+    let alice = Client::open("alice");
+    let body = br#"{"amount":100}"#;
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, Some(body)))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, false), Verdict::Pause);
+    assert!(host.replies.borrow().is_empty(), "not decided yet");
+    assert!(host.values("authorization").is_empty());
+
+    // The first half arrives: still waiting.
+    *host.body.borrow_mut() = body[..5].to_vec();
+    assert_eq!(flow.on_request_body(&host, 5, false), Verdict::Pause);
+    assert!(host.values("authorization").is_empty());
+
+    *host.body.borrow_mut() = body.to_vec();
+    assert_eq!(
+        flow.on_request_body(&host, body.len(), true),
+        Verdict::Continue
+    );
+    assert_upstream_as_alice(&host);
+}
+
+#[test]
+fn a_body_other_than_the_one_proved_is_401() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &static_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, Some(b"amount=100")))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, false), Verdict::Pause);
+    *host.body.borrow_mut() = b"amount=999".to_vec();
+    // Trailers end the request.
+    assert_eq!(flow.on_request_body(&host, 10, false), Verdict::Pause);
+    assert_eq!(flow.on_request_trailers(&host), Verdict::Pause);
+
+    assert_eq!(host.reply().status, 401);
+    assert_eq!(host.counter("autoid_denied_body"), 1);
+    assert!(host.values("authorization").is_empty());
+}
+
+#[test]
+fn a_header_edit_the_host_refuses_is_503_not_a_half_edited_request() {
+    let host = FakeHost {
+        refuse_edits: true,
+        ..FakeHost::new("payments")
+    };
+    let mut worker = worker(&host, &static_config());
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+
+    assert_eq!(host.reply().status, 503);
+    assert_eq!(host.counter("autoid_denied_host"), 1);
+    worker.tick(&host);
+    assert_eq!(host.counter("autoid_requests_allowed"), 0);
+}

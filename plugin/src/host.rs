@@ -1,0 +1,82 @@
+//! The one seam between the filter's decisions and the proxy: what the filter asks of its host.
+//!
+//! [`Host`] is what a worker asks (clock, logs, randomness, shared data, counters, callouts and
+//! their replies); [`HttpHost`] adds what one request asks (its headers and body, a local reply,
+//! its route and peer). `wasm_host` implements both over proxy-wasm hostcalls; the native tests
+//! implement them with a recording fake. The logic is generic over them (monomorphized: no
+//! dynamic dispatch on the request path).
+
+#[cfg(test)]
+pub mod fake;
+
+use std::time::Duration;
+
+use crate::store::Store;
+
+/// A log line's level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// What happened to a request (denials, configuration).
+    Info,
+    /// A dependency misbehaved; the filter failed closed or served a stale answer.
+    Warn,
+    /// The filter cannot work (bad configuration, no shared data).
+    Error,
+}
+
+/// The host refused a call (its status stays in `wasm_host`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError;
+
+/// What the filter asks of its host from any context: the worker's view.
+pub trait Host {
+    /// Milliseconds since the Unix epoch by the host's clock (0 if the host fails).
+    fn now_ms(&self) -> u64;
+    /// Writes a log line.
+    fn log(&self, level: Level, message: &str);
+    /// Fills `buf` from the host's CSPRNG; `false` if it failed.
+    fn random(&self, buf: &mut [u8]) -> bool;
+    /// The shared data every worker of the VM sees.
+    fn store(&self) -> &dyn Store;
+    /// Defines a counter: its id, `None` if the host refused it.
+    fn define_counter(&self, name: &str) -> Option<u32>;
+    /// Adds `n` to the counter `id`.
+    fn add_to_counter(&self, id: u32, n: u64);
+    /// Sends an HTTP callout to `cluster`: the token its reply will carry.
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: Vec<(&str, &str)>,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError>;
+    /// The `:status` of the callout reply being delivered, if it has a numeric one.
+    fn callout_status(&self) -> Option<u32>;
+    /// The first `len` bytes of the callout reply being delivered.
+    fn callout_body(&self, len: usize) -> Option<Vec<u8>>;
+}
+
+/// What the filter asks of its host for the request in progress.
+pub trait HttpHost: Host {
+    /// The request headers (pseudo-headers included), in order.
+    fn request_headers(&self) -> Vec<(String, String)>;
+    /// Sets a request header, or removes it (`None`).
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    /// The first `len` bytes of the buffered request body.
+    fn request_body(&self, len: usize) -> Option<Vec<u8>>;
+    /// Answers the request locally; it never goes upstream.
+    fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]);
+    /// The route name (`xds.route_name`), if the host gives a non-empty one.
+    fn route_name(&self) -> Option<String>;
+    /// The downstream peer's address (`ip:port`), if the host gives one.
+    fn source_address(&self) -> Option<String>;
+}
+
+/// What the proxy does with the request after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let it go on (upstream, or to the next filter).
+    Continue,
+    /// Hold it: denied with a local reply, or waiting for a callout or the body.
+    Pause,
+}
