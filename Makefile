@@ -24,11 +24,13 @@ PY_TEST_DEPS := cryptography requests httpx pytest
 MOTO_VENV := .venv-moto
 MOTO_VERSION := 5.2.5
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-envoy deps-moto run demo clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-envoy deps-moto run demo run-fleet demo-fleet clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
 	@echo "make demo        requests against the running demo: allowed, 401, 403"
+	@echo "make run-fleet   two gateway replicas (Envoy + agent each) sharing one Redis for replay claims"
+	@echo "make demo-fleet  one proof against both replicas: accepted once, refused by the other"
 	@echo "make build       build the filter (.wasm) and the native tools"
 	@echo "make test        build, then run every test (installs slapd when root)"
 	@echo "make test-python the Python client's tests (clients/python) in $(PY_VENV), against the Rust CLI"
@@ -140,6 +142,13 @@ run: wasm bins deps-envoy deps-moto
 
 demo:
 	scripts/demo.sh
+
+# Two gateway replicas sharing one Redis for replay claims (docs/FLEET.md); `make demo-fleet`.
+run-fleet: wasm bins deps-envoy deps-moto deps-redis
+	AUTOID_SKIP_BUILD=1 FLEET=1 scripts/run.sh
+
+demo-fleet:
+	scripts/demo-fleet.sh
 
 lint: deps-wasm
 	$(CARGO) fmt --all -- --check

@@ -7,6 +7,9 @@
 #
 # Environment: AUTOID_SKIP_BUILD=1 skips `make build`, `make deps-envoy` and `make deps-moto` (the
 # Makefile target already ran them); ENVOY (default .venv/bin/envoy); ENVOY_LOG_LEVEL (default info).
+# FLEET=1 (`make run-fleet`): two gateway replicas, each an Envoy (--concurrency 2) with its own
+# agent, claiming nonces in one Redis (docs/FLEET.md); replica 1 on the usual ports, replica 2 one
+# above them (8444, 8081), each replica's files in run/replica-<n>/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$(pwd)
@@ -15,7 +18,8 @@ LOGS=$RUN/logs
 BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
 ENVOY=${ENVOY:-$REPO/.venv/bin/envoy}
 MOTO=$REPO/.venv-moto/bin
-HTTPS_PORT=8443 HTTP_PORT=8080 UPSTREAM_PORT=9000 MOTO_PORT=4566
+HTTPS_PORT=8443 HTTP_PORT=8080 UPSTREAM_PORT=9000 MOTO_PORT=4566 REDIS_PORT=6380
+FLEET=${FLEET:-0}
 # moto's Secrets Manager takes any keys (it checks no signature); the agent signs with these.
 export AWS_ACCESS_KEY_ID=demo-not-a-key AWS_SECRET_ACCESS_KEY=demo-not-a-secret AWS_REGION=us-east-1
 PAYMENTS_SECRET=autoid/demo/payments-upstream
@@ -40,7 +44,12 @@ fi
 [ -x "$MOTO/moto_server" ] || die "$MOTO/moto_server is missing: run \`make deps-moto\`"
 command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
 
-for port in $HTTPS_PORT $HTTP_PORT $UPSTREAM_PORT $MOTO_PORT; do
+PORTS=("$HTTPS_PORT" "$HTTP_PORT" "$UPSTREAM_PORT" "$MOTO_PORT")
+if [ "$FLEET" = 1 ]; then
+	[ -x /usr/bin/redis-server ] || die "redis-server is missing: run \`sudo apt-get install -y redis-server\` (or \`make deps-redis\` as root)"
+	PORTS+=("$((HTTPS_PORT + 1))" "$((HTTP_PORT + 1))" "$REDIS_PORT")
+fi
+for port in "${PORTS[@]}"; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		die "127.0.0.1:$port is already in use (another \`make run\`?); stop it first"
 	fi
@@ -76,7 +85,7 @@ stop_all() {
 	[ "$stopping" = 1 ] && return
 	stopping=1
 	trap - INT TERM
-	rm -f "$RUN/agent.pid"
+	rm -f "$RUN/agent.pid" "$RUN"/replica-*/agent.pid
 	echo
 	say "stopping"
 	local i
@@ -127,47 +136,9 @@ value = open(path).read().rstrip("\n")
 boto3.client("secretsmanager", region_name="us-east-1", endpoint_url="http://127.0.0.1:4566").create_secret(Name=name, SecretString=value)
 PY
 
-say "Envoy configuration: autoid gateway render --config gateway-config --out run/envoy.json --agent-credentials run/agent-credentials.json"
-autoid gateway render --config gateway-config --out "$RUN/envoy.json" \
-	--agent-credentials "$RUN/agent-credentials.json" >/dev/null
-
-cat >"$RUN/agent.json" <<EOF
-{
-  "listen": "unix:$REPO/$AGENT_SOCKET",
-  "ldap": {
-    "url": "$LDAP_URL",
-    "starttls": true,
-    "ca_file": "$LDAP_CA_FILE",
-    "bind_dn": "$LDAP_BRIDGE_DN",
-    "bind_password_file": "$LDAP_BRIDGE_PASSWORD_FILE",
-    "pool_size": 4
-  },
-  "users": { "base": "dc=example,dc=org" },
-  "groups": { "base": "ou=groups,dc=example,dc=org" },
-  "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ],
-  "epoch_files": [ "$RUN/epochs/ep-1.epoch.json" ],
-  "credentials_file": "$RUN/agent-credentials.json"
-}
-EOF
-: >"$LOGS/agent.log" && : >"$LOGS/upstream.log" && : >"$LOGS/envoy.log" && : >"$LOGS/access.log"
-say "autoid agent"
-start "autoid agent" "$LOGS/agent.log" "$BIN/autoid-agent" --config "$RUN/agent.json"
-# For `autoid rotate key --pid-file run/agent.pid` (removed when the demo stops).
-echo "${PIDS[-1]}" >"$RUN/agent.pid"
-# The agent refuses to start while another one listens on the socket (another `make run`).
-wait_http "autoid agent" "http://localhost/readyz" 20 --unix-socket "$AGENT_SOCKET"
-
-say "demo upstream"
-start "demo upstream" "$LOGS/upstream.log" "$BIN/autoid-demo-upstream" --listen "127.0.0.1:$UPSTREAM_PORT"
-wait_http "demo upstream" "http://127.0.0.1:$UPSTREAM_PORT/" 10
-
-say "Envoy $("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p') with the autoid filter"
-start "Envoy" "$LOGS/access.log" "$ENVOY" -c "$RUN/envoy.json" --concurrency 2 --use-dynamic-base-id \
-	--log-path "$LOGS/envoy.log" --log-level "${ENVOY_LOG_LEVEL:-info}" --component-log-level wasm:info
-wait_http "Envoy" "http://localhost/ready" 30 --unix-socket "$ADMIN_SOCKET"
-
-PUB=run/keys/gw-1.pub.pem
-cat <<EOF
+print_single() {
+	PUB=run/keys/gw-1.pub.pem
+	cat <<EOF
 
 autoid demo is running (Ctrl-C stops everything):
   https://127.0.0.1:$HTTPS_PORT   Envoy + autoid, TLS (dev CA: run/tls/ca.pem)
@@ -199,6 +170,97 @@ Rotate the payments credential (the gateway injects it within the agent's refres
   AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x .venv-moto/bin/python -c "import boto3; boto3.client('secretsmanager', \\
       region_name='us-east-1', endpoint_url='http://127.0.0.1:$MOTO_PORT').put_secret_value(SecretId='$PAYMENTS_SECRET', SecretString='Bearer rotated')"
 EOF
+}
+
+: >"$LOGS/upstream.log"
+say "demo upstream"
+start "demo upstream" "$LOGS/upstream.log" "$BIN/autoid-demo-upstream" --listen "127.0.0.1:$UPSTREAM_PORT"
+wait_http "demo upstream" "http://127.0.0.1:$UPSTREAM_PORT/" 10
+
+if [ "$FLEET" = 1 ]; then
+	say "Redis on 127.0.0.1:$REDIS_PORT (the fleet's replay claims; nothing persisted)"
+	: >"$LOGS/redis.log"
+	start "Redis" "$LOGS/redis.log" /usr/bin/redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+		--save "" --appendonly no --protected-mode yes
+	deadline=$((SECONDS + 10))
+	until (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; do
+		[ "$SECONDS" -lt "$deadline" ] || die "Redis did not listen within 10 s; see run/logs/redis.log"
+		sleep 0.1
+	done
+	REPLICAS=(1 2)
+else
+	REPLICAS=(1)
+fi
+
+# One gateway replica: its agent and its Envoy. Single: run/envoy.json and run/agent.sock, as
+# always. Fleet: run/replica-<n>/, rendered from the same definitions with the replica's ports, its
+# agent's socket and replay.scope "fleet" (its agent claims nonces in Redis).
+replica() {
+	local n=$1 dir config replay="" suffix=""
+	if [ "$FLEET" = 1 ]; then
+		dir=$RUN/replica-$n
+		suffix=-$n
+		mkdir -p "$dir/config"
+		ln -sfn "$REPO/gateway-config/apis" "$dir/config/apis"
+		python3 "$REPO/scripts/replica-config.py" "$REPO/gateway-config" "$dir" "$n"
+		config=$dir/config
+		replay=",
+  \"replay\": { \"redis_url\": \"redis://127.0.0.1:$REDIS_PORT\" }"
+	else
+		dir=$RUN
+		config=$REPO/gateway-config
+	fi
+	say "replica $n: autoid gateway render --config ${config#"$REPO"/} --out ${dir#"$REPO"/}/envoy.json --agent-credentials ${dir#"$REPO"/}/agent-credentials.json"
+	autoid gateway render --config "$config" --out "$dir/envoy.json" \
+		--agent-credentials "$dir/agent-credentials.json" >/dev/null
+	cat >"$dir/agent.json" <<EOF
+{
+  "listen": "unix:$dir/agent.sock",
+  "ldap": {
+    "url": "$LDAP_URL",
+    "starttls": true,
+    "ca_file": "$LDAP_CA_FILE",
+    "bind_dn": "$LDAP_BRIDGE_DN",
+    "bind_password_file": "$LDAP_BRIDGE_PASSWORD_FILE",
+    "pool_size": 4
+  },
+  "users": { "base": "dc=example,dc=org" },
+  "groups": { "base": "ou=groups,dc=example,dc=org" },
+  "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ],
+  "epoch_files": [ "$RUN/epochs/ep-1.epoch.json" ],
+  "credentials_file": "$dir/agent-credentials.json"$replay
+}
+EOF
+	: >"$LOGS/agent$suffix.log" && : >"$LOGS/envoy$suffix.log" && : >"$LOGS/access$suffix.log"
+	say "replica $n: autoid agent"
+	start "autoid agent $n" "$LOGS/agent$suffix.log" "$BIN/autoid-agent" --config "$dir/agent.json"
+	# For `autoid rotate key --pid-file run/agent.pid` (removed when the demo stops).
+	echo "${PIDS[-1]}" >"$dir/agent.pid"
+	# The agent refuses to start while another one listens on the socket (another `make run`).
+	wait_http "autoid agent $n" "http://localhost/readyz" 20 --unix-socket "$dir/agent.sock"
+	say "replica $n: Envoy $("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p') with the autoid filter"
+	start "Envoy $n" "$LOGS/access$suffix.log" "$ENVOY" -c "$dir/envoy.json" --concurrency 2 --use-dynamic-base-id \
+		--log-path "$LOGS/envoy$suffix.log" --log-level "${ENVOY_LOG_LEVEL:-info}" --component-log-level wasm:info
+	wait_http "Envoy $n" "http://localhost/ready" 30 --unix-socket "$dir/envoy-admin.sock"
+}
+for n in "${REPLICAS[@]}"; do replica "$n"; done
+
+if [ "$FLEET" = 1 ]; then
+	cat <<EOF
+
+autoid fleet demo is running (Ctrl-C stops everything): two gateway replicas share one Redis.
+  replica 1: https://127.0.0.1:$HTTPS_PORT  http://127.0.0.1:$HTTP_PORT  admin run/replica-1/envoy-admin.sock  agent run/replica-1/agent.sock
+  replica 2: https://127.0.0.1:$((HTTPS_PORT + 1))  http://127.0.0.1:$((HTTP_PORT + 1))  admin run/replica-2/envoy-admin.sock  agent run/replica-2/agent.sock
+  redis://127.0.0.1:$REDIS_PORT  the replay claims (redis-cli -p $REDIS_PORT --scan --pattern 'autoid:n:*')
+  http://127.0.0.1:$UPSTREAM_PORT  demo upstream   http://127.0.0.1:$MOTO_PORT  AWS Secrets Manager (moto)   $LDAP_URL  OpenLDAP
+Logs: run/logs/{envoy,access,agent}-{1,2}.log, run/logs/{redis,upstream,moto}.log
+
+Try \`make demo-fleet\` in another terminal: one proof, accepted by replica 1 and refused (401) by
+replica 2, which has never seen it.
+EOF
+else
+	print_single
+fi
 
 # Stay in the foreground until Ctrl-C, or until a service dies.
 while :; do

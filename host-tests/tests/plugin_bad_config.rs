@@ -404,3 +404,33 @@ fn every_worker_refuses_and_the_first_stops_the_build() {
     };
     assert_eq!(worker, 0);
 }
+
+#[test]
+fn fleet_replay_settings() {
+    for (path, value, message) in [
+        (
+            "replay.scope",
+            json!("global"),
+            "\"global\": expected \"local\" or \"fleet\"",
+        ),
+        (
+            "replay.on_fleet_failure",
+            json!("allow"),
+            "\"allow\": expected \"deny\" or \"local\"",
+        ),
+        (
+            "replay.fleet_timeout_ms",
+            json!(0),
+            "0 is out of range (1 to 10000)",
+        ),
+    ] {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        refused(&with(&pointer, value), path, message);
+    }
+    // The fleet claim goes through the agent: without one, nothing could claim.
+    refused(
+        &with("/replay/scope", json!("fleet")),
+        "replay.scope",
+        "\"fleet\" claims nonces through the agent",
+    );
+}

@@ -75,7 +75,8 @@ fn usage(gw: &Gateway, prefix: &str) -> (usize, usize) {
 }
 
 /// Every table within the caps `config` gives it; `groups_bytes` is the largest group list a
-/// decision may hold. Also checks that no key outside the three tables and the salt appeared.
+/// decision may hold. Also checks that no key outside the three tables, the salt and the restart
+/// fence appeared.
 fn assert_bounded(gw: &Gateway, config: &Value, groups_bytes: usize) {
     let key_len = |prefix: &str, n: usize| prefix.len() + (n.max(1) - 1).to_string().len();
 
@@ -109,6 +110,7 @@ fn assert_bounded(gw: &Gateway, config: &Value, groups_bytes: usize) {
                 .iter()
                 .any(|p| k.starts_with(p))
                 && k != "autoid.replay-salt"
+                && k != "autoid.replay-fence"
         })
         .collect();
     assert!(strays.is_empty(), "keys outside the tables: {strays:?}");
@@ -171,10 +173,12 @@ fn a_flood_of_unique_nonces_keeps_the_replay_table_to_its_cap() {
         }
     }
     assert_bounded(&gw, &fx.config, GROUP.len() + 2);
-    assert_eq!(
-        usage(&gw, "autoid.replay.").0,
-        REPLAY_GENERATIONS * 16,
-        "every bucket of every generation in use: the ring turned over"
+    // About 110 nonces a generation over 16 buckets: nearly every bucket of every ring position
+    // was written (a bucket a generation misses has odds of (15/16)^110, under 0.1 %).
+    let keys = usage(&gw, "autoid.replay.").0;
+    assert!(
+        keys > REPLAY_GENERATIONS * 16 * 3 / 4,
+        "the flood went round the ring: {keys} keys"
     );
     // The proofs' expiries span about 300 s: at most 29 generations of 64 slots each, and each
     // generation is offered far more nonces than it holds.

@@ -8,6 +8,7 @@
 mod cache;
 mod credentials;
 mod directory;
+mod fleet;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -15,7 +16,7 @@ mod tests;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use autoid_protocol::config::{Api, Groups};
+use autoid_protocol::config::{Api, Groups, ReplayScope};
 use autoid_protocol::path::path_is_safe;
 use autoid_protocol::policy::MAX_BODY_BYTES;
 use autoid_protocol::verify::{Stop, Verified, check_body, verify_or_ask};
@@ -25,7 +26,7 @@ use crate::callout;
 use crate::decisions::Decision;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::{Counter, denied_name};
-use crate::replay::Insert;
+use crate::replay::{Insert, fenced};
 use crate::reply::{Denial, Forbid, Unavailable, response, sanitize_request_id};
 use crate::worker::State;
 use cache::CacheAdapter;
@@ -58,6 +59,13 @@ enum Pending {
     Credentials {
         verified: Verified,
         groups: Vec<String>,
+    },
+    /// Allowed and claimed locally, waiting for the fleet's claim (`replay.scope: "fleet"`):
+    /// what the request goes upstream with once the fleet says the nonce is new.
+    Fleet {
+        verified: Verified,
+        groups: Vec<String>,
+        values: Vec<(String, String)>,
     },
 }
 
@@ -138,7 +146,8 @@ impl Flow {
             Pending::Directory { .. }
             | Pending::Session { .. }
             | Pending::Stream { .. }
-            | Pending::Credentials { .. } => {
+            | Pending::Credentials { .. }
+            | Pending::Fleet { .. } => {
                 return Verdict::Pause;
             }
             Pending::Nothing => return Verdict::Continue,
@@ -166,7 +175,8 @@ impl Flow {
             Pending::Directory { .. }
             | Pending::Session { .. }
             | Pending::Stream { .. }
-            | Pending::Credentials { .. } => Verdict::Pause,
+            | Pending::Credentials { .. }
+            | Pending::Fleet { .. } => Verdict::Pause,
             Pending::Nothing => Verdict::Continue,
         }
     }
@@ -210,6 +220,17 @@ impl Flow {
                 &state,
                 &verified,
                 &groups,
+                status,
+                &body.unwrap_or_default(),
+            ),
+            Pending::Fleet {
+                verified,
+                groups,
+                values,
+            } => self.fleet_answer(
+                host,
+                &state,
+                (&verified, &groups, &values),
                 status,
                 &body.unwrap_or_default(),
             ),
@@ -282,13 +303,19 @@ impl Flow {
     }
 
     /// Claims the proof's nonce in the replay table shared by every worker (atomic: of two
-    /// requests carrying the same proof, one claims it).
+    /// requests carrying the same proof, one claims it). In local scope a proof made before
+    /// this Envoy process started is refused first (the restart fence).
     fn claim<H: HttpHost>(
         &self,
         host: &H,
         state: &State,
         verified: &Verified,
     ) -> Result<(), Denial> {
+        if let Some(fence) = state.fence
+            && fenced(verified.timestamp, fence)
+        {
+            return Err(Denial::Fenced);
+        }
         // A decision that waited for a callout claims at the verification's second: at most a
         // timeout old, it can only keep an entry that just expired (never drop a live one).
         let now = self.verified_at.get();
@@ -341,9 +368,30 @@ impl Flow {
         self.with_credentials(host, state, api, verified, groups)
     }
 
-    /// Lets an authorized request go upstream: claims its nonce, strips the proof and client
-    /// copies of managed headers, injects the API's values (`agent_values`: from the agent).
+    /// Lets an authorized request go upstream: claims its nonce (in the fleet too, in fleet
+    /// scope: the request then waits for that answer), then [`Flow::forward`]s it.
     fn admit<H: HttpHost>(
+        &mut self,
+        host: &H,
+        state: &State,
+        api: &Api,
+        verified: &Verified,
+        groups: &[String],
+        agent_values: &[(String, String)],
+    ) -> Verdict {
+        if let Err(denial) = self.claim(host, state, verified) {
+            self.deny(host, denial, Some(&verified.subject));
+            return Verdict::Pause;
+        }
+        if state.config.replay.scope == ReplayScope::Fleet {
+            return self.claim_fleet(host, state, verified, groups, agent_values);
+        }
+        self.forward(host, state, api, verified, groups, agent_values)
+    }
+
+    /// Sends a claimed request upstream: strips the proof and client copies of managed headers,
+    /// injects the API's values (`agent_values`: from the agent).
+    fn forward<H: HttpHost>(
         &self,
         host: &H,
         state: &State,
@@ -353,10 +401,6 @@ impl Flow {
         agent_values: &[(String, String)],
     ) -> Verdict {
         let subject = verified.subject.as_str();
-        if let Err(denial) = self.claim(host, state, verified) {
-            self.deny(host, denial, Some(subject));
-            return Verdict::Pause;
-        }
         // The proof and any client copy of a header the filter manages never go upstream. Every
         // edit is tried; if the host refused one, the request does not go upstream half-edited.
         let mut edited = host

@@ -21,6 +21,7 @@ pub mod credentials;
 pub mod decisions;
 pub mod entropy_cache;
 mod filter;
+pub mod fleet;
 mod flow;
 pub mod host;
 pub mod metrics;

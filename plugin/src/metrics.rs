@@ -24,6 +24,12 @@ pub enum Counter {
     ReplaysRejected,
     /// Nonces claimed into a replay bucket at least three quarters full.
     ReplayNearFull,
+    /// Fleet replay claims sent to the agent (`replay.scope: "fleet"`).
+    ReplayFleetClaims,
+    /// Fleet replay claims that failed (no usable answer, or not dispatched).
+    ReplayFleetFailures,
+    /// Requests let through on the local check alone while the fleet failed (opt-in).
+    ReplayFleetDegraded,
     /// Callouts to the directory bridge.
     DirectoryCallouts,
     /// Decisions answered from the cache.
@@ -56,7 +62,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 22] = [
+    pub const ALL: [Counter; 25] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -65,6 +71,9 @@ impl Counter {
         Counter::RsaUnwraps,
         Counter::ReplaysRejected,
         Counter::ReplayNearFull,
+        Counter::ReplayFleetClaims,
+        Counter::ReplayFleetFailures,
+        Counter::ReplayFleetDegraded,
         Counter::DirectoryCallouts,
         Counter::DirectoryCacheHits,
         Counter::DirectoryFailures,
@@ -92,6 +101,9 @@ impl Counter {
             Counter::RsaUnwraps => "autoid_rsa_unwraps",
             Counter::ReplaysRejected => "autoid_replays_rejected",
             Counter::ReplayNearFull => "autoid_replay_near_full",
+            Counter::ReplayFleetClaims => "autoid_replay_fleet_claims",
+            Counter::ReplayFleetFailures => "autoid_replay_fleet_failures",
+            Counter::ReplayFleetDegraded => "autoid_replay_fleet_degraded",
             Counter::DirectoryCallouts => "autoid_directory_callouts",
             Counter::DirectoryCacheHits => "autoid_directory_cache_hits",
             Counter::DirectoryFailures => "autoid_directory_failures",

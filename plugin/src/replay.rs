@@ -47,6 +47,31 @@ pub fn generation_width(max_skew_secs: u64) -> u64 {
         .max(1)
 }
 
+/// The shared-data key of the restart fence.
+pub const FENCE_KEY: &str = "autoid.replay-fence";
+
+/// The restart fence: when the first worker of this Envoy process configured the filter (Unix
+/// seconds), `None` if shared data fails. Shared data lives exactly as long as the process: a
+/// new VM (a configuration update) finds the fence its process set, a new process (a restart)
+/// sets its own. Proofs made before it are refused ([`fenced`]): the replay table of the
+/// process before the restart is gone, and without the fence every proof it accepted would be
+/// accepted once more within the skew window.
+pub fn restart_fence(store: &dyn Store, now: u64) -> Option<u64> {
+    // Of two workers racing, the second's create fails and both read the first's.
+    let _ = store.set(FENCE_KEY, &now.to_be_bytes(), Some(CREATE_ONLY_CAS));
+    let (value, _) = store.get(FENCE_KEY).ok()??;
+    let bytes: [u8; 8] = value.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// Whether a proof made at `timestamp` falls behind the fence: made before this process started,
+/// so possibly accepted already by the process before. (A proof of the fence's own second passes:
+/// an Envoy takes longer than a second to stop and start again, so the process before did not
+/// live into it.)
+pub fn fenced(timestamp: u64, fence: u64) -> bool {
+    timestamp < fence
+}
+
 /// What an insert found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
@@ -287,6 +312,17 @@ mod tests {
         let newer = 1000 + GENERATIONS * w;
         assert!(fresh(t.insert(&store, &nonce(1), newer, newer - 100)));
         assert_eq!(t.insert(&store, &nonce(2), 1000, 900), Insert::Unavailable);
+    }
+
+    #[test]
+    fn the_fence_is_set_once_per_process_and_read_by_every_later_worker() {
+        let store = MemoryStore::default();
+        assert_eq!(restart_fence(&store, 1000), Some(1000));
+        // Another worker, or a new VM of the same process, later: the same fence.
+        assert_eq!(restart_fence(&store, 1500), Some(1000));
+        assert!(fenced(999, 1000) && !fenced(1000, 1000) && !fenced(1001, 1000));
+        // A new process: new shared data, a new fence.
+        assert_eq!(restart_fence(&MemoryStore::default(), 2000), Some(2000));
     }
 
     #[test]

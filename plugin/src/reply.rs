@@ -37,6 +37,8 @@ pub enum Unavailable {
     Credentials,
     /// The host refused to edit the request's headers (strip or inject).
     Host,
+    /// The fleet replay claim failed (`replay.scope: "fleet"`, `on_fleet_failure: "deny"`).
+    ReplayFleet,
 }
 
 /// A denial: what the client sees is the status and coarse code; the reason is for operators.
@@ -44,6 +46,9 @@ pub enum Unavailable {
 pub enum Denial {
     /// 401: no valid proof.
     Unauthorized(Reject),
+    /// 401: a proof made before this Envoy process started (the restart fence: the process
+    /// before may have accepted it).
+    Fenced,
     /// 403: a valid proof, but not allowed here.
     Forbidden(Forbid),
     /// 503: fail closed.
@@ -58,7 +63,7 @@ impl Denial {
     /// The HTTP status.
     pub fn status(self) -> u32 {
         match self {
-            Denial::Unauthorized(_) => 401,
+            Denial::Unauthorized(_) | Denial::Fenced => 401,
             Denial::Forbidden(_) => 403,
             Denial::Unavailable(_) => 503,
             Denial::BodyTooLarge => 413,
@@ -69,7 +74,7 @@ impl Denial {
     /// The code in the response body: one per status, so bodies do not leak the reason.
     pub fn error(self) -> &'static str {
         match self {
-            Denial::Unauthorized(_) => "unauthorized",
+            Denial::Unauthorized(_) | Denial::Fenced => "unauthorized",
             Denial::Forbidden(_) => "forbidden",
             Denial::Unavailable(_) => "unavailable",
             Denial::BodyTooLarge => "payload_too_large",
@@ -81,6 +86,7 @@ impl Denial {
     pub fn reason(self) -> &'static str {
         match self {
             Denial::Unauthorized(r) => r.code(),
+            Denial::Fenced => "restart_fence",
             Denial::Forbidden(Forbid::UnknownRoute) => "unknown_route",
             Denial::Forbidden(Forbid::Disabled) => "api_disabled",
             Denial::Forbidden(Forbid::UnknownSubject) => "unknown_subject",
@@ -93,6 +99,7 @@ impl Denial {
             Denial::Unavailable(Unavailable::Agent) => "agent",
             Denial::Unavailable(Unavailable::Credentials) => "credentials",
             Denial::Unavailable(Unavailable::Host) => "host",
+            Denial::Unavailable(Unavailable::ReplayFleet) => "replay_fleet",
             Denial::BodyTooLarge => "body_too_large",
             Denial::UnsafePath => "unsafe_path",
         }
@@ -121,9 +128,11 @@ impl Denial {
             Unavailable::Agent,
             Unavailable::Credentials,
             Unavailable::Host,
+            Unavailable::ReplayFleet,
         ] {
             out.push(Denial::Unavailable(u).reason());
         }
+        out.push(Denial::Fenced.reason());
         out.push(Denial::BodyTooLarge.reason());
         out.push(Denial::UnsafePath.reason());
         out
@@ -156,7 +165,7 @@ pub fn response(denial: Denial, request_id: &str, proof_header: &str) -> Respons
         ("content-type", "application/json".to_owned()),
         ("cache-control", "no-store".to_owned()),
     ];
-    if let Denial::Unauthorized(_) = denial {
+    if let Denial::Unauthorized(_) | Denial::Fenced = denial {
         headers.push((
             "www-authenticate",
             format!("AutoID realm=\"autoid\", header=\"{proof_header}\""),
@@ -183,6 +192,11 @@ mod tests {
             .map(|r| response(Denial::Unauthorized(*r), "rid", "x-autoid-proof"))
             .collect();
         assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(
+            response(Denial::Fenced, "rid", "x-autoid-proof"),
+            bodies[0],
+            "a fenced proof gets the same 401"
+        );
         assert_eq!(bodies[0].status, 401);
         assert_eq!(
             bodies[0].body,

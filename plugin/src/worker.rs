@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use autoid_protocol::config::{Config, Groups};
+use autoid_protocol::config::{Config, Groups, ReplayScope};
 use autoid_protocol::directory::credentials_path;
 
 use crate::callout::{self, agent_headers, bearer};
@@ -17,7 +17,7 @@ use crate::entropy_cache::EntropyCache;
 use crate::host::{Host, Level};
 use crate::metrics::{Counter, Metrics};
 use crate::ratelimit::{SourceBudgets, TokenBucket};
-use crate::replay::ReplayTable;
+use crate::replay::{ReplayTable, restart_fence};
 use crate::reply::Denial;
 use crate::sessions::Sessions;
 use crate::store::CREATE_ONLY_CAS;
@@ -38,6 +38,11 @@ pub struct State {
     pub cold_sources: RefCell<SourceBudgets>,
     pub entropy: RefCell<EntropyCache>,
     pub credentials: CredentialCache,
+    /// The restart fence (local replay scope with `restart_fence`): proofs made before it are
+    /// refused. `None`: no fence.
+    pub fence: Option<u64>,
+    /// When the degraded fleet replay was last logged (Unix seconds): at most once a second.
+    degraded_logged_at: Cell<u64>,
     metrics: Metrics,
     /// Counts of the per-request counters not yet added to the host's (see [`State::count`]).
     pending: [Cell<u64>; Counter::ALL.len()],
@@ -60,6 +65,15 @@ impl State {
                 .map(|r| format!("autoid_denied_{r}")),
         );
         let metrics = Metrics::define(host, names.iter().map(String::as_str));
+        let fence = if config.replay.scope == ReplayScope::Local && config.replay.restart_fence {
+            let Some(fence) = restart_fence(host.store(), host.now_ms() / 1000) else {
+                host.log(Level::Error, "autoid: shared data unavailable at configure");
+                return None;
+            };
+            Some(fence)
+        } else {
+            None
+        };
         let decisions = match &config.groups {
             Groups::Directory(d) => Some(Decisions::new(d.max_entries)),
             Groups::Static(_) => None,
@@ -88,6 +102,8 @@ impl State {
             )),
             entropy: RefCell::new(EntropyCache::new(config.entropy_cache)),
             credentials: CredentialCache::new(config.credentials),
+            fence,
+            degraded_logged_at: Cell::new(0),
             metrics,
             pending: Default::default(),
             config,
@@ -105,6 +121,14 @@ impl State {
             }
             _ => self.metrics.add(host, counter.name(), 1),
         }
+    }
+
+    /// Whether the degraded fleet replay should be logged now (once a second at most), and
+    /// notes that it was.
+    pub fn degraded_log_due(&self, now: u64) -> bool {
+        let due = self.degraded_logged_at.get() != now;
+        self.degraded_logged_at.set(now);
+        due
     }
 
     /// Adds one to the counter named `name` at once.

@@ -109,19 +109,18 @@ impl Client {
 
     /// A proof for `GET AUTHORITY path` at the start time, optionally binding `body`.
     fn proof(&self, path: &str, body: Option<&[u8]>) -> String {
+        self.proof_at(path, body, START_SECS)
+    }
+
+    /// A proof for `GET AUTHORITY path` made at `at` (Unix seconds).
+    fn proof_at(&self, path: &str, body: Option<&[u8]>, at: u64) -> String {
         let request = Request {
             method: "GET",
             authority: AUTHORITY,
             path,
         };
         self.session
-            .prove(
-                &self.file,
-                &request,
-                START_SECS,
-                body,
-                &mut UnwrapErr(SysRng),
-            )
+            .prove(&self.file, &request, at, body, &mut UnwrapErr(SysRng))
             .unwrap()
     }
 
@@ -453,4 +452,123 @@ fn a_header_edit_the_host_refuses_is_503_not_a_half_edited_request() {
     assert_eq!(host.counter("autoid_denied_host"), 1);
     worker.tick(&host);
     assert_eq!(host.counter("autoid_requests_allowed"), 0);
+}
+
+/// [`static_config`] with fleet replay through the agent (the key stays in the filter).
+fn fleet_config(on_failure: &str) -> Value {
+    let mut config = static_config();
+    let map = config.as_object_mut().unwrap();
+    map.insert(
+        "agent".to_owned(),
+        json!({ "cluster": AGENT, "timeout_ms": 500 }),
+    );
+    map.insert(
+        "replay".to_owned(),
+        json!({ "scope": "fleet", "fleet_timeout_ms": 300, "on_fleet_failure": on_failure }),
+    );
+    config
+}
+
+/// A request through a fleet-scoped worker up to its fleet claim: the claim asked of the agent.
+fn until_fleet_claim(host: &FakeHost, on_failure: &str) -> (Worker, Flow) {
+    let worker = worker(host, &fleet_config(on_failure));
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(host, true), Verdict::Pause);
+    {
+        let callouts = host.callouts.borrow();
+        assert_eq!(callouts.len(), 1, "one fleet claim");
+        assert_eq!(callouts[0].cluster, AGENT);
+        assert_eq!(callouts[0].header(":method"), Some("POST"));
+        assert_eq!(callouts[0].header(":path"), Some("/v1/replay"));
+        let claim: autoid_protocol::directory::ReplayRequest =
+            serde_json::from_slice(callouts[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            claim.expires_at,
+            START_SECS + 61,
+            "the proof's timestamp + skew + 1"
+        );
+    }
+    assert_eq!(
+        host.values(PROOF).len(),
+        1,
+        "nothing edited before the fleet answers"
+    );
+    assert_eq!(host.counter("autoid_replay_fleet_claims"), 1);
+    (worker, flow)
+}
+
+#[test]
+fn in_fleet_scope_a_request_goes_upstream_once_the_fleet_claims_its_nonce() {
+    let host = FakeHost::new("payments");
+    let (_worker, mut flow) = until_fleet_claim(&host, "deny");
+    *host.answer.borrow_mut() = (Some(200), br#"{"claimed":true}"#.to_vec());
+    assert_eq!(flow.on_callout(&host, 16), Verdict::Continue);
+    assert_upstream_as_alice(&host);
+}
+
+#[test]
+fn a_nonce_the_fleet_has_seen_is_a_replay() {
+    let host = FakeHost::new("payments");
+    let (_worker, mut flow) = until_fleet_claim(&host, "deny");
+    *host.answer.borrow_mut() = (Some(409), br#"{"error":"replay"}"#.to_vec());
+    assert_eq!(flow.on_callout(&host, 18), Verdict::Pause);
+    assert_eq!(host.reply().status, 401);
+    assert_eq!(host.counter("autoid_denied_replay"), 1);
+    assert_eq!(host.counter("autoid_replays_rejected"), 1);
+    assert!(host.values("authorization").is_empty());
+}
+
+#[test]
+fn a_failed_fleet_claim_is_503_by_default_and_local_only_when_opted_in() {
+    let host = FakeHost::new("payments");
+    let (_worker, mut flow) = until_fleet_claim(&host, "deny");
+    *host.answer.borrow_mut() = (Some(503), br#"{"error":"replay_unavailable"}"#.to_vec());
+    assert_eq!(flow.on_callout(&host, 30), Verdict::Pause);
+    assert_eq!(host.reply().status, 503);
+    assert_eq!(host.counter("autoid_denied_replay_fleet"), 1);
+    assert_eq!(host.counter("autoid_replay_fleet_failures"), 1);
+    assert!(host.values("authorization").is_empty());
+
+    let host = FakeHost::new("payments");
+    let (_worker, mut flow) = until_fleet_claim(&host, "local");
+    // No answer at all (the callout timed out): the local claim alone decides, counted and logged.
+    *host.answer.borrow_mut() = (None, Vec::new());
+    assert_eq!(flow.on_callout(&host, 0), Verdict::Continue);
+    assert_upstream_as_alice(&host);
+    assert_eq!(host.counter("autoid_replay_fleet_degraded"), 1);
+    assert!(
+        host.logs
+            .borrow()
+            .iter()
+            .any(|(level, line)| *level == Level::Warn && line.contains("local replay check alone"))
+    );
+}
+
+#[test]
+fn a_proof_made_before_this_process_started_is_refused_by_the_restart_fence() {
+    // The process configured the filter one second after alice made her proof.
+    let host = FakeHost::new("payments");
+    let alice = Client::open("alice");
+    let proof = alice.proof(PATH, None);
+    host.now_ms.set(host.now_ms.get() + 1000);
+    let fenced = worker(&host, &static_config());
+    host.request(PATH, &[(PROOF, &proof)]);
+    let mut flow = Flow::new(fenced.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+    assert_eq!(host.reply().status, 401);
+    assert_eq!(host.reply().json()["error"], "unauthorized");
+    assert_eq!(host.counter("autoid_denied_restart_fence"), 1);
+    // A proof made now passes.
+    let host = FakeHost::new("payments");
+    host.now_ms.set(host.now_ms.get() + 1000);
+    let worker = worker(&host, &static_config());
+    let alice = Client::open("alice");
+    host.request(
+        PATH,
+        &[(PROOF, &alice.proof_at(PATH, None, START_SECS + 1))],
+    );
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Continue);
 }
