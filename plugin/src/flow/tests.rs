@@ -35,9 +35,10 @@ fn epoch() -> Epoch {
     Epoch::new("e1", [0x42; 32], 65536, 64).unwrap()
 }
 
-/// One API, `payments` (any of `payments`; injects `authorization`, identity in
-/// `x-autoid-subject` / `x-autoid-groups`), the fixed key held by the filter, static groups:
-/// alice is in payments and readers, bob in readers.
+/// Two APIs: `payments` (any of `payments`; injects `authorization`, identity in
+/// `x-autoid-subject` / `x-autoid-groups`) and `reports` (any of `readers`; injects
+/// `x-reports-token`, a header `payments` manages only by stripping client copies). The fixed
+/// key is held by the filter; static groups: alice is in payments and readers, bob in readers.
 fn static_config() -> Value {
     json!({
         "keys": [{ "kid": KID, "private_key_pem": KEY_PEM }],
@@ -51,6 +52,10 @@ fn static_config() -> Value {
                     "subject_header": "x-autoid-subject",
                     "groups_header": "x-autoid-groups",
                 },
+            },
+            "reports": {
+                "require": { "any_of": ["readers"] },
+                "inject": { "x-reports-token": "rt-456" },
             },
         },
     })
@@ -163,6 +168,7 @@ fn a_valid_proof_with_static_groups_goes_upstream_stripped_and_injected() {
             (PROOF, &proof),
             ("authorization", "Bearer the-client-s-own"),
             ("X-Autoid-Subject", "mallory"),
+            ("x-reports-token", "forged"),
         ],
     );
 
@@ -170,6 +176,10 @@ fn a_valid_proof_with_static_groups_goes_upstream_stripped_and_injected() {
     assert_eq!(flow.on_request_headers(&host, true), Verdict::Continue);
 
     assert_upstream_as_alice(&host);
+    assert!(
+        host.values("x-reports-token").is_empty(),
+        "a client copy of a header another API injects is stripped"
+    );
     assert!(host.callouts.borrow().is_empty());
     // The allowed counter is summed in the worker and handed to the host on the tick.
     assert_eq!(host.counter("autoid_requests_allowed"), 0);
