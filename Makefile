@@ -20,7 +20,7 @@ PY_VENV := .venv-python
 PY := $(PY_VENV)/bin/python
 PY_TEST_DEPS := cryptography requests httpx pytest
 # moto's server mode: AWS Secrets Manager for the credential tests and the demo (PyPI; boto3 comes
-# with it). Its own venv, found by e2e/tests/common/moto.rs and scripts/run.sh.
+# with it). Its own venv, found by testkit/src/moto.rs and scripts/run.sh.
 MOTO_VENV := .venv-moto
 MOTO_VERSION := 5.2.5
 

@@ -7,78 +7,30 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use autoid_testkit::agent;
+use autoid_testkit::process::Proc;
 use common::{TOKEN, config, dev_tls, shared, unix_request};
 use serde_json::{Value, json};
 
-/// Starts the binary and waits for its "listening" log line: (child, stderr lines, address).
-fn start(
-    cfg: &std::path::Path,
-    token: Option<&str>,
-) -> (
-    std::process::Child,
-    mpsc::Receiver<String>,
-    Vec<String>,
-    String,
-) {
-    let exe = env!("CARGO_BIN_EXE_autoid-agent");
-    let mut cmd = Command::new(exe);
+/// Starts the binary with its JSON log on stderr and waits for its "listening" log line.
+fn start(cfg: &Path, token: Option<&str>) -> agent::Logged {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoid-agent"));
     cmd.args(["--log-format", "json", "--config"])
         .arg(cfg)
-        .env_remove("AUTOID_BRIDGE_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .env_remove("AUTOID_BRIDGE_TOKEN");
     if let Some(t) = token {
         cmd.env("AUTOID_BRIDGE_TOKEN", t);
     }
-    let mut child = cmd.spawn().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let addr = loop {
-        let line = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no listening line:\n{}", lines.join("\n"));
-            }
-        };
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        lines.push(line);
-        if v["message"] == "autoid-agent listening" {
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    (child, rx, lines, addr)
+    agent::start_logged(&mut cmd, &cfg.with_extension("log")).unwrap()
 }
 
-fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the agent did not exit after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// SIGTERM, then how it exited (SIGKILL after 10 s: a failure the status shows).
+fn sigterm_and_wait(agent: &mut Proc) -> ExitStatus {
+    agent.terminate(Duration::from_secs(10)).unwrap()
 }
 
 #[test]
@@ -92,23 +44,22 @@ fn binary_on_the_default_socket_without_a_token() {
     std::fs::write(&cfg, c.to_string()).unwrap();
     // `listen` absent: unix:autoid-agent.sock, relative to the current directory.
     let exe = env!("CARGO_BIN_EXE_autoid-agent");
-    let mut child = Command::new(exe)
-        .args(["--log-format", "json", "--config"])
-        .arg(&cfg)
-        .current_dir(dir.path())
-        .env_remove("AUTOID_BRIDGE_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Proc::spawn(
+        "the agent",
+        Command::new(exe)
+            .args(["--log-format", "json", "--config"])
+            .arg(&cfg)
+            .current_dir(dir.path())
+            .env_remove("AUTOID_BRIDGE_TOKEN"),
+        &dir.path().join("agent.log"),
+    )
+    .unwrap();
     let socket = dir.path().join("autoid-agent.sock");
-    let up = common::wait_until(Duration::from_secs(15), || {
-        socket.exists() && unix_request(&socket, "GET", "/readyz", None, None).0 == 200
-    });
-    if !up {
-        let _ = child.kill();
-        panic!("the agent's socket never became ready");
-    }
+    child
+        .wait_ready(Duration::from_secs(15), || {
+            agent::ready_on_socket(&socket).then_some(())
+        })
+        .unwrap();
     let (status, body) = unix_request(&socket, "GET", "/v1/groups?subject=carol", None, None);
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["groups"], json!(["admins", "reports"]));
@@ -159,7 +110,8 @@ fn binary_refuses_plain_tcp_without_the_opt_in() {
 #[test]
 fn binary_over_tls_needs_the_token_and_answers_readyz() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = dev_tls(dir.path());
+    let tls = dev_tls(dir.path()).unwrap();
+    let (ca, cert, key) = (tls.ca, tls.cert, tls.key);
     let cfg = dir.path().join("agent.json");
     let mut c = config(shared());
     let o = c.as_object_mut().unwrap();
@@ -180,7 +132,8 @@ fn binary_over_tls_needs_the_token_and_answers_readyz() {
         "{stderr}"
     );
 
-    let (mut child, _rx, _lines, addr) = start(&cfg, Some(TOKEN));
+    let started = start(&cfg, Some(TOKEN));
+    let (mut child, addr) = (started.proc, started.addr);
     assert!(addr.starts_with("https://127.0.0.1:"), "{addr}");
     let pem = std::fs::read(&ca).unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -195,13 +148,17 @@ fn binary_over_tls_needs_the_token_and_answers_readyz() {
         )
         .build()
         .into();
-    let ready = common::wait_until(Duration::from_secs(15), || {
-        agent
-            .get(&format!("{addr}/readyz"))
-            .call()
-            .is_ok_and(|r| r.status().as_u16() == 200)
-    });
-    assert!(ready, "/readyz over TLS never answered 200");
+    common::eventually(
+        "/readyz over TLS to answer 200",
+        Duration::from_secs(15),
+        || {
+            agent
+                .get(&format!("{addr}/readyz"))
+                .call()
+                .is_ok_and(|r| r.status().as_u16() == 200)
+                .then_some(())
+        },
+    );
     let status = |auth: Option<&str>| {
         let mut req = agent.get(&format!("{addr}/v1/groups?subject=carol"));
         if let Some(a) = auth {
@@ -237,33 +194,12 @@ fn binary_serves_logs_and_stops_on_sigterm() {
         String::from_utf8_lossy(&check.stderr)
     );
 
-    let mut child = Command::new(exe)
-        .args(["--log-format", "json", "--config"])
-        .arg(&cfg)
-        .env("AUTOID_BRIDGE_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let addr = loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("no listening line");
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        lines.push(line);
-        if v["message"] == "autoid-agent listening" {
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
+    let agent::Logged {
+        proc: mut child,
+        lines: rx,
+        seen: mut lines,
+        addr,
+    } = start(&cfg, Some(TOKEN));
 
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -292,22 +228,7 @@ fn binary_serves_logs_and_stops_on_sigterm() {
             .contains("\"authenticated\":true")
     );
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bridge did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = sigterm_and_wait(&mut child);
     assert!(status.success(), "{status}");
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
         lines.push(line);
@@ -396,7 +317,11 @@ fn sighup_reloads_keys_and_epochs_all_or_nothing_and_a_retired_epoch_is_unknown(
         std::fs::write(&cfg, c.to_string()).unwrap();
     };
     write_config(json!([e1]));
-    let (mut child, rx, _lines, _addr) = start(&cfg, None);
+    let agent::Logged {
+        proc: mut child,
+        lines: rx,
+        ..
+    } = start(&cfg, None);
     let stream = |epoch: &str| {
         let body = json!({ "epoch": epoch, "subject": "alice" }).to_string();
         unix_request(&socket, "POST", "/v1/streams", None, Some(&body))
@@ -418,7 +343,7 @@ fn sighup_reloads_keys_and_epochs_all_or_nothing_and_a_retired_epoch_is_unknown(
     };
     let hup = || {
         let ok = Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
+            .args(["-HUP", &child.pid().to_string()])
             .status()
             .unwrap();
         assert!(ok.success());

@@ -3,11 +3,10 @@
 //! in the logs. Secrets Manager is exercised against moto in e2e/tests/credentials.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use autoid_testkit::agent;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "credentials-test-token-0123456789";
@@ -15,25 +14,9 @@ const FROM_ENV: &str = "env-value-5c1e";
 const FROM_FILE: &str = "Bearer file-value-one-8d2f";
 const ROTATED: &str = "Bearer file-value-two-3b7a";
 
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Polls `f` until it gives Some, for at most 20 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    autoid_testkit::eventually(what, Duration::from_secs(20), f)
 }
 
 #[test]
@@ -69,31 +52,17 @@ fn env_and_file_sources_are_served_rotated_and_expire_after_the_stale_window() {
         .to_string(),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
-        .args(["--log-format", "json", "--config"])
-        .arg(d.join("agent.json"))
-        .env("AUTOID_BRIDGE_TOKEN", TOKEN)
-        .env("AUTOID_BRIDGE_BIND_PASSWORD", "unused")
-        .env("AUTOID_TEST_API_KEY", FROM_ENV)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let _agent = Agent(child);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let addr = eventually("the listening line", || {
-        let line = rx.recv_timeout(Duration::from_millis(200)).ok()?;
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        lines.push(line);
-        (v["message"] == "autoid-agent listening").then(|| v["addr"].as_str().unwrap().to_owned())
-    });
+    let agent = agent::start_logged(
+        Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
+            .args(["--log-format", "json", "--config"])
+            .arg(d.join("agent.json"))
+            .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+            .env("AUTOID_BRIDGE_BIND_PASSWORD", "unused")
+            .env("AUTOID_TEST_API_KEY", FROM_ENV),
+        &d.join("agent.log"),
+    )
+    .unwrap();
+    let (addr, rx, mut lines) = (&agent.addr, &agent.lines, agent.seen.clone());
     let http: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))

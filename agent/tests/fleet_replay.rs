@@ -4,82 +4,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoid_agent::FleetReplay;
 use autoid_agent::config::{RawReplay, ReplayConfig};
 use autoid_agent::replay::Claim;
+use autoid_testkit::redis::Redis;
 
-const REDIS: &str = "/usr/bin/redis-server";
-const INSTALL: &str = "apt-get install -y redis-server";
-
-/// A redis-server on 127.0.0.1:`port`, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
+/// A redis-server for this test, its log in a temporary directory.
+fn start_redis(port: Option<u16>) -> (Redis, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("redis.log");
+    let redis = match port {
+        Some(port) => Redis::start_on(port, &log),
+        None => Redis::start(&log),
+    };
+    (redis.unwrap(), dir)
 }
 
-impl Redis {
-    fn start(port: u16) -> Redis {
-        assert!(
-            Path::new(REDIS).exists(),
-            "redis-server is not installed; the fleet tests need it. Install it with:\n    {INSTALL}\n(as root)"
-        );
-        let child = Command::new(REDIS)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let redis = Redis { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not listen within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn ttl(&self, key: &str) -> i64 {
-        let client = redis::Client::open(self.url()).unwrap();
-        let mut conn = client.get_connection().unwrap();
-        redis::cmd("TTL").arg(key).query(&mut conn).unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The TTL Redis has for `key`.
+fn ttl(redis: &Redis, key: &str) -> i64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    redis::cmd("TTL").arg(key).query(&mut conn).unwrap()
 }
 
 fn store(url: &str, timeout_ms: u64) -> FleetReplay {
@@ -110,7 +58,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_nonce_is_claimed_once_across_agents_and_expires_with_its_proof() {
-    let redis = Redis::start(free_port());
+    let (redis, _dir) = start_redis(None);
     rt().block_on(async {
         let (one, two) = (
             Arc::new(store(&redis.url(), 500)),
@@ -130,7 +78,7 @@ fn a_nonce_is_claimed_once_across_agents_and_expires_with_its_proof() {
         );
         assert_eq!(two.claim(&[2; 16], t + 61, t).await, Claim::Fresh);
         // Redis keeps the key for the proof's remaining validity, no longer.
-        let ttl = redis.ttl(&one.key(&[1; 16]));
+        let ttl = ttl(&redis, &one.key(&[1; 16]));
         assert!((59..=61).contains(&ttl), "TTL {ttl}");
         // Concurrent claims of one nonce from two agents: exactly one wins.
         let tasks: Vec<_> = (0..32)
@@ -158,8 +106,8 @@ fn a_nonce_is_claimed_once_across_agents_and_expires_with_its_proof() {
 
 #[test]
 fn redis_down_is_unavailable_within_the_timeout_and_recovery_needs_no_restart() {
-    let port = free_port();
-    let redis = Redis::start(port);
+    let (redis, _dir) = start_redis(None);
+    let port = redis.port;
     let rt = rt();
     let store = rt.block_on(async { store(&redis.url(), 200) });
     let t = now();
@@ -178,7 +126,7 @@ fn redis_down_is_unavailable_within_the_timeout_and_recovery_needs_no_restart() 
     );
     // Redis back on the same address (empty: this test runs it without persistence): the same
     // store claims again without being rebuilt.
-    let _redis = Redis::start(port);
+    let _back = start_redis(Some(port));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match rt.block_on(store.claim(&[11; 16], t + 61, now())) {

@@ -8,12 +8,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bridge, Slapd, config, groups_of, wait_until};
+use common::{Bridge, Slapd, config, eventually, groups_of};
 use serde_json::json;
 
 fn restart_case(tls: bool) {
     // Its own slapd: stopping the shared one would break the other tests.
-    let slapd = Slapd::start();
+    let slapd = Slapd::start_temp().unwrap();
     let mut c = config(&slapd);
     if tls {
         c["ldap"]["starttls"] = json!(true);
@@ -24,7 +24,7 @@ fn restart_case(tls: bool) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(b.authenticate("bob", "bob-pass").1["authenticated"], true);
 
-    slapd.stop();
+    slapd.stop().unwrap();
     assert!(!slapd.is_running());
     for _ in 0..3 {
         let started = Instant::now();
@@ -42,10 +42,11 @@ fn restart_case(tls: bool) {
     assert_eq!(b.get_with("/readyz", None).0, 503);
     assert_eq!(b.get_with("/healthz", None).0, 200);
 
-    slapd.restart();
-    assert!(
-        wait_until(Duration::from_secs(15), || b.groups("alice").0 == 200),
-        "the bridge did not recover after the directory came back"
+    slapd.restart().unwrap();
+    eventually(
+        "the bridge to recover after the directory came back",
+        Duration::from_secs(15),
+        || (b.groups("alice").0 == 200).then_some(()),
     );
     let (_, body) = b.groups("alice");
     assert_eq!(groups_of(&body), ["payments", "reports"]);
@@ -67,12 +68,12 @@ fn directory_restart_starttls() {
 fn restart_without_outage_requests_recovers_on_first_try() {
     // Connections that died while nobody was asking are replaced transparently: the first request
     // after the restart succeeds (a reused dead handle is retried once on a fresh one).
-    let slapd = Slapd::start();
+    let slapd = Slapd::start_temp().unwrap();
     let b = Bridge::start(config(&slapd));
     assert_eq!(b.groups("alice").0, 200);
     assert_eq!(b.authenticate("bob", "bob-pass").1["authenticated"], true);
-    slapd.stop();
-    slapd.restart();
+    slapd.stop().unwrap();
+    slapd.restart().unwrap();
     assert_eq!(b.groups("alice").0, 200);
     assert_eq!(b.authenticate("bob", "bob-pass").1["authenticated"], true);
 }

@@ -153,7 +153,8 @@ fn tls_agent(ca: &Path) -> ureq::Agent {
 #[test]
 fn tcp_with_tls_and_the_token_works_through_a_tls_client() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = dev_tls(dir.path());
+    let tls = dev_tls(dir.path()).unwrap();
+    let (ca, cert, key) = (tls.ca, tls.cert, tls.key);
     let mut c = config(shared());
     let o = c.as_object_mut().unwrap();
     o.remove("insecure_plain_tcp");

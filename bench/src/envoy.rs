@@ -1,14 +1,13 @@
 //! Envoy for one arm: a bootstrap rendered from the arm's HTTP filters (every arm routes to the
 //! same `direct_response`, so the upstream is never the bottleneck), started with
-//! `--concurrency 1`, admin on loopback, free ports; stopped when dropped.
+//! `--concurrency 1`, admin on loopback, free ports; started and stopped by the test kit.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use autoid_testkit::envoy::{self as testkit, Admin};
 use serde_json::{Value, json};
 
 /// The route every arm uses: its name is the autoid API key (`xds.route_name`).
@@ -19,12 +18,6 @@ pub const HOST: &str = "bench.local";
 pub const PATH: &str = "/v1/bench";
 /// The direct response's body.
 const BODY: &str = "ok\n";
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("bind a free port")?;
-    Ok(l.local_addr()?.port())
-}
 
 /// The proxy-wasm filter entry for a `.wasm` and its configuration (a JSON string).
 pub fn wasm_filter(name: &str, wasm: &Path, configuration: &str) -> Value {
@@ -136,21 +129,17 @@ pub fn bootstrap(listen: u16, admin: u16, filters: Vec<Value>, clusters: Vec<Val
     })
 }
 
-/// A running Envoy.
+/// A running Envoy and its listener.
 #[derive(Debug)]
 pub struct Envoy {
-    child: Child,
+    proxy: testkit::Envoy,
     /// The listener.
     pub addr: SocketAddr,
-    /// The admin address.
-    pub admin: SocketAddr,
-    /// Envoy's log file.
-    pub log: PathBuf,
 }
 
 impl Envoy {
-    /// Writes the bootstrap to `dir/<name>.json` and starts Envoy on it with one worker; waits
-    /// until ready.
+    /// Writes the bootstrap to `dir/<name>.envoy.json` and starts Envoy on it (one worker, its log
+    /// in `dir/<name>.envoy.log`); waits until ready.
     pub fn start(
         envoy: &Path,
         dir: &Path,
@@ -174,58 +163,33 @@ impl Envoy {
     ) -> Result<Envoy> {
         let config = dir.join(format!("{name}.envoy.json"));
         write_private(&config, serde_json::to_string_pretty(bootstrap)?.as_bytes())?;
-        let log = dir.join(format!("{name}.envoy.log"));
-        let child = Command::new(envoy)
-            .arg("-c")
-            .arg(&config)
-            .args(["--concurrency", &concurrency.to_string()])
-            .args(["--disable-hot-restart", "--log-level", "warning"])
-            .arg("--log-path")
-            .arg(&log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("start {}", envoy.display()))?;
-        let mut e = Envoy {
-            child,
+        let proxy = testkit::Envoy::start(
+            envoy,
+            &config,
+            Admin::Tcp(SocketAddr::from(([127, 0, 0, 1], admin))),
+            &dir.join(format!("{name}.envoy.log")),
+            &dir.join(format!("{name}.envoy.out")),
+            &[
+                "--concurrency",
+                &concurrency.to_string(),
+                "--log-level",
+                "warning",
+            ],
+        )?;
+        Ok(Envoy {
+            proxy,
             addr: SocketAddr::from(([127, 0, 0, 1], listen)),
-            admin: SocketAddr::from(([127, 0, 0, 1], admin)),
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = e.child.try_wait()? {
-                bail!(
-                    "envoy exited ({status}) during startup; see {}",
-                    e.log.display()
-                );
-            }
-            if matches!(http_get(e.admin, "/ready"), Ok((200, _))) {
-                return Ok(e);
-            }
-            if Instant::now() > deadline {
-                bail!("envoy not ready within 60 s; see {}", e.log.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Envoy's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proxy.pid()
     }
 
-    /// Counters whose name contains `filter`, from the admin `/stats`.
+    /// Counters whose name matches `filter`, from the admin `/stats`.
     pub fn stats(&self, filter: &str) -> Result<Vec<(String, u64)>> {
-        let (_, body) = http_get(self.admin, &format!("/stats?filter={filter}"))?;
-        Ok(body
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(": ")?;
-                Some((k.to_owned(), v.trim().parse().ok()?))
-            })
-            .collect())
+        Ok(self.proxy.stats(filter)?)
     }
 
     /// Resident memory, kB.
@@ -243,22 +207,6 @@ pub fn rss_kb_of(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        // SIGTERM via the admin endpoint, then kill this child (our own pid, never by name).
-        let _ = http_post(self.admin, "/quitquitquit");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Writes a file readable only by us (bootstraps hold private keys).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -271,46 +219,4 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("write {}", path.display()))?;
     f.write_all(bytes)?;
     Ok(())
-}
-
-fn http(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String)> {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    exchange(s, method, path)
-}
-
-/// A GET over a unix socket (the agent's), `connection: close`.
-pub fn unix_get(socket: &std::path::Path, path: &str) -> Result<(u16, String)> {
-    let s = std::os::unix::net::UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    exchange(s, "GET", path)
-}
-
-fn exchange(mut s: impl Read + Write, method: &str, path: &str) -> Result<(u16, String)> {
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-/// A GET with `connection: close`.
-pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    http(addr, "GET", path)
-}
-
-/// A POST without body, `connection: close`.
-pub fn http_post(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    http(addr, "POST", path)
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::keys::{GatewayKey, PublicKey};
+use autoid_testkit::free_port;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -69,9 +70,6 @@ pub struct Options {
     /// Output directory (summary.json, summary.md, bootstraps, logs).
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
-    /// The repository (for openldap/run_ldap.sh and default paths).
-    #[arg(long, default_value = ".")]
-    pub repo: PathBuf,
     /// Envoy binary.
     #[arg(long, env = "ENVOY", default_value = ".venv/bin/envoy")]
     pub envoy: PathBuf,
@@ -384,8 +382,8 @@ impl Bench<'_> {
             _ => count,
         };
         let (filters, clusters) = self.filters(arm, phase)?;
-        let listen = envoy::free_port()?;
-        let admin = envoy::free_port()?;
+        let listen = free_port()?;
+        let admin = free_port()?;
         let name = format!("{}-{}-{:?}", arm.letter(), rep, phase).to_lowercase();
         let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
         let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
@@ -414,7 +412,7 @@ impl Bench<'_> {
             &self.directory,
         ) {
             watch.push(d.bridge_pid());
-            watch.push(d.slapd_pid);
+            watch.push(d.slapd_pid());
         }
         let plan = Plan {
             addr: proxy.addr,
@@ -650,7 +648,6 @@ pub fn main(o: &Options) -> Result<()> {
         eprintln!("autoid-bench: starting slapd and the autoid agent");
         let pem = gateway.to_pem()?;
         Some(Directory::start(
-            &o.repo,
             &o.bridge,
             &out,
             Some((gateway.kid(), pem.as_str())),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::keys::GatewayKey;
+use autoid_testkit::free_port;
 use serde_json::{Value, json};
 
 use crate::envoy::{self, Envoy, ROUTE_NAME};
@@ -139,8 +140,8 @@ pub fn main(o: &Options) -> Result<()> {
         } }
     });
     let filters = vec![envoy::wasm_filter("autoid", &plugin, &config.to_string())];
-    let listen = envoy::free_port()?;
-    let admin = envoy::free_port()?;
+    let listen = free_port()?;
+    let admin = free_port()?;
     let bootstrap = envoy::bootstrap(listen, admin, filters, vec![]);
     let proxy = Envoy::start_with(
         &o.envoy,

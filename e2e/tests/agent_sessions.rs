@@ -11,7 +11,7 @@ mod common;
 use std::sync::{Mutex, OnceLock};
 
 use common::client::{Send, Wire, send};
-use common::{Options, PROOF_HEADER, Stack, admin_request, request};
+use common::{Options, PROOF_HEADER, Stack, request, unix_request};
 
 fn stack() -> &'static Mutex<Stack> {
     static STACK: OnceLock<Mutex<Stack>> = OnceLock::new();
@@ -64,7 +64,7 @@ fn envoy_holds_no_private_key_nor_epoch_secret_and_proofs_pass_through_the_agent
     // A real proof first, so the live configuration is the one that served it.
     let r = s.get_as("alice", "/payments/agent", &[]);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let dump = admin_request(&s.admin, "GET", "/config_dump").unwrap();
+    let dump = unix_request(&s.admin, "GET", "/config_dump").unwrap();
     assert_eq!(dump.status, 200);
     let dump = String::from_utf8_lossy(&dump.body).into_owned();
     // config_dump escapes the filter's JSON configuration inside a string: unescape once more.

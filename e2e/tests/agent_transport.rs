@@ -9,7 +9,7 @@ mod common;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
-use common::{AgentAt, AgentTransport, Options, Stack, TOKEN, admin_request, eventually};
+use common::{AgentAt, AgentTransport, Options, Stack, TOKEN, eventually, unix_request};
 use serde_json::Value;
 
 /// The `autoid_agent` cluster in a bootstrap or in config_dump's static clusters.
@@ -45,7 +45,7 @@ fn filter_configs(doc: &Value, out: &mut Vec<Value>) {
 }
 
 fn live_config(s: &Stack) -> (String, Value) {
-    let r = admin_request(&s.admin, "GET", "/config_dump").unwrap();
+    let r = unix_request(&s.admin, "GET", "/config_dump").unwrap();
     assert_eq!(r.status, 200);
     let text = String::from_utf8_lossy(&r.body).into_owned();
     let doc: Value = serde_json::from_str(&text).unwrap();

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Credentials, Options, Stack, admin_request, eventually};
+use common::{Credentials, Options, Stack, eventually, unix_request};
 
 const SECRET: &str = "autoid/e2e/payments-upstream";
 const JSON_SECRET: &str = "autoid/e2e/payments-keys";
@@ -51,7 +51,7 @@ fn secrets_manager_values_are_injected_rotated_without_failures_and_expire_after
 
     // 2. Envoy's configuration holds no credential: not the bootstrap, not a live config_dump.
     let bootstrap = std::fs::read_to_string(s.path("envoy.json")).unwrap();
-    let dump = admin_request(&s.admin, "GET", "/config_dump?include_eds").unwrap();
+    let dump = unix_request(&s.admin, "GET", "/config_dump?include_eds").unwrap();
     assert_eq!(dump.status, 200);
     let dump = String::from_utf8_lossy(&dump.body).into_owned();
     assert!(
@@ -65,7 +65,11 @@ fn secrets_manager_values_are_injected_rotated_without_failures_and_expire_after
 
     // 3. Rotation: a new AWSCURRENT version while a client keeps sending; every request is a
     //    200, and the new value arrives (within the refresh interval plus the cache's ttl).
-    s.moto.as_ref().unwrap().put_secret_value(SECRET, V2);
+    s.moto
+        .as_ref()
+        .unwrap()
+        .put_secret_value(SECRET, V2)
+        .unwrap();
     let mut sent = 0;
     eventually(
         "the new secret version injected",

@@ -18,7 +18,8 @@ fn a_group_removed_in_ldap_takes_effect_after_the_ttl() {
     assert_eq!(s.get_as("alice", "/payments/before", &[]).status, 200);
     s.slapd.modify(
         "dn: cn=payments,ou=groups,dc=example,dc=org\nchangetype: modify\ndelete: memberUid\nmemberUid: alice\n",
-    );
+    )
+    .unwrap();
     let changed = Instant::now();
     eventually("alice to lose payments", Duration::from_secs(20), || {
         let r = s.get_as("alice", "/payments/after", &[]);

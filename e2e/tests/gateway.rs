@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier, OnceLock};
 
 use common::client::{Send, Wire, send};
-use common::{Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Stack, admin_request, bin, request};
+use common::{Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Stack, bin, request, unix_request};
 
 fn stack() -> &'static Stack {
     static STACK: OnceLock<Stack> = OnceLock::new();
@@ -153,7 +153,7 @@ fn a_replay_sent_to_the_other_worker_is_rejected() {
 fn the_tls_listener_serves_with_the_dev_ca_tls12_or_later_and_hsts() {
     let s = stack();
     let url = format!("https://127.0.0.1:{}/payments/over-tls", s.https.port());
-    let out = Command::new(bin("autoid"))
+    let out = Command::new(bin("autoid").unwrap())
         .args(["request", "--kid", "gw-1", "--subject", "alice"])
         .arg("--public-key")
         .arg(s.path("keys/gw-1.pub.pem"))
@@ -222,10 +222,10 @@ fn the_admin_interface_is_a_private_unix_socket_and_not_on_tcp() {
     assert!(meta.file_type().is_socket(), "{}", s.admin.display());
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "owner only");
     assert_eq!(meta.uid(), std::fs::metadata(s.dir.path()).unwrap().uid());
-    let ready = admin_request(&s.admin, "GET", "/ready").unwrap();
+    let ready = unix_request(&s.admin, "GET", "/ready").unwrap();
     assert_eq!(ready.status, 200);
     // Envoy listens on TCP for the two gateway listeners only.
-    let listeners: serde_json::Value = admin_request(&s.admin, "GET", "/listeners?format=json")
+    let listeners: serde_json::Value = unix_request(&s.admin, "GET", "/listeners?format=json")
         .unwrap()
         .json();
     let names: Vec<&str> = listeners["listener_statuses"]

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::UNIX_EPOCH;
 
 use autoid_host_tests::{FilterModule, Gateway, Outcome};
@@ -15,7 +14,9 @@ use autoid_protocol::Request;
 use autoid_protocol::client::Session;
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::keys::GatewayKey;
-use common::{AgentAt, Proc, Slapd, bin, wait_ready_bridge, wasm};
+use autoid_testkit::agent;
+use autoid_testkit::paths::wasm;
+use common::{Proc, Slapd, bin};
 use rsa::rand_core::UnwrapErr;
 use serde_json::json;
 
@@ -34,28 +35,28 @@ struct Directory {
 fn directory() -> Directory {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let slapd = Slapd::start(&d.join("ldap"));
+    let slapd = Slapd::start(&d.join("ldap")).unwrap();
     let socket = d.join("agent.sock");
     let config = json!({
         "listen": format!("unix:{}", socket.display()),
         "ldap": {
             "url": slapd.ldap_url,
             "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
-            "bind_password_file": slapd.state.join("bridge.password"),
+            "bind_password_file": slapd.bridge_password_file(),
             "pool_size": 2
         },
         "users": {"base": "dc=example,dc=org"},
         "groups": {"base": "ou=groups,dc=example,dc=org"}
     });
     std::fs::write(d.join("agent.json"), config.to_string()).unwrap();
-    let mut bridge = Proc::spawn(
-        "bridge",
-        Command::new(bin("autoid-agent"))
-            .arg("--config")
-            .arg(d.join("agent.json")),
+    let bridge = agent::start(
+        &bin("autoid-agent").unwrap(),
+        &d.join("agent.json"),
+        &[],
         &d.join("bridge.log"),
-    );
-    wait_ready_bridge(&AgentAt::Socket(socket.clone()), &mut bridge);
+        || agent::ready_on_socket(&socket),
+    )
+    .unwrap();
     Directory {
         _slapd: slapd,
         _bridge: bridge,
@@ -76,7 +77,7 @@ fn gateway(bridge: &Path, epoch: &Epoch) -> Gateway {
             "identity": {"subject_header": "x-autoid-subject", "groups_header": "x-autoid-groups"}
         }}
     });
-    FilterModule::load(wasm())
+    FilterModule::load(wasm("autoid_plugin").unwrap())
         .unwrap()
         .gateway()
         .plugin_config(config.to_string())

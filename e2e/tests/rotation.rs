@@ -179,7 +179,7 @@ impl Load {
 /// Runs `autoid rotate <what> <dir> --agent-config … --overlap-secs … --pid <agent>` (`what`
 /// ends with the flag that takes `dir`): its stdout, and when the old material retires.
 fn rotate(s: &Stack, what: &[&str], dir: &Path, overlap: u64, agent_pid: u32) -> (String, u64) {
-    let out = std::process::Command::new(bin("autoid"))
+    let out = std::process::Command::new(bin("autoid").unwrap())
         .arg("rotate")
         .args(what)
         .arg(dir)
@@ -221,7 +221,7 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
         agent_session_ttl_secs: Some(2),
         ..Options::default()
     });
-    let envoy_pid = s.envoy.child.id();
+    let envoy_pid = s.envoy.pid();
     let agent_pid = s.bridge.as_ref().unwrap().child.id();
     let s = Arc::new(s);
 
@@ -265,8 +265,8 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
     );
     assert_eq!(Client::new(&s, "gw-1").get(&s, "/payments/old-new"), 401);
     assert_eq!(Client::new(&s, "gw-2").get(&s, "/payments/new"), 200);
-    assert_eq!(s.envoy.child.id(), envoy_pid, "Envoy was never restarted");
-    let dump = common::admin_request(&s.admin, "GET", "/server_info").unwrap();
+    assert_eq!(s.envoy.pid(), envoy_pid, "Envoy was never restarted");
+    let dump = common::unix_request(&s.admin, "GET", "/server_info").unwrap();
     assert_eq!(dump.status, 200, "the same Envoy still answers");
 }
 
@@ -281,7 +281,7 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
         agent_max_stream_ttl_secs: Some(2),
         ..Options::default()
     });
-    let envoy_pid = s.envoy.child.id();
+    let envoy_pid = s.envoy.pid();
     let agent_pid = s.bridge.as_ref().unwrap().child.id();
     let s = Arc::new(s);
 
@@ -308,7 +308,7 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
     let agent_log = s.bridge.as_ref().unwrap().log.clone();
     wait_for_reload(&agent_log, "ep-2");
     let new_file = s.path("alice-ep-2.entropy");
-    let issued = std::process::Command::new(bin("autoid"))
+    let issued = std::process::Command::new(bin("autoid").unwrap())
         .args(["entropy", "issue", "--subject", "alice", "--epoch"])
         .arg(s.path("ep-2.epoch.json"))
         .arg("--out")
@@ -345,7 +345,7 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
         Client::with_file(&s, "gw-1", &new_file).get(&s, "/payments/new"),
         200
     );
-    assert_eq!(s.envoy.child.id(), envoy_pid, "Envoy was never restarted");
-    let info = common::admin_request(&s.admin, "GET", "/server_info").unwrap();
+    assert_eq!(s.envoy.pid(), envoy_pid, "Envoy was never restarted");
+    let info = common::unix_request(&s.admin, "GET", "/server_info").unwrap();
     assert_eq!(info.status, 200, "the same Envoy still answers");
 }

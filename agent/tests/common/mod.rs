@@ -1,143 +1,32 @@
-//! Test harness: a real slapd started by `openldap/run_ldap.sh` in a temp state dir on free
-//! ports, and the bridge run in-process on 127.0.0.1:0.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Test harness: a real slapd from the test kit (`openldap/run_ldap.sh` in a temporary state dir
+//! on free ports), and the bridge run in-process on 127.0.0.1:0.
+// Each test binary uses a part of this module and of the kit's items it re-exports.
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use autoid_agent::{AppState, Config, Directory, Streams, router};
+pub use autoid_testkit::eventually;
+pub use autoid_testkit::paths::dev_tls;
+pub use autoid_testkit::slapd::{BASE, BRIDGE_DN, Slapd};
 use serde_json::{Value, json};
 
-pub const INSTALL: &str = "apt-get install -y slapd ldap-utils";
 pub const TOKEN: &str = "test-token-0123456789abcdef";
-pub const BASE: &str = "dc=example,dc=org";
-pub const BRIDGE_DN: &str = "uid=ldap-bridge,ou=services,dc=example,dc=org";
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn script() -> PathBuf {
-    repo_root().join("openldap/run_ldap.sh")
-}
-
-/// A running slapd; stopped when dropped (and, as a backstop, by run_ldap.sh's watcher when this
-/// test process exits, which covers the shared instance that is never dropped).
-pub struct Slapd {
-    state: tempfile::TempDir,
-    pub ldap_url: String,
-    pub ldaps_url: String,
-    pub ca_file: PathBuf,
-    pub bridge_password: String,
-}
-
-impl Slapd {
-    pub fn start() -> Slapd {
-        if !Path::new("/usr/sbin/slapd").exists() {
-            panic!(
-                "slapd is not installed; the LDAP integration tests need it. Install it with:\n    {INSTALL}\n(as root)"
-            );
-        }
-        let state = tempfile::Builder::new()
-            .prefix("autoid-ldap-")
-            .tempdir()
-            .unwrap();
-        let env = run(state.path(), "start", true);
-        let get = |k: &str| -> String {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap_or_else(|| panic!("run_ldap.sh start did not print {k}:\n{env}"))
-                .to_owned()
-        };
-        Slapd {
-            ldap_url: get("LDAP_URL"),
-            ldaps_url: get("LDAPS_URL"),
-            ca_file: PathBuf::from(get("LDAP_CA_FILE")),
-            bridge_password: get("LDAP_BRIDGE_PASSWORD"),
-            state,
-        }
-    }
-
-    pub fn state_dir(&self) -> &Path {
-        self.state.path()
-    }
-
-    pub fn stop(&self) {
-        run(self.state.path(), "stop", false);
-    }
-
-    /// Starts it again on the same ports with the same data.
-    pub fn restart(&self) {
-        run(self.state.path(), "start", true);
-    }
-
-    pub fn is_running(&self) -> bool {
-        Command::new(script())
-            .arg("status")
-            .env("LDAP_STATE_DIR", self.state.path())
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-
-    /// Number of simple binds slapd logged for `dn` so far (stats log level).
-    pub fn binds_logged(&self, dn: &str) -> usize {
-        let log = std::fs::read_to_string(self.state.path().join("slapd.log")).unwrap_or_default();
-        let needle = format!("BIND dn=\"{dn}\"");
-        log.lines().filter(|l| l.contains(&needle)).count()
-    }
-
-    /// The password file the bridge reads.
-    pub fn bridge_password_file(&self) -> PathBuf {
-        self.state.path().join("bridge.password")
-    }
-}
-
-fn run(state: &Path, cmd: &str, with_ports: bool) -> String {
-    let mut c = Command::new(script());
-    c.arg(cmd)
-        .env("LDAP_STATE_DIR", state)
-        .env("LDAP_WATCH_PID", std::process::id().to_string())
-        .env("LDAP_WATCH_REMOVE", "1")
-        .env_remove("LDAP_PORT")
-        .env_remove("LDAPS_PORT");
-    if with_ports && !state.join("ports").exists() {
-        c.env("LDAP_PORT", "auto").env("LDAPS_PORT", "auto");
-    }
-    let out = c
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        panic!(
-            "run_ldap.sh {cmd} failed ({}):\n{stdout}\n{stderr}\n(if slapd is missing: {INSTALL})",
-            out.status
-        );
-    }
-    stdout
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("stop")
-            .env("LDAP_STATE_DIR", self.state.path())
-            .output();
-    }
-}
-
-/// One slapd shared by the tests of a test binary (they only read the directory).
+/// One slapd shared by the tests of a test binary (they only read the directory). Never dropped:
+/// run_ldap.sh's watcher stops it and removes its state when this process exits.
 pub fn shared() -> &'static Slapd {
     static SLAPD: OnceLock<Slapd> = OnceLock::new();
-    SLAPD.get_or_init(Slapd::start)
+    SLAPD.get_or_init(|| Slapd::start_temp().unwrap())
 }
 
 /// A bridge configuration for `slapd`, plain LDAP, all group sources.
@@ -302,20 +191,6 @@ pub fn groups_of(body: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Polls `f` until it returns true or `deadline` passes.
-pub fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The agent's real transports (`autoid_agent::transport`), in-process on their own runtime
 /// thread: bound from the config's `listen`, serving the router, shut down when dropped.
 pub struct Served {
@@ -438,23 +313,4 @@ pub fn unix_request(
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     })
-}
-
-/// A throwaway CA and a server certificate for 127.0.0.1 (`scripts/dev-tls.sh DIR`):
-/// (ca.pem, server.pem, server.key).
-pub fn dev_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let out = Command::new(repo_root().join("scripts/dev-tls.sh"))
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "dev-tls.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
 }

