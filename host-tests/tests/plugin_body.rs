@@ -102,6 +102,8 @@ fn under_envoys_default_a_body_bound_proof_stalls() {
         .allow_on_headers_stop_iteration(false)
         .build()
         .unwrap();
+    // After the second the filter was configured in (the restart fence).
+    gw.clock().advance(std::time::Duration::from_secs(1));
     let mut alice = Client::open(&gw, "alice");
     let proof = alice.proof_for("POST", AUTHORITY, PATH, now(&gw), Some(BODY));
     let out = post(&gw, &proof).body(BODY).send();

@@ -12,6 +12,14 @@ use serde_json::json;
 
 const PATH: &str = "/v1/payments";
 
+/// The gateway of `fx`, up for ten minutes (the widest skew window): proofs from before it
+/// started would meet the restart fence instead of the window under test.
+fn up_a_while(fx: Fixture) -> Gateway {
+    let gw = fx.build();
+    gw.clock().advance(Duration::from_secs(600));
+    gw
+}
+
 fn send<'g>(gw: &'g Gateway, proof: &str) -> autoid_host_tests::RequestBuilder<'g> {
     gw.request("GET", AUTHORITY, PATH)
         .route("payments")
@@ -20,7 +28,7 @@ fn send<'g>(gw: &'g Gateway, proof: &str) -> autoid_host_tests::RequestBuilder<'
 
 #[test]
 fn proofs_at_the_edges_of_the_default_window_pass() {
-    let gw = Fixture::static_groups().build();
+    let gw = up_a_while(Fixture::static_groups());
     let mut alice = Client::open(&gw, "alice");
     let t = now(&gw);
     for at in [t - 60, t - 1, t, t + 1, t + 60] {
@@ -35,7 +43,7 @@ fn proofs_at_the_edges_of_the_default_window_pass() {
 
 #[test]
 fn a_proof_ages_out_as_the_gateway_clock_moves() {
-    let gw = Fixture::static_groups().build();
+    let gw = up_a_while(Fixture::static_groups());
     let mut alice = Client::open(&gw, "alice");
     let t = now(&gw);
     let kept = alice.proof_for("GET", AUTHORITY, PATH, t, None);
@@ -48,7 +56,7 @@ fn a_proof_ages_out_as_the_gateway_clock_moves() {
 
 #[test]
 fn a_proof_from_a_fast_client_clock_passes_once_the_gateway_catches_up() {
-    let gw = Fixture::static_groups().build();
+    let gw = up_a_while(Fixture::static_groups());
     let mut alice = Client::open(&gw, "alice");
     let t = now(&gw);
     let early = alice.proof_for("GET", AUTHORITY, PATH, t + 90, None);
@@ -60,9 +68,7 @@ fn a_proof_from_a_fast_client_clock_passes_once_the_gateway_catches_up() {
 
 #[test]
 fn a_narrow_configured_window_is_enforced() {
-    let gw = Fixture::static_groups()
-        .with("/limits/max_skew_secs", json!(5))
-        .build();
+    let gw = up_a_while(Fixture::static_groups().with("/limits/max_skew_secs", json!(5)));
     let mut alice = Client::open(&gw, "alice");
     let t = now(&gw);
     for at in [t - 5, t + 5] {

@@ -304,7 +304,7 @@ impl Flow {
 
     /// Claims the proof's nonce in the replay table shared by every worker (atomic: of two
     /// requests carrying the same proof, one claims it). In local scope a proof made before
-    /// this Envoy process started is refused first (the restart fence).
+    /// this Envoy process started, or in its first second, is refused first (the restart fence).
     fn claim<H: HttpHost>(
         &self,
         host: &H,

@@ -53,7 +53,8 @@ pub const FENCE_KEY: &str = "autoid.replay-fence";
 /// The restart fence: when the first worker of this Envoy process configured the filter (Unix
 /// seconds), `None` if shared data fails. Shared data lives exactly as long as the process: a
 /// new VM (a configuration update) finds the fence its process set, a new process (a restart)
-/// sets its own. Proofs made before it are refused ([`fenced`]): the replay table of the
+/// sets its own. Proofs made before it, or in its second, are refused ([`fenced`]): the replay
+/// table of the
 /// process before the restart is gone, and without the fence every proof it accepted would be
 /// accepted once more within the skew window.
 pub fn restart_fence(store: &dyn Store, now: u64) -> Option<u64> {
@@ -65,11 +66,10 @@ pub fn restart_fence(store: &dyn Store, now: u64) -> Option<u64> {
 }
 
 /// Whether a proof made at `timestamp` falls behind the fence: made before this process started,
-/// so possibly accepted already by the process before. (A proof of the fence's own second passes:
-/// an Envoy takes longer than a second to stop and start again, so the process before did not
-/// live into it.)
+/// or in the second it started (the process before may have lived into that second), so
+/// possibly accepted already by the process before.
 pub fn fenced(timestamp: u64, fence: u64) -> bool {
-    timestamp < fence
+    timestamp <= fence
 }
 
 /// What an insert found.
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(restart_fence(&store, 1000), Some(1000));
         // Another worker, or a new VM of the same process, later: the same fence.
         assert_eq!(restart_fence(&store, 1500), Some(1000));
-        assert!(fenced(999, 1000) && !fenced(1000, 1000) && !fenced(1001, 1000));
+        assert!(fenced(999, 1000) && fenced(1000, 1000) && !fenced(1001, 1000));
         // A new process: new shared data, a new fence.
         assert_eq!(restart_fence(&MemoryStore::default(), 2000), Some(2000));
     }

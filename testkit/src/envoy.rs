@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -107,6 +107,15 @@ impl Envoy {
                 e => e,
             });
         }
+        // The autoid filter's restart fence refuses proofs made in the second it was configured
+        // (docs/CONFIG.md, `replay.restart_fence`): return once that second is over, as traffic
+        // a moment after a start would be.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        std::thread::sleep(Duration::from_nanos(
+            1_000_000_000 - u64::from(now.subsec_nanos()),
+        ));
         Ok(Envoy {
             proc,
             admin,

@@ -62,6 +62,24 @@ pub fn request(
     exchange(stream, &what, &addr.to_string(), method, path, headers)
 }
 
+/// As [`request`], with `host` as the `host` header (a request meant for another address, as
+/// behind a load balancer).
+pub fn request_as(
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response> {
+    let what = format!("{method} http://{addr}{path} (host {host})");
+    let stream =
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(Error::io(what.as_str()))?;
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .map_err(Error::io(what.as_str()))?;
+    exchange(stream, &what, host, method, path, headers)
+}
+
 /// One request over a unix socket (Envoy's admin, the agent's socket), `host: localhost`.
 pub fn unix_request(socket: &Path, method: &str, path: &str) -> Result<Response> {
     let what = format!("{method} {path} on {}", socket.display());

@@ -185,6 +185,20 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         .find(|(_, api, _)| api.auth.inject.values().any(|s| resolved_by_agent(defs, s)))
         .map(|(file, _, _)| file);
     let credentials_at_agent = agent_api.is_some();
+    // `plugin.replay.scope: "fleet"`: the filter claims nonces through the agent.
+    let fleet_replay = g
+        .plugin
+        .replay
+        .as_ref()
+        .and_then(|r| r.get("scope"))
+        .is_some_and(|s| s == "fleet");
+    if fleet_replay && g.directory.is_none() {
+        bail!(
+            "{}: plugin.replay.scope: \"fleet\" claims nonces through the agent, which needs \
+             `directory` (the agent's address)",
+            gateway_file.display()
+        );
+    }
     if let Some(file) = agent_api
         && g.directory.is_none()
     {
@@ -218,7 +232,7 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             Some(AgentAddress::Unix(_)) => AGENT_SOCKET_AUTHORITY.to_owned(),
             _ => d.address.clone(),
         };
-        if keys_at_agent || epochs_at_agent || credentials_at_agent {
+        if keys_at_agent || epochs_at_agent || credentials_at_agent || fleet_replay {
             let mut agent = Map::new();
             agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
             agent.insert("authority".into(), json!(authority));

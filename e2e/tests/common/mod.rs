@@ -28,7 +28,7 @@ use autoid_testkit::process::run;
 pub use autoid_testkit::slapd::Slapd;
 use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{agent, free_port};
-use serde_json::json;
+use serde_json::{Value, json};
 
 pub const TOKEN: &str = "e2e-bridge-token-0123456789abcdef";
 pub const PAYMENTS_CREDENTIAL: &str = "Bearer upstream-secret-for-payments";
@@ -62,6 +62,9 @@ pub struct Options {
     /// AWS Secrets Manager served by moto, resolved by the agent.
     pub credentials: Option<Credentials>,
     pub agent_transport: AgentTransport,
+    /// Fleet replay: the agent claims nonces in this Redis (`replay.redis_url`) and the filter
+    /// runs with `replay.scope: "fleet"`.
+    pub fleet_redis: Option<String>,
 }
 
 /// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
@@ -88,6 +91,7 @@ impl Default for Options {
             agent_max_stream_ttl_secs: None,
             credentials: None,
             agent_transport: AgentTransport::Socket,
+            fleet_redis: None,
         }
     }
 }
@@ -119,7 +123,6 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(options: &Options) -> Stack {
-        let envoy_bin = envoy::binary().unwrap();
         let wasm = autoid_testkit::paths::wasm("autoid_plugin").unwrap();
         let autoid = bin("autoid").unwrap();
         let dir = tempfile::Builder::new()
@@ -187,6 +190,9 @@ impl Stack {
         if options.credentials.is_some() {
             bridge_config["credentials_file"] = json!(d.join("agent-credentials.json"));
         }
+        if let Some(url) = &options.fleet_redis {
+            bridge_config["replay"] = json!({"redis_url": url, "timeout_ms": 200});
+        }
         let mut directory = json!({
             "timeout_ms": 1000,
             "connect_timeout_ms": 250,
@@ -240,6 +246,9 @@ impl Stack {
             "directory": directory
         });
         let mut gateway = gateway;
+        if options.fleet_redis.is_some() {
+            gateway["plugin"]["replay"] = json!({"scope": "fleet", "fleet_timeout_ms": 500});
+        }
         let mut payments_inject = json!({"authorization": {"value": PAYMENTS_CREDENTIAL},
                                          "x-tenant": {"value": "acme"}});
         if let (Some(c), Some(m)) = (&options.credentials, &moto) {
@@ -295,27 +304,8 @@ impl Stack {
 
         let bridge = Self::start_bridge(d, &agent);
 
-        // Envoy: two workers, no hot restart (so no shared memory and no base id to collide).
         let admin = d.join("envoy-admin.sock");
-        let envoy = Envoy::start(
-            &envoy_bin,
-            &rendered,
-            Admin::Unix(admin.clone()),
-            &d.join("envoy.log"),
-            &d.join("access.log"),
-            &[
-                "--concurrency",
-                "2",
-                "--log-level",
-                "info",
-                "--component-log-level",
-                "wasm:debug",
-                // Envoy flushes its log file every 10 s by default; tests read it.
-                "--file-flush-interval-msec",
-                "100",
-            ],
-        )
-        .unwrap();
+        let envoy = start_envoy(d, &rendered, &admin);
         Stack {
             http: envoy.listener("autoid_http").unwrap(),
             https: envoy.listener("autoid_https").unwrap(),
@@ -327,6 +317,57 @@ impl Stack {
             slapd,
             dir,
             agent,
+        }
+    }
+
+    /// Stops Envoy and starts a new Envoy process on the same bootstrap (new shared data: a new
+    /// replay table); its listeners get new ports.
+    pub fn restart_envoy(&mut self) {
+        self.envoy.proc.stop();
+        let d = self.dir.path().to_owned();
+        self.envoy = start_envoy(&d, &d.join("envoy.json"), &self.admin);
+        self.http = self.envoy.listener("autoid_http").unwrap();
+        self.https = self.envoy.listener("autoid_https").unwrap();
+    }
+
+    /// Another gateway replica beside this one (`replica-<n>/`): the same keys, epoch and API
+    /// definitions, its own agent (the same configuration on its own socket: in fleet mode, the
+    /// same Redis) and its own Envoy.
+    pub fn add_replica(&self, n: usize) -> Replica {
+        let d = self.dir.path();
+        let r = d.join(format!("replica-{n}"));
+        std::fs::create_dir_all(r.join("gateway/apis")).unwrap();
+        let socket = r.join("agent.sock");
+        let mut agent: Value =
+            serde_json::from_slice(&std::fs::read(d.join("agent.json")).unwrap()).unwrap();
+        agent["listen"] = json!(format!("unix:{}", socket.display()));
+        std::fs::write(r.join("agent.json"), agent.to_string()).unwrap();
+        let mut gateway: Value =
+            serde_json::from_slice(&std::fs::read(d.join("gateway/gateway.json")).unwrap())
+                .unwrap();
+        gateway["directory"]["address"] = json!(format!("unix:{}", socket.display()));
+        std::fs::write(r.join("gateway/gateway.json"), gateway.to_string()).unwrap();
+        for api in std::fs::read_dir(d.join("gateway/apis")).unwrap() {
+            let api = api.unwrap().path();
+            std::fs::copy(&api, r.join("gateway/apis").join(api.file_name().unwrap())).unwrap();
+        }
+        let rendered = r.join("envoy.json");
+        run(Command::new(bin("autoid").unwrap())
+            .args(["gateway", "render", "--config"])
+            .arg(r.join("gateway"))
+            .arg("--out")
+            .arg(&rendered)
+            .arg("--agent-credentials")
+            .arg(r.join("agent-credentials.json")))
+        .unwrap();
+        let bridge = Self::start_bridge(&r, &AgentAt::Socket(socket));
+        let admin = r.join("envoy-admin.sock");
+        let envoy = start_envoy(&r, &rendered, &admin);
+        Replica {
+            http: envoy.listener("autoid_http").unwrap(),
+            envoy,
+            _bridge: bridge,
+            dir: r,
         }
     }
 
@@ -463,6 +504,45 @@ impl Stack {
                     .map(str::to_owned)
             },
         )
+    }
+}
+
+/// Envoy on `rendered` with two workers, its logs in `d`, its admin on `admin`.
+fn start_envoy(d: &Path, rendered: &Path, admin: &Path) -> Envoy {
+    // No hot restart (so no shared memory and no base id to collide).
+    Envoy::start(
+        &envoy::binary().unwrap(),
+        rendered,
+        Admin::Unix(admin.to_owned()),
+        &d.join("envoy.log"),
+        &d.join("access.log"),
+        &[
+            "--concurrency",
+            "2",
+            "--log-level",
+            "info",
+            "--component-log-level",
+            "wasm:debug",
+            // Envoy flushes its log file every 10 s by default; tests read it.
+            "--file-flush-interval-msec",
+            "100",
+        ],
+    )
+    .unwrap()
+}
+
+/// A second gateway replica of a [`Stack`] (fields drop in order: Envoy, then its agent).
+pub struct Replica {
+    pub envoy: Envoy,
+    _bridge: Proc,
+    pub http: SocketAddr,
+    pub dir: PathBuf,
+}
+
+impl Replica {
+    /// The counter `name` summed over workers.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.envoy.stat(&format!("wasmcustom.{name}")).unwrap()
     }
 }
 
