@@ -160,7 +160,7 @@ fmt:
 
 # autoid in Envoy next to no filter, the floor filter and jwt_authn (docs/PERFORMANCE.md).
 # BENCH_QUICK=1 for a short run that still produces every ratio.
-bench: wasm bins deps-envoy deps-ldap
+bench: wasm bins deps-envoy deps-ldap deps-redis
 	AUTOID_SKIP_BUILD=1 scripts/bench.sh
 
 # The replay table under minutes of saturation with unique valid proofs (defaults): Envoy's RSS

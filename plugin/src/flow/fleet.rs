@@ -18,6 +18,9 @@ use crate::metrics::Counter;
 use crate::reply::{Denial, Forbid, Unavailable};
 use crate::worker::State;
 
+/// A request allowed and claimed locally: its proof, its groups, the agent's header values.
+type Claimed<'a> = (&'a Verified, &'a [String], &'a [(String, String)]);
+
 impl Flow {
     /// Sends the fleet claim of a locally claimed nonce: `Pause` until the agent answers, or
     /// the failure policy when the callout cannot be sent.
@@ -76,23 +79,13 @@ impl Flow {
         &mut self,
         host: &H,
         state: &State,
-        claimed: (&Verified, &[String], &[(String, String)]),
+        claimed: Claimed<'_>,
         status: Option<u32>,
         body: &[u8],
     ) -> Verdict {
-        let (verified, groups, values) = claimed;
+        let verified = claimed.0;
         match answer(status, body) {
-            Answer::Claimed => {
-                let Some(api) = state.config.apis.get(&self.route) else {
-                    self.deny(
-                        host,
-                        Denial::Forbidden(Forbid::UnknownRoute),
-                        Some(&verified.subject),
-                    );
-                    return Verdict::Pause;
-                };
-                self.forward(host, state, api, verified, groups, values)
-            }
+            Answer::Claimed => self.forward_claimed(host, state, claimed),
             Answer::Replay => {
                 state.count(host, Counter::ReplaysRejected);
                 self.deny(
@@ -122,9 +115,9 @@ impl Flow {
         &mut self,
         host: &H,
         state: &State,
-        claimed: (&Verified, &[String], &[(String, String)]),
+        claimed: Claimed<'_>,
     ) -> Verdict {
-        let (verified, groups, values) = claimed;
+        let verified = claimed.0;
         state.count(host, Counter::ReplayFleetFailures);
         match state.config.replay.on_fleet_failure {
             FleetFailure::Deny => {
@@ -143,16 +136,28 @@ impl Flow {
                         "autoid: fleet replay unavailable: accepting on the local replay check alone (replay.on_fleet_failure \"local\"; a proof may be accepted once per replica meanwhile)",
                     );
                 }
-                let Some(api) = state.config.apis.get(&self.route) else {
-                    self.deny(
-                        host,
-                        Denial::Forbidden(Forbid::UnknownRoute),
-                        Some(&verified.subject),
-                    );
-                    return Verdict::Pause;
-                };
-                self.forward(host, state, api, verified, groups, values)
+                self.forward_claimed(host, state, claimed)
             }
         }
+    }
+
+    /// Sends a request the fleet (or the fallback) let through upstream, with what it was
+    /// allowed with.
+    fn forward_claimed<H: HttpHost>(
+        &self,
+        host: &H,
+        state: &State,
+        claimed: Claimed<'_>,
+    ) -> Verdict {
+        let (verified, groups, values) = claimed;
+        let Some(api) = state.config.apis.get(&self.route) else {
+            self.deny(
+                host,
+                Denial::Forbidden(Forbid::UnknownRoute),
+                Some(&verified.subject),
+            );
+            return Verdict::Pause;
+        };
+        self.forward(host, state, api, verified, groups, values)
     }
 }
