@@ -77,14 +77,18 @@ fn gateway(bridge: &Path, epoch: &Epoch) -> Gateway {
             "identity": {"subject_header": "x-autoid-subject", "groups_header": "x-autoid-groups"}
         }}
     });
-    FilterModule::load(wasm("autoid_plugin").unwrap())
+    let gw = FilterModule::load(wasm("autoid_plugin").unwrap())
         .unwrap()
         .gateway()
         .plugin_config(config.to_string())
         .workers(2)
         .cluster_unix("autoid_agent", bridge)
         .build()
-        .unwrap()
+        .unwrap();
+    // Traffic comes after the start: proofs made in the second the filter was configured meet
+    // its restart fence (docs/CONFIG.md, `replay.restart_fence`).
+    gw.clock().advance(std::time::Duration::from_secs(1));
+    gw
 }
 
 fn send_as(gw: &Gateway, epoch: &Epoch, subject: &str, worker: usize) -> Outcome {
