@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::replay::{Claim, FleetReplay};
 use crate::sessions::{Refusal, Sessions};
 use crate::streams::{self, Streams};
+use crate::throttle::Throttle;
 
 /// Longest subject or username accepted, in bytes (the protocol's; the whole grammar is
 /// [`autoid_protocol::valid_subject`]).
@@ -47,6 +48,7 @@ pub struct AppState {
     streams: Option<Arc<Streams>>,
     credentials: Option<Arc<Credentials>>,
     replay: Option<Arc<FleetReplay>>,
+    throttle: Arc<Throttle>,
     /// `None`: no token configured (a unix socket); every caller that can connect is trusted.
     token_digest: Option<[u8; 32]>,
     request_timeout: Duration,
@@ -78,6 +80,7 @@ impl AppState {
             streams: None,
             credentials: None,
             replay: None,
+            throttle: Arc::new(Throttle::default()),
             token_digest: token.map(|t| digest(t.as_bytes())),
             request_timeout,
         }
@@ -271,6 +274,9 @@ async fn groups(
 struct AuthRequest {
     username: String,
     password: String,
+    /// The client's address as the gateway saw it, for the per-source throttle.
+    #[serde(default)]
+    source: Option<String>,
 }
 
 impl std::fmt::Debug for AuthRequest {
@@ -278,6 +284,7 @@ impl std::fmt::Debug for AuthRequest {
         f.debug_struct("AuthRequest")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -313,13 +320,38 @@ async fn authenticate(
     if body.password.len() > MAX_PASSWORD_LEN {
         return bad_request(format!("password is longer than {MAX_PASSWORD_LEN} bytes"));
     }
+    if let Some(source) = &body.source
+        && (source.is_empty() || source.len() > 64 || !source.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return bad_request("source is not an address (1 to 64 printable ASCII characters)");
+    }
     let subject = body.username.as_str();
-    match bounded(
+    let source = body.source.as_deref();
+    if let Err(held) = state.throttle.check(subject, source, Instant::now()) {
+        let retry = held.retry_after_secs();
+        info!(subject, source, retry_after_secs = retry, held = ?held, "authentication throttled");
+        let mut r = reply(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "throttled", "retry_after_secs": retry}),
+            "throttled",
+            Some(subject),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&retry.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    let result = bounded(
         &state,
         state.directory.authenticate(subject, &body.password),
     )
-    .await
-    {
+    .await;
+    match &result {
+        Ok(Auth::Accepted(_)) => state.throttle.succeeded(subject, source, Instant::now()),
+        Ok(Auth::Rejected(_)) => state.throttle.failed(subject, source, Instant::now()),
+        Err(_) => {}
+    }
+    match result {
         Ok(Auth::Accepted(Found {
             entry_subject,
             groups,

@@ -35,6 +35,8 @@ pub mod replay;
 pub mod sessions;
 /// Per-subject entropy keys from the epochs' master secrets (`POST /v1/streams`).
 pub mod streams;
+/// Failed password checks slowed per username and per source (`POST /v1/authenticate`).
+pub mod throttle;
 /// rustls client configuration from a CA file.
 pub mod tls;
 /// Where the agent listens: a unix socket (default), TCP with TLS, or plain TCP for development.

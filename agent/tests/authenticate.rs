@@ -146,3 +146,47 @@ fn bad_requests_and_tokens() {
         assert!(body["detail"].is_string(), "{body}");
     }
 }
+
+#[test]
+fn a_burst_of_wrong_passwords_is_throttled_without_locking_out_others_or_the_owner() {
+    let b = Bridge::start(config(shared()));
+    // dave logs in once from his usual address: it becomes known for him. (Not alice: another
+    // test counts her binds in the shared slapd.)
+    let (_, body) = b.authenticate_from("dave", "dave-pass", "10.0.0.7");
+    assert_eq!(body["authenticated"], true, "{body}");
+    // An attacker guesses dave's password from elsewhere: five free failures, then held back.
+    for i in 0..5 {
+        let (status, body) = b.authenticate_from("dave", &format!("guess-{i}"), "198.51.100.9");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["authenticated"], false);
+    }
+    let (status, body) = b.authenticate_from("dave", "guess-5", "198.51.100.9");
+    assert_eq!(
+        status, 200,
+        "the sixth failure is answered, then the delay starts"
+    );
+    assert_eq!(body["authenticated"], false);
+    let (status, body) = b.authenticate_from("dave", "dave-pass", "198.51.100.9");
+    assert_eq!(
+        status, 429,
+        "held back even with the right password: {body}"
+    );
+    assert_eq!(body["error"], "throttled");
+    assert!(body["retry_after_secs"].as_u64().unwrap() >= 1);
+    // Another address guessing dave is held back too: the username's counter.
+    let (status, _) = b.authenticate_from("dave", "guess-6", "198.51.100.10");
+    assert_eq!(status, 429);
+    // Another user logs in meanwhile, and dave from his known address still does.
+    let (status, body) = b.authenticate_from("test", "test123", "192.0.2.4");
+    assert_eq!(
+        (status, &body["authenticated"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+    let (status, body) = b.authenticate_from("dave", "dave-pass", "10.0.0.7");
+    assert_eq!(
+        (status, &body["authenticated"]),
+        (200, &json!(true)),
+        "{body}"
+    );
+}

@@ -155,6 +155,16 @@ impl Bridge {
         let body = json!({"username": username, "password": password}).to_string();
         self.post_with("/v1/authenticate", Some(&format!("Bearer {TOKEN}")), &body)
     }
+
+    /// `POST /v1/authenticate` for a client at `source` (as the gateway reports it).
+    pub fn authenticate_from(&self, username: &str, password: &str, source: &str) -> (u16, Value) {
+        let body = json!({"username": username, "password": password, "source": source});
+        self.post_with(
+            "/v1/authenticate",
+            Some(&format!("Bearer {TOKEN}")),
+            &body.to_string(),
+        )
+    }
 }
 
 impl Drop for Bridge {
