@@ -11,7 +11,6 @@ use autoid_protocol::directory::REPLAY_PATH;
 use autoid_protocol::verify::Verified;
 
 use super::{Flow, Pending};
-use crate::callout::{agent_headers, bearer};
 use crate::fleet::{Answer, answer, claim_body};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
@@ -45,31 +44,17 @@ impl Flow {
             .timestamp
             .saturating_add(state.config.limits.max_skew_secs + 1);
         let body = claim_body(&verified.nonce, expires);
-        let auth = bearer(agent);
-        let mut headers = agent_headers(agent, "POST", REPLAY_PATH, auth.as_deref());
-        headers.push(("content-type", "application/json"));
         let timeout = Duration::from_millis(state.config.replay.fleet_timeout_ms);
-        match host.dispatch(&agent.cluster, headers, Some(&body), timeout) {
-            Ok(_) => {
-                state.count(host, Counter::ReplayFleetClaims);
-                self.pending = Pending::Fleet {
-                    verified: verified.clone(),
-                    groups: groups.to_vec(),
-                    values: values.to_vec(),
-                };
-                Verdict::Pause
-            }
-            Err(_) => {
-                host.log(
-                    Level::Warn,
-                    &format!(
-                        "autoid: fleet replay claim could not be dispatched to cluster {:?} request_id={}",
-                        agent.cluster, self.request_id
-                    ),
-                );
-                self.fleet_failed(host, state, (verified, groups, values))
-            }
+        if !self.post_to_agent_within(host, agent, REPLAY_PATH, &body, timeout) {
+            return self.fleet_failed(host, state, (verified, groups, values));
         }
+        state.count(host, Counter::ReplayFleetClaims);
+        self.pending = Pending::Fleet {
+            verified: verified.clone(),
+            groups: groups.to_vec(),
+            values: values.to_vec(),
+        };
+        Verdict::Pause
     }
 
     /// The agent answered the fleet claim: upstream when the nonce is new to the fleet, 401

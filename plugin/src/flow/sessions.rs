@@ -21,7 +21,7 @@ use crate::reply::{Denial, Unavailable};
 use crate::worker::State;
 
 impl Flow {
-    /// POSTs a JSON body to the agent: whether the callout was dispatched.
+    /// POSTs a JSON body to the agent within its timeout: whether the callout was dispatched.
     pub(super) fn post_to_agent<H: HttpHost>(
         &self,
         host: &H,
@@ -29,10 +29,23 @@ impl Flow {
         path: &str,
         body: &[u8],
     ) -> bool {
+        let timeout = Duration::from_millis(agent.timeout_ms);
+        self.post_to_agent_within(host, agent, path, body, timeout)
+    }
+
+    /// POSTs a JSON body to the agent within `timeout`: whether the callout was dispatched (a
+    /// failure to dispatch is logged).
+    pub(super) fn post_to_agent_within<H: HttpHost>(
+        &self,
+        host: &H,
+        agent: &Agent,
+        path: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> bool {
         let auth = bearer(agent);
         let mut headers = agent_headers(agent, "POST", path, auth.as_deref());
         headers.push(("content-type", "application/json"));
-        let timeout = Duration::from_millis(agent.timeout_ms);
         let sent = host
             .dispatch(&agent.cluster, headers, Some(body), timeout)
             .is_ok();
