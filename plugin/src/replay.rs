@@ -136,9 +136,11 @@ impl ReplayTable {
         }
         let generation = expires_at / self.width;
         let (key, fingerprint) = self.locate(nonce, generation);
-        let mut fresh = Vec::with_capacity(HEADER + FINGERPRINT);
-        fresh.extend_from_slice(&generation.to_be_bytes());
-        fresh.extend_from_slice(&fingerprint);
+        // The value of a key that holds this nonce alone (created, or reset from an old
+        // generation): on the stack, so a claim into a live key allocates nothing for it.
+        let mut fresh = [0u8; HEADER + FINGERPRINT];
+        fresh[..HEADER].copy_from_slice(&generation.to_be_bytes());
+        fresh[HEADER..].copy_from_slice(&fingerprint);
         for _ in 0..MAX_CAS_TRIES {
             let (mut value, cas) = match store.get(&key) {
                 Ok(Some(found)) => found,
