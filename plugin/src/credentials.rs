@@ -268,6 +268,8 @@ mod tests {
             agent_headers: vec!["authorization".into(), "x-key".into()],
             subject_header: None,
             groups_header: None,
+            proof: true,
+            basic: None,
         };
         let ok =
             br#"{"headers":{"authorization":"Bearer a","x-key":"k","extra":"e"},"ttl_secs":0}"#;

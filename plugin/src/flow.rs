@@ -5,6 +5,7 @@
 //! inject, and allow, deny or wait. The proxy-wasm contexts in `filter` only forward their
 //! callbacks here.
 
+mod basic;
 mod cache;
 mod credentials;
 mod directory;
@@ -27,7 +28,9 @@ use crate::decisions::Decision;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::{Counter, denied_name};
 use crate::replay::{Insert, fenced};
-use crate::reply::{Denial, Forbid, Unavailable, response, sanitize_request_id};
+use crate::reply::{
+    Challenges, Denial, Forbid, Password, Unavailable, challenged, sanitize_request_id,
+};
 use crate::worker::State;
 use cache::CacheAdapter;
 
@@ -55,9 +58,12 @@ enum Pending {
         epoch: String,
         subject: String,
     },
+    /// Waiting for the agent to check an HTTP Basic password (a directory bind): the
+    /// username, and the pair's key in the worker's remembered binds.
+    Password { username: String, key: [u8; 32] },
     /// Allowed, waiting for the agent's upstream credentials (none cached).
     Credentials {
-        verified: Verified,
+        caller: Authenticated,
         groups: Vec<String>,
     },
     /// Allowed and claimed locally, waiting for the fleet's claim (`replay.scope: "fleet"`):
@@ -67,6 +73,47 @@ enum Pending {
         groups: Vec<String>,
         values: Vec<(String, String)>,
     },
+}
+
+/// Who a request authenticated as, and how.
+#[derive(Debug, Clone, Copy)]
+enum Caller<'a> {
+    /// An entropy proof: its nonce is claimed when the request is allowed.
+    Proof(&'a Verified),
+    /// A directory password (`ldap_basic`): the subject the agent bound. Nothing to claim: a
+    /// password is meant to be sent again.
+    Password(&'a str),
+}
+
+impl<'a> Caller<'a> {
+    fn subject(self) -> &'a str {
+        match self {
+            Caller::Proof(v) => &v.subject,
+            Caller::Password(s) => s,
+        }
+    }
+
+    fn owned(self) -> Authenticated {
+        match self {
+            Caller::Proof(v) => Authenticated::Proof(v.clone()),
+            Caller::Password(s) => Authenticated::Password(s.to_owned()),
+        }
+    }
+}
+
+/// A [`Caller`] kept while its request waits.
+enum Authenticated {
+    Proof(Verified),
+    Password(String),
+}
+
+impl Authenticated {
+    fn caller(&self) -> Caller<'_> {
+        match self {
+            Authenticated::Proof(v) => Caller::Proof(v),
+            Authenticated::Password(s) => Caller::Password(s),
+        }
+    }
 }
 
 /// What a request asked the agent about, kept to verify the proof again on the answer.
@@ -146,6 +193,7 @@ impl Flow {
             Pending::Directory { .. }
             | Pending::Session { .. }
             | Pending::Stream { .. }
+            | Pending::Password { .. }
             | Pending::Credentials { .. }
             | Pending::Fleet { .. } => {
                 return Verdict::Pause;
@@ -175,6 +223,7 @@ impl Flow {
             Pending::Directory { .. }
             | Pending::Session { .. }
             | Pending::Stream { .. }
+            | Pending::Password { .. }
             | Pending::Credentials { .. }
             | Pending::Fleet { .. } => Verdict::Pause,
             Pending::Nothing => Verdict::Continue,
@@ -215,10 +264,17 @@ impl Flow {
                 status,
                 &body.unwrap_or_default(),
             ),
-            Pending::Credentials { verified, groups } => self.credentials_answer(
+            Pending::Password { username, key } => self.password_answer(
                 host,
                 &state,
-                &verified,
+                (&username, key),
+                status,
+                &body.unwrap_or_default(),
+            ),
+            Pending::Credentials { caller, groups } => self.credentials_answer(
+                host,
+                &state,
+                caller.caller(),
                 &groups,
                 status,
                 &body.unwrap_or_default(),
@@ -245,11 +301,7 @@ impl Flow {
 impl Flow {
     /// Sends the uniform denial, logs why, counts it.
     fn deny<H: HttpHost>(&self, host: &H, denial: Denial, subject: Option<&str>) {
-        let proof_header = self
-            .state
-            .as_ref()
-            .map_or("x-autoid-proof", |s| s.config.proof_header.as_str());
-        let r = response(denial, &self.request_id, proof_header);
+        let r = challenged(denial, &self.request_id, self.challenges(host));
         let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         host.send_reply(r.status, headers, &r.body);
         host.log(
@@ -266,6 +318,32 @@ impl Flow {
         if let Some(state) = &self.state {
             state.count(host, Counter::Denied);
             state.count_name(host, &denied_name(denial));
+        }
+    }
+
+    /// The 401 challenges of the request's API: a proof's if it accepts proofs, Basic's if it
+    /// accepts passwords on this connection (a proof's for a request with no API).
+    fn challenges<'s, H: HttpHost>(&'s self, host: &H) -> Challenges<'s> {
+        let Some(state) = self.state.as_deref() else {
+            return Challenges {
+                proof_header: None,
+                basic_realm: None,
+            };
+        };
+        let proof_header = Some(state.config.proof_header.as_str());
+        match state.config.apis.get(&self.route) {
+            Some(api) => Challenges {
+                proof_header: proof_header.filter(|_| api.proof),
+                basic_realm: api
+                    .basic
+                    .as_ref()
+                    .filter(|b| self.transport_allows(host, b))
+                    .map(|b| b.realm.as_str()),
+            },
+            None => Challenges {
+                proof_header,
+                basic_realm: None,
+            },
         }
     }
 
@@ -349,10 +427,10 @@ impl Flow {
         host: &H,
         state: &State,
         api: &Api,
-        verified: &Verified,
+        caller: Caller<'_>,
         groups: Option<&[String]>,
     ) -> Verdict {
-        let subject = verified.subject.as_str();
+        let subject = caller.subject();
         let Some(groups) = groups else {
             self.deny(
                 host,
@@ -365,20 +443,26 @@ impl Flow {
             self.deny(host, Denial::Forbidden(Forbid::NotInGroups), Some(subject));
             return Verdict::Pause;
         }
-        self.with_credentials(host, state, api, verified, groups)
+        self.with_credentials(host, state, api, caller, groups)
     }
 
-    /// Lets an authorized request go upstream: claims its nonce (in the fleet too, in fleet
-    /// scope: the request then waits for that answer), then [`Flow::forward`]s it.
+    /// Lets an authorized request go upstream: claims a proof's nonce (in the fleet too, in
+    /// fleet scope: the request then waits for that answer), then [`Flow::forward`]s it.
     fn admit<H: HttpHost>(
         &mut self,
         host: &H,
         state: &State,
         api: &Api,
-        verified: &Verified,
+        caller: Caller<'_>,
         groups: &[String],
         agent_values: &[(String, String)],
     ) -> Verdict {
+        let verified = match caller {
+            Caller::Proof(v) => v,
+            Caller::Password(subject) => {
+                return self.forward(host, state, api, subject, groups, agent_values);
+            }
+        };
         if let Err(denial) = self.claim(host, state, verified) {
             self.deny(host, denial, Some(&verified.subject));
             return Verdict::Pause;
@@ -386,7 +470,7 @@ impl Flow {
         if state.config.replay.scope == ReplayScope::Fleet {
             return self.claim_fleet(host, state, verified, groups, agent_values);
         }
-        self.forward(host, state, api, verified, groups, agent_values)
+        self.forward(host, state, api, &verified.subject, groups, agent_values)
     }
 
     /// Sends a claimed request upstream: strips the proof and client copies of managed headers,
@@ -396,11 +480,10 @@ impl Flow {
         host: &H,
         state: &State,
         api: &Api,
-        verified: &Verified,
+        subject: &str,
         groups: &[String],
         agent_values: &[(String, String)],
     ) -> Verdict {
-        let subject = verified.subject.as_str();
         // The proof and any client copy of a header the filter manages never go upstream. Every
         // edit is tried; if the host refused one, the request does not go upstream half-edited.
         let mut edited = host
@@ -445,7 +528,7 @@ impl Flow {
         match &state.config.groups {
             Groups::Static(map) => {
                 let groups = map.get(subject).map(Vec::as_slice);
-                self.decide(host, state, api, &verified, groups)
+                self.decide(host, state, api, Caller::Proof(&verified), groups)
             }
             Groups::Directory(directory) => {
                 self.ask_directory(host, state, api_name, api, directory, verified)
@@ -506,6 +589,38 @@ impl Flow {
             return Verdict::Pause;
         }
         self.request_done = end_of_stream;
+        if let Some(basic) = &api.basic {
+            // An API that takes passwords never passes the client's `Authorization` upstream.
+            let mut auths = headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.as_str());
+            let (first, second) = (auths.next(), auths.next());
+            if first.is_some() {
+                self.strip.push("authorization".to_owned());
+            }
+            // A proof wins where the API takes one and the request carries one.
+            if !(api.proof && proof != Err(Reject::Missing)) {
+                let basic_sent = first.is_some_and(basic::is_basic);
+                if !self.transport_allows(host, basic) && (basic_sent || !api.proof) {
+                    self.deny(host, Denial::Forbidden(Forbid::PlainHttp), None);
+                    return Verdict::Pause;
+                }
+                return match (first, second) {
+                    (Some(_), Some(_)) if basic_sent => {
+                        self.deny(host, Denial::Password(Password::Malformed), None);
+                        Verdict::Pause
+                    }
+                    (Some(value), None) if basic_sent => {
+                        self.basic(host, &state, api, basic, value)
+                    }
+                    _ => {
+                        self.deny(host, Denial::Unauthorized(Reject::Missing), None);
+                        Verdict::Pause
+                    }
+                };
+            }
+        }
         let proof = match proof {
             Ok(p) => p,
             Err(r) => {

@@ -70,6 +70,8 @@ pub trait HttpHost: Host {
     fn route_name(&self) -> Option<String>;
     /// The downstream peer's address (`ip:port`), if the host gives one.
     fn source_address(&self) -> Option<String>;
+    /// Whether the downstream connection is TLS (a TLS version is known for it).
+    fn downstream_tls(&self) -> bool;
 }
 
 /// What the proxy does with the request after a callback.

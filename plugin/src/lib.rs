@@ -16,6 +16,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod binds;
 mod callout;
 pub mod credentials;
 pub mod decisions;

@@ -58,11 +58,17 @@ pub enum Counter {
     CredentialsFailures,
     /// Requests served expired credentials within the stale window.
     CredentialsStaleServed,
+    /// HTTP Basic passwords sent to the agent to bind.
+    BasicBinds,
+    /// HTTP Basic passwords decided by a bind the worker remembered.
+    BasicCacheHits,
+    /// HTTP Basic checks the agent did not answer usably (not dispatched, timeout, status).
+    BasicFailures,
 }
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 25] = [
+    pub const ALL: [Counter; 28] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -88,6 +94,9 @@ impl Counter {
         Counter::CredentialsRefreshes,
         Counter::CredentialsFailures,
         Counter::CredentialsStaleServed,
+        Counter::BasicBinds,
+        Counter::BasicCacheHits,
+        Counter::BasicFailures,
     ];
 
     /// The metric name.
@@ -118,6 +127,9 @@ impl Counter {
             Counter::CredentialsRefreshes => "autoid_credentials_refreshes",
             Counter::CredentialsFailures => "autoid_credentials_failures",
             Counter::CredentialsStaleServed => "autoid_credentials_stale_served",
+            Counter::BasicBinds => "autoid_basic_binds",
+            Counter::BasicCacheHits => "autoid_basic_cache_hits",
+            Counter::BasicFailures => "autoid_basic_failures",
         }
     }
 }

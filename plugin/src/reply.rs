@@ -1,6 +1,6 @@
-//! Denials and the uniform responses they become: 400, 401, 403, 413 or 503, a small JSON body with an
-//! error code and the request id, `WWW-Authenticate` on 401. The precise reason goes to the log
-//! and metrics only.
+//! Denials and the uniform responses they become: 400, 401, 403, 413, 429 or 503, a small JSON
+//! body with an error code and the request id, `WWW-Authenticate` on 401 (one challenge per
+//! method the API accepts). The precise reason goes to the log and metrics only.
 
 use autoid_protocol::Reject;
 
@@ -17,6 +17,20 @@ pub enum Forbid {
     NotInGroups,
     /// The directory's entry is another spelling of the subject (`Alice` for `alice`).
     SubjectMismatch,
+    /// HTTP Basic on a connection without TLS, which the API does not accept
+    /// (`auth.basic.plain_http`).
+    PlainHttp,
+}
+
+/// Why an HTTP Basic password was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Password {
+    /// Not `Basic base64(user:password)` with a canonical username, or sent twice.
+    Malformed,
+    /// An empty password: to LDAP an unauthenticated bind, never tried.
+    Empty,
+    /// The directory did not bind (wrong password, unknown or ambiguous user).
+    Rejected,
 }
 
 /// Why a dependency could not answer.
@@ -57,14 +71,20 @@ pub enum Denial {
     BodyTooLarge,
     /// 400: a path upstreams could read as another (`..;`, `//`, `%2F`: protocol::path).
     UnsafePath,
+    /// 401: an HTTP Basic password refused.
+    Password(Password),
+    /// 429: the agent throttles this username or source after failed passwords; retry after
+    /// this many seconds.
+    Throttled(u32),
 }
 
 impl Denial {
     /// The HTTP status.
     pub fn status(self) -> u32 {
         match self {
-            Denial::Unauthorized(_) | Denial::Fenced => 401,
+            Denial::Unauthorized(_) | Denial::Fenced | Denial::Password(_) => 401,
             Denial::Forbidden(_) => 403,
+            Denial::Throttled(_) => 429,
             Denial::Unavailable(_) => 503,
             Denial::BodyTooLarge => 413,
             Denial::UnsafePath => 400,
@@ -74,8 +94,9 @@ impl Denial {
     /// The code in the response body: one per status, so bodies do not leak the reason.
     pub fn error(self) -> &'static str {
         match self {
-            Denial::Unauthorized(_) | Denial::Fenced => "unauthorized",
+            Denial::Unauthorized(_) | Denial::Fenced | Denial::Password(_) => "unauthorized",
             Denial::Forbidden(_) => "forbidden",
+            Denial::Throttled(_) => "too_many_requests",
             Denial::Unavailable(_) => "unavailable",
             Denial::BodyTooLarge => "payload_too_large",
             Denial::UnsafePath => "bad_request",
@@ -92,6 +113,11 @@ impl Denial {
             Denial::Forbidden(Forbid::UnknownSubject) => "unknown_subject",
             Denial::Forbidden(Forbid::NotInGroups) => "not_in_groups",
             Denial::Forbidden(Forbid::SubjectMismatch) => "subject_mismatch",
+            Denial::Forbidden(Forbid::PlainHttp) => "basic_over_plain_http",
+            Denial::Password(Password::Malformed) => "basic_malformed",
+            Denial::Password(Password::Empty) => "basic_empty_password",
+            Denial::Password(Password::Rejected) => "basic_rejected",
+            Denial::Throttled(_) => "basic_throttled",
             Denial::Unavailable(Unavailable::NotConfigured) => "not_configured",
             Denial::Unavailable(Unavailable::ReplayCache) => "replay_cache",
             Denial::Unavailable(Unavailable::Directory) => "directory",
@@ -117,9 +143,14 @@ impl Denial {
             Forbid::UnknownSubject,
             Forbid::NotInGroups,
             Forbid::SubjectMismatch,
+            Forbid::PlainHttp,
         ] {
             out.push(Denial::Forbidden(f).reason());
         }
+        for p in [Password::Malformed, Password::Empty, Password::Rejected] {
+            out.push(Denial::Password(p).reason());
+        }
+        out.push(Denial::Throttled(0).reason());
         for u in [
             Unavailable::NotConfigured,
             Unavailable::ReplayCache,
@@ -158,21 +189,61 @@ pub fn sanitize_request_id(id: &str) -> String {
         .collect()
 }
 
-/// The uniform response for a denial.
+/// The challenges a 401 carries: one per method the API accepts here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Challenges<'a> {
+    /// The proof header's name, when the API accepts proofs.
+    pub proof_header: Option<&'a str>,
+    /// The Basic realm, when the API accepts HTTP Basic on this connection.
+    pub basic_realm: Option<&'a str>,
+}
+
+/// The uniform response for a denial, challenging for a proof on 401.
 pub fn response(denial: Denial, request_id: &str, proof_header: &str) -> Response {
+    challenged(
+        denial,
+        request_id,
+        Challenges {
+            proof_header: Some(proof_header),
+            basic_realm: None,
+        },
+    )
+}
+
+/// The uniform response for a denial, with `challenges` on 401 (the proof's when none is
+/// given: a 401 always names a way in).
+pub fn challenged(denial: Denial, request_id: &str, challenges: Challenges<'_>) -> Response {
     let body = serde_json::json!({ "error": denial.error(), "request_id": request_id });
     let mut headers = vec![
         ("content-type", "application/json".to_owned()),
         ("cache-control", "no-store".to_owned()),
     ];
-    if let Denial::Unauthorized(_) | Denial::Fenced = denial {
-        headers.push((
-            "www-authenticate",
-            format!("AutoID realm=\"autoid\", header=\"{proof_header}\""),
-        ));
+    if denial.status() == 401 {
+        let proof = match challenges {
+            Challenges {
+                proof_header: None,
+                basic_realm: None,
+            } => Some(autoid_protocol::header::DEFAULT_HEADER),
+            c => c.proof_header,
+        };
+        if let Some(proof_header) = proof {
+            headers.push((
+                "www-authenticate",
+                format!("AutoID realm=\"autoid\", header=\"{proof_header}\""),
+            ));
+        }
+        if let Some(realm) = challenges.basic_realm {
+            headers.push((
+                "www-authenticate",
+                format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+            ));
+        }
     }
     if let Denial::Unavailable(_) = denial {
         headers.push(("retry-after", "1".to_owned()));
+    }
+    if let Denial::Throttled(secs) = denial {
+        headers.push(("retry-after", secs.max(1).to_string()));
     }
     Response {
         status: denial.status(),

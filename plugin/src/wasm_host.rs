@@ -128,4 +128,12 @@ impl HttpHost for Envoy {
         let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
         String::from_utf8(bytes).ok()
     }
+
+    fn downstream_tls(&self) -> bool {
+        // Envoy gives `connection.tls_version` only for a TLS connection.
+        matches!(
+            hostcalls::get_property(vec!["connection", "tls_version"]),
+            Ok(Some(v)) if !v.is_empty()
+        )
+    }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use autoid_protocol::config::{Config, Groups, ReplayScope};
 use autoid_protocol::directory::credentials_path;
 
+use crate::binds::Binds;
 use crate::callout::{self, agent_headers, bearer};
 use crate::credentials::{CredentialCache, parse_reply as parse_credentials};
 use crate::decisions::Decisions;
@@ -23,6 +24,8 @@ use crate::sessions::Sessions;
 use crate::store::CREATE_ONLY_CAS;
 
 const SALT_KEY: &str = "autoid.replay-salt";
+/// How many HTTP Basic binds a worker remembers.
+const MAX_BINDS: usize = 4096;
 /// The worker's tick: the entropy cache's window.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -38,6 +41,8 @@ pub struct State {
     pub cold_sources: RefCell<SourceBudgets>,
     pub entropy: RefCell<EntropyCache>,
     pub credentials: CredentialCache,
+    /// HTTP Basic binds remembered under a keyed hash (`ldap_basic` APIs).
+    pub binds: RefCell<Binds>,
     /// The restart fence (local replay scope with `restart_fence`): proofs made before it are
     /// refused. `None`: no fence.
     pub fence: Option<u64>,
@@ -74,6 +79,17 @@ impl State {
         } else {
             None
         };
+        let mut bind_key = [0u8; 32];
+        if !host.random(&mut bind_key) {
+            host.log(Level::Error, "autoid: randomness unavailable at configure");
+            return None;
+        }
+        let bind_ttl = config
+            .apis
+            .values()
+            .filter_map(|a| a.basic.as_ref().map(|b| b.cache_ttl_secs))
+            .max()
+            .unwrap_or(0);
         let decisions = match &config.groups {
             Groups::Directory(d) => Some(Decisions::new(d.max_entries)),
             Groups::Static(_) => None,
@@ -102,6 +118,7 @@ impl State {
             )),
             entropy: RefCell::new(EntropyCache::new(config.entropy_cache)),
             credentials: CredentialCache::new(config.credentials),
+            binds: RefCell::new(Binds::new(bind_key, MAX_BINDS, bind_ttl)),
             fence,
             degraded_logged_at: Cell::new(0),
             metrics,

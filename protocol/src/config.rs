@@ -194,6 +194,28 @@ struct RawApi {
     agent_headers: Vec<String>,
     #[serde(default)]
     identity: RawIdentity,
+    #[serde(default)]
+    auth: RawApiAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiAuth {
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+    #[serde(default)]
+    basic: RawBasic,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasic {
+    #[serde(default)]
+    realm: Option<String>,
+    #[serde(default)]
+    plain_http: Option<String>,
+    #[serde(default)]
+    cache_ttl_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -440,7 +462,41 @@ pub struct Api {
     pub subject_header: Option<String>,
     /// Header carrying the subject's groups upstream (comma-separated), if any.
     pub groups_header: Option<String>,
+    /// Whether callers may authenticate with an entropy proof (`auth.methods` has `proof`).
+    pub proof: bool,
+    /// HTTP Basic checked by a directory bind (`auth.methods` has `ldap_basic`), if allowed.
+    pub basic: Option<Basic>,
 }
+
+/// `apis.*.auth.basic`: HTTP Basic checked by an LDAP bind at the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Basic {
+    /// The realm of the `WWW-Authenticate: Basic` challenge.
+    pub realm: String,
+    /// Whether a password may arrive over a connection without TLS.
+    pub plain_http: PlainHttp,
+    /// How long a successful bind is remembered (under a keyed hash, never the password);
+    /// 0: every request binds.
+    pub cache_ttl_secs: u32,
+}
+
+/// Whether HTTP Basic is accepted on a downstream connection without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainHttp {
+    /// Never (the default): the password would cross the network in clear.
+    Refuse,
+    /// Only from a loopback peer (127.0.0.0/8, ::1): the password never left the host.
+    Loopback,
+    /// From anywhere: development only (`autoid gateway render` warns).
+    Allow,
+}
+
+/// The longest Basic realm accepted.
+pub const MAX_REALM_LEN: usize = 64;
+/// The longest a successful bind may be remembered.
+pub const MAX_BASIC_CACHE_TTL_SECS: u32 = 300;
+/// How long a successful bind is remembered by default.
+pub const DEFAULT_BASIC_CACHE_TTL_SECS: u32 = 30;
 
 impl core::fmt::Debug for Api {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -452,6 +508,8 @@ impl core::fmt::Debug for Api {
             .field("agent_headers", &self.agent_headers)
             .field("subject_header", &self.subject_header)
             .field("groups_header", &self.groups_header)
+            .field("proof", &self.proof)
+            .field("basic", &self.basic)
             .finish()
     }
 }
@@ -519,6 +577,94 @@ impl Config {
         names.dedup();
         names
     }
+}
+
+/// `apis.*.auth`: which methods the API accepts (`proof` by default) and Basic's settings.
+fn api_auth(
+    at: &str,
+    raw: RawApiAuth,
+    has_agent: bool,
+) -> Result<(bool, Option<Basic>), ConfigError> {
+    let methods = raw.methods.unwrap_or_else(|| vec!["proof".to_owned()]);
+    let path = format!("{at}.auth.methods");
+    if methods.is_empty() {
+        return Err(err(path, "at least one of \"proof\", \"ldap_basic\""));
+    }
+    let (mut proof, mut ldap_basic) = (false, false);
+    for (i, m) in methods.iter().enumerate() {
+        let seen = match m.as_str() {
+            "proof" => std::mem::replace(&mut proof, true),
+            "ldap_basic" => std::mem::replace(&mut ldap_basic, true),
+            other => {
+                return Err(err(
+                    format!("{path}[{i}]"),
+                    format!("unknown method {other:?} (\"proof\" or \"ldap_basic\")"),
+                ));
+            }
+        };
+        if seen {
+            return Err(err(
+                format!("{path}[{i}]"),
+                format!("{m:?} is listed twice"),
+            ));
+        }
+    }
+    let b = raw.basic;
+    if !ldap_basic {
+        if b.realm.is_some() || b.plain_http.is_some() || b.cache_ttl_secs.is_some() {
+            return Err(err(
+                format!("{at}.auth.basic"),
+                "set, but auth.methods does not list \"ldap_basic\"",
+            ));
+        }
+        return Ok((proof, None));
+    }
+    if !has_agent {
+        return Err(err(
+            path,
+            "\"ldap_basic\" needs an `agent` section (the agent checks passwords)",
+        ));
+    }
+    let realm = b.realm.unwrap_or_else(|| "autoid".to_owned());
+    if realm.is_empty()
+        || realm.len() > MAX_REALM_LEN
+        || !realm
+            .bytes()
+            .all(|c| (c.is_ascii_graphic() || c == b' ') && c != b'"' && c != b'\\')
+    {
+        return Err(err(
+            format!("{at}.auth.basic.realm"),
+            format!(
+                "{realm:?} is not a realm (1 to {MAX_REALM_LEN} printable ASCII characters, no quote or backslash)"
+            ),
+        ));
+    }
+    let plain_http = match b.plain_http.as_deref() {
+        None | Some("refuse") => PlainHttp::Refuse,
+        Some("loopback") => PlainHttp::Loopback,
+        Some("allow") => PlainHttp::Allow,
+        Some(other) => {
+            return Err(err(
+                format!("{at}.auth.basic.plain_http"),
+                format!("{other:?} is not one of \"refuse\", \"loopback\", \"allow\""),
+            ));
+        }
+    };
+    let cache_ttl_secs = b.cache_ttl_secs.unwrap_or(DEFAULT_BASIC_CACHE_TTL_SECS);
+    if cache_ttl_secs > MAX_BASIC_CACHE_TTL_SECS {
+        return Err(err(
+            format!("{at}.auth.basic.cache_ttl_secs"),
+            format!("{cache_ttl_secs} is out of range (0 to {MAX_BASIC_CACHE_TTL_SECS})"),
+        ));
+    }
+    Ok((
+        proof,
+        Some(Basic {
+            realm,
+            plain_http,
+            cache_ttl_secs,
+        }),
+    ))
 }
 
 /// A header name: lowercase RFC 9110 token characters, not a pseudo-header.
@@ -958,6 +1104,7 @@ impl TryFrom<RawConfig> for Config {
                 .groups_header
                 .map(|h| header_name(&format!("{at}.identity.groups_header"), &h))
                 .transpose()?;
+            let (proof, basic) = api_auth(&at, a.auth, agent.is_some())?;
             let api = Api {
                 enabled: a.enabled.unwrap_or(true),
                 require,
@@ -965,6 +1112,8 @@ impl TryFrom<RawConfig> for Config {
                 agent_headers,
                 subject_header,
                 groups_header,
+                proof,
+                basic,
             };
             let mut seen: Vec<&str> = api.managed_headers().collect();
             seen.sort_unstable();

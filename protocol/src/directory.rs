@@ -70,6 +70,9 @@ pub struct SessionReply {
 /// The path of the fleet replay claim.
 pub const REPLAY_PATH: &str = "/v1/replay";
 
+/// The agent's password check (`POST`, an [`AuthenticateReply`]).
+pub const AUTHENTICATE_PATH: &str = "/v1/authenticate";
+
 /// The body of `POST /v1/replay`: claim a proof's nonce across the fleet until `expires_at`.
 /// The answer is 200 `{"claimed": true}` (first sighting), 409 `{"error": "replay"}` (claimed
 /// before, by any replica), 503 `{"error": "replay_unavailable"}` (Redis did not answer in time)

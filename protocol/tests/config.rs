@@ -309,3 +309,65 @@ fn any_epoch_sends_unlisted_epochs_to_the_agent_and_allows_an_empty_list() {
         "epochs: at least one epoch is required (or `agent.any_epoch: true`)"
     );
 }
+
+/// `v` with `apis.reports.auth` set to `auth`.
+fn with_auth(mut v: Value, auth: Value) -> Value {
+    v["apis"]["reports"]["auth"] = auth;
+    v
+}
+
+#[test]
+fn auth_methods_default_to_proof_and_ldap_basic_is_checked_by_path() {
+    use autoid_protocol::config::PlainHttp;
+    let c = Config::from_json(good().to_string().as_bytes()).unwrap();
+    assert!(c.apis["payments"].proof && c.apis["payments"].basic.is_none());
+
+    let mut v = good();
+    v["agent"] = json!({ "cluster": "autoid_agent" });
+    let basic = with_auth(
+        v.clone(),
+        json!({ "methods": ["ldap_basic"], "basic": { "realm": "Legacy tools", "plain_http": "loopback" } }),
+    );
+    let c = Config::from_json(basic.to_string().as_bytes()).unwrap();
+    let api = &c.apis["reports"];
+    assert!(!api.proof);
+    let b = api.basic.as_ref().unwrap();
+    assert_eq!(
+        (b.realm.as_str(), b.plain_http, b.cache_ttl_secs),
+        ("Legacy tools", PlainHttp::Loopback, 30)
+    );
+
+    let auth = |a: Value| error_of(with_auth(v.clone(), a));
+    assert_eq!(
+        auth(json!({ "methods": [] })),
+        "apis.reports.auth.methods: at least one of \"proof\", \"ldap_basic\""
+    );
+    assert!(
+        auth(json!({ "methods": ["proof", "kerberos"] }))
+            .starts_with("apis.reports.auth.methods[1]: unknown method \"kerberos\"")
+    );
+    assert!(
+        auth(json!({ "methods": ["proof", "proof"] })).starts_with("apis.reports.auth.methods[1]:")
+    );
+    assert!(
+        auth(json!({ "basic": { "realm": "x" } })).starts_with("apis.reports.auth.basic: set, but")
+    );
+    assert!(
+        auth(json!({ "methods": ["ldap_basic"], "basic": { "realm": "a\"b" } }))
+            .starts_with("apis.reports.auth.basic.realm: \"a\\\"b\"")
+    );
+    assert!(
+        auth(json!({ "methods": ["ldap_basic"], "basic": { "plain_http": "yes" } }))
+            .starts_with("apis.reports.auth.basic.plain_http: \"yes\"")
+    );
+    assert!(
+        auth(json!({ "methods": ["ldap_basic"], "basic": { "cache_ttl_secs": 301 } }))
+            .starts_with("apis.reports.auth.basic.cache_ttl_secs: 301 is out of range")
+    );
+    // Without an agent no one can check a password.
+    let no_agent = error_of(with_auth(good(), json!({ "methods": ["ldap_basic"] })));
+    assert!(
+        no_agent.starts_with("apis.reports.auth.methods: \"ldap_basic\" needs an `agent` section"),
+        "{no_agent}"
+    );
+}

@@ -3,17 +3,15 @@
 
 use std::time::Duration;
 
-use autoid_protocol::config::Api;
-use autoid_protocol::directory::credentials_path;
-use autoid_protocol::verify::Verified;
-
-use super::{Flow, Pending};
+use super::{Caller, Flow, Pending};
 use crate::callout::{agent_headers, bearer};
 use crate::credentials::{Lookup, parse_reply as parse_credentials};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Forbid, Unavailable};
 use crate::worker::State;
+use autoid_protocol::config::Api;
+use autoid_protocol::directory::credentials_path;
 
 impl Flow {
     /// Lets an allowed request go upstream with the API's credentials: inline ones at once, the
@@ -23,23 +21,23 @@ impl Flow {
         host: &H,
         state: &State,
         api: &Api,
-        verified: &Verified,
+        caller: Caller<'_>,
         groups: &[String],
     ) -> Verdict {
         if api.agent_headers.is_empty() {
-            return self.admit(host, state, api, verified, groups, &[]);
+            return self.admit(host, state, api, caller, groups, &[]);
         }
         let now = host.now_ms() / 1000;
         match state.credentials.lookup(host.store(), &self.route, now) {
             Lookup::Fresh(values) => {
                 state.count(host, Counter::CredentialsCacheHits);
-                self.admit(host, state, api, verified, groups, &values)
+                self.admit(host, state, api, caller, groups, &values)
             }
             Lookup::Stale(values) => {
                 state.count(host, Counter::CredentialsStaleServed);
-                self.admit(host, state, api, verified, groups, &values)
+                self.admit(host, state, api, caller, groups, &values)
             }
-            Lookup::Missing => self.ask_credentials(host, state, verified, groups),
+            Lookup::Missing => self.ask_credentials(host, state, caller, groups),
         }
     }
 
@@ -49,14 +47,14 @@ impl Flow {
         &mut self,
         host: &H,
         state: &State,
-        verified: &Verified,
+        caller: Caller<'_>,
         groups: &[String],
     ) -> Verdict {
         let Some(agent) = &state.config.agent else {
             self.deny(
                 host,
                 Denial::Unavailable(Unavailable::Credentials),
-                Some(&verified.subject),
+                Some(caller.subject()),
             );
             return Verdict::Pause;
         };
@@ -68,7 +66,7 @@ impl Flow {
             Ok(_) => {
                 state.count(host, Counter::CredentialsCallouts);
                 self.pending = Pending::Credentials {
-                    verified: verified.clone(),
+                    caller: caller.owned(),
                     groups: groups.to_vec(),
                 };
                 Verdict::Pause
@@ -82,7 +80,7 @@ impl Flow {
                 self.deny(
                     host,
                     Denial::Unavailable(Unavailable::Credentials),
-                    Some(&verified.subject),
+                    Some(caller.subject()),
                 );
                 Verdict::Pause
             }
@@ -94,7 +92,7 @@ impl Flow {
         &mut self,
         host: &H,
         state: &State,
-        verified: &Verified,
+        caller: Caller<'_>,
         groups: &[String],
         status: Option<u32>,
         body: &[u8],
@@ -103,7 +101,7 @@ impl Flow {
             self.deny(
                 host,
                 Denial::Forbidden(Forbid::UnknownRoute),
-                Some(&verified.subject),
+                Some(caller.subject()),
             );
             return Verdict::Pause;
         };
@@ -113,7 +111,7 @@ impl Flow {
                 state
                     .credentials
                     .put(host.store(), &self.route, values.clone(), ttl, now);
-                self.admit(host, state, api, verified, groups, &values)
+                self.admit(host, state, api, caller, groups, &values)
             }
             Err(e) => {
                 state.count(host, Counter::CredentialsFailures);
@@ -127,7 +125,7 @@ impl Flow {
                 self.deny(
                     host,
                     Denial::Unavailable(Unavailable::Credentials),
-                    Some(&verified.subject),
+                    Some(caller.subject()),
                 );
                 Verdict::Pause
             }

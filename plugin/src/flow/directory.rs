@@ -6,7 +6,7 @@ use std::time::Duration;
 use autoid_protocol::config::{Api, Directory};
 use autoid_protocol::verify::Verified;
 
-use super::{Flow, Pending};
+use super::{Caller, Flow, Pending};
 use crate::decisions::{Decision, Freshness, groups_path, parse_reply};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
@@ -148,7 +148,7 @@ impl Flow {
             );
             return Verdict::Pause;
         }
-        self.decide(host, state, api, verified, decision.groups())
+        self.decide(host, state, api, Caller::Proof(verified), decision.groups())
     }
 
     /// The bridge failed: a stale decision within its window answers, else 503.

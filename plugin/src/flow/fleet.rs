@@ -143,6 +143,6 @@ impl Flow {
             );
             return Verdict::Pause;
         };
-        self.forward(host, state, api, verified, groups, values)
+        self.forward(host, state, api, &verified.subject, groups, values)
     }
 }

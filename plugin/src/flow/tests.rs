@@ -15,6 +15,8 @@ use getrandom::SysRng;
 use getrandom::rand_core::UnwrapErr;
 use serde_json::{Value, json};
 
+mod basic;
+
 use super::Flow;
 use crate::host::fake::{AUTHORITY, FakeHost, START_SECS};
 use crate::host::{Level, Verdict};

@@ -62,6 +62,8 @@ pub struct FakeHost {
     pub now_ms: Cell<u64>,
     pub route: Option<String>,
     pub source: Option<String>,
+    /// Whether the downstream connection is TLS.
+    pub tls: bool,
     /// The request headers as they stand (edited by the filter).
     pub headers: RefCell<Vec<(String, String)>>,
     pub body: RefCell<Vec<u8>>,
@@ -226,5 +228,9 @@ impl HttpHost for FakeHost {
 
     fn source_address(&self) -> Option<String> {
         self.source.clone()
+    }
+
+    fn downstream_tls(&self) -> bool {
+        self.tls
     }
 }
