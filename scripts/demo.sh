@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh (`make demo`) — requests against the stack `make run` started: an allowed request (the
 # upstream's echo shows the injected credential and identity headers, and no proof header), a
-# 401 without a proof, a 403 for dave, who is in no group, and a POST whose proof binds its body.
+# 401 without a proof, a 403 for dave, who is in no group, a POST whose proof binds its body, and
+# HTTP Basic with a directory password on the legacy API.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -62,11 +63,20 @@ show curl -sS --cacert run/tls/ca.pem -H "x-autoid-proof: $PROOF" -H 'content-ty
 	--data-binary '{"amount":5000,"to":"acct-666"}' "$GW/payments/charges"
 
 echo
-echo "5. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
+echo "5. A legacy tool with only a directory password: the legacy API takes HTTP Basic, which the agent"
+echo "   checks by binding to OpenLDAP as the user (test / test123, in testgroup). Plain HTTP is accepted"
+echo "   here only because the client is on this host (auth.basic.plain_http: \"loopback\")."
+show curl -sS -u test:test123 http://127.0.0.1:8080/legacy/status
+echo "   The upstream saw the injected x-api-key and x-autoid-subject=test, and no authorization header."
+echo "   A wrong password: 401, with the Basic challenge."
+show curl -sS -i -u test:wrong http://127.0.0.1:8080/legacy/status
+
+echo
+echo "6. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
 # The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's two.
 for _ in $(seq 30); do
 	curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_requests_allowed" 2>/dev/null |
 		grep -q 'autoid_requests_allowed: [2-9]' && break
 	sleep 0.1
 done
-show curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_(requests|denied_missing|denied_not_in_groups|denied_body|agent_session)"
+show curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_(requests|denied_missing|denied_not_in_groups|denied_body|denied_basic|basic|agent_session)"

@@ -76,6 +76,7 @@ mkdir -p "$RUN/secrets"
 	printf 'Bearer demo-payments-%s\n' "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$RUN/secrets/payments-upstream.token"
 umask 022
 export AUTOID_DEMO_REPORTS_KEY=demo-reports-key-from-the-environment
+export AUTOID_DEMO_LEGACY_KEY=demo-legacy-key-from-the-environment
 "$REPO/scripts/dev-tls.sh" "$RUN/tls"
 
 PIDS=()

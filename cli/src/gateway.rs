@@ -148,6 +148,23 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
             common.config.join("gateway.json").display()
         );
     }
+    for (file, api, _) in &defs.apis {
+        match api.auth.plain_http() {
+            Some("allow") if api.auth.ldap_basic() => eprintln!(
+                "autoid: WARNING: {}: auth.basic.plain_http \"allow\" accepts directory \
+                 passwords on connections without TLS, from anywhere: anyone on the path reads \
+                 them. For development only; use \"loopback\" or TLS (listeners.https).",
+                file.display()
+            ),
+            Some("loopback") if api.auth.ldap_basic() => eprintln!(
+                "autoid: warning: {}: auth.basic.plain_http \"loopback\" accepts directory \
+                 passwords without TLS from this host's own clients (127.0.0.0/8, ::1); remote \
+                 clients need TLS.",
+                file.display()
+            ),
+            _ => {}
+        }
+    }
     let bootstrap = envoy::bootstrap(&defs, &filter::to_string(&config)?, &style, &admin_socket)?;
     let wasm = defs.resolve(&defs.gateway.plugin.wasm_file);
     if !wasm.is_file() {

@@ -271,6 +271,26 @@ pub(crate) struct Auth {
     pub(crate) inject: BTreeMap<String, Source>,
     #[serde(default)]
     pub(crate) identity: Identity,
+    /// `["proof"]` (the default), `["ldap_basic"]`, or both: passed to the filter as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) methods: Option<Vec<String>>,
+    /// HTTP Basic's realm, plain-HTTP rule and bind cache TTL: passed to the filter as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) basic: Option<serde_json::Value>,
+}
+
+impl Auth {
+    /// Whether the API accepts HTTP Basic checked by the agent's directory bind.
+    pub(crate) fn ldap_basic(&self) -> bool {
+        self.methods
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m == "ldap_basic"))
+    }
+
+    /// The API's `auth.basic.plain_http`, if set.
+    pub(crate) fn plain_http(&self) -> Option<&str> {
+        self.basic.as_ref()?.get("plain_http")?.as_str()
+    }
 }
 
 #[derive(Debug, Default, Deserialize, serde::Serialize)]

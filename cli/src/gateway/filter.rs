@@ -192,6 +192,21 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         .as_ref()
         .and_then(|r| r.get("scope"))
         .is_some_and(|s| s == "fleet");
+    // `auth.methods` with `ldap_basic`: the agent checks the passwords.
+    let basic_api = defs
+        .apis
+        .iter()
+        .find(|(_, api, _)| api.auth.ldap_basic())
+        .map(|(file, _, _)| file);
+    if let Some(file) = basic_api
+        && g.directory.is_none()
+    {
+        bail!(
+            "{}: auth.methods: \"ldap_basic\" has the agent bind as the user, but {} has no              `directory` (the agent's address)",
+            file.display(),
+            gateway_file.display()
+        );
+    }
     if fleet_replay && g.directory.is_none() {
         bail!(
             "{}: plugin.replay.scope: \"fleet\" claims nonces through the agent, which needs \
@@ -232,7 +247,12 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             Some(AgentAddress::Unix(_)) => AGENT_SOCKET_AUTHORITY.to_owned(),
             _ => d.address.clone(),
         };
-        if keys_at_agent || epochs_at_agent || credentials_at_agent || fleet_replay {
+        if keys_at_agent
+            || epochs_at_agent
+            || credentials_at_agent
+            || fleet_replay
+            || basic_api.is_some()
+        {
             let mut agent = Map::new();
             agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
             agent.insert("authority".into(), json!(authority));
@@ -301,6 +321,16 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             "inject": inject,
             "identity": api.auth.identity,
         });
+        if api.auth.methods.is_some() || api.auth.basic.is_some() {
+            let mut auth = Map::new();
+            if let Some(m) = &api.auth.methods {
+                auth.insert("methods".into(), json!(m));
+            }
+            if let Some(b) = &api.auth.basic {
+                auth.insert("basic".into(), b.clone());
+            }
+            entry["auth"] = Value::Object(auth);
+        }
         if !agent_headers.is_empty() {
             entry["agent_headers"] = Value::Array(agent_headers);
         }
@@ -351,6 +381,8 @@ fn locate(o: &Origins, e: &ConfigError) -> String {
                 let tail = tail.trim_start_matches('.');
                 let field = if let Some(rest) = tail.strip_prefix("agent_headers") {
                     format!("auth.inject{rest}")
+                } else if tail.starts_with("auth") {
+                    tail.to_owned()
                 } else if tail.starts_with("require")
                     || tail.starts_with("inject")
                     || tail.starts_with("identity")
