@@ -135,6 +135,28 @@ impl Slapd {
         log.lines().filter(|l| l.contains(&needle)).count()
     }
 
+    /// Sets `dn`'s password as the directory's admin, the way an operator does (`ldappasswd`,
+    /// the LDAP Password Modify extended operation).
+    pub fn set_password(&self, dn: &str, password: &str) -> Result<()> {
+        let what = "ldappasswd";
+        let out = Command::new(what)
+            .args(["-x", "-H", &self.ldap_url, "-D", ADMIN_DN])
+            .arg("-y")
+            .arg(self.script.state.join("admin.password"))
+            .args(["-s", password, dn])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(Error::io(format!("{what} ({SLAPD_INSTALL})")))?;
+        if !out.status.success() {
+            return Err(Error::Failed {
+                what: what.into(),
+                status: out.status,
+                output: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
     /// Applies an LDIF change as the directory's admin (`ldapmodify`).
     pub fn modify(&self, ldif: &str) -> Result<()> {
         let what = "ldapmodify";

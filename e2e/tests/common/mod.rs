@@ -279,6 +279,29 @@ impl Stack {
                 "upstream": format!("http://{upstream_addr}"),
                 "auth": {"require": {"all_of": ["admins"]}}
             }),
+            // HTTP Basic checked by the agent's bind: TLS only, binds remembered 2 s.
+            json!({
+                "id": "legacy", "name": "Legacy", "listen_path": "/legacy/",
+                "upstream": format!("http://{upstream_addr}"),
+                "auth": {
+                    "methods": ["ldap_basic"],
+                    "basic": {"realm": "e2e legacy", "cache_ttl_secs": 2},
+                    "require": {"any_of": ["testgroup", "payments"]},
+                    "inject": {"x-legacy-key": {"value": "legacy-upstream-key"}},
+                    "identity": {"subject_header": "x-autoid-subject"}
+                }
+            }),
+            // A proof or HTTP Basic; Basic without TLS from loopback peers; every request binds.
+            json!({
+                "id": "local", "name": "Local", "listen_path": "/local/",
+                "upstream": format!("http://{upstream_addr}"),
+                "auth": {
+                    "methods": ["proof", "ldap_basic"],
+                    "basic": {"plain_http": "loopback", "cache_ttl_secs": 0},
+                    "require": {"any_of": ["testgroup", "payments"]},
+                    "identity": {"subject_header": "x-autoid-subject"}
+                }
+            }),
             json!({
                 "id": "off", "name": "Disabled", "enabled": false, "listen_path": "/off/",
                 "upstream": format!("http://{upstream_addr}"),
