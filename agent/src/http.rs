@@ -27,6 +27,7 @@ use tracing::{error, info, warn};
 use crate::credentials::{Credentials, Refusal as CredentialRefusal};
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::replay::{Claim, FleetReplay};
 use crate::sessions::{Refusal, Sessions};
 use crate::streams::{self, Streams};
@@ -49,6 +50,7 @@ pub struct AppState {
     credentials: Option<Arc<Credentials>>,
     replay: Option<Arc<FleetReplay>>,
     throttle: Arc<Throttle>,
+    metrics: Arc<Metrics>,
     /// `None`: no token configured (a unix socket); every caller that can connect is trusted.
     token_digest: Option<[u8; 32]>,
     request_timeout: Duration,
@@ -81,6 +83,7 @@ impl AppState {
             credentials: None,
             replay: None,
             throttle: Arc::new(Throttle::default()),
+            metrics: Arc::new(Metrics::default()),
             token_digest: token.map(|t| digest(t.as_bytes())),
             request_timeout,
         }
@@ -518,6 +521,24 @@ async fn credentials(
     }
 }
 
+/// The agent's counters (Prometheus text); behind the token where one is configured.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let mut r = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response();
+    r.extensions_mut().insert(Outcome {
+        outcome: "metrics",
+        subject: None,
+    });
+    r
+}
+
 async fn healthz() -> Response {
     reply(StatusCode::OK, json!({"status": "ok"}), "ok", None)
 }
@@ -548,7 +569,7 @@ async fn fallback() -> Response {
 
 /// One log line per request: method, path, status, outcome, subject, latency. Never the query
 /// string's other parameters, the body, or the authorization header.
-async fn access_log(req: Request, next: Next) -> Response {
+async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -558,6 +579,7 @@ async fn access_log(req: Request, next: Next) -> Response {
         Some(o) => (o.outcome, o.subject.clone()),
         None => ("rejected", None),
     };
+    state.metrics.answered(route_of(&path), outcome);
     info!(
         target: "autoid_agent::access",
         method = %method,
@@ -571,6 +593,31 @@ async fn access_log(req: Request, next: Next) -> Response {
     response
 }
 
+/// The routes, for the metrics' `route` label: a request path's template, or `other` (so no
+/// API id, username or probe path becomes a label).
+const ROUTES: [&str; 9] = [
+    "/v1/groups",
+    "/v1/authenticate",
+    "/v1/sessions",
+    "/v1/streams",
+    REPLAY_PATH,
+    "/v1/credentials/{api}",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+fn route_of(path: &str) -> &'static str {
+    if path.starts_with("/v1/credentials/") {
+        return "/v1/credentials/{api}";
+    }
+    ROUTES
+        .iter()
+        .find(|r| **r == path)
+        .copied()
+        .unwrap_or("other")
+}
+
 /// The router with every route, the body limit and the request log.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -582,8 +629,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/credentials/{api}", get(credentials))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(fallback)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(state, access_log))
 }

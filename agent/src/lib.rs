@@ -29,6 +29,7 @@ pub mod error;
 pub mod groups;
 /// The HTTP API: routes, bearer-token check, request log.
 pub mod http;
+pub mod metrics;
 /// Fleet replay claims in Redis (`POST /v1/replay`).
 pub mod replay;
 /// Session unwrapping with the gateway's private keys (`POST /v1/sessions`).

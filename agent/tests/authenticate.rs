@@ -189,4 +189,19 @@ fn a_burst_of_wrong_passwords_is_throttled_without_locking_out_others_or_the_own
         (200, &json!(true)),
         "{body}"
     );
+    // The agent's metrics count what happened (behind the token), and name no user.
+    assert_eq!(b.get_with("/metrics", None).0, 401);
+    let (status, text) = b.get("/metrics");
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap().to_owned();
+    let count = |outcome: &str| -> u64 {
+        let key = format!("route=\"/v1/authenticate\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.split_once(&key).map(|(_, n)| n.parse().unwrap()))
+            .unwrap_or(0)
+    };
+    assert_eq!(count("throttled"), 2, "{text}");
+    assert_eq!(count("not_authenticated"), 6, "{text}");
+    assert_eq!(count("authenticated"), 3, "{text}");
+    assert!(!text.contains("dave"), "{text}");
 }
