@@ -61,8 +61,9 @@ pub struct Options {
     #[arg(long, default_value_t = 50.0)]
     pub new_sessions_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
-    /// g warm with fleet replay in Redis, h cold through the agent).
-    #[arg(long, default_value = "afbcdegh")]
+    /// g warm with fleet replay in Redis, h cold through the agent, i HTTP Basic with the bind
+    /// remembered).
+    #[arg(long, default_value = "afbcdeghi")]
     pub arms: String,
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
@@ -106,6 +107,9 @@ pub enum Arm {
     ColdAgent,
     /// (g) autoid warm, every nonce also claimed in Redis through the agent (fleet replay).
     Fleet,
+    /// (i) autoid HTTP Basic (`ldap_basic`), the bind remembered by the filter: one directory
+    /// bind per worker, then the keyed-hash lookup per request.
+    Basic,
 }
 
 impl Arm {
@@ -119,6 +123,7 @@ impl Arm {
             'e' => Arm::Directory,
             'h' => Arm::ColdAgent,
             'g' => Arm::Fleet,
+            'i' => Arm::Basic,
             _ => return None,
         })
     }
@@ -134,6 +139,7 @@ impl Arm {
             Arm::Directory => 'e',
             Arm::ColdAgent => 'h',
             Arm::Fleet => 'g',
+            Arm::Basic => 'i',
         }
     }
 
@@ -148,13 +154,14 @@ impl Arm {
             Arm::Directory => "autoid directory miss",
             Arm::ColdAgent => "autoid cold, RSA in the agent",
             Arm::Fleet => "autoid warm, fleet replay (Redis)",
+            Arm::Basic => "autoid HTTP Basic, bind remembered",
         }
     }
 
     fn is_autoid(self) -> bool {
         matches!(
             self,
-            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet
+            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic
         )
     }
 
@@ -165,7 +172,10 @@ impl Arm {
 
     /// Needs slapd and the bridge.
     fn needs_bridge(self) -> bool {
-        matches!(self, Arm::Directory | Arm::ColdAgent | Arm::Fleet)
+        matches!(
+            self,
+            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic
+        )
     }
 }
 
@@ -233,6 +243,8 @@ struct Bench<'a> {
 
 const PROOF_HEADER: &str = "x-autoid-proof";
 const SUBJECT: &str = "alice";
+/// Arm (i)'s `Authorization`: `test:test123`, the directory's tutorial user (testgroup).
+const BASIC_CREDENTIALS: &str = "Basic dGVzdDp0ZXN0MTIz";
 const MAX_SKEW_SECS: u64 = 120;
 /// Junk proofs made for a flood (cycled: a failed unwrap is never cached, so a repeat costs the
 /// same RSA operation).
@@ -251,8 +263,8 @@ impl Bench<'_> {
                 "negative_ttl_secs": 0,
                 "stale_if_error_secs": 0
             }}),
-            (Arm::Directory | Arm::ColdAgent | Arm::Fleet, None) => {
-                bail!("arms (e), (g) and (h) need the agent")
+            (Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic, None) => {
+                bail!("arms (e), (g), (h) and (i) need the agent")
             }
             _ => json!({ "static_groups": { SUBJECT: ["payments", "reports"] } }),
         };
@@ -275,6 +287,25 @@ impl Bench<'_> {
             }
             if phase == Phase::Flood {
                 c.remove("cold_path");
+            }
+            if arm == Arm::Basic {
+                // The demo's `test` (testgroup) over HTTP Basic from loopback; the agent binds
+                // once per worker, the filter remembers the bind for the whole run.
+                c.insert(
+                    "agent".into(),
+                    json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
+                            "timeout_ms": 5000 }),
+                );
+                c.insert(
+                    "apis".into(),
+                    json!({ ROUTE_NAME: {
+                        "require": { "any_of": ["testgroup"] },
+                        "inject": { "authorization": "Bearer upstream-credential-for-the-bench" },
+                        "identity": { "subject_header": "x-autoid-subject" },
+                        "auth": { "methods": ["ldap_basic"],
+                                  "basic": { "plain_http": "loopback", "cache_ttl_secs": 300 } }
+                    } }),
+                );
             }
             if arm == Arm::Fleet {
                 // Each allowed nonce is claimed again in Redis through the agent.
@@ -307,7 +338,7 @@ impl Bench<'_> {
             Arm::None => vec![],
             Arm::Floor => vec![envoy::wasm_filter("floor", &self.o.floor, "")],
             Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
-            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet => {
+            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic => {
                 if let (true, Some(d)) = (
                     arm.needs_bridge() || phase.keys_at_agent(arm),
                     &self.directory,
@@ -349,6 +380,12 @@ impl Bench<'_> {
                     })
                     .collect(),
             ),
+            // One request, the same password every time: what a Basic client sends.
+            Arm::Basic => cycled(vec![loadgen::request(
+                HOST,
+                PATH,
+                Some(("authorization", BASIC_CREDENTIALS)),
+            )]),
             Arm::Warm | Arm::Directory | Arm::Fleet => Requests {
                 bytes: proofs::proof_requests(
                     &self.public,
@@ -967,6 +1004,15 @@ fn summarize(
         "cold_agent_vs_cold_wasm": ratio(Arm::ColdAgent, Arm::Cold, &rps),
         "directory_vs_warm": ratio(Arm::Directory, Arm::Warm, &rps),
         "fleet_vs_warm": ratio(Arm::Fleet, Arm::Warm, &rps),
+        "basic_vs_warm": ratio(Arm::Basic, Arm::Warm, &rps),
+        "basic": {
+            // Binds the agent made per request: ~0 once each worker remembers the password.
+            "binds_per_request": spread(&pick(Arm::Basic, Phase::Saturation, &|r| {
+                counter(r, "autoid_basic_binds") / counter(r, "autoid_requests_allowed")
+            })),
+            "paced_p50_us": spread(&pick(Arm::Basic, Phase::Paced, &|r| r.outcome.p50_us)),
+            "paced_p99_us": spread(&pick(Arm::Basic, Phase::Paced, &|r| r.outcome.p99_us)),
+        },
         "fleet_replay": {
             // One claim per allowed request reaches Redis (a SET NX through the agent).
             "redis_claims_per_request": spread(&pick(Arm::Fleet, Phase::Saturation, &|r| {
@@ -1060,6 +1106,7 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
         ),
         ("directory_vs_warm", "e/c directory miss vs warm"),
         ("fleet_vs_warm", "g/c fleet replay vs warm (target ≥ 0.5)"),
+        ("basic_vs_warm", "i/c HTTP Basic (bind remembered) vs warm"),
     ] {
         t.push_str(&format!(
             "| {label} | {} |\n",
