@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 
-use crate::credentials::{Credentials, Refusal as CredentialRefusal};
+use crate::credentials::{Credentials, Refusal as CredentialRefusal, RoleRefusal};
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -521,6 +521,60 @@ async fn credentials(
     }
 }
 
+/// Short-lived AWS credentials for the subject the gateway proved (`aws_roles`): the filter
+/// verified the proof and the API's groups and set `x-autoid-subject` and `x-autoid-groups`
+/// (client copies stripped) before forwarding here. The JSON is what `credential_process`
+/// reads; it is never stored (`cache-control: no-store`) nor logged.
+async fn aws_credentials(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    UrlPath(api): UrlPath<String>,
+) -> Response {
+    if !state.authorized(&headers) {
+        return unauthorized();
+    }
+    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
+    let Some(credentials) = state.credentials.clone() else {
+        return refused(StatusCode::NOT_FOUND, "unknown_api");
+    };
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let subject = header_text("x-autoid-subject")
+        .unwrap_or_default()
+        .to_owned();
+    let groups: Vec<String> = header_text("x-autoid-groups")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|g| !g.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let who = subject.clone();
+    let api_name = api.clone();
+    let minted = tokio::task::spawn_blocking(move || {
+        credentials.roles().assume(&api_name, &subject, &groups)
+    })
+    .await;
+    match minted {
+        Ok(Ok(c)) => {
+            let mut r = reply(StatusCode::OK, &c, "aws_credentials", Some(&who));
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
+        Ok(Err(RoleRefusal::UnknownApi)) => refused(StatusCode::NOT_FOUND, "unknown_api"),
+        Ok(Err(RoleRefusal::NoSubject)) => {
+            warn!(api = %api, "AWS credentials asked without a valid x-autoid-subject: is the API's subject header set?");
+            refused(StatusCode::BAD_REQUEST, "no_subject")
+        }
+        Ok(Err(RoleRefusal::Sts(why))) => {
+            warn!(api = %api, subject = %who, error = %why, "STS AssumeRole failed");
+            refused(StatusCode::SERVICE_UNAVAILABLE, "aws_unavailable")
+        }
+        Err(_) => refused(StatusCode::SERVICE_UNAVAILABLE, "aws_unavailable"),
+    }
+}
+
 /// The agent's counters (Prometheus text); behind the token where one is configured.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.authorized(&headers) {
@@ -611,6 +665,9 @@ fn route_of(path: &str) -> &'static str {
     if path.starts_with("/v1/credentials/") {
         return "/v1/credentials/{api}";
     }
+    if path.starts_with("/v1/aws/credentials/") {
+        return "/v1/aws/credentials/{api}";
+    }
     ROUTES
         .iter()
         .find(|r| **r == path)
@@ -627,6 +684,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/streams", post(stream_key))
         .route(REPLAY_PATH, post(replay))
         .route("/v1/credentials/{api}", get(credentials))
+        .route("/v1/aws/credentials/{api}", get(aws_credentials))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod aws;
 mod binding;
 mod epoch;
 mod files;
@@ -103,6 +104,9 @@ enum Command {
     /// Rotate the agent's long-term material without restarting Envoy
     #[command(subcommand)]
     Rotate(rotate::RotateCommand),
+    /// AWS: short-lived credentials from the gateway for the aws CLI and SDKs
+    #[command(subcommand)]
+    Aws(aws::AwsCommand),
 }
 
 fn run(command: Command) -> anyhow::Result<Outcome> {
@@ -116,6 +120,7 @@ fn run(command: Command) -> anyhow::Result<Outcome> {
         Command::Config(cmd) => gateway::run_config(&cmd),
         Command::Gateway(cmd) => gateway::run_gateway(&cmd),
         Command::Rotate(cmd) => rotate::run(&cmd),
+        Command::Aws(cmd) => aws::run(&cmd),
     }
 }
 

@@ -90,7 +90,7 @@ pub(crate) fn run(args: &RequestArgs) -> Result<Outcome> {
     if args.bind_body && body.is_none() {
         usage!("--bind-body needs a body (-d)");
     }
-    let agent = agent(args)?;
+    let agent = http_agent(args.cacert.as_deref(), args.timeout)?;
     let mut prover = Prover::new(&args.client)?;
 
     let mut stdout = std::io::stdout().lock();
@@ -173,15 +173,15 @@ fn parse_headers(
     Ok(out)
 }
 
-/// An agent that returns non-2xx responses instead of errors, follows no redirects, and trusts
-/// `--cacert` when given.
-fn agent(args: &RequestArgs) -> Result<ureq::Agent> {
+/// An agent that returns non-2xx responses instead of errors, follows no redirects, gives up
+/// after `timeout` seconds, and trusts only `cacert`'s certificates when given.
+pub(crate) fn http_agent(cacert: Option<&std::path::Path>, timeout: u64) -> Result<ureq::Agent> {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .allow_non_standard_methods(true)
-        .timeout_global(Some(Duration::from_secs(args.timeout)));
-    if let Some(path) = &args.cacert {
+        .timeout_global(Some(Duration::from_secs(timeout)));
+    if let Some(path) = cacert {
         let pem = files::read_bytes(path, "the CA certificates")?;
         let mut certs = Vec::new();
         for item in ureq::tls::parse_pem(&pem) {

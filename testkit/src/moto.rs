@@ -36,6 +36,36 @@ pub fn venv_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// What [`Moto::start_iam`] created: the agent's access key and the role it may assume.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Iam {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub role_arn: String,
+}
+
+/// The IAM requests the seed makes before authentication starts.
+const IAM_SEED_ACTIONS: u32 = 4;
+
+/// Creates the agent's user and key (allowed `sts:AssumeRole` and `sts:TagSession`) and the role
+/// `autoid-demo`, which trusts that user; prints the key and the role's ARN as JSON.
+const IAM_SEED: &str = r#"
+import json, sys, boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="seed", aws_secret_access_key="seed")
+iam.create_user(UserName="autoid-agent")
+key = iam.create_access_key(UserName="autoid-agent")["AccessKey"]
+iam.put_user_policy(UserName="autoid-agent", PolicyName="assume-autoid-roles", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": "*"}]}))
+role = iam.create_role(RoleName="autoid-demo", AssumeRolePolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
+                   "Principal": {"AWS": "arn:aws:iam::123456789012:user/autoid-agent"}}]}))["Role"]
+print(json.dumps({"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"],
+                  "role_arn": role["Arn"]}))
+"#;
+
 /// A running moto server.
 #[derive(Debug)]
 pub struct Moto {
@@ -47,18 +77,35 @@ pub struct Moto {
 impl Moto {
     /// Starts moto on a free port, its output in `log`, and waits until it answers.
     pub fn start(log: &Path) -> Result<Moto> {
+        Self::start_with(log, None)
+    }
+
+    /// Starts moto with its IAM authentication on (every request signed by a key moto's IAM
+    /// knows, with the permissions its policies give), seeded with a user for the agent allowed
+    /// to assume one role: a wrong key or signature is refused (403) as AWS would.
+    pub fn start_iam(log: &Path) -> Result<(Moto, Iam)> {
+        let moto = Self::start_with(log, Some(IAM_SEED_ACTIONS))?;
+        let out = run(Command::new(venv_bin()?.join("python"))
+            .arg("-c")
+            .arg(IAM_SEED)
+            .arg(&moto.endpoint))?;
+        let iam: Iam = serde_json::from_str(out.trim()).map_err(|e| Error::Failed {
+            what: "seeding moto's IAM".into(),
+            status: std::process::ExitStatus::default(),
+            output: format!("{e}: {out}"),
+        })?;
+        Ok((moto, iam))
+    }
+
+    fn start_with(log: &Path, unauthenticated_actions: Option<u32>) -> Result<Moto> {
         let bin = venv_bin()?;
         let port = free_port()?;
-        let mut proc = Proc::spawn(
-            "moto",
-            Command::new(bin.join("moto_server")).args([
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ]),
-            log,
-        )?;
+        let mut cmd = Command::new(bin.join("moto_server"));
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some(n) = unauthenticated_actions {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let mut proc = Proc::spawn("moto", &mut cmd, log)?;
         let addr = ([127, 0, 0, 1], port).into();
         proc.wait_ready(READY_TIMEOUT, || {
             request(addr, "GET", "/moto-api/", &[]).ok()

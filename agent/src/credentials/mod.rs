@@ -7,6 +7,9 @@
 mod aws;
 mod env;
 mod file;
+mod roles;
+
+pub use roles::{ProcessCredentials, RawRole, RoleRefusal, Roles};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +54,9 @@ pub struct RawCredentials {
     pub aws: Option<RawAws>,
     /// API id → header name → source.
     pub apis: BTreeMap<String, BTreeMap<String, RawSource>>,
+    /// API id → the role whose short-lived credentials it vends (`GET /v1/aws/credentials/{api}`).
+    #[serde(default)]
+    pub aws_roles: BTreeMap<String, RawRole>,
 }
 
 /// Settings for Secrets Manager; each falls back to the standard environment variables.
@@ -61,6 +67,9 @@ pub struct RawAws {
     pub region: Option<String>,
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// STS's endpoint (else `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`, the region's).
+    #[serde(default)]
+    pub sts_endpoint_url: Option<String>,
 }
 
 /// One header's source (exactly one key).
@@ -125,6 +134,7 @@ pub struct Credentials {
     stale: Duration,
     fetch_timeout: Duration,
     apis: BTreeMap<String, Vec<Arc<Entry>>>,
+    roles: Roles,
 }
 
 fn secs(path: &str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, Error> {
@@ -183,6 +193,12 @@ impl Credentials {
         )?;
         let mut aws: Option<Arc<AwsSettings>> = None;
         let raw_aws = raw.aws.unwrap_or_default();
+        let roles = Roles::from_raw(
+            raw.aws_roles,
+            &raw_aws,
+            env,
+            Duration::from_millis(fetch_timeout),
+        )?;
         let mut apis = BTreeMap::new();
         for (api, headers) in raw.apis {
             if !autoid_protocol::valid_id(&api) {
@@ -234,7 +250,13 @@ impl Credentials {
             stale: Duration::from_secs(stale),
             fetch_timeout: Duration::from_millis(fetch_timeout),
             apis,
+            roles,
         })
+    }
+
+    /// The APIs' AWS roles (`aws_roles`).
+    pub fn roles(&self) -> &Roles {
+        &self.roles
     }
 
     /// The API ids served.

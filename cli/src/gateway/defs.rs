@@ -238,7 +238,13 @@ pub(crate) struct ApiDef {
     pub(crate) listen_path: String,
     #[serde(default)]
     pub(crate) strip_listen_path: bool,
+    /// The upstream URL; absent for an API that vends AWS credentials (`aws_role`).
+    #[serde(default)]
     pub(crate) upstream: String,
+    /// Vend short-lived AWS credentials for this role instead of proxying: the agent calls STS
+    /// `AssumeRole` for each allowed request (docs/AWS.md).
+    #[serde(default)]
+    pub(crate) aws_role: Option<AwsRoleDef>,
     #[serde(default)]
     pub(crate) upstream_ca_file: Option<PathBuf>,
     #[serde(default)]
@@ -309,6 +315,20 @@ pub(crate) struct Identity {
     pub(crate) subject_header: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) groups_header: Option<String>,
+}
+
+/// `aws_role`: `{"role_arn": …, "duration_secs": …?}`, passed to the agent's credentials file.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AwsRoleDef {
+    pub(crate) role_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) duration_secs: Option<u32>,
+}
+
+/// The agent path an `aws_role` API's requests are sent to.
+pub(crate) fn aws_credentials_path(api: &str) -> String {
+    format!("/v1/aws/credentials/{api}")
 }
 
 /// An upstream URL split for Envoy.
@@ -701,6 +721,16 @@ fn check_api(file: &Path, api: &ApiDef) -> Result<Upstream> {
             format!("expected a path prefix that starts and ends with / (value: {lp:?})"),
         ));
     }
+    if let Some(role) = &api.aws_role {
+        return check_aws_role(file, api, role);
+    }
+    if api.upstream.is_empty() {
+        return Err(field(
+            file,
+            "upstream",
+            "required (an http(s) URL), unless aws_role is set",
+        ));
+    }
     let url = url::Url::parse(&api.upstream)
         .map_err(|e| field(file, "upstream", format!("{e} (value: {:?})", api.upstream)))?;
     let tls = match url.scheme() {
@@ -767,6 +797,53 @@ fn check_api(file: &Path, api: &ApiDef) -> Result<Upstream> {
         host,
         port,
         path: url.path().to_owned(),
+    })
+}
+
+/// An API that vends AWS credentials: no upstream of its own (the agent answers), and the
+/// subject and groups headers the agent reads.
+fn check_aws_role(file: &Path, api: &ApiDef, role: &AwsRoleDef) -> Result<Upstream> {
+    if !api.upstream.is_empty() {
+        return Err(field(
+            file,
+            "upstream",
+            "an API with aws_role has no upstream: the agent answers it",
+        ));
+    }
+    if !role.role_arn.starts_with("arn:") || !role.role_arn.contains(":role/") {
+        return Err(field(
+            file,
+            "aws_role.role_arn",
+            format!(
+                "not a role ARN, arn:aws:iam::<account>:role/<name> (value: {:?})",
+                role.role_arn
+            ),
+        ));
+    }
+    if let Some(d) = role.duration_secs
+        && !(900..=3600).contains(&d)
+    {
+        return Err(field(
+            file,
+            "aws_role.duration_secs",
+            format!("900 to 3600 (value: {d})"),
+        ));
+    }
+    let identity = &api.auth.identity;
+    if identity.subject_header.as_deref() != Some("x-autoid-subject")
+        || identity.groups_header.as_deref() != Some("x-autoid-groups")
+    {
+        return Err(field(
+            file,
+            "auth.identity",
+            "an API with aws_role needs subject_header \"x-autoid-subject\" and groups_header \"x-autoid-groups\" (the agent reads them)",
+        ));
+    }
+    Ok(Upstream {
+        tls: false,
+        host: "autoid-agent".to_owned(),
+        port: 0,
+        path: aws_credentials_path(&api.id),
     })
 }
 

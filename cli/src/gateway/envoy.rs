@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::defs::{Admin, AgentAddress, ApiDef, Definitions, Upstream};
-use super::filter::BRIDGE_CLUSTER;
+use super::filter::{AGENT_SOCKET_AUTHORITY, BRIDGE_CLUSTER};
 
 /// Mozilla "intermediate" (server side TLS 5.x) TLS 1.2 suites that BoringSSL has; the DHE
 /// suites of the list are not in BoringSSL. TLS 1.3 suites are not configurable (all are good).
@@ -197,6 +197,22 @@ fn agent_cluster(
 }
 
 fn route(api: &ApiDef, up: &Upstream) -> Value {
+    if api.aws_role.is_some() {
+        // Every path under the API asks the agent for this API's credentials.
+        return json!({
+            "name": api.id,
+            "match": {"prefix": api.listen_path},
+            "route": {
+                "cluster": BRIDGE_CLUSTER,
+                "timeout": millis(api.timeouts.upstream_ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS)),
+                "host_rewrite_literal": AGENT_SOCKET_AUTHORITY,
+                "regex_rewrite": {
+                    "pattern": {"regex": "^.*$"},
+                    "substitution": up.path
+                }
+            }
+        });
+    }
     let default_port = if up.tls { 443 } else { 80 };
     let host = if up.host.contains(':') {
         format!("[{}]", up.host)
@@ -402,7 +418,9 @@ pub(crate) fn bootstrap(
 
     let mut clusters = Vec::new();
     for (_, api, up) in &defs.apis {
-        clusters.push(upstream_cluster(defs, api, up, style)?);
+        if api.aws_role.is_none() {
+            clusters.push(upstream_cluster(defs, api, up, style)?);
+        }
     }
     if let Some(d) = &g.directory
         && let Some(c) = agent_cluster(defs, d, style)?

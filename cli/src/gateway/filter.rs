@@ -38,7 +38,11 @@ fn resolved_by_agent(defs: &Definitions, source: &Source) -> bool {
 /// when no API has an agent-resolved header.
 pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
     let mut apis = Map::new();
+    let mut roles = Map::new();
     for (file, api, _) in &defs.apis {
+        if let Some(role) = &api.aws_role {
+            roles.insert(api.id.clone(), json!(role));
+        }
         let mut headers = Map::new();
         for (header, source) in &api.auth.inject {
             if !resolved_by_agent(defs, source) {
@@ -69,7 +73,7 @@ pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
             apis.insert(api.id.clone(), Value::Object(headers));
         }
     }
-    if apis.is_empty() {
+    if apis.is_empty() && roles.is_empty() {
         return Ok(None);
     }
     let c = &defs.gateway.credentials;
@@ -84,6 +88,9 @@ pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
         out.insert("aws".into(), v.clone());
     }
     out.insert("apis".into(), Value::Object(apis));
+    if !roles.is_empty() {
+        out.insert("aws_roles".into(), Value::Object(roles));
+    }
     Ok(Some(Value::Object(out)))
 }
 
@@ -203,6 +210,20 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
     {
         bail!(
             "{}: auth.methods: \"ldap_basic\" has the agent bind as the user, but {} has no              `directory` (the agent's address)",
+            file.display(),
+            gateway_file.display()
+        );
+    }
+    // `aws_role`: the agent answers the API itself, over its unix socket (no token to send).
+    if let Some((file, _, _)) = defs.apis.iter().find(|(_, api, _)| api.aws_role.is_some())
+        && !matches!(
+            g.directory.as_ref().and_then(|d| d.agent_address()),
+            Some(AgentAddress::Unix(_))
+        )
+    {
+        bail!(
+            "{}: aws_role: the agent answers this API, but {} has no `directory` on a unix socket \
+             (`\"address\": \"unix:…\"`)",
             file.display(),
             gateway_file.display()
         );

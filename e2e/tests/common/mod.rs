@@ -65,6 +65,9 @@ pub struct Options {
     /// Fleet replay: the agent claims nonces in this Redis (`replay.redis_url`) and the filter
     /// runs with `replay.scope: "fleet"`.
     pub fleet_redis: Option<String>,
+    /// moto with IAM authentication on and the API `aws` (`/aws/`, payments' members) vending
+    /// the role `autoid-demo` through the agent's STS calls.
+    pub aws_role: bool,
 }
 
 /// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
@@ -92,6 +95,7 @@ impl Default for Options {
             credentials: None,
             agent_transport: AgentTransport::Socket,
             fleet_redis: None,
+            aws_role: false,
         }
     }
 }
@@ -111,6 +115,10 @@ pub struct Stack {
     pub upstream: Upstream,
     pub bridge: Option<Proc>,
     pub moto: Option<Moto>,
+    /// The agent's key and the role, with `aws_role`.
+    pub iam: Option<moto::Iam>,
+    /// The agent's environment (AWS keys and endpoint).
+    pub agent_env: Vec<(String, String)>,
     pub slapd: Slapd,
     pub dir: tempfile::TempDir,
     pub http: SocketAddr,
@@ -153,13 +161,36 @@ impl Stack {
         }
         autoid_testkit::paths::dev_tls(&d.join("tls")).unwrap();
         // Secrets Manager (moto), with the secrets created through its API.
-        let moto = options.credentials.as_ref().map(|c| {
+        let mut moto = options.credentials.as_ref().map(|c| {
             let moto = Moto::start(&d.join("moto.log")).unwrap();
             moto.create_secret(&c.secret_id, &c.value).unwrap();
             moto.create_secret(&c.json_secret_id, &c.json_value)
                 .unwrap();
             moto
         });
+        let mut agent_env: Vec<(String, String)> = moto::AWS_ENV
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut iam = None;
+        if options.aws_role {
+            assert!(
+                moto.is_none(),
+                "aws_role and credentials: one moto each, not both"
+            );
+            let (m, seeded) = Moto::start_iam(&d.join("moto.log")).unwrap();
+            agent_env = vec![
+                ("AWS_ACCESS_KEY_ID".into(), seeded.access_key_id.clone()),
+                (
+                    "AWS_SECRET_ACCESS_KEY".into(),
+                    seeded.secret_access_key.clone(),
+                ),
+                ("AWS_REGION".into(), "us-east-1".into()),
+                ("AWS_ENDPOINT_URL_STS".into(), m.endpoint.clone()),
+            ];
+            moto = Some(m);
+            iam = Some(seeded);
+        }
 
         // The agent: on a unix socket (no token), or on TCP with TLS and the token; the same
         // place across restarts.
@@ -187,7 +218,7 @@ impl Stack {
         if options.epochs_at_agent {
             bridge_config["epoch_files"] = json!([d.join("ep-1.epoch.json")]);
         }
-        if options.credentials.is_some() {
+        if options.credentials.is_some() || options.aws_role {
             bridge_config["credentials_file"] = json!(d.join("agent-credentials.json"));
         }
         if let Some(url) = &options.fleet_redis {
@@ -264,7 +295,7 @@ impl Stack {
                 "secret_id": c.json_secret_id, "json_key": c.json_key, "version_stage": "AWSCURRENT"}});
         }
         std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
-        let apis = [
+        let mut apis = vec![
             json!({
                 "id": "payments", "name": "Payments", "listen_path": "/payments/",
                 "strip_listen_path": true, "upstream": format!("http://{upstream_addr}/v1/"),
@@ -308,6 +339,16 @@ impl Stack {
                 "auth": {"require": {"any_of": ["payments"]}}
             }),
         ];
+        if let Some(iam) = &iam {
+            apis.push(json!({
+                "id": "aws", "name": "AWS credentials", "listen_path": "/aws/",
+                "aws_role": {"role_arn": iam.role_arn, "duration_secs": 900},
+                "auth": {
+                    "require": {"any_of": ["payments"]},
+                    "identity": {"subject_header": "x-autoid-subject", "groups_header": "x-autoid-groups"}
+                }
+            }));
+        }
         for api in apis {
             std::fs::write(
                 config.join(format!("apis/{}.json", api["id"].as_str().unwrap())),
@@ -325,7 +366,7 @@ impl Stack {
             .arg(d.join("agent-credentials.json")))
         .unwrap();
 
-        let bridge = Self::start_bridge(d, &agent);
+        let bridge = Self::start_bridge(d, &agent, &agent_env);
 
         let admin = d.join("envoy-admin.sock");
         let envoy = start_envoy(d, &rendered, &admin);
@@ -337,6 +378,8 @@ impl Stack {
             upstream,
             bridge: Some(bridge),
             moto,
+            iam,
+            agent_env,
             slapd,
             dir,
             agent,
@@ -383,7 +426,7 @@ impl Stack {
             .arg("--agent-credentials")
             .arg(r.join("agent-credentials.json")))
         .unwrap();
-        let bridge = Self::start_bridge(&r, &AgentAt::Socket(socket));
+        let bridge = Self::start_bridge(&r, &AgentAt::Socket(socket), &self.agent_env);
         let admin = r.join("envoy-admin.sock");
         let envoy = start_envoy(&r, &rendered, &admin);
         Replica {
@@ -395,9 +438,9 @@ impl Stack {
     }
 
     /// The agent on `d/agent.json`, answering where it listens.
-    fn start_bridge(d: &Path, at: &AgentAt) -> Proc {
+    fn start_bridge(d: &Path, at: &AgentAt, agent_env: &[(String, String)]) -> Proc {
         let mut env = vec![("AUTOID_BRIDGE_LOG", "info")];
-        env.extend(moto::AWS_ENV);
+        env.extend(agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         agent::start(
             &bin("autoid-agent").unwrap(),
             &d.join("agent.json"),
@@ -416,7 +459,11 @@ impl Stack {
 
     pub fn restart_bridge(&mut self) {
         self.kill_bridge();
-        self.bridge = Some(Self::start_bridge(self.dir.path(), &self.agent));
+        self.bridge = Some(Self::start_bridge(
+            self.dir.path(),
+            &self.agent,
+            &self.agent_env,
+        ));
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

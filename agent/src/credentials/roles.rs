@@ -1,0 +1,408 @@
+//! Short-lived AWS credentials for a proven subject (`aws_roles` in the credentials file):
+//! `GET /v1/aws/credentials/{api}` arrives from the gateway after the filter verified the
+//! caller's proof and groups, carrying the subject and groups the filter set; the agent calls
+//! STS `AssumeRole` for the API's role with `RoleSessionName` = the subject and one session tag
+//! per group, and answers in the JSON shape the AWS `credential_process` setting reads. The
+//! request is signed with the official `aws-sigv4` crate and sent with ureq (as Secrets Manager
+//! is: no SDK), with the agent's own AWS identity from the environment. Nothing here is
+//! cached or logged: each call mints new credentials, and only errors' codes are logged.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::Credentials as AwsKeys;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use serde::{Deserialize, Serialize};
+
+use super::RawAws;
+use crate::error::Error;
+
+/// Longest STS reply read.
+const MAX_REPLY_BYTES: u64 = 64 * 1024;
+/// STS's own bounds on `DurationSeconds` (a role's maximum may be lower; STS then refuses).
+const MIN_DURATION_SECS: u32 = 900;
+const MAX_DURATION_SECS: u32 = 3600;
+/// STS allows 50 session tags: the subject's, and one per group up to this many.
+const MAX_GROUP_TAGS: usize = 49;
+
+/// `aws_roles.<api>` in the credentials file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRole {
+    pub role_arn: String,
+    #[serde(default)]
+    pub duration_secs: Option<u32>,
+}
+
+/// One API's role.
+#[derive(Debug, Clone)]
+struct Role {
+    arn: String,
+    duration_secs: u32,
+}
+
+/// Why no credentials were minted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleRefusal {
+    /// No role for this API.
+    UnknownApi,
+    /// The request lacks a valid subject (the gateway did not set it).
+    NoSubject,
+    /// STS failed or refused (its error code, for the log).
+    Sts(String),
+}
+
+/// What the AWS `credential_process` setting reads (`Version` 1).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProcessCredentials {
+    pub version: u32,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    pub expiration: String,
+}
+
+impl std::fmt::Debug for ProcessCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every API's role and how to reach STS.
+pub struct Roles {
+    roles: BTreeMap<String, Role>,
+    region: String,
+    endpoint: String,
+    http: ureq::Agent,
+}
+
+impl std::fmt::Debug for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Roles")
+            .field("apis", &self.roles.keys().collect::<Vec<_>>())
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Roles {
+    /// Checks the roles; the region and STS endpoint come from `aws` or the environment
+    /// (`AWS_REGION`, `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`).
+    pub fn from_raw(
+        raw: BTreeMap<String, RawRole>,
+        aws: &RawAws,
+        env: &dyn Fn(&str) -> Option<String>,
+        timeout: Duration,
+    ) -> Result<Roles, Error> {
+        let mut roles = BTreeMap::new();
+        for (api, r) in raw {
+            let at = format!("credentials.aws_roles.{api}");
+            if !autoid_protocol::valid_id(&api) {
+                return Err(Error::config(
+                    "credentials.aws_roles",
+                    format!("{api:?}"),
+                    "not an API id (1 to 32 of A-Z a-z 0-9 _ -)",
+                ));
+            }
+            if !r.role_arn.starts_with("arn:")
+                || r.role_arn.len() > 2048
+                || !r.role_arn.contains(":role/")
+            {
+                return Err(Error::config(
+                    format!("{at}.role_arn"),
+                    format!("{:?}", r.role_arn),
+                    "not a role ARN (arn:aws:iam::<account>:role/<name>)",
+                ));
+            }
+            let duration_secs = r.duration_secs.unwrap_or(MIN_DURATION_SECS);
+            if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration_secs) {
+                return Err(Error::config(
+                    format!("{at}.duration_secs"),
+                    duration_secs.to_string(),
+                    format!(
+                        "{MIN_DURATION_SECS} to {MAX_DURATION_SECS} (STS's bounds; at most an hour)"
+                    ),
+                ));
+            }
+            roles.insert(
+                api,
+                Role {
+                    arn: r.role_arn,
+                    duration_secs,
+                },
+            );
+        }
+        let region = aws
+            .region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let endpoint = aws
+            .sts_endpoint_url
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL_STS"))
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
+        let endpoint = endpoint.trim_end_matches('/').to_owned();
+        match url::Url::parse(&endpoint) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" => {}
+            _ => {
+                return Err(Error::config(
+                    "credentials.aws.sts_endpoint_url",
+                    format!("{endpoint:?}"),
+                    "expected http(s)://host[:port] with no path",
+                ));
+            }
+        }
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        Ok(Roles {
+            roles,
+            region,
+            endpoint,
+            http,
+        })
+    }
+
+    /// Whether any API has a role.
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty()
+    }
+
+    /// Mints credentials for `subject` (with `groups` as session tags) under `api`'s role.
+    /// Blocking: run it on the blocking pool.
+    pub fn assume(
+        &self,
+        api: &str,
+        subject: &str,
+        groups: &[String],
+    ) -> Result<ProcessCredentials, RoleRefusal> {
+        let role = self.roles.get(api).ok_or(RoleRefusal::UnknownApi)?;
+        if !autoid_protocol::valid_subject(subject) {
+            return Err(RoleRefusal::NoSubject);
+        }
+        let body = assume_role_form(role, subject, groups);
+        let url = format!("{}/", self.endpoint);
+        let content_type = (
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        );
+        let identity = env_keys()?.into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("sts")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| RoleRefusal::Sts(format!("signing parameters: {e}")))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            url.as_str(),
+            [content_type].into_iter(),
+            SignableBody::Bytes(body.as_bytes()),
+        )
+        .map_err(|e| RoleRefusal::Sts(format!("signing: {e}")))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| RoleRefusal::Sts(format!("signing: {e}")))?
+            .into_parts();
+        let mut request = ureq::http::Request::post(&url).header(content_type.0, content_type.1);
+        for (k, v) in instructions.headers() {
+            request = request.header(k, v);
+        }
+        let request = request
+            .body(body)
+            .map_err(|e| RoleRefusal::Sts(format!("building the request: {e}")))?;
+        let mut response = self
+            .http
+            .run(request)
+            .map_err(|e| RoleRefusal::Sts(format!("{}: {e}", self.endpoint)))?;
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_REPLY_BYTES)
+            .read_to_string()
+            .map_err(|e| RoleRefusal::Sts(format!("reading the reply: {e}")))?;
+        if status != 200 {
+            let code = quick_xml::de::from_str::<ErrorResponse>(&text)
+                .map(|e| e.error.code)
+                .unwrap_or_else(|_| "unknown error".into());
+            return Err(RoleRefusal::Sts(format!(
+                "AssumeRole: HTTP {status} {code}"
+            )));
+        }
+        let reply: AssumeRoleResponse = quick_xml::de::from_str(&text).map_err(|_| {
+            RoleRefusal::Sts("AssumeRole: the reply is not the expected XML".into())
+        })?;
+        let c = reply.result.credentials;
+        Ok(ProcessCredentials {
+            version: 1,
+            access_key_id: c.access_key_id,
+            secret_access_key: c.secret_access_key,
+            session_token: c.session_token,
+            expiration: c.expiration,
+        })
+    }
+}
+
+/// The `AssumeRole` form: the role, the subject as the session name (STS wants 2 to 64
+/// characters; a one-character subject gets a prefix), the duration, and session tags
+/// `autoid-subject` and `autoid-group:<group>` = `true` for each group whose name STS accepts in
+/// a tag key (IAM policies can test `aws:PrincipalTag/autoid-group:payments`).
+fn assume_role_form(role: &Role, subject: &str, groups: &[String]) -> String {
+    let session_name = if subject.len() < 2 {
+        format!("autoid-{subject}")
+    } else {
+        subject.to_owned()
+    };
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.append_pair("Action", "AssumeRole")
+        .append_pair("Version", "2011-06-15")
+        .append_pair("RoleArn", &role.arn)
+        .append_pair("RoleSessionName", &session_name)
+        .append_pair("DurationSeconds", &role.duration_secs.to_string())
+        .append_pair("Tags.member.1.Key", "autoid-subject")
+        .append_pair("Tags.member.1.Value", subject);
+    let tag_char = |c: char| c.is_ascii_alphanumeric() || "_.:/=+-@ ".contains(c);
+    for (i, g) in groups
+        .iter()
+        .filter(|g| g.len() <= 114 && g.chars().all(tag_char))
+        .take(MAX_GROUP_TAGS)
+        .enumerate()
+    {
+        let n = i + 2;
+        form.append_pair(
+            &format!("Tags.member.{n}.Key"),
+            &format!("autoid-group:{g}"),
+        )
+        .append_pair(&format!("Tags.member.{n}.Value"), "true");
+    }
+    form.finish()
+}
+
+fn env_keys() -> Result<AwsKeys, RoleRefusal> {
+    let id = std::env::var("AWS_ACCESS_KEY_ID")
+        .map_err(|_| RoleRefusal::Sts("AWS_ACCESS_KEY_ID is not set".into()))?;
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .map_err(|_| RoleRefusal::Sts("AWS_SECRET_ACCESS_KEY is not set".into()))?;
+    let token = std::env::var("AWS_SESSION_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    Ok(AwsKeys::new(id, secret, token, None, "environment"))
+}
+
+#[derive(Deserialize)]
+struct AssumeRoleResponse {
+    #[serde(rename = "AssumeRoleResult")]
+    result: AssumeRoleResult,
+}
+
+#[derive(Deserialize)]
+struct AssumeRoleResult {
+    #[serde(rename = "Credentials")]
+    credentials: StsCredentials,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsCredentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: String,
+    expiration: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorResponse {
+    #[serde(rename = "Error")]
+    error: StsError,
+}
+
+#[derive(Deserialize)]
+struct StsError {
+    #[serde(rename = "Code")]
+    code: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_names_the_subject_and_tags_each_group() {
+        let role = Role {
+            arn: "arn:aws:iam::123456789012:role/demo".into(),
+            duration_secs: 900,
+        };
+        let groups = vec![
+            "payments".to_owned(),
+            "bad,name".to_owned(),
+            "reports".to_owned(),
+        ];
+        let form = assume_role_form(&role, "alice", &groups);
+        let pairs: BTreeMap<String, String> = url::form_urlencoded::parse(form.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(pairs["Action"], "AssumeRole");
+        assert_eq!(pairs["RoleSessionName"], "alice");
+        assert_eq!(pairs["DurationSeconds"], "900");
+        assert_eq!(pairs["Tags.member.1.Value"], "alice");
+        assert_eq!(pairs["Tags.member.2.Key"], "autoid-group:payments");
+        assert_eq!(pairs["Tags.member.3.Key"], "autoid-group:reports");
+        assert!(
+            !form.contains("bad"),
+            "a name STS refuses in a tag key is left out"
+        );
+        assert!(assume_role_form(&role, "a", &[]).contains("RoleSessionName=autoid-a"));
+    }
+
+    #[test]
+    fn sts_replies_parse_and_debug_hides_the_secret() {
+        let xml = r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/demo/alice</Arn><AssumedRoleId>AROA:alice</AssumedRoleId></AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIAEXAMPLE</AccessKeyId>
+      <SecretAccessKey>secret-example</SecretAccessKey>
+      <SessionToken>token-example</SessionToken>
+      <Expiration>2026-11-30T03:15:00Z</Expiration>
+    </Credentials>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>x</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"#;
+        let r: AssumeRoleResponse = quick_xml::de::from_str(xml).unwrap();
+        assert_eq!(r.result.credentials.access_key_id, "ASIAEXAMPLE");
+        let p = ProcessCredentials {
+            version: 1,
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: "secret-example".into(),
+            session_token: "token-example".into(),
+            expiration: "2026-11-30T03:15:00Z".into(),
+        };
+        let dbg = format!("{p:?}");
+        assert!(!dbg.contains("secret-example") && !dbg.contains("token-example"));
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["Version"], 1);
+        assert_eq!(json["SessionToken"], "token-example");
+        let err = r#"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>"#;
+        assert_eq!(
+            quick_xml::de::from_str::<ErrorResponse>(err)
+                .unwrap()
+                .error
+                .code,
+            "AccessDenied"
+        );
+    }
+}

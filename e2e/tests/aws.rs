@@ -1,0 +1,189 @@
+//! Short-lived AWS credentials through the gateway, for the real `aws` CLI (PyPI `awscli`, in
+//! .venv-aws: `make deps-aws`): a profile whose `credential_process` runs `autoid aws
+//! credential-process`, which proves alice's entropy to the `aws` API through real Envoy; the
+//! filter checks the proof and the payments group, the agent assumes the role in moto (IAM
+//! authentication on: a wrong key or signature is 403) with the subject as the session name.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::{Options, Stack, bin, repo};
+use serde_json::Value;
+
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(|| {
+        Stack::start(&Options {
+            aws_role: true,
+            ..Options::default()
+        })
+    })
+}
+
+/// The aws CLI: $AUTOID_AWS_VENV/bin/aws, else .venv-aws/bin/aws.
+fn aws_cli() -> PathBuf {
+    let venv = std::env::var_os("AUTOID_AWS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv-aws"));
+    let aws = venv.join("bin/aws");
+    assert!(
+        aws.is_file(),
+        "{} is missing: make deps-aws (python3 -m venv .venv-aws && .venv-aws/bin/pip install awscli)",
+        aws.display()
+    );
+    aws
+}
+
+/// `autoid aws credential-process …` for `subject` as a command line.
+fn credential_process(s: &Stack, subject: &str) -> Vec<String> {
+    vec![
+        bin("autoid").unwrap().display().to_string(),
+        "aws".into(),
+        "credential-process".into(),
+        "--public-key".into(),
+        s.path("keys/gw-1.pub.pem").display().to_string(),
+        "--entropy".into(),
+        s.path(&format!("{subject}.entropy")).display().to_string(),
+        "--subject".into(),
+        subject.into(),
+        format!("http://127.0.0.1:{}/aws/", s.http.port()),
+    ]
+}
+
+/// Runs the aws CLI with a config file whose profile `autoid` gets its credentials from
+/// `autoid aws credential-process` for `subject`, and no other credentials in sight.
+fn aws_as(s: &Stack, subject: &str, args: &[&str]) -> Output {
+    let config = s.path(&format!("aws-config-{subject}"));
+    std::fs::write(
+        &config,
+        format!(
+            "[profile autoid]\nregion = us-east-1\ncredential_process = {}\n",
+            credential_process(s, subject).join(" ")
+        ),
+    )
+    .unwrap();
+    let moto = &s.moto.as_ref().unwrap().endpoint;
+    Command::new(aws_cli())
+        .args(["--profile", "autoid", "--endpoint-url", moto])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", s.path("no-such-credentials"))
+        .output()
+        .expect("the aws CLI")
+}
+
+#[test]
+fn the_aws_cli_gets_the_role_for_the_proven_subject_through_credential_process() {
+    let s = stack();
+    let out = aws_as(s, "alice", &["sts", "get-caller-identity"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let identity: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        identity["Arn"], "arn:aws:sts::123456789012:assumed-role/autoid-demo/alice",
+        "{identity}"
+    );
+}
+
+#[test]
+fn the_credentials_are_short_lived_uncached_and_never_logged() {
+    let s = stack();
+    let args = credential_process(s, "alice");
+    let out = Command::new(&args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["Version"], 1);
+    let secret = doc["SecretAccessKey"].as_str().unwrap();
+    assert!(
+        doc["AccessKeyId"].as_str().unwrap().starts_with("ASIA"),
+        "{doc}"
+    );
+    assert!(doc["Expiration"].as_str().is_some_and(|e| e.ends_with('Z')));
+    // The same request by hand: no-store, and the proof never reached the agent.
+    let url = format!("http://127.0.0.1:{}/aws/", s.http.port());
+    let r = common::request(
+        s.http,
+        "GET",
+        "/aws/",
+        &[(common::PROOF_HEADER, &s.prove("alice", "GET", &url))],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // Neither Envoy's log nor the agent's holds a secret it handed out.
+    let agent_log = std::fs::read_to_string(s.path("bridge.log")).unwrap();
+    let envoy_log = s.envoy_log();
+    let second = r.json()["SecretAccessKey"].as_str().unwrap().to_owned();
+    for (name, log) in [("agent", &agent_log), ("envoy", &envoy_log)] {
+        assert!(
+            !log.contains(secret) && !log.contains(&second),
+            "a secret in the {name} log"
+        );
+    }
+    assert!(
+        agent_log.contains("aws_credentials"),
+        "the agent logs the outcome"
+    );
+}
+
+#[test]
+fn a_subject_outside_the_group_gets_nothing_and_the_cli_reports_a_credential_error() {
+    let s = stack();
+    let args = credential_process(s, "dave");
+    let out = Command::new(&args[0]).args(&args[1..]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for the CLI to read"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HTTP 403 forbidden"), "{stderr}");
+
+    let out = aws_as(s, "dave", &["sts", "get-caller-identity"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("credential") || stderr.contains("Credential"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn without_the_gateway_there_is_no_way_in() {
+    let s = stack();
+    // No proof: 401 from the filter; the agent never assumes the role.
+    let r = common::request(s.http, "GET", "/aws/", &[]).unwrap();
+    assert_eq!(r.status, 401);
+    // moto's IAM refuses a key it never issued, as AWS would.
+    let moto = &s.moto.as_ref().unwrap().endpoint;
+    let out = Command::new(aws_cli())
+        .args(["--endpoint-url", moto, "sts", "get-caller-identity"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE12")
+        .env("AWS_SECRET_ACCESS_KEY", "not-a-key")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", s.path("no-such-config"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("InvalidClientTokenId"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
