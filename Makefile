@@ -23,8 +23,11 @@ PY_TEST_DEPS := cryptography requests httpx pytest
 # with it). Its own venv, found by testkit/src/moto.rs and scripts/run.sh.
 MOTO_VENV := .venv-moto
 MOTO_VERSION := 5.2.5
+# The aws CLI (v1, PyPI awscli), for the credential_process e2e and the demo; in $(VENV) beside Envoy.
+AWSCLI_VERSION := 1.46.3
+AWS := $(VENV)/bin/aws
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-envoy deps-moto run demo run-fleet demo-fleet clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-envoy deps-moto deps-aws run demo run-fleet demo-fleet clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -113,7 +116,7 @@ native: bins
 
 build: wasm native
 
-test: build deps-ldap deps-redis deps-envoy deps-moto test-python
+test: build deps-ldap deps-redis deps-envoy deps-moto deps-aws test-python
 	$(CARGO) test $(LOCKED) --release --workspace
 
 # A venv with the test dependencies and clients/python installed as a user would (pip install).
@@ -130,6 +133,14 @@ deps-python:
 	fi
 	$(PY) -m pip install -q --disable-pip-version-check $(PY_TEST_DEPS)
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --force-reinstall ./clients/python
+
+# The aws CLI $(AWSCLI_VERSION) in $(VENV) (after deps-envoy made it). Idempotent.
+deps-aws: deps-envoy
+	@if [ -x $(AWS) ] && $(AWS) --version 2>/dev/null | grep -q '^aws-cli/$(AWSCLI_VERSION) '; then :; else \
+	  echo "installing awscli==$(AWSCLI_VERSION) into $(VENV)"; \
+	  $(VENV)/bin/pip install -q --disable-pip-version-check awscli==$(AWSCLI_VERSION); \
+	  $(AWS) --version; \
+	fi
 
 # The vectors byte for byte, interop with the Rust `autoid` (built here), requests and httpx.
 test-python: deps-python

@@ -1,5 +1,5 @@
 //! Short-lived AWS credentials through the gateway, for the real `aws` CLI (PyPI `awscli`, in
-//! .venv-aws: `make deps-aws`): a profile whose `credential_process` runs `autoid aws
+//! .venv: `make deps-aws`): a profile whose `credential_process` runs `autoid aws
 //! credential-process`, which proves alice's entropy to the `aws` API through real Envoy; the
 //! filter checks the proof and the payments group, the agent assumes the role in moto (IAM
 //! authentication on: a wrong key or signature is 403) with the subject as the session name.
@@ -24,15 +24,15 @@ fn stack() -> &'static Stack {
     })
 }
 
-/// The aws CLI: $AUTOID_AWS_VENV/bin/aws, else .venv-aws/bin/aws.
+/// The aws CLI: $AUTOID_AWS_VENV/bin/aws, else .venv/bin/aws (`make deps-aws`).
 fn aws_cli() -> PathBuf {
     let venv = std::env::var_os("AUTOID_AWS_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv-aws"));
+        .unwrap_or_else(|| repo().join(".venv"));
     let aws = venv.join("bin/aws");
     assert!(
         aws.is_file(),
-        "{} is missing: make deps-aws (python3 -m venv .venv-aws && .venv-aws/bin/pip install awscli)",
+        "{} is missing: make deps-aws (or: .venv/bin/pip install awscli)",
         aws.display()
     );
     aws
