@@ -148,14 +148,14 @@ test-python: deps-python
 	cd clients/python && ../../$(PY) -m pytest -q tests
 
 # The demo in the foreground (scripts/run.sh); `make demo` in another terminal exercises it.
-run: wasm bins deps-envoy deps-moto
+run: wasm bins deps-envoy deps-moto deps-aws
 	AUTOID_SKIP_BUILD=1 scripts/run.sh
 
 demo:
 	scripts/demo.sh
 
 # Two gateway replicas sharing one Redis for replay claims (docs/FLEET.md); `make demo-fleet`.
-run-fleet: wasm bins deps-envoy deps-moto deps-redis
+run-fleet: wasm bins deps-envoy deps-moto deps-aws deps-redis
 	AUTOID_SKIP_BUILD=1 FLEET=1 scripts/run.sh
 
 demo-fleet:

@@ -2,7 +2,8 @@
 # demo.sh (`make demo`) — requests against the stack `make run` started: an allowed request (the
 # upstream's echo shows the injected credential and identity headers, and no proof header), a
 # 401 without a proof, a 403 for dave, who is in no group, a POST whose proof binds its body, and
-# HTTP Basic with a directory password on the legacy API.
+# HTTP Basic with a directory password on the legacy API, and AWS credentials for the aws CLI
+# from the gateway (credential_process).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -72,7 +73,17 @@ echo "   A wrong password: 401, with the Basic challenge."
 show curl -sS -i -u test:wrong http://127.0.0.1:8080/legacy/status
 
 echo
-echo "6. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
+echo "6. The aws CLI with no AWS keys of its own: its profile autoid-alice (run/aws/config) runs"
+echo "   \`autoid aws credential-process\`, which proves alice's entropy to the gateway's /aws/ API; the"
+echo "   agent assumes the role autoid-demo for her (moto, IAM authentication on) for 15 minutes."
+show env AWS_CONFIG_FILE=run/aws/config AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+	.venv/bin/aws --profile autoid-alice sts get-caller-identity
+echo "   dave proves who he is too, but he is not in payments: no credentials (403)."
+show "$BIN/autoid" aws credential-process "${CLIENT[@]}" --entropy run/clients/dave.entropy --subject dave \
+	"$GW/aws/"
+
+echo
+echo "7. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
 # The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's two.
 for _ in $(seq 30); do
 	curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_requests_allowed" 2>/dev/null |

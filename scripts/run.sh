@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh (`make run`) — the whole autoid demo on this machine, in the foreground:
-#   OpenLDAP (openldap/run_ldap.sh), AWS Secrets Manager (moto, local) → autoid agent → Envoy + the
-#   autoid filter → the demo upstream.
+#   OpenLDAP (openldap/run_ldap.sh), AWS IAM, STS and Secrets Manager (moto, local, IAM
+#   authentication on) → autoid agent → Envoy + the autoid filter → the demo upstream.
 # Generates what it needs into run/ (kept between runs; delete run/ to start over), prints what
 # runs where and the commands to try, and stops everything on Ctrl-C.
 #
@@ -20,8 +20,9 @@ ENVOY=${ENVOY:-$REPO/.venv/bin/envoy}
 MOTO=$REPO/.venv-moto/bin
 HTTPS_PORT=8443 HTTP_PORT=8080 UPSTREAM_PORT=9000 MOTO_PORT=4566 REDIS_PORT=6380
 FLEET=${FLEET:-0}
-# moto's Secrets Manager takes any keys (it checks no signature); the agent signs with these.
-export AWS_ACCESS_KEY_ID=demo-not-a-key AWS_SECRET_ACCESS_KEY=demo-not-a-secret AWS_REGION=us-east-1
+# moto checks signatures (IAM authentication on): the agent signs with the keys the seed creates
+# for it (run/aws/agent.env), read below once moto runs.
+export AWS_REGION=us-east-1
 PAYMENTS_SECRET=autoid/demo/payments-upstream
 # Envoy's admin: a unix socket (mode 0600) that `autoid gateway render` puts beside run/envoy.json.
 ADMIN_SOCKET=run/envoy-admin.sock
@@ -36,8 +37,8 @@ die() {
 }
 
 if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
-	say "building (make build), installing Envoy and moto (make deps-envoy deps-moto)"
-	make --no-print-directory build deps-envoy deps-moto
+	say "building (make build), installing Envoy, moto and the aws CLI (make deps-envoy deps-moto deps-aws)"
+	make --no-print-directory build deps-envoy deps-moto deps-aws
 fi
 [ -x "$BIN/autoid" ] || die "$BIN/autoid is missing: run \`make build\`"
 [ -x "$ENVOY" ] || die "$ENVOY is missing: run \`make deps-envoy\`"
@@ -125,17 +126,24 @@ AUTOID_INSTALL=1 openldap/run_ldap.sh start >"$LOGS/ldap-start.log" 2>&1 ||
 	{ cat "$LOGS/ldap-start.log" >&2; die "OpenLDAP did not start"; }
 eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|BRIDGE_DN|BRIDGE_PASSWORD_FILE|STATE_DIR|ADMIN_DN|ADMIN_PASSWORD)=')"
 
-say "AWS Secrets Manager: moto on 127.0.0.1:$MOTO_PORT, with secret $PAYMENTS_SECRET"
+say "AWS (moto on 127.0.0.1:$MOTO_PORT, IAM authentication on): role autoid-demo, secret $PAYMENTS_SECRET"
 : >"$LOGS/moto.log"
-start "moto" "$LOGS/moto.log" "$MOTO/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+# The seed's requests are the only unauthenticated ones (scripts/moto-seed.py, SEED_ACTIONS).
+start "moto" "$LOGS/moto.log" env INITIAL_NO_AUTH_ACTION_COUNT=8 "$MOTO/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
 wait_http "moto" "http://127.0.0.1:$MOTO_PORT/moto-api/" 30
-# The payments API's upstream token becomes a secret, created through the real API (boto3).
-"$MOTO/python" - "$PAYMENTS_SECRET" "$RUN/secrets/payments-upstream.token" <<'PY'
-import sys, boto3
-name, path = sys.argv[1:3]
-value = open(path).read().rstrip("\n")
-boto3.client("secretsmanager", region_name="us-east-1", endpoint_url="http://127.0.0.1:4566").create_secret(Name=name, SecretString=value)
-PY
+"$MOTO/python" scripts/moto-seed.py "http://127.0.0.1:$MOTO_PORT" "$PAYMENTS_SECRET" \
+	"$RUN/secrets/payments-upstream.token" "$RUN/aws"
+set -a
+# shellcheck source=/dev/null
+. "$RUN/aws/agent.env"
+set +a
+# The aws CLI's profile for alice: her credentials come from the gateway, through the process.
+cat >"$RUN/aws/config" <<CONFIG
+[profile autoid-alice]
+region = us-east-1
+endpoint_url = http://127.0.0.1:$MOTO_PORT
+credential_process = $BIN/autoid aws credential-process --public-key $RUN/keys/gw-1.pub.pem --entropy $RUN/clients/alice.entropy --subject alice --cacert $RUN/tls/ca.pem https://127.0.0.1:$HTTPS_PORT/aws/
+CONFIG
 
 print_single() {
 	PUB=run/keys/gw-1.pub.pem
@@ -147,7 +155,8 @@ autoid demo is running (Ctrl-C stops everything):
   $ADMIN_SOCKET  Envoy admin, unix socket mode 0600 (curl --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid)
   $AGENT_SOCKET      autoid agent, unix socket mode 0600, no token (curl --unix-socket $AGENT_SOCKET http://localhost/readyz)
   http://127.0.0.1:$UPSTREAM_PORT     demo upstream (echoes what it receives)
-  http://127.0.0.1:$MOTO_PORT     AWS Secrets Manager (moto): payments' upstream token is $PAYMENTS_SECRET
+  http://127.0.0.1:$MOTO_PORT     AWS (moto, IAM authentication on): payments' upstream token is $PAYMENTS_SECRET;
+                                  the /aws/ API vends role autoid-demo (aws CLI profile autoid-alice: run/aws/config)
   $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)
 APIs (gateway-config/apis/): /payments/ needs group payments; /reports/ needs reports or admins.
 Clients: alice (payments, reports) run/clients/alice.entropy; dave (no group) run/clients/dave.entropy
@@ -167,8 +176,10 @@ Try (or run \`make demo\` in another terminal):
 Rotate the gateway key (the agent reloads on SIGHUP; Envoy keeps running; gw-1 works for 10 more minutes):
   target/release/autoid rotate key --agent-config run/agent.json --keys-dir run/keys --kid gw-2 --bits 2048 \\
       --overlap-secs 600 --pid-file run/agent.pid
+AWS credentials for alice's aws CLI, from the gateway (credential_process):
+  AWS_CONFIG_FILE=run/aws/config .venv/bin/aws --profile autoid-alice sts get-caller-identity
 Rotate the payments credential (the gateway injects it within the agent's refresh, no restart):
-  AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x .venv-moto/bin/python -c "import boto3; boto3.client('secretsmanager', \\
+  env \$(cat run/aws/operator.env) .venv-moto/bin/python -c "import boto3; boto3.client('secretsmanager', \\
       region_name='us-east-1', endpoint_url='http://127.0.0.1:$MOTO_PORT').put_secret_value(SecretId='$PAYMENTS_SECRET', SecretString='Bearer rotated')"
 EOF
 }
