@@ -96,6 +96,51 @@ fn the_aws_cli_gets_the_role_for_the_proven_subject_through_credential_process()
 }
 
 #[test]
+fn the_python_client_serves_credential_process_the_same_way() {
+    let s = stack();
+    let python = repo().join(".venv-python/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: make deps-python",
+        python.display()
+    );
+    let mut args = credential_process(s, "alice");
+    args.splice(
+        0..3,
+        [
+            python.display().to_string(),
+            "-m".into(),
+            "autoid_client".into(),
+            "aws-credential-process".into(),
+        ],
+    );
+    let out = Command::new(&args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["Version"], 1);
+    assert!(doc["SessionToken"].as_str().is_some_and(|t| !t.is_empty()));
+    // dave: exit 1, the refusal on stderr, nothing on stdout.
+    let mut args = credential_process(s, "dave");
+    args.splice(
+        0..3,
+        [
+            python.display().to_string(),
+            "-m".into(),
+            "autoid_client".into(),
+            "aws-credential-process".into(),
+        ],
+    );
+    let out = Command::new(&args[0]).args(&args[1..]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 403 forbidden"));
+}
+
+#[test]
 fn the_credentials_are_short_lived_uncached_and_never_logged() {
     let s = stack();
     let args = credential_process(s, "alice");

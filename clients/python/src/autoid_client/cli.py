@@ -1,10 +1,12 @@
-"""``python -m autoid_client prove|request``: the same flags, output and exit codes as
-``autoid prove`` and ``autoid request`` (docs/CLI.md)."""
+"""``python -m autoid_client prove|request|aws-credential-process``: the same flags, output and
+exit codes as ``autoid prove``, ``autoid request`` and ``autoid aws credential-process``
+(docs/CLI.md, docs/AWS.md)."""
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import re
 import socket
 import ssl
@@ -59,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     req.add_argument("--bind-body", action="store_true", help="bind the body's SHA-256 in each proof")
     req.add_argument("--timeout", type=float, default=30, metavar="SECS")
     req.add_argument("url", metavar="URL")
+    aws = sub.add_parser(
+        "aws-credential-process",
+        help="print short-lived AWS credentials from the gateway (for credential_process)",
+    )
+    _client_args(aws)
+    aws.add_argument("--cacert", metavar="PEM", help="trust only the CA certificates in this file")
+    aws.add_argument("--header-name", default=DEFAULT_HEADER, metavar="NAME")
+    aws.add_argument("--timeout", type=float, default=30, metavar="SECS")
+    aws.add_argument("url", metavar="URL")
     return root
 
 
@@ -158,6 +169,44 @@ def _request(args: argparse.Namespace) -> int:
     return EXIT_OK if all_ok else EXIT_NO
 
 
+_AWS_FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
+
+
+def _aws_credential_process(args: argparse.Namespace) -> int:
+    """GET the gateway's AWS API with a proof; print the credential_process JSON, or the refusal
+    on stderr and exit 1 (the AWS CLI then reports a credential error)."""
+    t = target("GET", args.url)
+    if not _TOKEN.match(args.header_name):
+        raise UsageError(f"--header-name {args.header_name!r}: not a header name")
+    proof = _prover(args).prove(t.request())
+    conn = _connection(t, args)
+    try:
+        conn.putrequest("GET", t.path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", t.authority)
+        conn.putheader(args.header_name, proof)
+        conn.endheaders()
+        response = conn.getresponse()
+        data = response.read(64 * 1024)
+    except (OSError, http.client.HTTPException) as e:
+        raise InputError(f"GET {t.url}: {_describe(e)}") from None
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if response.status != 200:
+        code = doc.get("error") if isinstance(doc, dict) else None
+        print(f"autoid: the gateway refused AWS credentials: HTTP {response.status} {code or 'no error code'}",
+              file=sys.stderr)
+        return EXIT_NO
+    if not isinstance(doc, dict) or doc.get("Version") != 1 or not all(isinstance(doc.get(f), str) for f in _AWS_FIELDS):
+        raise InputError("the gateway's reply is not credential_process JSON (Version 1 and " + ", ".join(_AWS_FIELDS) + ")")
+    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
 def _describe(e: BaseException) -> str:
     if isinstance(e, socket.timeout):
         return "timed out"
@@ -169,7 +218,11 @@ def _describe(e: BaseException) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _prove(args) if args.command == "prove" else _request(args)
+        if args.command == "prove":
+            return _prove(args)
+        if args.command == "aws-credential-process":
+            return _aws_credential_process(args)
+        return _request(args)
     except UsageError as e:
         print(f"autoid: error: {e}", file=sys.stderr)
         return EXIT_USAGE
