@@ -213,6 +213,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(credentials) = credentials {
         credentials.refresh_all().await;
         let _refreshers = credentials.spawn_refreshers();
+        // Envoy signs `aws_service` APIs' requests with the credentials these keep fresh.
+        credentials.signing().refresh_all().await;
+        let _signers = credentials.signing().spawn_refreshers();
         info!(apis = ?credentials.apis().collect::<Vec<_>>(), "serving upstream credentials for these APIs");
         state = state.with_credentials(credentials);
     }

@@ -232,3 +232,92 @@ fn without_the_gateway_there_is_no_way_in() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A Secrets Manager `GetSecretValue` through the gateway's `secrets` API, with a proof for
+/// `subject` and these extra client headers.
+fn get_secret_through_gateway(
+    s: &Stack,
+    subject: &str,
+    extra: &[(&str, &str)],
+) -> common::Response {
+    use common::client::{Send, Wire, send};
+    let url = format!("http://127.0.0.1:{}/secrets/", s.http.port());
+    let proof = s.prove(subject, "POST", &url);
+    let body = format!(
+        r#"{{"SecretId":"{}"}}"#,
+        autoid_testkit::moto::IAM_SECRET_ID
+    );
+    let mut req = Send::new("POST", "/secrets/")
+        .header(common::PROOF_HEADER, &proof)
+        .header("x-amz-target", "secretsmanager.GetSecretValue")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(body.as_bytes(), body.len());
+    for (k, v) in extra {
+        req = req.header(k, v);
+    }
+    send(s.http, Wire::Http1Length, &req).unwrap()
+}
+
+#[test]
+fn the_gateway_signs_calls_to_an_aws_service_with_the_roles_short_lived_credentials() {
+    let s = stack();
+    let r = get_secret_through_gateway(s, "alice", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["SecretString"],
+        autoid_testkit::moto::IAM_SECRET_VALUE
+    );
+    // A client's own signature and token are replaced by the gateway's, never passed on.
+    let forged = get_secret_through_gateway(
+        s,
+        "alice",
+        &[
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIAFORGED/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00",
+            ),
+            ("x-amz-security-token", "forged"),
+            ("x-amz-date", "20200101T000000Z"),
+        ],
+    );
+    assert_eq!(forged.status, 200, "{}", forged.text());
+    // No proof: the filter's 401, nothing signed.
+    let none = common::request(s.http, "POST", "/secrets/", &[]).unwrap();
+    assert_eq!(none.status, 401);
+    // dave is not in payments: 403.
+    assert_eq!(get_secret_through_gateway(s, "dave", &[]).status, 403);
+    // Envoy's configuration holds no AWS key: the bootstrap names the credentials file only.
+    let bootstrap = std::fs::read_to_string(s.path("envoy.json")).unwrap();
+    let file = std::fs::read_to_string(s.path("aws-signing/secrets/credentials")).unwrap();
+    let key_id = file
+        .lines()
+        .find_map(|l| l.strip_prefix("aws_access_key_id = "))
+        .unwrap();
+    assert!(
+        key_id.starts_with("ASIA"),
+        "short-lived STS credentials: {key_id}"
+    );
+    assert!(!bootstrap.contains(key_id));
+    assert!(bootstrap.contains("aws-signing/secrets/credentials"));
+    assert!(!bootstrap.contains(&s.iam.as_ref().unwrap().secret_access_key));
+}
+
+#[test]
+fn moto_refuses_the_same_call_without_the_gateways_signature() {
+    let s = stack();
+    let moto = &s.moto.as_ref().unwrap().endpoint;
+    let body = format!(
+        r#"{{"SecretId":"{}"}}"#,
+        autoid_testkit::moto::IAM_SECRET_ID
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", moto])
+        .args(["-H", "x-amz-target: secretsmanager.GetSecretValue"])
+        .args(["-H", "content-type: application/x-amz-json-1.1"])
+        .args(["-H", "authorization: AWS4-HMAC-SHA256 Credential=AKIAFORGED/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=00"])
+        .args(["-d", &body])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(status, "403", "moto accepted a forged signature");
+}

@@ -44,11 +44,16 @@ pub struct Iam {
     pub role_arn: String,
 }
 
-/// The IAM requests the seed makes before authentication starts.
-const IAM_SEED_ACTIONS: u32 = 4;
+/// The secret [`Moto::start_iam`] creates, which the role `autoid-demo` may read.
+pub const IAM_SECRET_ID: &str = "autoid/e2e/greeting";
+pub const IAM_SECRET_VALUE: &str = "hello from secrets manager";
 
-/// Creates the agent's user and key (allowed `sts:AssumeRole` and `sts:TagSession`) and the role
-/// `autoid-demo`, which trusts that user; prints the key and the role's ARN as JSON.
+/// The IAM requests the seed makes before authentication starts.
+const IAM_SEED_ACTIONS: u32 = 6;
+
+/// Creates the agent's user and key (allowed `sts:AssumeRole` and `sts:TagSession`), the role
+/// `autoid-demo`, which trusts that user and may read secrets, and the secret [`IAM_SECRET_ID`]
+/// ([`IAM_SECRET_VALUE`]); prints the key and the role's ARN as JSON.
 const IAM_SEED: &str = r#"
 import json, sys, boto3
 iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
@@ -62,6 +67,12 @@ role = iam.create_role(RoleName="autoid-demo", AssumeRolePolicyDocument=json.dum
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
                    "Principal": {"AWS": "arn:aws:iam::123456789012:user/autoid-agent"}}]}))["Role"]
+iam.put_role_policy(RoleName="autoid-demo", PolicyName="read-secrets", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}]}))
+boto3.client("secretsmanager", endpoint_url=sys.argv[1], region_name="us-east-1",
+             aws_access_key_id="seed", aws_secret_access_key="seed").create_secret(
+    Name="autoid/e2e/greeting", SecretString="hello from secrets manager")
 print(json.dumps({"access_key_id": key["AccessKeyId"], "secret_access_key": key["SecretAccessKey"],
                   "role_arn": role["Arn"]}))
 "#;

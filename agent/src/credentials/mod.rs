@@ -8,8 +8,10 @@ mod aws;
 mod env;
 mod file;
 mod roles;
+mod signing;
 
-pub use roles::{ProcessCredentials, RawRole, RoleRefusal, Roles};
+pub use roles::{ProcessCredentials, RawRole, RoleRefusal, Roles, Sts};
+pub use signing::{RawSigning, Signing};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,10 @@ pub struct RawCredentials {
     /// API id → the role whose short-lived credentials it vends (`GET /v1/aws/credentials/{api}`).
     #[serde(default)]
     pub aws_roles: BTreeMap<String, RawRole>,
+    /// API id → the role whose credentials Envoy signs its requests with, and the directory the
+    /// agent keeps them in (`aws_service` APIs).
+    #[serde(default)]
+    pub aws_signing: BTreeMap<String, RawSigning>,
 }
 
 /// Settings for Secrets Manager; each falls back to the standard environment variables.
@@ -135,6 +141,7 @@ pub struct Credentials {
     fetch_timeout: Duration,
     apis: BTreeMap<String, Vec<Arc<Entry>>>,
     roles: Roles,
+    signing: Arc<Signing>,
 }
 
 fn secs(path: &str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, Error> {
@@ -193,12 +200,13 @@ impl Credentials {
         )?;
         let mut aws: Option<Arc<AwsSettings>> = None;
         let raw_aws = raw.aws.unwrap_or_default();
-        let roles = Roles::from_raw(
-            raw.aws_roles,
+        let sts = Arc::new(Sts::from_raw(
             &raw_aws,
             env,
             Duration::from_millis(fetch_timeout),
-        )?;
+        )?);
+        let roles = Roles::from_raw(raw.aws_roles, sts.clone())?;
+        let signing = Signing::from_raw(raw.aws_signing, sts)?;
         let mut apis = BTreeMap::new();
         for (api, headers) in raw.apis {
             if !autoid_protocol::valid_id(&api) {
@@ -251,12 +259,18 @@ impl Credentials {
             fetch_timeout: Duration::from_millis(fetch_timeout),
             apis,
             roles,
+            signing: Arc::new(signing),
         })
     }
 
     /// The APIs' AWS roles (`aws_roles`).
     pub fn roles(&self) -> &Roles {
         &self.roles
+    }
+
+    /// The `aws_service` APIs' signing credentials, kept fresh in files for Envoy.
+    pub fn signing(&self) -> &Arc<Signing> {
+        &self.signing
     }
 
     /// The API ids served.

@@ -8,6 +8,7 @@
 //! cached or logged: each call mints new credentials, and only errors' codes are logged.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials as AwsKeys;
@@ -37,7 +38,7 @@ pub struct RawRole {
 
 /// One API's role.
 #[derive(Debug, Clone)]
-struct Role {
+pub(crate) struct Role {
     arn: String,
     duration_secs: u32,
 }
@@ -73,18 +74,23 @@ impl std::fmt::Debug for ProcessCredentials {
     }
 }
 
-/// Every API's role and how to reach STS.
+/// Every API's role, and STS.
+#[derive(Debug)]
 pub struct Roles {
     roles: BTreeMap<String, Role>,
+    sts: Arc<Sts>,
+}
+
+/// How to reach STS, signing as the agent's own identity (from the environment).
+pub struct Sts {
     region: String,
     endpoint: String,
     http: ureq::Agent,
 }
 
-impl std::fmt::Debug for Roles {
+impl std::fmt::Debug for Sts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Roles")
-            .field("apis", &self.roles.keys().collect::<Vec<_>>())
+        f.debug_struct("Sts")
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
@@ -92,52 +98,93 @@ impl std::fmt::Debug for Roles {
 }
 
 impl Roles {
-    /// Checks the roles; the region and STS endpoint come from `aws` or the environment
-    /// (`AWS_REGION`, `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`).
+    /// Checks the roles (`at`: `credentials.aws_roles`).
+    pub fn from_raw(raw: BTreeMap<String, RawRole>, sts: Arc<Sts>) -> Result<Roles, Error> {
+        let mut roles = BTreeMap::new();
+        for (api, r) in raw {
+            let role = Role::check("credentials.aws_roles", &api, r.role_arn, r.duration_secs)?;
+            roles.insert(api, role);
+        }
+        Ok(Roles { roles, sts })
+    }
+
+    /// Whether any API has a role.
+    pub fn is_empty(&self) -> bool {
+        self.roles.is_empty()
+    }
+
+    /// Mints credentials for `subject` (with `groups` as session tags) under `api`'s role.
+    /// Blocking: run it on the blocking pool.
+    pub fn assume(
+        &self,
+        api: &str,
+        subject: &str,
+        groups: &[String],
+    ) -> Result<ProcessCredentials, RoleRefusal> {
+        let role = self.roles.get(api).ok_or(RoleRefusal::UnknownApi)?;
+        if !autoid_protocol::valid_subject(subject) {
+            return Err(RoleRefusal::NoSubject);
+        }
+        let session = if subject.len() < 2 {
+            format!("autoid-{subject}")
+        } else {
+            subject.to_owned()
+        };
+        self.sts
+            .assume(role, &session, &subject_tags(subject, groups))
+    }
+}
+
+impl Role {
+    /// Checks one API's role (`section`: the field path of the API map).
+    pub(crate) fn check(
+        section: &str,
+        api: &str,
+        arn: String,
+        duration_secs: Option<u32>,
+    ) -> Result<Role, Error> {
+        let at = format!("{section}.{api}");
+        if !autoid_protocol::valid_id(api) {
+            return Err(Error::config(
+                section,
+                format!("{api:?}"),
+                "not an API id (1 to 32 of A-Z a-z 0-9 _ -)",
+            ));
+        }
+        if !arn.starts_with("arn:") || arn.len() > 2048 || !arn.contains(":role/") {
+            return Err(Error::config(
+                format!("{at}.role_arn"),
+                format!("{arn:?}"),
+                "not a role ARN (arn:aws:iam::<account>:role/<name>)",
+            ));
+        }
+        let duration_secs = duration_secs.unwrap_or(MIN_DURATION_SECS);
+        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration_secs) {
+            return Err(Error::config(
+                format!("{at}.duration_secs"),
+                duration_secs.to_string(),
+                format!(
+                    "{MIN_DURATION_SECS} to {MAX_DURATION_SECS} (STS's bounds; at most an hour)"
+                ),
+            ));
+        }
+        Ok(Role { arn, duration_secs })
+    }
+
+    /// How long credentials of this role live.
+    pub(crate) fn duration(&self) -> Duration {
+        Duration::from_secs(u64::from(self.duration_secs))
+    }
+}
+
+impl Sts {
+    /// The region and STS endpoint from `aws` or the environment (`AWS_REGION`,
+    /// `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL`).
     pub fn from_raw(
-        raw: BTreeMap<String, RawRole>,
         aws: &RawAws,
         env: &dyn Fn(&str) -> Option<String>,
         timeout: Duration,
-    ) -> Result<Roles, Error> {
-        let mut roles = BTreeMap::new();
-        for (api, r) in raw {
-            let at = format!("credentials.aws_roles.{api}");
-            if !autoid_protocol::valid_id(&api) {
-                return Err(Error::config(
-                    "credentials.aws_roles",
-                    format!("{api:?}"),
-                    "not an API id (1 to 32 of A-Z a-z 0-9 _ -)",
-                ));
-            }
-            if !r.role_arn.starts_with("arn:")
-                || r.role_arn.len() > 2048
-                || !r.role_arn.contains(":role/")
-            {
-                return Err(Error::config(
-                    format!("{at}.role_arn"),
-                    format!("{:?}", r.role_arn),
-                    "not a role ARN (arn:aws:iam::<account>:role/<name>)",
-                ));
-            }
-            let duration_secs = r.duration_secs.unwrap_or(MIN_DURATION_SECS);
-            if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&duration_secs) {
-                return Err(Error::config(
-                    format!("{at}.duration_secs"),
-                    duration_secs.to_string(),
-                    format!(
-                        "{MIN_DURATION_SECS} to {MAX_DURATION_SECS} (STS's bounds; at most an hour)"
-                    ),
-                ));
-            }
-            roles.insert(
-                api,
-                Role {
-                    arn: r.role_arn,
-                    duration_secs,
-                },
-            );
-        }
+    ) -> Result<Sts, Error> {
         let region = aws
             .region
             .clone()
@@ -166,32 +213,22 @@ impl Roles {
             .timeout_global(Some(timeout))
             .build()
             .into();
-        Ok(Roles {
-            roles,
+        Ok(Sts {
             region,
             endpoint,
             http,
         })
     }
 
-    /// Whether any API has a role.
-    pub fn is_empty(&self) -> bool {
-        self.roles.is_empty()
-    }
-
-    /// Mints credentials for `subject` (with `groups` as session tags) under `api`'s role.
-    /// Blocking: run it on the blocking pool.
-    pub fn assume(
+    /// STS `AssumeRole` for `role` as `session` with session `tags`. Blocking: run it on the
+    /// blocking pool.
+    pub(crate) fn assume(
         &self,
-        api: &str,
-        subject: &str,
-        groups: &[String],
+        role: &Role,
+        session: &str,
+        tags: &[(String, String)],
     ) -> Result<ProcessCredentials, RoleRefusal> {
-        let role = self.roles.get(api).ok_or(RoleRefusal::UnknownApi)?;
-        if !autoid_protocol::valid_subject(subject) {
-            return Err(RoleRefusal::NoSubject);
-        }
-        let body = assume_role_form(role, subject, groups);
+        let body = assume_role_form(role, session, tags);
         let url = format!("{}/", self.endpoint);
         let content_type = (
             "content-type",
@@ -257,37 +294,34 @@ impl Roles {
     }
 }
 
-/// The `AssumeRole` form: the role, the subject as the session name (STS wants 2 to 64
-/// characters; a one-character subject gets a prefix), the duration, and session tags
-/// `autoid-subject` and `autoid-group:<group>` = `true` for each group whose name STS accepts in
-/// a tag key (IAM policies can test `aws:PrincipalTag/autoid-group:payments`).
-fn assume_role_form(role: &Role, subject: &str, groups: &[String]) -> String {
-    let session_name = if subject.len() < 2 {
-        format!("autoid-{subject}")
-    } else {
-        subject.to_owned()
-    };
+/// The session tags of a subject's credentials: `autoid-subject`, and `autoid-group:<group>` =
+/// `true` for each group whose name STS accepts in a tag key (IAM policies can test
+/// `aws:PrincipalTag/autoid-group:payments`).
+fn subject_tags(subject: &str, groups: &[String]) -> Vec<(String, String)> {
+    let tag_char = |c: char| c.is_ascii_alphanumeric() || "_.:/=+-@ ".contains(c);
+    let mut tags = vec![("autoid-subject".to_owned(), subject.to_owned())];
+    tags.extend(
+        groups
+            .iter()
+            .filter(|g| g.len() <= 114 && g.chars().all(tag_char))
+            .take(MAX_GROUP_TAGS)
+            .map(|g| (format!("autoid-group:{g}"), "true".to_owned())),
+    );
+    tags
+}
+
+/// The `AssumeRole` form: the role, the session name (STS wants 2 to 64 characters), the
+/// duration and the session tags.
+fn assume_role_form(role: &Role, session: &str, tags: &[(String, String)]) -> String {
     let mut form = url::form_urlencoded::Serializer::new(String::new());
     form.append_pair("Action", "AssumeRole")
         .append_pair("Version", "2011-06-15")
         .append_pair("RoleArn", &role.arn)
-        .append_pair("RoleSessionName", &session_name)
-        .append_pair("DurationSeconds", &role.duration_secs.to_string())
-        .append_pair("Tags.member.1.Key", "autoid-subject")
-        .append_pair("Tags.member.1.Value", subject);
-    let tag_char = |c: char| c.is_ascii_alphanumeric() || "_.:/=+-@ ".contains(c);
-    for (i, g) in groups
-        .iter()
-        .filter(|g| g.len() <= 114 && g.chars().all(tag_char))
-        .take(MAX_GROUP_TAGS)
-        .enumerate()
-    {
-        let n = i + 2;
-        form.append_pair(
-            &format!("Tags.member.{n}.Key"),
-            &format!("autoid-group:{g}"),
-        )
-        .append_pair(&format!("Tags.member.{n}.Value"), "true");
+        .append_pair("RoleSessionName", session)
+        .append_pair("DurationSeconds", &role.duration_secs.to_string());
+    for (i, (k, v)) in tags.iter().enumerate() {
+        form.append_pair(&format!("Tags.member.{}.Key", i + 1), k)
+            .append_pair(&format!("Tags.member.{}.Value", i + 1), v);
     }
     form.finish()
 }
@@ -351,7 +385,7 @@ mod tests {
             "bad,name".to_owned(),
             "reports".to_owned(),
         ];
-        let form = assume_role_form(&role, "alice", &groups);
+        let form = assume_role_form(&role, "alice", &subject_tags("alice", &groups));
         let pairs: BTreeMap<String, String> = url::form_urlencoded::parse(form.as_bytes())
             .into_owned()
             .collect();
@@ -365,7 +399,7 @@ mod tests {
             !form.contains("bad"),
             "a name STS refuses in a tag key is left out"
         );
-        assert!(assume_role_form(&role, "a", &[]).contains("RoleSessionName=autoid-a"));
+        assert!(!assume_role_form(&role, "autoid-gateway", &[]).contains("Tags"));
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub(crate) struct CredentialsDef {
     /// Secrets Manager's region and endpoint (else the agent's AWS_* environment).
     #[serde(default)]
     pub(crate) aws: Option<serde_json::Value>,
+    /// Where the agent writes the short-lived credentials Envoy signs `aws_service` APIs'
+    /// requests with (relative: to the config directory); required when an API has one.
+    #[serde(default)]
+    pub(crate) aws_signing_dir: Option<PathBuf>,
 }
 
 /// Who holds a long-term secret: the gateway's private keys (`plugin.session_keys`) or the
@@ -245,6 +249,10 @@ pub(crate) struct ApiDef {
     /// `AssumeRole` for each allowed request (docs/AWS.md).
     #[serde(default)]
     pub(crate) aws_role: Option<AwsRoleDef>,
+    /// The upstream is an AWS service: Envoy signs each allowed request (SigV4) with short-lived
+    /// credentials of this role, which the agent keeps fresh in a file (docs/AWS.md).
+    #[serde(default)]
+    pub(crate) aws_service: Option<AwsServiceDef>,
     #[serde(default)]
     pub(crate) upstream_ca_file: Option<PathBuf>,
     #[serde(default)]
@@ -321,6 +329,18 @@ pub(crate) struct Identity {
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AwsRoleDef {
+    pub(crate) role_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) duration_secs: Option<u32>,
+}
+
+/// `aws_service`: `{"service": "secretsmanager", "region": "us-east-1", "role_arn": …,
+/// "duration_secs": …?}`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AwsServiceDef {
+    pub(crate) service: String,
+    pub(crate) region: String,
     pub(crate) role_arn: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) duration_secs: Option<u32>,
@@ -731,6 +751,9 @@ fn check_api(file: &Path, api: &ApiDef) -> Result<Upstream> {
             "required (an http(s) URL), unless aws_role is set",
         ));
     }
+    if let Some(s) = &api.aws_service {
+        check_aws_service(file, s)?;
+    }
     let url = url::Url::parse(&api.upstream)
         .map_err(|e| field(file, "upstream", format!("{e} (value: {:?})", api.upstream)))?;
     let tls = match url.scheme() {
@@ -800,6 +823,54 @@ fn check_api(file: &Path, api: &ApiDef) -> Result<Upstream> {
     })
 }
 
+/// An API whose upstream is an AWS service: a service name and region as SigV4 names them, and
+/// the role whose credentials sign.
+fn check_aws_service(file: &Path, s: &AwsServiceDef) -> Result<()> {
+    let name = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !name(&s.service) {
+        return Err(field(
+            file,
+            "aws_service.service",
+            format!(
+                "not a service name such as \"secretsmanager\" (value: {:?})",
+                s.service
+            ),
+        ));
+    }
+    if !name(&s.region) {
+        return Err(field(
+            file,
+            "aws_service.region",
+            format!("not a region such as \"us-east-1\" (value: {:?})", s.region),
+        ));
+    }
+    if !s.role_arn.starts_with("arn:") || !s.role_arn.contains(":role/") {
+        return Err(field(
+            file,
+            "aws_service.role_arn",
+            format!(
+                "not a role ARN, arn:aws:iam::<account>:role/<name> (value: {:?})",
+                s.role_arn
+            ),
+        ));
+    }
+    if let Some(d) = s.duration_secs
+        && !(900..=3600).contains(&d)
+    {
+        return Err(field(
+            file,
+            "aws_service.duration_secs",
+            format!("900 to 3600 (value: {d})"),
+        ));
+    }
+    Ok(())
+}
+
 /// An API that vends AWS credentials: no upstream of its own (the agent answers), and the
 /// subject and groups headers the agent reads.
 fn check_aws_role(file: &Path, api: &ApiDef, role: &AwsRoleDef) -> Result<Upstream> {
@@ -808,6 +879,13 @@ fn check_aws_role(file: &Path, api: &ApiDef, role: &AwsRoleDef) -> Result<Upstre
             file,
             "upstream",
             "an API with aws_role has no upstream: the agent answers it",
+        ));
+    }
+    if api.aws_service.is_some() {
+        return Err(field(
+            file,
+            "aws_service",
+            "an API with aws_role has no upstream to sign for: use one or the other",
         ));
     }
     if !role.role_arn.starts_with("arn:") || !role.role_arn.contains(":role/") {

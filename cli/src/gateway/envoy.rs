@@ -129,6 +129,46 @@ fn upstream_cluster(
         .connect_ms
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS);
     let mut c = cluster(&name, &up.host, up.port, connect);
+    if let Some(s) = &api.aws_service {
+        // Signed as an upstream filter, after the route's rewrites: the path and Host AWS sees.
+        let dir = aws_signing_dir(defs, &api.id)?;
+        let file = dir.join("credentials");
+        c["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "http_filters": [
+                    {
+                        "name": "envoy.filters.http.aws_request_signing",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+                            "service_name": s.service,
+                            "region": s.region,
+                            // The body's SHA-256 is signed (Envoy buffers it).
+                            "use_unsigned_payload": false,
+                            // Envoy's own and hop headers vary on the way; AWS reads SignedHeaders.
+                            "match_excluded_headers": [
+                                {"prefix": "x-envoy"}, {"exact": "x-request-id"}, {"exact": "user-agent"}
+                            ],
+                            "credential_provider": {
+                                "custom_credential_provider_chain": true,
+                                "credentials_file_provider": {
+                                    "credentials_data_source": {
+                                        "filename": style.render(&file)?,
+                                        "watched_directory": {"path": style.render(&dir)?}
+                                    }
+                                }
+                            }
+                        }
+                    },
+                    {
+                        "name": "envoy.filters.http.upstream_codec",
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}
+                    }
+                ]
+            }
+        });
+    }
     if up.tls {
         let ca = match &api.upstream_ca_file {
             Some(p) => style.render(&defs.resolve(p))?,
@@ -137,6 +177,20 @@ fn upstream_cluster(
         c["transport_socket"] = upstream_tls(&up.host, &ca, true);
     }
     Ok(c)
+}
+
+/// The directory the agent keeps an `aws_service` API's signing credentials in
+/// (`credentials.aws_signing_dir/<api>`).
+pub(crate) fn aws_signing_dir(defs: &Definitions, api: &str) -> Result<PathBuf> {
+    let Some(dir) = &defs.gateway.credentials.aws_signing_dir else {
+        anyhow::bail!(
+            "{}: credentials.aws_signing_dir: required when an API has aws_service (the agent \
+             writes the signing credentials there, Envoy reads them)",
+            defs.dir.join("gateway.json").display()
+        );
+    };
+    let dir = defs.resolve(dir).join(api);
+    Ok(std::path::absolute(&dir).unwrap_or(dir))
 }
 
 /// An upstream TLS transport socket: TLS 1.2+, the peer verified against `ca` and its SAN

@@ -39,9 +39,18 @@ fn resolved_by_agent(defs: &Definitions, source: &Source) -> bool {
 pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
     let mut apis = Map::new();
     let mut roles = Map::new();
+    let mut signing = Map::new();
     for (file, api, _) in &defs.apis {
         if let Some(role) = &api.aws_role {
             roles.insert(api.id.clone(), json!(role));
+        }
+        if let Some(s) = &api.aws_service {
+            let dir = super::envoy::aws_signing_dir(defs, &api.id)?;
+            let mut entry = json!({"role_arn": s.role_arn, "dir": dir});
+            if let Some(d) = s.duration_secs {
+                entry["duration_secs"] = json!(d);
+            }
+            signing.insert(api.id.clone(), entry);
         }
         let mut headers = Map::new();
         for (header, source) in &api.auth.inject {
@@ -73,7 +82,7 @@ pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
             apis.insert(api.id.clone(), Value::Object(headers));
         }
     }
-    if apis.is_empty() && roles.is_empty() {
+    if apis.is_empty() && roles.is_empty() && signing.is_empty() {
         return Ok(None);
     }
     let c = &defs.gateway.credentials;
@@ -90,6 +99,9 @@ pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
     out.insert("apis".into(), Value::Object(apis));
     if !roles.is_empty() {
         out.insert("aws_roles".into(), Value::Object(roles));
+    }
+    if !signing.is_empty() {
+        out.insert("aws_signing".into(), Value::Object(signing));
     }
     Ok(Some(Value::Object(out)))
 }

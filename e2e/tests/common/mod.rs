@@ -294,6 +294,9 @@ impl Stack {
             payments_inject["x-payments-key"] = json!({"aws_secretsmanager": {
                 "secret_id": c.json_secret_id, "json_key": c.json_key, "version_stage": "AWSCURRENT"}});
         }
+        if options.aws_role {
+            gateway["credentials"]["aws_signing_dir"] = json!(d.join("aws-signing"));
+        }
         std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
         let mut apis = vec![
             json!({
@@ -339,7 +342,15 @@ impl Stack {
                 "auth": {"require": {"any_of": ["payments"]}}
             }),
         ];
-        if let Some(iam) = &iam {
+        if let (Some(iam), Some(m)) = (&iam, &moto) {
+            // Secrets Manager through the gateway, each request signed by Envoy with the role.
+            apis.push(json!({
+                "id": "secrets", "name": "Secrets Manager", "listen_path": "/secrets/",
+                "strip_listen_path": true, "upstream": m.endpoint,
+                "aws_service": {"service": "secretsmanager", "region": "us-east-1",
+                                "role_arn": iam.role_arn},
+                "auth": {"require": {"any_of": ["payments"]}}
+            }));
             apis.push(json!({
                 "id": "aws", "name": "AWS credentials", "listen_path": "/aws/",
                 "aws_role": {"role_arn": iam.role_arn, "duration_secs": 900},
