@@ -83,7 +83,15 @@ show "$BIN/autoid" aws credential-process "${CLIENT[@]}" --entropy run/clients/d
 	"$GW/aws/"
 
 echo
-echo "7. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
+echo "7. Secrets Manager through the gateway: alice sends a plain GetSecretValue with her proof and no AWS"
+echo "   signature; Envoy signs it (SigV4) with short-lived credentials of the role autoid-demo, which the"
+echo "   agent renews in run/aws-signing/. Envoy's configuration names that file, never a key."
+show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/alice.entropy --subject alice -X POST \
+	-H 'x-amz-target: secretsmanager.GetSecretValue' -H 'content-type: application/x-amz-json-1.1' \
+	-d '{"SecretId":"autoid/demo/greeting"}' "$GW/secrets/"
+
+echo
+echo "8. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
 # The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's two.
 for _ in $(seq 30); do
 	curl -sS "${ADMIN[@]}" "http://localhost/stats?filter=autoid_requests_allowed" 2>/dev/null |

@@ -3,9 +3,10 @@
 Creates, through the real AWS APIs (boto3):
   - the agent's IAM user and access key, allowed to assume roles (with session tags) and to read
     secrets;
-  - the role autoid-demo, which trusts the agent's user (the gateway's `aws` API vends it);
+  - the role autoid-demo, which trusts the agent's user (the gateway's `aws` API vends it) and may
+    read secrets (the gateway's `secrets` API signs with it);
   - an operator user and key, allowed to put new secret versions (the rotation command);
-  - the payments API's upstream token as a Secrets Manager secret.
+  - the payments API's upstream token, and autoid/demo/greeting, as Secrets Manager secrets.
 Writes run/aws/agent.env and run/aws/operator.env (mode 0600) with each user's keys.
 
 Usage: moto-seed.py ENDPOINT SECRET_NAME TOKEN_FILE OUT_DIR
@@ -18,7 +19,7 @@ import sys
 import boto3
 
 # Every request below, in order: moto authenticates everything after these.
-SEED_ACTIONS = 8
+SEED_ACTIONS = 10
 ACCOUNT = "123456789012"  # moto's
 
 
@@ -41,10 +42,15 @@ def main():
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/autoid-agent"}}]}))
+    iam.put_role_policy(RoleName="autoid-demo", PolicyName="read-secrets", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": "*"}]}))
     operator = user("autoid-operator", ["secretsmanager:PutSecretValue"])
     with open(token_file) as f:
         token = f.read().rstrip("\n")
-    boto3.client("secretsmanager", **kw).create_secret(Name=secret_name, SecretString=token)
+    secrets = boto3.client("secretsmanager", **kw)
+    secrets.create_secret(Name=secret_name, SecretString=token)
+    secrets.create_secret(Name="autoid/demo/greeting", SecretString="hello from Secrets Manager, signed by the gateway")
 
     os.makedirs(out_dir, mode=0o700, exist_ok=True)
     for name, key in (("agent", agent), ("operator", operator)):

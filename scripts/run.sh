@@ -129,7 +129,7 @@ eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|BRIDGE_DN|BRIDGE_
 say "AWS (moto on 127.0.0.1:$MOTO_PORT, IAM authentication on): role autoid-demo, secret $PAYMENTS_SECRET"
 : >"$LOGS/moto.log"
 # The seed's requests are the only unauthenticated ones (scripts/moto-seed.py, SEED_ACTIONS).
-start "moto" "$LOGS/moto.log" env INITIAL_NO_AUTH_ACTION_COUNT=8 "$MOTO/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+start "moto" "$LOGS/moto.log" env INITIAL_NO_AUTH_ACTION_COUNT=10 "$MOTO/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
 wait_http "moto" "http://127.0.0.1:$MOTO_PORT/moto-api/" 30
 "$MOTO/python" scripts/moto-seed.py "http://127.0.0.1:$MOTO_PORT" "$PAYMENTS_SECRET" \
 	"$RUN/secrets/payments-upstream.token" "$RUN/aws"
