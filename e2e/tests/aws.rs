@@ -321,3 +321,59 @@ fn moto_refuses_the_same_call_without_the_gateways_signature() {
     let status = String::from_utf8_lossy(&out.stdout);
     assert_eq!(status, "403", "moto accepted a forged signature");
 }
+
+#[test]
+fn an_sdk_refreshes_expiring_credentials_through_the_process_each_time_with_a_fresh_proof() {
+    // botocore (boto3, the Python SDK, from moto's venv) refreshes process credentials that have
+    // less than 15 minutes left: with the role's 900 s, every use runs the process again, and each
+    // run must get new credentials (a fresh proof: no replay).
+    let s = stack();
+    let counter = s.path("process-runs");
+    let _ = std::fs::remove_file(&counter);
+    let command = format!(
+        "sh -c 'echo run >> {}; exec \"$0\" \"$@\"' {}",
+        counter.display(),
+        credential_process(s, "alice").join(" ")
+    );
+    let config = s.path("aws-config-sdk");
+    std::fs::write(
+        &config,
+        format!("[profile autoid]\nregion = us-east-1\ncredential_process = {command}\n"),
+    )
+    .unwrap();
+    let script = r#"
+import sys, boto3
+sts = boto3.Session(profile_name="autoid").client("sts", endpoint_url=sys.argv[1])
+arns = [sts.get_caller_identity()["Arn"] for _ in range(3)]
+print("\n".join(arns))
+"#;
+    let moto = &s.moto.as_ref().unwrap().endpoint;
+    let python = autoid_testkit::moto::venv_bin().unwrap().join("python");
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(moto)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", s.path("no-such-credentials"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let arns: Vec<&str> = stdout.lines().collect();
+    assert_eq!(arns.len(), 3);
+    assert!(
+        arns.iter()
+            .all(|a| *a == "arn:aws:sts::123456789012:assumed-role/autoid-demo/alice")
+    );
+    let runs = std::fs::read_to_string(&counter).unwrap().lines().count();
+    assert!(
+        runs >= 3,
+        "the SDK refreshed through the process: {runs} runs for 3 calls"
+    );
+}
