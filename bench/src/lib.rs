@@ -16,6 +16,7 @@
 //! - [`steps`]: the filter's crypto steps, shared with the wasm microbenchmark module.
 //! - [`wasm_micro`]: times those steps inside wasm (wasmtime, Cranelift).
 //! - [`procstat`]: CPU time from `/proc`.
+//! - [`wrk`]: arms (b) and (c) again with Debian's `wrk`, an independent load generator.
 //!
 //! Build: `cargo build --release -p autoid-bench`; see `autoid-bench --help`.
 
@@ -32,3 +33,4 @@ pub mod run;
 pub mod soak;
 pub mod steps;
 pub mod wasm_micro;
+pub mod wrk;
