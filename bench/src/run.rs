@@ -23,7 +23,7 @@ use crate::envoy::{self, Envoy, HOST, PATH, ROUTE_NAME};
 use crate::flood::{self, Flood, FloodOutcome};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
 use crate::proofs::{self, JwtIssuer, Sessions};
-use crate::{steps, wrk};
+use crate::{chart, steps, wrk};
 
 /// `autoid-bench run` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -841,9 +841,10 @@ pub fn main(o: &Options) -> Result<()> {
     let mut table = markdown(&summary, &arms);
     table.push_str(&wrk::markdown(&summary));
     std::fs::write(out.join("summary.md"), &table)?;
+    std::fs::write(out.join("bench.svg"), chart::bench(&summary))?;
     println!("{table}");
     eprintln!(
-        "autoid-bench: wrote {}, and summary.md",
+        "autoid-bench: wrote {}, summary.md and bench.svg",
         json_path.display()
     );
     if !failures.is_empty() {
