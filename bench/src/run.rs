@@ -651,6 +651,7 @@ pub fn main(o: &Options) -> Result<()> {
             o.bridge.display()
         );
     }
+    let started = Instant::now();
     let wrk_version = wrk_version(o, &arms)?;
     std::fs::create_dir_all(&o.out)?;
     let out = o.out.canonicalize()?;
@@ -844,8 +845,9 @@ pub fn main(o: &Options) -> Result<()> {
     std::fs::write(out.join("bench.svg"), chart::bench(&summary))?;
     println!("{table}");
     eprintln!(
-        "autoid-bench: wrote {}, summary.md and bench.svg",
-        json_path.display()
+        "autoid-bench: wrote {}, summary.md and bench.svg ({:.0} s)",
+        json_path.display(),
+        started.elapsed().as_secs_f64()
     );
     if !failures.is_empty() {
         bail!(

@@ -587,23 +587,26 @@ pub fn summarize(records: &[Record], in_house: &Value, settings: Value) -> Value
         );
     }
     // Ratios per repetition, as the in-house ones.
-    let per_rep: Vec<f64> = records
-        .iter()
-        .filter(|r| r.arm == 'c')
-        .filter_map(|c| {
-            records
-                .iter()
-                .find(|b| b.arm == 'b' && b.rep == c.rep)
-                .map(|b| c.rps / b.rps)
+    let ratio = |f: &dyn Fn(&Record) -> f64| -> Value {
+        let per_rep: Vec<f64> = records
+            .iter()
+            .filter(|r| r.arm == 'c')
+            .filter_map(|c| {
+                records
+                    .iter()
+                    .find(|b| b.arm == 'b' && b.rep == c.rep)
+                    .map(|b| f(c) / f(b))
+            })
+            .collect();
+        json!({
+            "median": spread(&per_rep)["median"],
+            "spread": spread(&per_rep),
+            "per_rep": per_rep,
         })
-        .collect();
-    let warm_vs_jwt = json!({
-        "median": spread(&per_rep)["median"],
-        "spread": spread(&per_rep),
-        "per_rep": per_rep,
-    });
+    };
     json!({
-        "warm_vs_jwt": warm_vs_jwt,
+        "warm_vs_jwt": ratio(&|r| r.rps),
+        "envoy_cpu_per_req_ratios": { "warm_vs_jwt": ratio(&|r| r.envoy_cpu_us_per_req) },
         "warm_rps": spread(&pick('c', &|r| r.rps)),
         "jwt_rps": spread(&pick('b', &|r| r.rps)),
         "arms": arms,
@@ -653,10 +656,12 @@ pub fn markdown(summary: &Value) -> String {
         ));
     }
     t.push_str(&format!(
-        "\n| c/b warm vs jwt_authn (required ≥ 1.0) | median (min–max) |\n|---|---|\n\
-         | in-house generator | {} |\n| wrk | {} |\n",
+        "\n| c/b warm vs jwt_authn (required ≥ 1.0) | saturation req/s, median (min–max) | Envoy CPU µs/req, median (min–max) |\n|---|---|---|\n\
+         | in-house generator | {} | {} |\n| wrk | {} | {} |\n",
         fmt(&summary["warm_vs_jwt"]["spread"], 3),
+        fmt(&summary["envoy_cpu_per_req_ratios"]["warm_vs_jwt"]["spread"], 3),
         fmt(&w["warm_vs_jwt"]["spread"], 3),
+        fmt(&w["envoy_cpu_per_req_ratios"]["warm_vs_jwt"]["spread"], 3),
     ));
     t
 }
