@@ -293,8 +293,8 @@ pub fn run(plan: &Plan, requests: Requests) -> Result<Outcome> {
 struct Running {
     child: Option<Child>,
     stderr: String,
-    stdout: std::thread::JoinHandle<String>,
-    rest_of_stderr: std::thread::JoinHandle<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    rest_of_stderr: Option<std::thread::JoinHandle<String>>,
     envoy_pid: u32,
     envoy_at_start: procstat::CpuTicks,
     wrk_at_start: procstat::CpuTicks,
@@ -360,8 +360,8 @@ fn spawn(plan: &Plan, script: &Path, prefix: &Path, mode: &str, secs: u64) -> Re
     Ok(Running {
         child: Some(child),
         stderr: text,
-        stdout,
-        rest_of_stderr,
+        stdout: Some(stdout),
+        rest_of_stderr: Some(rest_of_stderr),
         envoy_pid: plan.envoy_pid,
         envoy_at_start,
         wrk_at_start,
@@ -378,12 +378,11 @@ impl Running {
         self.child = None;
         let envoy_after = procstat::process(self.envoy_pid).unwrap_or_default();
         let children_after = procstat::children()?;
-        let stdout = std::mem::replace(&mut self.stdout, std::thread::spawn(String::new))
-            .join()
-            .unwrap_or_default();
-        let rest = std::mem::replace(&mut self.rest_of_stderr, std::thread::spawn(String::new))
-            .join()
-            .unwrap_or_default();
+        let joined = |h: Option<std::thread::JoinHandle<String>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        let stdout = joined(self.stdout.take());
+        let rest = joined(self.rest_of_stderr.take());
         let stderr = format!("{}{rest}", self.stderr);
         let line = stdout
             .lines()
