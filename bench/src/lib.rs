@@ -12,10 +12,11 @@
 //! - [`flood`]: a junk flood from another source beside the paced warm arm (phase 3).
 //! - [`run`]: the arms, the repetitions and the summary.
 //! - [`soak`]: the replay table under sustained saturation (`make soak`).
-//! - [`chart`]: SVG line charts of the results.
+//! - [`chart`]: SVG charts of the results (line charts over time, bar charts of the arms).
 //! - [`steps`]: the filter's crypto steps, shared with the wasm microbenchmark module.
 //! - [`wasm_micro`]: times those steps inside wasm (wasmtime, Cranelift).
 //! - [`procstat`]: CPU time from `/proc`.
+//! - [`wrk`]: arms (b) and (c) again with Debian's `wrk`, an independent load generator.
 //!
 //! Build: `cargo build --release -p autoid-bench`; see `autoid-bench --help`.
 
@@ -32,3 +33,4 @@ pub mod run;
 pub mod soak;
 pub mod steps;
 pub mod wasm_micro;
+pub mod wrk;

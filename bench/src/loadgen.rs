@@ -179,15 +179,9 @@ async fn run_async(plan: &Plan, requests: Requests) -> Result<Outcome> {
     }
     let mut first_request = 0u64;
     if let Some(stream) = streams.first_mut() {
-        let mut buf = Vec::new();
-        for k in 0..plan.prime.min(requests.bytes.len()) {
-            stream.write_all(&requests.bytes[k]).await?;
-            let (status, _) = read_response(stream, &mut buf).await?;
-            if status != 200 {
-                bail!("priming request {k} answered {status}");
-            }
-            first_request += 1;
-        }
+        let n = plan.prime.min(requests.bytes.len());
+        prime_on(stream, &requests.bytes[..n]).await?;
+        first_request = n as u64;
     }
     let start = Instant::now();
     let window_start = start + plan.warmup;
@@ -290,6 +284,34 @@ async fn run_async(plan: &Plan, requests: Requests) -> Result<Outcome> {
         exhausted,
         sent: shared.next.get(),
     })
+}
+
+/// Sends `requests` one by one on one connection to `addr`, each to be answered 200 (opens the
+/// warm arms' sessions before another load generator starts).
+pub fn prime(addr: SocketAddr, requests: &[Vec<u8>]) -> Result<()> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async {
+        let mut stream = connect(addr).await?;
+        prime_on(&mut stream, requests).await
+    })
+}
+
+async fn prime_on(stream: &mut TcpStream, requests: &[Vec<u8>]) -> Result<()> {
+    let mut buf = Vec::new();
+    for (k, request) in requests.iter().enumerate() {
+        stream.write_all(request).await?;
+        let (status, _) = read_response(stream, &mut buf).await?;
+        if status != 200 {
+            bail!("priming request {k} answered {status}");
+        }
+    }
+    Ok(())
 }
 
 fn sample(pids: &[u32]) -> (Vec<CpuTicks>, CpuTicks) {

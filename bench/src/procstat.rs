@@ -40,3 +40,18 @@ pub fn process(pid: u32) -> Result<CpuTicks> {
 pub fn this_thread() -> Result<CpuTicks> {
     parse("/proc/thread-self/stat")
 }
+
+/// utime + stime of this process's children that have been waited for (`cutime` + `cstime`):
+/// a child's whole CPU once it is reaped.
+pub fn children() -> Result<CpuTicks> {
+    let text = std::fs::read_to_string("/proc/self/stat").context("read /proc/self/stat")?;
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("stat: no command field")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // cutime is field 16, cstime field 17.
+    let cutime: u64 = fields.get(13).context("cutime")?.parse()?;
+    let cstime: u64 = fields.get(14).context("cstime")?.parse()?;
+    Ok(CpuTicks(cutime + cstime))
+}

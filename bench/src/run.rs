@@ -23,7 +23,7 @@ use crate::envoy::{self, Envoy, HOST, PATH, ROUTE_NAME};
 use crate::flood::{self, Flood, FloodOutcome};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
 use crate::proofs::{self, JwtIssuer, Sessions};
-use crate::steps;
+use crate::{chart, steps, wrk};
 
 /// `autoid-bench run` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +86,20 @@ pub struct Options {
     /// The autoid agent.
     #[arg(long, default_value = "target/release/autoid-agent")]
     pub bridge: PathBuf,
+    /// Debian's wrk 4.1: arms (b) and (c) measured again with it in every repetition of phase 1
+    /// (`apt-get install wrk`).
+    #[arg(long, default_value = "wrk")]
+    pub wrk: PathBuf,
+    /// Skip the wrk cross-check.
+    #[arg(long)]
+    pub no_wrk: bool,
+    /// wrk threads (its connections: --connections).
+    #[arg(long, default_value_t = 1)]
+    pub wrk_threads: usize,
+    /// Seconds of each measured wrk run (default: --duration; quick 2), after a warm-up wrk run
+    /// of --warmup seconds (wrk counts whole seconds).
+    #[arg(long)]
+    pub wrk_duration: Option<f64>,
 }
 
 /// One arm.
@@ -674,6 +688,8 @@ pub fn main(o: &Options) -> Result<()> {
             o.bridge.display()
         );
     }
+    let started = Instant::now();
+    let wrk_version = wrk_version(o, &arms)?;
     std::fs::create_dir_all(&o.out)?;
     let out = o.out.canonicalize()?;
     // Snapshot the modules: another build may replace them while the bench runs, and proofs made
@@ -729,6 +745,7 @@ pub fn main(o: &Options) -> Result<()> {
 
     let mut records: Vec<RunRecord> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
+    let mut wrk_records: Vec<wrk::Record> = Vec::new();
     let best = |records: &[RunRecord], arm: Arm, default: f64| {
         records
             .iter()
@@ -761,6 +778,9 @@ pub fn main(o: &Options) -> Result<()> {
                     failures.push(format!("{}/{rep}/saturation: {e:#}", arm.letter()));
                 }
             }
+        }
+        if let Some(version) = &wrk_version {
+            wrk_records.extend(ctx.wrk_rep(version, rep, &arms, &records, &mut failures));
         }
     }
     let median_rps = |arm: Arm| {
@@ -853,12 +873,19 @@ pub fn main(o: &Options) -> Result<()> {
             "plugin_wasm_sha256": sh(&format!("sha256sum {} | cut -c1-16", o.plugin.display())),
         }),
     );
+    let summary = with_wrk(summary, &wrk_records, wrk_version.as_deref(), &ctx.s, o);
     let json_path = out.join("summary.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&summary)?)?;
-    let table = markdown(&summary, &arms);
+    let mut table = markdown(&summary, &arms);
+    table.push_str(&wrk::markdown(&summary));
     std::fs::write(out.join("summary.md"), &table)?;
+    std::fs::write(out.join("bench.svg"), chart::bench(&summary))?;
     println!("{table}");
-    eprintln!("autoid-bench: wrote {}", json_path.display());
+    eprintln!(
+        "autoid-bench: wrote {}, summary.md and bench.svg ({:.0} s)",
+        json_path.display(),
+        started.elapsed().as_secs_f64()
+    );
     if !failures.is_empty() {
         bail!(
             "failed runs (the summary holds the others):\n{}",
@@ -1167,5 +1194,173 @@ fn settled_stats(proxy: &Envoy, sent: u64) -> Result<Vec<(String, u64)>> {
             return Ok(stats);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// The wrk cross-check (bench/src/wrk.rs): arms (b) and (c) again, with Debian's wrk, at the end
+// of every repetition of phase 1.
+
+/// wrk's version when the cross-check runs (arms (b) or (c), no --no-wrk); an error naming the
+/// install command when wrk is missing.
+fn wrk_version(o: &Options, arms: &[Arm]) -> Result<Option<String>> {
+    if o.no_wrk || !arms.iter().any(|a| matches!(a, Arm::Jwt | Arm::Warm)) {
+        return Ok(None);
+    }
+    wrk::version(&o.wrk).map(Some)
+}
+
+/// Seconds of a measured wrk run.
+fn wrk_duration(o: &Options, s: &Settings) -> f64 {
+    o.wrk_duration.unwrap_or(if s.cold_proofs_cap < 1000 {
+        2.0
+    } else {
+        s.duration
+    })
+}
+
+/// Envoy's counters once they account for the requests in flight when wrk stopped: the arm's own
+/// allowed count (the autoid filter hands its counters to Envoy on its one-second tick) caught up
+/// with Envoy's 2xx and with what wrk saw answered, or after 3 s.
+fn wrk_counters(proxy: &Envoy, arm: Arm, allowed: &str, wrk_ok: u64) -> Result<Vec<(String, u64)>> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    std::thread::sleep(Duration::from_millis(100));
+    loop {
+        let mut counters = proxy.stats(if arm.is_autoid() {
+            "autoid"
+        } else {
+            "jwt_authn"
+        })?;
+        counters.extend(proxy.stats("^http.bench.downstream_rq_")?);
+        let sum = |suffix: &str| -> u64 {
+            counters
+                .iter()
+                .filter(|(k, _)| k.ends_with(suffix))
+                .map(|(_, v)| *v)
+                .sum()
+        };
+        let n = sum(allowed);
+        if (n >= sum(".downstream_rq_2xx") && n >= wrk_ok) || Instant::now() >= deadline {
+            return Ok(counters);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The summary with its `wrk` object.
+fn with_wrk(
+    mut summary: Value,
+    records: &[wrk::Record],
+    version: Option<&str>,
+    s: &Settings,
+    o: &Options,
+) -> Value {
+    let Some(version) = version else {
+        return summary;
+    };
+    let settings = json!({
+        "version": version,
+        "threads": o.wrk_threads,
+        "connections": o.connections,
+        "warmup_secs": wrk::Plan::secs(s.warmup),
+        "duration_secs": wrk::Plan::secs(wrk_duration(o, s)),
+        "script": "bench/wrk/pool.lua",
+    });
+    let w = wrk::summarize(records, &summary, settings);
+    if let Some(m) = summary.as_object_mut() {
+        m.insert("wrk".into(), w);
+    }
+    summary
+}
+
+impl Bench<'_> {
+    /// wrk on arms (b) and (c) (those of `arms`), after the in-house arms of repetition `rep`.
+    fn wrk_rep(
+        &self,
+        version: &str,
+        rep: usize,
+        arms: &[Arm],
+        records: &[RunRecord],
+        failures: &mut Vec<String>,
+    ) -> Vec<wrk::Record> {
+        let mut out = Vec::new();
+        for arm in [Arm::Jwt, Arm::Warm] {
+            if !arms.contains(&arm) {
+                continue;
+            }
+            // The pools' size: the best this arm reached with the in-house generator so far.
+            let reached = records
+                .iter()
+                .filter(|r| r.arm == arm.letter() && r.phase == Phase::Saturation)
+                .map(|r| r.outcome.rps)
+                .fold(f64::NAN, f64::max);
+            let rate = if reached.is_finite() {
+                reached
+            } else {
+                40_000.0
+            };
+            let started = Instant::now();
+            match self.run_wrk(arm, rep, rate) {
+                Ok(r) => {
+                    eprintln!(
+                        "  {} {:<30} rep {} wrk        {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  envoy {:>6.1} µs/req ({:.2} cpu)  wrk {:.2} cpu  ({version}, {:.1} s)",
+                        arm.letter(),
+                        arm.name(),
+                        rep,
+                        r.rps,
+                        r.outcome.measured.latency_us.p50,
+                        r.outcome.measured.latency_us.p99,
+                        r.envoy_cpu_us_per_req,
+                        r.envoy_cpu_util,
+                        r.wrk_cpu_util,
+                        started.elapsed().as_secs_f64(),
+                    );
+                    out.push(r);
+                }
+                Err(e) => {
+                    eprintln!("  {} rep {rep} wrk FAILED: {e:#}", arm.letter());
+                    failures.push(format!("{}/{rep}/wrk: {e:#}", arm.letter()));
+                }
+            }
+        }
+        out
+    }
+
+    /// One arm under wrk: a fresh Envoy on the arm's saturation bootstrap, fresh requests.
+    fn run_wrk(&self, arm: Arm, rep: usize, rate: f64) -> Result<wrk::Record> {
+        let (filters, clusters) = self.filters(arm, Phase::Saturation)?;
+        let listen = free_port()?;
+        let admin = free_port()?;
+        let name = format!("{}-{rep}-wrk", arm.letter());
+        let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
+        let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
+        let plan = wrk::Plan {
+            wrk: self.o.wrk.clone(),
+            addr: proxy.addr,
+            envoy_pid: proxy.pid(),
+            threads: self.o.wrk_threads,
+            connections: self.o.connections,
+            warmup_secs: wrk::Plan::secs(self.s.warmup),
+            duration_secs: wrk::Plan::secs(wrk_duration(self.o, &self.s)),
+            prime: if arm == Arm::Warm { self.o.sessions } else { 0 },
+            dir: self.out.clone(),
+            name,
+        };
+        let requests = self.requests(arm, plan.requests_needed(rate))?;
+        let outcome = wrk::run(&plan, requests)?;
+        let (allowed, denied) = if arm.is_autoid() {
+            ("autoid_requests_allowed", "autoid_requests_denied")
+        } else {
+            ("jwt_authn.allowed", "jwt_authn.denied")
+        };
+        let counters = wrk_counters(&proxy, arm, allowed, outcome.ok_total())?;
+        drop(proxy);
+        wrk::Record::check(
+            arm.letter(),
+            rep,
+            outcome,
+            counters,
+            (allowed, denied),
+            self.o.connections,
+        )
     }
 }
