@@ -158,7 +158,9 @@ autoid demo is running (Ctrl-C stops everything):
   http://127.0.0.1:$MOTO_PORT     AWS (moto, IAM authentication on): payments' upstream token is $PAYMENTS_SECRET;
                                   the /aws/ API vends role autoid-demo (aws CLI profile autoid-alice: run/aws/config)
   $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)
-APIs (gateway-config/apis/): /payments/ needs group payments; /reports/ needs reports or admins.
+APIs (gateway-config/apis/): /payments/ needs group payments; /reports/ needs reports or admins;
+  /legacy/ takes HTTP Basic (test / test123, testgroup); /aws/ vends AWS credentials and /secrets/
+  is Secrets Manager signed by the gateway (both for payments).
 Clients: alice (payments, reports) run/clients/alice.entropy; dave (no group) run/clients/dave.entropy
 Logs: run/logs/{envoy,access,agent,upstream,moto}.log, run/ldap/slapd.log
 

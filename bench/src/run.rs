@@ -35,7 +35,7 @@ pub struct Options {
     /// Repetitions of the interleaved arm sequence (default 3, quick 1).
     #[arg(long)]
     pub reps: Option<usize>,
-    /// Counted seconds per run (default 10, quick 3).
+    /// Counted seconds per run (default 10, quick 2).
     #[arg(long)]
     pub duration: Option<f64>,
     /// Seconds sent before counting (default 2, quick 1).
@@ -658,7 +658,7 @@ pub fn main(o: &Options) -> Result<()> {
         Settings {
             reps: o.reps.unwrap_or(1),
             warmup: o.warmup.unwrap_or(1.0),
-            duration: o.duration.unwrap_or(3.0),
+            duration: o.duration.unwrap_or(2.0),
             cold_duration: o.cold_duration.unwrap_or(2.0),
             cold_proofs_cap: 600,
         }
