@@ -31,6 +31,12 @@ use crate::metrics::Counter;
 use crate::reply::{Denial, Forbid, Unavailable};
 use crate::worker::State;
 
+/// What a request enqueues to wake the root. Not empty: the SDK reads an empty value dequeued as
+/// none, which would end the drain with the queue still holding kicks.
+const KICK: &[u8] = b"k";
+/// The most kicks the root drains per wake-up (each wake-up is for one kick; a bound all the same).
+const MAX_KICKS_DRAINED: usize = 1024;
+
 /// A request allowed and claimed locally: its proof, its groups, the agent's header values.
 type Claimed<'a> = (&'a Verified, &'a [String], &'a [(String, String)]);
 
@@ -86,7 +92,7 @@ impl Flow {
         };
         let join = state.fleet.borrow_mut().join(claim);
         state.count(host, Counter::ReplayFleetClaims);
-        if join == Join::Kick && host.enqueue(queue, b"").is_err() {
+        if join == Join::Kick && host.enqueue(queue, KICK).is_err() {
             host.log(
                 Level::Warn,
                 "autoid: fleet replay: the worker's queue refused the kick",
@@ -267,7 +273,11 @@ impl State {
         if self.fleet_queue != Some(queue) {
             return;
         }
-        while host.dequeue(queue).is_some() {}
+        for _ in 0..MAX_KICKS_DRAINED {
+            if host.dequeue(queue).is_none() {
+                break;
+            }
+        }
         self.send_fleet_batch(host, root);
     }
 
