@@ -183,7 +183,13 @@ fn a_batch_is_claimed_in_one_pipeline_with_a_verdict_per_claim_in_order() {
         "y is claimed before the batch"
     );
     // x twice in one batch: the first wins. A stale claim sends nothing and passes.
-    let batch = [(x, now + 61), (y, now + 61), (x, now + 61), (z, now), (z, now + 30)];
+    let batch = [
+        (x, now + 61),
+        (y, now + 61),
+        (x, now + 61),
+        (z, now),
+        (z, now + 30),
+    ];
     let verdicts = rt.block_on(a.claim_batch(&batch, now)).unwrap();
     assert_eq!(
         verdicts,
@@ -196,8 +202,14 @@ fn a_batch_is_claimed_in_one_pipeline_with_a_verdict_per_claim_in_order() {
         ]
     );
     let z_ttl = ttl(&redis, &a.key(&z));
-    assert!((1..=30).contains(&z_ttl), "z's TTL is its own expiry: {z_ttl}");
+    assert!(
+        (1..=30).contains(&z_ttl),
+        "z's TTL is its own expiry: {z_ttl}"
+    );
     // Redis gone: the whole batch is unknown, within the timeout.
     drop(redis);
-    assert_eq!(rt.block_on(a.claim_batch(&[([0x44; 16], now + 61)], now)), None);
+    assert_eq!(
+        rt.block_on(a.claim_batch(&[([0x44; 16], now + 61)], now)),
+        None
+    );
 }
