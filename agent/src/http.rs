@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoid_protocol::directory::{
-    AuthenticateReply, GroupsReply, REPLAY_PATH, ReplayRequest, SessionReply, SessionRequest,
-    StreamRequest,
+    AuthenticateReply, GroupsReply, MAX_REPLAY_BATCH, REPLAY_PATH, ReplayBatchReply,
+    ReplayBatchRequest, ReplayRequest, ReplayVerdict, SessionReply, SessionRequest, StreamRequest,
 };
 use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
 use axum::extract::Path as UrlPath;
@@ -464,37 +464,91 @@ async fn stream_key(
     }
 }
 
-/// `POST /v1/replay`: claims a nonce across the fleet (docs/FLEET.md).
+/// The body of `POST /v1/replay`: a batch (what the filter sends), or one claim (a filter from
+/// before batching, during a rolling upgrade).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ReplayBody {
+    Batch(ReplayBatchRequest),
+    One(ReplayRequest),
+}
+
+/// A claim's nonce: 16 bytes of base64url.
+fn replay_nonce(nonce: &str) -> Option<[u8; 16]> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    (nonce.len() == 22)
+        .then(|| URL_SAFE_NO_PAD.decode(nonce).ok())
+        .flatten()
+        .and_then(|n| n.try_into().ok())
+}
+
+/// `POST /v1/replay`: claims nonces across the fleet (docs/FLEET.md): one claim, or a batch in
+/// one pipelined Redis round trip.
 async fn replay(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Json<ReplayRequest>, JsonRejection>,
+    body: Result<Json<ReplayBody>, JsonRejection>,
 ) -> Response {
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let body = match authorized_body(&state, &headers, body) {
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let nonce: Option<[u8; 16]> = (body.nonce.len() == 22)
-        .then(|| URL_SAFE_NO_PAD.decode(&body.nonce).ok())
-        .flatten()
-        .and_then(|n| n.try_into().ok());
-    let Some(nonce) = nonce else {
-        return bad_request("nonce is not 16 bytes of base64url");
-    };
     let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
-    let Some(store) = &state.replay else {
-        return refused(StatusCode::NOT_FOUND, "no_fleet");
-    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    match store.claim(&nonce, body.expires_at, now).await {
-        Claim::Fresh => reply(StatusCode::OK, json!({ "claimed": true }), "claimed", None),
-        Claim::Replay => refused(StatusCode::CONFLICT, "replay"),
-        Claim::Unavailable => refused(StatusCode::SERVICE_UNAVAILABLE, "replay_unavailable"),
+    let batch = match body {
+        ReplayBody::One(one) => {
+            let Some(nonce) = replay_nonce(&one.nonce) else {
+                return bad_request("nonce is not 16 bytes of base64url");
+            };
+            let Some(store) = &state.replay else {
+                return refused(StatusCode::NOT_FOUND, "no_fleet");
+            };
+            return match store.claim(&nonce, one.expires_at, now).await {
+                Claim::Fresh => reply(StatusCode::OK, json!({ "claimed": true }), "claimed", None),
+                Claim::Replay => refused(StatusCode::CONFLICT, "replay"),
+                Claim::Unavailable => {
+                    refused(StatusCode::SERVICE_UNAVAILABLE, "replay_unavailable")
+                }
+            };
+        }
+        ReplayBody::Batch(batch) => batch,
+    };
+    if batch.claims.is_empty() || batch.claims.len() > MAX_REPLAY_BATCH {
+        return bad_request(format!(
+            "a batch holds 1 to {MAX_REPLAY_BATCH} claims, not {}",
+            batch.claims.len()
+        ));
     }
+    let mut claims = Vec::with_capacity(batch.claims.len());
+    for claim in &batch.claims {
+        let Some(nonce) = replay_nonce(&claim.nonce) else {
+            return bad_request("nonce is not 16 bytes of base64url");
+        };
+        claims.push((nonce, claim.expires_at));
+    }
+    let Some(store) = &state.replay else {
+        return refused(StatusCode::NOT_FOUND, "no_fleet");
+    };
+    let Some(verdicts) = store.claim_batch(&claims, now).await else {
+        return refused(StatusCode::SERVICE_UNAVAILABLE, "replay_unavailable");
+    };
+    let verdicts = verdicts
+        .into_iter()
+        .map(|c| match c {
+            Claim::Fresh => ReplayVerdict::Claimed,
+            // `claim_batch` answers all or nothing: no claim is unavailable alone.
+            Claim::Replay | Claim::Unavailable => ReplayVerdict::Replay,
+        })
+        .collect();
+    reply(
+        StatusCode::OK,
+        ReplayBatchReply { verdicts },
+        "claimed_batch",
+        None,
+    )
 }
 
 /// `GET /v1/credentials/{api}`: the API's agent-supplied headers. The values never reach a log

@@ -1,4 +1,5 @@
-//! Fleet replay claims in Redis (`POST /v1/replay`): one `SET key 1 NX EX ttl` per nonce, the
+//! Fleet replay claims in Redis (`POST /v1/replay`): one `SET key 1 NX EX ttl` per nonce (a
+//! filter's batch of claims goes out as one pipeline: one round trip), the
 //! expiry the proof's remaining validity, so a nonce is claimed once across every gateway replica
 //! that shares the Redis, and Redis forgets it when the proof could no longer be accepted anyway.
 //!
@@ -118,6 +119,59 @@ impl FleetReplay {
             Err(_) => {
                 warn!(redis = %self.endpoint, timeout_ms = self.timeout.as_millis() as u64, "replay claim timed out");
                 Claim::Unavailable
+            }
+        }
+    }
+
+    /// Claims every `(nonce, expires_at)` of a batch, as seen at `now`, in one pipelined round
+    /// trip (one `SET NX EX` each, answered in order): a verdict per claim, or `None` when Redis
+    /// did not answer the whole pipeline within the timeout (then no claim's fate is known to
+    /// the caller; any that Redis executed stay claimed, which only refuses a retry of them).
+    pub async fn claim_batch(&self, claims: &[([u8; 16], u64)], now: u64) -> Option<Vec<Claim>> {
+        let mut verdicts = vec![Claim::Fresh; claims.len()];
+        let mut pipe = redis::pipe();
+        // Which verdict each command answers: stale proofs send nothing (as in `claim`).
+        let mut sent = Vec::with_capacity(claims.len());
+        for (i, (nonce, expires_at)) in claims.iter().enumerate() {
+            let ttl = expires_at.saturating_sub(now);
+            if ttl == 0 {
+                continue;
+            }
+            pipe.cmd("SET")
+                .arg(self.key(nonce))
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl);
+            sent.push(i);
+        }
+        if sent.is_empty() {
+            return Some(verdicts);
+        }
+        let mut conn = self.conn.clone();
+        let query = pipe.query_async::<Vec<Option<String>>>(&mut conn);
+        match tokio::time::timeout(self.timeout, query).await {
+            Ok(Ok(answers)) if answers.len() == sent.len() => {
+                for (i, answer) in sent.into_iter().zip(answers) {
+                    verdicts[i] = if answer.is_some() {
+                        Claim::Fresh
+                    } else {
+                        Claim::Replay
+                    };
+                }
+                Some(verdicts)
+            }
+            Ok(Ok(answers)) => {
+                warn!(redis = %self.endpoint, sent = sent.len(), answered = answers.len(), "replay batch: Redis answered a different number of commands");
+                None
+            }
+            Ok(Err(e)) => {
+                warn!(redis = %self.endpoint, error = %e, claims = claims.len(), "replay batch failed");
+                None
+            }
+            Err(_) => {
+                warn!(redis = %self.endpoint, timeout_ms = self.timeout.as_millis() as u64, claims = claims.len(), "replay batch timed out");
+                None
             }
         }
     }

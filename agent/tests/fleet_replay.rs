@@ -169,3 +169,47 @@ fn a_stale_proof_needs_no_claim_and_bad_settings_name_their_field() {
         assert!(!e.contains("secret"), "the password leaked: {e}");
     }
 }
+
+#[test]
+fn a_batch_is_claimed_in_one_pipeline_with_a_verdict_per_claim_in_order() {
+    let (redis, _dir) = start_redis(None);
+    let rt = rt();
+    let a = rt.block_on(async { store(&redis.url(), 500) });
+    let now = now();
+    let (x, y, z) = ([0x11; 16], [0x22; 16], [0x33; 16]);
+    assert_eq!(
+        rt.block_on(a.claim(&y, now + 61, now)),
+        Claim::Fresh,
+        "y is claimed before the batch"
+    );
+    // x twice in one batch: the first wins. A stale claim sends nothing and passes.
+    let batch = [
+        (x, now + 61),
+        (y, now + 61),
+        (x, now + 61),
+        (z, now),
+        (z, now + 30),
+    ];
+    let verdicts = rt.block_on(a.claim_batch(&batch, now)).unwrap();
+    assert_eq!(
+        verdicts,
+        [
+            Claim::Fresh,
+            Claim::Replay,
+            Claim::Replay,
+            Claim::Fresh,
+            Claim::Fresh
+        ]
+    );
+    let z_ttl = ttl(&redis, &a.key(&z));
+    assert!(
+        (1..=30).contains(&z_ttl),
+        "z's TTL is its own expiry: {z_ttl}"
+    );
+    // Redis gone: the whole batch is unknown, within the timeout.
+    drop(redis);
+    assert_eq!(
+        rt.block_on(a.claim_batch(&[([0x44; 16], now + 61)], now)),
+        None
+    );
+}

@@ -139,3 +139,48 @@ fn nothing_listening_gives_503_quickly() {
         started.elapsed()
     );
 }
+
+#[test]
+fn replay_claims_in_a_batch_one_verdict_each_and_the_single_form_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = autoid_testkit::redis::Redis::start(&dir.path().join("redis.log")).unwrap();
+    let mut c = config(shared());
+    c["replay"] = json!({ "redis_url": redis.url(), "timeout_ms": 500 });
+    let b = Bridge::start(c);
+    let auth = format!("Bearer {TOKEN}");
+    let post = |body: serde_json::Value| b.post_with("/v1/replay", Some(&auth), &body.to_string());
+    let expires_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    // 21 characters and a last one whose spare bits are zero: 16 bytes of base64url.
+    let claim = |n: char| json!({ "nonce": format!("{}A", n.to_string().repeat(21)), "expires_at": expires_at });
+    let (status, body) = post(json!({ "claims": [claim('A'), claim('B')] }));
+    assert_eq!(
+        (status, body),
+        (200, json!({ "verdicts": ["claimed", "claimed"] }))
+    );
+    let (status, body) = post(json!({ "claims": [claim('B'), claim('C'), claim('C')] }));
+    assert_eq!(
+        (status, body),
+        (200, json!({ "verdicts": ["replay", "claimed", "replay"] }))
+    );
+    // A filter from before batching, during a rolling upgrade: one claim, one answer.
+    let (status, body) = post(claim('C'));
+    assert_eq!((status, body), (409, json!({ "error": "replay" })));
+    let (status, body) = post(claim('D'));
+    assert_eq!((status, body), (200, json!({ "claimed": true })));
+    for bad in [
+        json!({ "claims": [] }),
+        json!({ "claims": [claim('E'), { "nonce": "short", "expires_at": expires_at }] }),
+        json!({ "claims": vec![claim('F'); 257] }),
+        json!({ "claims": [claim('G')], "extra": 1 }),
+    ] {
+        let (status, _) = post(bad.clone());
+        assert_eq!(status, 400, "{bad}");
+    }
+    // Nothing of a refused batch was claimed.
+    let (status, body) = post(json!({ "claims": [claim('E')] }));
+    assert_eq!((status, body), (200, json!({ "verdicts": ["claimed"] })));
+}

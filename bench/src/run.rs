@@ -1045,6 +1045,13 @@ fn summarize(
             "redis_claims_per_request": spread(&pick(Arm::Fleet, Phase::Saturation, &|r| {
                 counter(r, "autoid_replay_fleet_claims") / counter(r, "autoid_requests_allowed")
             })),
+            // Claims go to the agent in batches (one callout per batch): claims per batch.
+            "claims_per_batch": spread(&pick(Arm::Fleet, Phase::Saturation, &|r| {
+                counter(r, "autoid_replay_fleet_claims") / counter(r, "autoid_replay_fleet_batches")
+            })),
+            "paced_claims_per_batch": spread(&pick(Arm::Fleet, Phase::Paced, &|r| {
+                counter(r, "autoid_replay_fleet_claims") / counter(r, "autoid_replay_fleet_batches")
+            })),
             "paced_p50_us": spread(&pick(Arm::Fleet, Phase::Paced, &|r| r.outcome.p50_us)),
             "paced_p99_us": spread(&pick(Arm::Fleet, Phase::Paced, &|r| r.outcome.p99_us)),
             "agent_slapd_redis_cpu_us_per_req": spread(&pick(Arm::Fleet, Phase::Saturation, &|r| {
@@ -1144,6 +1151,14 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
         "\nPaced phase: {} req/s for every arm except cold ({}).\n",
         summary["paced_rate_rps"], summary["cold_paced_rate_rps"]
     ));
+    let fleet = &summary["fleet_replay"];
+    if fleet["claims_per_batch"].get("median").is_some() {
+        t.push_str(&format!(
+            "\nFleet replay: {} claims per batch (one agent callout each) at saturation, {} paced.\n",
+            fmt_spread(&fleet["claims_per_batch"], 1.0, 1),
+            fmt_spread(&fleet["paced_claims_per_batch"], 1.0, 2),
+        ));
+    }
     let f = &summary["warm_under_flood"];
     if f["p99_us"].get("median").is_some() {
         t.push_str(&format!(

@@ -9,10 +9,9 @@ use crate::state::HostState;
 /// The buffer a hostcall addresses, if it exists now.
 fn buffer(state: &mut HostState, kind: u32) -> Result<&mut Vec<u8>, Status> {
     let buffer = match kind {
-        buffer_type::REQUEST_BODY => state.stream.as_mut().map(|s| &mut s.request_body),
+        buffer_type::REQUEST_BODY => state.current_stream().map(|s| &mut s.request_body),
         buffer_type::RESPONSE_BODY => state
-            .stream
-            .as_mut()
+            .current_stream()
             .filter(|s| s.response_headers.is_some())
             .map(|s| &mut s.response_body),
         buffer_type::CALLOUT_RESPONSE_BODY => state.callout_response.as_mut().map(|r| &mut r.body),

@@ -75,7 +75,7 @@ fn map_mut(state: &mut HostState, map_type: u32) -> Result<&mut HeaderMap, Fault
             state.callout_response.as_mut().map(|r| &mut r.trailers)
         }
         _ => {
-            let stream = state.stream.as_mut();
+            let stream = state.current_stream();
             match map_type {
                 map_type::REQUEST_HEADERS => stream.map(|s| &mut s.request_headers),
                 map_type::REQUEST_TRAILERS => stream.map(|s| &mut s.request_trailers),

@@ -70,7 +70,10 @@ impl SharedData {
     }
 }
 
-/// Shared queues: named FIFOs any worker can enqueue to. `proxy_on_queue_ready` is not delivered.
+/// Shared queues: named FIFOs any worker can enqueue to. As in proxy-wasm-cpp-host, a queue
+/// belongs to the root context that registered its name last, and every enqueue wakes that
+/// worker's root with `proxy_on_queue_ready` (here: at the end of that worker's current or next
+/// guest call, as Envoy posts it to the worker's event loop).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SharedQueues {
     inner: Arc<Mutex<QueuesState>>,
@@ -80,13 +83,17 @@ pub(crate) struct SharedQueues {
 struct QueuesState {
     ids: HashMap<(String, String), u32>,
     queues: HashMap<u32, VecDeque<Vec<u8>>>,
+    /// The worker whose root registered each queue last.
+    owners: HashMap<u32, usize>,
+    /// Wake-ups not yet delivered: (worker, queue).
+    ready: VecDeque<(usize, u32)>,
 }
 
 /// The VM id every worker of this harness runs under.
 const VM_ID: &str = "";
 
 impl SharedQueues {
-    fn register(&self, name: &str) -> u32 {
+    fn register(&self, name: &str, worker: usize) -> u32 {
         let mut state = lock(&self.inner);
         let next = state.ids.len() as u32 + 1;
         let id = *state
@@ -94,7 +101,15 @@ impl SharedQueues {
             .entry((VM_ID.to_owned(), name.to_owned()))
             .or_insert(next);
         state.queues.entry(id).or_default();
+        state.owners.insert(id, worker);
         id
+    }
+
+    /// The next wake-up for `worker`'s root: a queue it owns that something was enqueued on.
+    pub(crate) fn next_ready(&self, worker: usize) -> Option<u32> {
+        let mut state = lock(&self.inner);
+        let at = state.ready.iter().position(|(w, _)| *w == worker)?;
+        state.ready.remove(at).map(|(_, id)| id)
     }
 
     fn resolve(&self, vm_id: &str, name: &str) -> Option<u32> {
@@ -111,6 +126,9 @@ impl SharedQueues {
             .get_mut(&id)
             .ok_or(Status::NotFound)?
             .push_back(value);
+        if let Some(owner) = state.owners.get(&id).copied() {
+            state.ready.push_back((owner, id));
+        }
         Ok(())
     }
 
@@ -194,7 +212,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |mut caller: Caller<'_, HostState>, name_ptr: u32, name_len: u32, id_ptr: u32| {
             status((|| {
                 let name = memory::read_string(&caller, name_ptr, name_len)?;
-                let id = caller.data().shared.queues.register(&name);
+                let worker = caller.data().worker;
+                let id = caller.data().shared.queues.register(&name, worker);
                 memory::write_u32(&mut caller, id_ptr, id)
             })())
         },

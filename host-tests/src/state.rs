@@ -112,6 +112,14 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// The stream the effective context names: none while the root context is effective (in
+    /// Envoy the root context has no request), until the guest enters the stream's context
+    /// with `proxy_set_effective_context`.
+    pub(crate) fn current_stream(&mut self) -> Option<&mut StreamState> {
+        let context = self.effective_context;
+        self.stream.as_mut().filter(|s| s.context_id == context)
+    }
+
     pub(crate) fn new(worker: usize, shared: Arc<Shared>, root_id: u32) -> Self {
         Self {
             worker,

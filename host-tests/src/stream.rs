@@ -8,7 +8,7 @@ use crate::memory::{self, HostResult, status};
 use crate::state::{HostState, LocalReplyData, StreamState};
 
 fn stream(state: &mut HostState) -> Result<&mut StreamState, Status> {
-    state.stream.as_mut().ok_or(Status::NotFound)
+    state.current_stream().ok_or(Status::NotFound)
 }
 
 fn send_local_response(

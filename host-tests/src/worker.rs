@@ -20,6 +20,8 @@ const MAX_CALLOUTS_PER_CALL: usize = 1000;
 type StreamCallback = TypedFunc<(u32, u32, u32), u32>;
 /// `proxy_on_request_trailers(context, trailers)`.
 type TrailersCallback = TypedFunc<(u32, u32), u32>;
+/// `proxy_on_queue_ready(root context, queue)`.
+type QueueCallback = TypedFunc<(u32, u32), ()>;
 /// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
 type CalloutCallback = TypedFunc<(u32, u32, u32, u32, u32), ()>;
 
@@ -40,6 +42,7 @@ struct Exports {
     on_delete: Option<TypedFunc<u32, ()>>,
     on_tick: Option<TypedFunc<u32, ()>>,
     on_http_call_response: Option<CalloutCallback>,
+    on_queue_ready: Option<QueueCallback>,
 }
 
 impl std::fmt::Debug for Exports {
@@ -232,6 +235,7 @@ impl Worker {
             on_delete: optional(&mut store, &instance, "proxy_on_delete")?,
             on_tick: optional(&mut store, &instance, "proxy_on_tick")?,
             on_http_call_response: optional(&mut store, &instance, "proxy_on_http_call_response")?,
+            on_queue_ready: optional(&mut store, &instance, "proxy_on_queue_ready")?,
         };
         let mut worker = Worker {
             index,
@@ -314,10 +318,25 @@ impl Worker {
         reason
     }
 
-    /// Answers every pending callout, delivering each through `proxy_on_http_call_response`.
+    /// Delivers the root's queue wake-ups, and answers every pending callout through
+    /// `proxy_on_http_call_response`, until neither is left. As in Envoy, both go to the root
+    /// context (proxy-wasm-cpp-host dispatches every `proxy_http_call` on the root context, and
+    /// answers it there): the effective context is the root's until the guest enters a stream's.
     fn drain_callouts(&mut self) -> Result<(), String> {
         let mut answered = 0;
-        while let Some(pending) = self.store.data_mut().pending_callouts.pop_front() {
+        loop {
+            let shared = Arc::clone(&self.store.data().shared);
+            if let Some(queue) = shared.queues.next_ready(self.index) {
+                let exports = Arc::clone(&self.exports);
+                if let Some(f) = &exports.on_queue_ready {
+                    self.store.data_mut().effective_context = ROOT_ID;
+                    self.call(f, (ROOT_ID, queue))?;
+                }
+                continue;
+            }
+            let Some(pending) = self.store.data_mut().pending_callouts.pop_front() else {
+                return Ok(());
+            };
             answered += 1;
             if answered > MAX_CALLOUTS_PER_CALL {
                 return Err(format!(
@@ -357,6 +376,7 @@ impl Worker {
             };
             let (headers, body) = (response.headers.len() as u32, response.body.len() as u32);
             self.store.data_mut().callout_response = Some(response);
+            self.store.data_mut().effective_context = ROOT_ID;
             let exports = Arc::clone(&self.exports);
             let result = match &exports.on_http_call_response {
                 Some(f) => self.call(f, (ROOT_ID, pending.token, headers, body, 0)),
@@ -365,7 +385,6 @@ impl Worker {
             self.store.data_mut().callout_response = None;
             result?;
         }
-        Ok(())
     }
 
     /// Runs one stream callback (`call` makes it), answers the callouts it made, and says how

@@ -33,6 +33,7 @@ use crate::reply::{
 };
 use crate::worker::State;
 use cache::CacheAdapter;
+pub use fleet::Waiter;
 
 /// Where a paused request stands. A verified proof travels with it: its nonce is claimed only
 /// when the request is allowed.
@@ -159,6 +160,8 @@ pub struct Flow {
     /// When the proof was last verified (Unix seconds): the replay claim's clock, so the allowed
     /// path reads the host's clock once.
     verified_at: Cell<u64>,
+    /// How the worker finds this request when its fleet claim is answered ([`Flow::attach`]).
+    waiter: Option<Waiter>,
 }
 
 /// The proxy's callbacks, one per event of the request.
@@ -232,7 +235,7 @@ impl Flow {
 
     /// A callout of this request answered (its reply is the host's current one): `Continue`
     /// when the request is now allowed and must be resumed; `Pause` when it was denied, waits
-    /// again, or was not waiting.
+    /// again, or was not waiting. (Fleet claims are answered in the root context: `fleet`.)
     pub fn on_callout<H: HttpHost>(&mut self, host: &H, body_size: usize) -> Verdict {
         let Some(state) = self.state.clone() else {
             return Verdict::Pause;
@@ -276,17 +279,6 @@ impl Flow {
                 &state,
                 caller.caller(),
                 &groups,
-                status,
-                &body.unwrap_or_default(),
-            ),
-            Pending::Fleet {
-                verified,
-                groups,
-                values,
-            } => self.fleet_answer(
-                host,
-                &state,
-                (&verified, &groups, &values),
                 status,
                 &body.unwrap_or_default(),
             ),

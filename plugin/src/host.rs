@@ -54,6 +54,16 @@ pub trait Host {
     fn callout_status(&self) -> Option<u32>;
     /// The first `len` bytes of the callout reply being delivered.
     fn callout_body(&self, len: usize) -> Option<Vec<u8>>;
+    /// Registers a shared queue owned by this worker's root context: its id. The host tells the
+    /// root when something is enqueued (`on_queue_ready`), from the worker's event loop.
+    fn register_queue(&self, name: &str) -> Option<u32>;
+    /// Enqueues `value` on the queue `queue`.
+    fn enqueue(&self, queue: u32, value: &[u8]) -> Result<(), HostError>;
+    /// Takes the oldest value of the queue `queue`, `None` when it is empty (or gone).
+    fn dequeue(&self, queue: u32) -> Option<Vec<u8>>;
+    /// Makes `context` the one the following calls act on (a request's, from the root context):
+    /// an error when the host no longer knows it (the request ended).
+    fn enter(&self, context: u32) -> Result<(), HostError>;
 }
 
 /// What the filter asks of its host for the request in progress.
@@ -64,6 +74,9 @@ pub trait HttpHost: Host {
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     /// The first `len` bytes of the buffered request body.
     fn request_body(&self, len: usize) -> Option<Vec<u8>>;
+    /// Resumes the request paused by an earlier callback (after a callout answered, from the
+    /// root context: [`Host::enter`] first).
+    fn resume_request(&self);
     /// Answers the request locally; it never goes upstream.
     fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]);
     /// The route name (`xds.route_name`), if the host gives a non-empty one.

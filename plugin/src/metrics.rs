@@ -26,6 +26,8 @@ pub enum Counter {
     ReplayNearFull,
     /// Fleet replay claims sent to the agent (`replay.scope: "fleet"`).
     ReplayFleetClaims,
+    /// Fleet replay batches sent to the agent: claims / batches is the mean batch size.
+    ReplayFleetBatches,
     /// Fleet replay claims that failed (no usable answer, or not dispatched).
     ReplayFleetFailures,
     /// Requests let through on the local check alone while the fleet failed (opt-in).
@@ -68,7 +70,7 @@ pub enum Counter {
 
 impl Counter {
     /// Every counter.
-    pub const ALL: [Counter; 28] = [
+    pub const ALL: [Counter; 29] = [
         Counter::Allowed,
         Counter::Denied,
         Counter::SessionHitLocal,
@@ -78,6 +80,7 @@ impl Counter {
         Counter::ReplaysRejected,
         Counter::ReplayNearFull,
         Counter::ReplayFleetClaims,
+        Counter::ReplayFleetBatches,
         Counter::ReplayFleetFailures,
         Counter::ReplayFleetDegraded,
         Counter::DirectoryCallouts,
@@ -111,6 +114,7 @@ impl Counter {
             Counter::ReplaysRejected => "autoid_replays_rejected",
             Counter::ReplayNearFull => "autoid_replay_near_full",
             Counter::ReplayFleetClaims => "autoid_replay_fleet_claims",
+            Counter::ReplayFleetBatches => "autoid_replay_fleet_batches",
             Counter::ReplayFleetFailures => "autoid_replay_fleet_failures",
             Counter::ReplayFleetDegraded => "autoid_replay_fleet_degraded",
             Counter::DirectoryCallouts => "autoid_directory_callouts",

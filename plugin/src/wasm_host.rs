@@ -98,6 +98,24 @@ impl Host for Envoy {
             .ok()
             .flatten()
     }
+
+    fn register_queue(&self, name: &str) -> Option<u32> {
+        hostcalls::register_shared_queue(name).ok()
+    }
+
+    fn enqueue(&self, queue: u32, value: &[u8]) -> Result<(), HostError> {
+        hostcalls::enqueue_shared_queue(queue, Some(value)).map_err(|_| HostError)
+    }
+
+    fn dequeue(&self, queue: u32) -> Option<Vec<u8>> {
+        hostcalls::dequeue_shared_queue(queue).ok().flatten()
+    }
+
+    /// Envoy (proxy-wasm-cpp-host `set_effective_context`) answers `BadArgument` for a context
+    /// it no longer has, which the SDK returns as an error.
+    fn enter(&self, context: u32) -> Result<(), HostError> {
+        hostcalls::set_effective_context(context).map_err(|_| HostError)
+    }
 }
 
 impl HttpHost for Envoy {
@@ -113,6 +131,10 @@ impl HttpHost for Envoy {
         hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len)
             .ok()
             .flatten()
+    }
+
+    fn resume_request(&self) {
+        let _ = hostcalls::resume_http_request();
     }
 
     fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {

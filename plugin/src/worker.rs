@@ -15,7 +15,9 @@ use crate::callout::{self, agent_headers, bearer};
 use crate::credentials::{CredentialCache, parse_reply as parse_credentials};
 use crate::decisions::Decisions;
 use crate::entropy_cache::EntropyCache;
-use crate::host::{Host, Level};
+use crate::fleet::Batcher;
+use crate::flow::Waiter;
+use crate::host::{Host, HttpHost, Level};
 use crate::metrics::{Counter, Metrics};
 use crate::ratelimit::{SourceBudgets, TokenBucket};
 use crate::replay::{ReplayTable, restart_fence};
@@ -46,6 +48,10 @@ pub struct State {
     /// The restart fence (local replay scope with `restart_fence`): proofs made before it are
     /// refused. `None`: no fence.
     pub fence: Option<u64>,
+    /// The fleet claims of this worker's requests, queued and in flight (fleet scope).
+    pub fleet: RefCell<Batcher<Waiter>>,
+    /// The shared queue whose `on_queue_ready` wakes the root to send fleet claims (fleet scope).
+    pub fleet_queue: Option<u32>,
     /// When the degraded fleet replay was last logged (Unix seconds): at most once a second.
     degraded_logged_at: Cell<u64>,
     metrics: Metrics,
@@ -90,6 +96,27 @@ impl State {
             .filter_map(|a| a.basic.as_ref().map(|b| b.cache_ttl_secs))
             .max()
             .unwrap_or(0);
+        // The queue's name is this worker's alone: Envoy keys queues by VM id and name across
+        // every worker, and the last to register a name gets its wake-ups.
+        let fleet_queue = if config.replay.scope == ReplayScope::Fleet {
+            let mut id = [0u8; 8];
+            let name = host.random(&mut id).then(|| {
+                format!(
+                    "autoid.fleet.{}",
+                    id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                )
+            });
+            let Some(queue) = name.and_then(|n| host.register_queue(&n)) else {
+                host.log(
+                    Level::Error,
+                    "autoid: no shared queue for the fleet replay claims at configure",
+                );
+                return None;
+            };
+            Some(queue)
+        } else {
+            None
+        };
         let decisions = match &config.groups {
             Groups::Directory(d) => Some(Decisions::new(d.max_entries)),
             Groups::Static(_) => None,
@@ -120,6 +147,8 @@ impl State {
             credentials: CredentialCache::new(config.credentials),
             binds: RefCell::new(Binds::new(bind_key, MAX_BINDS, bind_ttl)),
             fence,
+            fleet: RefCell::new(Batcher::default()),
+            fleet_queue,
             degraded_logged_at: Cell::new(0),
             metrics,
             pending: Default::default(),
@@ -179,12 +208,22 @@ fn replay_salt<H: Host>(host: &H) -> Option<[u8; 16]> {
 /// One worker: its state once configured, and its background credential refreshes.
 #[derive(Debug, Default)]
 pub struct Worker {
+    /// The root context's id (the proxy's; 0 in native tests).
+    root: u32,
     state: Option<Rc<State>>,
     /// Background credential refreshes in flight: callout token → API.
     refreshes: HashMap<u32, String>,
 }
 
 impl Worker {
+    /// The worker of the root context `root`.
+    pub fn new(root: u32) -> Self {
+        Worker {
+            root,
+            ..Worker::default()
+        }
+    }
+
     /// The state every request of the worker shares (`None` until configured).
     pub fn state(&self) -> Option<Rc<State>> {
         self.state.clone()
@@ -217,11 +256,12 @@ impl Worker {
 
     /// The tick: flushes the pending counts, refreshes credentials about to expire, lets the
     /// entropy cache keep a hot subject's file.
-    pub fn tick<H: Host>(&mut self, host: &H) {
+    pub fn tick<H: HttpHost>(&mut self, host: &H) {
         let Some(state) = self.state.clone() else {
             return;
         };
         state.flush_counts(host);
+        state.fleet_tick(host, self.root);
         self.refresh_credentials(host, &state);
         let now = host.now_ms() / 1000;
         if let Some(done) = state.entropy.borrow_mut().tick(now) {
@@ -282,12 +322,23 @@ impl Worker {
         }
     }
 
-    /// A callout of the worker answered: a background refresh's credentials are cached.
-    pub fn on_callout<H: Host>(&mut self, host: &H, token: u32, body_size: usize) {
-        let Some(name) = self.refreshes.remove(&token) else {
+    /// The worker's shared queue woke the root: fleet claims wait to be sent.
+    pub fn on_queue_ready<H: HttpHost>(&mut self, host: &H, queue: u32) {
+        if let Some(state) = self.state.clone() {
+            state.fleet_kicked(host, self.root, queue);
+        }
+    }
+
+    /// A callout of the worker answered: a fleet batch's requests are decided, or a background
+    /// refresh's credentials cached.
+    pub fn on_callout<H: HttpHost>(&mut self, host: &H, token: u32, body_size: usize) {
+        let Some(state) = self.state.clone() else {
             return;
         };
-        let Some(state) = self.state.clone() else {
+        if state.fleet_batch_answered(host, self.root, token, body_size) {
+            return;
+        }
+        let Some(name) = self.refreshes.remove(&token) else {
             return;
         };
         let Some(api) = state.config.apis.get(&name) else {

@@ -86,6 +86,39 @@ pub struct ReplayRequest {
     pub expires_at: u64,
 }
 
+/// The batch form of `POST /v1/replay` (what the filter sends): claim every nonce, each until its
+/// own `expires_at`. The answer is 200 with a [`ReplayBatchReply`], one verdict per claim in the
+/// order sent; 503 `{"error": "replay_unavailable"}` when Redis did not answer the batch in time
+/// (no verdict is then known, for any claim); 404 and 400 as for one claim. The agent also takes
+/// a single [`ReplayRequest`] (a filter from before batching, during a rolling upgrade).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBatchRequest {
+    /// The claims, at most [`MAX_REPLAY_BATCH`].
+    pub claims: Vec<ReplayRequest>,
+}
+
+/// The most claims one `POST /v1/replay` may carry.
+pub const MAX_REPLAY_BATCH: usize = 256;
+
+/// One claim's verdict in a [`ReplayBatchReply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayVerdict {
+    /// First sighting across the fleet: recorded until its expiry.
+    Claimed,
+    /// Claimed before, by any replica.
+    Replay,
+}
+
+/// The 200 reply to a [`ReplayBatchRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBatchReply {
+    /// One verdict per claim, in the order of the request's `claims`.
+    pub verdicts: Vec<ReplayVerdict>,
+}
+
 /// The body of `POST /v1/streams`: which subject's key, in which epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use autoid_agent::{AppState, Config, Directory, Streams, router};
+use autoid_agent::{AppState, Config, Directory, FleetReplay, Streams, router};
 pub use autoid_testkit::eventually;
 pub use autoid_testkit::paths::dev_tls;
 pub use autoid_testkit::slapd::{BASE, BRIDGE_DN, Slapd};
@@ -65,6 +65,7 @@ impl Bridge {
             std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
         let streams = (!config.epoch_files.is_empty())
             .then(|| Arc::new(Streams::load(&config.epoch_files, config.stream_ttl_secs).unwrap()));
+        let replay = config.replay.clone();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -79,6 +80,9 @@ impl Bridge {
                 let mut state = AppState::new(directory, Some(TOKEN));
                 if let Some(streams) = streams {
                     state = state.with_streams(streams);
+                }
+                if let Some(replay) = &replay {
+                    state = state.with_replay(Arc::new(FleetReplay::new(replay).unwrap()));
                 }
                 let app = router(state);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -68,6 +68,8 @@ pub struct Options {
     /// moto with IAM authentication on and the API `aws` (`/aws/`, payments' members) vending
     /// the role `autoid-demo` through the agent's STS calls.
     pub aws_role: bool,
+    /// The agent's Redis timeout and the filter's `fleet_timeout_ms` (default 200 and 500).
+    pub fleet_timeouts_ms: (u64, u64),
 }
 
 /// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
@@ -96,6 +98,7 @@ impl Default for Options {
             agent_transport: AgentTransport::Socket,
             fleet_redis: None,
             aws_role: false,
+            fleet_timeouts_ms: (200, 500),
         }
     }
 }
@@ -222,7 +225,8 @@ impl Stack {
             bridge_config["credentials_file"] = json!(d.join("agent-credentials.json"));
         }
         if let Some(url) = &options.fleet_redis {
-            bridge_config["replay"] = json!({"redis_url": url, "timeout_ms": 200});
+            bridge_config["replay"] =
+                json!({"redis_url": url, "timeout_ms": options.fleet_timeouts_ms.0});
         }
         let mut directory = json!({
             "timeout_ms": 1000,
@@ -278,7 +282,8 @@ impl Stack {
         });
         let mut gateway = gateway;
         if options.fleet_redis.is_some() {
-            gateway["plugin"]["replay"] = json!({"scope": "fleet", "fleet_timeout_ms": 500});
+            gateway["plugin"]["replay"] =
+                json!({"scope": "fleet", "fleet_timeout_ms": options.fleet_timeouts_ms.1});
         }
         let mut payments_inject = json!({"authorization": {"value": PAYMENTS_CREDENTIAL},
                                          "x-tenant": {"value": "acme"}});
@@ -511,6 +516,35 @@ impl Stack {
             path,
         };
         session.prove(&file, &request, now, None, &mut rng).unwrap()
+    }
+
+    /// `n` proofs for `subject` and `method <http listener> path`, all of one session (warm:
+    /// one RSA unwrap at the gateway, however many proofs), each with its own nonce.
+    pub fn prove_many(&self, subject: &str, method: &str, path: &str, n: usize) -> Vec<String> {
+        use autoid_protocol::client::Session;
+        use autoid_protocol::entropy::EntropyFile;
+        use autoid_protocol::keys::PublicKey;
+        let pem = std::fs::read_to_string(self.path("keys/gw-1.pub.pem")).unwrap();
+        let public = PublicKey::from_pem("gw-1", &pem).unwrap();
+        let file = EntropyFile::from_bytes(
+            &std::fs::read(self.path(&format!("{subject}.entropy"))).unwrap(),
+        )
+        .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+        let session = Session::open(&public, now, &mut rng).unwrap();
+        let authority = self.http.to_string();
+        let request = autoid_protocol::Request {
+            method,
+            authority: &authority,
+            path,
+        };
+        (0..n)
+            .map(|_| session.prove(&file, &request, now, None, &mut rng).unwrap())
+            .collect()
     }
 
     /// A proof for `subject` and this exact request, binding `body` when given.

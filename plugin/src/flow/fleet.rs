@@ -2,7 +2,20 @@
 //! agent to claim its nonce in the fleet's Redis, and goes upstream only once the fleet says the
 //! nonce is new. What the answer means is [`crate::fleet`]'s; what a failure does is
 //! `replay.on_fleet_failure`'s.
+//!
+//! Claims are batched per worker ([`crate::fleet::Batcher`]). A request joins the worker's
+//! queue and pauses. The batch is always sent from the root context — on the root's
+//! `on_queue_ready` after a request kicked the worker's shared queue, or right after the
+//! previous batch answered — because the proxy-wasm Rust SDK routes a callout's answer to the
+//! context that was running when it was dispatched, and drops it if that context is gone: a
+//! batch sent from the request that happened to trigger it would be lost with that request.
+//! (Envoy itself makes every callout the root context's: proxy-wasm-cpp-host's `http_call`
+//! dispatches on `root_context()`, so none is cancelled when a stream ends.) When the answer
+//! comes, the root enters each waiting request's context (`set_effective_context`) and lets it
+//! go upstream or answers it locally; a request that ended meanwhile is skipped.
 
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use autoid_protocol::Reject;
@@ -11,18 +24,46 @@ use autoid_protocol::directory::REPLAY_PATH;
 use autoid_protocol::verify::Verified;
 
 use super::{Flow, Pending};
-use crate::fleet::{Answer, answer, claim_body};
+use crate::callout::{self, agent_headers, bearer};
+use crate::fleet::{Answer, Join, Waiting, batch_answers, batch_body};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Forbid, Unavailable};
 use crate::worker::State;
 
+/// What a request enqueues to wake the root. Not empty: the SDK reads an empty value dequeued as
+/// none, which would end the drain with the queue still holding kicks.
+const KICK: &[u8] = b"k";
+/// The most kicks the root drains per wake-up (each wake-up is for one kick; a bound all the same).
+const MAX_KICKS_DRAINED: usize = 1024;
+
 /// A request allowed and claimed locally: its proof, its groups, the agent's header values.
 type Claimed<'a> = (&'a Verified, &'a [String], &'a [(String, String)]);
 
+/// How the worker finds a request waiting for the fleet again: its context id (to enter it) and
+/// its flow (gone once the proxy deleted the context).
+#[derive(Debug, Clone)]
+pub struct Waiter {
+    context: u32,
+    flow: Weak<RefCell<Flow>>,
+}
+
+/// A fleet claim waiting in the worker's batcher.
+pub type FleetClaim = Waiting<Waiter>;
+
 impl Flow {
-    /// Sends the fleet claim of a locally claimed nonce: `Pause` until the agent answers, or
-    /// the failure policy when the callout cannot be sent.
+    /// Lets the worker find `flow` (the request of `context`) when its fleet claim is answered.
+    pub fn attach(flow: &Rc<RefCell<Flow>>, context: u32) {
+        if let Ok(mut f) = flow.try_borrow_mut() {
+            f.waiter = Some(Waiter {
+                context,
+                flow: Rc::downgrade(flow),
+            });
+        }
+    }
+
+    /// Queues the fleet claim of a locally claimed nonce and pauses until the batch carrying it
+    /// is answered; the failure policy when it cannot be queued.
     pub(super) fn claim_fleet<H: HttpHost>(
         &mut self,
         host: &H,
@@ -31,8 +72,9 @@ impl Flow {
         groups: &[String],
         values: &[(String, String)],
     ) -> Verdict {
-        let Some(agent) = &state.config.agent else {
-            // Configuration guarantees an agent in fleet scope; fail closed all the same.
+        let (Some(waiter), Some(queue)) = (self.waiter.clone(), state.fleet_queue) else {
+            // Configuration guarantees an agent (and the worker a queue) in fleet scope, and
+            // the proxy context attaches every flow; fail closed all the same.
             self.deny(
                 host,
                 Denial::Unavailable(Unavailable::ReplayFleet),
@@ -40,15 +82,26 @@ impl Flow {
             );
             return Verdict::Pause;
         };
-        let expires = verified
+        let expires_at = verified
             .timestamp
             .saturating_add(state.config.limits.max_skew_secs + 1);
-        let body = claim_body(&verified.nonce, expires);
-        let timeout = Duration::from_millis(state.config.replay.fleet_timeout_ms);
-        if !self.post_to_agent_within(host, agent, REPLAY_PATH, &body, timeout) {
+        let claim = Waiting {
+            nonce: verified.nonce,
+            expires_at,
+            waiter,
+        };
+        let join = state.fleet.borrow_mut().join(claim);
+        state.count(host, Counter::ReplayFleetClaims);
+        if join == Join::Kick && host.enqueue(queue, KICK).is_err() {
+            host.log(
+                Level::Warn,
+                "autoid: fleet replay: the worker's queue refused the kick",
+            );
+            // Nothing is in flight: what waits is this claim alone (an earlier one would have
+            // kicked, and been taken back the same way).
+            state.fleet.borrow_mut().kick_failed();
             return self.fleet_failed(host, state, (verified, groups, values));
         }
-        state.count(host, Counter::ReplayFleetClaims);
         self.pending = Pending::Fleet {
             verified: verified.clone(),
             groups: groups.to_vec(),
@@ -57,20 +110,24 @@ impl Flow {
         Verdict::Pause
     }
 
-    /// The agent answered the fleet claim: upstream when the nonce is new to the fleet, 401
-    /// `replay` when another replica (or this one, before a restart) claimed it, else the
-    /// failure policy.
-    pub(super) fn fleet_answer<H: HttpHost>(
-        &mut self,
-        host: &H,
-        state: &State,
-        claimed: Claimed<'_>,
-        status: Option<u32>,
-        body: &[u8],
-    ) -> Verdict {
-        let verified = claimed.0;
-        match answer(status, body) {
-            Answer::Claimed => self.forward_claimed(host, state, claimed),
+    /// The fleet decided this request's claim (the root context entered it): upstream when the
+    /// nonce is new to the fleet, 401 `replay` when another replica (or this one, before a
+    /// restart) claimed it, else the failure policy. `Pause` too when nothing was waiting.
+    fn fleet_decided<H: HttpHost>(&mut self, host: &H, answer: Answer, status: &str) -> Verdict {
+        let Some(state) = self.state.clone() else {
+            return Verdict::Pause;
+        };
+        let Pending::Fleet {
+            verified,
+            groups,
+            values,
+        } = std::mem::take(&mut self.pending)
+        else {
+            return Verdict::Pause;
+        };
+        let claimed = (&verified, groups.as_slice(), values.as_slice());
+        match answer {
+            Answer::Claimed => self.forward_claimed(host, &state, claimed),
             Answer::Replay => {
                 state.count(host, Counter::ReplaysRejected);
                 self.deny(
@@ -84,12 +141,11 @@ impl Flow {
                 host.log(
                     Level::Warn,
                     &format!(
-                        "autoid: fleet replay claim failed (status {}) request_id={}",
-                        status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                        "autoid: fleet replay claim failed ({status}) request_id={}",
                         self.request_id
                     ),
                 );
-                self.fleet_failed(host, state, claimed)
+                self.fleet_failed(host, &state, claimed)
             }
         }
     }
@@ -144,5 +200,122 @@ impl Flow {
             return Verdict::Pause;
         };
         self.forward(host, state, api, &verified.subject, groups, values)
+    }
+}
+
+/// The worker's side of the batches, run in the root context.
+impl State {
+    /// Sends the queued claims, as many batches as it takes to empty the queue while none is
+    /// in flight (one, unless a dispatch fails). Call it from the root context only.
+    pub fn send_fleet_batch<H: HttpHost>(&self, host: &H, root: u32) {
+        let Some(agent) = &self.config.agent else {
+            return;
+        };
+        let timeout = Duration::from_millis(self.config.replay.fleet_timeout_ms);
+        loop {
+            let next = self
+                .fleet
+                .borrow_mut()
+                .next_batch(|w| w.flow.strong_count() > 0);
+            let Some(batch) = next else {
+                return;
+            };
+            let body = batch_body(&batch);
+            let auth = bearer(agent);
+            let mut headers = agent_headers(agent, "POST", REPLAY_PATH, auth.as_deref());
+            headers.push(("content-type", "application/json"));
+            match host.dispatch(&agent.cluster, headers, Some(&body), timeout) {
+                Ok(token) => {
+                    self.count(host, Counter::ReplayFleetBatches);
+                    self.fleet.borrow_mut().sent(token, host.now_ms(), batch);
+                    return;
+                }
+                Err(_) => {
+                    host.log(
+                        Level::Warn,
+                        &format!(
+                            "autoid: fleet replay batch could not be dispatched to cluster {:?}",
+                            agent.cluster
+                        ),
+                    );
+                    let failed = vec![Answer::Failed; batch.len()];
+                    deliver(host, batch, &failed, "not dispatched");
+                    // Back to the root before the next dispatch.
+                    let _ = host.enter(root);
+                }
+            }
+        }
+    }
+
+    /// A callout answered in the root context: `true` if it was the fleet batch in flight, whose
+    /// requests are then decided, and the next batch sent.
+    pub fn fleet_batch_answered<H: HttpHost>(
+        &self,
+        host: &H,
+        root: u32,
+        token: u32,
+        body_size: usize,
+    ) -> bool {
+        let Some(batch) = self.fleet.borrow_mut().answered(token) else {
+            return false;
+        };
+        let (status, body) = callout::reply(host, body_size);
+        let answers = batch_answers(status, &body.unwrap_or_default(), batch.len());
+        let status = status.map_or_else(|| "no answer".to_owned(), |s| format!("status {s}"));
+        deliver(host, batch, &answers, &status);
+        let _ = host.enter(root);
+        self.send_fleet_batch(host, root);
+        true
+    }
+
+    /// The root's queue woke it up: sends what waits (the kick itself carries nothing).
+    pub fn fleet_kicked<H: HttpHost>(&self, host: &H, root: u32, queue: u32) {
+        if self.fleet_queue != Some(queue) {
+            return;
+        }
+        for _ in 0..MAX_KICKS_DRAINED {
+            if host.dequeue(queue).is_none() {
+                break;
+            }
+        }
+        self.send_fleet_batch(host, root);
+    }
+
+    /// The tick: a batch unanswered well past its timeout (an answer the host lost) fails, so
+    /// the worker's claims never stall behind it.
+    pub fn fleet_tick<H: HttpHost>(&self, host: &H, root: u32) {
+        let after = self.config.replay.fleet_timeout_ms.saturating_add(2000);
+        let overdue = self.fleet.borrow_mut().overdue(host.now_ms(), after);
+        if let Some(batch) = overdue {
+            host.log(
+                Level::Warn,
+                "autoid: fleet replay batch unanswered past its timeout: failed",
+            );
+            let failed = vec![Answer::Failed; batch.len()];
+            deliver(host, batch, &failed, "lost");
+            let _ = host.enter(root);
+        }
+        if self.fleet.borrow().has_queued() {
+            self.send_fleet_batch(host, root);
+        }
+    }
+}
+
+/// Decides every request of a batch with its answer, each in its own context: resumed when it
+/// may go upstream. A request the proxy no longer has is skipped.
+fn deliver<H: HttpHost>(host: &H, batch: Vec<FleetClaim>, answers: &[Answer], status: &str) {
+    for (claim, answer) in batch.into_iter().zip(answers) {
+        let Some(flow) = claim.waiter.flow.upgrade() else {
+            continue;
+        };
+        if host.enter(claim.waiter.context).is_err() {
+            continue;
+        }
+        let Ok(mut flow) = flow.try_borrow_mut() else {
+            continue;
+        };
+        if flow.fleet_decided(host, *answer, status) == Verdict::Continue {
+            host.resume_request();
+        }
     }
 }

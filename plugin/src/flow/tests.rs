@@ -6,7 +6,10 @@
 
 use autoid_protocol::Request;
 use autoid_protocol::client::Session;
-use autoid_protocol::directory::{SessionReply, SessionRequest};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use autoid_protocol::directory::{ReplayBatchRequest, ReplayRequest, SessionReply, SessionRequest};
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;
@@ -18,7 +21,7 @@ use serde_json::{Value, json};
 mod basic;
 
 use super::Flow;
-use crate::host::fake::{AUTHORITY, FakeHost, START_SECS};
+use crate::host::fake::{AUTHORITY, FakeHost, QUEUE, ROOT, START_SECS};
 use crate::host::{Level, Verdict};
 use crate::worker::Worker;
 
@@ -486,81 +489,255 @@ fn fleet_config(on_failure: &str) -> Value {
     config
 }
 
-/// A request through a fleet-scoped worker up to its fleet claim: the claim asked of the agent.
-fn until_fleet_claim(host: &FakeHost, on_failure: &str) -> (Worker, Flow) {
-    let worker = worker(host, &fleet_config(on_failure));
+/// A fleet-scoped worker on `host` (its root context is the fake host's [`ROOT`]).
+fn fleet_worker(host: &FakeHost, on_failure: &str) -> Worker {
+    worker(host, &fleet_config(on_failure))
+}
+
+/// A request of alice's with a fresh proof, as the context `context`, up to its fleet claim:
+/// paused, nothing edited yet.
+fn until_fleet_claim(host: &FakeHost, worker: &Worker, context: u32) -> Rc<RefCell<Flow>> {
+    host.open(context);
     let alice = Client::open("alice");
     host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
-    let mut flow = Flow::new(worker.state());
-    assert_eq!(flow.on_request_headers(host, true), Verdict::Pause);
-    {
-        let callouts = host.callouts.borrow();
-        assert_eq!(callouts.len(), 1, "one fleet claim");
-        assert_eq!(callouts[0].cluster, AGENT);
-        assert_eq!(callouts[0].header(":method"), Some("POST"));
-        assert_eq!(callouts[0].header(":path"), Some("/v1/replay"));
-        let claim: autoid_protocol::directory::ReplayRequest =
-            serde_json::from_slice(callouts[0].body.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            claim.expires_at,
-            START_SECS + 61,
-            "the proof's timestamp + skew + 1"
-        );
-    }
+    let flow = Rc::new(RefCell::new(Flow::new(worker.state())));
+    Flow::attach(&flow, context);
+    assert_eq!(
+        flow.borrow_mut().on_request_headers(host, true),
+        Verdict::Pause
+    );
     assert_eq!(
         host.values(PROOF).len(),
         1,
         "nothing edited before the fleet answers"
     );
-    assert_eq!(host.counter("autoid_replay_fleet_claims"), 1);
-    (worker, flow)
+    flow
+}
+
+/// The root context wakes up on its queue and sends what waits: the batch's claims.
+fn wake_root(host: &FakeHost, worker: &mut Worker) {
+    host.switch(ROOT);
+    assert_eq!(host.queued.borrow().len(), 1, "one kick");
+    worker.on_queue_ready(host, QUEUE);
+    assert!(host.queued.borrow().is_empty(), "the kick is drained");
+}
+
+/// The claims of the last callout, which must be a batch to the agent's `/v1/replay`.
+fn last_batch(host: &FakeHost) -> Vec<ReplayRequest> {
+    let callouts = host.callouts.borrow();
+    let last = callouts.last().expect("a batch was sent");
+    assert_eq!(last.cluster, AGENT);
+    assert_eq!(last.header(":method"), Some("POST"));
+    assert_eq!(last.header(":path"), Some("/v1/replay"));
+    let batch: ReplayBatchRequest = serde_json::from_slice(last.body.as_deref().unwrap()).unwrap();
+    batch.claims
+}
+
+/// The agent answers the last batch with `status` and `body`, in the root context.
+fn answer_batch(host: &FakeHost, worker: &mut Worker, status: Option<u32>, body: &[u8]) {
+    host.switch(ROOT);
+    let token = u32::try_from(host.callouts.borrow().len()).unwrap();
+    *host.answer.borrow_mut() = (status, body.to_vec());
+    worker.on_callout(host, token, body.len());
+}
+
+/// The agent's 200 answer with these verdicts.
+fn verdicts(verdicts: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "verdicts": verdicts })).unwrap()
 }
 
 #[test]
 fn in_fleet_scope_a_request_goes_upstream_once_the_fleet_claims_its_nonce() {
     let host = FakeHost::new("payments");
-    let (_worker, mut flow) = until_fleet_claim(&host, "deny");
-    *host.answer.borrow_mut() = (Some(200), br#"{"claimed":true}"#.to_vec());
-    assert_eq!(flow.on_callout(&host, 16), Verdict::Continue);
+    let mut worker = fleet_worker(&host, "deny");
+    let _flow = until_fleet_claim(&host, &worker, 2);
+    assert!(
+        host.callouts.borrow().is_empty(),
+        "the root context sends the claim, not the request"
+    );
+    wake_root(&host, &mut worker);
+    let claims = last_batch(&host);
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        claims[0].expires_at,
+        START_SECS + 61,
+        "the proof's timestamp + skew + 1"
+    );
+    assert_eq!(host.counter("autoid_replay_fleet_claims"), 1);
+    assert_eq!(host.counter("autoid_replay_fleet_batches"), 1);
+
+    answer_batch(&host, &mut worker, Some(200), &verdicts(&["claimed"]));
+    assert_eq!(*host.resumed.borrow(), [2]);
+    host.switch(2);
     assert_upstream_as_alice(&host);
 }
 
 #[test]
-fn a_nonce_the_fleet_has_seen_is_a_replay() {
+fn claims_arriving_while_a_batch_is_in_flight_go_out_together_and_each_gets_its_own_verdict() {
     let host = FakeHost::new("payments");
-    let (_worker, mut flow) = until_fleet_claim(&host, "deny");
-    *host.answer.borrow_mut() = (Some(409), br#"{"error":"replay"}"#.to_vec());
-    assert_eq!(flow.on_callout(&host, 18), Verdict::Pause);
+    let mut worker = fleet_worker(&host, "deny");
+    let _first = until_fleet_claim(&host, &worker, 2);
+    wake_root(&host, &mut worker);
+    assert_eq!(last_batch(&host).len(), 1);
+    // Three more while the first is in flight: no kick, no callout.
+    let _waiting: Vec<_> = (3..=5)
+        .map(|c| until_fleet_claim(&host, &worker, c))
+        .collect();
+    assert!(host.queued.borrow().is_empty(), "no kick while in flight");
+    assert_eq!(host.callouts.borrow().len(), 1);
+
+    // The first answer sends the three at once.
+    answer_batch(&host, &mut worker, Some(200), &verdicts(&["claimed"]));
+    assert_eq!(host.callouts.borrow().len(), 2);
+    assert_eq!(last_batch(&host).len(), 3);
+    assert_eq!(host.counter("autoid_replay_fleet_claims"), 4);
+    assert_eq!(host.counter("autoid_replay_fleet_batches"), 2);
+
+    // Mixed verdicts: the second of the three was claimed by another replica.
+    answer_batch(
+        &host,
+        &mut worker,
+        Some(200),
+        &verdicts(&["claimed", "replay", "claimed"]),
+    );
+    assert_eq!(*host.resumed.borrow(), [2, 3, 5]);
+    for context in [2, 3, 5] {
+        host.switch(context);
+        assert_upstream_as_alice(&host);
+    }
+    host.switch(4);
     assert_eq!(host.reply().status, 401);
+    assert!(host.values("authorization").is_empty());
     assert_eq!(host.counter("autoid_denied_replay"), 1);
     assert_eq!(host.counter("autoid_replays_rejected"), 1);
-    assert!(host.values("authorization").is_empty());
+    assert_eq!(host.callouts.borrow().len(), 2, "nothing left to send");
 }
 
 #[test]
-fn a_failed_fleet_claim_is_503_by_default_and_local_only_when_opted_in() {
+fn a_request_gone_before_its_answer_is_skipped_and_the_others_are_decided() {
     let host = FakeHost::new("payments");
-    let (_worker, mut flow) = until_fleet_claim(&host, "deny");
-    *host.answer.borrow_mut() = (Some(503), br#"{"error":"replay_unavailable"}"#.to_vec());
-    assert_eq!(flow.on_callout(&host, 30), Verdict::Pause);
-    assert_eq!(host.reply().status, 503);
-    assert_eq!(host.counter("autoid_denied_replay_fleet"), 1);
-    assert_eq!(host.counter("autoid_replay_fleet_failures"), 1);
-    assert!(host.values("authorization").is_empty());
+    let mut worker = fleet_worker(&host, "deny");
+    let _first = until_fleet_claim(&host, &worker, 2);
+    wake_root(&host, &mut worker);
+    let three = until_fleet_claim(&host, &worker, 3);
+    let four = until_fleet_claim(&host, &worker, 4);
+    let _five = until_fleet_claim(&host, &worker, 5);
+    // 3 ends while it waits in the queue: its claim is never sent.
+    host.reset(3);
+    drop(three);
+    answer_batch(&host, &mut worker, Some(200), &verdicts(&["claimed"]));
+    assert_eq!(last_batch(&host).len(), 2, "4 and 5 only");
+    // 4 ends while its batch is in flight: the proxy no longer knows its context.
+    host.reset(4);
+    answer_batch(
+        &host,
+        &mut worker,
+        Some(200),
+        &verdicts(&["claimed", "claimed"]),
+    );
+    assert_eq!(*host.resumed.borrow(), [2, 5]);
+    host.switch(5);
+    assert_upstream_as_alice(&host);
+    // Its flow deleted too (the proxy dropped the context): nothing to decide either.
+    drop(four);
+}
+
+#[test]
+fn a_failed_batch_fails_every_claim_in_it_503_by_default_and_local_only_when_opted_in() {
+    let host = FakeHost::new("payments");
+    let mut worker = fleet_worker(&host, "deny");
+    let _flows: Vec<_> = [2, 3]
+        .iter()
+        .map(|c| until_fleet_claim(&host, &worker, *c))
+        .collect();
+    wake_root(&host, &mut worker);
+    assert_eq!(last_batch(&host).len(), 2, "both in one batch");
+    answer_batch(
+        &host,
+        &mut worker,
+        Some(503),
+        br#"{"error":"replay_unavailable"}"#,
+    );
+    for context in [2, 3] {
+        host.switch(context);
+        assert_eq!(host.reply().status, 503);
+        assert!(host.values("authorization").is_empty());
+    }
+    assert!(host.resumed.borrow().is_empty());
+    assert_eq!(host.counter("autoid_denied_replay_fleet"), 2);
+    assert_eq!(host.counter("autoid_replay_fleet_failures"), 2);
 
     let host = FakeHost::new("payments");
-    let (_worker, mut flow) = until_fleet_claim(&host, "local");
+    let mut worker = fleet_worker(&host, "local");
+    let _flows: Vec<_> = [2, 3]
+        .iter()
+        .map(|c| until_fleet_claim(&host, &worker, *c))
+        .collect();
+    wake_root(&host, &mut worker);
     // No answer at all (the callout timed out): the local claim alone decides, counted and logged.
-    *host.answer.borrow_mut() = (None, Vec::new());
-    assert_eq!(flow.on_callout(&host, 0), Verdict::Continue);
-    assert_upstream_as_alice(&host);
-    assert_eq!(host.counter("autoid_replay_fleet_degraded"), 1);
+    answer_batch(&host, &mut worker, None, b"");
+    assert_eq!(*host.resumed.borrow(), [2, 3]);
+    for context in [2, 3] {
+        host.switch(context);
+        assert_upstream_as_alice(&host);
+    }
+    assert_eq!(host.counter("autoid_replay_fleet_degraded"), 2);
     assert!(
         host.logs
             .borrow()
             .iter()
             .any(|(level, line)| *level == Level::Warn && line.contains("local replay check alone"))
     );
+}
+
+#[test]
+fn a_batch_that_cannot_be_sent_or_a_kick_the_host_refuses_fails_closed() {
+    let host = FakeHost {
+        refuse_dispatch: true,
+        ..FakeHost::new("payments")
+    };
+    let mut worker = fleet_worker(&host, "deny");
+    let _flow = until_fleet_claim(&host, &worker, 2);
+    wake_root(&host, &mut worker);
+    host.switch(2);
+    assert_eq!(host.reply().status, 503);
+    assert_eq!(host.counter("autoid_replay_fleet_failures"), 1);
+
+    let host = FakeHost {
+        refuse_enqueue: true,
+        ..FakeHost::new("payments")
+    };
+    let worker = fleet_worker(&host, "deny");
+    host.open(2);
+    let alice = Client::open("alice");
+    host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
+    let flow = Rc::new(RefCell::new(Flow::new(worker.state())));
+    Flow::attach(&flow, 2);
+    assert_eq!(
+        flow.borrow_mut().on_request_headers(&host, true),
+        Verdict::Pause
+    );
+    assert_eq!(host.reply().status, 503);
+    assert!(host.values("authorization").is_empty());
+}
+
+#[test]
+fn a_batch_whose_answer_never_comes_fails_on_the_tick_and_the_queue_moves_on() {
+    let host = FakeHost::new("payments");
+    let mut worker = fleet_worker(&host, "deny");
+    let _first = until_fleet_claim(&host, &worker, 2);
+    wake_root(&host, &mut worker);
+    let _second = until_fleet_claim(&host, &worker, 3);
+    host.switch(ROOT);
+    worker.tick(&host);
+    assert_eq!(host.callouts.borrow().len(), 1, "not overdue yet");
+    // Well past the 300 ms timeout (+ 2 s of grace).
+    host.now_ms.set(host.now_ms.get() + 2400);
+    worker.tick(&host);
+    host.switch(2);
+    assert_eq!(host.reply().status, 503);
+    assert_eq!(host.callouts.borrow().len(), 2, "the queued claim went out");
+    assert_eq!(last_batch(&host).len(), 1);
 }
 
 #[test]

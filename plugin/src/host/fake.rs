@@ -1,10 +1,13 @@
 //! A recording host for native tests: it plays one request (headers, body, route, peer, a
 //! callout's answer) over an in-memory store and keeps what the filter asked of it (header
-//! edits, local replies, callouts, logs, counters).
+//! edits, local replies, callouts, logs, counters). For requests that wait together (fleet
+//! batches) it holds several requests by context id, one of them current, and switches between
+//! them as Envoy's effective context does; the root context is [`ROOT`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is the point
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,6 +18,18 @@ use crate::store::memory::MemoryStore;
 
 /// The start of the host's clock (Unix seconds).
 pub const START_SECS: u64 = 1_800_000_000;
+/// The root context's id.
+pub const ROOT: u32 = 0;
+/// The one shared queue the fake host registers.
+pub const QUEUE: u32 = 7;
+
+/// A request the fake host holds while another is current.
+#[derive(Debug, Default)]
+pub struct Parked {
+    headers: Vec<(String, String)>,
+    replies: Vec<Reply>,
+}
+
 /// The authority requests are made to.
 pub const AUTHORITY: &str = "api.example.com";
 
@@ -76,6 +91,16 @@ pub struct FakeHost {
     pub refuse_dispatch: bool,
     pub refuse_edits: bool,
     pub counters: RefCell<Vec<(String, u64)>>,
+    /// The context the request state above belongs to ([`ROOT`] too for the only request of a
+    /// test that never opens another).
+    pub current: Cell<u32>,
+    /// The other requests, by context id.
+    pub parked: RefCell<HashMap<u32, Parked>>,
+    /// The contexts resumed with `resume_request`, in order.
+    pub resumed: RefCell<Vec<u32>>,
+    /// What was enqueued on [`QUEUE`] and not yet dequeued.
+    pub queued: RefCell<Vec<Vec<u8>>>,
+    pub refuse_enqueue: bool,
 }
 
 impl FakeHost {
@@ -103,6 +128,38 @@ impl FakeHost {
         );
         *self.headers.borrow_mut() = headers;
         self.replies.borrow_mut().clear();
+    }
+
+    /// Makes `context` the current request, new and empty (the current one is parked).
+    pub fn open(&self, context: u32) {
+        self.park();
+        self.current.set(context);
+    }
+
+    /// The request of `context` ended (the client went away): the host no longer knows it.
+    pub fn reset(&self, context: u32) {
+        if self.current.get() == context {
+            self.headers.borrow_mut().clear();
+            self.replies.borrow_mut().clear();
+            self.current.set(ROOT);
+        } else {
+            self.parked.borrow_mut().remove(&context);
+        }
+    }
+
+    /// Makes `context` current for the test's own assertions.
+    pub fn switch(&self, context: u32) {
+        self.enter(context).expect("a context the host knows");
+    }
+
+    fn park(&self) {
+        let parked = Parked {
+            headers: std::mem::take(&mut *self.headers.borrow_mut()),
+            replies: std::mem::take(&mut *self.replies.borrow_mut()),
+        };
+        if self.current.get() != ROOT {
+            self.parked.borrow_mut().insert(self.current.get(), parked);
+        }
     }
 
     pub fn values(&self, name: &str) -> Vec<String> {
@@ -187,6 +244,39 @@ impl Host for FakeHost {
         let answer = self.answer.borrow();
         Some(answer.1[..len.min(answer.1.len())].to_vec())
     }
+
+    fn register_queue(&self, _name: &str) -> Option<u32> {
+        Some(QUEUE)
+    }
+
+    fn enqueue(&self, queue: u32, value: &[u8]) -> Result<(), HostError> {
+        if self.refuse_enqueue || queue != QUEUE {
+            return Err(HostError);
+        }
+        self.queued.borrow_mut().push(value.to_vec());
+        Ok(())
+    }
+
+    fn dequeue(&self, queue: u32) -> Option<Vec<u8>> {
+        let mut queued = self.queued.borrow_mut();
+        (queue == QUEUE && !queued.is_empty()).then(|| queued.remove(0))
+    }
+
+    fn enter(&self, context: u32) -> Result<(), HostError> {
+        if context == self.current.get() {
+            return Ok(());
+        }
+        let next = if context == ROOT {
+            Parked::default()
+        } else {
+            self.parked.borrow_mut().remove(&context).ok_or(HostError)?
+        };
+        self.park();
+        *self.headers.borrow_mut() = next.headers;
+        *self.replies.borrow_mut() = next.replies;
+        self.current.set(context);
+        Ok(())
+    }
 }
 
 impl HttpHost for FakeHost {
@@ -209,6 +299,10 @@ impl HttpHost for FakeHost {
     fn request_body(&self, len: usize) -> Option<Vec<u8>> {
         let body = self.body.borrow();
         Some(body[..len.min(body.len())].to_vec())
+    }
+
+    fn resume_request(&self) {
+        self.resumed.borrow_mut().push(self.current.get());
     }
 
     fn send_reply(&self, status: u32, headers: Vec<(&str, &str)>, body: &[u8]) {
