@@ -153,6 +153,59 @@ struct ErrorReply {
     kind: Option<String>,
 }
 
+/// POSTs `body` to `endpoint` (`http(s)://host[:port]`, path `/`) signed with SigV4 for
+/// `service` in `region` as the agent's own identity (the environment's keys), with the `fixed`
+/// headers; the status and the reply, read up to `limit` bytes. Errors name the step, never a
+/// key.
+pub(super) fn signed_post(
+    http: &ureq::Agent,
+    (endpoint, region, service): (&str, &str, &str),
+    fixed: &[(&str, &str)],
+    body: String,
+    limit: u64,
+) -> Result<(u16, String), String> {
+    let url = format!("{endpoint}/");
+    let identity = env_keys().map_err(|e| e.0)?.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .map_err(|e| format!("signing parameters: {e}"))?
+        .into();
+    let signable = SignableRequest::new(
+        "POST",
+        url.as_str(),
+        fixed.iter().copied(),
+        SignableBody::Bytes(body.as_bytes()),
+    )
+    .map_err(|e| format!("signing: {e}"))?;
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| format!("signing: {e}"))?
+        .into_parts();
+    let mut request = ureq::http::Request::post(&url);
+    for (k, v) in fixed {
+        request = request.header(*k, *v);
+    }
+    for (k, v) in instructions.headers() {
+        request = request.header(k, v);
+    }
+    let request = request
+        .body(body)
+        .map_err(|e| format!("building the request: {e}"))?;
+    let mut response = http.run(request).map_err(|e| format!("{endpoint}: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(limit)
+        .read_to_string()
+        .map_err(|e| format!("{endpoint}: reading the reply: {e}"))?;
+    Ok((status, text))
+}
+
 fn env_keys() -> Result<AwsKeys, SourceError> {
     let id = std::env::var("AWS_ACCESS_KEY_ID")
         .map_err(|_| SourceError("AWS_ACCESS_KEY_ID is not set".into()))?;
@@ -182,53 +235,18 @@ impl Source for SecretsManager {
         if let Some(stage) = &self.secret.version_stage {
             body["VersionStage"] = json!(stage);
         }
-        let body = body.to_string();
-        let url = format!("{}/", s.endpoint);
         let fixed = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", "secretsmanager.GetSecretValue"),
         ];
-        let identity = env_keys()?.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&s.region)
-            .name("secretsmanager")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| SourceError(format!("signing parameters: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            url.as_str(),
-            fixed.iter().copied(),
-            SignableBody::Bytes(body.as_bytes()),
+        let (status, text) = signed_post(
+            &s.http,
+            (&s.endpoint, &s.region, "secretsmanager"),
+            &fixed,
+            body.to_string(),
+            MAX_REPLY_BYTES,
         )
-        .map_err(|e| SourceError(format!("signing: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| SourceError(format!("signing: {e}")))?
-            .into_parts();
-        let mut request = ureq::http::Request::post(&url);
-        for (k, v) in fixed {
-            request = request.header(k, v);
-        }
-        for (k, v) in instructions.headers() {
-            request = request.header(k, v);
-        }
-        let request = request
-            .body(body)
-            .map_err(|e| SourceError(format!("building the request: {e}")))?;
-        let mut response = s
-            .http
-            .run(request)
-            .map_err(|e| SourceError(format!("{}: {e}", s.endpoint)))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_REPLY_BYTES)
-            .read_to_string()
-            .map_err(|e| SourceError(format!("{}: reading the reply: {e}", s.endpoint)))?;
+        .map_err(SourceError)?;
         if status != 200 {
             let kind = serde_json::from_str::<ErrorReply>(&text)
                 .ok()

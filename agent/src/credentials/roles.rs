@@ -9,14 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use aws_credential_types::Credentials as AwsKeys;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
 use serde::{Deserialize, Serialize};
 
 use super::RawAws;
+use super::aws::signed_post;
 use crate::error::Error;
 
 /// Longest STS reply read.
@@ -229,49 +227,18 @@ impl Sts {
         tags: &[(String, String)],
     ) -> Result<ProcessCredentials, RoleRefusal> {
         let body = assume_role_form(role, session, tags);
-        let url = format!("{}/", self.endpoint);
-        let content_type = (
+        let fixed = [(
             "content-type",
             "application/x-www-form-urlencoded; charset=utf-8",
-        );
-        let identity = env_keys()?.into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name("sts")
-            .time(SystemTime::now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| RoleRefusal::Sts(format!("signing parameters: {e}")))?
-            .into();
-        let signable = SignableRequest::new(
-            "POST",
-            url.as_str(),
-            [content_type].into_iter(),
-            SignableBody::Bytes(body.as_bytes()),
+        )];
+        let (status, text) = signed_post(
+            &self.http,
+            (&self.endpoint, &self.region, "sts"),
+            &fixed,
+            body,
+            MAX_REPLY_BYTES,
         )
-        .map_err(|e| RoleRefusal::Sts(format!("signing: {e}")))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| RoleRefusal::Sts(format!("signing: {e}")))?
-            .into_parts();
-        let mut request = ureq::http::Request::post(&url).header(content_type.0, content_type.1);
-        for (k, v) in instructions.headers() {
-            request = request.header(k, v);
-        }
-        let request = request
-            .body(body)
-            .map_err(|e| RoleRefusal::Sts(format!("building the request: {e}")))?;
-        let mut response = self
-            .http
-            .run(request)
-            .map_err(|e| RoleRefusal::Sts(format!("{}: {e}", self.endpoint)))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_REPLY_BYTES)
-            .read_to_string()
-            .map_err(|e| RoleRefusal::Sts(format!("reading the reply: {e}")))?;
+        .map_err(RoleRefusal::Sts)?;
         if status != 200 {
             let code = quick_xml::de::from_str::<ErrorResponse>(&text)
                 .map(|e| e.error.code)
@@ -324,17 +291,6 @@ fn assume_role_form(role: &Role, session: &str, tags: &[(String, String)]) -> St
             .append_pair(&format!("Tags.member.{}.Value", i + 1), v);
     }
     form.finish()
-}
-
-fn env_keys() -> Result<AwsKeys, RoleRefusal> {
-    let id = std::env::var("AWS_ACCESS_KEY_ID")
-        .map_err(|_| RoleRefusal::Sts("AWS_ACCESS_KEY_ID is not set".into()))?;
-    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
-        .map_err(|_| RoleRefusal::Sts("AWS_SECRET_ACCESS_KEY is not set".into()))?;
-    let token = std::env::var("AWS_SESSION_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty());
-    Ok(AwsKeys::new(id, secret, token, None, "environment"))
 }
 
 #[derive(Deserialize)]
