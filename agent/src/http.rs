@@ -407,7 +407,6 @@ async fn sessions(
     let Ok(wrapped) = URL_SAFE_NO_PAD.decode(&body.wrapped) else {
         return bad_request("wrapped is not base64url");
     };
-    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
     let Some(sessions) = &state.sessions else {
         return refused(StatusCode::NOT_FOUND, "unknown_key");
     };
@@ -494,7 +493,6 @@ async fn replay(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -551,6 +549,26 @@ async fn replay(
     )
 }
 
+/// An error body `{"error": code}` with that status, the code as the log's outcome.
+fn refused(status: StatusCode, code: &'static str) -> Response {
+    reply(status, json!({ "error": code }), code, None)
+}
+
+/// The credentials file's APIs for an authorized caller, or the answer: 401 without the token,
+/// 404 `unknown_api` when no credentials file is configured.
+fn credentials_of(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Arc<Credentials>, Box<Response>> {
+    if !state.authorized(headers) {
+        return Err(Box::new(unauthorized()));
+    }
+    state
+        .credentials
+        .clone()
+        .ok_or_else(|| Box::new(refused(StatusCode::NOT_FOUND, "unknown_api")))
+}
+
 /// `GET /v1/credentials/{api}`: the API's agent-supplied headers. The values never reach a log
 /// (the access log records the API id as the outcome's subject).
 async fn credentials(
@@ -558,12 +576,9 @@ async fn credentials(
     headers: HeaderMap,
     UrlPath(api): UrlPath<String>,
 ) -> Response {
-    if !state.authorized(&headers) {
-        return unauthorized();
-    }
-    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
-    let Some(credentials) = &state.credentials else {
-        return refused(StatusCode::NOT_FOUND, "unknown_api");
+    let credentials = match credentials_of(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     match credentials.get(&api) {
         Ok(r) => reply(StatusCode::OK, r, "credentials", None),
@@ -584,12 +599,9 @@ async fn aws_credentials(
     headers: HeaderMap,
     UrlPath(api): UrlPath<String>,
 ) -> Response {
-    if !state.authorized(&headers) {
-        return unauthorized();
-    }
-    let refused = |status, code: &'static str| reply(status, json!({ "error": code }), code, None);
-    let Some(credentials) = state.credentials.clone() else {
-        return refused(StatusCode::NOT_FOUND, "unknown_api");
+    let credentials = match credentials_of(&state, &headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
     };
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let subject = header_text("x-autoid-subject")

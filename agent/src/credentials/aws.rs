@@ -20,8 +20,37 @@ use crate::error::Error;
 /// Longest reply read from Secrets Manager (a secret is at most 64 KiB).
 const MAX_REPLY_BYTES: u64 = 256 * 1024;
 
-/// Where and how to reach Secrets Manager: shared by every secret.
+/// An AWS service the agent calls, and how its endpoint is configured.
+pub(super) struct Service {
+    /// Its SigV4 name, and the first label of its regional endpoint.
+    name: &'static str,
+    /// The credentials file's field for its endpoint.
+    field: &'static str,
+    /// The environment variable for its endpoint (before `AWS_ENDPOINT_URL`).
+    env: &'static str,
+    /// The region when none is configured (`None`: one is required).
+    default_region: Option<&'static str>,
+}
+
+/// Secrets Manager: a region is required.
+pub(super) const SECRETS_MANAGER: Service = Service {
+    name: "secretsmanager",
+    field: "credentials.aws.endpoint_url",
+    env: "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    default_region: None,
+};
+
+/// STS: the global service, `us-east-1` unless configured.
+pub(super) const STS: Service = Service {
+    name: "sts",
+    field: "credentials.aws.sts_endpoint_url",
+    env: "AWS_ENDPOINT_URL_STS",
+    default_region: Some("us-east-1"),
+};
+
+/// Where and how to reach one AWS service: shared by every call to it.
 pub struct AwsSettings {
+    service: &'static str,
     region: String,
     endpoint: String,
     http: ureq::Agent,
@@ -30,6 +59,7 @@ pub struct AwsSettings {
 impl std::fmt::Debug for AwsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsSettings")
+            .field("service", &self.service)
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
@@ -37,8 +67,27 @@ impl std::fmt::Debug for AwsSettings {
 }
 
 impl AwsSettings {
-    /// The region and endpoint: the file's, else the environment's.
+    /// Secrets Manager's region and endpoint: the file's, else the environment's.
     pub fn resolve(
+        raw: &RawAws,
+        env: &dyn Fn(&str) -> Option<String>,
+        timeout: Duration,
+    ) -> Result<AwsSettings, Error> {
+        Self::for_service(
+            &SECRETS_MANAGER,
+            raw.endpoint_url.as_ref(),
+            raw,
+            env,
+            timeout,
+        )
+    }
+
+    /// `service`'s region and endpoint: `configured` (the file's endpoint field) or the
+    /// file's region, else the environment's (`AWS_REGION`, `AWS_DEFAULT_REGION`, the service's
+    /// endpoint variable, `AWS_ENDPOINT_URL`), else the regional endpoint.
+    pub(super) fn for_service(
+        service: &Service,
+        configured: Option<&String>,
         raw: &RawAws,
         env: &dyn Fn(&str) -> Option<String>,
         timeout: Duration,
@@ -49,11 +98,15 @@ impl AwsSettings {
             .or_else(|| env("AWS_REGION"))
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .filter(|r| !r.is_empty())
+            .or_else(|| service.default_region.map(str::to_owned))
             .ok_or_else(|| {
                 Error::config(
                     "credentials.aws.region",
                     "none",
-                    "a Secrets Manager source needs a region (here, AWS_REGION or AWS_DEFAULT_REGION)",
+                    format!(
+                        "calls to {} need a region (here, AWS_REGION or AWS_DEFAULT_REGION)",
+                        service.name
+                    ),
                 )
             })?;
         if !region
@@ -66,23 +119,17 @@ impl AwsSettings {
                 "not a region name",
             ));
         }
-        let endpoint = raw
-            .endpoint_url
-            .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_SECRETS_MANAGER"))
+        let endpoint = configured
+            .cloned()
+            .or_else(|| env(service.env))
             .or_else(|| env("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
+            .unwrap_or_else(|| format!("https://{}.{region}.amazonaws.com", service.name));
         let endpoint = endpoint.trim_end_matches('/').to_owned();
-        let parsed = url::Url::parse(&endpoint).map_err(|e| {
-            Error::config(
-                "credentials.aws.endpoint_url",
-                format!("{endpoint:?}"),
-                e.to_string(),
-            )
-        })?;
+        let parsed = url::Url::parse(&endpoint)
+            .map_err(|e| Error::config(service.field, format!("{endpoint:?}"), e.to_string()))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.path() != "/" {
             return Err(Error::config(
-                "credentials.aws.endpoint_url",
+                service.field,
                 format!("{endpoint:?}"),
                 "expected http(s)://host[:port] with no path",
             ));
@@ -93,10 +140,29 @@ impl AwsSettings {
             .build()
             .into();
         Ok(AwsSettings {
+            service: service.name,
             region,
             endpoint,
             http,
         })
+    }
+
+    /// POSTs `body` to the service, signed with SigV4 as the agent's own identity (the
+    /// environment's keys), with the `fixed` headers: the status and the reply, read up to
+    /// `limit` bytes. Errors name the step, never a key.
+    pub(super) fn post(
+        &self,
+        fixed: &[(&str, &str)],
+        body: String,
+        limit: u64,
+    ) -> Result<(u16, String), String> {
+        signed_post(
+            &self.http,
+            (&self.endpoint, &self.region, self.service),
+            fixed,
+            body,
+            limit,
+        )
     }
 }
 
@@ -153,11 +219,9 @@ struct ErrorReply {
     kind: Option<String>,
 }
 
-/// POSTs `body` to `endpoint` (`http(s)://host[:port]`, path `/`) signed with SigV4 for
-/// `service` in `region` as the agent's own identity (the environment's keys), with the `fixed`
-/// headers; the status and the reply, read up to `limit` bytes. Errors name the step, never a
-/// key.
-pub(super) fn signed_post(
+/// [`AwsSettings::post`]: `endpoint` is `http(s)://host[:port]` (path `/`), signed for `service`
+/// in `region`.
+fn signed_post(
     http: &ureq::Agent,
     (endpoint, region, service): (&str, &str, &str),
     fixed: &[(&str, &str)],
@@ -239,14 +303,9 @@ impl Source for SecretsManager {
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", "secretsmanager.GetSecretValue"),
         ];
-        let (status, text) = signed_post(
-            &s.http,
-            (&s.endpoint, &s.region, "secretsmanager"),
-            &fixed,
-            body.to_string(),
-            MAX_REPLY_BYTES,
-        )
-        .map_err(SourceError)?;
+        let (status, text) = s
+            .post(&fixed, body.to_string(), MAX_REPLY_BYTES)
+            .map_err(SourceError)?;
         if status != 200 {
             let kind = serde_json::from_str::<ErrorReply>(&text)
                 .ok()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::RawAws;
-use super::aws::signed_post;
+use super::aws::{AwsSettings, STS};
 use crate::error::Error;
 
 /// Longest STS reply read.
@@ -80,19 +80,9 @@ pub struct Roles {
 }
 
 /// How to reach STS, signing as the agent's own identity (from the environment).
+#[derive(Debug)]
 pub struct Sts {
-    region: String,
-    endpoint: String,
-    http: ureq::Agent,
-}
-
-impl std::fmt::Debug for Sts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sts")
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .finish_non_exhaustive()
-    }
+    aws: AwsSettings,
 }
 
 impl Roles {
@@ -183,38 +173,8 @@ impl Sts {
         env: &dyn Fn(&str) -> Option<String>,
         timeout: Duration,
     ) -> Result<Sts, Error> {
-        let region = aws
-            .region
-            .clone()
-            .or_else(|| env("AWS_REGION"))
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .unwrap_or_else(|| "us-east-1".to_owned());
-        let endpoint = aws
-            .sts_endpoint_url
-            .clone()
-            .or_else(|| env("AWS_ENDPOINT_URL_STS"))
-            .or_else(|| env("AWS_ENDPOINT_URL"))
-            .unwrap_or_else(|| format!("https://sts.{region}.amazonaws.com"));
-        let endpoint = endpoint.trim_end_matches('/').to_owned();
-        match url::Url::parse(&endpoint) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" => {}
-            _ => {
-                return Err(Error::config(
-                    "credentials.aws.sts_endpoint_url",
-                    format!("{endpoint:?}"),
-                    "expected http(s)://host[:port] with no path",
-                ));
-            }
-        }
-        let http: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build()
-            .into();
         Ok(Sts {
-            region,
-            endpoint,
-            http,
+            aws: AwsSettings::for_service(&STS, aws.sts_endpoint_url.as_ref(), aws, env, timeout)?,
         })
     }
 
@@ -231,14 +191,10 @@ impl Sts {
             "content-type",
             "application/x-www-form-urlencoded; charset=utf-8",
         )];
-        let (status, text) = signed_post(
-            &self.http,
-            (&self.endpoint, &self.region, "sts"),
-            &fixed,
-            body,
-            MAX_REPLY_BYTES,
-        )
-        .map_err(RoleRefusal::Sts)?;
+        let (status, text) = self
+            .aws
+            .post(&fixed, body, MAX_REPLY_BYTES)
+            .map_err(RoleRefusal::Sts)?;
         if status != 200 {
             let code = quick_xml::de::from_str::<ErrorResponse>(&text)
                 .map(|e| e.error.code)
