@@ -95,6 +95,16 @@ fn the_aws_cli_gets_the_role_for_the_proven_subject_through_credential_process()
     );
 }
 
+/// `python -m autoid_client aws-credential-process` with [`credential_process`]'s flags.
+fn python_credential_process(s: &Stack, python: &std::path::Path, subject: &str) -> Output {
+    let args = credential_process(s, subject);
+    Command::new(python)
+        .args(["-m", "autoid_client", "aws-credential-process"])
+        .args(&args[3..])
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_python_client_serves_credential_process_the_same_way() {
     let s = stack();
@@ -104,17 +114,7 @@ fn the_python_client_serves_credential_process_the_same_way() {
         "{} is missing: make deps-python",
         python.display()
     );
-    let mut args = credential_process(s, "alice");
-    args.splice(
-        0..3,
-        [
-            python.display().to_string(),
-            "-m".into(),
-            "autoid_client".into(),
-            "aws-credential-process".into(),
-        ],
-    );
-    let out = Command::new(&args[0]).args(&args[1..]).output().unwrap();
+    let out = python_credential_process(s, &python, "alice");
     assert!(
         out.status.success(),
         "{}",
@@ -124,17 +124,7 @@ fn the_python_client_serves_credential_process_the_same_way() {
     assert_eq!(doc["Version"], 1);
     assert!(doc["SessionToken"].as_str().is_some_and(|t| !t.is_empty()));
     // dave: exit 1, the refusal on stderr, nothing on stdout.
-    let mut args = credential_process(s, "dave");
-    args.splice(
-        0..3,
-        [
-            python.display().to_string(),
-            "-m".into(),
-            "autoid_client".into(),
-            "aws-credential-process".into(),
-        ],
-    );
-    let out = Command::new(&args[0]).args(&args[1..]).output().unwrap();
+    let out = python_credential_process(s, &python, "dave");
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 403 forbidden"));

@@ -59,6 +59,15 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Every value of the header `name`, in order.
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

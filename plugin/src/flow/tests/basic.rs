@@ -147,13 +147,10 @@ fn a_wrong_password_is_401_with_the_basic_challenge_and_is_never_remembered() {
         let reply = host.reply();
         assert_eq!(reply.status, 401);
         assert_eq!(reply.json()["error"], "unauthorized");
-        let challenges: Vec<&str> = reply
-            .headers
-            .iter()
-            .filter(|(k, _)| k == "www-authenticate")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        assert_eq!(challenges, ["Basic realm=\"legacy\", charset=\"UTF-8\""]);
+        assert_eq!(
+            reply.all("www-authenticate"),
+            ["Basic realm=\"legacy\", charset=\"UTF-8\""]
+        );
     }
     assert_eq!(
         host.callouts.borrow().len(),
@@ -304,13 +301,7 @@ fn without_tls_a_password_is_refused_unless_the_api_allows_loopback_and_the_peer
     host.request("/both", &[]);
     let mut flow = Flow::new(worker.state());
     assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
-    let challenges: Vec<String> = host
-        .reply()
-        .headers
-        .iter()
-        .filter(|(k, _)| k == "www-authenticate")
-        .map(|(_, v)| v.clone())
-        .collect();
+    let challenges = host.reply().all("www-authenticate");
     assert_eq!(challenges.len(), 1);
     assert!(challenges[0].starts_with("AutoID "));
 
@@ -323,13 +314,7 @@ fn without_tls_a_password_is_refused_unless_the_api_allows_loopback_and_the_peer
     host.request("/both", &[]);
     let mut flow = Flow::new(worker.state());
     assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
-    let challenges: Vec<String> = host
-        .reply()
-        .headers
-        .iter()
-        .filter(|(k, _)| k == "www-authenticate")
-        .map(|(_, v)| v.clone())
-        .collect();
+    let challenges = host.reply().all("www-authenticate");
     assert_eq!(challenges.len(), 2, "{challenges:?}");
     assert!(challenges[1].starts_with("Basic realm=\"autoid\""));
     host.request("/both", &[("authorization", &basic("test:test123"))]);
