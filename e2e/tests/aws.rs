@@ -287,9 +287,24 @@ fn the_gateway_signs_calls_to_an_aws_service_with_the_roles_short_lived_credenti
         key_id.starts_with("ASIA"),
         "short-lived STS credentials: {key_id}"
     );
-    assert!(!bootstrap.contains(key_id));
+    let secret = file
+        .lines()
+        .find_map(|l| l.strip_prefix("aws_secret_access_key = "))
+        .unwrap();
     assert!(bootstrap.contains("aws-signing/secrets/credentials"));
-    assert!(!bootstrap.contains(&s.iam.as_ref().unwrap().secret_access_key));
+    // Nor does the running Envoy's config_dump, which its admin interface serves.
+    let dump = common::unix_request(&s.admin, "GET", "/config_dump?include_eds").unwrap();
+    assert_eq!(dump.status, 200);
+    let dump = String::from_utf8_lossy(&dump.body).into_owned();
+    assert!(
+        dump.contains("aws_request_signing"),
+        "the dump has the signer"
+    );
+    let agent_secret = &s.iam.as_ref().unwrap().secret_access_key;
+    for value in [key_id, secret, agent_secret.as_str()] {
+        assert!(!bootstrap.contains(value), "a key in the bootstrap");
+        assert!(!dump.contains(value), "a key in config_dump");
+    }
 }
 
 #[test]
