@@ -577,14 +577,28 @@ impl Bench<'_> {
 
 /// Median, min and max.
 #[derive(Debug, Clone, Copy, Serialize)]
-struct Spread {
+pub(crate) struct Spread {
     median: f64,
     min: f64,
     max: f64,
     n: usize,
 }
 
-fn spread(values: &[f64]) -> Option<Spread> {
+/// The sum of the counters whose names end with `suffix` (one per worker or listener).
+pub(crate) fn counter_sum<'a>(
+    counters: impl IntoIterator<Item = &'a (String, u64)>,
+    suffix: &str,
+) -> u64 {
+    counters
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(suffix))
+        .map(|(_, v)| *v)
+        .sum()
+}
+
+/// Median, min and max of `values` (finite ones), as `summary.json` writes spreads; `None` when
+/// there is none.
+pub(crate) fn spread(values: &[f64]) -> Option<Spread> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
@@ -1246,13 +1260,7 @@ fn wrk_counters(proxy: &Envoy, arm: Arm, allowed: &str, wrk_ok: u64) -> Result<V
             "jwt_authn"
         })?;
         counters.extend(proxy.stats("^http.bench.downstream_rq_")?);
-        let sum = |suffix: &str| -> u64 {
-            counters
-                .iter()
-                .filter(|(k, _)| k.ends_with(suffix))
-                .map(|(_, v)| *v)
-                .sum()
-        };
+        let sum = |suffix: &str| counter_sum(&counters, suffix);
         let n = sum(allowed);
         if (n >= sum(".downstream_rq_2xx") && n >= wrk_ok) || Instant::now() >= deadline {
             return Ok(counters);

@@ -467,13 +467,7 @@ impl Record {
         (allowed, denied): (&str, &str),
         connections: usize,
     ) -> Result<Record> {
-        let sum = |suffix: &str| -> u64 {
-            counters
-                .iter()
-                .filter(|(k, _)| k.ends_with(suffix))
-                .map(|(_, v)| *v)
-                .sum()
-        };
+        let sum = |suffix: &str| crate::run::counter_sum(&counters, suffix);
         let check = Check {
             allowed: sum(allowed),
             denied: sum(denied),
@@ -537,20 +531,9 @@ impl Record {
     }
 }
 
-/// Median, min and max of `values` (finite ones), as `summary.json` writes spreads.
+/// [`crate::run::spread`] as a JSON value (`null` when there is none).
 fn spread(values: &[f64]) -> Value {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return Value::Null;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    json!({ "median": median, "min": v[0], "max": v[n - 1], "n": n })
+    json!(crate::run::spread(values))
 }
 
 /// The `wrk` object of `summary.json`: per arm, and warm against `jwt_authn` per repetition.
