@@ -503,6 +503,22 @@ impl Flow {
         Verdict::Continue
     }
 
+    /// The API `route` names, for a request past its headers (a reconfiguration may have dropped
+    /// it meanwhile): `None` once denied 403 `unknown_route`.
+    fn route_api<'s, H: HttpHost>(
+        &self,
+        host: &H,
+        state: &'s State,
+        route: &str,
+        subject: &str,
+    ) -> Option<&'s Api> {
+        let api = state.config.apis.get(route);
+        if api.is_none() {
+            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
+        }
+        api
+    }
+
     /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
     /// (denied with a local reply, or waiting for the bridge).
     fn authorize<H: HttpHost>(
@@ -513,8 +529,7 @@ impl Flow {
         verified: Verified,
     ) -> Verdict {
         let subject = verified.subject.as_str();
-        let Some(api) = state.config.apis.get(api_name) else {
-            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
+        let Some(api) = self.route_api(host, state, api_name, subject) else {
             return Verdict::Pause;
         };
         match &state.config.groups {

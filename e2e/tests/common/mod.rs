@@ -494,28 +494,7 @@ impl Stack {
     /// A proof for `subject` and `method <http listener> path` exactly as given, made with the
     /// protocol crate: for paths `autoid prove` refuses to bind (an attacker's client would not).
     pub fn prove_raw(&self, subject: &str, method: &str, path: &str) -> String {
-        use autoid_protocol::client::Session;
-        use autoid_protocol::entropy::EntropyFile;
-        use autoid_protocol::keys::PublicKey;
-        let pem = std::fs::read_to_string(self.path("keys/gw-1.pub.pem")).unwrap();
-        let public = PublicKey::from_pem("gw-1", &pem).unwrap();
-        let file = EntropyFile::from_bytes(
-            &std::fs::read(self.path(&format!("{subject}.entropy"))).unwrap(),
-        )
-        .unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-        let session = Session::open(&public, now, &mut rng).unwrap();
-        let authority = self.http.to_string();
-        let request = autoid_protocol::Request {
-            method,
-            authority: &authority,
-            path,
-        };
-        session.prove(&file, &request, now, None, &mut rng).unwrap()
+        self.prove_many(subject, method, path, 1).remove(0)
     }
 
     /// `n` proofs for `subject` and `method <http listener> path`, all of one session (warm:

@@ -166,12 +166,7 @@ impl Flow {
         status: Option<u32>,
         body: &[u8],
     ) -> Verdict {
-        let Some(api) = state.config.apis.get(&self.route) else {
-            self.deny(
-                host,
-                Denial::Forbidden(Forbid::UnknownRoute),
-                Some(username),
-            );
+        let Some(api) = self.route_api(host, state, &self.route, username) else {
             return Verdict::Pause;
         };
         let denial = match status {

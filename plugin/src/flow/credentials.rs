@@ -8,7 +8,7 @@ use crate::callout::{agent_headers, bearer};
 use crate::credentials::{Lookup, parse_reply as parse_credentials};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
-use crate::reply::{Denial, Forbid, Unavailable};
+use crate::reply::{Denial, Unavailable};
 use crate::worker::State;
 use autoid_protocol::config::Api;
 use autoid_protocol::directory::credentials_path;
@@ -97,12 +97,7 @@ impl Flow {
         status: Option<u32>,
         body: &[u8],
     ) -> Verdict {
-        let Some(api) = state.config.apis.get(&self.route) else {
-            self.deny(
-                host,
-                Denial::Forbidden(Forbid::UnknownRoute),
-                Some(caller.subject()),
-            );
+        let Some(api) = self.route_api(host, state, &self.route, caller.subject()) else {
             return Verdict::Pause;
         };
         match parse_credentials(api, status, body) {

@@ -84,8 +84,7 @@ impl Flow {
         (status, body): (Option<u32>, Option<&[u8]>),
     ) -> Verdict {
         let subject = verified.subject.as_str();
-        let Some(api_def) = state.config.apis.get(api) else {
-            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
+        let Some(api_def) = self.route_api(host, state, api, subject) else {
             return Verdict::Pause;
         };
         let now = host.now_ms() / 1000;

@@ -28,7 +28,7 @@ use crate::callout::{self, agent_headers, bearer};
 use crate::fleet::{Answer, Join, Waiting, batch_answers, batch_body};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
-use crate::reply::{Denial, Forbid, Unavailable};
+use crate::reply::{Denial, Unavailable};
 use crate::worker::State;
 
 /// What a request enqueues to wake the root. Not empty: the SDK reads an empty value dequeued as
@@ -191,12 +191,7 @@ impl Flow {
         claimed: Claimed<'_>,
     ) -> Verdict {
         let (verified, groups, values) = claimed;
-        let Some(api) = state.config.apis.get(&self.route) else {
-            self.deny(
-                host,
-                Denial::Forbidden(Forbid::UnknownRoute),
-                Some(&verified.subject),
-            );
+        let Some(api) = self.route_api(host, state, &self.route, &verified.subject) else {
             return Verdict::Pause;
         };
         self.forward(host, state, api, &verified.subject, groups, values)
