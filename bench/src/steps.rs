@@ -267,7 +267,7 @@ impl Fixture {
                 }
                 Some(acc)
             }
-            Step::SessionId => Some(self.proof_3072.session_id()[0]),
+            Step::SessionId => Some(self.proof_3072.session_id().map_or(0, |id| id[0])),
             Step::FileReads64 => Some(
                 self.intervals
                     .offsets()

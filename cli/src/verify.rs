@@ -107,7 +107,7 @@ pub(crate) fn run(args: &VerifyArgs) -> Result<Outcome> {
     if args.verbose {
         // The proof verified, so it parses.
         let session = Proof::parse(header)
-            .map(|p| p.session_id())
+            .map(|p| p.session_ref())
             .unwrap_or_default();
         println!("session={}", hex(&session));
         println!("nonce={}", hex(&verified.nonce));
@@ -132,15 +132,19 @@ fn explain(reject: Reject, limits: &Limits) -> String {
         Reject::Duplicate => "more than one proof header".to_owned(),
         Reject::Oversized => "the header is longer than the protocol allows".to_owned(),
         Reject::Malformed => {
-            "the header is not v1.<kid>.<wrapped>.<sealed> in base64url".to_owned()
+            "the header is not v1.<kid>.<wrapped>.<sealed> or v2.<kid>.<wrapped or session ref>.<sealed> in base64url".to_owned()
         }
-        Reject::UnsupportedVersion => "the proof uses a protocol version other than v1".to_owned(),
+        Reject::UnsupportedVersion => "the proof uses a protocol version other than v1 and v2".to_owned(),
         Reject::UnknownKey => "the proof names a key id this private key does not have".to_owned(),
         Reject::Unwrap => {
             "the session key does not decrypt with this private key (another key with the same id?)"
                 .to_owned()
         }
         Reject::RateLimited => "too many new sessions right now".to_owned(),
+        Reject::UnknownSession => {
+            "a compact proof names its session by reference only: verify a full-form proof of the session first"
+                .to_owned()
+        }
         Reject::SessionExpired => {
             format!("the session is older than {lifetime} s or from the future: open a new session")
         }

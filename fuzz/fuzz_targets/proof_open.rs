@@ -23,7 +23,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use autoid_protocol::Request;
 use autoid_protocol::client::Session;
 use autoid_protocol::entropy::Epoch;
-use autoid_protocol::header::{Proof, SessionId, associated_data};
+use autoid_protocol::header::{Proof, SessionRef, associated_data};
 use autoid_protocol::keys::GatewayKey;
 use autoid_protocol::verify::{Keyring, Limits, SessionCache, SessionKey, verify};
 use libfuzzer_sys::fuzz_target;
@@ -46,7 +46,7 @@ struct Fixture {
     header: String,
     wrapped: Vec<u8>,
     sealed: Vec<u8>,
-    session: (SessionId, SessionKey),
+    session: (SessionRef, SessionKey),
     /// The original proof's payload (the sealed plaintext).
     payload: Vec<u8>,
     cipher: Aes256Gcm,
@@ -74,8 +74,8 @@ fn fixture() -> &'static Fixture {
         Fixture {
             payload,
             cipher,
-            session: (proof.session_id(), unwrapped),
-            wrapped: proof.wrapped().to_vec(),
+            session: (proof.session_ref(), unwrapped),
+            wrapped: proof.wrapped().unwrap().to_vec(),
             sealed: proof.sealed().to_vec(),
             header,
             keyring,
@@ -84,11 +84,11 @@ fn fixture() -> &'static Fixture {
 }
 
 /// Holds the original proof's session only, as a warm worker would; never learns another.
-struct Warm(&'static (SessionId, SessionKey));
+struct Warm(&'static (SessionRef, SessionKey));
 
 impl SessionCache for Warm {
     fn get(&mut self, proof: &Proof) -> Option<SessionKey> {
-        (proof.session_id() == self.0.0).then(|| self.0.1.clone())
+        (proof.kid() == KID && proof.session_ref() == self.0.0).then(|| self.0.1.clone())
     }
     fn put(&mut self, _: &Proof, _: &SessionKey) {}
 }

@@ -227,9 +227,15 @@ pub fn challenged(denial: Denial, request_id: &str, challenges: Challenges<'_>) 
             c => c.proof_header,
         };
         if let Some(proof_header) = proof {
+            // The one reason a client is told: a compact proof named a session this gateway
+            // does not hold, so the client resends the full form (docs/PROTOCOL.md §11).
+            let hint = match denial {
+                Denial::Unauthorized(Reject::UnknownSession) => ", error=\"unknown_session\"",
+                _ => "",
+            };
             headers.push((
                 "www-authenticate",
-                format!("AutoID realm=\"autoid\", header=\"{proof_header}\""),
+                format!("AutoID realm=\"autoid\", header=\"{proof_header}\"{hint}"),
             ));
         }
         if let Some(realm) = challenges.basic_realm {
@@ -260,6 +266,7 @@ mod tests {
     fn every_proof_failure_gets_the_same_401() {
         let bodies: Vec<Response> = Reject::ALL
             .iter()
+            .filter(|r| **r != Reject::UnknownSession)
             .map(|r| response(Denial::Unauthorized(*r), "rid", "x-autoid-proof"))
             .collect();
         assert!(bodies.windows(2).all(|w| w[0] == w[1]));
@@ -278,6 +285,28 @@ mod tests {
                 .headers
                 .iter()
                 .any(|(k, v)| *k == "www-authenticate" && v.contains("x-autoid-proof"))
+        );
+    }
+
+    #[test]
+    fn an_unknown_session_differs_only_by_its_documented_hint() {
+        let hinted = response(
+            Denial::Unauthorized(Reject::UnknownSession),
+            "rid",
+            "x-autoid-proof",
+        );
+        let plain = response(Denial::Unauthorized(Reject::Open), "rid", "x-autoid-proof");
+        assert_eq!((hinted.status, &hinted.body), (plain.status, &plain.body));
+        let challenge = |r: &Response| {
+            r.headers
+                .iter()
+                .find(|(k, _)| *k == "www-authenticate")
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(
+            challenge(&hinted),
+            format!("{}, error=\"unknown_session\"", challenge(&plain))
         );
     }
 

@@ -24,7 +24,7 @@ use aes_gcm::aead::{Aead, Payload as AeadPayload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use autoid_protocol::client::Session;
 use autoid_protocol::entropy::Epoch;
-use autoid_protocol::header::{Payload, Proof, SessionId, associated_data};
+use autoid_protocol::header::{Payload, Proof, SessionRef, associated_data};
 use autoid_protocol::verify::{Keyring, Limits, NoCache, SessionCache, SessionKey, verify};
 use autoid_protocol::{Reject, Request};
 use base64::Engine;
@@ -45,14 +45,14 @@ const OTHER_PATH: Request<'static> = Request {
 
 /// The session cache of a warm worker: holds the sessions it was given.
 #[derive(Default)]
-struct Warm(HashMap<SessionId, SessionKey>);
+struct Warm(HashMap<SessionRef, SessionKey>);
 
 impl SessionCache for Warm {
     fn get(&mut self, proof: &Proof) -> Option<SessionKey> {
-        self.0.get(&proof.session_id()).cloned()
+        self.0.get(&proof.session_ref()).cloned()
     }
     fn put(&mut self, proof: &Proof, session: &SessionKey) {
-        self.0.insert(proof.session_id(), session.clone());
+        self.0.insert(proof.session_ref(), session.clone());
     }
 }
 
@@ -83,7 +83,7 @@ fn forge(keyring: &Keyring, valid: &str, payload: &Payload) -> String {
             )
             .unwrap(),
     );
-    Proof::encode(KID, proof.wrapped(), &sealed)
+    Proof::encode(KID, proof.wrapped().unwrap_or_default(), &sealed)
 }
 
 /// Replaces part `index` of a header (2: wrapped, 3: sealed) after editing its bytes.

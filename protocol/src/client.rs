@@ -6,7 +6,10 @@ use rsa::rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
 use crate::entropy::EntropyFile;
-use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, associated_data, session_id};
+use crate::header::{
+    IV_LEN, NONCE_LEN, Payload, Proof, SessionRef, Version, associated_data_for, session_id,
+    session_ref,
+};
 use crate::intervals::{Bindings, Intervals};
 use crate::keys::PublicKey;
 use crate::{Error, Request, valid_id, valid_subject};
@@ -21,6 +24,18 @@ struct SessionJson {
     key: String,
     wrapped: String,
     issued_at: u64,
+}
+
+/// Which header form a proof takes (docs/PROTOCOL.md §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `v1`, the wrapped session key in every proof.
+    V1,
+    /// `v2`, the wrapped session key: opens the session at a gateway that does not hold it.
+    Full,
+    /// `v2`, the 16-byte session reference: for a session the gateway already holds. A gateway
+    /// that does not hold it answers 401 with `error="unknown_session"`: resend in [`Form::Full`].
+    Compact,
 }
 
 /// A client session: a random AES-256 key, wrapped once for the gateway and reused per request.
@@ -116,7 +131,12 @@ impl Session {
         session_id(&self.kid, &self.wrapped)
     }
 
-    /// Makes the header value proving possession of `file` for `request` at time `now`.
+    /// The session's reference, which a compact proof carries.
+    pub fn reference(&self) -> SessionRef {
+        session_ref(&self.id())
+    }
+
+    /// Makes the v1 header value proving possession of `file` for `request` at time `now`.
     /// With `body`, the proof also binds the SHA-256 of the request body.
     pub fn prove<R: CryptoRng + ?Sized>(
         &self,
@@ -126,6 +146,23 @@ impl Session {
         body: Option<&[u8]>,
         rng: &mut R,
     ) -> Result<String, Error> {
+        self.prove_as(Form::V1, file, request, now, body, rng)
+    }
+
+    /// [`Session::prove`] in the header form `form`.
+    pub fn prove_as<R: CryptoRng + ?Sized>(
+        &self,
+        form: Form,
+        file: &EntropyFile,
+        request: &Request<'_>,
+        now: u64,
+        body: Option<&[u8]>,
+        rng: &mut R,
+    ) -> Result<String, Error> {
+        let version = match form {
+            Form::V1 => Version::V1,
+            Form::Full | Form::Compact => Version::V2,
+        };
         if !valid_subject(file.subject()) {
             return Err(Error::Invalid {
                 what: "subject",
@@ -155,7 +192,7 @@ impl Session {
             subject: file.subject().to_owned(),
             digest,
         };
-        let aad = associated_data(&self.kid, request).ok_or(Error::Invalid {
+        let aad = associated_data_for(version, &self.kid, request).ok_or(Error::Invalid {
             what: "request binding (method, authority or path over 8192 bytes)",
             value: String::new(),
         })?;
@@ -176,6 +213,14 @@ impl Session {
         let mut sealed = Vec::with_capacity(IV_LEN + ciphertext.len());
         sealed.extend_from_slice(&iv);
         sealed.extend_from_slice(&ciphertext);
-        Ok(Proof::encode(&self.kid, &self.wrapped, &sealed))
+        let reference;
+        let session: &[u8] = match form {
+            Form::V1 | Form::Full => &self.wrapped,
+            Form::Compact => {
+                reference = self.reference();
+                &reference
+            }
+        };
+        Ok(Proof::encode_parts(version, &self.kid, session, &sealed))
     }
 }

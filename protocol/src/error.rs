@@ -43,12 +43,15 @@ pub enum Reject {
     Oversized,
     /// The header does not follow the grammar (parts, base64url, lengths).
     Malformed,
-    /// A version other than `v1`.
+    /// A version other than `v1` and `v2`.
     UnsupportedVersion,
     /// The key id names no key in the keyring.
     UnknownKey,
     /// RSA-OAEP unwrapping failed, or the unwrapped session is malformed.
     Unwrap,
+    /// A compact (v2) proof names a session the gateway does not hold: the client resends the
+    /// full form (the one reason the 401 tells the client, docs/PROTOCOL.md §11).
+    UnknownSession,
     /// Too many cold-path unwraps right now.
     RateLimited,
     /// The session is older than its lifetime, or issued in the future.
@@ -75,7 +78,7 @@ pub enum Reject {
 
 impl Reject {
     /// Every reason, for metrics and tests.
-    pub const ALL: [Reject; 18] = [
+    pub const ALL: [Reject; 19] = [
         Reject::Missing,
         Reject::Duplicate,
         Reject::Oversized,
@@ -83,6 +86,7 @@ impl Reject {
         Reject::UnsupportedVersion,
         Reject::UnknownKey,
         Reject::Unwrap,
+        Reject::UnknownSession,
         Reject::RateLimited,
         Reject::SessionExpired,
         Reject::Open,
@@ -106,6 +110,7 @@ impl Reject {
             Reject::UnsupportedVersion => "unsupported_version",
             Reject::UnknownKey => "unknown_key",
             Reject::Unwrap => "unwrap",
+            Reject::UnknownSession => "unknown_session",
             Reject::RateLimited => "rate_limited",
             Reject::SessionExpired => "session_expired",
             Reject::Open => "open",

@@ -1,4 +1,7 @@
-//! The proof header: `v1.<kid>.<wrapped>.<sealed>`, base64url without padding, with hard caps.
+//! The proof header, base64url without padding, with hard caps:
+//! `v1.<kid>.<wrapped>.<sealed>`, and in version 2 either the same full form
+//! `v2.<kid>.<wrapped>.<sealed>` or the compact warm form `v2.<kid>.<session ref>.<sealed>`, which
+//! names a session the gateway already holds by the first 16 bytes of its id.
 //!
 //! Also the two byte layouts inside it: the wrapped session plaintext and the sealed payload.
 
@@ -6,7 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::policy::{MAX_BINDING_LEN, MAX_HEADER_LEN, VERSION};
+use crate::policy::{MAX_BINDING_LEN, MAX_HEADER_LEN};
 use crate::wire::{Reader, put_lp16};
 use crate::{Reject, Request, valid_id, valid_subject};
 
@@ -22,17 +25,58 @@ pub const NONCE_LEN: usize = 16;
 pub const SESSION_PLAINTEXT_LEN: usize = 40;
 const MIN_PAYLOAD: usize = 8 + NONCE_LEN + 1 + 1 + 1 + 1 + 32;
 const MAX_PAYLOAD: usize = MIN_PAYLOAD + 32 + 32 + 128;
-const AAD_LABEL: &[u8] = b"autoid/v1";
 const SESSION_ID_LABEL: &[u8] = b"autoid/v1 session-id";
 
 /// A session's cache key: `SHA-256("autoid/v1 session-id" || lp16(kid) || wrapped)`.
 pub type SessionId = [u8; 32];
 
+/// Bytes of a session reference.
+pub const SESSION_REF_LEN: usize = 16;
+
+/// A session's reference in the compact form: the first 16 bytes of its [`SessionId`].
+pub type SessionRef = [u8; SESSION_REF_LEN];
+
+/// A protocol version the gateway accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    /// `v1`: the wrapped session key in every proof.
+    V1,
+    /// `v2`: the wrapped key once, then a 16-byte session reference (docs/PROTOCOL.md §11).
+    V2,
+}
+
+impl Version {
+    /// The header's version part.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        }
+    }
+
+    fn aad_label(self) -> &'static [u8] {
+        match self {
+            Version::V1 => b"autoid/v1",
+            Version::V2 => b"autoid/v2",
+        }
+    }
+}
+
+/// How a proof names its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionPart {
+    /// The RSA-OAEP ciphertext of the session plaintext (v1, and v2's full form).
+    Wrapped(Vec<u8>),
+    /// v2's compact form: the reference of a session the gateway already holds.
+    Reference(SessionRef),
+}
+
 /// A parsed header: nothing in it is trusted yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proof {
+    version: Version,
     kid: String,
-    wrapped: Vec<u8>,
+    session: SessionPart,
     sealed: Vec<u8>,
 }
 
@@ -52,28 +96,38 @@ impl Proof {
         ) else {
             return Err(Reject::Malformed);
         };
-        if version != VERSION {
-            let looks_versioned = version.len() <= 4
+        let version = match version {
+            "v1" => Version::V1,
+            "v2" => Version::V2,
+            _ => {
+                let looks_versioned = version.len() <= 4
                 && version.starts_with('v')
                 && version[1..].bytes().all(|b| b.is_ascii_digit());
-            return Err(if looks_versioned {
-                Reject::UnsupportedVersion
-            } else {
-                Reject::Malformed
-            });
-        }
+                return Err(if looks_versioned {
+                    Reject::UnsupportedVersion
+                } else {
+                    Reject::Malformed
+                });
+            }
+        };
         if !valid_id(kid) {
             return Err(Reject::Malformed);
         }
         let wrapped = URL_SAFE_NO_PAD
             .decode(wrapped)
             .map_err(|_| Reject::Malformed)?;
-        if !crate::keys::ALLOWED_BITS
+        let session = if version == Version::V2 && wrapped.len() == SESSION_REF_LEN {
+            let mut reference = [0u8; SESSION_REF_LEN];
+            reference.copy_from_slice(&wrapped);
+            SessionPart::Reference(reference)
+        } else if crate::keys::ALLOWED_BITS
             .iter()
             .any(|bits| bits / 8 == wrapped.len())
         {
+            SessionPart::Wrapped(wrapped)
+        } else {
             return Err(Reject::Malformed);
-        }
+        };
         let sealed = URL_SAFE_NO_PAD
             .decode(sealed)
             .map_err(|_| Reject::Malformed)?;
@@ -83,19 +137,41 @@ impl Proof {
             return Err(Reject::Malformed);
         }
         Ok(Proof {
+            version,
             kid: kid.to_owned(),
-            wrapped,
+            session,
             sealed,
         })
     }
 
-    /// Encodes a header value from its parts.
+    /// Encodes a v1 header value from its parts.
     pub fn encode(kid: &str, wrapped: &[u8], sealed: &[u8]) -> String {
+        Self::encode_parts(Version::V1, kid, wrapped, sealed)
+    }
+
+    /// Encodes a header value of `version` whose session part is `session` (a wrapped key, or in
+    /// v2 a 16-byte reference).
+    pub fn encode_parts(version: Version, kid: &str, session: &[u8], sealed: &[u8]) -> String {
         format!(
-            "{VERSION}.{kid}.{}.{}",
-            URL_SAFE_NO_PAD.encode(wrapped),
+            "{}.{kid}.{}.{}",
+            version.tag(),
+            URL_SAFE_NO_PAD.encode(session),
             URL_SAFE_NO_PAD.encode(sealed)
         )
+    }
+
+    /// This proof as a header value again.
+    pub fn to_header(&self) -> String {
+        let session: &[u8] = match &self.session {
+            SessionPart::Wrapped(w) => w,
+            SessionPart::Reference(r) => r,
+        };
+        Self::encode_parts(self.version, &self.kid, session, &self.sealed)
+    }
+
+    /// The header's version.
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     /// The key id the session is wrapped for.
@@ -103,9 +179,25 @@ impl Proof {
         &self.kid
     }
 
-    /// The RSA-OAEP ciphertext of the session plaintext.
-    pub fn wrapped(&self) -> &[u8] {
-        &self.wrapped
+    /// How the proof names its session.
+    pub fn session(&self) -> &SessionPart {
+        &self.session
+    }
+
+    /// The RSA-OAEP ciphertext of the session plaintext; `None` in the compact form.
+    pub fn wrapped(&self) -> Option<&[u8]> {
+        match &self.session {
+            SessionPart::Wrapped(w) => Some(w),
+            SessionPart::Reference(_) => None,
+        }
+    }
+
+    /// The session's reference: given in the compact form, else the first bytes of its id.
+    pub fn session_ref(&self) -> SessionRef {
+        match &self.session {
+            SessionPart::Wrapped(w) => session_ref(&session_id(&self.kid, w)),
+            SessionPart::Reference(r) => *r,
+        }
     }
 
     /// `iv || AES-GCM ciphertext || tag`.
@@ -113,10 +205,22 @@ impl Proof {
         &self.sealed
     }
 
-    /// The session's cache key.
-    pub fn session_id(&self) -> SessionId {
-        session_id(&self.kid, &self.wrapped)
+    /// The session's cache key; `None` in the compact form, which carries only its reference.
+    pub fn session_id(&self) -> Option<SessionId> {
+        self.wrapped().map(|w| session_id(&self.kid, w))
     }
+
+    /// The associated data this proof was sealed with for `request`.
+    pub fn associated_data(&self, request: &Request<'_>) -> Option<Vec<u8>> {
+        associated_data_for(self.version, &self.kid, request)
+    }
+}
+
+/// A session's reference: the first 16 bytes of its id.
+pub fn session_ref(id: &SessionId) -> SessionRef {
+    let mut r = [0u8; SESSION_REF_LEN];
+    r.copy_from_slice(&id[..SESSION_REF_LEN]);
+    r
 }
 
 /// Computes a session's cache key.
@@ -128,9 +232,16 @@ pub fn session_id(kid: &str, wrapped: &[u8]) -> SessionId {
     h.finalize().into()
 }
 
-/// The associated data: `"autoid/v1" || lp16(kid) || lp16(method) || lp16(lowercase authority)
-/// || lp16(path)`. `None` if a binding is longer than the protocol allows.
+/// The v1 associated data: `"autoid/v1" || lp16(kid) || lp16(method) || lp16(lowercase
+/// authority) || lp16(path)`. `None` if a binding is longer than the protocol allows.
 pub fn associated_data(kid: &str, request: &Request<'_>) -> Option<Vec<u8>> {
+    associated_data_for(Version::V1, kid, request)
+}
+
+/// The associated data of `version`: its label (`"autoid/v1"` or `"autoid/v2"`), then
+/// `lp16(kid) || lp16(method) || lp16(lowercase authority) || lp16(path)`.
+pub fn associated_data_for(version: Version, kid: &str, request: &Request<'_>) -> Option<Vec<u8>> {
+    let label = version.aad_label();
     let Request {
         method,
         authority,
@@ -143,9 +254,9 @@ pub fn associated_data(kid: &str, request: &Request<'_>) -> Option<Vec<u8>> {
         return None;
     }
     let mut aad = Vec::with_capacity(
-        AAD_LABEL.len() + 8 + kid.len() + method.len() + authority.len() + path.len(),
+        label.len() + 8 + kid.len() + method.len() + authority.len() + path.len(),
     );
-    aad.extend_from_slice(AAD_LABEL);
+    aad.extend_from_slice(label);
     put_lp16(&mut aad, kid.as_bytes());
     put_lp16(&mut aad, method.as_bytes());
     let start = aad.len() + 2;

@@ -41,8 +41,6 @@ pub use error::{Error, Reject};
 
 /// Protocol constants and the defaults every party agrees on.
 pub mod policy {
-    /// The only protocol version this crate speaks.
-    pub const VERSION: &str = "v1";
     /// Default number of intervals a proof covers: with a fraction f of a file a thief succeeds
     /// with probability f^k per attempt, so k = 64 puts f = 1/2 at 2^-64 (docs/PROTOCOL.md).
     pub const DEFAULT_INTERVAL_COUNT: u32 = 64;

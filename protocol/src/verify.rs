@@ -10,7 +10,7 @@ use aes_gcm::{Aes256Gcm, KeyInit};
 use subtle::ConstantTimeEq;
 
 use crate::entropy::{Epoch, EpochParams, SubjectStream};
-use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN, associated_data};
+use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN};
 use crate::intervals::{Bindings, Interval, Intervals};
 use crate::keys::GatewayKey;
 use crate::policy::{DEFAULT_MAX_SKEW_SECS, DEFAULT_SESSION_LIFETIME_SECS};
@@ -99,7 +99,7 @@ impl SessionKey {
 
     /// Opens the sealed payload; the associated data binds the version, kid and request.
     pub fn open(&self, proof: &Proof, request: &Request<'_>) -> Result<Payload, Reject> {
-        let aad = associated_data(proof.kid(), request).ok_or(Reject::Malformed)?;
+        let aad = proof.associated_data(request).ok_or(Reject::Malformed)?;
         let (iv, ciphertext) = proof.sealed().split_at(IV_LEN);
         let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Reject::Malformed)?;
         let plaintext = self
@@ -237,9 +237,10 @@ impl Keyring {
     }
 
     /// The cold path: RSA-OAEP unwrap of the proof's session (milliseconds; cache the result).
+    /// A compact proof carries no wrapped key: [`Reject::UnknownSession`].
     pub fn unwrap_session(&self, proof: &Proof) -> Result<SessionKey, Reject> {
         let key = self.key(proof.kid()).ok_or(Reject::UnknownKey)?;
-        key.unwrap_session(proof.wrapped())
+        key.unwrap_session(proof.wrapped().ok_or(Reject::UnknownSession)?)
     }
 
     /// Recomputes the digest from the subject's intervals (read through `cache`, which may keep
@@ -320,7 +321,8 @@ pub fn check_time(payload: &Payload, now: u64, limits: &Limits) -> Result<(), Re
 /// Sessions are looked up by the proof itself, so a cache may match on the wrapped bytes and
 /// only compute [`Proof::session_id`] (a SHA-256 over them) when it has to.
 pub trait SessionCache {
-    /// The cached session for this proof's kid and wrapped key, if any.
+    /// The cached session for this proof's kid and session part (its wrapped key, or in the
+    /// compact form its reference), if any.
     fn get(&mut self, proof: &Proof) -> Option<SessionKey>;
     /// Remembers a session freshly unwrapped from this proof.
     fn put(&mut self, proof: &Proof, session: &SessionKey);
@@ -447,6 +449,10 @@ pub fn verify_or_ask(
     let (session, session_cached) = match cache.get(&proof) {
         Some(session) => (session, true),
         None => {
+            // A compact proof names a session it cannot open: no budget spent, no unwrap.
+            if proof.wrapped().is_none() {
+                return Err(Reject::UnknownSession.into());
+            }
             if !cache.allow_unwrap() {
                 return Err(Reject::RateLimited.into());
             }

@@ -179,7 +179,7 @@ fn tampering_gives_the_precise_reason() {
     let join = |p: &[&str]| p.join(".");
     // Version.
     assert_eq!(
-        check(&join(&["v2", parts[1], parts[2], parts[3]]), &REQ, NOW),
+        check(&join(&["v3", parts[1], parts[2], parts[3]]), &REQ, NOW),
         Err(Reject::UnsupportedVersion)
     );
     assert_eq!(
@@ -255,7 +255,7 @@ fn forge(payload: &Payload, rng_seed: &[u8]) -> String {
             )
             .unwrap(),
     );
-    Proof::encode(KID, proof.wrapped(), &sealed)
+    Proof::encode(KID, proof.wrapped().unwrap(), &sealed)
 }
 
 fn honest_payload() -> Payload {
@@ -437,15 +437,95 @@ fn a_body_bound_proof_checks_the_body() {
 }
 
 #[derive(Default)]
-struct MapCache(HashMap<[u8; 32], SessionKey>, usize);
+struct MapCache(HashMap<[u8; 16], SessionKey>, usize);
 
 impl SessionCache for MapCache {
     fn get(&mut self, proof: &Proof) -> Option<SessionKey> {
-        self.0.get(&proof.session_id()).cloned()
+        self.0.get(&proof.session_ref()).cloned()
     }
     fn put(&mut self, proof: &Proof, s: &SessionKey) {
         self.1 += 1;
-        self.0.insert(proof.session_id(), s.clone());
+        self.0.insert(proof.session_ref(), s.clone());
+    }
+}
+
+#[test]
+fn a_v2_session_opens_once_in_the_full_form_then_goes_compact() {
+    use autoid_protocol::client::Form;
+    let mut rng = TestRng::new(b"v2 forms");
+    let session = Session::open(&gateway_key().public(), NOW, &mut rng).unwrap();
+    let mut cache = MapCache::default();
+    let (ring, limits) = (keyring(), Limits::default());
+    let prove = |form, rng: &mut TestRng| {
+        session
+            .prove_as(form, &file("alice"), &REQ, NOW, None, rng)
+            .unwrap()
+    };
+    let compact = prove(Form::Compact, &mut rng);
+    assert_eq!(
+        verify(&ring, &limits, &compact, &REQ, NOW, &mut cache),
+        Err(Reject::UnknownSession),
+        "not held yet"
+    );
+    let full = prove(Form::Full, &mut rng);
+    let v = verify(&ring, &limits, &full, &REQ, NOW, &mut cache).unwrap();
+    assert!(!v.session_cached);
+    let v = verify(&ring, &limits, &compact, &REQ, NOW, &mut cache).unwrap();
+    assert!(v.session_cached);
+    assert_eq!(v.subject, "alice");
+    assert_eq!(cache.1, 1, "one unwrap for the whole session");
+    // Another request, another path: the compact form binds the request like the full one.
+    let other = Request {
+        path: "/v1/other",
+        ..REQ
+    };
+    assert_eq!(
+        verify(&ring, &limits, &compact, &other, NOW, &mut cache),
+        Err(Reject::Open)
+    );
+    // A v1 session proof and a v2 one share the session (its id does not depend on the version).
+    let old = session
+        .prove(&file("alice"), &REQ, NOW, None, &mut rng)
+        .unwrap();
+    assert!(verify(&ring, &limits, &old, &REQ, NOW, &mut cache).unwrap().session_cached);
+}
+
+#[test]
+fn a_version_tag_swapped_does_not_open_and_a_reference_is_not_v1() {
+    use autoid_protocol::client::Form;
+    let mut rng = TestRng::new(b"v2 swap");
+    let session = Session::open(&gateway_key().public(), NOW, &mut rng).unwrap();
+    let (ring, limits) = (keyring(), Limits::default());
+    let mut cache = MapCache::default();
+    let full = session
+        .prove_as(Form::Full, &file("alice"), &REQ, NOW, None, &mut rng)
+        .unwrap();
+    let as_v1 = full.replacen("v2.", "v1.", 1);
+    assert_eq!(
+        verify(&ring, &limits, &as_v1, &REQ, NOW, &mut cache),
+        Err(Reject::Open),
+        "the version is in the associated data"
+    );
+    let v1 = session
+        .prove(&file("alice"), &REQ, NOW, None, &mut rng)
+        .unwrap();
+    assert_eq!(
+        verify(&ring, &limits, &v1.replacen("v1.", "v2.", 1), &REQ, NOW, &mut cache),
+        Err(Reject::Open)
+    );
+    let compact = session
+        .prove_as(Form::Compact, &file("alice"), &REQ, NOW, None, &mut rng)
+        .unwrap();
+    assert_eq!(
+        Proof::parse(&compact.replacen("v2.", "v1.", 1)),
+        Err(Reject::Malformed),
+        "v1 has no compact form"
+    );
+    // Any other session-part length is malformed in v2 as well.
+    let parts: Vec<&str> = compact.split('.').collect();
+    for bad in ["AAAAAAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAA"] {
+        let h = format!("v2.{}.{bad}.{}", parts[1], parts[3]);
+        assert_eq!(Proof::parse(&h), Err(Reject::Malformed), "{bad}");
     }
 }
 

@@ -8,8 +8,8 @@
 mod common;
 
 use autoid_protocol::Request;
-use autoid_protocol::client::Session;
-use autoid_protocol::header::Proof;
+use autoid_protocol::client::{Form, Session};
+use autoid_protocol::header::{Proof, SessionPart, Version};
 use autoid_protocol::intervals::{Bindings, Intervals};
 use autoid_protocol::verify::{Keyring, Limits, NoCache, verify};
 use base64::Engine;
@@ -58,7 +58,7 @@ fn vector(seed: &str, subject: &str, req: Request<'_>, body: Option<&[u8]>) -> V
         "body": body.map(|b| String::from_utf8_lossy(b).into_owned()),
         "entropy_first_32_bytes_hex": hex(&file.data()[..32]),
         "session_key_and_issued_at_hex": hex(&key.to_bytes()),
-        "session_id_hex": hex(&proof.session_id()),
+        "session_id_hex": hex(&proof.session_id().unwrap()),
         "nonce_hex": hex(&payload.nonce),
         "iv_hex": hex(&proof.sealed()[..12]),
         "interval_seed_hex": hex(intervals.seed()),
@@ -79,6 +79,120 @@ fn all_vectors() -> Value {
             vector("vector-2", "bob", Request { method: "POST", authority: "api.example.com:8443", path: "/v1/transfers" }, Some(b"{\"amount\":5}")),
         ],
     })
+}
+
+/// One v2 vector: a session opened, its first request in the full form, its second in the
+/// compact form, with every value an implementer checks.
+fn vector_v2(seed: &str, subject: &str, req: Request<'_>, body: Option<&[u8]>) -> Value {
+    let mut rng = TestRng::new(seed.as_bytes());
+    let public = gateway_key().public();
+    let session = Session::open(&public, NOW, &mut rng).unwrap();
+    let file = file(subject);
+    let ring = Keyring::new(vec![gateway_key()], vec![epoch()]);
+    let mut cache = RefCache::default();
+    let mut forms = Vec::new();
+    for form in [Form::Full, Form::Compact] {
+        let header = session
+            .prove_as(form, &file, &req, NOW, body, &mut rng)
+            .unwrap();
+        let proof = Proof::parse(&header).unwrap();
+        assert_eq!(proof.version(), Version::V2);
+        let key = match proof.session() {
+            SessionPart::Wrapped(_) => ring.unwrap_session(&proof).unwrap(),
+            SessionPart::Reference(r) => {
+                assert_eq!(*r, session.reference());
+                cache.0.clone().unwrap().1
+            }
+        };
+        let payload = key.open(&proof, &req).unwrap();
+        let verified = verify(&ring, &Limits::default(), &header, &req, NOW, &mut cache).unwrap();
+        assert_eq!(verified.subject, subject);
+        forms.push(json!({
+            "form": if form == Form::Full { "full" } else { "compact" },
+            "nonce_hex": hex(&payload.nonce),
+            "iv_hex": hex(&proof.sealed()[..12]),
+            "aad_hex": hex(&proof.associated_data(&req).unwrap()),
+            "payload_hex": hex(&payload.to_bytes()),
+            "header": header,
+            "header_len": header.len(),
+        }));
+    }
+    json!({
+        "rng_seed": seed,
+        "now": NOW,
+        "subject": subject,
+        "request": { "method": req.method, "authority": req.authority, "path": req.path },
+        "body": body.map(|b| String::from_utf8_lossy(b).into_owned()),
+        "session_key_and_issued_at_hex": hex(&ring.unwrap_session(&Proof::parse(forms[0]["header"].as_str().unwrap()).unwrap()).unwrap().to_bytes()),
+        "session_id_hex": hex(&session.id()),
+        "session_ref_hex": hex(&session.reference()),
+        "proofs": forms,
+    })
+}
+
+/// A session cache of one session, keyed by its reference, as a gateway keeps it.
+#[derive(Default)]
+struct RefCache(Option<([u8; 16], autoid_protocol::verify::SessionKey)>);
+
+impl autoid_protocol::verify::SessionCache for RefCache {
+    fn get(&mut self, proof: &Proof) -> Option<autoid_protocol::verify::SessionKey> {
+        let (r, key) = self.0.as_ref()?;
+        (*r == proof.session_ref()).then(|| key.clone())
+    }
+    fn put(&mut self, proof: &Proof, session: &autoid_protocol::verify::SessionKey) {
+        self.0 = Some((proof.session_ref(), session.clone()));
+    }
+}
+
+fn v2_vectors() -> Value {
+    json!({
+        "key_id": KID,
+        "private_key_pem": "protocol/tests/vectors/gateway-2048.pem",
+        "epoch": { "id": "e-test", "secret_hex": hex(&(0u8..32).collect::<Vec<_>>()), "file_size": 65536, "interval_count": 64 },
+        "vectors": [
+            vector_v2("v2-vector-1", "alice", Request { method: "GET", authority: "api.example.com", path: "/v1/payments?limit=10" }, None),
+            vector_v2("v2-vector-2", "bob", Request { method: "POST", authority: "api.example.com:8443", path: "/v1/transfers" }, Some(b"{\"amount\":5}")),
+        ],
+    })
+}
+
+#[test]
+fn the_v2_vectors_hold_byte_for_byte() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/v2.json");
+    let actual = v2_vectors();
+    if std::env::var_os("AUTOID_WRITE_VECTORS").is_some() {
+        std::fs::write(path, serde_json::to_string_pretty(&actual).unwrap() + "\n").unwrap();
+    }
+    let expected: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn a_compact_proof_of_an_unknown_session_is_unknown_session_and_costs_no_unwrap() {
+    let mut rng = TestRng::new(b"unknown-session");
+    let session = Session::open(&gateway_key().public(), NOW, &mut rng).unwrap();
+    let req = Request { method: "GET", authority: "api.example.com", path: "/p" };
+    let header = session
+        .prove_as(Form::Compact, &file("alice"), &req, NOW, None, &mut rng)
+        .unwrap();
+    let ring = Keyring::new(vec![gateway_key()], vec![epoch()]);
+    struct NoUnwrap;
+    impl autoid_protocol::verify::SessionCache for NoUnwrap {
+        fn get(&mut self, _: &Proof) -> Option<autoid_protocol::verify::SessionKey> {
+            None
+        }
+        fn put(&mut self, _: &Proof, _: &autoid_protocol::verify::SessionKey) {
+            panic!("nothing to put");
+        }
+        fn allow_unwrap(&mut self) -> bool {
+            panic!("a compact proof must not spend the cold-path budget");
+        }
+    }
+    let got = verify(&ring, &Limits::default(), &header, &req, NOW, &mut NoUnwrap);
+    assert_eq!(got, Err(autoid_protocol::Reject::UnknownSession));
+    // The compact header is short: a reference of 22 characters instead of the wrapped key.
+    assert!(header.len() <= 256, "{} bytes", header.len());
+    assert_eq!(header.split('.').nth(2).unwrap().len(), 22);
 }
 
 /// The edge cases a third implementation gets wrong first (docs/PROTOCOL.md §9): each binding is

@@ -28,13 +28,14 @@ impl<H: HttpHost> CacheAdapter<'_, H> {
             .issued_at()
             .saturating_add(self.state.config.limits.session_lifetime_secs);
         let expires = cap.map_or(lifetime_end, |cap| cap.min(lifetime_end));
-        self.state.sessions.borrow_mut().put(
-            self.host.store(),
-            proof.kid(),
-            proof.wrapped(),
-            session,
-            expires,
-        );
+        // Only a full-form proof opens a session; a compact one names a session already held.
+        let Some(wrapped) = proof.wrapped() else {
+            return;
+        };
+        self.state
+            .sessions
+            .borrow_mut()
+            .put(self.host.store(), proof.kid(), wrapped, session, expires);
     }
 
     /// One cold-path token: the source's share first (a source past it never touches the
@@ -54,7 +55,7 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
         let found = self.state.sessions.borrow_mut().get(
             self.host.store(),
             proof.kid(),
-            proof.wrapped(),
+            proof.session(),
             self.now,
         );
         let counter = match &found {

@@ -70,13 +70,18 @@ impl Flow {
         proof: &str,
         request: &Request<'_>,
     ) -> Verdict {
-        let (Some(agent), Ok(parsed)) = (&state.config.agent, Proof::parse(proof)) else {
+        let parsed = Proof::parse(proof).ok();
+        let (Some(agent), Some(parsed), Some(wrapped)) = (
+            &state.config.agent,
+            parsed.as_ref(),
+            parsed.as_ref().and_then(Proof::wrapped),
+        ) else {
             self.deny(host, Denial::Unavailable(Unavailable::Agent), None);
             return Verdict::Pause;
         };
         let body = serde_json::to_vec(&SessionRequest {
             kid: parsed.kid().to_owned(),
-            wrapped: URL_SAFE_NO_PAD.encode(parsed.wrapped()),
+            wrapped: URL_SAFE_NO_PAD.encode(wrapped),
         })
         .unwrap_or_default();
         if !self.post_to_agent(host, agent, "/v1/sessions", &body) {

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: failing loudly is the point
 
 use autoid_protocol::Request;
-use autoid_protocol::client::Session;
+use autoid_protocol::client::{Form, Session};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -136,6 +136,18 @@ impl Client {
         };
         self.session
             .prove(&self.file, &request, at, body, &mut UnwrapErr(SysRng))
+            .unwrap()
+    }
+
+    /// A v2 proof for `GET AUTHORITY path` at the start time, in `form`.
+    fn proof_v2(&self, path: &str, form: Form) -> String {
+        let request = Request {
+            method: "GET",
+            authority: AUTHORITY,
+            path,
+        };
+        self.session
+            .prove_as(form, &self.file, &request, START_SECS, None, &mut UnwrapErr(SysRng))
             .unwrap()
     }
 
@@ -370,6 +382,55 @@ fn the_agent_unwraps_the_session_and_the_request_goes_on() {
     let len = host.answer.borrow().1.len();
     assert_eq!(flow.on_callout(&host, len), Verdict::Continue);
     assert_upstream_as_alice(&host);
+}
+
+#[test]
+fn a_compact_proof_needs_a_session_the_gateway_holds_and_then_costs_no_callout() {
+    let host = FakeHost::new("payments");
+    let worker = worker(&host, &agent_config());
+    let alice = Client::open("alice");
+
+    // Not held yet: the uniform 401 with the documented hint, no callout, no cold-path budget.
+    host.request(PATH, &[(PROOF, &alice.proof_v2(PATH, Form::Compact))]);
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+    {
+        let reply = host.reply();
+        assert_eq!(reply.status, 401);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\", error=\"unknown_session\"")
+        );
+        assert_eq!(
+            reply.json(),
+            json!({ "error": "unauthorized", "request_id": "req-1" })
+        );
+    }
+    assert!(host.callouts.borrow().is_empty());
+    assert_eq!(host.counter("autoid_denied_unknown_session"), 1);
+
+    // The full v2 form opens it through the agent.
+    host.request(PATH, &[(PROOF, &alice.proof_v2(PATH, Form::Full))]);
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+    *host.answer.borrow_mut() = (Some(200), alice.session_reply());
+    let len = host.answer.borrow().1.len();
+    assert_eq!(flow.on_callout(&host, len), Verdict::Continue);
+    assert_upstream_as_alice(&host);
+
+    // Then compact proofs go straight through, and each is still single-use.
+    let compact = alice.proof_v2(PATH, Form::Compact);
+    assert!(compact.len() <= 256, "{} bytes", compact.len());
+    host.request(PATH, &[(PROOF, &compact)]);
+    let mut flow = Flow::new(worker.state());
+    assert_eq!(flow.on_request_headers(&host, true), Verdict::Continue);
+    assert_upstream_as_alice(&host);
+    assert_eq!(host.callouts.borrow().len(), 1, "only the full form's unwrap");
+    host.request(PATH, &[(PROOF, &compact)]);
+    let mut again = Flow::new(worker.state());
+    assert_eq!(again.on_request_headers(&host, true), Verdict::Pause);
+    assert_eq!(host.reply().status, 401);
+    assert_eq!(host.counter("autoid_denied_replay"), 1);
 }
 
 #[test]
