@@ -61,7 +61,8 @@ fn credential_process(args: &CredentialProcessArgs) -> Result<Outcome> {
     let target = Target::new("GET", &args.url)?;
     let agent = http_agent(args.cacert.as_deref(), args.timeout)?;
     let mut prover = Prover::new(&args.client)?;
-    let proof = prover.prove(&target, None)?;
+    // One request per call: the form every gateway holding the key accepts.
+    let proof = prover.prove(prover.full_form(), &target, None)?;
     let request = ureq::http::Request::builder()
         .method("GET")
         .uri(target.url.as_str())

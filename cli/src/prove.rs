@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use autoid_protocol::client::Session;
+use autoid_protocol::client::{Form, Session};
 use autoid_protocol::entropy::EntropyFile;
 use autoid_protocol::keys::PublicKey;
 use autoid_protocol::policy::DEFAULT_SESSION_LIFETIME_SECS;
 use clap::Args;
 use rsa::rand_core::UnwrapErr;
 
-use crate::Outcome;
+use crate::{Outcome, usage};
 use crate::binding::Target;
 use crate::epoch::{check_subject, load_entropy};
 use crate::files::{self, SECRET_MODE};
@@ -44,6 +44,11 @@ pub(crate) struct ClientArgs {
     /// The gateway's session lifetime in seconds (when a stored session is replaced)
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SESSION_LIFETIME_SECS)]
     session_lifetime: u64,
+    /// The protocol version: 2 sends the wrapped session key once, then a 16-byte session
+    /// reference (docs/PROTOCOL.md §11); 1 for a gateway that predates it
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    proof_version: u8,
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +75,18 @@ pub(crate) struct ProveArgs {
     /// Also bind the SHA-256 of this request body (`-` reads stdin); send exactly these bytes
     #[arg(long, value_name = "F")]
     body_file: Option<PathBuf>,
+    /// Version 2's form: `full` carries the wrapped session key (any gateway), `compact` only the
+    /// session's reference (a gateway that already holds the session, else 401 with
+    /// error="unknown_session")
+    #[arg(long, value_name = "FORM", default_value = "full")]
+    form: FormArg,
+}
+
+/// `--form`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum FormArg {
+    Full,
+    Compact,
 }
 
 /// A client ready to prove: the key, the file, one session and the OS CSPRNG.
@@ -77,6 +94,10 @@ pub(crate) struct Prover {
     file: EntropyFile,
     session: Session,
     rng: UnwrapErr<getrandom::SysRng>,
+    version: u8,
+    /// Whether the gateway may hold the session: a session reused from a session file may
+    /// start compact; a new one goes in the full form first.
+    held: bool,
 }
 
 impl std::fmt::Debug for Prover {
@@ -96,34 +117,70 @@ impl Prover {
         let file = load_entropy(&args.entropy, &args.subject)?;
         let mut rng = crate::os_rng()?;
         let now = crate::now_unix()?;
-        let session = match &args.session {
+        let (session, held) = match &args.session {
             Some(path) => stored_session(path, &key, now, args.session_lifetime, &mut rng)?,
-            None => Session::open(&key, now, &mut rng).context("opening a session")?,
+            None => (
+                Session::open(&key, now, &mut rng).context("opening a session")?,
+                false,
+            ),
         };
-        Ok(Prover { file, session, rng })
+        Ok(Prover {
+            file,
+            session,
+            rng,
+            version: args.proof_version,
+            held,
+        })
     }
 
-    /// A fresh proof (new nonce, current time) for one request.
-    pub(crate) fn prove(&mut self, target: &Target, body: Option<&[u8]>) -> Result<String> {
+    /// The form of the next proof: v1, or v2 compact once the gateway may hold the session.
+    pub(crate) fn next_form(&self) -> Form {
+        if self.held && self.version != 1 {
+            Form::Compact
+        } else {
+            self.full_form()
+        }
+    }
+
+    /// The form that any gateway accepts: v1, or v2's full form.
+    pub(crate) fn full_form(&self) -> Form {
+        if self.version == 1 { Form::V1 } else { Form::Full }
+    }
+
+    /// After an answer to a full-form proof: the gateway holds the session now (or never will,
+    /// and a compact proof then gets the hint and goes full again).
+    pub(crate) fn sent_full(&mut self) {
+        self.held = true;
+    }
+
+    /// A fresh proof (new nonce, current time) for one request, in `form`.
+    pub(crate) fn prove(
+        &mut self,
+        form: Form,
+        target: &Target,
+        body: Option<&[u8]>,
+    ) -> Result<String> {
         let now = crate::now_unix()?;
         self.session
-            .prove(&self.file, &target.request(), now, body, &mut self.rng)
+            .prove_as(form, &self.file, &target.request(), now, body, &mut self.rng)
             .context("making the proof")
     }
 }
 
-/// Reuses the session stored at `path` if it is for this key id and young enough, else opens a
-/// new one and stores it (atomically, mode 0600).
+/// Reuses the session stored at `path` if it is for this key id and young enough (`true`: the
+/// gateway may hold it), else opens a new one and stores it (atomically, mode 0600).
 fn stored_session(
     path: &Path,
     key: &PublicKey,
     now: u64,
     lifetime: u64,
     rng: &mut UnwrapErr<getrandom::SysRng>,
-) -> Result<Session> {
+) -> Result<(Session, bool)> {
     match std::fs::read_to_string(path) {
         Ok(text) => match Session::from_json(&text) {
-            Ok(session) if reusable(&session, key.kid(), now, lifetime) => return Ok(session),
+            Ok(session) if reusable(&session, key.kid(), now, lifetime) => {
+                return Ok((session, true));
+            }
             Ok(_) => {}
             Err(e) => eprintln!(
                 "autoid: warning: {}: not a session file ({e}); replacing it",
@@ -138,7 +195,7 @@ fn stored_session(
     }
     let session = Session::open(key, now, rng).context("opening a session")?;
     files::write_file(path, session.to_json().as_bytes(), SECRET_MODE, true)?;
-    Ok(session)
+    Ok((session, false))
 }
 
 /// A session is reused for the same key id, while `now` is within
@@ -163,7 +220,13 @@ pub(crate) fn run(args: &ProveArgs) -> Result<Outcome> {
     let target = Target::new(&args.method, &args.url)?;
     let body = args.body_file.as_deref().map(read_body).transpose()?;
     let mut prover = Prover::new(&args.client)?;
-    println!("{}", prover.prove(&target, body.as_deref())?);
+    let form = match (args.client.proof_version, args.form) {
+        (1, FormArg::Compact) => usage!("--form compact needs --proof-version 2"),
+        (1, FormArg::Full) => Form::V1,
+        (_, FormArg::Full) => Form::Full,
+        (_, FormArg::Compact) => Form::Compact,
+    };
+    println!("{}", prover.prove(form, &target, body.as_deref())?);
     Ok(Outcome::Success)
 }
 

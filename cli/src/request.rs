@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
+use autoid_protocol::client::Form;
 use autoid_protocol::header::DEFAULT_HEADER;
 use clap::Args;
 use ureq::http::{HeaderName, HeaderValue};
@@ -95,15 +96,14 @@ pub(crate) fn run(args: &RequestArgs) -> Result<Outcome> {
 
     let mut stdout = std::io::stdout().lock();
     let mut all_ok = true;
-    for _ in 0..args.repeat {
-        let bound = if args.bind_body {
-            body.as_deref()
-        } else {
-            None
-        };
-        let proof = prover.prove(&target, bound)?;
+    let bound = if args.bind_body {
+        body.as_deref()
+    } else {
+        None
+    };
+    let send = |proof: &str| -> Result<(u16, bool, Vec<u8>)> {
         let proof =
-            HeaderValue::from_str(&proof).context("the proof is not a valid header value")?;
+            HeaderValue::from_str(proof).context("the proof is not a valid header value")?;
         let mut builder = ureq::http::Request::builder()
             .method(target.method.as_str())
             .uri(target.url.as_str())
@@ -122,6 +122,12 @@ pub(crate) fn run(args: &RequestArgs) -> Result<Outcome> {
         };
         let mut response = sent.map_err(|e| anyhow!("{} {}: {e}", target.method, target.url))?;
         let status = response.status().as_u16();
+        let unknown_session = status == 401
+            && response
+                .headers()
+                .get_all(ureq::http::header::WWW_AUTHENTICATE)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(names_unknown_session));
         let bytes = response.body_mut().read_to_vec().map_err(|e| {
             anyhow!(
                 "{} {}: reading the response: {e}",
@@ -129,6 +135,19 @@ pub(crate) fn run(args: &RequestArgs) -> Result<Outcome> {
                 target.url
             )
         })?;
+        Ok((status, unknown_session, bytes))
+    };
+    for _ in 0..args.repeat {
+        let form = prover.next_form();
+        let (mut status, unknown_session, mut bytes) = send(&prover.prove(form, &target, bound)?)?;
+        if form == Form::Compact && unknown_session {
+            // The gateway does not hold the session (docs/PROTOCOL.md §11): one new proof in
+            // the full form.
+            (status, _, bytes) = send(&prover.prove(Form::Full, &target, bound)?)?;
+            prover.sent_full();
+        } else if form == Form::Full {
+            prover.sent_full();
+        }
         all_ok &= (200..300).contains(&status);
         writeln!(stdout, "HTTP {status}")
             .and_then(|()| stdout.write_all(&bytes))
@@ -144,6 +163,16 @@ pub(crate) fn run(args: &RequestArgs) -> Result<Outcome> {
     } else {
         Outcome::Rejected
     })
+}
+
+/// Whether a `WWW-Authenticate` value is an `AutoID` challenge with `error="unknown_session"`.
+fn names_unknown_session(value: &str) -> bool {
+    let Some(params) = value.trim_start().strip_prefix("AutoID") else {
+        return false;
+    };
+    params
+        .split(',')
+        .any(|p| p.trim() == "error=\"unknown_session\"")
 }
 
 /// Parses `-H 'Name: value'`; Host and the proof header are the tool's to set.

@@ -12,8 +12,11 @@ const URL: &str = "https://api.example:8443/v1/payments?limit=10";
 fn prove_then_verify_succeeds_and_prints_the_subject() {
     let f = Fixture::new();
     let h = f.prove("get", URL, &[]);
-    assert!(h.starts_with("v1.gw-1."), "{h}");
+    assert!(h.starts_with("v2.gw-1."), "{h}");
     assert_eq!(parts(&h).len(), 4);
+    let v1 = f.prove("get", URL, &["--proof-version", "1"]);
+    assert!(v1.starts_with("v1.gw-1."), "{v1}");
+    assert_code(&f.verify(&v1, "GET", URL, &[]), 0);
     let o = f.verify(&h, "GET", URL, &[]);
     assert_code(&o, 0);
     assert_eq!(stdout(&o), "ok subject=alice epoch=ep-1 kid=gw-1\n");

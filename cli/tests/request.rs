@@ -21,11 +21,49 @@ fn request(f: &Fixture, extra: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn repeat_3_sends_three_verifiable_proofs_in_one_session() {
+fn repeat_3_in_v2_sends_the_full_form_once_then_the_sessions_reference() {
     let f = Fixture::new();
     let (addr, seen) = serve(200);
     let url = format!("http://{addr}/v1/payments?limit=10");
     let o = request(&f, &["--repeat", "3", &url]);
+    assert_code(&o, 0);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    let proofs: Vec<&str> = seen.iter().map(|r| r.header("x-autoid-proof")[0]).collect();
+    assert!(proofs.iter().all(|p| p.starts_with("v2.gw-1.")), "{proofs:?}");
+    // The first carries the wrapped key and verifies offline; the others name its session.
+    let v = f.verify(proofs[0], "GET", &url, &["-v"]);
+    assert_code(&v, 0);
+    let out = stdout(&v);
+    let session = out
+        .lines()
+        .find_map(|l| l.strip_prefix("session="))
+        .unwrap()
+        .to_owned();
+    assert!(parts(proofs[0])[2].len() > 300);
+    for p in &proofs[1..] {
+        assert!(p.len() <= 256, "{} bytes", p.len());
+        let reference = parts(p)[2];
+        assert_eq!(reference.len(), 22);
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(reference)
+            .unwrap();
+        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, session, "the compact proofs name the first proof's session");
+    }
+    // Offline, without the session, a compact proof is unknown_session (exit 1).
+    let v = f.verify(proofs[1], "GET", &url, &[]);
+    assert_code(&v, 1);
+    assert_eq!(stdout(&v), "rejected: unknown_session\n");
+}
+
+#[test]
+fn repeat_3_sends_three_verifiable_proofs_in_one_session() {
+    let f = Fixture::new();
+    let (addr, seen) = serve(200);
+    let url = format!("http://{addr}/v1/payments?limit=10");
+    let o = request(&f, &["--proof-version", "1", "--repeat", "3", &url]);
     assert_code(&o, 0);
     assert_eq!(
         stdout(&o),

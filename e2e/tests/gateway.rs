@@ -150,6 +150,87 @@ fn a_replay_sent_to_the_other_worker_is_rejected() {
 }
 
 #[test]
+fn v2_compact_proofs_ride_a_held_session_and_clients_resend_in_full_on_the_hint() {
+    use autoid_protocol::client::Form::{Compact, Full};
+    let s = stack();
+    let path = "/payments/v2-compact";
+    let hinted_before = s.counter("autoid_denied_unknown_session");
+    let proofs = s.prove_forms("alice", "GET", path, &[Compact, Full, Compact, Compact]);
+    assert!(proofs[2].len() <= 256, "{} bytes", proofs[2].len());
+
+    // Before the gateway holds the session: the uniform 401, plus the documented hint.
+    let early = request(s.http, "GET", path, &[(PROOF_HEADER, proofs[0].as_str())]).unwrap();
+    assert_eq!(early.status, 401);
+    assert_eq!(early.json()["error"], "unauthorized");
+    assert_eq!(
+        early.header("www-authenticate"),
+        Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\", error=\"unknown_session\"")
+    );
+    // The full form opens the session; compact proofs then pass on either HTTP version.
+    let full = request(s.http, "GET", path, &[(PROOF_HEADER, proofs[1].as_str())]).unwrap();
+    assert_eq!(full.status, 200, "{}", String::from_utf8_lossy(&full.body));
+    let h1 = request(s.http, "GET", path, &[(PROOF_HEADER, proofs[2].as_str())]).unwrap();
+    assert_eq!(h1.status, 200, "{}", String::from_utf8_lossy(&h1.body));
+    assert_eq!(h1.echoed("authorization"), [PAYMENTS_CREDENTIAL]);
+    assert_eq!(h1.echoed("x-autoid-subject"), ["alice"]);
+    assert!(h1.echoed(PROOF_HEADER).is_empty());
+    let h2 = send(
+        s.http,
+        Wire::Http2,
+        &Send::new("GET", path).header(PROOF_HEADER, &proofs[3]),
+    )
+    .unwrap();
+    assert_eq!(h2.status, 200, "{}", String::from_utf8_lossy(&h2.body));
+    // Each compact proof is single-use, and a replay gets no hint.
+    let replay = request(s.http, "GET", path, &[(PROOF_HEADER, proofs[2].as_str())]).unwrap();
+    assert_eq!(replay.status, 401);
+    assert_eq!(
+        replay.header("www-authenticate"),
+        Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\"")
+    );
+    assert_eq!(
+        s.counter("autoid_denied_unknown_session"),
+        hinted_before + 1
+    );
+
+    // `autoid request` with a stored session (one test: the counter is the stack's).
+    let url = format!("http://{}/payments/v2-resend", s.http);
+    let session = s.path(&format!("v2-session-{}", std::process::id()));
+    let client = |command: &str| {
+        let mut cmd = Command::new(bin("autoid").unwrap());
+        cmd.args([command, "--kid", "gw-1", "--subject", "alice"])
+            .arg("--public-key")
+            .arg(s.path("keys/gw-1.pub.pem"))
+            .arg("--entropy")
+            .arg(s.path("alice.entropy"))
+            .arg("--session")
+            .arg(&session);
+        cmd
+    };
+    // A stored session the gateway has never seen (this header is never sent).
+    let made = client("prove").args(["--url", &url]).output().unwrap();
+    assert!(made.status.success());
+    let hinted_before = s.counter("autoid_denied_unknown_session");
+    let out = client("request")
+        .args(["--repeat", "2", &url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.matches("HTTP 200\n").count(), 2, "{stdout}");
+    // The first request went compact, got the hint and was sent again in full; the second
+    // went compact and passed.
+    assert_eq!(
+        s.counter("autoid_denied_unknown_session"),
+        hinted_before + 1
+    );
+}
+
+#[test]
 fn the_tls_listener_serves_with_the_dev_ca_tls12_or_later_and_hsts() {
     let s = stack();
     let url = format!("https://127.0.0.1:{}/payments/over-tls", s.https.port());

@@ -500,6 +500,19 @@ impl Stack {
     /// `n` proofs for `subject` and `method <http listener> path`, all of one session (warm:
     /// one RSA unwrap at the gateway, however many proofs), each with its own nonce.
     pub fn prove_many(&self, subject: &str, method: &str, path: &str, n: usize) -> Vec<String> {
+        let forms = vec![autoid_protocol::client::Form::V1; n];
+        self.prove_forms(subject, method, path, &forms)
+    }
+
+    /// One proof per entry of `forms` for `subject` and `method <http listener> path`, all of one
+    /// session, each with its own nonce.
+    pub fn prove_forms(
+        &self,
+        subject: &str,
+        method: &str,
+        path: &str,
+        forms: &[autoid_protocol::client::Form],
+    ) -> Vec<String> {
         use autoid_protocol::client::Session;
         use autoid_protocol::entropy::EntropyFile;
         use autoid_protocol::keys::PublicKey;
@@ -521,8 +534,13 @@ impl Stack {
             authority: &authority,
             path,
         };
-        (0..n)
-            .map(|_| session.prove(&file, &request, now, None, &mut rng).unwrap())
+        forms
+            .iter()
+            .map(|form| {
+                session
+                    .prove_as(*form, &file, &request, now, None, &mut rng)
+                    .unwrap()
+            })
             .collect()
     }
 
