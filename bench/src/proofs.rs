@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use autoid_protocol::Request;
-use autoid_protocol::client::Session;
+use autoid_protocol::client::{Form, Session};
 use autoid_protocol::entropy::EntropyFile;
 use autoid_protocol::keys::PublicKey;
 use base64::Engine;
@@ -45,6 +45,33 @@ pub enum Sessions {
     PerProof,
 }
 
+/// Which protocol version the proofs speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forms {
+    /// v1: every proof carries the wrapped session key.
+    V1,
+    /// v2: each shared session's first proof (the primed one) in the full form, every later one
+    /// compact (docs/PROTOCOL.md §11); a proof with its own session in the full form.
+    V2,
+}
+
+impl Forms {
+    /// From `--proof-version`.
+    pub fn from_version(version: u8) -> Forms {
+        if version == 1 { Forms::V1 } else { Forms::V2 }
+    }
+
+    /// The form of proof `i` over `sessions` shared sessions (0: a session per proof).
+    fn form(self, i: usize, sessions: usize) -> Form {
+        match self {
+            Forms::V1 => Form::V1,
+            Forms::V2 if i < sessions => Form::Full,
+            Forms::V2 if sessions == 0 => Form::Full,
+            Forms::V2 => Form::Compact,
+        }
+    }
+}
+
 fn unix_now() -> Result<u64> {
     Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -57,6 +84,7 @@ pub fn proof_requests(
     file: &EntropyFile,
     header: &str,
     sessions: Sessions,
+    forms: Forms,
     count: usize,
     threads: usize,
 ) -> Result<Vec<Vec<u8>>> {
@@ -65,7 +93,7 @@ pub fn proof_requests(
         Sessions::Shared(n) => open_sessions(public, n, now)?,
         Sessions::PerProof => Vec::new(),
     };
-    make(Some(public), file, header, &shared, count, threads, now)
+    make(Some(public), file, header, &shared, forms, count, threads, now)
 }
 
 /// `n` (at least one) sessions opened at `now`.
@@ -76,7 +104,7 @@ pub fn open_sessions(public: &PublicKey, n: usize, now: u64) -> Result<Vec<Sessi
         .collect::<Result<_, _>>()?)
 }
 
-/// `count` requests whose proofs, made now, go round-robin over `sessions` (already open).
+/// `count` v1 requests whose proofs, made now, go round-robin over `sessions` (already open).
 pub fn session_requests(
     file: &EntropyFile,
     header: &str,
@@ -87,7 +115,7 @@ pub fn session_requests(
     if sessions.is_empty() {
         anyhow::bail!("no sessions to prove with");
     }
-    make(None, file, header, sessions, count, threads, unix_now()?)
+    make(None, file, header, sessions, Forms::V1, count, threads, unix_now()?)
 }
 
 /// The requests: round-robin over `shared` sessions, or, when there are none, each with a new
@@ -97,6 +125,7 @@ fn make(
     file: &EntropyFile,
     header: &str,
     shared: &[Session],
+    forms: Forms,
     count: usize,
     threads: usize,
     now: u64,
@@ -113,12 +142,12 @@ fn make(
                     let end = ((t + 1) * chunk).min(count);
                     let mut out = Vec::with_capacity(end.saturating_sub(start));
                     for i in start..end {
+                        let form = forms.form(i, shared.len());
                         let proof = match (shared.is_empty(), public) {
-                            (false, _) => {
-                                shared[i % shared.len()].prove(file, &req, now, None, &mut rng)?
-                            }
+                            (false, _) => shared[i % shared.len()]
+                                .prove_as(form, file, &req, now, None, &mut rng)?,
                             (true, Some(public)) => Session::open(public, now, &mut rng)?
-                                .prove(file, &req, now, None, &mut rng)?,
+                                .prove_as(form, file, &req, now, None, &mut rng)?,
                             (true, None) => anyhow::bail!("no session and no key"),
                         };
                         out.push(request(HOST, PATH, Some((header, &proof))));

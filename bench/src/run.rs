@@ -22,7 +22,7 @@ use crate::directory::Directory;
 use crate::envoy::{self, Envoy, HOST, PATH, ROUTE_NAME};
 use crate::flood::{self, Flood, FloodOutcome};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
-use crate::proofs::{self, JwtIssuer, Sessions};
+use crate::proofs::{self, Forms, JwtIssuer, Sessions};
 use crate::{chart, steps, wrk};
 
 /// `autoid-bench run` options.
@@ -68,6 +68,10 @@ pub struct Options {
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
     pub sessions: usize,
+    /// The protocol version of the proofs: 2 (each session's primed first proof in the full
+    /// form, then compact) or 1 (the wrapped key in every proof), for A/B runs
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub proof_version: u8,
     /// Output directory (summary.json, summary.md, bootstraps, logs).
     #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
@@ -406,6 +410,7 @@ impl Bench<'_> {
                     &self.file,
                     PROOF_HEADER,
                     Sessions::Shared(self.o.sessions),
+                    Forms::from_version(self.o.proof_version),
                     count,
                     self.threads,
                 )?,
@@ -417,6 +422,7 @@ impl Bench<'_> {
                     &self.file,
                     PROOF_HEADER,
                     Sessions::PerProof,
+                    Forms::from_version(self.o.proof_version),
                     count,
                     self.threads,
                 )?,
@@ -1097,6 +1103,7 @@ fn summarize(
             "connections": o.connections,
             "paced_connections": o.paced_connections,
             "sessions": o.sessions,
+            "proof_version": o.proof_version,
             "envoy_concurrency": 1,
             "rsa_bits_autoid": 3072,
             "rsa_bits_jwt": 2048,
