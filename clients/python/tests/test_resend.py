@@ -199,9 +199,17 @@ def test_requests_a_streamed_body_always_gets_the_full_form() -> None:
 
 
 def test_requests_version_1_never_resends() -> None:
-    adapter = FakeAdapter([(401, HINT)])
-    r = session_with(adapter).get(URL, auth=RequestsAuth(prover(version=1)))
-    assert r.status_code == 401 and [form(h) for h in proofs(adapter)] == ["v1"]
+    adapter = FakeAdapter([(401, HINT), (401, HINT)])
+    s = session_with(adapter)
+    assert s.get(URL, auth=RequestsAuth(prover(version=1))).status_code == 401
+    # AutoidAuth(version=1), as docs/PROTOCOL.md section 11 names it, on a v2 prover.
+    p = prover()
+    assert s.get(URL, auth=RequestsAuth(p, version=1)).status_code == 401
+    assert [form(h) for h in proofs(adapter)] == ["v1", "v1"]
+    assert s.get(URL, auth=RequestsAuth(p)).status_code == 200
+    assert form(proofs(adapter)[-1]) == "full"  # v1 proofs do not count as the full form
+    with pytest.raises(Exception, match="1 or 2"):
+        RequestsAuth(p, version=3)
 
 
 def test_requests_a_redirect_target_is_never_proven_nor_resent() -> None:
@@ -289,10 +297,11 @@ def test_httpx_a_streamed_body_always_gets_the_full_form_and_version_1() -> None
         c.post(URL, content=b"x")
         assert c.post(URL, content=iter([b"a", b"b"])).status_code == 401  # full: nothing to resend
     assert [form(h) for h in script.proofs()] == ["full", "full"]
-    v1 = Script([(401, HINT)])
+    v1 = Script([(401, HINT), (401, HINT)])
     with httpx.Client(transport=httpx.MockTransport(v1), auth=HttpxAuth(prover(version=1))) as c:
         assert c.get(URL).status_code == 401
-    assert [form(h) for h in v1.proofs()] == ["v1"]
+        assert c.get(URL, auth=HttpxAuth(prover(), version=1)).status_code == 401
+    assert [form(h) for h in v1.proofs()] == ["v1", "v1"]
 
 
 # ---- the CLI, against a local server that holds no session --------------------------------------

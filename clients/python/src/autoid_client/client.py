@@ -17,6 +17,13 @@ from .grammar import DEFAULT_SESSION_LIFETIME_SECS, SESSION_RENEW_MARGIN_SECS
 from .proof import Form, Random, Request, Session, ascii_lower
 
 
+def check_version(version: Optional[int]) -> Optional[int]:
+    """``None`` (the prover's version), 1 or 2."""
+    if version not in (None, 1, 2):
+        raise UsageError(f"protocol version {version}: expected 1 or 2")
+    return version
+
+
 class Prover:
     """Makes one fresh proof per request. Thread-safe; one session for many proofs.
 
@@ -42,8 +49,8 @@ class Prover:
         random: Random = os.urandom,
         version: int = 2,
     ) -> None:
-        if version not in (1, 2):
-            raise UsageError(f"protocol version {version}: expected 1 or 2")
+        if check_version(version) is None:
+            raise UsageError("protocol version None: expected 1 or 2")
         self.public_key = public_key
         self.version = version
         self.entropy = entropy
@@ -124,21 +131,24 @@ class Prover:
         body: Optional[bytes] = None,
         now: Optional[int] = None,
         form: Optional[Form] = None,
+        version: Optional[int] = None,
     ) -> str:
         """A fresh proof (new nonce, current time) for one request; ``body`` binds its SHA-256.
-        ``form`` forces a form; by default it is v1 with ``version=1``, else the full form for
-        the first request of a session to an authority and the compact form after it."""
+        ``form`` forces a form; by default it is v1 with ``version=1`` (this proof's, else the
+        prover's), else the full form for the first request of a session to an authority and
+        the compact form after it."""
         now = int(time.time()) if now is None else now
+        version = check_version(version) or self.version
         with self._lock:
             session = self._current(now)
             if form is None:
-                form = self._form(request)
+                form = self._form(request, version)
             if form is Form.FULL and self._sent_full is not None:
                 self._sent_full.add(ascii_lower(request.authority.encode("utf-8")))
         return session.prove(self.entropy, request, now, body, self._random, form)
 
-    def _form(self, request: Request) -> Form:
-        if self.version == 1:
+    def _form(self, request: Request, version: int) -> Form:
+        if version == 1:
             return Form.V1
         sent = self._sent_full
         if sent is None or ascii_lower(request.authority.encode("utf-8")) in sent:

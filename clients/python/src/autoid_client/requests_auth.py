@@ -11,7 +11,7 @@ from requests.models import PreparedRequest, Response
 
 from .binding import gateway_rewrites, path_is_safe, target
 from .challenge import unknown_session
-from .client import Prover
+from .client import Prover, check_version
 from .errors import UsageError
 from .grammar import DEFAULT_HEADER
 from .proof import Form, Request
@@ -26,16 +26,23 @@ class AutoidAuth(requests.auth.AuthBase):
     A proof is good for one request: a redirect is followed without it (the proof header is
     removed), and a retried request is a replay (401).
 
-    Protocol v2 (the prover's default): the first request of a session in the full form, then
-    compact. A 401 whose ``AutoID`` challenge says ``error="unknown_session"`` is answered by
-    one resend with a new full-form proof (a response hook, as ``HTTPDigestAuth`` resends);
-    any other 401 is returned as it is. A body that cannot be sent twice (a stream) always
-    gets the full form, which never draws that 401."""
+    Protocol v2 (the prover's default; ``version=1`` for a gateway that predates v2): the first
+    request of a session in the full form, then compact. A 401 whose ``AutoID`` challenge says
+    ``error="unknown_session"`` is answered by one resend with a new full-form proof (a response
+    hook, as ``HTTPDigestAuth`` resends); any other 401 is returned as it is. A body that cannot
+    be sent twice (a stream) always gets the full form, which never draws that 401."""
 
-    def __init__(self, prover: Prover, bind_body: bool = False, header_name: str = DEFAULT_HEADER) -> None:
+    def __init__(
+        self,
+        prover: Prover,
+        bind_body: bool = False,
+        header_name: str = DEFAULT_HEADER,
+        version: Optional[int] = None,
+    ) -> None:
         self.prover = prover
         self.bind_body = bind_body
         self.header_name = header_name
+        self.version = check_version(version)
 
     def __call__(self, r: PreparedRequest) -> PreparedRequest:
         url = r.url or ""
@@ -65,10 +72,11 @@ class AutoidAuth(requests.auth.AuthBase):
         host = r.headers["Host"]
         request = Request(t.method, host.decode("latin-1") if isinstance(host, bytes) else host, path)
         resendable = r.body is None or isinstance(r.body, (bytes, str))
-        form = None if resendable or self.prover.version == 1 else Form.FULL
-        r.headers[self.header_name] = self.prover.prove(request, body, form=form)
+        version = self.version or self.prover.version
+        form = None if resendable or version == 1 else Form.FULL
+        r.headers[self.header_name] = self.prover.prove(request, body, form=form, version=version)
         r.register_hook("response", self._drop_on_redirect)
-        if resendable and self.prover.version == 2:
+        if resendable and version == 2:
             r.register_hook("response", _Resend(self, request, body).hook)
         return r
 
