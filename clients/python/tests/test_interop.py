@@ -138,8 +138,11 @@ def test_the_python_cli_prove_forms(gw: Gateway, tmp_path: Path) -> None:
     # `autoid verify` holds no session, as a gateway that never saw the full form.
     assert gw.verify(c, "GET", url) == "rejected: unknown_session"
     assert len(c) < 200 < len(f)
+    # As `autoid prove`: --form full with v1 is v1; compact needs v2.
     bad = py_cli("prove", *common, "--form", "compact", "--proof-version", "1")
-    assert bad.returncode == 2 and b"--form" in bad.stderr
+    assert bad.returncode == 2 and b"--form compact needs --proof-version 2" in bad.stderr
+    v1 = py_cli("prove", *common, "--form", "full", "--proof-version", "1")
+    assert v1.returncode == 0 and v1.stdout.startswith(b"v1.gw-1.")
     assert py_cli("prove", *common, "--form", "tiny").returncode == 2
     assert py_cli("prove", *common, "--proof-version", "3").returncode == 2
 

@@ -353,12 +353,16 @@ def test_the_cli_resends_once_on_the_hint(gw: Gateway, forgetful: Forgetful, tmp
     assert r.returncode == 0, r.stderr
     assert r.stdout == b'HTTP 200\n{"status": 200}\nHTTP 200\n{"status": 200}\n'
     assert [form(h) for h in forgetful.proofs] == ["full", "compact", "full"]
-    # A session from the session file starts compact; the AWS command resends as well.
+    # A session from the session file starts compact.
+    forgetful.proofs.clear()
+    r = subprocess.run([sys.executable, "-m", "autoid_client", "request", *common, url], capture_output=True, timeout=60)
+    assert r.returncode == 0 and [form(h) for h in forgetful.proofs] == ["compact", "full"]
+    # The AWS command makes one request per call: the full form, as `autoid aws credential-process`.
     forgetful.proofs.clear()
     aws = subprocess.run([sys.executable, "-m", "autoid_client", "aws-credential-process", *common, url],
                          capture_output=True, timeout=60)
     assert aws.returncode == 3 and b"not credential_process JSON" in aws.stderr  # the fake's 200
-    assert [form(h) for h in forgetful.proofs] == ["compact", "full"]
+    assert [form(h) for h in forgetful.proofs] == ["full"]
     # Any other 401 is final; v1 never resends.
     forgetful.proofs.clear()
     forgetful.respond = lambda proof: (401, [PLAIN])

@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     prove.add_argument("--url", required=True, metavar="URL", help="the request's URL")
     prove.add_argument("--body-file", metavar="F", help="also bind the SHA-256 of this body (- reads stdin)")
     prove.add_argument(
-        "--form", choices=("full", "compact"), metavar="full|compact",
+        "--form", choices=("full", "compact"), default="full", metavar="full|compact",
         help="v2's header form: full (the wrapped session key; the default) or compact (the "
         "16-byte session reference, for a session the gateway already holds, e.g. with --session)",
     )
@@ -110,11 +110,11 @@ def _prover(args: argparse.Namespace) -> Prover:
 
 
 def _prove(args: argparse.Namespace) -> int:
-    if args.proof_version == 1 and args.form is not None:
-        raise UsageError("--form: v1 has one form (use --proof-version 2)")
+    if args.proof_version == 1 and args.form == "compact":
+        raise UsageError("--form compact needs --proof-version 2")
     t = target(args.method, args.url)
     body = _read_body(args.body_file) if args.body_file is not None else None
-    form = Form.V1 if args.proof_version == 1 else Form(args.form or "full")
+    form = Form.V1 if args.proof_version == 1 else Form(args.form)
     print(_prover(args).prove(t.request(), body, form=form))
     return EXIT_OK
 
@@ -238,12 +238,10 @@ def _aws_credential_process(args: argparse.Namespace) -> int:
     if not _TOKEN.match(args.header_name):
         raise UsageError(f"--header-name {args.header_name!r}: not a header name")
     prover = _prover(args)
-
-    def send(form: Optional[Form]) -> _Reply:
-        proof = prover.prove(t.request(), form=form)
-        return _send(t, args, [], args.header_name, proof, None, limit=64 * 1024)
-
-    response = _exchange(prover, send)
+    # One request per call, as `autoid aws credential-process`: the form any gateway accepts.
+    form = Form.V1 if prover.version == 1 else Form.FULL
+    proof = prover.prove(t.request(), form=form)
+    response = _send(t, args, [], args.header_name, proof, None, limit=64 * 1024)
     data = response.data
     try:
         doc = json.loads(data)
