@@ -18,7 +18,7 @@ import httpx
 import pytest
 import requests
 
-from autoid_client import Prover, UsageError
+from autoid_client import Prover, Session, UsageError, b64
 from autoid_client.httpx_auth import AutoidAuth as HttpxAuth
 from autoid_client.requests_auth import AutoidAuth as RequestsAuth
 from test_interop import Gateway, gw  # noqa: F401  (the module fixture)
@@ -76,8 +76,20 @@ def server() -> Iterator[Recorder]:
     srv.server_close()
 
 
-def check(gw: Gateway, seen: Seen, tmp: Path, body: bool = False) -> None:
-    """``autoid verify`` of the received proof against the received request."""
+def as_full(proof: str, session: Optional[Session]) -> str:
+    """A compact v2 proof in the full form of ``session``: the same seal (the reference is not in
+    the associated data), so ``autoid verify``, which holds no session, can check it."""
+    version, kid, part, sealed = proof.split(".")
+    if version != "v2" or len(part) != 22:
+        return proof
+    assert session is not None, "a compact proof: pass the session to check it"
+    assert b64.decode(part) == session.reference
+    return f"v2.{kid}.{b64.encode(session.wrapped)}.{sealed}"
+
+
+def check(gw: Gateway, seen: Seen, tmp: Path, body: bool = False, session: Optional[Session] = None) -> None:
+    """``autoid verify`` of the received proof against the received request (a compact proof
+    expanded with ``session``)."""
     assert seen.proof is not None
     extra: List[str] = []
     if body:
@@ -85,7 +97,7 @@ def check(gw: Gateway, seen: Seen, tmp: Path, body: bool = False) -> None:
         extra = ["--body-file", str(tmp / "received-body"), "-v"]
     r = gw.run(
         "verify", "--private-key", str(gw.dir / "keys/gw-1.key.pem"), "--epoch", str(gw.dir / "ep-1.epoch.json"),
-        "--header", seen.proof, "--method", seen.method, "--url", f"http://{seen.host}{seen.target}", *extra,
+        "--header", as_full(seen.proof, session), "--method", seen.method, "--url", f"http://{seen.host}{seen.target}", *extra,
     )
     out = r.stdout.decode()
     assert r.returncode == 0 and out.startswith("ok subject=alice"), (out, seen.method, seen.host, seen.target)
@@ -118,14 +130,16 @@ def test_httpx_binds_what_it_sends(gw: Gateway, server: Recorder, tmp_path: Path
 
 def test_requests_body_binding(gw: Gateway, server: Recorder, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/transfers"
-    auth = RequestsAuth(gw.prover(), bind_body=True)
+    prover = gw.prover()
+    auth = RequestsAuth(prover, bind_body=True)
     assert requests.post(url, json={"amount": 5}, auth=auth, timeout=10).status_code == 200
     assert requests.put(url, data="caf\u00e9 \u2713", auth=auth, timeout=10).status_code == 200
     assert requests.post(url, data=b"\x00\xff", auth=auth, timeout=10).status_code == 200
     assert requests.delete(url, auth=auth, timeout=10).status_code == 200
     assert [s.body for s in server.seen] == [b'{"amount": 5}', "caf\u00e9 \u2713".encode(), b"\x00\xff", b""]
+    assert [len(s.proof or "") < 300 for s in server.seen] == [False, True, True, True]  # full, then compact
     for seen in server.seen:
-        check(gw, seen, tmp_path, body=True)
+        check(gw, seen, tmp_path, body=True, session=prover.session())
     with pytest.raises(UsageError, match="stream"):
         requests.post(url, data=iter([b"a", b"b"]), auth=auth, timeout=10)
 
@@ -151,7 +165,8 @@ def test_requests_refuses_credentials_and_unsafe_paths(gw: Gateway, server: Reco
 
 def test_httpx_body_binding_sync_and_async(gw: Gateway, server: Recorder, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/transfers"
-    auth = HttpxAuth(gw.prover(), bind_body=True)
+    prover = gw.prover()
+    auth = HttpxAuth(prover, bind_body=True)
     with httpx.Client(auth=auth) as client:
         assert client.post(url, json={"amount": 5}).status_code == 200
         assert client.post(url, content=b"\x00\xff").status_code == 200
@@ -166,7 +181,7 @@ def test_httpx_body_binding_sync_and_async(gw: Gateway, server: Recorder, tmp_pa
     asyncio.run(run())
     assert {s.body for s in server.seen} == {b"{\"amount\":5}", b"\x00\xff", b"async-1", b"async-2"}
     for seen in server.seen:
-        check(gw, seen, tmp_path, body=True)
+        check(gw, seen, tmp_path, body=True, session=prover.session())
 
 
 def test_python_cli_request(gw: Gateway, server: Recorder, tmp_path: Path) -> None:
@@ -174,15 +189,18 @@ def test_python_cli_request(gw: Gateway, server: Recorder, tmp_path: Path) -> No
     r = subprocess.run(
         [sys.executable, "-m", "autoid_client", "request", "--public-key", str(gw.dir / "keys/gw-1.pub.pem"),
          "--entropy", str(gw.dir / "alice.ep-1.entropy"), "--subject", "alice", "-H", "content-type: application/json",
-         "-d", '{"amount":5}', "--bind-body", "--repeat", "2", url],
+         "-d", '{"amount":5}', "--bind-body", "--repeat", "2", "--session", str(tmp_path / "s"), url],
         capture_output=True, timeout=60,
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout == b'HTTP 200\n{"ok": true}\nHTTP 200\n{"ok": true}\n'
     assert len(server.seen) == 2 and server.seen[0].proof != server.seen[1].proof
+    session = Session.from_json((tmp_path / "s").read_text())
+    # The session this process opened: the full form first, then compact.
+    assert [(s.proof or "").split(".")[2] for s in server.seen] == [b64.encode(session.wrapped), b64.encode(session.reference)]
     for seen in server.seen:
         assert (seen.method, seen.target) == ("POST", "/v1/transfers?")
-        check(gw, seen, tmp_path, body=True)
+        check(gw, seen, tmp_path, body=True, session=session)
     refused = subprocess.run(
         [sys.executable, "-m", "autoid_client", "request", "--public-key", str(gw.dir / "keys/gw-1.pub.pem"),
          "--entropy", str(gw.dir / "alice.ep-1.entropy"), "--subject", "alice", "-H", "Host: x", url],

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from autoid_client import Prover, PublicKey, EntropyFile, Request, Session, b64, target
-from autoid_client.proof import associated_data, digest, interval_seed, lp8, offsets
+from autoid_client.proof import associated_data, digest, interval_seed, lp8, offsets, session_id, session_ref
 from bindings_table import BINDINGS, REFUSED
 from testkit import REPO, autoid_bin
 
@@ -112,8 +112,39 @@ def test_the_python_cli_prove_output_verifies(gw: Gateway) -> None:
                str(gw.dir / "alice.ep-1.entropy"), "--subject", "alice", "--method", "get", "--url", url)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("v1.gw-1.")
+    assert len(lines) == 1 and lines[0].startswith("v2.gw-1.")  # v2, the full form
+    assert len(b64.decode(lines[0].split(".")[2])) == 256
     assert gw.verify(lines[0], "GET", url) == "ok subject=alice epoch=ep-1 kid=gw-1"
+    for version in ("1", "v1"):
+        v1 = py_cli("prove", "--public-key", str(gw.dir / "keys/gw-1.pub.pem"), "--entropy",
+                    str(gw.dir / "alice.ep-1.entropy"), "--subject", "alice", "--url", url,
+                    "--proof-version", version)
+        assert v1.returncode == 0 and v1.stdout.startswith(b"v1.gw-1."), v1.stderr
+        assert gw.verify(v1.stdout.decode().strip(), "GET", url).startswith("ok ")
+
+
+def test_the_python_cli_prove_forms(gw: Gateway, tmp_path: Path) -> None:
+    url = "https://api.example/x"
+    common = ["--public-key", str(gw.dir / "keys/gw-1.pub.pem"), "--entropy", str(gw.dir / "alice.ep-1.entropy"),
+              "--subject", "alice", "--url", url, "--session", str(tmp_path / "s")]
+    full = py_cli("prove", *common, "--form", "full")
+    compact = py_cli("prove", *common, "--form", "compact")
+    assert (full.returncode, compact.returncode) == (0, 0), (full.stderr, compact.stderr)
+    session = Session.from_json((tmp_path / "s").read_text())
+    f, c = full.stdout.decode().strip(), compact.stdout.decode().strip()
+    assert f.split(".")[:3] == ["v2", "gw-1", b64.encode(session.wrapped)]
+    assert c.split(".")[:3] == ["v2", "gw-1", b64.encode(session.reference)]
+    assert gw.verify(f, "GET", url).startswith("ok ")
+    # `autoid verify` holds no session, as a gateway that never saw the full form.
+    assert gw.verify(c, "GET", url) == "rejected: unknown_session"
+    assert len(c) < 200 < len(f)
+    # As `autoid prove`: --form full with v1 is v1; compact needs v2.
+    bad = py_cli("prove", *common, "--form", "compact", "--proof-version", "1")
+    assert bad.returncode == 2 and b"--form compact needs --proof-version 2" in bad.stderr
+    v1 = py_cli("prove", *common, "--form", "full", "--proof-version", "1")
+    assert v1.returncode == 0 and v1.stdout.startswith(b"v1.gw-1.")
+    assert py_cli("prove", *common, "--form", "tiny").returncode == 2
+    assert py_cli("prove", *common, "--proof-version", "3").returncode == 2
 
 
 def test_body_binding(gw: Gateway, tmp_path: Path) -> None:
@@ -138,8 +169,11 @@ def test_body_binding(gw: Gateway, tmp_path: Path) -> None:
     assert gw.verify(empty, "POST", url, "--body-file", str(tmp_path / "body")) == "rejected: body"
 
 
-def _wrapped(header: str) -> str:
-    return header.split(".")[2]
+def _session(header: str) -> bytes:
+    """The reference of the header's session, whichever form names it."""
+    _, kid, part, _ = header.split(".")
+    raw = b64.decode(part)
+    return raw if len(raw) == 16 else session_ref(session_id(kid, raw))
 
 
 def test_a_session_file_is_shared_both_ways(gw: Gateway, tmp_path: Path) -> None:
@@ -152,19 +186,19 @@ def test_a_session_file_is_shared_both_ways(gw: Gateway, tmp_path: Path) -> None
     assert (py_session.stat().st_mode & 0o777) == 0o600
     rust = gw.run("prove", *common, "--session", str(py_session))
     assert rust.returncode == 0, rust.stderr
-    assert _wrapped(rust.stdout.decode().strip()) == _wrapped(first)
+    assert _session(rust.stdout.decode().strip()) == _session(first)
     # The Rust CLI opens and stores one; Python reuses it (a fresh Prover, as another process).
     rust_session = tmp_path / "rust.session"
     made = gw.run("prove", *common, "--session", str(rust_session)).stdout.decode().strip()
     again = py_cli("prove", *common, "--session", str(rust_session))
     assert again.returncode == 0, again.stderr
-    assert _wrapped(again.stdout.decode().strip()) == _wrapped(made)
+    assert _session(again.stdout.decode().strip()) == _session(made)
     for h in (first, made, again.stdout.decode().strip()):
         assert gw.verify(h, "GET", url) == "ok subject=alice epoch=ep-1 kid=gw-1"
     # Without a session file, each proof has a new session.
     p = gw.prover()
-    assert _wrapped(p.prove(Request("GET", "a", "/"))) == _wrapped(p.prove(Request("GET", "a", "/")))
-    assert _wrapped(gw.prover().prove(Request("GET", "a", "/"))) != _wrapped(p.prove(Request("GET", "a", "/")))
+    assert _session(p.prove(Request("GET", "a", "/"))) == _session(p.prove(Request("GET", "a", "/")))
+    assert _session(gw.prover().prove(Request("GET", "a", "/"))) != _session(p.prove(Request("GET", "a", "/")))
 
 
 def test_an_old_session_is_renewed(gw: Gateway, tmp_path: Path) -> None:
@@ -174,7 +208,7 @@ def test_an_old_session_is_renewed(gw: Gateway, tmp_path: Path) -> None:
     path.write_text(old.to_json())
     p = gw.prover(session=path)
     header = p.prove(Request("GET", "api.example", "/x"))
-    assert _wrapped(header) != b64.encode(old.wrapped)
+    assert _session(header) != old.reference
     assert Session.from_json(path.read_text()).issued_at >= now
     assert gw.verify(header, "GET", "https://api.example/x").startswith("ok ")
 

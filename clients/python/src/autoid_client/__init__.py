@@ -1,7 +1,9 @@
-"""autoid client: prove possession of an entropy file to an autoid gateway (protocol v1).
+"""autoid client: prove possession of an entropy file to an autoid gateway (protocol v2, or v1).
 
 - :class:`Prover` loads the gateway's public key and your entropy file, keeps one session
-  (optionally in a session file shared with the ``autoid`` CLI) and makes one proof per request.
+  (optionally in a session file shared with the ``autoid`` CLI) and makes one proof per request:
+  v2 by default (the full form first, then compact; ``Form`` names the forms), v1 with
+  ``version=1``.
 - ``autoid_client.requests_auth.AutoidAuth`` and ``autoid_client.httpx_auth.AutoidAuth`` plug a
   prover into ``requests`` and ``httpx`` (sync and async); install the ``requests`` or ``httpx``
   extra.
@@ -15,11 +17,12 @@ from .binding import Target, path_is_safe, target
 from .client import Prover
 from .errors import AutoidError, InputError, UsageError
 from .files import EntropyFile, PublicKey
-from .proof import Request, Session
+from .proof import Form, Request, Session
 
 __all__ = [
     "AutoidError",
     "EntropyFile",
+    "Form",
     "InputError",
     "Prover",
     "PublicKey",

@@ -12,12 +12,15 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import List, NoReturn, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, NoReturn, Optional, Sequence, Tuple
 
 from .binding import Target, target
+from .challenge import unknown_session
 from .client import Prover
 from .errors import AutoidError, InputError, UsageError
 from .grammar import DEFAULT_HEADER, DEFAULT_SESSION_LIFETIME_SECS
+from .proof import Form
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
@@ -40,16 +43,32 @@ def _client_args(p: argparse.ArgumentParser) -> None:
         "--session-lifetime", type=int, default=DEFAULT_SESSION_LIFETIME_SECS, metavar="SECS",
         help="the gateway's session lifetime in seconds (default %(default)s)",
     )
+    p.add_argument(
+        "--proof-version", type=_version, default=2, metavar="1|2",
+        help="the protocol version of the proofs (default 2; 1 for a gateway that predates v2)",
+    )
+
+
+def _version(text: str) -> int:
+    """``1``, ``2`` or, as docs/PROTOCOL.md section 11 writes it, ``v1``, ``v2``."""
+    if text not in ("1", "2", "v1", "v2"):
+        raise argparse.ArgumentTypeError(f"expected 1 or 2, not {text!r}")
+    return int(text[-1])
 
 
 def _parser() -> argparse.ArgumentParser:
-    root = _Parser(prog="python -m autoid_client", description="autoid client (protocol v1)")
+    root = _Parser(prog="python -m autoid_client", description="autoid client (protocol v2, or v1)")
     sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
     prove = sub.add_parser("prove", help="print one proof header value for one request")
     _client_args(prove)
     prove.add_argument("--method", "-X", default="GET", metavar="M", help="the method (uppercased)")
     prove.add_argument("--url", required=True, metavar="URL", help="the request's URL")
     prove.add_argument("--body-file", metavar="F", help="also bind the SHA-256 of this body (- reads stdin)")
+    prove.add_argument(
+        "--form", choices=("full", "compact"), default="full", metavar="full|compact",
+        help="v2's header form: full (the wrapped session key; the default) or compact (the "
+        "16-byte session reference, for a session the gateway already holds, e.g. with --session)",
+    )
     req = sub.add_parser("request", help="send HTTP(S) requests, each with a fresh proof, in one session")
     _client_args(req)
     req.add_argument("-X", "--request", dest="method", metavar="METHOD", help="default GET, or POST with -d")
@@ -86,13 +105,17 @@ def _prover(args: argparse.Namespace) -> Prover:
     return Prover.from_files(
         args.public_key, args.entropy, args.subject, kid=args.kid,
         session_file=args.session, session_lifetime=args.session_lifetime,
+        version=args.proof_version,
     )
 
 
 def _prove(args: argparse.Namespace) -> int:
+    if args.proof_version == 1 and args.form == "compact":
+        raise UsageError("--form compact needs --proof-version 2")
     t = target(args.method, args.url)
     body = _read_body(args.body_file) if args.body_file is not None else None
-    print(_prover(args).prove(t.request(), body))
+    form = Form.V1 if args.proof_version == 1 else Form(args.form)
+    print(_prover(args).prove(t.request(), body, form=form))
     return EXIT_OK
 
 
@@ -140,26 +163,16 @@ def _request(args: argparse.Namespace) -> int:
     if args.bind_body and body is None:
         raise UsageError("--bind-body needs a body (-d)")
     prover = _prover(args)
+    request, bound = t.request(), body if args.bind_body else None
+
+    def send(form: Optional[Form]) -> _Reply:
+        return _send(t, args, headers, args.header_name, prover.prove(request, bound, form=form), body)
+
     out = sys.stdout.buffer
     all_ok = True
     for _ in range(args.repeat):
-        proof = prover.prove(t.request(), body if args.bind_body else None)
-        conn = _connection(t, args)
-        try:
-            conn.putrequest(t.method, t.path, skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", t.authority)
-            for name, value in headers:
-                conn.putheader(name, value)
-            conn.putheader(args.header_name, proof)
-            if body is not None:
-                conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as e:
-            raise InputError(f"{t.method} {t.url}: {_describe(e)}") from None
-        finally:
-            conn.close()
+        response = _exchange(prover, send)
+        data = response.data
         all_ok &= 200 <= response.status < 300
         out.write(f"HTTP {response.status}\n".encode())
         out.write(data)
@@ -167,6 +180,52 @@ def _request(args: argparse.Namespace) -> int:
             out.write(b"\n")
         out.flush()
     return EXIT_OK if all_ok else EXIT_NO
+
+
+@dataclass
+class _Reply:
+    status: int
+    challenges: List[str]
+    data: bytes
+
+
+def _send(
+    t: Target,
+    args: argparse.Namespace,
+    headers: Sequence[Tuple[str, str]],
+    proof_header: str,
+    proof: str,
+    body: Optional[bytes],
+    limit: Optional[int] = None,
+) -> _Reply:
+    """One request on a new connection: what the gateway answered."""
+    conn = _connection(t, args)
+    try:
+        conn.putrequest(t.method, t.path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", t.authority)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.putheader(proof_header, proof)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        data = response.read() if limit is None else response.read(limit)
+        challenges = response.headers.get_all("WWW-Authenticate") or []
+    except (OSError, http.client.HTTPException) as e:
+        raise InputError(f"{t.method} {t.url}: {_describe(e)}") from None
+    finally:
+        conn.close()
+    return _Reply(response.status, challenges, data)
+
+
+def _exchange(prover: Prover, send: Callable[[Optional[Form]], _Reply]) -> _Reply:
+    """``send`` with the prover's form, then once more with a new full-form proof if the gateway
+    does not hold the session (401, ``error="unknown_session"``; docs/PROTOCOL.md section 11)."""
+    reply = send(None)
+    if prover.version == 2 and reply.status == 401 and unknown_session(reply.challenges):
+        reply = send(Form.FULL)
+    return reply
 
 
 _AWS_FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
@@ -178,19 +237,12 @@ def _aws_credential_process(args: argparse.Namespace) -> int:
     t = target("GET", args.url)
     if not _TOKEN.match(args.header_name):
         raise UsageError(f"--header-name {args.header_name!r}: not a header name")
-    proof = _prover(args).prove(t.request())
-    conn = _connection(t, args)
-    try:
-        conn.putrequest("GET", t.path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", t.authority)
-        conn.putheader(args.header_name, proof)
-        conn.endheaders()
-        response = conn.getresponse()
-        data = response.read(64 * 1024)
-    except (OSError, http.client.HTTPException) as e:
-        raise InputError(f"GET {t.url}: {_describe(e)}") from None
-    finally:
-        conn.close()
+    prover = _prover(args)
+    # One request per call, as `autoid aws credential-process`: the form any gateway accepts.
+    form = Form.V1 if prover.version == 1 else Form.FULL
+    proof = prover.prove(t.request(), form=form)
+    response = _send(t, args, [], args.header_name, proof, None, limit=64 * 1024)
+    data = response.data
     try:
         doc = json.loads(data)
     except ValueError:

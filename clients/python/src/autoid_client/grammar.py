@@ -2,7 +2,6 @@
 
 import re
 
-VERSION = "v1"
 DEFAULT_HEADER = "x-autoid-proof"
 MAX_HEADER_LEN = 2048
 MAX_BINDING_LEN = 8192

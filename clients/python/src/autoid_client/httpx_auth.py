@@ -3,27 +3,41 @@
 
 from __future__ import annotations
 
-from typing import Generator
+from typing import Generator, Optional
 
 import httpx
 
 from .binding import gateway_rewrites, check_method, path_is_safe
-from .client import Prover
+from .challenge import unknown_session
+from .client import Prover, check_version
 from .errors import UsageError
 from .grammar import DEFAULT_HEADER
-from .proof import Request
+from .proof import Form, Request
 
 
 class AutoidAuth(httpx.Auth):
     """Adds a fresh proof to each request, binding what httpx sends: the method, the ``Host``
     header and the request target (``url.raw_path``). With ``bind_body`` the body is read
-    first and its SHA-256 bound. Works for sync and async clients alike."""
+    first and its SHA-256 bound. Works for sync and async clients alike.
 
-    def __init__(self, prover: Prover, bind_body: bool = False, header_name: str = DEFAULT_HEADER) -> None:
+    Protocol v2 (the prover's default; ``version=1`` for a gateway that predates v2): the first
+    request of a session in the full form, then compact. A 401 whose ``AutoID`` challenge says
+    ``error="unknown_session"`` is answered by one resend with a new full-form proof; any other
+    401 is returned as it is. A streamed body (which httpx cannot send twice) always gets the
+    full form, which never draws that 401."""
+
+    def __init__(
+        self,
+        prover: Prover,
+        bind_body: bool = False,
+        header_name: str = DEFAULT_HEADER,
+        version: Optional[int] = None,
+    ) -> None:
         self.prover = prover
         self.bind_body = bind_body
         self.requires_request_body = bind_body
         self.header_name = header_name
+        self.version = check_version(version)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if request.url.username or request.url.password:
@@ -41,5 +55,17 @@ class AutoidAuth(httpx.Auth):
             raise UsageError(f"method {request.method!r}: send it uppercase")
         bound = Request(method, request.headers["Host"], path)
         body = request.content if self.bind_body else None
-        request.headers[self.header_name] = self.prover.prove(bound, body)
-        yield request
+        resendable = isinstance(request.stream, httpx.ByteStream)
+        version = self.version or self.prover.version
+        v2 = version == 2
+        form = None if resendable or not v2 else Form.FULL
+        request.headers[self.header_name] = self.prover.prove(bound, body, form=form, version=version)
+        response = yield request
+        if (
+            v2
+            and resendable
+            and response.status_code == 401
+            and unknown_session(response.headers.get_list("www-authenticate"))
+        ):
+            request.headers[self.header_name] = self.prover.prove(bound, body, form=Form.FULL)
+            yield request

@@ -1,4 +1,5 @@
-"""Sessions and proofs, byte for byte as docs/PROTOCOL.md sections 4 and 5 specify."""
+"""Sessions and proofs, byte for byte as docs/PROTOCOL.md sections 4, 5 and 11 specify: v1, and
+v2 in its full and compact forms."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import struct
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -14,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from . import b64
 from .errors import InputError, UsageError
 from .files import EntropyFile, PublicKey
-from .grammar import MAX_BINDING_LEN, SUBJECT_RULE, VERSION, valid_id, valid_subject
+from .grammar import MAX_BINDING_LEN, SUBJECT_RULE, valid_id, valid_subject
 
 #: Draws n random bytes. The default is the OS CSPRNG; tests pass a deterministic stream.
 Random = Callable[[int], bytes]
@@ -22,6 +24,23 @@ Random = Callable[[int], bytes]
 INTERVAL_LEN = 8
 NONCE_LEN = 16
 IV_LEN = 12
+SESSION_REF_LEN = 16
+
+
+class Form(Enum):
+    """Which header form a proof takes (docs/PROTOCOL.md section 11)."""
+
+    #: ``v1``: the wrapped session key in every proof.
+    V1 = "v1"
+    #: ``v2`` with the wrapped session key: opens the session at a gateway that does not hold it.
+    FULL = "full"
+    #: ``v2`` with the 16-byte session reference, for a session the gateway already holds; one
+    #: that does not answers 401 with ``error="unknown_session"`` (resend in :attr:`FULL`).
+    COMPACT = "compact"
+
+    @property
+    def version(self) -> int:
+        return 1 if self is Form.V1 else 2
 
 
 def lp16(data: bytes) -> bytes:
@@ -119,14 +138,24 @@ def payload(
     )
 
 
-def associated_data(kid: str, request: Request) -> bytes:
+def associated_data(kid: str, request: Request, version: int = 1) -> bytes:
+    """``"autoid/v<version>" || lp16(kid) || lp16(method) || lp16(lowercase authority) ||
+    lp16(path)``: the label keeps a v1 proof from opening as v2 and the other way round."""
+    if version not in (1, 2):
+        raise UsageError(f"protocol version {version}: expected 1 or 2")
     method, authority, path = request.encoded()
-    return b"autoid/v1" + lp16(kid.encode()) + lp16(method) + lp16(authority) + lp16(path)
+    label = b"autoid/v%d" % version
+    return label + lp16(kid.encode()) + lp16(method) + lp16(authority) + lp16(path)
 
 
 def session_id(kid: str, wrapped: bytes) -> bytes:
     """The gateway's cache key for a session."""
     return hashlib.sha256(b"autoid/v1 session-id" + lp16(kid.encode()) + wrapped).digest()
+
+
+def session_ref(id_: bytes) -> bytes:
+    """A session's reference in v2's compact form: the first 16 bytes of its id."""
+    return id_[:SESSION_REF_LEN]
 
 
 _SESSION_FIELDS = ("autoid_session", "kid", "key", "wrapped", "issued_at")
@@ -150,6 +179,11 @@ class Session:
     @property
     def id(self) -> bytes:
         return session_id(self.kid, self.wrapped)
+
+    @property
+    def reference(self) -> bytes:
+        """What a compact (v2) proof carries instead of ``wrapped``."""
+        return session_ref(self.id)
 
     def to_json(self) -> str:
         """The session file (docs/CLI.md): it holds the session key, store it with mode 0600."""
@@ -205,12 +239,14 @@ class Session:
         now: int,
         body: Optional[bytes] = None,
         random: Random = os.urandom,
+        form: Form = Form.V1,
     ) -> str:
-        """The header value proving possession of ``file`` for ``request`` at ``now``; with
-        ``body``, the proof also binds its SHA-256. Draws the nonce, then the IV."""
+        """The header value proving possession of ``file`` for ``request`` at ``now``, in
+        ``form`` (v1 unless told, like the Rust ``Session::prove``; ``Prover`` picks the v2 form);
+        with ``body``, the proof also binds its SHA-256. Draws the nonce, then the IV."""
         if not valid_subject(file.subject):
             raise UsageError(f"subject {file.subject!r}: {SUBJECT_RULE}")
-        aad = associated_data(self.kid, request)
+        aad = associated_data(self.kid, request, form.version)
         nonce = random(NONCE_LEN)
         iv = random(IV_LEN)
         seed = interval_seed(file.subject, file.epoch, nonce, now, request)
@@ -218,4 +254,5 @@ class Session:
         body_sha256 = None if body is None else hashlib.sha256(body).digest()
         plain = payload(now, nonce, body_sha256, file.epoch, file.subject, d)
         sealed = iv + AESGCM(self.key).encrypt(iv, plain, aad)
-        return f"{VERSION}.{self.kid}.{b64.encode(self.wrapped)}.{b64.encode(sealed)}"
+        part = self.reference if form is Form.COMPACT else self.wrapped
+        return f"v{form.version}.{self.kid}.{b64.encode(part)}.{b64.encode(sealed)}"
