@@ -165,14 +165,40 @@ pub(crate) fn run(args: &RequestArgs) -> Result<Outcome> {
     })
 }
 
-/// Whether a `WWW-Authenticate` value is an `AutoID` challenge with `error="unknown_session"`.
+/// Whether a `WWW-Authenticate` field value holds an `AutoID` challenge whose `error` parameter
+/// is `unknown_session` (docs/PROTOCOL.md §11: scheme and parameter names in any case, the value a
+/// token or a quoted string, other challenges on the same line allowed).
 fn names_unknown_session(value: &str) -> bool {
-    let Some(params) = value.trim_start().strip_prefix("AutoID") else {
-        return false;
-    };
-    params
-        .split(',')
-        .any(|p| p.trim() == "error=\"unknown_session\"")
+    let mut in_autoid = false;
+    for item in value.split(',') {
+        let item = item.trim();
+        // A challenge starts with its scheme: `Scheme` or `Scheme param=value`.
+        let param = match item.split_once(char::is_whitespace) {
+            Some((first, rest)) if !first.contains('=') => {
+                in_autoid = first.eq_ignore_ascii_case("AutoID");
+                rest.trim()
+            }
+            None if !item.contains('=') => {
+                in_autoid = item.eq_ignore_ascii_case("AutoID");
+                continue;
+            }
+            _ => item,
+        };
+        if let Some((name, v)) = param.split_once('=')
+            && in_autoid
+            && name.trim().eq_ignore_ascii_case("error")
+        {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(v);
+            if v == "unknown_session" {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Parses `-H 'Name: value'`; Host and the proof header are the tool's to set.
@@ -230,4 +256,30 @@ pub(crate) fn http_agent(cacert: Option<&std::path::Path>, timeout: u64) -> Resu
         );
     }
     Ok(config.build().new_agent())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_unknown_session;
+
+    #[test]
+    fn the_unknown_session_hint_is_read_from_an_autoid_challenge_only() {
+        for yes in [
+            r#"AutoID realm="autoid", header="x-autoid-proof", error="unknown_session""#,
+            r#"autoid error=unknown_session"#,
+            r#"Basic realm="legacy", charset="UTF-8", AutoID realm="autoid", ERROR="unknown_session""#,
+            r#"AutoID realm="autoid", error="unknown_session", Basic realm="x""#,
+        ] {
+            assert!(names_unknown_session(yes), "{yes}");
+        }
+        for no in [
+            r#"AutoID realm="autoid", header="x-autoid-proof""#,
+            r#"Basic realm="x", error="unknown_session""#,
+            r#"AutoID realm="autoid", error="invalid_token""#,
+            r#"AutoID realm="autoid", Basic error="unknown_session""#,
+            "",
+        ] {
+            assert!(!names_unknown_session(no), "{no}");
+        }
+    }
 }
