@@ -41,12 +41,13 @@ pub struct Flood {
     rate: f64,
 }
 
-/// `request` (an HTTP/1.1 request with a `v1.<kid>.<wrapped>.<sealed>` proof header) with one
-/// base64url character of the wrapped key changed: the unwrap fails.
+/// `request` (an HTTP/1.1 request with a `v1.` or `v2.<kid>.<wrapped>.<sealed>` proof header,
+/// the full form) with one base64url character of the wrapped key changed: the unwrap fails.
 pub fn junk(request: &[u8], header: &str) -> Result<Vec<u8>> {
     let text = std::str::from_utf8(request)?;
-    let start = text
-        .find(&format!("{header}: v1."))
+    let start = ["v1.", "v2."]
+        .iter()
+        .find_map(|v| text.find(&format!("{header}: {v}")))
         .context("no proof header")?
         + header.len()
         + 5;
