@@ -4,7 +4,8 @@
 # Envoy in .venv, slapd, redis-server and wrk when root) or stops with the exact command, then runs
 #   target/release/autoid-bench run          → target/bench/summary.json, summary.md
 # (arms (b) and (c) also under Debian's wrk, and the chart target/bench/bench.svg)
-# and, unless BENCH_QUICK=1, the crypto microbenchmarks:
+# and, unless BENCH_QUICK=1, the wasm instructions per request and the crypto microbenchmarks:
+#   cargo bench -p autoid-host-tests --bench instructions → target/bench/wasm-instructions.json
 #   cargo bench -p autoid-bench --bench crypto       (native, criterion)
 #   target/release/autoid-bench micro-wasm   → target/bench/micro-wasm.json (same steps in wasm)
 #   node bench/crypto-wasm/micro-v8.mjs      → target/bench/micro-v8.json (same module under V8, if node is installed)
@@ -90,6 +91,8 @@ ps aux --sort=-%cpu | head -4 >&2
 	--out "$CARGO_TARGET_DIR/bench" ${BENCH_ARGS:-}
 
 if [ "${BENCH_QUICK:-0}" != 1 ]; then
+	say "wasm instructions per request (wasmtime fuel: deterministic, whatever the load)"
+	$CARGO bench -p autoid-host-tests --bench instructions 2>/dev/null >&2
 	say "crypto steps, native (criterion)"
 	$CARGO bench -p autoid-bench --bench crypto -- --warm-up-time 1 --measurement-time 3 2>&1 |
 		tee "$CARGO_TARGET_DIR/bench/micro-native.txt" | grep -E '^native/|time:' >&2 || true

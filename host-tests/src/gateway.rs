@@ -44,9 +44,30 @@ impl FilterModule {
 
     /// Compiles a module from its bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, HostError> {
-        let engine = Engine::default();
-        let module = Module::new(&engine, bytes).map_err(|e| HostError::wasmtime(&e))?;
-        Ok(Self { engine, module })
+        Self::compile(&Engine::default(), bytes)
+    }
+
+    /// Reads and compiles a `.wasm` file with fuel metering on: every worker counts the wasm
+    /// instructions it runs ([`Gateway::wasm_instructions`]), deterministically, for benches
+    /// that compare builds or inputs (the code is slower, so nothing here is a time).
+    pub fn load_metered(path: impl AsRef<Path>) -> Result<Self, HostError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| HostError::ReadModule {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config).map_err(|e| HostError::wasmtime(&e))?;
+        Self::compile(&engine, &bytes)
+    }
+
+    fn compile(engine: &Engine, bytes: &[u8]) -> Result<Self, HostError> {
+        let module = Module::new(engine, bytes).map_err(|e| HostError::wasmtime(&e))?;
+        Ok(Self {
+            engine: engine.clone(),
+            module,
+        })
     }
 
     /// The module's imports, as `module::name`.
@@ -296,6 +317,18 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
+    /// The wasm instructions (wasmtime fuel) every worker has run so far: `None` unless the
+    /// module was loaded with [`FilterModule::load_metered`].
+    pub fn wasm_instructions(&self) -> Option<u64> {
+        let mut total = 0u64;
+        for worker in &self.workers {
+            let worker = worker.lock().ok()?;
+            let left = worker.store.get_fuel().ok()?;
+            total = total.saturating_add(crate::worker::FUEL.saturating_sub(left));
+        }
+        Some(total)
+    }
+
     /// A builder over the `.wasm` at `path`.
     pub fn builder(path: impl Into<PathBuf>) -> GatewayBuilder {
         GatewayBuilder::new(Source::Path(path.into()))

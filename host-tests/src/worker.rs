@@ -152,6 +152,9 @@ fn payload_too_large() -> Outcome {
     }
 }
 
+/// The fuel a worker of a metered engine starts with: more than any run can spend.
+pub(crate) const FUEL: u64 = u64::MAX / 2;
+
 /// One worker VM.
 #[derive(Debug)]
 pub(crate) struct Worker {
@@ -200,6 +203,8 @@ impl Worker {
         index: usize,
     ) -> Result<Self, HostError> {
         let mut store = Store::new(engine, HostState::new(index, shared, ROOT_ID));
+        // Only a metered engine (`FilterModule::load_metered`) has fuel; elsewhere this fails.
+        let _ = store.set_fuel(FUEL);
         let trap = |phase, e: wasmtime::Error| HostError::Trap {
             worker: index,
             phase,

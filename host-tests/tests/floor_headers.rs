@@ -102,3 +102,26 @@ fn many_requests_on_one_worker_stay_cheap() {
         assert!(out.is_upstream(), "request {i}: {out:?}");
     }
 }
+
+#[test]
+fn a_metered_gateway_counts_the_wasm_instructions_each_request_runs() {
+    let plain = common::floor().gateway().build().unwrap();
+    assert_eq!(plain.wasm_instructions(), None, "only a metered module counts");
+    let gw = common::floor_metered().gateway().workers(1).build().unwrap();
+    let start = gw.wasm_instructions().unwrap();
+    let send = |value: &str| {
+        let before = gw.wasm_instructions().unwrap();
+        let out = gw
+            .request("GET", "api.local", "/x")
+            .header("x-floor-in", value)
+            .send();
+        assert_eq!(out.header("x-floor-out"), Some(value));
+        gw.wasm_instructions().unwrap() - before
+    };
+    let first = send("a");
+    assert!(first > 100, "{first}");
+    // Once the allocator has warmed up, the same request runs the same instructions.
+    let counts: Vec<u64> = (0..6).map(|_| send("a")).collect();
+    assert_eq!(counts[4], counts[5], "{counts:?}");
+    assert!(gw.wasm_instructions().unwrap() >= start + first + counts.iter().sum::<u64>());
+}

@@ -14,7 +14,7 @@ use autoid_host_tests::{
     RequestBuilder,
 };
 use autoid_protocol::Request;
-use autoid_protocol::client::Session;
+use autoid_protocol::client::{Form, Session};
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::header::{Payload, Proof, associated_data};
 use autoid_protocol::keys::GatewayKey;
@@ -126,6 +126,7 @@ pub struct Fixture {
     pub config: Value,
     workers: usize,
     clusters: Vec<(String, Cluster)>,
+    metered: bool,
 }
 
 impl Fixture {
@@ -166,6 +167,7 @@ impl Fixture {
             config,
             workers: 2,
             clusters: Vec::new(),
+            metered: false,
         }
     }
 
@@ -202,6 +204,12 @@ impl Fixture {
         self
     }
 
+    /// Counts the wasm instructions the workers run (`Gateway::wasm_instructions`).
+    pub fn metered(mut self) -> Self {
+        self.metered = true;
+        self
+    }
+
     /// How many worker VMs (default 2).
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
@@ -211,7 +219,12 @@ impl Fixture {
     /// The builder, before `build`: Envoy as `autoid gateway render` configures it
     /// (`allow_on_headers_stop_iteration`, twice the filter's body limit per connection).
     pub fn builder(&self) -> GatewayBuilder {
-        let mut b = super::plugin()
+        let module = if self.metered {
+            super::plugin_metered()
+        } else {
+            super::plugin()
+        };
+        let mut b = module
             .gateway()
             .plugin_config(self.config.to_string())
             .workers(self.workers)
@@ -292,6 +305,18 @@ impl Client {
         };
         self.session
             .prove(&self.file, &request, at, body, &mut self.rng)
+            .unwrap()
+    }
+
+    /// A proof for `GET AUTHORITY path` at the gateway's now, in `form`.
+    pub fn proof_as(&mut self, gw: &Gateway, path: &str, form: Form) -> String {
+        let request = Request {
+            method: "GET",
+            authority: AUTHORITY,
+            path,
+        };
+        self.session
+            .prove_as(form, &self.file, &request, now(gw), None, &mut self.rng)
             .unwrap()
     }
 

@@ -45,4 +45,22 @@ pub fn plugin() -> FilterModule {
     load(&CELL, "autoid_plugin.wasm")
 }
 
+/// The autoid filter with fuel metering on (`FilterModule::load_metered`): for instruction counts.
+pub fn plugin_metered() -> FilterModule {
+    static CELL: OnceLock<FilterModule> = OnceLock::new();
+    CELL.get_or_init(|| {
+        FilterModule::load_metered(wasm("autoid_plugin.wasm")).expect("the module compiles")
+    })
+    .clone()
+}
+
+/// The floor filter with fuel metering on.
+pub fn floor_metered() -> FilterModule {
+    static CELL: OnceLock<FilterModule> = OnceLock::new();
+    CELL.get_or_init(|| {
+        FilterModule::load_metered(wasm("autoid_floor_filter.wasm")).expect("the module compiles")
+    })
+    .clone()
+}
+
 pub mod autoid;
