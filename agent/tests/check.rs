@@ -34,7 +34,7 @@ struct Checked {
     socket: PathBuf,
     epoch: Epoch,
     proc: Proc,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Checked {
@@ -105,7 +105,7 @@ impl Checked {
             socket,
             epoch,
             proc,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -373,4 +373,38 @@ fn of_concurrent_identical_proofs_exactly_one_is_allowed() {
         statuses.iter().all(|s| *s == 200 || *s == 401),
         "{statuses:?}"
     );
+}
+
+#[test]
+fn sighup_applies_a_changed_filter_configuration_and_keeps_the_old_one_when_invalid() {
+    let a = Checked::start();
+    let file = a.dir.path().join("filter.json");
+    let mut filter: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let hangup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &a.proc.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    let key_now = || {
+        let proof = a.prove("alice", "GET", "/payments/x");
+        let r = a.check("GET", "/payments/x", Some(&proof), &[]);
+        assert_eq!(r.status, 200, "{r:?}\n{}", a.log());
+        r.header("x-api-key").map(str::to_owned)
+    };
+    assert_eq!(key_now().as_deref(), Some(API_KEY));
+
+    // An invalid file: logged, the running configuration stays.
+    std::fs::write(&file, r#"{"apis": 5}"#).unwrap();
+    hangup();
+    agent_logged(&a, "the check's filter configuration stays as it was");
+    assert_eq!(key_now().as_deref(), Some(API_KEY));
+
+    filter["apis"]["payments"]["inject"]["x-api-key"] = json!("rotated-key");
+    std::fs::write(&file, filter.to_string()).unwrap();
+    hangup();
+    agent_logged(&a, "reloaded the check's filter configuration");
+    assert_eq!(key_now().as_deref(), Some("rotated-key"));
 }
