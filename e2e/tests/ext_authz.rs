@@ -189,6 +189,49 @@ fn a_body_bound_proof_is_checked_against_the_body_envoy_forwards() {
     }
 }
 
+#[test]
+fn a_body_at_the_limit_reaches_the_agent_and_one_byte_over_is_413() {
+    let s = stack();
+    let max = autoid_protocol::policy::MAX_BODY_BYTES;
+    let url = format!("http://{}/payments/big", s.http);
+    for (size, status) in [(max, 200), (max + 1, 413)] {
+        let body = vec![b'a'; size];
+        let proof = s.prove_body("alice", "POST", &url, Some(&body));
+        for wire in [Wire::Http1Length, Wire::Http2] {
+            let req = Send::new("POST", "/payments/big")
+                .header(PROOF_HEADER, &proof)
+                .body(&body, 16 * 1024);
+            let r = send(s.http, wire, &req).unwrap();
+            if status == 200 {
+                // The same proof twice (HTTP/1.1, then HTTP/2): the second is a replay.
+                let expected = if wire == Wire::Http1Length { 200 } else { 401 };
+                assert_eq!(
+                    r.status,
+                    expected,
+                    "{wire:?} {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+                if expected == 200 {
+                    assert_eq!(r.json()["body_bytes"], size);
+                }
+            } else {
+                // Envoy's ext_authz refuses a body over `max_request_bytes` with a
+                // `content-length` itself; without one (HTTP/2 here) it sends the agent the body
+                // cut at the limit, marked partial, and the agent answers the filter's 413.
+                assert_eq!(
+                    r.status,
+                    413,
+                    "{wire:?} {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+                if wire == Wire::Http2 {
+                    assert_eq!(r.json()["error"], "payload_too_large");
+                }
+            }
+        }
+    }
+}
+
 /// `curl` over TLS with a fresh proof: the HTTP version, the status and the body.
 fn curl(s: &Stack, http: &str, path: &str) -> (String, u16, String) {
     let url = format!("https://127.0.0.1:{}{path}", s.https.port());
