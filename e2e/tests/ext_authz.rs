@@ -276,6 +276,65 @@ fn tls_on_http1_and_http2_is_allowed_with_the_identity_injected() {
 }
 
 #[test]
+fn http_basic_needs_tls_where_the_api_says_so_and_loopback_peers_are_told_apart() {
+    let s = stack();
+    let basic = format!("Basic {}", base64_of("test:test123"));
+    // `legacy` takes passwords over TLS only: `x-autoid-tls` says which listener it came in on.
+    let r = request(s.http, "GET", "/legacy/x", &[("authorization", &basic)]).unwrap();
+    assert_denied(&r, 403, "forbidden");
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "-u", "test:test123", "--cacert"])
+        .arg(s.path("tls/ca.pem"))
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!(
+            "https://127.0.0.1:{}/legacy/report",
+            s.https.port()
+        ))
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = stdout.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "{body}");
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        echo["headers"]["x-autoid-subject"],
+        serde_json::json!(["test"])
+    );
+    assert_eq!(
+        echo["headers"]["x-legacy-key"],
+        serde_json::json!(["legacy-upstream-key"])
+    );
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    // `local` takes Basic without TLS from a loopback peer (`x-autoid-peer`).
+    let r = request(s.http, "GET", "/local/x", &[("authorization", &basic)]).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.echoed("x-autoid-subject"), ["test"]);
+    assert!(r.echoed("authorization").is_empty());
+    let wrong = format!("Basic {}", base64_of("test:wrong"));
+    let r = request(s.http, "GET", "/local/x", &[("authorization", &wrong)]).unwrap();
+    assert_denied_basic(&r);
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A refused password: 401 with both challenges of `local` (a proof's first).
+fn assert_denied_basic(r: &Response) {
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"], "unauthorized");
+    let challenges: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(challenges[0].starts_with("AutoID ") && challenges[1].starts_with("Basic "));
+}
+
+#[test]
 fn with_the_agent_down_every_request_is_503_with_the_uniform_body() {
     // Its own stack: the others keep their agent.
     let mut s = start();
