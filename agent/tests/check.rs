@@ -494,3 +494,82 @@ fn a_filter_configuration_with_only_a_directory_cluster_asks_the_agent_in_proces
     a.check("GET", "/payments/x", Some(&proof), &[])
         .assert_denied(403, "forbidden");
 }
+
+#[test]
+fn the_filters_counters_are_on_the_agents_metrics() {
+    let a = Checked::start();
+    let proof = a.prove("alice", "GET", "/payments/x");
+    assert_eq!(a.check("GET", "/payments/x", Some(&proof), &[]).status, 200);
+    a.check("GET", "/payments/x", Some(&proof), &[])
+        .assert_denied(401, "unauthorized");
+    // Allowed requests reach the counters on the filter's one-second tick.
+    let text = common::eventually(
+        "the check counters",
+        std::time::Duration::from_secs(5),
+        || {
+            let m = send(&a.socket, "GET", "/metrics", &[]);
+            let text = String::from_utf8(m.body).unwrap();
+            text.contains("autoid_check_requests_allowed 1\n")
+                .then_some(text)
+        },
+    );
+    assert!(text.contains("autoid_check_denied_replay 1\n"), "{text}");
+    assert!(
+        text.contains("autoid_agent_answers_total{route=\"/v1/check\",outcome=\"allowed\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_errors_name_the_field_and_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let slapd = shared();
+    let base = json!({
+        "listen": format!("unix:{}", dir.path().join("agent.sock").display()),
+        "ldap": {"url": slapd.ldap_url, "bind_dn": BRIDGE_DN,
+                 "bind_password_file": slapd.bridge_password_file()},
+        "users": {"base": BASE},
+        "groups": {"base": format!("ou=groups,{BASE}")},
+    });
+    std::fs::write(
+        dir.path().join("bad-filter.json"),
+        r#"{"apis": {"x": {"require": {"any_of": [""]}}}}"#,
+    )
+    .unwrap();
+    for (check, expected) in [
+        (
+            json!({"filter_config": "f.json", "workers": 0}),
+            "check.workers: must be between 1 and 256 (value: 0)",
+        ),
+        (
+            json!({"filter_config": "f.json", "timeout_ms": 0}),
+            "check.timeout_ms",
+        ),
+        (
+            json!({"filter_config": "missing.json"}),
+            "check.filter_config",
+        ),
+        (
+            json!({"filter_config": "bad-filter.json"}),
+            "check.filter_config: not a valid filter configuration",
+        ),
+        (
+            json!({"filter_config": "f.json", "worker": 2}),
+            "unknown field `worker`",
+        ),
+    ] {
+        let mut config = base.clone();
+        config["check"] = check;
+        let file = dir.path().join("agent.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}");
+        assert!(stderr.contains(expected), "{expected} not in: {stderr}");
+    }
+}
