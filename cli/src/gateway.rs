@@ -27,6 +27,16 @@ pub(crate) enum Target {
     EnvoyExtAuthz,
 }
 
+impl Target {
+    /// Its name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Target::EnvoyWasm => "envoy-wasm",
+            Target::EnvoyExtAuthz => "envoy-ext-authz",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum GatewayCommand {
     /// Compile gateway.json and apis/*.json into an Envoy bootstrap (secrets inline: mode 0600)
@@ -163,13 +173,16 @@ fn require_agent_socket(defs: &Definitions, target: Target) -> Result<()> {
     {
         Some((_, Some(defs::AgentAddress::Unix(_)))) => Ok(()),
         Some((d, _)) => bail!(
-            "{}: directory.address: {:?}: --target {target:?} needs the agent on a unix socket              (unix:PATH)",
+            "{}: directory.address: {:?}: --target {} needs the agent on a unix socket \
+             (unix:PATH)",
             file.display(),
-            d.address
+            d.address,
+            target.name()
         ),
         None => bail!(
-            "{}: directory: --target {target:?} needs the agent (directory.address unix:PATH)",
-            file.display()
+            "{}: directory: --target {} needs the agent (directory.address unix:PATH)",
+            file.display(),
+            target.name()
         ),
     }
 }
@@ -272,9 +285,9 @@ fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
             report_written(args, file);
         }
         (Some(_), None) => bail!(
-            "--target {:?}: name where the agent's filter configuration goes with \
+            "--target {}: name where the agent's filter configuration goes with \
              --filter-config FILE (the agent's `check.filter_config`)",
-            args.common.target
+            args.common.target.name()
         ),
         (None, Some(_)) => bail!(
             "--filter-config: only the agent-checked targets (envoy-ext-authz) write one; \

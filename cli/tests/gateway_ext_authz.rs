@@ -203,7 +203,10 @@ fn ext_authz_needs_the_filter_config_file_and_the_agent_on_a_socket() {
     );
     assert_ne!(o.status.code(), Some(0));
     assert!(
-        stderr(&o).contains("--filter-config FILE"),
+        stderr(&o).contains(
+            "--target envoy-ext-authz: name where the agent's filter configuration goes with \
+             --filter-config FILE"
+        ),
         "{}",
         stderr(&o)
     );
@@ -234,9 +237,10 @@ fn ext_authz_needs_the_filter_config_file_and_the_agent_on_a_socket() {
     assert_ne!(o.status.code(), Some(0));
     let e = stderr(&o);
     assert!(
-        e.contains("directory.address")
-            && e.contains("127.0.0.1:9901")
-            && e.contains("unix socket"),
+        e.contains(
+            "directory.address: \"127.0.0.1:9901\": --target envoy-ext-authz needs the agent \
+             on a unix socket (unix:PATH)"
+        ) && !e.contains("0123456789abcdef"),
         "{e}"
     );
     assert!(!dir.path().join("filter.json").exists());
