@@ -4,12 +4,13 @@
 mod defs;
 mod envoy;
 mod filter;
+mod nginx;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::Outcome;
 use crate::files::{self, SECRET_MODE};
@@ -20,7 +21,8 @@ use envoy::PathStyle;
 pub(crate) enum GatewayCommand {
     /// Compile gateway.json and apis/*.json into an Envoy bootstrap (secrets inline: mode 0600)
     Render(RenderArgs),
-    /// Check the definitions, render them, and run `envoy --mode validate` when Envoy is found
+    /// Check the definitions, render them, and run `envoy --mode validate` (or `nginx -t`) when
+    /// the gateway is found
     Validate(ValidateArgs),
 }
 
@@ -34,7 +36,8 @@ pub(crate) enum ConfigCommand {
 #[command(after_help = "Examples:\n  \
     autoid gateway render --config gateway-config --out run/envoy.json\n  \
     autoid gateway render --config gateway-config/examples --relative-to . \\\n    \
-    --out gateway-config/examples/envoy.json\n\n\
+    --out gateway-config/examples/envoy.json\n  \
+    autoid gateway render --target nginx --config gateway-config --out run/nginx.conf\n\n\
     Reads DIR/gateway.json and DIR/apis/*.json (relative paths in them are relative to DIR), \
     the private keys in plugin.keys_dir and the epoch files, and writes one Envoy bootstrap \
     (JSON). The filter configuration inside is checked with the filter's own parser first. \
@@ -43,7 +46,9 @@ pub(crate) enum ConfigCommand {
     0600. Injected env, file and aws_secretsmanager sources are resolved by the agent by \
     default: the bootstrap names their headers only, and --agent-credentials FILE writes what \
     the agent resolves. Envoy's admin interface listens on a unix socket \
-    (mode 0600) beside the output unless listeners.admin says otherwise.")]
+    (mode 0600) beside the output unless listeners.admin says otherwise. With --target nginx: \
+    an nginx configuration (nginx -p PREFIX -c FILE) whose every API location asks the agent's \
+    /v1/check with auth_request; it holds no secret (docs/GATEWAYS.md).")]
 pub(crate) struct RenderArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -56,11 +61,25 @@ pub(crate) struct RenderArgs {
     agent_credentials: Option<PathBuf>,
 }
 
+/// What to render the definitions for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    /// Envoy with the autoid wasm filter
+    EnvoyWasm,
+    /// Envoy with ext_authz to the agent's /v1/check
+    EnvoyExtAuthz,
+    /// nginx with auth_request to the agent's /v1/check (docs/GATEWAYS.md)
+    Nginx,
+}
+
 #[derive(Debug, Args)]
 struct CommonArgs {
     /// The config directory (gateway.json and apis/)
     #[arg(long, value_name = "DIR")]
     config: PathBuf,
+    /// The gateway to render for
+    #[arg(long, value_enum, default_value_t = Target::EnvoyWasm)]
+    target: Target,
     /// Write the paths Envoy opens (the .wasm, TLS files) relative to DIR, the directory Envoy
     /// runs in, instead of absolute
     #[arg(long, value_name = "DIR")]
@@ -70,7 +89,8 @@ struct CommonArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     autoid gateway validate --config gateway-config\n  \
-    autoid gateway validate --config gateway-config --envoy .venv/bin/envoy\n\n\
+    autoid gateway validate --config gateway-config --envoy .venv/bin/envoy\n  \
+    autoid gateway validate --target nginx --config gateway-config\n\n\
     Exit 0 when the definitions are valid and Envoy (if found) accepts the rendered bootstrap; \
     1 when Envoy rejects it; 3 when a definition is invalid. Envoy is --envoy, else \
     .venv/bin/envoy, else `envoy` on PATH; without one only the definitions are checked \
@@ -81,6 +101,9 @@ pub(crate) struct ValidateArgs {
     /// The Envoy binary
     #[arg(long, value_name = "PATH")]
     envoy: Option<PathBuf>,
+    /// The nginx binary (--target nginx; default /usr/sbin/nginx, else `nginx` on PATH)
+    #[arg(long, value_name = "PATH")]
+    nginx: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +153,11 @@ const ADMIN_SOCKET: &str = "envoy-admin.sock";
 fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
     let defs = Definitions::load(&common.config)?;
     let config = filter::build(&defs)?;
+    match common.target {
+        Target::EnvoyWasm => {}
+        Target::EnvoyExtAuthz => bail!("--target envoy-ext-authz: not in this build yet"),
+        Target::Nginx => return render_nginx(&defs, &config),
+    }
     let style = match &common.relative_to {
         Some(dir) => PathStyle::RelativeTo(dir.clone()),
         None => PathStyle::Absolute,
@@ -179,6 +207,17 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
     Ok(text)
 }
 
+/// The nginx configuration; its warnings on stderr.
+fn render_nginx(defs: &Definitions, config: &serde_json::Value) -> Result<String> {
+    let config = autoid_protocol::config::Config::from_json(&serde_json::to_vec(config)?)
+        .map_err(|e| anyhow::anyhow!("the filter configuration: {e}"))?;
+    let rendered = nginx::render(defs, &config)?;
+    for w in &rendered.warnings {
+        eprintln!("autoid: warning: {w}");
+    }
+    Ok(rendered.text)
+}
+
 /// Names a file written: on stdout beside `--out`'s, on stderr when stdout is the bootstrap.
 fn report_written(args: &RenderArgs, file: &Path) {
     if args.out.is_some() {
@@ -222,6 +261,47 @@ fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// `nginx -t` on the rendered configuration, from a temporary prefix (its logs and pid go
+/// there): nginx's verdict, its messages when it refuses.
+fn validate_nginx(args: &ValidateArgs, text: &str) -> Result<Outcome> {
+    let Some(nginx) = nginx::binary(args.nginx.as_deref()) else {
+        eprintln!(
+            "autoid: warning: nginx not found (--nginx, /usr/sbin/nginx, PATH): only the \
+             definitions were checked; install it with `make deps-nginx`"
+        );
+        return Ok(Outcome::Success);
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("autoid-validate-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let rendered = dir.path().join("nginx.conf");
+    files::write_file(&rendered, text.as_bytes(), SECRET_MODE, true)?;
+    let out = Command::new(&nginx)
+        .arg("-t")
+        .arg("-q")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&rendered)
+        .output()
+        .with_context(|| format!("{}: cannot run nginx", nginx.display()))?;
+    if out.status.success() {
+        println!("nginx -t ({}): ok", nginx.display());
+        return Ok(Outcome::Success);
+    }
+    if out.status.code().is_none() {
+        bail!("{}: killed by a signal", nginx.display());
+    }
+    println!("nginx -t ({}): rejected ({})", nginx.display(), out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stdout.lines().chain(stderr.lines()) {
+        println!("  {line}");
+    }
+    Ok(Outcome::Rejected)
+}
+
 /// `--envoy`, else `.venv/bin/envoy`, else `envoy` on PATH.
 fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
@@ -241,6 +321,9 @@ fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
 fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
     let text = render(&args.common, None)?;
     println!("definitions: ok");
+    if args.common.target == Target::Nginx {
+        return validate_nginx(args, &text);
+    }
     let Some(envoy) = find_envoy(args.envoy.as_deref()) else {
         eprintln!(
             "autoid: warning: Envoy not found (--envoy, .venv/bin/envoy, PATH): only the \
