@@ -355,6 +355,16 @@ pub(crate) fn render(defs: &Definitions, config: &Config) -> Result<Rendered> {
         for s in &served {
             api_location(&mut out, s, &managed, config)?;
             check_location(&mut out, s, tls.is_some(), timeout, connect);
+            // The prefix without its slash is no API's (nginx would redirect it to the API).
+            let bare = s.def.listen_path.trim_end_matches('/');
+            if !bare.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "{i2}location = {bare} {{\n{i2}    default_type application/json;"
+                );
+                reply_headers(&mut out, &format!("{i2}    "), hsts);
+                let _ = writeln!(out, "{i2}    return 403 {};\n{i2}}}", body("forbidden"));
+            }
         }
         // Paths no API serves: the filter's 403 for an unknown route, without asking the agent.
         let _ = writeln!(
