@@ -64,6 +64,61 @@ pub struct RawConfig {
     /// Fleet replay claims in Redis (`POST /v1/replay`).
     #[serde(default)]
     pub replay: Option<RawReplay>,
+    /// `/v1/check`: the filter configuration the agent decides gateways' requests with.
+    #[serde(default)]
+    pub check: Option<RawCheck>,
+}
+
+/// `check`: the agent answers `/v1/check` as the wasm filter would with this configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// The filter configuration JSON (`autoid gateway render --target envoy-ext-authz` writes
+    /// it); relative: to this config file.
+    pub filter_config: PathBuf,
+    /// Check worker threads (default: the available parallelism).
+    #[serde(default)]
+    pub workers: Option<usize>,
+    /// How long a check may take before it is answered 503 (default 5000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The validated `check`.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub filter_config: PathBuf,
+    pub workers: usize,
+    pub timeout: Duration,
+}
+
+impl TryFrom<RawCheck> for CheckConfig {
+    type Error = Error;
+
+    fn try_from(raw: RawCheck) -> Result<CheckConfig, Error> {
+        if raw.filter_config.as_os_str().is_empty() {
+            return Err(Error::config(
+                "check.filter_config",
+                "\"\"",
+                "name the filter configuration file",
+            ));
+        }
+        let workers = raw.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        if !(1..=256).contains(&workers) {
+            return Err(Error::config(
+                "check.workers",
+                workers,
+                "must be between 1 and 256",
+            ));
+        }
+        Ok(CheckConfig {
+            filter_config: raw.filter_config,
+            workers,
+            timeout: ms("check.timeout_ms", raw.timeout_ms, 5_000)?,
+        })
+    }
 }
 
 /// `replay`: where the fleet's replay claims live.
@@ -395,6 +450,8 @@ pub struct Config {
     pub credentials_file: Option<PathBuf>,
     /// Fleet replay claims in Redis, if configured.
     pub replay: Option<ReplayConfig>,
+    /// `/v1/check`, if configured (`filter_config` as written; see [`Config::from_file`]).
+    pub check: Option<CheckConfig>,
 }
 
 /// Default of `stream_ttl_secs`.
@@ -432,6 +489,14 @@ impl Config {
             && f.is_relative()
         {
             config.credentials_file = Some(path.parent().unwrap_or(Path::new(".")).join(f));
+        }
+        if let Some(check) = &mut config.check
+            && check.filter_config.is_relative()
+        {
+            check.filter_config = path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(&check.filter_config);
         }
         Ok(config)
     }
@@ -854,6 +919,7 @@ impl TryFrom<RawConfig> for Config {
             stream_ttl_secs,
             credentials_file: raw.credentials_file,
             replay: raw.replay.map(ReplayConfig::try_from).transpose()?,
+            check: raw.check.map(CheckConfig::try_from).transpose()?,
         })
     }
 }

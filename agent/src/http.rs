@@ -16,7 +16,7 @@ use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::{error, info, warn};
 
+use crate::check::{self, Checker, Outcome as CheckOutcome};
 use crate::credentials::{Credentials, Refusal as CredentialRefusal, RoleRefusal};
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
@@ -49,6 +50,7 @@ pub struct AppState {
     streams: Option<Arc<Streams>>,
     credentials: Option<Arc<Credentials>>,
     replay: Option<Arc<FleetReplay>>,
+    check: Option<Arc<Checker>>,
     throttle: Arc<Throttle>,
     metrics: Arc<Metrics>,
     /// `None`: no token configured (a unix socket); every caller that can connect is trusted.
@@ -82,6 +84,7 @@ impl AppState {
             streams: None,
             credentials: None,
             replay: None,
+            check: None,
             throttle: Arc::new(Throttle::default()),
             metrics: Arc::new(Metrics::default()),
             token_digest: token.map(|t| digest(t.as_bytes())),
@@ -110,6 +113,12 @@ impl AppState {
     /// Also claims nonces for the fleet in Redis (`POST /v1/replay`).
     pub fn with_replay(mut self, replay: Arc<FleetReplay>) -> AppState {
         self.replay = Some(replay);
+        self
+    }
+
+    /// Also answers `/v1/check` with these check workers.
+    pub fn with_check(mut self, check: Arc<Checker>) -> AppState {
+        self.check = Some(check);
         self
     }
 
@@ -641,6 +650,126 @@ async fn aws_credentials(
     }
 }
 
+/// The longest body a check carries (the gateway's `with_request_body` cap is the filter's).
+const CHECK_MAX_BODY: usize = policy::MAX_BODY_BYTES + 1;
+
+/// `/v1/check[/…]`, any method: decides the request the gateway describes as the wasm filter
+/// would (the contract: docs/GATEWAYS.md). Allowed: 200 with the headers to set upstream and
+/// `x-envoy-auth-headers-to-remove`; denied: the filter's uniform reply. `x-autoid-status` on
+/// every answer. A malformed description, no check configured or no answer: 503, fail closed.
+async fn check_request(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(checker) = state.check.clone() else {
+        warn!("/v1/check: no `check` section in the configuration");
+        return check_unavailable(&headers, "check_not_configured");
+    };
+    if state.token_digest.is_some() {
+        // The client's own `authorization` (HTTP Basic) travels in the check: the agent's
+        // bearer token cannot. The check is served on the unix socket only.
+        warn!("/v1/check: the agent has a bearer token (TCP); the check needs the unix socket");
+        return check_unavailable(&headers, "check_needs_socket");
+    }
+    let described = match check::describe(&headers, body.to_vec()) {
+        Ok(d) => d,
+        Err(check::Malformed(name)) => {
+            error!(
+                header = name,
+                "/v1/check: the gateway sent no valid {name} (misconfigured)"
+            );
+            return check_unavailable(&headers, "check_malformed");
+        }
+    };
+    match checker.check(described).await {
+        Some(CheckOutcome::Allowed { set, removed }) => {
+            let mut r = StatusCode::OK.into_response();
+            let h = r.headers_mut();
+            for (name, value) in set {
+                let (Ok(n), Ok(v)) = (
+                    header::HeaderName::try_from(name.as_str()),
+                    header::HeaderValue::try_from(value.as_str()),
+                ) else {
+                    error!(header = %name, "/v1/check: the filter set a header HTTP cannot carry");
+                    return check_unavailable(&headers, "check_failed");
+                };
+                h.append(n, v);
+            }
+            if !removed.is_empty()
+                && let Ok(v) = header::HeaderValue::try_from(removed.join(","))
+            {
+                h.insert("x-envoy-auth-headers-to-remove", v);
+            }
+            h.insert("x-autoid-status", header::HeaderValue::from_static("200"));
+            r.extensions_mut().insert(Outcome {
+                outcome: "allowed",
+                subject: None,
+            });
+            r
+        }
+        Some(CheckOutcome::Reply {
+            status,
+            headers: reply_headers,
+            body,
+        }) => {
+            let code = u16::try_from(status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut r = Response::new(axum::body::Body::from(body));
+            *r.status_mut() = code;
+            let h = r.headers_mut();
+            for (name, value) in reply_headers {
+                if let (Ok(n), Ok(v)) = (
+                    header::HeaderName::try_from(name.as_str()),
+                    header::HeaderValue::try_from(value.as_str()),
+                ) {
+                    h.append(n, v);
+                }
+            }
+            if let Ok(v) = header::HeaderValue::try_from(code.as_u16().to_string()) {
+                h.insert("x-autoid-status", v);
+            }
+            r.extensions_mut().insert(Outcome {
+                outcome: "denied",
+                subject: None,
+            });
+            r
+        }
+        None => {
+            error!("/v1/check: no check worker answered in time");
+            check_unavailable(&headers, "check_timeout")
+        }
+    }
+}
+
+/// The filter's uniform 503 for a check the agent could not decide.
+fn check_unavailable(headers: &HeaderMap, outcome: &'static str) -> Response {
+    use autoid_plugin::reply::{Denial, Unavailable, response};
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(autoid_plugin::reply::sanitize_request_id)
+        .unwrap_or_default();
+    let denial = Denial::Unavailable(Unavailable::Host);
+    let uniform = response(denial, &request_id, autoid_protocol::header::DEFAULT_HEADER);
+    let mut r = Response::new(axum::body::Body::from(uniform.body));
+    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = r.headers_mut();
+    for (name, value) in uniform.headers {
+        if let Ok(v) = header::HeaderValue::try_from(value) {
+            h.append(name, v);
+        }
+    }
+    h.insert("x-autoid-status", header::HeaderValue::from_static("503"));
+    r.extensions_mut().insert(Outcome {
+        outcome,
+        subject: None,
+    });
+    r
+}
+
 /// The agent's counters (Prometheus text); behind the token where one is configured.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.authorized(&headers) {
@@ -649,7 +778,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let mut r = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        match &state.check {
+            Some(check) => state.metrics.render() + &check.counters().render(),
+            None => state.metrics.render(),
+        },
     )
         .into_response();
     r.extensions_mut().insert(Outcome {
@@ -715,7 +847,8 @@ async fn access_log(State(state): State<AppState>, req: Request, next: Next) -> 
 
 /// The routes, for the metrics' `route` label: a request path's template, or `other` (so no
 /// API id, username or probe path becomes a label).
-const ROUTES: [&str; 9] = [
+const ROUTES: [&str; 10] = [
+    "/v1/check",
     "/v1/groups",
     "/v1/authenticate",
     "/v1/sessions",
@@ -728,6 +861,9 @@ const ROUTES: [&str; 9] = [
 ];
 
 fn route_of(path: &str) -> &'static str {
+    if path.starts_with("/v1/check/") {
+        return "/v1/check";
+    }
     if path.starts_with("/v1/credentials/") {
         return "/v1/credentials/{api}";
     }
@@ -751,6 +887,14 @@ pub fn router(state: AppState) -> Router {
         .route(REPLAY_PATH, post(replay))
         .route("/v1/credentials/{api}", get(credentials))
         .route("/v1/aws/credentials/{api}", get(aws_credentials))
+        .route(
+            "/v1/check",
+            any(check_request).layer(DefaultBodyLimit::max(CHECK_MAX_BODY)),
+        )
+        .route(
+            "/v1/check/{*rest}",
+            any(check_request).layer(DefaultBodyLimit::max(CHECK_MAX_BODY)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

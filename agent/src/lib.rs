@@ -15,6 +15,8 @@
 //! real slapd with `openldap/run_ldap.sh`; install it with `apt-get install -y slapd ldap-utils`).
 #![forbid(unsafe_code)]
 
+/// `/v1/check`: the wasm filter's decisions for gateways without wasm, over a native host.
+pub mod check;
 /// The JSON configuration file and the secrets (token, bind password).
 pub mod config;
 /// Upstream credentials from env, files and AWS Secrets Manager (`GET /v1/credentials/{api}`).

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use autoid_agent::check::{Checker, load_filter_config};
 use autoid_agent::{
     AppState, Config, Credentials, Directory, FleetReplay, Listen, Secrets, Sessions, Streams,
     router, transport,
@@ -93,12 +94,14 @@ async fn shutdown_signal() {
 /// (`session_keys`) and the epochs (`epoch_files`), with their `not_after`. Everything is loaded
 /// before anything is replaced: an invalid file, an unreadable key or epoch leaves both running
 /// sets as they were, with an error logged. The listener, the directory settings, the secrets and
-/// `stream_ttl_secs` need a restart (docs/AGENT.md).
+/// `stream_ttl_secs` need a restart (docs/AGENT.md). With `check`, the filter configuration
+/// file is read again and applied to the check workers too (their number needs a restart).
 #[cfg(unix)]
 async fn reload_on_hangup(
     config_file: std::path::PathBuf,
     sessions: Arc<Sessions>,
     streams: Arc<Streams>,
+    checker: Option<Arc<Checker>>,
 ) {
     let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(s) => s,
@@ -123,6 +126,25 @@ async fn reload_on_hangup(
             }
             Err(e) => {
                 error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the running keys and epochs stay as they were")
+            }
+        }
+        if let Some(checker) = &checker {
+            let file = Config::from_file(&config_file)
+                .ok()
+                .and_then(|c| c.check)
+                .map(|c| c.filter_config);
+            match file {
+                Some(file) => match checker.reload(&file).await {
+                    Ok(()) => {
+                        info!(file = %file.display(), "SIGHUP: reloaded the check's filter configuration")
+                    }
+                    Err(e) => {
+                        error!(error = %e, "SIGHUP: the check's filter configuration stays as it was")
+                    }
+                },
+                None => error!(
+                    "SIGHUP: no valid `check` section; the check's filter configuration stays as it was"
+                ),
             }
         }
     }
@@ -181,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
         )),
         None => None,
     };
+    if let Some(check) = &config.check {
+        load_filter_config(&check.filter_config).context("invalid check configuration")?;
+    }
     if args.check_config {
         println!("configuration OK");
         return Ok(());
@@ -208,8 +233,6 @@ async fn main() -> anyhow::Result<()> {
         AppState::new(directory, secrets.token.as_deref()).with_sessions(sessions.clone());
     info!(epochs = ?streams.ids(), ttl_secs = config.stream_ttl_secs, "handing out per-subject keys of these epochs (id, not_after)");
     state = state.with_streams(streams.clone());
-    #[cfg(unix)]
-    tokio::spawn(reload_on_hangup(args.config.clone(), sessions, streams));
     if let Some(credentials) = credentials {
         credentials.refresh_all().await;
         let _refreshers = credentials.spawn_refreshers();
@@ -224,6 +247,25 @@ async fn main() -> anyhow::Result<()> {
         info!(redis = %store.endpoint(), timeout_ms = replay.timeout.as_millis() as u64, "claiming nonces for the fleet in Redis");
         state = state.with_replay(Arc::new(store));
     }
+    let mut checker = None;
+    if let Some(check) = &config.check {
+        // The filter's callouts are served by the same routes, in-process.
+        let c = Arc::new(
+            Checker::start(check, router(state.clone()))
+                .await
+                .context("cannot start the check workers")?,
+        );
+        info!(file = %check.filter_config.display(), workers = check.workers, "answering /v1/check as the wasm filter with this configuration");
+        state = state.with_check(c.clone());
+        checker = Some(c);
+    }
+    #[cfg(unix)]
+    tokio::spawn(reload_on_hangup(
+        args.config.clone(),
+        sessions,
+        streams,
+        checker,
+    ));
     let app = router(state);
     info!(addr = %bound.address(), transport = bound.transport(), url = %config.ldap.url, "autoid-agent listening");
     bound

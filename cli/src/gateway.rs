@@ -15,7 +15,21 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::Outcome;
 use crate::files::{self, SECRET_MODE};
 use defs::Definitions;
-use envoy::PathStyle;
+use envoy::{Authz, ExtAuthz, PathStyle};
+
+/// What `render` and `validate` produce: which gateway, deployed how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub(crate) enum Target {
+    /// Envoy with the autoid wasm filter (the filter configuration inside the bootstrap)
+    #[default]
+    EnvoyWasm,
+    /// Envoy with ext_authz to the agent's /v1/check (the filter configuration goes to the
+    /// agent: --filter-config FILE)
+    EnvoyExtAuthz,
+    /// nginx with auth_request to the agent's /v1/check (an nginx configuration; the filter
+    /// configuration goes to the agent: --filter-config FILE; docs/GATEWAYS.md)
+    Nginx,
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum GatewayCommand {
@@ -59,17 +73,10 @@ pub(crate) struct RenderArgs {
     /// values); the agent's config names it in `credentials_file`
     #[arg(long, value_name = "FILE")]
     agent_credentials: Option<PathBuf>,
-}
-
-/// What to render the definitions for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Target {
-    /// Envoy with the autoid wasm filter
-    EnvoyWasm,
-    /// Envoy with ext_authz to the agent's /v1/check
-    EnvoyExtAuthz,
-    /// nginx with auth_request to the agent's /v1/check (docs/GATEWAYS.md)
-    Nginx,
+    /// envoy-ext-authz: write the filter configuration the agent decides with here (mode 0600;
+    /// the agent's config names it in `check.filter_config`)
+    #[arg(long, value_name = "FILE")]
+    filter_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -77,13 +84,13 @@ struct CommonArgs {
     /// The config directory (gateway.json and apis/)
     #[arg(long, value_name = "DIR")]
     config: PathBuf,
-    /// The gateway to render for
-    #[arg(long, value_enum, default_value_t = Target::EnvoyWasm)]
-    target: Target,
     /// Write the paths Envoy opens (the .wasm, TLS files) relative to DIR, the directory Envoy
     /// runs in, instead of absolute
     #[arg(long, value_name = "DIR")]
     relative_to: Option<PathBuf>,
+    /// The deployment rendered
+    #[arg(long, value_enum, default_value_t = Target::EnvoyWasm)]
+    target: Target,
 }
 
 #[derive(Debug, Args)]
@@ -149,14 +156,49 @@ pub(crate) fn run_config(cmd: &ConfigCommand) -> Result<Outcome> {
 /// The admin socket's file name when the definitions name none: beside the rendered bootstrap.
 const ADMIN_SOCKET: &str = "envoy-admin.sock";
 
-/// Renders the bootstrap; `out` is where it will be written (the admin socket goes beside it).
-fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
+/// What render writes: the gateway's configuration, and for the agent-checked targets the
+/// filter configuration the agent decides with.
+struct Rendered {
+    gateway: String,
+    filter_config: Option<String>,
+}
+
+/// The agent-checked targets need the agent on a unix socket: the check carries the client's own
+/// `authorization`, so the agent's bearer token cannot travel with it.
+fn require_agent_socket(defs: &Definitions, target: Target) -> Result<()> {
+    let file = defs.dir.join("gateway.json");
+    match defs
+        .gateway
+        .directory
+        .as_ref()
+        .map(|d| (d, d.agent_address()))
+    {
+        Some((_, Some(defs::AgentAddress::Unix(_)))) => Ok(()),
+        Some((d, _)) => bail!(
+            "{}: directory.address: {:?}: --target {target:?} needs the agent on a unix socket              (unix:PATH)",
+            file.display(),
+            d.address
+        ),
+        None => bail!(
+            "{}: directory: --target {target:?} needs the agent (directory.address unix:PATH)",
+            file.display()
+        ),
+    }
+}
+
+/// Renders `common.target`; `out` is where it will be written (the admin socket goes beside it).
+fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
     let defs = Definitions::load(&common.config)?;
     let config = filter::build(&defs)?;
-    match common.target {
-        Target::EnvoyWasm => {}
-        Target::EnvoyExtAuthz => bail!("--target envoy-ext-authz: not in this build yet"),
-        Target::Nginx => return render_nginx(&defs, &config),
+    let configuration = filter::to_string(&config)?;
+    if common.target == Target::Nginx {
+        require_agent_socket(&defs, common.target)?;
+        let mut text = serde_json::to_string_pretty(&config)?;
+        text.push('\n');
+        return Ok(Rendered {
+            gateway: render_nginx(&defs, &config)?,
+            filter_config: Some(text),
+        });
     }
     let style = match &common.relative_to {
         Some(dir) => PathStyle::RelativeTo(dir.clone()),
@@ -193,9 +235,31 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
             _ => {}
         }
     }
-    let bootstrap = envoy::bootstrap(&defs, &filter::to_string(&config)?, &style, &admin_socket)?;
+    let (authz, filter_config) = match common.target {
+        Target::EnvoyWasm | Target::Nginx => (
+            Authz::Wasm {
+                configuration: &configuration,
+            },
+            None,
+        ),
+        Target::EnvoyExtAuthz => {
+            require_agent_socket(&defs, common.target)?;
+            let parsed = autoid_protocol::config::Config::from_json(configuration.as_bytes())
+                .map_err(|e| anyhow::anyhow!("the filter configuration: {e}"))?;
+            let mut text = serde_json::to_string_pretty(&config)?;
+            text.push('\n');
+            (
+                Authz::ExtAuthz(ExtAuthz {
+                    proof_header: parsed.proof_header.clone(),
+                    managed: parsed.all_managed_headers(),
+                }),
+                Some(text),
+            )
+        }
+    };
+    let bootstrap = envoy::bootstrap(&defs, &authz, &style, &admin_socket)?;
     let wasm = defs.resolve(&defs.gateway.plugin.wasm_file);
-    if !wasm.is_file() {
+    if common.target == Target::EnvoyWasm && !wasm.is_file() {
         eprintln!(
             "autoid: warning: {}: plugin.wasm_file {} does not exist (yet); run `make build`",
             common.config.join("gateway.json").display(),
@@ -204,7 +268,10 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<String> {
     }
     let mut text = serde_json::to_string_pretty(&bootstrap)?;
     text.push('\n');
-    Ok(text)
+    Ok(Rendered {
+        gateway: text,
+        filter_config,
+    })
 }
 
 /// The nginx configuration; its warnings on stderr.
@@ -228,7 +295,25 @@ fn report_written(args: &RenderArgs, file: &Path) {
 }
 
 fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
-    let text = render(&args.common, args.out.as_deref())?;
+    let rendered = render(&args.common, args.out.as_deref())?;
+    let text = rendered.gateway;
+    match (&rendered.filter_config, &args.filter_config) {
+        (Some(config), Some(file)) => {
+            // Private keys and epoch secrets when the definitions give them to the filter.
+            files::write_file(file, config.as_bytes(), SECRET_MODE, true)?;
+            report_written(args, file);
+        }
+        (Some(_), None) => bail!(
+            "--target {:?}: name where the agent's filter configuration goes with \
+             --filter-config FILE (the agent's `check.filter_config`)",
+            args.common.target
+        ),
+        (None, Some(_)) => bail!(
+            "--filter-config: only the agent-checked targets (envoy-ext-authz, nginx) write one; \
+             the envoy-wasm bootstrap carries the filter configuration itself"
+        ),
+        (None, None) => {}
+    }
     let defs = Definitions::load(&args.common.config)?;
     match (filter::agent_credentials(&defs)?, &args.agent_credentials) {
         (Some(creds), Some(file)) => {
@@ -319,7 +404,7 @@ fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
 }
 
 fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
-    let text = render(&args.common, None)?;
+    let text = render(&args.common, None)?.gateway;
     println!("definitions: ok");
     if args.common.target == Target::Nginx {
         return validate_nginx(args, &text);

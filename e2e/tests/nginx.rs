@@ -113,7 +113,9 @@ impl Gateway {
             .args(["gateway", "render", "--target", "nginx", "--config"])
             .arg(&config)
             .arg("--out")
-            .arg(&rendered))
+            .arg(&rendered)
+            .arg("--filter-config")
+            .arg(d.join("filter.json")))
         .unwrap();
         let nginx = Nginx::start(
             &nginx::binary().unwrap(),

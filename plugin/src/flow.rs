@@ -164,6 +164,15 @@ pub struct Flow {
     waiter: Option<Waiter>,
 }
 
+impl std::fmt::Debug for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flow")
+            .field("request_id", &self.request_id)
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The proxy's callbacks, one per event of the request.
 impl Flow {
     /// A request for a worker's `state` (`None`: the filter is not configured).

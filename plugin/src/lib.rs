@@ -34,6 +34,11 @@ pub mod store;
 mod wasm_host;
 mod worker;
 
+// The plugin is also an rlib: the agent drives the same logic over its native host to answer
+// gateways without wasm (`/v1/check`, issue 15).
+pub use flow::Flow;
+pub use worker::{State, TICK, Worker};
+
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|id| -> Box<dyn proxy_wasm::traits::RootContext> {

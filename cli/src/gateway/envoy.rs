@@ -304,8 +304,32 @@ fn route(api: &ApiDef, up: &Upstream) -> Value {
     })
 }
 
-fn route_config(name: &str, defs: &Definitions, hsts: Option<u64>) -> Value {
-    let routes: Vec<Value> = defs.apis.iter().map(|(_, a, u)| route(a, u)).collect();
+/// With ext_authz, a route also names its API to the agent (`x-autoid-api`, set by the
+/// `header_mutation` filter's per-route config) and removes every contract header before the
+/// request goes upstream.
+fn ext_authz_route(mut route: Value, api: &ApiDef) -> Value {
+    route["typed_per_filter_config"] = json!({
+        HEADER_MUTATION: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute",
+            "mutations": {"request_mutations": [set_header("x-autoid-api", &api.id)]}
+        }
+    });
+    let mut remove = CONTRACT_HEADERS.to_vec();
+    // The agent's answer header: a client's copy means nothing upstream either.
+    remove.push("x-autoid-status");
+    route["request_headers_to_remove"] = json!(remove);
+    route
+}
+
+fn route_config(name: &str, defs: &Definitions, hsts: Option<u64>, authz: &Authz<'_>) -> Value {
+    let routes: Vec<Value> = defs
+        .apis
+        .iter()
+        .map(|(_, a, u)| match authz {
+            Authz::Wasm { .. } => route(a, u),
+            Authz::ExtAuthz(_) => ext_authz_route(route(a, u), a),
+        })
+        .collect();
     let mut rc = json!({
         "name": name,
         "virtual_hosts": [{"name": "apis", "domains": ["*"], "routes": routes}]
@@ -349,13 +373,138 @@ fn wasm_filter(wasm: &str, configuration: &str) -> Value {
     })
 }
 
+/// How the listeners authenticate requests: the wasm filter, or ext_authz to the agent.
+#[derive(Debug)]
+pub(crate) enum Authz<'a> {
+    /// The autoid wasm filter with this configuration (JSON).
+    Wasm { configuration: &'a str },
+    /// `envoy.filters.http.ext_authz` (HTTP service) to the agent's `/v1/check`.
+    ExtAuthz(ExtAuthz),
+}
+
+/// What the ext_authz filter needs to know of the filter configuration.
+#[derive(Debug)]
+pub(crate) struct ExtAuthz {
+    /// The proof header's name.
+    pub(crate) proof_header: String,
+    /// Every header the filter manages (identity and credential headers of every API): the
+    /// agent may set them upstream, and must see the client's copies to remove them.
+    pub(crate) managed: Vec<String>,
+}
+
+/// The headers a gateway sends the agent's check (docs/GATEWAYS.md): set by Envoy, never the
+/// client's.
+pub(crate) const CONTRACT_HEADERS: [&str; 6] = [
+    "x-autoid-api",
+    "x-autoid-method",
+    "x-autoid-uri",
+    "x-autoid-authority",
+    "x-autoid-peer",
+    "x-autoid-tls",
+];
+/// The agent's check endpoint (Envoy appends the request's path).
+pub(crate) const CHECK_PATH: &str = "/v1/check";
+/// The longest Envoy waits for a check (the agent's own `check.timeout_ms` is 5 s by default).
+const CHECK_TIMEOUT_MS: u64 = 6_000;
+const HEADER_MUTATION: &str = "envoy.filters.http.header_mutation";
+
+fn set_header(name: &str, value: &str) -> Value {
+    json!({"append": {
+        "header": {"key": name, "value": value},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"
+    }})
+}
+
+fn exact_patterns<'a>(names: impl IntoIterator<Item = &'a str>) -> Value {
+    let mut names: Vec<&str> = names.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    json!({"patterns": names.iter().map(|n| json!({"exact": n, "ignore_case": true})).collect::<Vec<_>>()})
+}
+
+/// `header_mutation` (the contract headers, from what Envoy saw; the API's id per route) and
+/// `ext_authz` to the agent, before the router.
+fn ext_authz_filters(e: &ExtAuthz, tls: bool) -> Vec<Value> {
+    // Client copies of the contract headers are overwritten here; a request no route matches
+    // names the API `-`, which no definition has (the filter's unknown route: 403).
+    let mutations = vec![
+        set_header("x-autoid-api", "-"),
+        set_header("x-autoid-method", "%REQ(:METHOD)%"),
+        set_header("x-autoid-uri", "%REQ(:PATH)%"),
+        set_header("x-autoid-authority", "%REQ(:AUTHORITY)%"),
+        set_header("x-autoid-peer", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+        set_header("x-autoid-tls", if tls { "1" } else { "0" }),
+    ];
+    let mut to_agent: Vec<&str> = CONTRACT_HEADERS.to_vec();
+    to_agent.extend([
+        e.proof_header.as_str(),
+        "authorization",
+        "x-request-id",
+        "content-type",
+        "content-length",
+    ]);
+    to_agent.extend(e.managed.iter().map(String::as_str));
+    let upstream = e.managed.iter().map(String::as_str);
+    let client = [
+        "www-authenticate",
+        "retry-after",
+        "content-type",
+        "cache-control",
+    ];
+    vec![
+        json!({
+            "name": HEADER_MUTATION,
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": {"request_mutations": mutations}
+            }
+        }),
+        json!({
+            "name": "envoy.filters.http.ext_authz",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                "transport_api_version": "V3",
+                "failure_mode_allow": false,
+                "status_on_error": {"code": "ServiceUnavailable"},
+                "with_request_body": {
+                    "max_request_bytes": autoid_protocol::policy::MAX_BODY_BYTES,
+                    "allow_partial_message": false,
+                    "pack_as_bytes": true
+                },
+                "http_service": {
+                    "server_uri": {
+                        "uri": format!("http://{AGENT_SOCKET_AUTHORITY}"),
+                        "cluster": BRIDGE_CLUSTER,
+                        "timeout": millis(CHECK_TIMEOUT_MS)
+                    },
+                    "path_prefix": CHECK_PATH,
+                    "authorization_request": {"allowed_headers": exact_patterns(to_agent)},
+                    "authorization_response": {
+                        "allowed_upstream_headers": exact_patterns(upstream),
+                        "allowed_client_headers": exact_patterns(client)
+                    }
+                }
+            }
+        }),
+    ]
+}
+
 fn connection_manager(
     name: &str,
     defs: &Definitions,
     hsts: Option<u64>,
+    tls: bool,
+    authz: &Authz<'_>,
     wasm: &str,
-    configuration: &str,
 ) -> Value {
+    let mut http_filters = match authz {
+        Authz::Wasm { configuration } => vec![wasm_filter(wasm, configuration)],
+        Authz::ExtAuthz(e) => ext_authz_filters(e, tls),
+    };
+    http_filters.push(json!({
+        "name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    }));
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": name,
@@ -371,26 +520,43 @@ fn connection_manager(
         "merge_slashes": true,
         "path_with_escaped_slashes_action": "REJECT_REQUEST",
         "common_http_protocol_options": {"headers_with_underscores_action": "REJECT_REQUEST"},
-        "route_config": route_config(name, defs, hsts),
-        "http_filters": [
-            wasm_filter(wasm, configuration),
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
-            }
-        ]
+        "route_config": route_config(name, defs, hsts, authz),
+        "http_filters": http_filters
     });
+    let mut mappers = Vec::new();
+    if let Authz::ExtAuthz(_) = authz {
+        // No answer from the agent (down, timed out): the filter's uniform 503, not an empty
+        // one. (The first mapper that matches applies: it carries HSTS too.)
+        let mut unavailable = json!({
+            "filter": {"and_filter": {"filters": [
+                {"status_code_filter": {"comparison": {
+                    "op": "EQ",
+                    "value": {"default_value": 503, "runtime_key": "autoid.ext_authz_unavailable_status"}
+                }}},
+                {"response_flag_filter": {"flags": ["UAEX"]}}
+            ]}},
+            "body_format_override": {"json_format": {
+                "error": "unavailable",
+                "request_id": "%REQ(X-REQUEST-ID)%"
+            }}
+        });
+        if let Some(age) = hsts {
+            unavailable["headers_to_add"] = json!([hsts_header(age)]);
+        }
+        mappers.push(unavailable);
+    }
     if let Some(age) = hsts {
         // Local replies (the filter's 401/403/503, Envoy's own 404/503) carry HSTS too.
-        hcm["local_reply_config"] = json!({
-            "mappers": [{
-                "filter": {"status_code_filter": {"comparison": {
-                    "op": "GE",
-                    "value": {"default_value": 100, "runtime_key": "autoid.hsts_local_reply_min_status"}
-                }}},
-                "headers_to_add": [hsts_header(age)]
-            }]
-        });
+        mappers.push(json!({
+            "filter": {"status_code_filter": {"comparison": {
+                "op": "GE",
+                "value": {"default_value": 100, "runtime_key": "autoid.hsts_local_reply_min_status"}
+            }}},
+            "headers_to_add": [hsts_header(age)]
+        }));
+    }
+    if !mappers.is_empty() {
+        hcm["local_reply_config"] = json!({ "mappers": mappers });
     }
     if defs.gateway.access_log.unwrap_or(true) {
         hcm["access_log"] = json!([{
@@ -414,16 +580,19 @@ pub(crate) const CONNECTION_BUFFER_BYTES: usize = 2 * autoid_protocol::policy::M
 /// not say.
 pub(crate) fn bootstrap(
     defs: &Definitions,
-    configuration: &str,
+    authz: &Authz<'_>,
     style: &PathStyle,
     admin_socket: &Path,
 ) -> Result<Value> {
     let g = &defs.gateway;
-    let wasm = style.render(&defs.resolve(&g.plugin.wasm_file))?;
+    let wasm = match authz {
+        Authz::Wasm { .. } => style.render(&defs.resolve(&g.plugin.wasm_file))?,
+        Authz::ExtAuthz(_) => String::new(),
+    };
     let mut listeners = Vec::new();
     if let Some(h) = &g.listeners.https {
         let hsts = Some(h.hsts_max_age_secs.unwrap_or(DEFAULT_HSTS_SECS));
-        let hcm = connection_manager("autoid_https", defs, hsts, &wasm, configuration);
+        let hcm = connection_manager("autoid_https", defs, hsts, true, authz, &wasm);
         listeners.push(json!({
             "name": "autoid_https",
             "stat_prefix": "autoid_https",
@@ -457,7 +626,7 @@ pub(crate) fn bootstrap(
         }));
     }
     if let Some(h) = &g.listeners.http {
-        let hcm = connection_manager("autoid_http", defs, None, &wasm, configuration);
+        let hcm = connection_manager("autoid_http", defs, None, false, authz, &wasm);
         listeners.push(json!({
             "name": "autoid_http",
             "stat_prefix": "autoid_http",

@@ -70,6 +70,10 @@ pub struct Options {
     pub aws_role: bool,
     /// The agent's Redis timeout and the filter's `fleet_timeout_ms` (default 200 and 500).
     pub fleet_timeouts_ms: (u64, u64),
+    /// Envoy with ext_authz to the agent's `/v1/check` instead of the wasm filter
+    /// (`autoid gateway render --target envoy-ext-authz`); the agent decides with the filter
+    /// configuration render writes (`check.filter_config`).
+    pub ext_authz: bool,
 }
 
 /// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
@@ -99,6 +103,7 @@ impl Default for Options {
             fleet_redis: None,
             aws_role: false,
             fleet_timeouts_ms: (200, 500),
+            ext_authz: false,
         }
     }
 }
@@ -252,6 +257,9 @@ impl Stack {
                 directory["ca_file"] = json!(ca);
             }
         }
+        if options.ext_authz {
+            bridge_config["check"] = json!({"filter_config": d.join("filter.json"), "workers": 2});
+        }
         std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
 
         // The echo upstream on a free port it reports.
@@ -373,14 +381,20 @@ impl Stack {
             .unwrap();
         }
         let rendered = d.join("envoy.json");
-        run(Command::new(&autoid)
+        let mut render = Command::new(&autoid);
+        render
             .args(["gateway", "render", "--config"])
             .arg(&config)
             .arg("--out")
             .arg(&rendered)
             .arg("--agent-credentials")
-            .arg(d.join("agent-credentials.json")))
-        .unwrap();
+            .arg(d.join("agent-credentials.json"));
+        if options.ext_authz {
+            render
+                .args(["--target", "envoy-ext-authz", "--filter-config"])
+                .arg(d.join("filter.json"));
+        }
+        run(&mut render).unwrap();
 
         let bridge = Self::start_bridge(d, &agent, &agent_env);
 

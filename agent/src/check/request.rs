@@ -1,0 +1,164 @@
+//! The request a gateway describes (the contract's `x-autoid-*` headers, the client's headers
+//! and the body) as the filter would see it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::http::HeaderMap;
+
+use super::host::Described;
+
+/// The headers the gateway sets for the agent: never the client's, never seen by the filter.
+pub const CONTRACT_HEADERS: [&str; 6] = [
+    "x-autoid-api",
+    "x-autoid-method",
+    "x-autoid-uri",
+    "x-autoid-authority",
+    "x-autoid-peer",
+    "x-autoid-tls",
+];
+
+/// Hop-by-hop headers (RFC 9110 7.6.1), and `host` (the check request's own).
+const DROPPED: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    ":authority",
+];
+
+/// A contract header is missing or malformed: the gateway is misconfigured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// The one value of the contract header `name`.
+fn one<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Malformed> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => v
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .ok_or(Malformed(name)),
+        _ => Err(Malformed(name)),
+    }
+}
+
+/// The request the filter sees for a check request's `headers` and `body`.
+pub fn describe(headers: &HeaderMap, body: Vec<u8>) -> Result<Described, Malformed> {
+    let route = one(headers, "x-autoid-api")?;
+    let method = one(headers, "x-autoid-method")?;
+    if !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
+        return Err(Malformed("x-autoid-method"));
+    }
+    let uri = one(headers, "x-autoid-uri")?;
+    if !uri.starts_with('/') {
+        return Err(Malformed("x-autoid-uri"));
+    }
+    let authority = one(headers, "x-autoid-authority")?;
+    let peer: IpAddr = one(headers, "x-autoid-peer")?
+        .parse()
+        .map_err(|_| Malformed("x-autoid-peer"))?;
+    let tls = match one(headers, "x-autoid-tls")? {
+        "1" => true,
+        "0" => false,
+        _ => return Err(Malformed("x-autoid-tls")),
+    };
+    let mut described = vec![
+        (":method".to_owned(), method.to_owned()),
+        (":path".to_owned(), uri.to_owned()),
+        (":authority".to_owned(), authority.to_owned()),
+        (
+            ":scheme".to_owned(),
+            if tls { "https" } else { "http" }.to_owned(),
+        ),
+    ];
+    for (name, value) in headers {
+        let name = name.as_str();
+        if CONTRACT_HEADERS.contains(&name) || DROPPED.contains(&name) {
+            continue;
+        }
+        described.push((
+            name.to_owned(),
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ));
+    }
+    Ok(Described {
+        headers: described,
+        body,
+        route: route.to_owned(),
+        source: SocketAddr::new(peer, 0).to_string(),
+        tls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn contract() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("x-autoid-api", "payments"),
+            ("x-autoid-method", "POST"),
+            ("x-autoid-uri", "/payments/x?y=1"),
+            ("x-autoid-authority", "api.example.com"),
+            ("x-autoid-peer", "::1"),
+            ("x-autoid-tls", "1"),
+            ("x-autoid-proof", "v1.abc"),
+            ("host", "agent"),
+            ("connection", "close"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn the_contract_headers_become_the_request_line_route_and_peer() {
+        let d = describe(&contract(), b"body".to_vec()).unwrap();
+        assert_eq!(d.route, "payments");
+        assert_eq!(d.source, "[::1]:0");
+        assert!(d.tls);
+        let names: Vec<&str> = d.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                ":method",
+                ":path",
+                ":authority",
+                ":scheme",
+                "x-autoid-proof"
+            ]
+        );
+        assert_eq!(d.headers[1].1, "/payments/x?y=1");
+        assert_eq!(d.headers[2].1, "api.example.com");
+    }
+
+    #[test]
+    fn a_missing_duplicated_or_malformed_contract_header_is_named() {
+        for name in CONTRACT_HEADERS {
+            let mut h = contract();
+            h.remove(name);
+            assert_eq!(describe(&h, Vec::new()).err(), Some(Malformed(name)));
+            let mut h = contract();
+            h.append(name, HeaderValue::from_static("1"));
+            assert_eq!(describe(&h, Vec::new()).err(), Some(Malformed(name)));
+        }
+        for (name, bad) in [
+            ("x-autoid-peer", "10.0.0.1:443"),
+            ("x-autoid-tls", "yes"),
+            ("x-autoid-uri", "payments"),
+            ("x-autoid-method", "GET /"),
+        ] {
+            let mut h = contract();
+            h.insert(name, HeaderValue::from_static(bad));
+            assert_eq!(describe(&h, Vec::new()).err(), Some(Malformed(name)));
+        }
+    }
+}

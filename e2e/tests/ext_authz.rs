@@ -1,0 +1,288 @@
+//! Envoy with `ext_authz` to the agent's `/v1/check` (`autoid gateway render --target
+//! envoy-ext-authz`), no wasm: the same API definitions and clients, the same decisions as the
+//! wasm filter — credentials injected and the proof stripped, 401/403 as the filter answers them,
+//! client copies of managed and contract headers believed by neither the agent nor the upstream,
+//! HTTP/1.1 and HTTP/2 over TLS, bodies bound by the proof, and 503 when the agent is down.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::client::{Send, Wire, send};
+use common::{Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, eventually, request};
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A stack with Envoy ext_authz; proofs made from now on are past the agent's restart fence (the
+/// filter refuses proofs made in the second its replay table was created, as after a restart).
+fn start() -> Stack {
+    let s = Stack::start(&Options {
+        ext_authz: true,
+        ..Options::default()
+    });
+    let started = now_secs();
+    eventually(
+        "the second after the stack started",
+        Duration::from_secs(3),
+        || (now_secs() > started).then_some(()),
+    );
+    s
+}
+
+fn stack() -> &'static Stack {
+    static STACK: OnceLock<Stack> = OnceLock::new();
+    STACK.get_or_init(start)
+}
+
+/// The contract headers the gateway sets for the agent; none may reach the upstream.
+const CONTRACT: [&str; 6] = [
+    "x-autoid-api",
+    "x-autoid-method",
+    "x-autoid-uri",
+    "x-autoid-authority",
+    "x-autoid-peer",
+    "x-autoid-tls",
+];
+
+fn assert_denied(r: &Response, status: u16, error: &str) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"], error);
+    assert!(
+        r.json().get("upstream").is_none(),
+        "the upstream answered a denied request"
+    );
+    if status == 401 {
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\"")
+        );
+    }
+}
+
+#[test]
+fn an_allowed_request_reaches_the_upstream_with_credentials_and_without_the_proof() {
+    let s = stack();
+    // The client also sends its own copies of every header the gateway or the agent sets.
+    let r = s.get_as(
+        "alice",
+        "/payments/charges?limit=2",
+        &[
+            ("authorization", "Bearer stolen-or-forged"),
+            ("x-tenant", "evil"),
+            ("x-autoid-subject", "root"),
+            ("x-autoid-groups", "admins"),
+            ("x-autoid-api", "admin"),
+            ("x-autoid-method", "DELETE"),
+            ("x-autoid-uri", "/admin/"),
+            ("x-autoid-peer", "10.9.9.9"),
+            ("x-autoid-tls", "1"),
+            ("x-autoid-status", "200"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let echo = r.json();
+    assert_eq!(echo["path"], "/v1/charges?limit=2");
+    assert_eq!(r.echoed("authorization"), [PAYMENTS_CREDENTIAL]);
+    assert_eq!(r.echoed("x-tenant"), ["acme"]);
+    assert_eq!(r.echoed("x-autoid-subject"), ["alice"]);
+    assert_eq!(r.echoed("x-autoid-groups"), ["payments,reports"]);
+    let headers = echo["headers"].as_object().unwrap();
+    assert!(
+        headers.keys().all(|k| !k.contains("autoid-proof")),
+        "the proof reached the upstream: {echo}"
+    );
+    for name in CONTRACT.iter().chain(&["x-autoid-status"]) {
+        assert!(
+            r.echoed(name).is_empty(),
+            "{name} reached the upstream: {echo}"
+        );
+    }
+}
+
+#[test]
+fn missing_invalid_moved_and_replayed_proofs_are_401() {
+    let s = stack();
+    assert_denied(
+        &request(s.http, "GET", "/payments/x", &[]).unwrap(),
+        401,
+        "unauthorized",
+    );
+    let invalid = request(
+        s.http,
+        "GET",
+        "/payments/x",
+        &[(PROOF_HEADER, "v1.gw-1.AAAA.BBBB")],
+    )
+    .unwrap();
+    assert_denied(&invalid, 401, "unauthorized");
+
+    // A proof for another path, and for another method (whatever method the client claims).
+    let proof = s.prove_raw("alice", "GET", "/payments/other");
+    let moved = request(s.http, "GET", "/payments/x", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_denied(&moved, 401, "unauthorized");
+    let proof = s.prove_raw("alice", "GET", "/payments/x");
+    let posted = request(
+        s.http,
+        "POST",
+        "/payments/x",
+        &[
+            (PROOF_HEADER, &proof),
+            ("x-autoid-method", "GET"),
+            ("content-length", "0"),
+        ],
+    )
+    .unwrap();
+    assert_denied(&posted, 401, "unauthorized");
+
+    // The same proof twice: the second is a replay.
+    let proof = s.prove_raw("alice", "GET", "/payments/once");
+    let first = request(s.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let again = request(s.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_denied(&again, 401, "unauthorized");
+}
+
+#[test]
+fn a_subject_outside_the_required_groups_is_403_whatever_api_the_client_names() {
+    let s = stack();
+    assert_denied(&s.get_as("dave", "/payments/x", &[]), 403, "forbidden");
+    // alice is not in admins; naming payments as the API changes nothing.
+    let spoofed = s.get_as("alice", "/admin/x", &[("x-autoid-api", "payments")]);
+    assert_denied(&spoofed, 403, "forbidden");
+    assert_denied(&s.get_as("alice", "/off/x", &[]), 403, "forbidden");
+    // No route: Envoy's ext_authz does not ask, and its router answers 404 (the wasm filter
+    // answers 403 there); nothing goes upstream either way.
+    let nowhere = s.get_as("alice", "/no-such-api/x", &[("x-autoid-api", "payments")]);
+    assert_eq!(nowhere.status, 404);
+    assert!(!String::from_utf8_lossy(&nowhere.body).contains("autoid-demo-upstream"));
+}
+
+#[test]
+fn a_body_bound_proof_is_checked_against_the_body_envoy_forwards() {
+    let s = stack();
+    let url = format!("http://{}/payments/upload", s.http);
+    let body = b"{\"amount\": 12}";
+    let proof = s.prove_body("alice", "POST", &url, Some(body));
+    for (sent, status) in [(&b"{\"amount\": 99}"[..], 401), (&body[..], 200)] {
+        let req = Send::new("POST", "/payments/upload")
+            .header(PROOF_HEADER, &proof)
+            .header("content-type", "application/json")
+            .body(sent, 5);
+        let r = send(s.http, Wire::Http1Length, &req).unwrap();
+        assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+        if status == 200 {
+            assert_eq!(r.json()["body_bytes"], body.len());
+        }
+    }
+}
+
+/// `curl` over TLS with a fresh proof: the HTTP version, the status and the body.
+fn curl(s: &Stack, http: &str, path: &str) -> (String, u16, String) {
+    let url = format!("https://127.0.0.1:{}{path}", s.https.port());
+    let proof = s.prove("alice", "GET", &url);
+    let out = Command::new("curl")
+        .args(["-sS", http, "-H", &format!("{PROOF_HEADER}: {proof}")])
+        .args(["-H", "x-autoid-subject: root"])
+        .arg("--cacert")
+        .arg(s.path("tls/ca.pem"))
+        .args(["-w", "\n%{http_version} %{http_code}"])
+        .arg(&url)
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, last) = stdout.rsplit_once('\n').unwrap();
+    let (version, status) = last.split_once(' ').unwrap();
+    (version.to_owned(), status.parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn tls_on_http1_and_http2_is_allowed_with_the_identity_injected() {
+    let s = stack();
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let (v, status, body) = curl(s, flag, &format!("/payments/tls-{version}"));
+        assert_eq!((v.as_str(), status), (version, 200), "{body}");
+        let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            echo["headers"]["x-autoid-subject"],
+            serde_json::json!(["alice"])
+        );
+        assert_eq!(
+            echo["headers"]["authorization"],
+            serde_json::json!([PAYMENTS_CREDENTIAL])
+        );
+        assert!(echo["headers"].get(PROOF_HEADER).is_none(), "{echo}");
+    }
+}
+
+#[test]
+fn with_the_agent_down_every_request_is_503_with_the_uniform_body() {
+    // Its own stack: the others keep their agent.
+    let mut s = start();
+    let proof = s.prove_raw("alice", "GET", "/payments/down");
+    s.kill_bridge();
+    let r = request(s.http, "GET", "/payments/down", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    // The uniform body; the request id is Envoy's (it replaces an external client's).
+    let body = r.json();
+    assert_eq!(body["error"], "unavailable");
+    assert!(
+        body["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty() && id != "-"),
+        "{body}"
+    );
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    assert!(r.json().get("upstream").is_none());
+}
+
+#[test]
+fn the_bootstrap_holds_no_filter_configuration_and_no_secret() {
+    let s = stack();
+    let bootstrap = std::fs::read_to_string(s.path("envoy.json")).unwrap();
+    let filter = std::fs::read_to_string(s.path("filter.json")).unwrap();
+    let epoch: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("ep-1.epoch.json")).unwrap()).unwrap();
+    let secret = epoch["secret"].as_str().unwrap();
+    // The agent's filter configuration has them (the definitions give the filter the key and
+    // the epoch); Envoy's bootstrap has none.
+    for (what, value) in [
+        ("a private key", "PRIVATE KEY"),
+        ("the epoch secret", secret),
+        ("the inline credential", PAYMENTS_CREDENTIAL),
+    ] {
+        assert!(
+            filter.contains(value),
+            "{what} not in the filter configuration"
+        );
+        assert!(!bootstrap.contains(value), "{what} in Envoy's bootstrap");
+    }
+    assert!(!bootstrap.contains("envoy.filters.http.wasm"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.path("filter.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the filter configuration holds secrets"
+    );
+}
