@@ -1,6 +1,10 @@
 //! nginx in front of the APIs, rendered by `autoid gateway render --target nginx` and started by
 //! the tests (Debian's nginx, `-p <tmpdir>`): TLS (Mozilla intermediate, HSTS, HTTP/1.1 and
-//! HTTP/2), what nginx answers itself, and what it answers when no agent does.
+//! HTTP/2), what nginx answers itself, what it answers when no agent does, and — beside the
+//! e2e stack's agent with its `/v1/check` (slapd, the demo upstream) — the same decisions as the
+//! wasm filter: credentials injected and the proof stripped, 401 (missing, invalid, replayed,
+//! moved to another path or method, body-bound), 403, spoofed managed and contract headers
+//! reaching neither the agent nor the upstream, HTTP Basic over TLS, the agent down → 503.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -9,12 +13,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use autoid_testkit::nginx::{self, Nginx};
 use autoid_testkit::process::run;
 use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{free_port, paths};
-use common::{bin, request};
+use common::{
+    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, bin, eventually, request,
+};
 use serde_json::json;
 
 const HSTS: &str = "max-age=63072000";
@@ -329,4 +336,348 @@ fn validate_runs_nginx_t_and_reports_its_error() {
     assert_eq!(rejected.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("rejected"), "{stdout}");
     assert!(stdout.contains("missing.pem"), "{stdout}");
+}
+
+/// nginx in front of a [`Stack`]'s agent and upstream: the stack's API definitions (rendered
+/// again with --target nginx, on ports of its own), the agent's `/v1/check` deciding with the
+/// same filter configuration as the stack's Envoy ext_authz.
+struct Front {
+    nginx: Nginx,
+    http: SocketAddr,
+    https: SocketAddr,
+}
+
+impl Front {
+    fn start(s: &Stack) -> Front {
+        let config = s.path("gateway-nginx");
+        std::fs::create_dir_all(config.join("apis")).unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        let https: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
+            .parse()
+            .unwrap();
+        let mut gateway: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.path("gateway/gateway.json")).unwrap())
+                .unwrap();
+        gateway["listeners"]["http"]["port"] = json!(http.port());
+        gateway["listeners"]["https"]["port"] = json!(https.port());
+        std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
+        for api in std::fs::read_dir(s.path("gateway/apis")).unwrap() {
+            let api = api.unwrap().path();
+            std::fs::copy(&api, config.join("apis").join(api.file_name().unwrap())).unwrap();
+        }
+        let rendered = s.path("nginx.conf");
+        run(Command::new(bin("autoid").unwrap())
+            .args(["gateway", "render", "--target", "nginx", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&rendered)
+            .arg("--filter-config")
+            .arg(s.path("filter-nginx.json")))
+        .unwrap();
+        // The agent decides with the stack's filter.json: the same definitions give the same
+        // filter configuration whichever gateway asks.
+        assert_eq!(
+            std::fs::read_to_string(s.path("filter-nginx.json")).unwrap(),
+            std::fs::read_to_string(s.path("filter.json")).unwrap()
+        );
+        let nginx = Nginx::start(
+            &nginx::binary().unwrap(),
+            &rendered,
+            &s.path("nginx"),
+            &[http, https],
+        )
+        .unwrap();
+        Front { nginx, http, https }
+    }
+
+    /// A proof for `subject` and `method http://<nginx>path`.
+    fn prove(&self, s: &Stack, subject: &str, method: &str, path: &str) -> String {
+        s.prove(subject, method, &format!("http://{}{path}", self.http))
+    }
+
+    /// `GET path` with a fresh proof for `subject` plus `headers`, over plain HTTP.
+    fn get_as(&self, s: &Stack, subject: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let proof = self.prove(s, subject, "GET", path);
+        let mut all: Vec<(&str, &str)> = vec![(PROOF_HEADER, proof.as_str())];
+        all.extend_from_slice(headers);
+        request(self.http, "GET", path, &all).expect("nginx answers")
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The e2e stack with the agent's check on (its Envoy speaks ext_authz) and nginx in front of
+/// it; proofs made from now on are past the agent's restart fence.
+fn start_with_agent() -> (Stack, Front) {
+    let s = Stack::start(&Options {
+        ext_authz: true,
+        ..Options::default()
+    });
+    let front = Front::start(&s);
+    let started = now_secs();
+    eventually(
+        "the second after the stack started",
+        Duration::from_secs(3),
+        || (now_secs() > started).then_some(()),
+    );
+    (s, front)
+}
+
+fn checked() -> &'static (Stack, Front) {
+    static STACK: OnceLock<(Stack, Front)> = OnceLock::new();
+    STACK.get_or_init(start_with_agent)
+}
+
+/// The contract headers nginx sets for the agent, and the agent's status: none reaches the
+/// upstream.
+const CONTRACT: [&str; 7] = [
+    "x-autoid-api",
+    "x-autoid-method",
+    "x-autoid-uri",
+    "x-autoid-authority",
+    "x-autoid-peer",
+    "x-autoid-tls",
+    "x-autoid-status",
+];
+
+fn assert_denied(r: &Response, status: u16, error: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let body = r.json();
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    assert!(body.get("upstream").is_none(), "the upstream answered");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    if status == 401 {
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\"")
+        );
+    }
+}
+
+#[test]
+fn checked_an_allowed_request_reaches_the_upstream_with_credentials_and_without_the_proof() {
+    let (s, f) = checked();
+    let r = f.get_as(
+        s,
+        "alice",
+        "/payments/charges?limit=2",
+        &[
+            ("authorization", "Bearer stolen-or-forged"),
+            ("x-tenant", "evil"),
+            ("x-autoid-subject", "root"),
+            ("x-autoid-groups", "admins"),
+            ("x_autoid_subject", "root"),
+            ("x-autoid-api", "admin"),
+            ("x-autoid-method", "DELETE"),
+            ("x-autoid-uri", "/admin/"),
+            ("x-autoid-authority", "elsewhere"),
+            ("x-autoid-peer", "10.9.9.9"),
+            ("x-autoid-tls", "1"),
+            ("x-autoid-status", "200"),
+            ("x-request-id", "rid-allowed"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let echo = r.json();
+    assert_eq!(echo["path"], "/v1/charges?limit=2");
+    assert_eq!(r.echoed("authorization"), [PAYMENTS_CREDENTIAL]);
+    assert_eq!(r.echoed("x-tenant"), ["acme"]);
+    assert_eq!(r.echoed("x-autoid-subject"), ["alice"]);
+    assert_eq!(r.echoed("x-autoid-groups"), ["payments,reports"]);
+    assert_eq!(r.echoed("x-request-id"), ["rid-allowed"]);
+    let headers = echo["headers"].as_object().unwrap();
+    assert!(
+        headers
+            .keys()
+            .all(|k| !k.contains("autoid-proof") && !k.contains('_')),
+        "{echo}"
+    );
+    for name in CONTRACT {
+        assert!(
+            r.echoed(name).is_empty(),
+            "{name} reached the upstream: {echo}"
+        );
+    }
+    // The client's forged credential is logged nowhere by the agent.
+    let log = std::fs::read_to_string(s.path("bridge.log")).unwrap_or_default();
+    assert!(!log.contains("stolen-or-forged"));
+}
+
+#[test]
+fn checked_missing_invalid_moved_and_replayed_proofs_are_401() {
+    let (s, f) = checked();
+    assert_denied(
+        &request(f.http, "GET", "/payments/x", &[]).unwrap(),
+        401,
+        "unauthorized",
+    );
+    let invalid = request(
+        f.http,
+        "GET",
+        "/payments/x",
+        &[(PROOF_HEADER, "v1.gw-1.AAAA.BBBB")],
+    )
+    .unwrap();
+    assert_denied(&invalid, 401, "unauthorized");
+    // A proof for another path; for another method (whatever method the client claims).
+    let proof = f.prove(s, "alice", "GET", "/payments/other");
+    let moved = request(f.http, "GET", "/payments/x", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_denied(&moved, 401, "unauthorized");
+    let proof = f.prove(s, "alice", "GET", "/payments/x");
+    let posted = request(
+        f.http,
+        "POST",
+        "/payments/x",
+        &[
+            (PROOF_HEADER, &proof),
+            ("x-autoid-method", "GET"),
+            ("content-length", "0"),
+        ],
+    )
+    .unwrap();
+    assert_denied(&posted, 401, "unauthorized");
+    // A proof made for Envoy's listener is bound to its authority, not nginx's.
+    let envoy = s.prove("alice", "GET", &format!("http://{}/payments/x", s.http));
+    let elsewhere = request(f.http, "GET", "/payments/x", &[(PROOF_HEADER, &envoy)]).unwrap();
+    assert_denied(&elsewhere, 401, "unauthorized");
+    // The same proof twice: the second is a replay.
+    let proof = f.prove(s, "alice", "GET", "/payments/once");
+    let first = request(f.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = request(f.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_denied(&again, 401, "unauthorized");
+}
+
+#[test]
+fn checked_a_body_bound_proof_is_refused_since_nginx_cannot_forward_the_body() {
+    let (s, f) = checked();
+    let url = format!("http://{}/payments/upload", f.http);
+    let body = "{\"amount\": 12}";
+    let proof = s.prove_body("alice", "POST", &url, Some(body.as_bytes()));
+    let len = body.len().to_string();
+    let r = request(
+        f.http,
+        "POST",
+        "/payments/upload",
+        &[
+            (PROOF_HEADER, &proof),
+            ("content-type", "application/json"),
+            ("content-length", &len),
+        ],
+    )
+    .unwrap();
+    assert_denied(&r, 401, "unauthorized");
+}
+
+#[test]
+fn checked_a_subject_outside_the_required_groups_is_403_whatever_api_the_client_names() {
+    let (s, f) = checked();
+    assert_denied(&f.get_as(s, "dave", "/payments/x", &[]), 403, "forbidden");
+    let spoofed = f.get_as(s, "alice", "/admin/x", &[("x-autoid-api", "payments")]);
+    assert_denied(&spoofed, 403, "forbidden");
+    assert_denied(&f.get_as(s, "alice", "/off/x", &[]), 403, "forbidden");
+    let nowhere = f.get_as(
+        s,
+        "alice",
+        "/no-such-api/x",
+        &[("x-autoid-api", "payments")],
+    );
+    assert_denied(&nowhere, 403, "forbidden");
+}
+
+#[test]
+fn checked_tls_on_http1_and_http2_is_allowed_with_hsts_and_the_identity_injected() {
+    let (s, f) = checked();
+    for (flag, version) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        let path = format!("/payments/tls-{version}");
+        let url = format!("https://127.0.0.1:{}{path}", f.https.port());
+        let proof = s.prove("alice", "GET", &url);
+        let out = Command::new("curl")
+            .args(["-sS", "-i", flag, "-H", &format!("{PROOF_HEADER}: {proof}")])
+            .args(["-H", "x-autoid-subject: root"])
+            .arg("--cacert")
+            .arg(s.path("tls/ca.pem"))
+            .arg(&url)
+            .output()
+            .expect("curl (apt-get install -y curl)");
+        let (v, status, headers, body) = head(&out);
+        assert_eq!((v.as_str(), status), (version, 200), "{body}");
+        assert_eq!(header(&headers, "strict-transport-security"), [HSTS]);
+        let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(echo["headers"]["x-autoid-subject"], json!(["alice"]));
+        assert_eq!(
+            echo["headers"]["authorization"],
+            json!([PAYMENTS_CREDENTIAL])
+        );
+        assert_eq!(echo["headers"]["x-forwarded-proto"], json!(["https"]));
+        assert!(echo["headers"].get(PROOF_HEADER).is_none(), "{echo}");
+    }
+}
+
+#[test]
+fn checked_http_basic_over_tls_reaches_the_upstream_without_the_password() {
+    let (s, f) = checked();
+    let url = format!("https://127.0.0.1:{}/legacy/report", f.https.port());
+    let curl = |user: &str| {
+        Command::new("curl")
+            .args(["-sS", "-i", "-u", user])
+            .arg("--cacert")
+            .arg(s.path("tls/ca.pem"))
+            .arg(&url)
+            .output()
+            .expect("curl (apt-get install -y curl)")
+    };
+    let (_, status, _, body) = head(&curl("test:test123"));
+    assert_eq!(status, 200, "{body}");
+    let echo: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(echo["headers"]["x-autoid-subject"], json!(["test"]));
+    assert_eq!(
+        echo["headers"]["x-legacy-key"],
+        json!(["legacy-upstream-key"])
+    );
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    let (_, status, headers, body) = head(&curl("test:wrong"));
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        header(&headers, "www-authenticate"),
+        ["Basic realm=\"e2e legacy\", charset=\"UTF-8\""]
+    );
+    // Basic without TLS on an API that takes it over TLS only: the filter's 403.
+    let plain = request(
+        f.http,
+        "GET",
+        "/legacy/report",
+        &[("authorization", "Basic dGVzdDp0ZXN0MTIz")],
+    )
+    .unwrap();
+    assert_denied(&plain, 403, "forbidden");
+}
+
+#[test]
+fn checked_with_the_agent_down_every_request_is_503_with_the_uniform_body() {
+    // Its own stack: the others keep their agent.
+    let (mut s, f) = start_with_agent();
+    let r = f.get_as(&s, "alice", "/payments/up", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let proof = f.prove(&s, "alice", "GET", "/payments/down");
+    s.kill_bridge();
+    let r = request(
+        f.http,
+        "GET",
+        "/payments/down",
+        &[(PROOF_HEADER, &proof), ("x-request-id", "rid-down")],
+    )
+    .unwrap();
+    assert_denied(&r, 503, "unavailable");
+    assert_eq!(r.json()["request_id"], "rid-down");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(f.nginx.error_log().contains("/_autoid/check/payments"));
 }

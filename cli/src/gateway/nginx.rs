@@ -19,6 +19,17 @@ use super::filter::AGENT_SOCKET_AUTHORITY;
 pub(crate) const CHECK_PATH: &str = "/v1/check";
 /// The internal location prefix of the per-API check subrequests.
 const CHECK_LOCATION: &str = "/_autoid/check/";
+/// The headers the check subrequest carries to the agent (the contract's), and the agent's
+/// status header: cleared on the upstream request.
+const CONTRACT_HEADERS: [&str; 7] = [
+    "x-autoid-api",
+    "x-autoid-method",
+    "x-autoid-uri",
+    "x-autoid-authority",
+    "x-autoid-peer",
+    "x-autoid-tls",
+    "x-autoid-status",
+];
 /// The nginx upstream of the agent.
 const AGENT_UPSTREAM: &str = "autoid_agent";
 /// The longest chain of agent answers one check may wait on (session, subject key, directory,
@@ -432,6 +443,10 @@ fn api_location(
          {i3}proxy_set_header {} \"\";",
         config.proof_header
     );
+    // The contract's headers are the check's; a client's copies go nowhere.
+    for name in CONTRACT_HEADERS {
+        let _ = writeln!(out, "{i3}proxy_set_header {name} \"\";");
+    }
     for name in managed {
         if injected.contains(&name.as_str()) {
             let _ = writeln!(out, "{i3}proxy_set_header {name} {};", var(name));
@@ -779,7 +794,12 @@ mod tests {
                 .text
                 .matches(&format!("proxy_set_header x-autoid-{h} "))
                 .count();
-            assert_eq!(set, 4, "x-autoid-{h}: 2 APIs × 2 servers");
+            let cleared = r
+                .text
+                .matches(&format!("proxy_set_header x-autoid-{h} \"\";"))
+                .count();
+            assert_eq!(set - cleared, 4, "x-autoid-{h}: 2 APIs × 2 servers");
+            assert_eq!(cleared, 4, "x-autoid-{h}: cleared upstream");
         }
         assert!(r.text.contains("server unix:"), "{}", r.text);
         assert!(r.text.contains("/agent.sock;"));
@@ -821,6 +841,9 @@ mod tests {
                 )));
             }
             assert!(block.contains("auth_request /_autoid/check/payments;"));
+            for name in CONTRACT_HEADERS {
+                assert!(block.contains(&format!("proxy_set_header {name} \"\";")), "{name}");
+            }
             assert!(block.contains("proxy_pass http://autoid_api_payments/v1/payments/;"));
             assert!(block.contains("proxy_set_header Host \"127.0.0.1:9000\";"));
         }
