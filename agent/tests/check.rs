@@ -34,23 +34,34 @@ struct Checked {
     socket: PathBuf,
     epoch: Epoch,
     proc: Proc,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Checked {
     fn start() -> Checked {
+        Checked::start_with(None, None)
+    }
+
+    /// With `redis`: fleet replay scope, the agent claiming nonces in that Redis. With `shared`:
+    /// the gateway key and epoch of another agent (a second replica of the same gateway).
+    fn start_with(redis: Option<&str>, shared_with: Option<&Checked>) -> Checked {
         let slapd = shared();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let key_file = d.join("gw-1.key.pem");
         std::fs::write(&key_file, gateway_key().to_pem().unwrap()).unwrap();
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).unwrap();
-        let epoch = Epoch::new("ep-1", secret, 65536, 64).unwrap();
+        let epoch = match shared_with {
+            Some(other) => Epoch::from_json(&other.epoch.to_json()).unwrap(),
+            None => {
+                let mut secret = [0u8; 32];
+                getrandom::fill(&mut secret).unwrap();
+                Epoch::new("ep-1", secret, 65536, 64).unwrap()
+            }
+        };
         let epoch_json: Value = serde_json::from_str(&epoch.to_json()).unwrap();
         let agent_at =
             json!({"cluster": "autoid_agent", "authority": "autoid-agent", "timeout_ms": 3000});
-        let filter = json!({
+        let mut filter = json!({
             "agent": agent_at,
             "directory": {"cluster": "autoid_agent", "authority": "autoid-agent", "timeout_ms": 3000,
                           "positive_ttl_secs": 60, "negative_ttl_secs": 10},
@@ -64,9 +75,12 @@ impl Checked {
                 }
             }
         });
+        if redis.is_some() {
+            filter["replay"] = json!({"scope": "fleet", "fleet_timeout_ms": 1000});
+        }
         std::fs::write(d.join("filter.json"), filter.to_string()).unwrap();
         let socket = d.join("agent.sock");
-        let config = json!({
+        let mut config = json!({
             "listen": format!("unix:{}", socket.display()),
             "request_timeout_ms": 4000,
             "ldap": {
@@ -83,6 +97,9 @@ impl Checked {
             // Relative: to this file.
             "check": {"filter_config": "filter.json", "workers": 2}
         });
+        if let Some(url) = redis {
+            config["replay"] = json!({"redis_url": url, "timeout_ms": 500});
+        }
         let cfg = d.join("agent.json");
         std::fs::write(&cfg, config.to_string()).unwrap();
         let proc = agent::start(
@@ -105,7 +122,7 @@ impl Checked {
             socket,
             epoch,
             proc,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -368,6 +385,77 @@ fn of_concurrent_identical_proofs_exactly_one_is_allowed() {
         1,
         "{statuses:?}\n{}",
         a.log()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 401),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn sighup_applies_a_changed_filter_configuration_and_keeps_the_old_one_when_invalid() {
+    let a = Checked::start();
+    let file = a.dir.path().join("filter.json");
+    let mut filter: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let hangup = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &a.proc.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    let key_now = || {
+        let proof = a.prove("alice", "GET", "/payments/x");
+        let r = a.check("GET", "/payments/x", Some(&proof), &[]);
+        assert_eq!(r.status, 200, "{r:?}\n{}", a.log());
+        r.header("x-api-key").map(str::to_owned)
+    };
+    assert_eq!(key_now().as_deref(), Some(API_KEY));
+
+    // An invalid file: logged, the running configuration stays.
+    std::fs::write(&file, r#"{"apis": 5}"#).unwrap();
+    hangup();
+    agent_logged(&a, "the check's filter configuration stays as it was");
+    assert_eq!(key_now().as_deref(), Some(API_KEY));
+
+    filter["apis"]["payments"]["inject"]["x-api-key"] = json!("rotated-key");
+    std::fs::write(&file, filter.to_string()).unwrap();
+    hangup();
+    agent_logged(&a, "reloaded the check's filter configuration");
+    assert_eq!(key_now().as_deref(), Some("rotated-key"));
+}
+
+#[test]
+fn in_fleet_scope_a_proof_is_allowed_once_across_replicas_through_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = autoid_testkit::redis::Redis::start(&dir.path().join("redis.log")).unwrap();
+    let a = Checked::start_with(Some(&redis.url()), None);
+    let b = Checked::start_with(Some(&redis.url()), Some(&a));
+    // Each replica alone allows a fresh proof (the claim goes to Redis from the worker's root).
+    for r in [&a, &b] {
+        let proof = r.prove("alice", "GET", "/payments/x");
+        let ok = r.check("GET", "/payments/x", Some(&proof), &[]);
+        assert_eq!(ok.status, 200, "{ok:?}\n{}", r.log());
+    }
+    // The same proof sent to both replicas at once, several times each: one 200 in all.
+    let proof = a.prove("bob", "GET", "/payments/x");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let r = if i % 2 == 0 { &a } else { &b };
+                let proof = &proof;
+                s.spawn(move || r.check("GET", "/payments/x", Some(proof), &[]).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}\n{}\n{}",
+        a.log(),
+        b.log()
     );
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 401),

@@ -84,6 +84,60 @@ impl Directory {
         })
     }
 
+    /// Arm (x): another agent on this slapd, on its own socket `dir/<name>.check.sock`, that
+    /// answers `/v1/check` with `filter_config` (one check worker, as Envoy runs one worker per
+    /// arm); stopped when dropped.
+    pub fn start_checker(
+        &self,
+        bridge_bin: &Path,
+        dir: &Path,
+        name: &str,
+        filter_config: &str,
+    ) -> Result<Checker> {
+        let socket = dir.join(format!("{name}.check.sock"));
+        let filter_file = dir.join(format!("{name}.filter.json"));
+        write_private(&filter_file, filter_config.as_bytes())?;
+        let config = serde_json::json!({
+            "listen": format!("unix:{}", socket.display()),
+            "ldap": {
+                "url": self.slapd.ldap_url,
+                "starttls": true,
+                "ca_file": self.slapd.ca_file,
+                "bind_dn": slapd::BRIDGE_DN,
+                "bind_password_file": self.slapd.bridge_password_file(),
+                "pool_size": 1
+            },
+            "users": { "base": slapd::BASE },
+            "groups": { "base": format!("ou=groups,{}", slapd::BASE) },
+            "check": { "filter_config": filter_file, "workers": 1 }
+        });
+        let config_file = dir.join(format!("{name}.agent.json"));
+        write_private(
+            &config_file,
+            serde_json::to_string_pretty(&config)?.as_bytes(),
+        )?;
+        let proc = agent::start(
+            bridge_bin,
+            &config_file,
+            &[("AUTOID_BRIDGE_LOG", "warn")],
+            &dir.join(format!("{name}.agent.log")),
+            || agent::ready_on_socket(&socket),
+        )?;
+        // The filter's restart fence refuses proofs made in the second its replay table was
+        // created (as after an Envoy restart): the run's proofs are made after this returns.
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        while std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+            <= started
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(Checker { proc, socket })
+    }
+
     /// The bridge's pid.
     pub fn bridge_pid(&self) -> u32 {
         self.bridge.pid()
@@ -97,5 +151,20 @@ impl Directory {
     /// slapd's pid.
     pub fn slapd_pid(&self) -> u32 {
         self.slapd.pid
+    }
+}
+
+/// Arm (x)'s checking agent (stopped when dropped).
+#[derive(Debug)]
+pub struct Checker {
+    proc: Proc,
+    /// Its unix socket.
+    pub socket: PathBuf,
+}
+
+impl Checker {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 }

@@ -61,6 +61,57 @@ pub fn jwt_filter(issuer: &str, jwks: &str) -> Value {
     })
 }
 
+/// Arm (x)'s filters, as `autoid gateway render --target envoy-ext-authz` renders them for one
+/// API: `header_mutation` sets the check contract's headers (the API is the bench route), then
+/// `ext_authz` (HTTP service) asks the agent on `cluster` at `/v1/check`.
+pub fn ext_authz_filters(cluster: &str) -> Vec<Value> {
+    let set = |name: &str, value: &str| {
+        json!({ "append": {
+            "header": { "key": name, "value": value },
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"
+        } })
+    };
+    let exact = |names: &[&str]| json!({ "patterns": names.iter().map(|n| json!({ "exact": n, "ignore_case": true })).collect::<Vec<_>>() });
+    vec![
+        json!({
+            "name": "envoy.filters.http.header_mutation",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                "mutations": { "request_mutations": [
+                    set("x-autoid-api", ROUTE_NAME),
+                    set("x-autoid-method", "%REQ(:METHOD)%"),
+                    set("x-autoid-uri", "%REQ(:PATH)%"),
+                    set("x-autoid-authority", "%REQ(:AUTHORITY)%"),
+                    set("x-autoid-peer", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+                    set("x-autoid-tls", "0")
+                ] }
+            }
+        }),
+        json!({
+            "name": "envoy.filters.http.ext_authz",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                "transport_api_version": "V3",
+                "failure_mode_allow": false,
+                "status_on_error": { "code": "ServiceUnavailable" },
+                "http_service": {
+                    "server_uri": { "uri": "http://autoid-agent", "cluster": cluster, "timeout": "6s" },
+                    "path_prefix": "/v1/check",
+                    "authorization_request": { "allowed_headers": exact(&[
+                        "x-autoid-api", "x-autoid-method", "x-autoid-uri", "x-autoid-authority",
+                        "x-autoid-peer", "x-autoid-tls", "x-autoid-proof", "authorization",
+                        "x-request-id", "x-autoid-subject"
+                    ]) },
+                    "authorization_response": {
+                        "allowed_upstream_headers": exact(&["authorization", "x-autoid-subject"]),
+                        "allowed_client_headers": exact(&["www-authenticate", "content-type", "retry-after"])
+                    }
+                }
+            }
+        }),
+    ]
+}
+
 /// A cluster on a unix socket (Envoy's `pipe` address), as `autoid gateway render` makes the
 /// agent's.
 pub fn pipe_cluster(name: &str, socket: &std::path::Path) -> Value {

@@ -62,8 +62,8 @@ pub struct Options {
     pub new_sessions_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
     /// g warm with fleet replay in Redis, h cold through the agent, i HTTP Basic with the bind
-    /// remembered).
-    #[arg(long, default_value = "afbcdeghi")]
+    /// remembered, x Envoy ext_authz to the agent's /v1/check, warm).
+    #[arg(long, default_value = "afbcdeghix")]
     pub arms: String,
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
@@ -124,6 +124,10 @@ pub enum Arm {
     /// (i) autoid HTTP Basic (`ldap_basic`), the bind remembered by the filter: one directory
     /// bind per worker, then the keyed-hash lookup per request.
     Basic,
+    /// (x) Envoy `ext_authz` (HTTP service) to the agent's `/v1/check`, which decides with the
+    /// warm arm's filter configuration (the filter's own logic, natively): the same unique-proof
+    /// load as (c), with no wasm in Envoy.
+    ExtAuthz,
 }
 
 impl Arm {
@@ -138,6 +142,7 @@ impl Arm {
             'h' => Arm::ColdAgent,
             'g' => Arm::Fleet,
             'i' => Arm::Basic,
+            'x' => Arm::ExtAuthz,
             _ => return None,
         })
     }
@@ -154,6 +159,7 @@ impl Arm {
             Arm::ColdAgent => 'h',
             Arm::Fleet => 'g',
             Arm::Basic => 'i',
+            Arm::ExtAuthz => 'x',
         }
     }
 
@@ -169,6 +175,7 @@ impl Arm {
             Arm::ColdAgent => "autoid cold, RSA in the agent",
             Arm::Fleet => "autoid warm, fleet replay (Redis)",
             Arm::Basic => "autoid HTTP Basic, bind remembered",
+            Arm::ExtAuthz => "Envoy ext_authz -> agent, warm",
         }
     }
 
@@ -188,7 +195,7 @@ impl Arm {
     fn needs_bridge(self) -> bool {
         matches!(
             self,
-            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic
+            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic | Arm::ExtAuthz
         )
     }
 }
@@ -256,6 +263,8 @@ struct Bench<'a> {
 }
 
 const PROOF_HEADER: &str = "x-autoid-proof";
+/// Arm (x)'s cluster: the checking agent's unix socket.
+const CHECK_CLUSTER: &str = "autoid_check";
 const SUBJECT: &str = "alice";
 /// Arm (i)'s `Authorization`: `test:test123`, the directory's tutorial user (testgroup).
 const BASIC_CREDENTIALS: &str = "Basic dGVzdDp0ZXN0MTIz";
@@ -365,6 +374,8 @@ impl Bench<'_> {
                     &self.autoid_config(arm, phase)?,
                 )]
             }
+            // The checking agent's cluster is added by `run_one`, which starts that agent.
+            Arm::ExtAuthz => envoy::ext_authz_filters(CHECK_CLUSTER),
         };
         Ok((filters, clusters))
     }
@@ -400,7 +411,7 @@ impl Bench<'_> {
                 PATH,
                 Some(("authorization", BASIC_CREDENTIALS)),
             )]),
-            Arm::Warm | Arm::Directory | Arm::Fleet => Requests {
+            Arm::Warm | Arm::Directory | Arm::Fleet | Arm::ExtAuthz => Requests {
                 bytes: proofs::proof_requests(
                     &self.public,
                     &self.file,
@@ -449,10 +460,22 @@ impl Bench<'_> {
             Arm::ColdAgent => count.min(self.s.cold_proofs_cap * 10),
             _ => count,
         };
-        let (filters, clusters) = self.filters(arm, phase)?;
+        let (filters, mut clusters) = self.filters(arm, phase)?;
         let listen = free_port()?;
         let admin = free_port()?;
         let name = format!("{}-{}-{:?}", arm.letter(), rep, phase).to_lowercase();
+        // Arm (x): a fresh checking agent per run, as every other arm gets a fresh Envoy (fresh
+        // shared data: an empty replay table), deciding with the warm arm's configuration.
+        let checker = match (arm, &self.directory) {
+            (Arm::ExtAuthz, Some(d)) => {
+                let config = self.autoid_config(Arm::Warm, phase)?;
+                let c = d.start_checker(&self.o.bridge, &self.out, &name, &config)?;
+                clusters.push(envoy::pipe_cluster(CHECK_CLUSTER, &c.socket));
+                Some(c)
+            }
+            (Arm::ExtAuthz, None) => bail!("arm (x) needs the agent"),
+            _ => None,
+        };
         let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
         let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
         let requests = self.requests(arm, count)?;
@@ -475,7 +498,10 @@ impl Bench<'_> {
             _ => None,
         };
         let mut watch = vec![proxy.pid()];
-        if let (true, Some(d)) = (
+        if let (Some(c), Some(d)) = (&checker, &self.directory) {
+            watch.push(c.pid());
+            watch.push(d.slapd_pid());
+        } else if let (true, Some(d)) = (
             arm.needs_bridge() || phase.keys_at_agent(arm),
             &self.directory,
         ) {
@@ -497,7 +523,7 @@ impl Bench<'_> {
             duration: Duration::from_secs_f64(duration),
             watch,
             // Sessions are unwrapped before the clock starts (the warm arms).
-            prime: if matches!(arm, Arm::Warm | Arm::Directory | Arm::Fleet) {
+            prime: if matches!(arm, Arm::Warm | Arm::Directory | Arm::Fleet | Arm::ExtAuthz) {
                 self.o.sessions
             } else {
                 0
@@ -517,8 +543,12 @@ impl Bench<'_> {
         if arm == Arm::Jwt {
             counters.extend(proxy.stats("jwt_authn")?);
         }
+        if arm == Arm::ExtAuthz {
+            counters.extend(proxy.stats("ext_authz")?);
+        }
         let rss = proxy.rss_kb();
         drop(proxy);
+        drop(checker);
         let per_req = |secs: f64| {
             if outcome.completed == 0 {
                 f64::NAN
@@ -1046,6 +1076,7 @@ fn summarize(
         "directory_vs_warm": ratio(Arm::Directory, Arm::Warm, &rps),
         "fleet_vs_warm": ratio(Arm::Fleet, Arm::Warm, &rps),
         "basic_vs_warm": ratio(Arm::Basic, Arm::Warm, &rps),
+        "extauthz_vs_warm": ratio(Arm::ExtAuthz, Arm::Warm, &rps),
         "basic": {
             // Binds the agent made per request: ~0 once each worker remembers the password.
             "binds_per_request": spread(&pick(Arm::Basic, Phase::Saturation, &|r| {
@@ -1155,6 +1186,10 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
         ("directory_vs_warm", "e/c directory miss vs warm"),
         ("fleet_vs_warm", "g/c fleet replay vs warm (target ≥ 0.5)"),
         ("basic_vs_warm", "i/c HTTP Basic (bind remembered) vs warm"),
+        (
+            "extauthz_vs_warm",
+            "x/c Envoy ext_authz to the agent vs warm wasm",
+        ),
     ] {
         t.push_str(&format!(
             "| {label} | {} |\n",
