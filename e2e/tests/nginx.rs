@@ -650,6 +650,20 @@ fn checked_http_basic_over_tls_reaches_the_upstream_without_the_password() {
         header(&headers, "www-authenticate"),
         ["Basic realm=\"e2e legacy\", charset=\"UTF-8\""]
     );
+    // An API that takes a proof or Basic (Basic from loopback peers without TLS): the agent
+    // challenges for both, nginx 1.22 passes the first only (docs/GATEWAYS.md).
+    let both = request(f.http, "GET", "/local/x", &[]).unwrap();
+    assert_denied(&both, 401, "unauthorized");
+    let challenges: Vec<&str> = both
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(
+        challenges,
+        ["AutoID realm=\"autoid\", header=\"x-autoid-proof\""]
+    );
     // Basic without TLS on an API that takes it over TLS only: the filter's 403.
     let plain = request(
         f.http,
