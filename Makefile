@@ -213,7 +213,7 @@ fmt:
 # autoid in Envoy next to no filter, the floor filter and jwt_authn (docs/PERFORMANCE.md), arms (b)
 # and (c) also under wrk; target/bench/summary.json, summary.md, bench.svg.
 # BENCH_QUICK=1 for a short run that still produces every ratio.
-bench: wasm bins deps-envoy deps-ldap deps-redis deps-wrk
+bench: wasm bins deps-envoy deps-ldap deps-redis deps-wrk deps-nginx
 	AUTOID_SKIP_BUILD=1 scripts/bench.sh
 
 # The replay table under minutes of saturation with unique valid proofs (defaults): Envoy's RSS
