@@ -193,6 +193,12 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
     let configuration = filter::to_string(&config)?;
     if common.target == Target::Nginx {
         require_agent_socket(&defs, common.target)?;
+        if common.relative_to.is_some() {
+            eprintln!(
+                "autoid: warning: --relative-to: the nginx configuration names certificates and \
+                 the agent's socket by absolute paths (its logs and pid are relative to nginx -p)"
+            );
+        }
         let mut text = serde_json::to_string_pretty(&config)?;
         text.push('\n');
         return Ok(Rendered {
@@ -236,6 +242,7 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
         }
     }
     let (authz, filter_config) = match common.target {
+        // Nginx returned above.
         Target::EnvoyWasm | Target::Nginx => (
             Authz::Wasm {
                 configuration: &configuration,
