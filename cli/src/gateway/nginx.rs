@@ -842,7 +842,10 @@ mod tests {
             }
             assert!(block.contains("auth_request /_autoid/check/payments;"));
             for name in CONTRACT_HEADERS {
-                assert!(block.contains(&format!("proxy_set_header {name} \"\";")), "{name}");
+                assert!(
+                    block.contains(&format!("proxy_set_header {name} \"\";")),
+                    "{name}"
+                );
             }
             assert!(block.contains("proxy_pass http://autoid_api_payments/v1/payments/;"));
             assert!(block.contains("proxy_set_header Host \"127.0.0.1:9000\";"));
