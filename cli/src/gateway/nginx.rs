@@ -209,6 +209,20 @@ pub(crate) fn render(defs: &Definitions, config: &Config) -> Result<Rendered> {
         for name in api.managed_headers() {
             nginx_header(file, &header_field(def, name), name)?;
         }
+        if up.tls && up.host.parse::<std::net::IpAddr>().is_ok() {
+            // nginx 1.22 checks the upstream's certificate with X509_check_host: an IP address
+            // SAN never matches, and every request would be 502.
+            return Err(field(
+                file,
+                "upstream",
+                format!(
+                    "nginx verifies an https upstream by host name only (an IP address SAN \
+                     never matches): name the upstream by a host name its certificate carries \
+                     (value: {:?})",
+                    def.upstream
+                ),
+            ));
+        }
         let ca = match &def.upstream_ca_file {
             Some(p) => Some(absolute(&defs.resolve(p))?),
             None => None,
@@ -911,6 +925,32 @@ mod tests {
     }
 
     #[test]
+    fn an_https_upstream_is_verified_against_its_ca_and_name() {
+        let mut api = demo_apis().remove(0);
+        api["upstream"] = json!("https://api.example:8443/v1/payments/");
+        api["upstream_ca_file"] = json!("upstream-ca.pem");
+        api["strip_listen_path"] = json!(false);
+        let dir = fixture(|_| {}, &[api]);
+        let r = render_dir(dir.path()).unwrap();
+        let ca = std::path::absolute(dir.path().join("upstream-ca.pem")).unwrap();
+        for block in blocks(&r.text, "/payments/") {
+            for line in [
+                "proxy_ssl_verify on;".to_owned(),
+                format!("proxy_ssl_trusted_certificate {};", ca.display()),
+                "proxy_ssl_name api.example;".to_owned(),
+                "proxy_ssl_server_name on;".to_owned(),
+                "proxy_ssl_protocols TLSv1.2 TLSv1.3;".to_owned(),
+                "proxy_set_header Host \"api.example:8443\";".to_owned(),
+                // Not stripped: the base path, then the listen path (the Envoy route's rewrite).
+                "proxy_pass https://autoid_api_payments/v1/payments/payments/;".to_owned(),
+            ] {
+                assert!(block.contains(&line), "{line} missing in\n{block}");
+            }
+        }
+        assert!(r.text.contains("server api.example:8443;"));
+    }
+
+    #[test]
     fn errors_name_the_field_and_the_value() {
         let tcp = fixture(
             |g| {
@@ -932,6 +972,16 @@ mod tests {
         let e = error_of(port0.path());
         assert!(
             e.contains("gateway.json: listeners.http.port: nginx cannot listen on port 0"),
+            "{e}"
+        );
+        let mut api = demo_apis().remove(0);
+        api["upstream"] = json!("https://10.1.2.3/v1/");
+        let ip = fixture(|_| {}, &[api]);
+        let e = error_of(ip.path());
+        assert!(
+            e.contains(
+                "apis/payments.json: upstream: nginx verifies an https upstream by host name"
+            ) && e.contains("\"https://10.1.2.3/v1/\""),
             "{e}"
         );
         let mut api = demo_apis().remove(0);
