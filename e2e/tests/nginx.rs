@@ -557,6 +557,28 @@ fn checked_missing_invalid_moved_and_replayed_proofs_are_401() {
 }
 
 #[test]
+fn checked_a_path_upstreams_could_read_otherwise_is_the_agents_400_not_auth_requests_500() {
+    let (_, f) = checked();
+    // nginx merges `//` to match the location, but the agent checks the path as the client sent
+    // it, before any proof (`autoid prove` refuses to bind such paths): auth_request would turn
+    // the agent's 400 into 500; the render restores it.
+    for path in ["/payments/a//b", "/payments/a/%2e%2e/b", "/payments/a%2Fb"] {
+        let r = request(
+            f.http,
+            "GET",
+            path,
+            &[
+                (PROOF_HEADER, "v1.gw-1.AAAA.BBBB"),
+                ("x-request-id", "rid-path"),
+            ],
+        )
+        .unwrap();
+        assert_denied(&r, 400, "bad_request");
+        assert_eq!(r.json()["request_id"], "rid-path", "{path}");
+    }
+}
+
+#[test]
 fn checked_a_body_bound_proof_is_refused_since_nginx_cannot_forward_the_body() {
     let (s, f) = checked();
     let url = format!("http://{}/payments/upload", f.http);
