@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use autoid_plugin::reply::{Denial, Unavailable, response, sanitize_request_id};
 use autoid_protocol::directory::{
     AuthenticateReply, GroupsReply, MAX_REPLAY_BATCH, REPLAY_PATH, ReplayBatchReply,
     ReplayBatchRequest, ReplayRequest, ReplayVerdict, SessionReply, SessionRequest, StreamRequest,
@@ -672,6 +673,15 @@ async fn check_request(
         warn!("/v1/check: the agent has a bearer token (TCP); the check needs the unix socket");
         return check_unavailable(&headers, "check_needs_socket");
     }
+    // Envoy's ext_authz marks a body it cut at `max_request_bytes` (a request without
+    // `content-length`; with one, Envoy answers 413 itself): the filter would have seen more than
+    // it checks, so the answer is its 413.
+    if headers
+        .get("x-envoy-auth-partial-body")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+    {
+        return check_denied(&headers, Denial::BodyTooLarge);
+    }
     let described = match check::describe(&headers, body.to_vec()) {
         Ok(d) => d,
         Err(check::Malformed(name)) => {
@@ -746,25 +756,39 @@ async fn check_request(
 
 /// The filter's uniform 503 for a check the agent could not decide.
 fn check_unavailable(headers: &HeaderMap, outcome: &'static str) -> Response {
-    use autoid_plugin::reply::{Denial, Unavailable, response};
+    let mut r = check_denied(headers, Denial::Unavailable(Unavailable::Host));
+    r.extensions_mut().insert(Outcome {
+        outcome,
+        subject: None,
+    });
+    r
+}
+
+/// The filter's uniform reply for `denial`, decided by the agent before the filter ran.
+fn check_denied(headers: &HeaderMap, denial: Denial) -> Response {
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .map(autoid_plugin::reply::sanitize_request_id)
+        .map(sanitize_request_id)
         .unwrap_or_default();
-    let denial = Denial::Unavailable(Unavailable::Host);
     let uniform = response(denial, &request_id, autoid_protocol::header::DEFAULT_HEADER);
+    let status = u16::try_from(uniform.status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let mut r = Response::new(axum::body::Body::from(uniform.body));
-    *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    *r.status_mut() = status;
     let h = r.headers_mut();
     for (name, value) in uniform.headers {
         if let Ok(v) = header::HeaderValue::try_from(value) {
             h.append(name, v);
         }
     }
-    h.insert("x-autoid-status", header::HeaderValue::from_static("503"));
+    if let Ok(v) = header::HeaderValue::try_from(status.as_u16().to_string()) {
+        h.insert("x-autoid-status", v);
+    }
     r.extensions_mut().insert(Outcome {
-        outcome,
+        outcome: "denied",
         subject: None,
     });
     r

@@ -39,12 +39,17 @@ struct Checked {
 
 impl Checked {
     fn start() -> Checked {
-        Checked::start_with(None, None)
+        Checked::start_with(None, None, |_| {})
     }
 
     /// With `redis`: fleet replay scope, the agent claiming nonces in that Redis. With `shared`:
-    /// the gateway key and epoch of another agent (a second replica of the same gateway).
-    fn start_with(redis: Option<&str>, shared_with: Option<&Checked>) -> Checked {
+    /// the gateway key and epoch of another agent (a second replica of the same gateway). `edit`
+    /// changes the filter configuration before it is written.
+    fn start_with(
+        redis: Option<&str>,
+        shared_with: Option<&Checked>,
+        edit: fn(&mut Value),
+    ) -> Checked {
         let slapd = shared();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -78,6 +83,7 @@ impl Checked {
         if redis.is_some() {
             filter["replay"] = json!({"scope": "fleet", "fleet_timeout_ms": 1000});
         }
+        edit(&mut filter);
         std::fs::write(d.join("filter.json"), filter.to_string()).unwrap();
         let socket = d.join("agent.sock");
         let mut config = json!({
@@ -430,8 +436,8 @@ fn sighup_applies_a_changed_filter_configuration_and_keeps_the_old_one_when_inva
 fn in_fleet_scope_a_proof_is_allowed_once_across_replicas_through_redis() {
     let dir = tempfile::tempdir().unwrap();
     let redis = autoid_testkit::redis::Redis::start(&dir.path().join("redis.log")).unwrap();
-    let a = Checked::start_with(Some(&redis.url()), None);
-    let b = Checked::start_with(Some(&redis.url()), Some(&a));
+    let a = Checked::start_with(Some(&redis.url()), None, |_| {});
+    let b = Checked::start_with(Some(&redis.url()), Some(&a), |_| {});
     // Each replica alone allows a fresh proof (the claim goes to Redis from the worker's root).
     for r in [&a, &b] {
         let proof = r.prove("alice", "GET", "/payments/x");
@@ -461,4 +467,30 @@ fn in_fleet_scope_a_proof_is_allowed_once_across_replicas_through_redis() {
         statuses.iter().all(|s| *s == 200 || *s == 401),
         "{statuses:?}"
     );
+}
+
+#[test]
+fn a_filter_configuration_with_only_a_directory_cluster_asks_the_agent_in_process() {
+    // The key in the filter configuration, no `agent` section: the only callouts are the group
+    // questions, to the directory's cluster (named differently here).
+    let a = Checked::start_with(None, None, |filter| {
+        let o = filter.as_object_mut().unwrap();
+        o.remove("agent");
+        o.insert(
+            "keys".into(),
+            json!([{"kid": "gw-1", "private_key_pem": gateway_key().to_pem().unwrap()}]),
+        );
+        filter["directory"]["cluster"] = json!("autoid_directory");
+    });
+    let proof = a.prove("alice", "GET", "/payments/x");
+    let r = a.check("GET", "/payments/x", Some(&proof), &[]);
+    assert_eq!(r.status, 200, "{r:?}\n{}", a.log());
+    assert!(
+        r.header("x-autoid-groups")
+            .is_some_and(|g| g.split(',').any(|g| g == "payments")),
+        "{r:?}"
+    );
+    let proof = a.prove("carol", "GET", "/payments/x");
+    a.check("GET", "/payments/x", Some(&proof), &[])
+        .assert_denied(403, "forbidden");
 }

@@ -189,6 +189,49 @@ fn a_body_bound_proof_is_checked_against_the_body_envoy_forwards() {
     }
 }
 
+#[test]
+fn a_body_at_the_limit_reaches_the_agent_and_one_byte_over_is_413() {
+    let s = stack();
+    let max = autoid_protocol::policy::MAX_BODY_BYTES;
+    let url = format!("http://{}/payments/big", s.http);
+    for (size, status) in [(max, 200), (max + 1, 413)] {
+        let body = vec![b'a'; size];
+        let proof = s.prove_body("alice", "POST", &url, Some(&body));
+        for wire in [Wire::Http1Length, Wire::Http2] {
+            let req = Send::new("POST", "/payments/big")
+                .header(PROOF_HEADER, &proof)
+                .body(&body, 16 * 1024);
+            let r = send(s.http, wire, &req).unwrap();
+            if status == 200 {
+                // The same proof twice (HTTP/1.1, then HTTP/2): the second is a replay.
+                let expected = if wire == Wire::Http1Length { 200 } else { 401 };
+                assert_eq!(
+                    r.status,
+                    expected,
+                    "{wire:?} {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+                if expected == 200 {
+                    assert_eq!(r.json()["body_bytes"], size);
+                }
+            } else {
+                // Envoy's ext_authz refuses a body over `max_request_bytes` with a
+                // `content-length` itself; without one (HTTP/2 here) it sends the agent the body
+                // cut at the limit, marked partial, and the agent answers the filter's 413.
+                assert_eq!(
+                    r.status,
+                    413,
+                    "{wire:?} {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+                if wire == Wire::Http2 {
+                    assert_eq!(r.json()["error"], "payload_too_large");
+                }
+            }
+        }
+    }
+}
+
 /// `curl` over TLS with a fresh proof: the HTTP version, the status and the body.
 fn curl(s: &Stack, http: &str, path: &str) -> (String, u16, String) {
     let url = format!("https://127.0.0.1:{}{path}", s.https.port());
@@ -230,6 +273,65 @@ fn tls_on_http1_and_http2_is_allowed_with_the_identity_injected() {
         );
         assert!(echo["headers"].get(PROOF_HEADER).is_none(), "{echo}");
     }
+}
+
+#[test]
+fn http_basic_needs_tls_where_the_api_says_so_and_loopback_peers_are_told_apart() {
+    let s = stack();
+    let basic = format!("Basic {}", base64_of("test:test123"));
+    // `legacy` takes passwords over TLS only: `x-autoid-tls` says which listener it came in on.
+    let r = request(s.http, "GET", "/legacy/x", &[("authorization", &basic)]).unwrap();
+    assert_denied(&r, 403, "forbidden");
+    let out = Command::new("curl")
+        .args(["-sS", "--http2", "-u", "test:test123", "--cacert"])
+        .arg(s.path("tls/ca.pem"))
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!(
+            "https://127.0.0.1:{}/legacy/report",
+            s.https.port()
+        ))
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = stdout.rsplit_once('\n').unwrap();
+    assert_eq!(status, "200", "{body}");
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        echo["headers"]["x-autoid-subject"],
+        serde_json::json!(["test"])
+    );
+    assert_eq!(
+        echo["headers"]["x-legacy-key"],
+        serde_json::json!(["legacy-upstream-key"])
+    );
+    assert!(echo["headers"].get("authorization").is_none(), "{echo}");
+    // `local` takes Basic without TLS from a loopback peer (`x-autoid-peer`).
+    let r = request(s.http, "GET", "/local/x", &[("authorization", &basic)]).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.echoed("x-autoid-subject"), ["test"]);
+    assert!(r.echoed("authorization").is_empty());
+    let wrong = format!("Basic {}", base64_of("test:wrong"));
+    let r = request(s.http, "GET", "/local/x", &[("authorization", &wrong)]).unwrap();
+    assert_denied_basic(&r);
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A refused password: 401 with both challenges of `local` (a proof's first).
+fn assert_denied_basic(r: &Response) {
+    assert_eq!(r.status, 401, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["error"], "unauthorized");
+    let challenges: Vec<&str> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(challenges[0].starts_with("AutoID ") && challenges[1].starts_with("Basic "));
 }
 
 #[test]

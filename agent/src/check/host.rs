@@ -92,8 +92,8 @@ pub struct NativeHost {
 struct Inner {
     store: Arc<SharedStore>,
     counters: Arc<Counters>,
-    /// The filter configuration's agent cluster: callouts to it are served by `router`.
-    cluster: RefCell<Option<String>>,
+    /// The filter configuration's agent clusters: callouts to them are served by `router`.
+    clusters: RefCell<Vec<String>>,
     router: Router,
     events: mpsc::UnboundedSender<Event>,
     current: Cell<u32>,
@@ -109,7 +109,7 @@ struct Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner")
-            .field("cluster", &self.cluster)
+            .field("clusters", &self.clusters)
             .field("current", &self.current)
             .finish_non_exhaustive()
     }
@@ -126,7 +126,7 @@ impl NativeHost {
             inner: Rc::new(Inner {
                 store,
                 counters,
-                cluster: RefCell::new(None),
+                clusters: RefCell::new(Vec::new()),
                 router,
                 events,
                 current: Cell::new(ROOT),
@@ -140,9 +140,9 @@ impl NativeHost {
         }
     }
 
-    /// The cluster whose callouts the agent serves itself (`None`: every callout fails).
-    pub fn set_cluster(&self, cluster: Option<String>) {
-        *self.inner.cluster.borrow_mut() = cluster;
+    /// The clusters whose callouts the agent serves itself (none: every callout fails).
+    pub fn set_clusters(&self, clusters: Vec<String>) {
+        *self.inner.clusters.borrow_mut() = clusters;
     }
 
     /// Makes the root context current (the worker's own callbacks).
@@ -337,7 +337,7 @@ impl Host for NativeHost {
         body: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<u32, HostError> {
-        if self.inner.cluster.borrow().as_deref() != Some(cluster) {
+        if !self.inner.clusters.borrow().iter().any(|c| c == cluster) {
             return Err(HostError);
         }
         let request = callout_request(&headers, body).ok_or(HostError)?;

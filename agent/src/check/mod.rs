@@ -38,9 +38,10 @@ pub struct Checker {
     counters: Arc<Counters>,
 }
 
-/// Reads a filter configuration and checks it with the filter's own parser: its bytes and its
-/// agent cluster. Errors name `check.filter_config` and the file.
-pub fn load_filter_config(file: &Path) -> Result<(Vec<u8>, Option<String>), Error> {
+/// Reads a filter configuration and checks it with the filter's own parser: its bytes and the
+/// clusters its callouts go to (`agent.cluster`, `directory.cluster`: the agent's, served
+/// in-process). Errors name `check.filter_config` and the file.
+pub fn load_filter_config(file: &Path) -> Result<(Vec<u8>, Vec<String>), Error> {
     let bytes = std::fs::read(file).map_err(|source| Error::ReadFile {
         what: "check.filter_config",
         file: file.to_owned(),
@@ -53,7 +54,13 @@ pub fn load_filter_config(file: &Path) -> Result<(Vec<u8>, Option<String>), Erro
             format!("not a valid filter configuration: {e}"),
         )
     })?;
-    Ok((bytes, config.agent.map(|a| a.cluster)))
+    let mut clusters: Vec<String> = config.agent.map(|a| a.cluster).into_iter().collect();
+    if let autoid_protocol::config::Groups::Directory(d) = &config.groups
+        && !clusters.contains(&d.cluster)
+    {
+        clusters.push(d.cluster.clone());
+    }
+    Ok((bytes, clusters))
 }
 
 impl Checker {
@@ -86,13 +93,13 @@ impl Checker {
     /// Reads the filter configuration file again and applies it to every worker; on an error
     /// the workers keep the configuration they had.
     pub async fn reload(&self, file: &Path) -> Result<(), Error> {
-        let (bytes, cluster) = load_filter_config(file)?;
+        let (bytes, clusters) = load_filter_config(file)?;
         let bytes = Arc::new(bytes);
         for w in &self.workers {
             let (applied, answer) = oneshot::channel();
             let job = Job::Configure {
                 bytes: bytes.clone(),
-                cluster: cluster.clone(),
+                clusters: clusters.clone(),
                 applied,
             };
             let ok = w.send(job).is_ok() && answer.await.unwrap_or(false);

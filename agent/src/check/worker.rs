@@ -21,10 +21,11 @@ use super::store::{Counters, SharedStore};
 pub enum Job {
     /// Decide this request.
     Check(Described, oneshot::Sender<Outcome>),
-    /// Apply this filter configuration (JSON) and agent cluster; answers whether it applied.
+    /// Apply this filter configuration (JSON) and the clusters served in-process; answers
+    /// whether it applied.
     Configure {
         bytes: Arc<Vec<u8>>,
-        cluster: Option<String>,
+        clusters: Vec<String>,
         applied: oneshot::Sender<bool>,
     },
 }
@@ -69,12 +70,12 @@ async fn run(
         tokio::select! {
             job = jobs.recv() => match job {
                 Some(Job::Check(request, done)) => check(&host, &worker, request, done),
-                Some(Job::Configure { bytes, cluster, applied }) => {
+                Some(Job::Configure { bytes, clusters, applied }) => {
                     host.enter_root();
                     let mut fresh = Worker::new(ROOT);
                     let ok = fresh.configure(&host, &bytes);
                     if ok {
-                        host.set_cluster(cluster);
+                        host.set_clusters(clusters);
                         worker = fresh;
                     }
                     let _ = applied.send(ok);
