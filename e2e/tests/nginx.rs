@@ -698,6 +698,39 @@ fn checked_http_basic_over_tls_reaches_the_upstream_without_the_password() {
 }
 
 #[test]
+fn checked_a_throttled_password_guesser_gets_the_agents_429_and_retry_after() {
+    let (s, f) = checked();
+    // The agent slows a username down after a few failed binds (agent/src/throttle.rs):
+    // auth_request would turn its 429 into 500; the render restores it with its Retry-After.
+    let url = format!("https://127.0.0.1:{}/legacy/guess", f.https.port());
+    let mut seen = Vec::new();
+    for i in 0..12 {
+        let out = Command::new("curl")
+            .args(["-sS", "-i", "-u", &format!("bob:wrong-{i}")])
+            .arg("--cacert")
+            .arg(s.path("tls/ca.pem"))
+            .arg(&url)
+            .output()
+            .expect("curl (apt-get install -y curl)");
+        let (_, status, headers, body) = head(&out);
+        seen.push(status);
+        if status == 429 {
+            let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(doc["error"], "too_many_requests", "{doc}");
+            assert_eq!(doc.as_object().unwrap().len(), 2, "{doc}");
+            let retry = header(&headers, "retry-after");
+            assert_eq!(retry.len(), 1, "{headers:?}");
+            assert!(retry[0].parse::<u32>().is_ok_and(|s| s >= 1), "{retry:?}");
+            assert_eq!(header(&headers, "strict-transport-security"), [HSTS]);
+            assert_eq!(header(&headers, "cache-control"), ["no-store"]);
+            return;
+        }
+        assert_eq!(status, 401, "{body}");
+    }
+    panic!("no 429 after 12 wrong passwords: {seen:?}");
+}
+
+#[test]
 fn checked_with_the_agent_down_every_request_is_503_with_the_uniform_body() {
     // Its own stack: the others keep their agent.
     let (mut s, f) = start_with_agent();
