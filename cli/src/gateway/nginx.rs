@@ -1,6 +1,6 @@
 //! `autoid gateway render --target nginx`: the same API definitions as an nginx configuration
 //! whose every API `location` asks the agent's `/v1/check` with `auth_request`
-//! (/work/briefs/check-contract.md, docs/GATEWAYS.md "nginx auth_request"): TLS with Mozilla's
+//! (docs/GATEWAYS.md: the check contract, "nginx auth_request"): TLS with Mozilla's
 //! "intermediate" profile and HSTS, the agent's answer copied upstream, the client's copies of
 //! managed headers and the proof cleared, and the agent's real status and uniform JSON body
 //! restored on a denial (auth_request itself only passes 401 and 403).
@@ -16,7 +16,7 @@ use super::envoy::{DEFAULT_HSTS_SECS, INTERMEDIATE_CIPHERS};
 use super::filter::AGENT_SOCKET_AUTHORITY;
 
 /// The agent's check endpoint (the contract's route).
-pub(crate) const CHECK_PATH: &str = "/v1/check";
+const CHECK_PATH: &str = "/v1/check";
 /// The internal location prefix of the per-API check subrequests.
 const CHECK_LOCATION: &str = "/_autoid/check/";
 /// The headers the check subrequest carries to the agent (the contract's), and the agent's
