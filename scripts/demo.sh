@@ -3,18 +3,27 @@
 # upstream's echo shows the injected credential and identity headers, and no proof header), a
 # 401 without a proof, a 403 for dave, who is in no group, a POST whose proof binds its body, and
 # HTTP Basic with a directory password on the legacy API, and AWS credentials for the aws CLI
-# from the gateway (credential_process).
+# from the gateway (credential_process). Against Envoy or nginx, whichever `make run` started
+# (run/gateway; `make run GATEWAY=nginx`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
 GW=https://127.0.0.1:8443
 CLIENT=(--public-key run/keys/gw-1.pub.pem --cacert run/tls/ca.pem)
 ADMIN=(--unix-socket run/envoy-admin.sock)
+GATEWAY=$(cat run/gateway 2>/dev/null || echo envoy)
 
-if ! curl -fsS -o /dev/null --max-time 2 "${ADMIN[@]}" http://localhost/ready 2>/dev/null; then
+if [ "$GATEWAY" = nginx ]; then
+	# nginx answers a path no API serves with 403: any answer means it runs.
+	running() { curl -sS -o /dev/null --max-time 2 --cacert run/tls/ca.pem "$GW/" 2>/dev/null; }
+else
+	running() { curl -fsS -o /dev/null --max-time 2 "${ADMIN[@]}" http://localhost/ready 2>/dev/null; }
+fi
+if ! running; then
 	echo "demo.sh: the gateway is not running; start it with \`make run\` (in another terminal)" >&2
 	exit 1
 fi
+echo "The gateway: $GATEWAY (run/gateway)"
 
 show() { # the command, then its output; JSON bodies pretty-printed
 	printf '\n\033[1m$ %s\033[0m\n' "$*"
@@ -55,6 +64,10 @@ show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/dave.entropy --s
 echo
 echo "4. alice POSTs a charge with a proof that also binds the body's SHA-256: the gateway waits for"
 echo "   the whole body and checks it before the request goes on. The same proof with another body: 401."
+if [ "$GATEWAY" = nginx ]; then
+	echo "   Behind nginx both are 401: auth_request cannot show the agent the body, so a proof that"
+	echo "   binds one is refused (docs/GATEWAYS.md); send such requests through Envoy."
+fi
 show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/alice.entropy --subject alice \
 	-X POST -H 'content-type: application/json' -d '{"amount":5,"to":"acct-1"}' --bind-body \
 	"$GW/payments/charges"
@@ -81,6 +94,16 @@ show env AWS_CONFIG_FILE=run/aws/config AWS_SHARED_CREDENTIALS_FILE=/dev/null \
 echo "   dave proves who he is too, but he is not in payments: no credentials (403)."
 show "$BIN/autoid" aws credential-process "${CLIENT[@]}" --entropy run/clients/dave.entropy --subject dave \
 	"$GW/aws/"
+
+if [ "$GATEWAY" = nginx ]; then
+	echo
+	echo "7. (Envoy only: Secrets Manager signed by the gateway. nginx cannot sign requests with SigV4;"
+	echo "   the nginx render leaves /secrets/ out, so it is 403 like any path no API serves.)"
+	echo
+	echo "8. The agent's check counters (its /metrics on its unix socket, mode 0600, in run/):"
+	show bash -c "curl -sS --unix-socket run/agent.sock http://localhost/metrics | grep -E '^autoid_check_(requests_allowed|requests_denied|denied_missing|denied_not_in_groups|denied_body|denied_basic_rejected) '"
+	exit 0
+fi
 
 echo
 echo "7. Secrets Manager through the gateway: alice sends a plain GetSecretValue with her proof and no AWS"

@@ -7,6 +7,10 @@
 #
 # Environment: AUTOID_SKIP_BUILD=1 skips `make build`, `make deps-envoy` and `make deps-moto` (the
 # Makefile target already ran them); ENVOY (default .venv/bin/envoy); ENVOY_LOG_LEVEL (default info).
+# GATEWAY=nginx (`make run GATEWAY=nginx`): Debian's nginx instead of Envoy on the same ports,
+# rendered with `autoid gateway render --target nginx`: every API location asks the agent's
+# /v1/check (auth_request); the agent decides with the filter configuration render writes
+# (run/filter.json). NGINX (default /usr/sbin/nginx). nginx's logs: run/nginx/{error,access}.log.
 # FLEET=1 (`make run-fleet`): two gateway replicas, each an Envoy (--concurrency 2) with its own
 # agent, claiming nonces in one Redis (docs/FLEET.md); replica 1 on the usual ports, replica 2 one
 # above them (8444, 8081), each replica's files in run/replica-<n>/.
@@ -20,6 +24,8 @@ ENVOY=${ENVOY:-$REPO/.venv/bin/envoy}
 MOTO=$REPO/.venv-moto/bin
 HTTPS_PORT=8443 HTTP_PORT=8080 UPSTREAM_PORT=9000 MOTO_PORT=4566 REDIS_PORT=6380
 FLEET=${FLEET:-0}
+GATEWAY=${GATEWAY:-envoy}
+NGINX=${NGINX:-/usr/sbin/nginx}
 # moto checks signatures (IAM authentication on): the agent signs with the keys the seed creates
 # for it (run/aws/agent.env), read below once moto runs.
 export AWS_REGION=us-east-1
@@ -36,12 +42,24 @@ die() {
 	exit 1
 }
 
+case "$GATEWAY" in
+envoy | nginx) ;;
+*) die "GATEWAY=$GATEWAY: envoy (the default) or nginx" ;;
+esac
+if [ "$GATEWAY" = nginx ] && [ "$FLEET" = 1 ]; then
+	die "the fleet demo runs Envoy replicas only; use \`make run GATEWAY=nginx\` for nginx"
+fi
+
 if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
 	say "building (make build), installing Envoy, moto and the aws CLI (make deps-envoy deps-moto deps-aws)"
 	make --no-print-directory build deps-envoy deps-moto deps-aws
 fi
 [ -x "$BIN/autoid" ] || die "$BIN/autoid is missing: run \`make build\`"
-[ -x "$ENVOY" ] || die "$ENVOY is missing: run \`make deps-envoy\`"
+if [ "$GATEWAY" = nginx ]; then
+	[ -x "$NGINX" ] || die "$NGINX is missing: run \`sudo apt-get install -y nginx\` (or \`make deps-nginx\` as root)"
+else
+	[ -x "$ENVOY" ] || die "$ENVOY is missing: run \`make deps-envoy\`"
+fi
 [ -x "$MOTO/moto_server" ] || die "$MOTO/moto_server is missing: run \`make deps-moto\`"
 command -v openssl >/dev/null || die "openssl is missing (apt-get install -y openssl)"
 
@@ -87,7 +105,7 @@ stop_all() {
 	[ "$stopping" = 1 ] && return
 	stopping=1
 	trap - INT TERM
-	rm -f "$RUN/agent.pid" "$RUN"/replica-*/agent.pid
+	rm -f "$RUN/agent.pid" "$RUN"/replica-*/agent.pid "$RUN/gateway"
 	echo
 	say "stopping"
 	local i
@@ -110,6 +128,15 @@ start() { # start NAME LOGFILE CMD...
 	"$@" </dev/null >>"$log" 2>&1 &
 	PIDS+=($!)
 	NAMES+=("$name")
+}
+
+wait_port() { # wait_port NAME PORT SECONDS: until 127.0.0.1:PORT accepts connections
+	local deadline=$((SECONDS + $3)) pid=${PIDS[-1]}
+	until (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; do
+		kill -0 "$pid" 2>/dev/null || die "$1 exited; see its log in run/logs/"
+		[ "$SECONDS" -lt "$deadline" ] || die "$1 did not listen on 127.0.0.1:$2 within $3 s; see run/logs/"
+		sleep 0.2
+	done
 }
 
 wait_http() { # wait_http NAME URL SECONDS [curl options]
@@ -147,22 +174,32 @@ CONFIG
 
 print_single() {
 	PUB=run/keys/gw-1.pub.pem
+	local front="Envoy + autoid" admin="  $ADMIN_SOCKET  Envoy admin, unix socket mode 0600 (curl --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid)"
+	local logs="run/logs/{envoy,access,agent,upstream,moto}.log" secrets="/secrets/
+  is Secrets Manager signed by the gateway (both for payments)."
+	if [ "$GATEWAY" = nginx ]; then
+		front="nginx, auth_request → the agent's /v1/check"
+		admin="  run/nginx.conf  nginx's configuration (autoid gateway render --target nginx); the agent's check counters:
+                  curl -s --unix-socket $AGENT_SOCKET http://localhost/metrics | grep autoid_check_"
+		logs="run/nginx/{error,access}.log, run/logs/{nginx,agent,upstream,moto}.log"
+		secrets="/secrets/
+  (Secrets Manager signed by the gateway) is Envoy's only: nginx cannot sign (403 here)."
+	fi
 	cat <<EOF
 
 autoid demo is running (Ctrl-C stops everything):
-  https://127.0.0.1:$HTTPS_PORT   Envoy + autoid, TLS (dev CA: run/tls/ca.pem)
-  http://127.0.0.1:$HTTP_PORT     Envoy + autoid, plain HTTP (local development only)
-  $ADMIN_SOCKET  Envoy admin, unix socket mode 0600 (curl --unix-socket $ADMIN_SOCKET http://localhost/stats?filter=autoid)
+  https://127.0.0.1:$HTTPS_PORT   $front, TLS (dev CA: run/tls/ca.pem)
+  http://127.0.0.1:$HTTP_PORT     $front, plain HTTP (local development only)
+$admin
   $AGENT_SOCKET      autoid agent, unix socket mode 0600, no token (curl --unix-socket $AGENT_SOCKET http://localhost/readyz)
   http://127.0.0.1:$UPSTREAM_PORT     demo upstream (echoes what it receives)
   http://127.0.0.1:$MOTO_PORT     AWS (moto, IAM authentication on): payments' upstream token is $PAYMENTS_SECRET;
                                   the /aws/ API vends role autoid-demo (aws CLI profile autoid-alice: run/aws/config)
   $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)
 APIs (gateway-config/apis/): /payments/ needs group payments; /reports/ needs reports or admins;
-  /legacy/ takes HTTP Basic (test / test123, testgroup); /aws/ vends AWS credentials and /secrets/
-  is Secrets Manager signed by the gateway (both for payments).
+  /legacy/ takes HTTP Basic (test / test123, testgroup); /aws/ vends AWS credentials and $secrets
 Clients: alice (payments, reports) run/clients/alice.entropy; dave (no group) run/clients/dave.entropy
-Logs: run/logs/{envoy,access,agent,upstream,moto}.log, run/ldap/slapd.log
+Logs: $logs, run/ldap/slapd.log
 
 Try (or run \`make demo\` in another terminal):
   target/release/autoid request --public-key $PUB --entropy run/clients/alice.entropy --subject alice \\
@@ -210,7 +247,7 @@ fi
 # always. Fleet: run/replica-<n>/, rendered from the same definitions with the replica's ports, its
 # agent's socket and replay.scope "fleet" (its agent claims nonces in Redis).
 replica() {
-	local n=$1 dir config replay="" suffix=""
+	local n=$1 dir config replay="" suffix="" check=""
 	if [ "$FLEET" = 1 ]; then
 		dir=$RUN/replica-$n
 		suffix=-$n
@@ -224,9 +261,18 @@ replica() {
 		dir=$RUN
 		config=$REPO/gateway-config
 	fi
-	say "replica $n: autoid gateway render --config ${config#"$REPO"/} --out ${dir#"$REPO"/}/envoy.json --agent-credentials ${dir#"$REPO"/}/agent-credentials.json"
-	autoid gateway render --config "$config" --out "$dir/envoy.json" \
-		--agent-credentials "$dir/agent-credentials.json" >/dev/null
+	if [ "$GATEWAY" = nginx ]; then
+		say "autoid gateway render --target nginx --config ${config#"$REPO"/} --out run/nginx.conf --filter-config run/filter.json --agent-credentials run/agent-credentials.json"
+		autoid gateway render --target nginx --config "$config" --out "$dir/nginx.conf" \
+			--filter-config "$dir/filter.json" --agent-credentials "$dir/agent-credentials.json" >/dev/null
+		# The agent answers nginx's /v1/check with the filter's own decisions.
+		check=",
+  \"check\": { \"filter_config\": \"$dir/filter.json\" }"
+	else
+		say "replica $n: autoid gateway render --config ${config#"$REPO"/} --out ${dir#"$REPO"/}/envoy.json --agent-credentials ${dir#"$REPO"/}/agent-credentials.json"
+		autoid gateway render --config "$config" --out "$dir/envoy.json" \
+			--agent-credentials "$dir/agent-credentials.json" >/dev/null
+	fi
 	cat >"$dir/agent.json" <<EOF
 {
   "listen": "unix:$dir/agent.sock",
@@ -242,7 +288,7 @@ replica() {
   "groups": { "base": "ou=groups,dc=example,dc=org" },
   "session_keys": [ { "kid": "gw-1", "private_key_file": "$RUN/keys/gw-1.key.pem" } ],
   "epoch_files": [ "$RUN/epochs/ep-1.epoch.json" ],
-  "credentials_file": "$dir/agent-credentials.json"$replay
+  "credentials_file": "$dir/agent-credentials.json"$replay$check
 }
 EOF
 	: >"$LOGS/agent$suffix.log" && : >"$LOGS/envoy$suffix.log" && : >"$LOGS/access$suffix.log"
@@ -252,6 +298,21 @@ EOF
 	echo "${PIDS[-1]}" >"$dir/agent.pid"
 	# The agent refuses to start while another one listens on the socket (another `make run`).
 	wait_http "autoid agent $n" "http://localhost/readyz" 20 --unix-socket "$dir/agent.sock"
+	echo "$GATEWAY" >"$RUN/gateway" # which gateway `make demo` talks to
+	if [ "$GATEWAY" = nginx ]; then
+		: >"$LOGS/nginx.log"
+		mkdir -p "$RUN/nginx"
+		# As root, nginx's workers would run as nobody, who cannot reach the agent's socket (mode
+		# 0600): here they run as the user of the demo. A deployment gives the socket to nginx's
+		# user instead (the agent's socket_mode "0660" and a shared group: docs/GATEWAYS.md).
+		local user=""
+		[ "$(id -u)" != 0 ] || user=" user root root;"
+		say "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///') (auth_request → the agent's /v1/check)"
+		start "nginx" "$LOGS/nginx.log" "$NGINX" -p "$RUN/nginx/" -c "$dir/nginx.conf" -g "daemon off;$user"
+		wait_port "nginx" "$HTTPS_PORT" 20
+		wait_port "nginx" "$HTTP_PORT" 5
+		return
+	fi
 	say "replica $n: Envoy $("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p') with the autoid filter"
 	start "Envoy $n" "$LOGS/access$suffix.log" "$ENVOY" -c "$dir/envoy.json" --concurrency 2 --use-dynamic-base-id \
 		--log-path "$LOGS/envoy$suffix.log" --log-level "${ENVOY_LOG_LEVEL:-info}" --component-log-level wasm:info

@@ -9,6 +9,7 @@
 //! - [`envoy`]: bootstraps and the Envoy process.
 //! - [`proofs`]: proofs and JWTs made before each run.
 //! - [`directory`]: slapd and the autoid agent for the directory arm.
+//! - [`nginx`]: arm (n), nginx with `auth_request` to a checking agent.
 //! - [`flood`]: a junk flood from another source beside the paced warm arm (phase 3).
 //! - [`run`]: the arms, the repetitions and the summary.
 //! - [`soak`]: the replay table under sustained saturation (`make soak`).
@@ -27,6 +28,7 @@ pub mod directory;
 pub mod envoy;
 pub mod flood;
 pub mod loadgen;
+pub mod nginx;
 pub mod procstat;
 pub mod proofs;
 pub mod run;

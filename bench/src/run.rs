@@ -23,7 +23,7 @@ use crate::envoy::{self, Envoy, HOST, PATH, ROUTE_NAME};
 use crate::flood::{self, Flood, FloodOutcome};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
 use crate::proofs::{self, Forms, JwtIssuer, Sessions};
-use crate::{chart, steps, wrk};
+use crate::{chart, nginx, steps, wrk};
 
 /// `autoid-bench run` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,8 +62,9 @@ pub struct Options {
     pub new_sessions_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
     /// g warm with fleet replay in Redis, h cold through the agent, i HTTP Basic with the bind
-    /// remembered, x Envoy ext_authz to the agent's /v1/check, warm).
-    #[arg(long, default_value = "afbcdeghix")]
+    /// remembered, x Envoy ext_authz to the agent's /v1/check, warm, n nginx auth_request to the
+    /// agent's /v1/check, warm).
+    #[arg(long, default_value = "afbcdeghixn")]
     pub arms: String,
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
@@ -132,6 +133,9 @@ pub enum Arm {
     /// warm arm's filter configuration (the filter's own logic, natively): the same unique-proof
     /// load as (c), with no wasm in Envoy.
     ExtAuthz,
+    /// (n) nginx `auth_request` to the agent's `/v1/check`, deciding with the warm arm's filter
+    /// configuration: the same unique-proof load as (c) and (x), nginx instead of Envoy.
+    Nginx,
 }
 
 impl Arm {
@@ -147,6 +151,7 @@ impl Arm {
             'g' => Arm::Fleet,
             'i' => Arm::Basic,
             'x' => Arm::ExtAuthz,
+            'n' => Arm::Nginx,
             _ => return None,
         })
     }
@@ -164,6 +169,7 @@ impl Arm {
             Arm::Fleet => 'g',
             Arm::Basic => 'i',
             Arm::ExtAuthz => 'x',
+            Arm::Nginx => 'n',
         }
     }
 
@@ -180,6 +186,7 @@ impl Arm {
             Arm::Fleet => "autoid warm, fleet replay (Redis)",
             Arm::Basic => "autoid HTTP Basic, bind remembered",
             Arm::ExtAuthz => "Envoy ext_authz -> agent, warm",
+            Arm::Nginx => "nginx auth_request -> agent, warm",
         }
     }
 
@@ -199,7 +206,7 @@ impl Arm {
     fn needs_bridge(self) -> bool {
         matches!(
             self,
-            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic | Arm::ExtAuthz
+            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic | Arm::ExtAuthz | Arm::Nginx
         )
     }
 }
@@ -380,6 +387,8 @@ impl Bench<'_> {
             }
             // The checking agent's cluster is added by `run_one`, which starts that agent.
             Arm::ExtAuthz => envoy::ext_authz_filters(CHECK_CLUSTER),
+            // No Envoy: nginx asks the agent itself (`run_one`).
+            Arm::Nginx => Vec::new(),
         };
         Ok((filters, clusters))
     }
@@ -415,7 +424,7 @@ impl Bench<'_> {
                 PATH,
                 Some(("authorization", BASIC_CREDENTIALS)),
             )]),
-            Arm::Warm | Arm::Directory | Arm::Fleet | Arm::ExtAuthz => Requests {
+            Arm::Warm | Arm::Directory | Arm::Fleet | Arm::ExtAuthz | Arm::Nginx => Requests {
                 bytes: proofs::proof_requests(
                     &self.public,
                     &self.file,
@@ -473,17 +482,32 @@ impl Bench<'_> {
         // Arm (x): a fresh checking agent per run, as every other arm gets a fresh Envoy (fresh
         // shared data: an empty replay table), deciding with the warm arm's configuration.
         let checker = match (arm, &self.directory) {
-            (Arm::ExtAuthz, Some(d)) => {
+            (Arm::ExtAuthz | Arm::Nginx, Some(d)) => {
                 let config = self.autoid_config(Arm::Warm, phase)?;
                 let c = d.start_checker(&self.o.bridge, &self.out, &name, &config)?;
                 clusters.push(envoy::pipe_cluster(CHECK_CLUSTER, &c.socket));
                 Some(c)
             }
-            (Arm::ExtAuthz, None) => bail!("arm (x) needs the agent"),
+            (Arm::ExtAuthz | Arm::Nginx, None) => bail!("arms (x) and (n) need the agent"),
             _ => None,
         };
-        let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
-        let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
+        // Arm (n): nginx in Envoy's place, asking the same kind of checking agent.
+        let proxy = match (arm, &checker) {
+            (Arm::Nginx, Some(c)) => {
+                Proxy::Nginx(nginx::Front::start(&self.out, &name, listen, &c.socket)?)
+            }
+            _ => {
+                let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
+                Proxy::Envoy(Envoy::start(
+                    &self.o.envoy,
+                    &self.out,
+                    &name,
+                    &bootstrap,
+                    listen,
+                    admin,
+                )?)
+            }
+        };
         let requests = self.requests(arm, count)?;
         let prepared = requests.bytes.len();
         let beside = match phase {
@@ -518,7 +542,7 @@ impl Bench<'_> {
             }
         }
         let plan = Plan {
-            addr: proxy.addr,
+            addr: proxy.addr(),
             connections: if rate.is_some() {
                 self.o.paced_connections
             } else {
@@ -529,28 +553,41 @@ impl Bench<'_> {
             duration: Duration::from_secs_f64(duration),
             watch,
             // Sessions are unwrapped before the clock starts (the warm arms).
-            prime: if matches!(arm, Arm::Warm | Arm::Directory | Arm::Fleet | Arm::ExtAuthz) {
+            prime: if matches!(
+                arm,
+                Arm::Warm | Arm::Directory | Arm::Fleet | Arm::ExtAuthz | Arm::Nginx
+            ) {
                 self.o.sessions
             } else {
                 0
             },
         };
         let flooding = match beside {
-            Some((requests, rate)) => Some(Flood::start(proxy.addr, requests, rate, 4)?),
+            Some((requests, rate)) => Some(Flood::start(proxy.addr(), requests, rate, 4)?),
             None => None,
         };
         let outcome = loadgen::run(&plan, requests);
         let flood = flooding.map(Flood::stop);
         let outcome = outcome?;
         let mut counters = BTreeMap::new();
-        if arm.is_autoid() {
-            counters.extend(settled_stats(&proxy, outcome.sent)?);
-        }
-        if arm == Arm::Jwt {
-            counters.extend(proxy.stats("jwt_authn")?);
-        }
-        if arm == Arm::ExtAuthz {
-            counters.extend(proxy.stats("ext_authz")?);
+        match &proxy {
+            Proxy::Envoy(proxy) => {
+                if arm.is_autoid() {
+                    counters.extend(settled_stats(proxy, outcome.sent)?);
+                }
+                if arm == Arm::Jwt {
+                    counters.extend(proxy.stats("jwt_authn")?);
+                }
+                if arm == Arm::ExtAuthz {
+                    counters.extend(proxy.stats("ext_authz")?);
+                }
+            }
+            Proxy::Nginx(front) => {
+                let errors = front.error_log();
+                if !errors.is_empty() {
+                    eprintln!("  n: nginx's error log:\n{errors}");
+                }
+            }
         }
         let rss = proxy.rss_kb();
         drop(proxy);
@@ -608,6 +645,36 @@ impl Bench<'_> {
             },
         );
         Ok(record)
+    }
+}
+
+/// The gateway of one run: Envoy, or nginx for arm (n).
+enum Proxy {
+    Envoy(Envoy),
+    Nginx(nginx::Front),
+}
+
+impl Proxy {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Proxy::Envoy(e) => e.addr,
+            Proxy::Nginx(n) => n.addr,
+        }
+    }
+
+    /// The process whose CPU is the gateway's (Envoy; nginx's worker).
+    fn pid(&self) -> u32 {
+        match self {
+            Proxy::Envoy(e) => e.pid(),
+            Proxy::Nginx(n) => n.pid(),
+        }
+    }
+
+    fn rss_kb(&self) -> Option<u64> {
+        match self {
+            Proxy::Envoy(e) => e.rss_kb(),
+            Proxy::Nginx(n) => n.rss_kb(),
+        }
     }
 }
 
@@ -1083,6 +1150,7 @@ fn summarize(
         "fleet_vs_warm": ratio(Arm::Fleet, Arm::Warm, &rps),
         "basic_vs_warm": ratio(Arm::Basic, Arm::Warm, &rps),
         "extauthz_vs_warm": ratio(Arm::ExtAuthz, Arm::Warm, &rps),
+        "nginx_vs_warm": ratio(Arm::Nginx, Arm::Warm, &rps),
         "basic": {
             // Binds the agent made per request: ~0 once each worker remembers the password.
             "binds_per_request": spread(&pick(Arm::Basic, Phase::Saturation, &|r| {
@@ -1196,6 +1264,10 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
         (
             "extauthz_vs_warm",
             "x/c Envoy ext_authz to the agent vs warm wasm",
+        ),
+        (
+            "nginx_vs_warm",
+            "n/c nginx auth_request to the agent vs warm wasm",
         ),
     ] {
         t.push_str(&format!(

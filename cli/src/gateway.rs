@@ -4,6 +4,7 @@
 mod defs;
 mod envoy;
 mod filter;
+mod nginx;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +26,9 @@ pub(crate) enum Target {
     /// Envoy with ext_authz to the agent's /v1/check (the filter configuration goes to the
     /// agent: --filter-config FILE)
     EnvoyExtAuthz,
+    /// nginx with auth_request to the agent's /v1/check (an nginx configuration; the filter
+    /// configuration goes to the agent: --filter-config FILE; docs/GATEWAYS.md)
+    Nginx,
 }
 
 impl Target {
@@ -41,7 +45,8 @@ impl Target {
 pub(crate) enum GatewayCommand {
     /// Compile gateway.json and apis/*.json into an Envoy bootstrap (secrets inline: mode 0600)
     Render(RenderArgs),
-    /// Check the definitions, render them, and run `envoy --mode validate` when Envoy is found
+    /// Check the definitions, render them, and run `envoy --mode validate` (or `nginx -t`) when
+    /// the gateway is found
     Validate(ValidateArgs),
 }
 
@@ -55,7 +60,8 @@ pub(crate) enum ConfigCommand {
 #[command(after_help = "Examples:\n  \
     autoid gateway render --config gateway-config --out run/envoy.json\n  \
     autoid gateway render --config gateway-config/examples --relative-to . \\\n    \
-    --out gateway-config/examples/envoy.json\n\n\
+    --out gateway-config/examples/envoy.json\n  \
+    autoid gateway render --target nginx --config gateway-config --out run/nginx.conf\n\n\
     Reads DIR/gateway.json and DIR/apis/*.json (relative paths in them are relative to DIR), \
     the private keys in plugin.keys_dir and the epoch files, and writes one Envoy bootstrap \
     (JSON). The filter configuration inside is checked with the filter's own parser first. \
@@ -64,7 +70,9 @@ pub(crate) enum ConfigCommand {
     0600. Injected env, file and aws_secretsmanager sources are resolved by the agent by \
     default: the bootstrap names their headers only, and --agent-credentials FILE writes what \
     the agent resolves. Envoy's admin interface listens on a unix socket \
-    (mode 0600) beside the output unless listeners.admin says otherwise.")]
+    (mode 0600) beside the output unless listeners.admin says otherwise. With --target nginx: \
+    an nginx configuration (nginx -p PREFIX -c FILE) whose every API location asks the agent's \
+    /v1/check with auth_request; it holds no secret (docs/GATEWAYS.md).")]
 pub(crate) struct RenderArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -98,7 +106,8 @@ struct CommonArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     autoid gateway validate --config gateway-config\n  \
-    autoid gateway validate --config gateway-config --envoy .venv/bin/envoy\n\n\
+    autoid gateway validate --config gateway-config --envoy .venv/bin/envoy\n  \
+    autoid gateway validate --target nginx --config gateway-config\n\n\
     Exit 0 when the definitions are valid and Envoy (if found) accepts the rendered bootstrap; \
     1 when Envoy rejects it; 3 when a definition is invalid. Envoy is --envoy, else \
     .venv/bin/envoy, else `envoy` on PATH; without one only the definitions are checked \
@@ -109,6 +118,9 @@ pub(crate) struct ValidateArgs {
     /// The Envoy binary
     #[arg(long, value_name = "PATH")]
     envoy: Option<PathBuf>,
+    /// The nginx binary (--target nginx; default /usr/sbin/nginx, else `nginx` on PATH)
+    #[arg(long, value_name = "PATH")]
+    nginx: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +204,21 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
     let defs = Definitions::load(&common.config)?;
     let config = filter::build(&defs)?;
     let configuration = filter::to_string(&config)?;
+    if common.target == Target::Nginx {
+        require_agent_socket(&defs, common.target)?;
+        if common.relative_to.is_some() {
+            eprintln!(
+                "autoid: warning: --relative-to: the nginx configuration names certificates and \
+                 the agent's socket by absolute paths (its logs and pid are relative to nginx -p)"
+            );
+        }
+        let mut text = serde_json::to_string_pretty(&config)?;
+        text.push('\n');
+        return Ok(Rendered {
+            gateway: render_nginx(&defs, &config)?,
+            filter_config: Some(text),
+        });
+    }
     let style = match &common.relative_to {
         Some(dir) => PathStyle::RelativeTo(dir.clone()),
         None => PathStyle::Absolute,
@@ -228,7 +255,8 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
         }
     }
     let (authz, filter_config) = match common.target {
-        Target::EnvoyWasm => (
+        // Nginx returned above.
+        Target::EnvoyWasm | Target::Nginx => (
             Authz::Wasm {
                 configuration: &configuration,
             },
@@ -266,6 +294,17 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
     })
 }
 
+/// The nginx configuration; its warnings on stderr.
+fn render_nginx(defs: &Definitions, config: &serde_json::Value) -> Result<String> {
+    let config = autoid_protocol::config::Config::from_json(&serde_json::to_vec(config)?)
+        .map_err(|e| anyhow::anyhow!("the filter configuration: {e}"))?;
+    let rendered = nginx::render(defs, &config)?;
+    for w in &rendered.warnings {
+        eprintln!("autoid: warning: {w}");
+    }
+    Ok(rendered.text)
+}
+
 /// Names a file written: on stdout beside `--out`'s, on stderr when stdout is the bootstrap.
 fn report_written(args: &RenderArgs, file: &Path) {
     if args.out.is_some() {
@@ -290,7 +329,7 @@ fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
             args.common.target.name()
         ),
         (None, Some(_)) => bail!(
-            "--filter-config: only the agent-checked targets (envoy-ext-authz) write one; \
+            "--filter-config: only the agent-checked targets (envoy-ext-authz, nginx) write one; \
              the envoy-wasm bootstrap carries the filter configuration itself"
         ),
         (None, None) => {}
@@ -327,6 +366,47 @@ fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
+/// `nginx -t` on the rendered configuration, from a temporary prefix (its logs and pid go
+/// there): nginx's verdict, its messages when it refuses.
+fn validate_nginx(args: &ValidateArgs, text: &str) -> Result<Outcome> {
+    let Some(nginx) = nginx::binary(args.nginx.as_deref()) else {
+        eprintln!(
+            "autoid: warning: nginx not found (--nginx, /usr/sbin/nginx, PATH): only the \
+             definitions were checked; install it with `make deps-nginx`"
+        );
+        return Ok(Outcome::Success);
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("autoid-validate-")
+        .tempdir()
+        .context("cannot create a temporary directory")?;
+    let rendered = dir.path().join("nginx.conf");
+    files::write_file(&rendered, text.as_bytes(), SECRET_MODE, true)?;
+    let out = Command::new(&nginx)
+        .arg("-t")
+        .arg("-q")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&rendered)
+        .output()
+        .with_context(|| format!("{}: cannot run nginx", nginx.display()))?;
+    if out.status.success() {
+        println!("nginx -t ({}): ok", nginx.display());
+        return Ok(Outcome::Success);
+    }
+    if out.status.code().is_none() {
+        bail!("{}: killed by a signal", nginx.display());
+    }
+    println!("nginx -t ({}): rejected ({})", nginx.display(), out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stdout.lines().chain(stderr.lines()) {
+        println!("  {line}");
+    }
+    Ok(Outcome::Rejected)
+}
+
 /// `--envoy`, else `.venv/bin/envoy`, else `envoy` on PATH.
 fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = explicit {
@@ -346,6 +426,9 @@ fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
 fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
     let text = render(&args.common, None)?.gateway;
     println!("definitions: ok");
+    if args.common.target == Target::Nginx {
+        return validate_nginx(args, &text);
+    }
     let Some(envoy) = find_envoy(args.envoy.as_deref()) else {
         eprintln!(
             "autoid: warning: Envoy not found (--envoy, .venv/bin/envoy, PATH): only the \

@@ -8,6 +8,7 @@
 //! - [`slapd`]: Debian's slapd through `openldap/run_ldap.sh`, on free ports.
 //! - [`agent`]: the built `autoid-agent` binary, waited on until it answers.
 //! - [`envoy`]: Envoy on a bootstrap, its admin interface, stats and listeners.
+//! - [`nginx`]: Debian's nginx on a rendered configuration, with a prefix of its own.
 //! - [`moto`]: moto's server mode as AWS Secrets Manager.
 //! - [`redis`]: Debian's redis-server, the fleet's replay claims.
 //! - [`upstream`]: the demo upstream that echoes each request.
@@ -24,6 +25,7 @@ pub mod envoy;
 mod error;
 pub mod http;
 pub mod moto;
+pub mod nginx;
 pub mod paths;
 pub mod process;
 pub mod redis;
