@@ -37,6 +37,7 @@ impl Target {
         match self {
             Target::EnvoyWasm => "envoy-wasm",
             Target::EnvoyExtAuthz => "envoy-ext-authz",
+            Target::Nginx => "nginx",
         }
     }
 }
