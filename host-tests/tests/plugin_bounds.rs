@@ -26,8 +26,9 @@ const REPLAY_ENTRY: usize = 8;
 const REPLAY_HEADER: usize = 8;
 /// Generations in the replay table's ring (plugin/src/replay.rs).
 const REPLAY_GENERATIONS: usize = 16;
-/// Bytes of one session slot (`session_id[32] || key[32] || u64be(issued_at) || u64be(expires)`).
-const SESSION_VALUE: usize = 80;
+/// Bytes of one session slot (`session_id[32] || key[32] || u64be(issued_at) || u64be(expires)
+/// || lp8(kid)`), for this fixture's key id.
+const SESSION_VALUE: usize = 80 + 1 + common::autoid::KID.len();
 /// Bytes of a decision slot before its groups (`hash[32] || u64be || u8 || u16be count`).
 const DECISION_HEAD: usize = 43;
 /// The one group the bridge gives every subject.
