@@ -93,7 +93,12 @@ pub fn proof_requests(
         Sessions::Shared(n) => open_sessions(public, n, now)?,
         Sessions::PerProof => Vec::new(),
     };
-    make(Some(public), file, header, &shared, forms, count, threads, now)
+    let sessions = ProofSessions {
+        public: Some(public),
+        shared: &shared,
+        forms,
+    };
+    make(&sessions, file, header, count, threads, now)
 }
 
 /// `n` (at least one) sessions opened at `now`.
@@ -115,21 +120,36 @@ pub fn session_requests(
     if sessions.is_empty() {
         anyhow::bail!("no sessions to prove with");
     }
-    make(None, file, header, sessions, Forms::V1, count, threads, unix_now()?)
+    let sessions = ProofSessions {
+        public: None,
+        shared: sessions,
+        forms: Forms::V1,
+    };
+    make(&sessions, file, header, count, threads, unix_now()?)
 }
 
-/// The requests: round-robin over `shared` sessions, or, when there are none, each with a new
-/// session for `public`.
+/// What the proofs are made in: round-robin over `shared` sessions, or, when there are none,
+/// each in a new session for `public`; in `forms`.
+struct ProofSessions<'a> {
+    public: Option<&'a PublicKey>,
+    shared: &'a [Session],
+    forms: Forms,
+}
+
+/// `count` requests, made on `threads` threads.
 fn make(
-    public: Option<&PublicKey>,
+    sessions: &ProofSessions<'_>,
     file: &EntropyFile,
     header: &str,
-    shared: &[Session],
-    forms: Forms,
     count: usize,
     threads: usize,
     now: u64,
 ) -> Result<Vec<Vec<u8>>> {
+    let ProofSessions {
+        public,
+        shared,
+        forms,
+    } = *sessions;
     let threads = threads.max(1);
     let chunk = count.div_ceil(threads).max(1);
     let req = bench_request();

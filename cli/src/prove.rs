@@ -11,11 +11,11 @@ use autoid_protocol::policy::DEFAULT_SESSION_LIFETIME_SECS;
 use clap::Args;
 use rsa::rand_core::UnwrapErr;
 
-use crate::{Outcome, usage};
 use crate::binding::Target;
 use crate::epoch::{check_subject, load_entropy};
 use crate::files::{self, SECRET_MODE};
 use crate::keys::load_public;
+use crate::{Outcome, usage};
 
 /// A stored session is replaced this long before the gateway would call it expired, so clock
 /// skew (60 s by default) and slow requests never push a proof past the session's lifetime.
@@ -144,7 +144,11 @@ impl Prover {
 
     /// The form that any gateway accepts: v1, or v2's full form.
     pub(crate) fn full_form(&self) -> Form {
-        if self.version == 1 { Form::V1 } else { Form::Full }
+        if self.version == 1 {
+            Form::V1
+        } else {
+            Form::Full
+        }
     }
 
     /// After an answer to a full-form proof: the gateway holds the session now (or never will,
@@ -162,7 +166,14 @@ impl Prover {
     ) -> Result<String> {
         let now = crate::now_unix()?;
         self.session
-            .prove_as(form, &self.file, &target.request(), now, body, &mut self.rng)
+            .prove_as(
+                form,
+                &self.file,
+                &target.request(),
+                now,
+                body,
+                &mut self.rng,
+            )
             .context("making the proof")
     }
 }

@@ -30,7 +30,10 @@ fn repeat_3_in_v2_sends_the_full_form_once_then_the_sessions_reference() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
     let proofs: Vec<&str> = seen.iter().map(|r| r.header("x-autoid-proof")[0]).collect();
-    assert!(proofs.iter().all(|p| p.starts_with("v2.gw-1.")), "{proofs:?}");
+    assert!(
+        proofs.iter().all(|p| p.starts_with("v2.gw-1.")),
+        "{proofs:?}"
+    );
     // The first carries the wrapped key and verifies offline; the others name its session.
     let v = f.verify(proofs[0], "GET", &url, &["-v"]);
     assert_code(&v, 0);
@@ -50,7 +53,10 @@ fn repeat_3_in_v2_sends_the_full_form_once_then_the_sessions_reference() {
             .decode(reference)
             .unwrap();
         let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, session, "the compact proofs name the first proof's session");
+        assert_eq!(
+            hex, session,
+            "the compact proofs name the first proof's session"
+        );
     }
     // Offline, without the session, a compact proof is unknown_session (exit 1).
     let v = f.verify(proofs[1], "GET", &url, &[]);

@@ -40,18 +40,30 @@ fn per_request(gw: &Gateway, next: &mut impl FnMut() -> Vec<(&'static str, Strin
 /// for a hot subject in Envoy. And the header's length.
 fn warm(form: Form) -> (f64, f64, usize) {
     let gw = Fixture::static_groups()
-        .with("/replay", json!({ "buckets": 1 << 16, "slots_per_bucket": 64 }))
+        .with(
+            "/replay",
+            json!({ "buckets": 1 << 16, "slots_per_bucket": 64 }),
+        )
         .workers(1)
         .metered()
         .build();
     let mut alice = Client::open(&gw, "alice");
-    let prime = alice.proof_as(&gw, PATH, if form == Form::V1 { Form::V1 } else { Form::Full });
-    assert!(gw
-        .request("GET", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &prime)
-        .send()
-        .is_upstream());
+    let prime = alice.proof_as(
+        &gw,
+        PATH,
+        if form == Form::V1 {
+            Form::V1
+        } else {
+            Form::Full
+        },
+    );
+    assert!(
+        gw.request("GET", AUTHORITY, PATH)
+            .route("payments")
+            .header(PROOF, &prime)
+            .send()
+            .is_upstream()
+    );
     let mut len = 0;
     let mut next = || {
         let proof = alice.proof_as(&gw, PATH, form);
@@ -63,14 +75,21 @@ fn warm(form: Form) -> (f64, f64, usize) {
     gw.clock().advance(std::time::Duration::from_secs(1));
     gw.tick();
     let file = per_request(&gw, &mut next);
-    assert!(file < stream, "the file is materialized ({file} vs {stream})");
+    assert!(
+        file < stream,
+        "the file is materialized ({file} vs {stream})"
+    );
     (stream, file, len)
 }
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument names what to run (none: everything).
     let floor = {
-        let gw = common::floor_metered().gateway().workers(1).build().unwrap();
+        let gw = common::floor_metered()
+            .gateway()
+            .workers(1)
+            .build()
+            .unwrap();
         per_request(&gw, &mut || vec![("x-floor-in", "bench".to_owned())])
     };
     let (v1_stream, v1, v1_len) = warm(Form::V1);

@@ -106,8 +106,16 @@ fn many_requests_on_one_worker_stay_cheap() {
 #[test]
 fn a_metered_gateway_counts_the_wasm_instructions_each_request_runs() {
     let plain = common::floor().gateway().build().unwrap();
-    assert_eq!(plain.wasm_instructions(), None, "only a metered module counts");
-    let gw = common::floor_metered().gateway().workers(1).build().unwrap();
+    assert_eq!(
+        plain.wasm_instructions(),
+        None,
+        "only a metered module counts"
+    );
+    let gw = common::floor_metered()
+        .gateway()
+        .workers(1)
+        .build()
+        .unwrap();
     let start = gw.wasm_instructions().unwrap();
     let send = |value: &str| {
         let before = gw.wasm_instructions().unwrap();

@@ -224,9 +224,18 @@ mod tests {
         let mut w2 = Sessions::new(8, 64);
         let one = [1u8; 256];
         w1.put(&store, "k1", &one, &key(1), 5000);
-        assert_eq!(w1.get(&store, "k1", &full(&one), 100), Some((key(1), Hit::Local)));
-        assert_eq!(w2.get(&store, "k1", &full(&one), 100), Some((key(1), Hit::Shared)));
-        assert_eq!(w2.get(&store, "k1", &full(&one), 100), Some((key(1), Hit::Local)));
+        assert_eq!(
+            w1.get(&store, "k1", &full(&one), 100),
+            Some((key(1), Hit::Local))
+        );
+        assert_eq!(
+            w2.get(&store, "k1", &full(&one), 100),
+            Some((key(1), Hit::Shared))
+        );
+        assert_eq!(
+            w2.get(&store, "k1", &full(&one), 100),
+            Some((key(1), Hit::Local))
+        );
         assert_eq!(w2.get(&store, "k1", &full(&[2; 256]), 100), None);
         assert_eq!(w1.get(&store, "k2", &full(&one), 100), None, "another kid");
         assert_eq!(w1.get(&store, "k1", &full(&one), 5000), None, "expired");
@@ -245,15 +254,25 @@ mod tests {
         assert_eq!(w2.get(&store, "k1", &r, 100), Some((key(1), Hit::Shared)));
         assert_eq!(w2.get(&store, "k1", &r, 100), Some((key(1), Hit::Local)));
         // The worker that learned it by reference learns the wrapped key from the full form.
-        assert_eq!(w2.get(&store, "k1", &full(&one), 100), Some((key(1), Hit::Shared)));
-        assert_eq!(w2.get(&store, "k1", &full(&one), 100), Some((key(1), Hit::Local)));
+        assert_eq!(
+            w2.get(&store, "k1", &full(&one), 100),
+            Some((key(1), Hit::Shared))
+        );
+        assert_eq!(
+            w2.get(&store, "k1", &full(&one), 100),
+            Some((key(1), Hit::Local))
+        );
         // The reference is bound to its key id, in both layers.
         assert_eq!(w1.get(&store, "k2", &r, 100), None);
         let mut w3 = Sessions::new(8, 64);
         assert_eq!(w3.get(&store, "k2", &r, 100), None);
         assert_eq!(w3.get(&store, "k1", &compact("k1", &[2; 384]), 100), None);
         assert_eq!(w1.get(&store, "k1", &r, 5000), None, "expired");
-        assert_eq!(w3.get(&store, "k1", &r, 5000), None, "expired in shared data too");
+        assert_eq!(
+            w3.get(&store, "k1", &r, 5000),
+            None,
+            "expired in shared data too"
+        );
     }
 
     #[test]
@@ -265,7 +284,10 @@ mod tests {
         same_prefix[255] = 0;
         w.put(&store, "k1", &one, &key(1), 5000);
         assert_eq!(w.get(&store, "k1", &full(&same_prefix), 100), None);
-        assert_eq!(w.get(&store, "k1", &full(&one), 100), Some((key(1), Hit::Local)));
+        assert_eq!(
+            w.get(&store, "k1", &full(&one), 100),
+            Some((key(1), Hit::Local))
+        );
     }
 
     #[test]

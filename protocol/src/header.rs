@@ -101,8 +101,8 @@ impl Proof {
             "v2" => Version::V2,
             _ => {
                 let looks_versioned = version.len() <= 4
-                && version.starts_with('v')
-                && version[1..].bytes().all(|b| b.is_ascii_digit());
+                    && version.starts_with('v')
+                    && version[1..].bytes().all(|b| b.is_ascii_digit());
                 return Err(if looks_versioned {
                     Reject::UnsupportedVersion
                 } else {

@@ -487,7 +487,11 @@ fn a_v2_session_opens_once_in_the_full_form_then_goes_compact() {
     let old = session
         .prove(&file("alice"), &REQ, NOW, None, &mut rng)
         .unwrap();
-    assert!(verify(&ring, &limits, &old, &REQ, NOW, &mut cache).unwrap().session_cached);
+    assert!(
+        verify(&ring, &limits, &old, &REQ, NOW, &mut cache)
+            .unwrap()
+            .session_cached
+    );
 }
 
 #[test]
@@ -510,7 +514,14 @@ fn a_version_tag_swapped_does_not_open_and_a_reference_is_not_v1() {
         .prove(&file("alice"), &REQ, NOW, None, &mut rng)
         .unwrap();
     assert_eq!(
-        verify(&ring, &limits, &v1.replacen("v1.", "v2.", 1), &REQ, NOW, &mut cache),
+        verify(
+            &ring,
+            &limits,
+            &v1.replacen("v1.", "v2.", 1),
+            &REQ,
+            NOW,
+            &mut cache
+        ),
         Err(Reject::Open)
     );
     let compact = session

@@ -171,7 +171,11 @@ fn the_v2_vectors_hold_byte_for_byte() {
 fn a_compact_proof_of_an_unknown_session_is_unknown_session_and_costs_no_unwrap() {
     let mut rng = TestRng::new(b"unknown-session");
     let session = Session::open(&gateway_key().public(), NOW, &mut rng).unwrap();
-    let req = Request { method: "GET", authority: "api.example.com", path: "/p" };
+    let req = Request {
+        method: "GET",
+        authority: "api.example.com",
+        path: "/p",
+    };
     let header = session
         .prove_as(Form::Compact, &file("alice"), &req, NOW, None, &mut rng)
         .unwrap();

@@ -32,10 +32,13 @@ impl<H: HttpHost> CacheAdapter<'_, H> {
         let Some(wrapped) = proof.wrapped() else {
             return;
         };
-        self.state
-            .sessions
-            .borrow_mut()
-            .put(self.host.store(), proof.kid(), wrapped, session, expires);
+        self.state.sessions.borrow_mut().put(
+            self.host.store(),
+            proof.kid(),
+            wrapped,
+            session,
+            expires,
+        );
     }
 
     /// One cold-path token: the source's share first (a source past it never touches the

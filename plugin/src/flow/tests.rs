@@ -147,7 +147,14 @@ impl Client {
             path,
         };
         self.session
-            .prove_as(form, &self.file, &request, START_SECS, None, &mut UnwrapErr(SysRng))
+            .prove_as(
+                form,
+                &self.file,
+                &request,
+                START_SECS,
+                None,
+                &mut UnwrapErr(SysRng),
+            )
             .unwrap()
     }
 
@@ -425,7 +432,11 @@ fn a_compact_proof_needs_a_session_the_gateway_holds_and_then_costs_no_callout()
     let mut flow = Flow::new(worker.state());
     assert_eq!(flow.on_request_headers(&host, true), Verdict::Continue);
     assert_upstream_as_alice(&host);
-    assert_eq!(host.callouts.borrow().len(), 1, "only the full form's unwrap");
+    assert_eq!(
+        host.callouts.borrow().len(),
+        1,
+        "only the full form's unwrap"
+    );
     host.request(PATH, &[(PROOF, &compact)]);
     let mut again = Flow::new(worker.state());
     assert_eq!(again.on_request_headers(&host, true), Verdict::Pause);
