@@ -5,40 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{assert_code, stderr, stdout};
+use common::{assert_code, autoid_in, example_copy, repo, stderr, stdout};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn autoid_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_autoid"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-/// A copy of the example config directory to break.
-fn example_copy() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = repo().join("gateway-config/examples");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(format!("{}/.", src.display()))
-        .arg(tmp.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    tmp
-}
 
 fn wasm_filter_config(bootstrap: &Value) -> Value {
     let listener = &bootstrap["static_resources"]["listeners"][0];
