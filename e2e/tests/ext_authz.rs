@@ -12,7 +12,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::client::{Send, Wire, send};
-use common::{Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, eventually, request};
+use common::{
+    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_proof_denials,
+    assert_uniform_denial, eventually, request,
+};
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -51,21 +54,6 @@ const CONTRACT: [&str; 6] = [
     "x-autoid-peer",
     "x-autoid-tls",
 ];
-
-fn assert_denied(r: &Response, status: u16, error: &str) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.json()["error"], error);
-    assert!(
-        r.json().get("upstream").is_none(),
-        "the upstream answered a denied request"
-    );
-    if status == 401 {
-        assert_eq!(
-            r.header("www-authenticate"),
-            Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\"")
-        );
-    }
-}
 
 #[test]
 fn an_allowed_request_reaches_the_upstream_with_credentials_and_without_the_proof() {
@@ -110,59 +98,17 @@ fn an_allowed_request_reaches_the_upstream_with_credentials_and_without_the_proo
 #[test]
 fn missing_invalid_moved_and_replayed_proofs_are_401() {
     let s = stack();
-    assert_denied(
-        &request(s.http, "GET", "/payments/x", &[]).unwrap(),
-        401,
-        "unauthorized",
-    );
-    let invalid = request(
-        s.http,
-        "GET",
-        "/payments/x",
-        &[(PROOF_HEADER, "v1.gw-1.AAAA.BBBB")],
-    )
-    .unwrap();
-    assert_denied(&invalid, 401, "unauthorized");
-
-    // A proof for another path, and for another method (whatever method the client claims).
-    let proof = s.prove_raw("alice", "GET", "/payments/other");
-    let moved = request(s.http, "GET", "/payments/x", &[(PROOF_HEADER, &proof)]).unwrap();
-    assert_denied(&moved, 401, "unauthorized");
-    let proof = s.prove_raw("alice", "GET", "/payments/x");
-    let posted = request(
-        s.http,
-        "POST",
-        "/payments/x",
-        &[
-            (PROOF_HEADER, &proof),
-            ("x-autoid-method", "GET"),
-            ("content-length", "0"),
-        ],
-    )
-    .unwrap();
-    assert_denied(&posted, 401, "unauthorized");
-
-    // The same proof twice: the second is a replay.
-    let proof = s.prove_raw("alice", "GET", "/payments/once");
-    let first = request(s.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
-    assert_eq!(
-        first.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&first.body)
-    );
-    let again = request(s.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
-    assert_denied(&again, 401, "unauthorized");
+    assert_proof_denials(s.http, |method, path| s.prove_raw("alice", method, path));
 }
 
 #[test]
 fn a_subject_outside_the_required_groups_is_403_whatever_api_the_client_names() {
     let s = stack();
-    assert_denied(&s.get_as("dave", "/payments/x", &[]), 403, "forbidden");
+    assert_uniform_denial(&s.get_as("dave", "/payments/x", &[]), 403, "forbidden");
     // alice is not in admins; naming payments as the API changes nothing.
     let spoofed = s.get_as("alice", "/admin/x", &[("x-autoid-api", "payments")]);
-    assert_denied(&spoofed, 403, "forbidden");
-    assert_denied(&s.get_as("alice", "/off/x", &[]), 403, "forbidden");
+    assert_uniform_denial(&spoofed, 403, "forbidden");
+    assert_uniform_denial(&s.get_as("alice", "/off/x", &[]), 403, "forbidden");
     // No route: Envoy's ext_authz does not ask, and its router answers 404 (the wasm filter
     // answers 403 there); nothing goes upstream either way.
     let nowhere = s.get_as("alice", "/no-such-api/x", &[("x-autoid-api", "payments")]);
@@ -281,7 +227,7 @@ fn http_basic_needs_tls_where_the_api_says_so_and_loopback_peers_are_told_apart(
     let basic = format!("Basic {}", base64_of("test:test123"));
     // `legacy` takes passwords over TLS only: `x-autoid-tls` says which listener it came in on.
     let r = request(s.http, "GET", "/legacy/x", &[("authorization", &basic)]).unwrap();
-    assert_denied(&r, 403, "forbidden");
+    assert_uniform_denial(&r, 403, "forbidden");
     let out = Command::new("curl")
         .args(["-sS", "--http2", "-u", "test:test123", "--cacert"])
         .arg(s.path("tls/ca.pem"))

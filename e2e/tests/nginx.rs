@@ -20,7 +20,8 @@ use autoid_testkit::process::run;
 use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{free_port, paths};
 use common::{
-    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, bin, eventually, request,
+    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_proof_denials,
+    assert_uniform_denial, bin, eventually, request,
 };
 use serde_json::json;
 
@@ -447,21 +448,6 @@ const CONTRACT: [&str; 7] = [
     "x-autoid-status",
 ];
 
-fn assert_denied(r: &Response, status: u16, error: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    let body = r.json();
-    assert_eq!(body["error"], error, "{body}");
-    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
-    assert!(body.get("upstream").is_none(), "the upstream answered");
-    assert_eq!(r.header("cache-control"), Some("no-store"));
-    if status == 401 {
-        assert_eq!(
-            r.header("www-authenticate"),
-            Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\"")
-        );
-    }
-}
-
 #[test]
 fn checked_an_allowed_request_reaches_the_upstream_with_credentials_and_without_the_proof() {
     let (s, f) = checked();
@@ -514,46 +500,11 @@ fn checked_an_allowed_request_reaches_the_upstream_with_credentials_and_without_
 #[test]
 fn checked_missing_invalid_moved_and_replayed_proofs_are_401() {
     let (s, f) = checked();
-    assert_denied(
-        &request(f.http, "GET", "/payments/x", &[]).unwrap(),
-        401,
-        "unauthorized",
-    );
-    let invalid = request(
-        f.http,
-        "GET",
-        "/payments/x",
-        &[(PROOF_HEADER, "v1.gw-1.AAAA.BBBB")],
-    )
-    .unwrap();
-    assert_denied(&invalid, 401, "unauthorized");
-    // A proof for another path; for another method (whatever method the client claims).
-    let proof = f.prove(s, "alice", "GET", "/payments/other");
-    let moved = request(f.http, "GET", "/payments/x", &[(PROOF_HEADER, &proof)]).unwrap();
-    assert_denied(&moved, 401, "unauthorized");
-    let proof = f.prove(s, "alice", "GET", "/payments/x");
-    let posted = request(
-        f.http,
-        "POST",
-        "/payments/x",
-        &[
-            (PROOF_HEADER, &proof),
-            ("x-autoid-method", "GET"),
-            ("content-length", "0"),
-        ],
-    )
-    .unwrap();
-    assert_denied(&posted, 401, "unauthorized");
+    assert_proof_denials(f.http, |method, path| f.prove(s, "alice", method, path));
     // A proof made for Envoy's listener is bound to its authority, not nginx's.
     let envoy = s.prove("alice", "GET", &format!("http://{}/payments/x", s.http));
     let elsewhere = request(f.http, "GET", "/payments/x", &[(PROOF_HEADER, &envoy)]).unwrap();
-    assert_denied(&elsewhere, 401, "unauthorized");
-    // The same proof twice: the second is a replay.
-    let proof = f.prove(s, "alice", "GET", "/payments/once");
-    let first = request(f.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
-    assert_eq!(first.status, 200, "{}", first.text());
-    let again = request(f.http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
-    assert_denied(&again, 401, "unauthorized");
+    assert_uniform_denial(&elsewhere, 401, "unauthorized");
 }
 
 #[test]
@@ -573,7 +524,7 @@ fn checked_a_path_upstreams_could_read_otherwise_is_the_agents_400_not_auth_requ
             ],
         )
         .unwrap();
-        assert_denied(&r, 400, "bad_request");
+        assert_uniform_denial(&r, 400, "bad_request");
         assert_eq!(r.json()["request_id"], "rid-path", "{path}");
     }
 }
@@ -596,23 +547,23 @@ fn checked_a_body_bound_proof_is_refused_since_nginx_cannot_forward_the_body() {
         ],
     )
     .unwrap();
-    assert_denied(&r, 401, "unauthorized");
+    assert_uniform_denial(&r, 401, "unauthorized");
 }
 
 #[test]
 fn checked_a_subject_outside_the_required_groups_is_403_whatever_api_the_client_names() {
     let (s, f) = checked();
-    assert_denied(&f.get_as(s, "dave", "/payments/x", &[]), 403, "forbidden");
+    assert_uniform_denial(&f.get_as(s, "dave", "/payments/x", &[]), 403, "forbidden");
     let spoofed = f.get_as(s, "alice", "/admin/x", &[("x-autoid-api", "payments")]);
-    assert_denied(&spoofed, 403, "forbidden");
-    assert_denied(&f.get_as(s, "alice", "/off/x", &[]), 403, "forbidden");
+    assert_uniform_denial(&spoofed, 403, "forbidden");
+    assert_uniform_denial(&f.get_as(s, "alice", "/off/x", &[]), 403, "forbidden");
     let nowhere = f.get_as(
         s,
         "alice",
         "/no-such-api/x",
         &[("x-autoid-api", "payments")],
     );
-    assert_denied(&nowhere, 403, "forbidden");
+    assert_uniform_denial(&nowhere, 403, "forbidden");
 }
 
 #[test]
@@ -675,7 +626,7 @@ fn checked_http_basic_over_tls_reaches_the_upstream_without_the_password() {
     // An API that takes a proof or Basic (Basic from loopback peers without TLS): the agent
     // challenges for both, nginx 1.22 passes the first only (docs/GATEWAYS.md).
     let both = request(f.http, "GET", "/local/x", &[]).unwrap();
-    assert_denied(&both, 401, "unauthorized");
+    assert_uniform_denial(&both, 401, "unauthorized");
     let challenges: Vec<&str> = both
         .headers
         .iter()
@@ -694,7 +645,7 @@ fn checked_http_basic_over_tls_reaches_the_upstream_without_the_password() {
         &[("authorization", "Basic dGVzdDp0ZXN0MTIz")],
     )
     .unwrap();
-    assert_denied(&plain, 403, "forbidden");
+    assert_uniform_denial(&plain, 403, "forbidden");
 }
 
 #[test]
@@ -745,7 +696,7 @@ fn checked_with_the_agent_down_every_request_is_503_with_the_uniform_body() {
         &[(PROOF_HEADER, &proof), ("x-request-id", "rid-down")],
     )
     .unwrap();
-    assert_denied(&r, 503, "unavailable");
+    assert_uniform_denial(&r, 503, "unavailable");
     assert_eq!(r.json()["request_id"], "rid-down");
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(f.nginx.error_log().contains("/_autoid/check/payments"));

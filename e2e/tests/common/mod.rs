@@ -706,3 +706,62 @@ impl AgentAt {
         }
     }
 }
+
+/// The uniform denial every deployment answers (the filter's reply, whoever runs the filter):
+/// `status`, a JSON body of exactly `error` and `request_id`, `cache-control: no-store`, the proof
+/// challenge on 401, and nothing from the upstream.
+pub fn assert_uniform_denial(r: &Response, status: u16, error: &str) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(body["error"], error, "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    assert!(body.get("upstream").is_none(), "the upstream answered");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    if status == 401 {
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("AutoID realm=\"autoid\", header=\"x-autoid-proof\"")
+        );
+    }
+}
+
+/// The proof denials every deployment gives at `http`: no proof, junk, a proof moved to another
+/// path or to another method (whatever method the client claims in the check contract's
+/// header), and a replay — each the uniform 401. `prove(method, path)` makes a fresh proof for
+/// this gateway's authority.
+pub fn assert_proof_denials(http: SocketAddr, prove: impl Fn(&str, &str) -> String) {
+    let missing = request(http, "GET", "/payments/x", &[]).unwrap();
+    assert_uniform_denial(&missing, 401, "unauthorized");
+    let junk = [(PROOF_HEADER, "v1.gw-1.AAAA.BBBB")];
+    let invalid = request(http, "GET", "/payments/x", &junk).unwrap();
+    assert_uniform_denial(&invalid, 401, "unauthorized");
+
+    let proof = prove("GET", "/payments/other");
+    let moved = request(http, "GET", "/payments/x", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_uniform_denial(&moved, 401, "unauthorized");
+    let proof = prove("GET", "/payments/x");
+    let posted = request(
+        http,
+        "POST",
+        "/payments/x",
+        &[
+            (PROOF_HEADER, &proof),
+            ("x-autoid-method", "GET"),
+            ("content-length", "0"),
+        ],
+    )
+    .unwrap();
+    assert_uniform_denial(&posted, 401, "unauthorized");
+
+    // The same proof twice: the second is a replay.
+    let proof = prove("GET", "/payments/once");
+    let first = request(http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let again = request(http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_uniform_denial(&again, 401, "unauthorized");
+}
