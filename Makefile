@@ -32,6 +32,7 @@ AWS := $(VENV)/bin/aws
 help:
 	@echo "make run         the whole demo: OpenLDAP, the agent, Envoy + autoid, demo upstream (Ctrl-C stops)"
 	@echo "make run GATEWAY=nginx   the same demo behind Debian's nginx (auth_request → the agent)"
+	@echo "make run GATEWAY=envoy-ext-authz   the same demo behind Envoy without wasm (ext_authz → the agent)"
 	@echo "make demo        requests against the running demo (Envoy or nginx): allowed, 401, 403"
 	@echo "make run-fleet   two gateway replicas (Envoy + agent each) sharing one Redis for replay claims"
 	@echo "make demo-fleet  one proof against both replicas: accepted once, refused by the other"
@@ -187,7 +188,8 @@ test-python: deps-python
 	cd clients/python && ../../$(PY) -m pytest -q tests
 
 # The demo in the foreground (scripts/run.sh); `make demo` in another terminal exercises it.
-# GATEWAY=nginx: Debian's nginx (auth_request → the agent's /v1/check) instead of Envoy.
+# GATEWAY=nginx: Debian's nginx (auth_request → the agent's /v1/check) instead of Envoy;
+# GATEWAY=envoy-ext-authz: Envoy without the wasm filter (ext_authz → the agent's /v1/check).
 GATEWAY ?= envoy
 run: wasm bins deps-envoy deps-moto deps-aws $(if $(filter nginx,$(GATEWAY)),deps-nginx,)
 	AUTOID_SKIP_BUILD=1 GATEWAY=$(GATEWAY) scripts/run.sh

@@ -4,7 +4,7 @@
 # 401 without a proof, a 403 for dave, who is in no group, a POST whose proof binds its body, and
 # HTTP Basic with a directory password on the legacy API, and AWS credentials for the aws CLI
 # from the gateway (credential_process). Against Envoy or nginx, whichever `make run` started
-# (run/gateway; `make run GATEWAY=nginx`).
+# (run/gateway; `make run GATEWAY=nginx`, `make run GATEWAY=envoy-ext-authz`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -95,13 +95,16 @@ echo "   dave proves who he is too, but he is not in payments: no credentials (4
 show "$BIN/autoid" aws credential-process "${CLIENT[@]}" --entropy run/clients/dave.entropy --subject dave \
 	"$GW/aws/"
 
+check_counters() {
+	echo
+	echo "8. The agent's check counters (the gateway asks the agent: its /metrics on its unix socket, mode 0600, in run/):"
+	show bash -c "curl -sS --unix-socket run/agent.sock http://localhost/metrics | grep -E '^autoid_check_(requests_allowed|requests_denied|denied_missing|denied_not_in_groups|denied_body|denied_basic_rejected) '"
+}
 if [ "$GATEWAY" = nginx ]; then
 	echo
 	echo "7. (Envoy only: Secrets Manager signed by the gateway. nginx cannot sign requests with SigV4;"
 	echo "   the nginx render leaves /secrets/ out, so it is 403 like any path no API serves.)"
-	echo
-	echo "8. The agent's check counters (its /metrics on its unix socket, mode 0600, in run/):"
-	show bash -c "curl -sS --unix-socket run/agent.sock http://localhost/metrics | grep -E '^autoid_check_(requests_allowed|requests_denied|denied_missing|denied_not_in_groups|denied_body|denied_basic_rejected) '"
+	check_counters
 	exit 0
 fi
 
@@ -113,6 +116,10 @@ show "$BIN/autoid" request "${CLIENT[@]}" --entropy run/clients/alice.entropy --
 	-H 'x-amz-target: secretsmanager.GetSecretValue' -H 'content-type: application/x-amz-json-1.1' \
 	-d '{"SecretId":"autoid/demo/greeting"}' "$GW/secrets/"
 
+if [ "$GATEWAY" = envoy-ext-authz ]; then
+	check_counters
+	exit 0
+fi
 echo
 echo "8. The filter's counters (Envoy's admin interface is a unix socket, mode 0600, in run/):"
 # The filter adds its per-request counters to Envoy's on its one-second tick: wait for alice's two.

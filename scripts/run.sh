@@ -11,6 +11,9 @@
 # rendered with `autoid gateway render --target nginx`: every API location asks the agent's
 # /v1/check (auth_request); the agent decides with the filter configuration render writes
 # (run/filter.json). NGINX (default /usr/sbin/nginx). nginx's logs: run/nginx/{error,access}.log.
+# GATEWAY=envoy-ext-authz (`make run GATEWAY=envoy-ext-authz`): Envoy without the wasm filter,
+# rendered with `autoid gateway render --target envoy-ext-authz`: ext_authz asks the agent's
+# /v1/check, which decides with run/filter.json.
 # FLEET=1 (`make run-fleet`): two gateway replicas, each an Envoy (--concurrency 2) with its own
 # agent, claiming nonces in one Redis (docs/FLEET.md); replica 1 on the usual ports, replica 2 one
 # above them (8444, 8081), each replica's files in run/replica-<n>/.
@@ -43,11 +46,11 @@ die() {
 }
 
 case "$GATEWAY" in
-envoy | nginx) ;;
-*) die "GATEWAY=$GATEWAY: envoy (the default) or nginx" ;;
+envoy | envoy-ext-authz | nginx) ;;
+*) die "GATEWAY=$GATEWAY: envoy (the default), envoy-ext-authz or nginx" ;;
 esac
-if [ "$GATEWAY" = nginx ] && [ "$FLEET" = 1 ]; then
-	die "the fleet demo runs Envoy replicas only; use \`make run GATEWAY=nginx\` for nginx"
+if [ "$GATEWAY" != envoy ] && [ "$FLEET" = 1 ]; then
+	die "the fleet demo runs Envoy replicas with the wasm filter only; use \`make run GATEWAY=$GATEWAY\` alone"
 fi
 
 if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
@@ -184,6 +187,10 @@ print_single() {
 		logs="run/nginx/{error,access}.log, run/logs/{nginx,agent,upstream,moto}.log"
 		secrets="/secrets/
   (Secrets Manager signed by the gateway) is Envoy's only: nginx cannot sign (403 here)."
+	elif [ "$GATEWAY" = envoy-ext-authz ]; then
+		front="Envoy, ext_authz → the agent's /v1/check"
+		admin="  $ADMIN_SOCKET  Envoy admin, unix socket mode 0600; the agent's check counters:
+                  curl -s --unix-socket $AGENT_SOCKET http://localhost/metrics | grep autoid_check_"
 	fi
 	cat <<EOF
 
@@ -268,6 +275,13 @@ replica() {
 		# The agent answers nginx's /v1/check with the filter's own decisions.
 		check=",
   \"check\": { \"filter_config\": \"$dir/filter.json\" }"
+	elif [ "$GATEWAY" = envoy-ext-authz ]; then
+		say "autoid gateway render --target envoy-ext-authz --config ${config#"$REPO"/} --out run/envoy.json --filter-config run/filter.json --agent-credentials run/agent-credentials.json"
+		autoid gateway render --target envoy-ext-authz --config "$config" --out "$dir/envoy.json" \
+			--filter-config "$dir/filter.json" --agent-credentials "$dir/agent-credentials.json" >/dev/null
+		# The agent answers Envoy's ext_authz at /v1/check with the filter's own decisions.
+		check=",
+  \"check\": { \"filter_config\": \"$dir/filter.json\" }"
 	else
 		say "replica $n: autoid gateway render --config ${config#"$REPO"/} --out ${dir#"$REPO"/}/envoy.json --agent-credentials ${dir#"$REPO"/}/agent-credentials.json"
 		autoid gateway render --config "$config" --out "$dir/envoy.json" \
@@ -313,7 +327,9 @@ EOF
 		wait_port "nginx" "$HTTP_PORT" 5
 		return
 	fi
-	say "replica $n: Envoy $("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p') with the autoid filter"
+	local with="with the autoid filter"
+	[ "$GATEWAY" != envoy-ext-authz ] || with="with ext_authz → the agent's /v1/check"
+	say "replica $n: Envoy $("$ENVOY" --version | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\)\/.*/\1/p') $with"
 	start "Envoy $n" "$LOGS/access$suffix.log" "$ENVOY" -c "$dir/envoy.json" --concurrency 2 --use-dynamic-base-id \
 		--log-path "$LOGS/envoy$suffix.log" --log-level "${ENVOY_LOG_LEVEL:-info}" --component-log-level wasm:info
 	wait_http "Envoy $n" "http://localhost/ready" 30 --unix-socket "$dir/envoy-admin.sock"
