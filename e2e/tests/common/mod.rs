@@ -765,3 +765,23 @@ pub fn assert_proof_denials(http: SocketAddr, prove: impl Fn(&str, &str) -> Stri
     let again = request(http, "GET", "/payments/once", &[(PROOF_HEADER, &proof)]).unwrap();
     assert_uniform_denial(&again, 401, "unauthorized");
 }
+
+/// alice's `GET /payments/charges?limit=2`, allowed, as the payments upstream receives it behind
+/// any deployment: rewritten to `/v1/charges`, the gateway's credential, tenant and identity in
+/// place of whatever copies the client sent, and no proof header in any spelling. Returns the
+/// upstream's echo for the deployment's own checks.
+pub fn assert_upstream_as_alice(r: &Response) -> Value {
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let echo = r.json();
+    assert_eq!(echo["path"], "/v1/charges?limit=2");
+    assert_eq!(r.echoed("authorization"), [PAYMENTS_CREDENTIAL]);
+    assert_eq!(r.echoed("x-tenant"), ["acme"]);
+    assert_eq!(r.echoed("x-autoid-subject"), ["alice"]);
+    assert_eq!(r.echoed("x-autoid-groups"), ["payments,reports"]);
+    let headers = echo["headers"].as_object().unwrap();
+    assert!(
+        headers.keys().all(|k| !k.contains("autoid-proof")),
+        "the proof reached the upstream: {echo}"
+    );
+    echo
+}
