@@ -86,23 +86,15 @@ impl Checked {
         edit(&mut filter);
         std::fs::write(d.join("filter.json"), filter.to_string()).unwrap();
         let socket = d.join("agent.sock");
-        let mut config = json!({
-            "listen": format!("unix:{}", socket.display()),
-            "request_timeout_ms": 4000,
-            "ldap": {
-                "url": slapd.ldap_url,
-                "bind_dn": BRIDGE_DN,
-                "bind_password_file": slapd.bridge_password_file(),
-                "pool_size": 2,
-                "connect_timeout_ms": 1000,
-                "operation_timeout_ms": 2000
-            },
-            "users": {"base": BASE},
-            "groups": {"base": format!("ou=groups,{BASE}")},
-            "session_keys": [{"kid": "gw-1", "private_key_file": key_file}],
-            // Relative: to this file.
-            "check": {"filter_config": "filter.json", "workers": 2}
-        });
+        // The directory part of every agent test, on a unix socket (the check needs one).
+        let mut config = common::config(slapd);
+        config["listen"] = json!(format!("unix:{}", socket.display()));
+        if let Some(c) = config.as_object_mut() {
+            c.remove("insecure_plain_tcp");
+        }
+        config["session_keys"] = json!([{"kid": "gw-1", "private_key_file": key_file}]);
+        // Relative: to this file.
+        config["check"] = json!({"filter_config": "filter.json", "workers": 2});
         if let Some(url) = redis {
             config["replay"] = json!({"redis_url": url, "timeout_ms": 500});
         }
