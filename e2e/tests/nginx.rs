@@ -21,7 +21,7 @@ use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{free_port, paths};
 use common::{
     Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_proof_denials,
-    assert_uniform_denial, assert_upstream_as_alice, bin, eventually, request,
+    assert_uniform_denial, assert_upstream_as_alice, bin, eventually, key_and_epoch, request,
 };
 use serde_json::json;
 
@@ -47,14 +47,7 @@ impl Gateway {
             .unwrap();
         let d = dir.path();
         autoid_testkit::process::remove_after_exit(d);
-        run(Command::new(&autoid)
-            .args(["keygen", "--kid", "gw-1", "--bits", "2048", "--out"])
-            .arg(d.join("keys")))
-        .unwrap();
-        run(Command::new(&autoid)
-            .args(["epoch", "new", "--id", "ep-1", "--out"])
-            .arg(d.join("ep-1.epoch.json")))
-        .unwrap();
+        key_and_epoch(&autoid, d);
         let tls = paths::dev_tls(&d.join("tls")).unwrap();
         let upstream = Upstream::start(
             &bin("autoid-demo-upstream").unwrap(),

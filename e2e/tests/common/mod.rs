@@ -151,14 +151,7 @@ impl Stack {
         let slapd = Slapd::start(&d.join("ldap")).unwrap();
 
         // Keys, epoch, entropy, TLS: all with the real tools.
-        run(Command::new(&autoid)
-            .args(["keygen", "--kid", "gw-1", "--bits", "2048", "--out"])
-            .arg(d.join("keys")))
-        .unwrap();
-        run(Command::new(&autoid)
-            .args(["epoch", "new", "--id", "ep-1", "--out"])
-            .arg(d.join("ep-1.epoch.json")))
-        .unwrap();
+        key_and_epoch(&autoid, d);
         for who in ["alice", "bob", "dave", "erin"] {
             run(Command::new(&autoid)
                 .args(["entropy", "issue", "--subject", who, "--epoch"])
@@ -784,4 +777,17 @@ pub fn assert_upstream_as_alice(r: &Response) -> Value {
         "the proof reached the upstream: {echo}"
     );
     echo
+}
+
+/// The gateway key `gw-1` (RSA-2048, in `d/keys/`) and the epoch `ep-1` (`d/ep-1.epoch.json`),
+/// made with the real `autoid` at `autoid`.
+pub fn key_and_epoch(autoid: &Path, d: &Path) {
+    run(Command::new(autoid)
+        .args(["keygen", "--kid", "gw-1", "--bits", "2048", "--out"])
+        .arg(d.join("keys")))
+    .unwrap();
+    run(Command::new(autoid)
+        .args(["epoch", "new", "--id", "ep-1", "--out"])
+        .arg(d.join("ep-1.epoch.json")))
+    .unwrap();
 }
