@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::client::{Send, Wire, send};
 use common::{
     Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_proof_denials,
-    assert_uniform_denial, assert_upstream_as_alice, eventually, request,
+    assert_uniform_denial, assert_upstream_as_alice, eventually, request, unix_request,
 };
 
 fn now_secs() -> u64 {
@@ -291,9 +291,16 @@ fn with_the_agent_down_every_request_is_503_with_the_uniform_body() {
 }
 
 #[test]
-fn the_bootstrap_holds_no_filter_configuration_and_no_secret() {
+fn the_bootstrap_config_dump_and_log_hold_no_filter_configuration_and_no_secret() {
     let s = stack();
     let bootstrap = std::fs::read_to_string(s.path("envoy.json")).unwrap();
+    // A real request first, so the live configuration and the log are the ones that served it.
+    let r = s.get_as("alice", "/payments/dump", &[]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let dump = unix_request(&s.admin, "GET", "/config_dump").unwrap();
+    assert_eq!(dump.status, 200);
+    let dump = String::from_utf8_lossy(&dump.body).into_owned();
+    let log = s.envoy_log();
     let filter = std::fs::read_to_string(s.path("filter.json")).unwrap();
     let epoch: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(s.path("ep-1.epoch.json")).unwrap()).unwrap();
@@ -309,9 +316,20 @@ fn the_bootstrap_holds_no_filter_configuration_and_no_secret() {
             filter.contains(value),
             "{what} not in the filter configuration"
         );
-        assert!(!bootstrap.contains(value), "{what} in Envoy's bootstrap");
+        for (place, text) in [
+            ("Envoy's bootstrap", &bootstrap),
+            ("Envoy's config_dump", &dump),
+            ("Envoy's log", &log),
+        ] {
+            assert!(!text.contains(value), "{what} in {place}");
+        }
     }
     assert!(!bootstrap.contains("envoy.filters.http.wasm"));
+    // No wasm filter is configured (the node's extension list names it, as every Envoy's does).
+    assert!(!dump.contains("type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"));
+    assert!(
+        dump.contains("type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz")
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(s.path("filter.json"))
         .unwrap()
