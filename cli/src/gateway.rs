@@ -5,6 +5,7 @@ mod defs;
 mod envoy;
 mod filter;
 mod nginx;
+mod overlap;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -203,6 +204,9 @@ fn require_agent_socket(defs: &Definitions, target: Target) -> Result<()> {
 /// Renders `common.target`; `out` is where it will be written (the admin socket goes beside it).
 fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
     let defs = Definitions::load(&common.config)?;
+    for w in overlap::warnings(&defs) {
+        eprintln!("autoid: WARNING: {w}");
+    }
     let config = filter::build(&defs)?;
     let configuration = filter::to_string(&config)?;
     if common.target == Target::Nginx {

@@ -649,3 +649,74 @@ fn a_tcp_agent_gets_tls_and_the_token() {
         assert!(e.contains(expected), "{e}");
     }
 }
+
+/// The example with an API that vends `role_arn` (`apis/aws.json`) and payments' injected
+/// credential from Secrets Manager `secret_id`: validate's stderr (definitions only).
+fn validate_with_role_and_secret(role_arn: &str, secret_id: &str) -> String {
+    let dir = example_copy();
+    let aws = serde_json::json!({
+        "id": "aws", "name": "AWS credentials", "listen_path": "/aws/",
+        "aws_role": {"role_arn": role_arn},
+        "auth": {"require": {"any_of": ["payments"]},
+                 "identity": {"subject_header": "x-autoid-subject", "groups_header": "x-autoid-groups"}}
+    });
+    std::fs::write(dir.path().join("apis/aws.json"), aws.to_string()).unwrap();
+    let payments = dir.path().join("apis/payments.json");
+    let text = std::fs::read_to_string(&payments).unwrap();
+    let from = r#""secret_id": "autoid/demo/payments-upstream""#;
+    assert!(text.contains(from));
+    std::fs::write(
+        &payments,
+        text.replace(from, &format!(r#""secret_id": "{secret_id}""#)),
+    )
+    .unwrap();
+    // The definitions are the point here, not Envoy: a stand-in that accepts any bootstrap.
+    let envoy = dir.path().join("envoy-accepts-all");
+    std::fs::write(&envoy, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&envoy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = autoid_in(
+        dir.path(),
+        &[
+            "gateway",
+            "validate",
+            "--config",
+            ".",
+            "--envoy",
+            "./envoy-accepts-all",
+        ],
+    );
+    assert_code(&o, 0);
+    stderr(&o)
+}
+
+#[test]
+fn validate_warns_when_a_role_lent_to_workloads_may_read_an_injected_secret() {
+    const ROLE: &str = "arn:aws:iam::123456789012:role/autoid-demo";
+    // A secret given by name lives in the agent's account, unknown offline: it may be the role's.
+    let named = validate_with_role_and_secret(ROLE, "autoid/demo/payments-upstream");
+    for part in [
+        "WARNING",
+        "apis/aws.json: aws_role.role_arn \"arn:aws:iam::123456789012:role/autoid-demo\"",
+        "apis/payments.json: auth.inject.authorization.aws_secretsmanager.secret_id \
+         \"autoid/demo/payments-upstream\"",
+        "not known offline",
+        "secretsmanager:GetSecretValue",
+    ] {
+        assert!(named.contains(part), "no {part:?} in:\n{named}");
+    }
+    // The same account, by ARN.
+    let same = validate_with_role_and_secret(
+        ROLE,
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:payments-upstream",
+    );
+    assert!(
+        same.contains("aws_role.role_arn") && same.contains("both in account 123456789012"),
+        "{same}"
+    );
+    // The gateway's secrets in an account of their own: nothing to warn about.
+    let apart = validate_with_role_and_secret(
+        ROLE,
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:payments-upstream",
+    );
+    assert!(!apart.contains("aws_role.role_arn"), "{apart}");
+}
