@@ -2,6 +2,7 @@
 # run_ldap.sh — a throwaway OpenLDAP directory for development and CI, on Debian's slapd.
 #
 #   openldap/run_ldap.sh start    init (first time), start, seed (first time), print how to connect
+#                                 (the passwords' files, never a password)
 #   openldap/run_ldap.sh stop     stop it (pidfile) and wait for it to exit
 #   openldap/run_ldap.sh status   exit 0 when it runs and answers, 1 otherwise
 #   openldap/run_ldap.sh seed     (re)load openldap/ldif/*.ldif; entries that exist are kept
@@ -197,6 +198,8 @@ answers() {
 		-y "$STATE_DIR/admin.password" >/dev/null 2>&1
 }
 
+# The settings, without a password: the passwords are in their files (mode 0600), and what this
+# prints ends up in logs (run.sh keeps `start`'s output in run/logs/ldap-start.log).
 print_env() {
 	cat <<EOF
 LDAP_URL=$(ldap_url)
@@ -204,9 +207,8 @@ LDAPS_URL=$(ldaps_url)
 LDAP_STARTTLS=offered on LDAP_URL
 LDAP_BASE_DN=$BASE_DN
 LDAP_ADMIN_DN=$ADMIN_DN
-LDAP_ADMIN_PASSWORD=$ADMIN_PW
+LDAP_ADMIN_PASSWORD_FILE=$STATE_DIR/admin.password
 LDAP_BRIDGE_DN=$BRIDGE_DN
-LDAP_BRIDGE_PASSWORD=$BRIDGE_PW
 LDAP_BRIDGE_PASSWORD_FILE=$STATE_DIR/bridge.password
 LDAP_CA_FILE=$STATE_DIR/tls/ca.pem
 LDAP_STATE_DIR=$STATE_DIR

@@ -17,6 +17,10 @@
 # FLEET=1 (`make run-fleet`): two gateway replicas, each an Envoy (--concurrency 2) with its own
 # agent, claiming nonces in one Redis (docs/FLEET.md); replica 1 on the usual ports, replica 2 one
 # above them (8444, 8081), each replica's files in run/replica-<n>/.
+# Secrets: each process gets only its own. Every process started here runs with a clean
+# environment (KEEP_ENV: where programs are, the locale); the agent alone also gets its secrets,
+# from 0600 files (run/aws/agent.env: its AWS key; run/secrets/agent.env: the injected API keys
+# its `env` sources read). Nothing here prints a password: run_ldap.sh names the files.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$(pwd)
@@ -30,8 +34,7 @@ FLEET=${FLEET:-0}
 GATEWAY=${GATEWAY:-envoy}
 NGINX=${NGINX:-/usr/sbin/nginx}
 # moto checks signatures (IAM authentication on): the agent signs with the keys the seed creates
-# for it (run/aws/agent.env), read below once moto runs.
-export AWS_REGION=us-east-1
+# for it (run/aws/agent.env), which only the agent's process reads (start --env-file).
 PAYMENTS_SECRET=autoid/demo/payments-upstream
 # Envoy's admin: a unix socket (mode 0600) that `autoid gateway render` puts beside run/envoy.json.
 ADMIN_SOCKET=run/envoy-admin.sock
@@ -96,13 +99,18 @@ umask 077
 mkdir -p "$RUN/secrets"
 [ -f "$RUN/secrets/payments-upstream.token" ] ||
 	printf 'Bearer demo-payments-%s\n' "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$RUN/secrets/payments-upstream.token"
+# The agent's environment (its `env` credential sources: reports and legacy), for its process only.
+cat >"$RUN/secrets/agent.env" <<'AGENT_ENV'
+AWS_REGION=us-east-1
+AUTOID_DEMO_REPORTS_KEY=demo-reports-key-from-the-environment
+AUTOID_DEMO_LEGACY_KEY=demo-legacy-key-from-the-environment
+AGENT_ENV
 umask 022
-export AUTOID_DEMO_REPORTS_KEY=demo-reports-key-from-the-environment
-export AUTOID_DEMO_LEGACY_KEY=demo-legacy-key-from-the-environment
 "$REPO/scripts/dev-tls.sh" "$RUN/tls"
 
-PIDS=()
-NAMES=()
+# start NAME LOG [--env-file FILE]... CMD...: a process with a clean environment (PIDS, NAMES).
+# shellcheck source=scripts/launch.sh
+. "$REPO/scripts/launch.sh"
 stopping=0
 stop_all() {
 	[ "$stopping" = 1 ] && return
@@ -125,14 +133,6 @@ trap 'stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
 trap 'stop_all' EXIT
 
-start() { # start NAME LOGFILE CMD...
-	local name=$1 log=$2
-	shift 2
-	"$@" </dev/null >>"$log" 2>&1 &
-	PIDS+=($!)
-	NAMES+=("$name")
-}
-
 wait_port() { # wait_port NAME PORT SECONDS: until 127.0.0.1:PORT accepts connections
 	local deadline=$((SECONDS + $3)) pid=${PIDS[-1]}
 	until (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; do
@@ -152,9 +152,10 @@ wait_http() { # wait_http NAME URL SECONDS [curl options]
 }
 
 say "directory: OpenLDAP (openldap/run_ldap.sh, state in run/ldap)"
-AUTOID_INSTALL=1 openldap/run_ldap.sh start >"$LOGS/ldap-start.log" 2>&1 ||
+# slapd (setsid, started by the script) keeps the script's environment: a clean one.
+(clean_env && AUTOID_INSTALL=1 exec openldap/run_ldap.sh start) >"$LOGS/ldap-start.log" 2>&1 ||
 	{ cat "$LOGS/ldap-start.log" >&2; die "OpenLDAP did not start"; }
-eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|BRIDGE_DN|BRIDGE_PASSWORD_FILE|STATE_DIR|ADMIN_DN|ADMIN_PASSWORD)=')"
+eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|BRIDGE_DN|BRIDGE_PASSWORD_FILE|STATE_DIR|ADMIN_DN|ADMIN_PASSWORD_FILE)=')"
 
 say "AWS (moto on 127.0.0.1:$MOTO_PORT, IAM authentication on): role autoid-demo, secret $PAYMENTS_SECRET"
 : >"$LOGS/moto.log"
@@ -163,10 +164,6 @@ start "moto" "$LOGS/moto.log" env INITIAL_NO_AUTH_ACTION_COUNT=10 "$MOTO/moto_se
 wait_http "moto" "http://127.0.0.1:$MOTO_PORT/moto-api/" 30
 "$MOTO/python" scripts/moto-seed.py "http://127.0.0.1:$MOTO_PORT" "$PAYMENTS_SECRET" \
 	"$RUN/secrets/payments-upstream.token" "$RUN/aws"
-set -a
-# shellcheck source=/dev/null
-. "$RUN/aws/agent.env"
-set +a
 # The aws CLI's profile for alice: her credentials come from the gateway, through the process.
 cat >"$RUN/aws/config" <<CONFIG
 [profile autoid-alice]
@@ -202,7 +199,7 @@ $admin
   http://127.0.0.1:$UPSTREAM_PORT     demo upstream (echoes what it receives)
   http://127.0.0.1:$MOTO_PORT     AWS (moto, IAM authentication on): payments' upstream token is $PAYMENTS_SECRET;
                                   the /aws/ API vends role autoid-demo (aws CLI profile autoid-alice: run/aws/config)
-  $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN / $LDAP_ADMIN_PASSWORD)
+  $LDAP_URL  OpenLDAP (StartTLS; admin $LDAP_ADMIN_DN, password in ${LDAP_ADMIN_PASSWORD_FILE#"$REPO"/})
 APIs (gateway-config/apis/): /payments/ needs group payments; /reports/ needs reports or admins;
   /legacy/ takes HTTP Basic (test / test123, testgroup); /aws/ vends AWS credentials and $secrets
 Clients: alice (payments, reports) run/clients/alice.entropy; dave (no group) run/clients/dave.entropy
@@ -307,7 +304,8 @@ replica() {
 EOF
 	: >"$LOGS/agent$suffix.log" && : >"$LOGS/envoy$suffix.log" && : >"$LOGS/access$suffix.log"
 	say "replica $n: autoid agent"
-	start "autoid agent $n" "$LOGS/agent$suffix.log" "$BIN/autoid-agent" --config "$dir/agent.json"
+	start "autoid agent $n" "$LOGS/agent$suffix.log" --env-file "$RUN/aws/agent.env" \
+		--env-file "$RUN/secrets/agent.env" "$BIN/autoid-agent" --config "$dir/agent.json"
 	# For `autoid rotate key --pid-file run/agent.pid` (removed when the demo stops).
 	echo "${PIDS[-1]}" >"$dir/agent.pid"
 	# The agent refuses to start while another one listens on the socket (another `make run`).

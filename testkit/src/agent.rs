@@ -10,14 +10,15 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::http::unix_request;
-use crate::process::{Proc, wait_for};
+use crate::process::{Proc, command, wait_for};
 use crate::{Error, Result};
 
 /// The longest an agent may take to answer `/readyz` (it connects to the directory first).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Starts `bin --config <config>` with `env`, its output in `log`, and waits until `ready` says
-/// it answers; fails with its log if it exits first.
+/// Starts `bin --config <config>` with `env` (and nothing else of this process's environment but
+/// [`crate::process::INHERITED_ENV`]), its output in `log`, and waits until `ready` says it
+/// answers; fails with its log if it exits first.
 pub fn start(
     bin: &Path,
     config: &Path,
@@ -27,7 +28,7 @@ pub fn start(
 ) -> Result<Proc> {
     let mut agent = Proc::spawn(
         "the agent",
-        Command::new(bin)
+        command(bin)
             .arg("--config")
             .arg(config)
             .envs(env.iter().copied()),

@@ -3,14 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::http::{Response, request, unix_request};
 use crate::paths::repo;
-use crate::process::Proc;
+use crate::process::{Proc, command};
 use crate::{Error, Result};
 
 pub const ENVOY_INSTALL: &str =
@@ -81,7 +80,7 @@ impl Envoy {
     ) -> Result<Envoy> {
         let mut proc = Proc::spawn(
             "Envoy",
-            Command::new(bin)
+            command(bin)
                 .arg("-c")
                 .arg(config)
                 .arg("--disable-hot-restart")

@@ -3,12 +3,11 @@
 //! rotated through the real API (boto3, which comes with moto), stopped when dropped.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::http::request;
 use crate::paths::repo;
-use crate::process::{Proc, free_port, run};
+use crate::process::{Proc, command, free_port, run};
 use crate::{Error, Result};
 
 pub const MOTO_INSTALL: &str = "make deps-moto   (or: python3 -m venv .venv-moto && .venv-moto/bin/pip install 'moto[server]')";
@@ -96,7 +95,7 @@ impl Moto {
     /// to assume one role: a wrong key or signature is refused (403) as AWS would.
     pub fn start_iam(log: &Path) -> Result<(Moto, Iam)> {
         let moto = Self::start_with(log, Some(IAM_SEED_ACTIONS))?;
-        let out = run(Command::new(venv_bin()?.join("python"))
+        let out = run(command(venv_bin()?.join("python"))
             .arg("-c")
             .arg(IAM_SEED)
             .arg(&moto.endpoint))?;
@@ -108,10 +107,16 @@ impl Moto {
         Ok((moto, iam))
     }
 
+    /// Starts moto with its IAM authentication on after the first `unauthenticated` requests
+    /// (a seed's, such as `scripts/moto-seed.py`'s), nothing seeded.
+    pub fn start_authenticating_after(log: &Path, unauthenticated: u32) -> Result<Moto> {
+        Self::start_with(log, Some(unauthenticated))
+    }
+
     fn start_with(log: &Path, unauthenticated_actions: Option<u32>) -> Result<Moto> {
         let bin = venv_bin()?;
         let port = free_port()?;
-        let mut cmd = Command::new(bin.join("moto_server"));
+        let mut cmd = command(bin.join("moto_server"));
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         if let Some(n) = unauthenticated_actions {
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
@@ -138,7 +143,7 @@ if op == "create":
 else:
     c.put_secret_value(SecretId=secret_id, SecretString=value)
 "#;
-        run(Command::new(venv_bin()?.join("python"))
+        run(command(venv_bin()?.join("python"))
             .arg("-c")
             .arg(script)
             .args([op, &self.endpoint, secret_id, value])

@@ -6,10 +6,9 @@
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use crate::process::Proc;
+use crate::process::{Proc, command};
 use crate::{Error, Result};
 
 pub const NGINX_INSTALL: &str = "make deps-nginx   (or: sudo apt-get install -y nginx)";
@@ -69,7 +68,7 @@ impl Nginx {
         dir.push("/");
         let mut proc = Proc::spawn(
             "nginx",
-            Command::new(bin)
+            command(bin)
                 .arg("-p")
                 .arg(&dir)
                 .arg("-c")

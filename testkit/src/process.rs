@@ -1,5 +1,5 @@
-//! A child process stopped when dropped, commands run to completion, free ports, and waits for a
-//! condition with a deadline.
+//! A child process stopped when dropped, commands run to completion, free ports, waits for a
+//! condition with a deadline, and commands that inherit no secret from this process.
 
 use std::ffi::OsStr;
 use std::net::TcpListener;
@@ -8,6 +8,25 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
+
+/// The variables of this process's environment a server started here inherits: where programs
+/// and home are, the locale and time zone. Nothing else passes (a CI job's or a developer's AWS
+/// keys, tokens, the tests' own variables): each server gets its own secrets explicitly, and only
+/// the agent has any.
+pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// `Command::new(program)` with a cleared environment but for [`INHERITED_ENV`]: every server the
+/// kit starts is built with it, and adds what it needs (`.env`) after.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear();
+    for name in INHERITED_ENV {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    cmd
+}
 
 /// How often a wait looks at its condition again.
 const POLL: Duration = Duration::from_millis(50);
@@ -74,7 +93,7 @@ pub fn remove_after_exit(dir: &Path) {
 /// Runs bash `script` with `$2` = `arg` in a session of its own once this process (`$1`) has
 /// exited; the watcher, to stop it early.
 fn after_exit(script: &str, arg: &OsStr) -> Option<Child> {
-    Command::new("setsid")
+    command("setsid")
         .arg("bash")
         .arg("-c")
         .arg(format!(
@@ -104,7 +123,8 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `cmd` with stdin closed and stdout and stderr appended to `log`.
+    /// Starts `cmd` with stdin closed and stdout and stderr appended to `log`; build it with
+    /// [`command`], so that it inherits no secret.
     pub fn spawn(name: &str, cmd: &mut Command, log: &Path) -> Result<Proc> {
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -172,7 +192,7 @@ impl Proc {
     /// SIGTERM, up to `grace` for it to exit, then SIGKILL; how it exited.
     pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         if self.is_running() {
-            let _ = Command::new("kill")
+            let _ = command("kill")
                 .arg("-TERM")
                 .arg(self.child.id().to_string())
                 .status();

@@ -4,10 +4,9 @@
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use crate::process::{Proc, free_port};
+use crate::process::{Proc, command, free_port};
 use crate::{Error, Result};
 
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -38,7 +37,7 @@ impl Redis {
         }
         let mut proc = Proc::spawn(
             "redis-server",
-            Command::new(REDIS_SERVER)
+            command(REDIS_SERVER)
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args([
                     "--save",

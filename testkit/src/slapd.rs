@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::paths::repo;
+use crate::process::command;
 use crate::{Error, Result};
 
 pub const SLAPD_INSTALL: &str =
@@ -75,9 +76,12 @@ impl Slapd {
         Slapd::from_start(script, Some(temp))
     }
 
-    /// Runs `run_ldap.sh start` and reads the settings it prints.
+    /// Runs `run_ldap.sh start` and reads the settings it prints (kept in `run_ldap.log` in the
+    /// state directory, as `make run` keeps them in a log).
     fn from_start(script: Script, temp: Option<tempfile::TempDir>) -> Result<Slapd> {
         let env = script.run("start", Ports::Free)?;
+        let log = script.state.join("run_ldap.log");
+        std::fs::write(&log, &env).map_err(Error::io(format!("write {}", log.display())))?;
         let vars: HashMap<&str, &str> = env.lines().filter_map(|l| l.split_once('=')).collect();
         let get = |k: &str| {
             vars.get(k)
@@ -91,7 +95,7 @@ impl Slapd {
             ldap_url: get("LDAP_URL")?,
             ldaps_url: get("LDAPS_URL")?,
             ca_file: PathBuf::from(get("LDAP_CA_FILE")?),
-            bridge_password: get("LDAP_BRIDGE_PASSWORD")?,
+            bridge_password: read_password(&get("LDAP_BRIDGE_PASSWORD_FILE")?)?,
             pid: get("LDAP_PID")?.parse().map_err(|e| Error::Unexpected {
                 what: "run_ldap.sh start".into(),
                 detail: format!("LDAP_PID: {e}"),
@@ -121,7 +125,7 @@ impl Slapd {
 
     /// Whether it runs and answers.
     pub fn is_running(&self) -> bool {
-        Command::new(repo().join("openldap/run_ldap.sh"))
+        command(repo().join("openldap/run_ldap.sh"))
             .arg("status")
             .env("LDAP_STATE_DIR", &self.script.state)
             .output()
@@ -188,6 +192,12 @@ impl Slapd {
     }
 }
 
+/// A password file `run_ldap.sh` wrote (the password without a trailing newline).
+fn read_password(file: &str) -> Result<String> {
+    let text = std::fs::read_to_string(file).map_err(Error::io(format!("read {file}")))?;
+    Ok(text.trim_end_matches('\n').to_owned())
+}
+
 /// Which ports `run_ldap.sh start` listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ports {
@@ -217,7 +227,7 @@ impl Script {
                 hint: SLAPD_INSTALL.into(),
             });
         }
-        let mut c = Command::new(repo().join("openldap/run_ldap.sh"));
+        let mut c = command(repo().join("openldap/run_ldap.sh"));
         c.arg(cmd)
             .env("LDAP_STATE_DIR", &self.state)
             .env("LDAP_WATCH_PID", std::process::id().to_string())
@@ -240,7 +250,7 @@ impl Script {
 
 impl Drop for Slapd {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("openldap/run_ldap.sh"))
+        let _ = command(repo().join("openldap/run_ldap.sh"))
             .arg("stop")
             .env("LDAP_STATE_DIR", &self.script.state)
             .stdout(Stdio::null())

@@ -4,10 +4,10 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::http::Response;
-use crate::process::Proc;
+use crate::process::{Proc, command};
 use crate::{Error, Result};
 
 /// A running demo upstream.
@@ -21,7 +21,7 @@ impl Upstream {
     /// Starts `bin` on 127.0.0.1:0 and reads the address from its first line.
     pub fn start(bin: &Path, log: &Path) -> Result<Upstream> {
         let what = "autoid-demo-upstream";
-        let mut child = Command::new(bin)
+        let mut child = command(bin)
             .args(["--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
