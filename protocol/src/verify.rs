@@ -1,8 +1,8 @@
 //! The gateway's side: each step on its own, so the filter can put caches between them, and
 //! [`verify`] to run them all in the documented order.
 //!
-//! Order: size cap, grammar ([`Proof::parse`]), key id, session (cache or RSA-OAEP unwrap),
-//! session age, AES-GCM open, timestamp window, epoch, the subject's stream (local or the agent's),
+//! Order: size cap, grammar ([`Proof::parse`]), key id, session (cache, or RSA-OAEP unwrap held
+//! for the request and cached only once the proof verifies), session age, AES-GCM open, timestamp window, epoch, the subject's stream (local or the agent's),
 //! intervals and digest, constant-time compare.
 
 use aes_gcm::aead::{Aead, Payload as AeadPayload};
@@ -324,8 +324,20 @@ pub trait SessionCache {
     /// The cached session for this proof's kid and session part (its wrapped key, or in the
     /// compact form its reference), if any.
     fn get(&mut self, proof: &Proof) -> Option<SessionKey>;
-    /// Remembers a session freshly unwrapped from this proof.
+    /// Remembers a session freshly unwrapped from this proof, once a proof under it has fully
+    /// verified (opened, in time, its entropy digest right): anyone can wrap a session with the
+    /// public key, so a session no proof has verified under is never cached (it could evict a
+    /// client's working session).
     fn put(&mut self, proof: &Proof, session: &SessionKey);
+    /// A session unwrapped for this request (this proof) that no proof has verified under yet:
+    /// held by the caller for the request only ([`SessionCache::hold`], or the agent's answer),
+    /// judged by the same checks as a cached one and cached only once the proof verifies.
+    fn held(&mut self, _proof: &Proof) -> Option<SessionKey> {
+        None
+    }
+    /// Holds a session just unwrapped from this proof for the rest of the request (a verification
+    /// that stops to ask the agent for a stream finds it again), without caching it.
+    fn hold(&mut self, _proof: &Proof, _session: &SessionKey) {}
     /// Whether a cold-path RSA unwrap may run now (a rate limit); `false` rejects the proof
     /// with [`Reject::RateLimited`] before any RSA work.
     fn allow_unwrap(&mut self) -> bool {
@@ -392,7 +404,7 @@ pub enum Stop {
     /// The proof is refused.
     Rejected(Reject),
     /// The session is not cached and its key is the agent's: ask the agent to unwrap it (the
-    /// cold-path budget allowed it), put the session in the cache, and verify again.
+    /// cold-path budget allowed it), hold the session for the request, and verify again.
     AskAgent,
     /// The session opened, but the subject's stream under this agent-held epoch is not cached:
     /// ask the agent for the subject's key (the cold-path budget allowed it), put the stream in
@@ -432,7 +444,9 @@ pub fn verify(
 
 /// [`verify`], except that a session to unwrap under a key the agent holds stops with
 /// [`Stop::AskAgent`] (after the same checks and budget as a local unwrap), and a subject's
-/// stream under an epoch the agent holds, not in `cache`, with [`Stop::AskStream`].
+/// stream under an epoch the agent holds, not in `cache`, with [`Stop::AskStream`]. The agent's
+/// answer comes back through [`SessionCache::held`]: the same checks as any session, then
+/// [`SessionCache::put`] once the proof verified.
 pub fn verify_or_ask(
     keyring: &Keyring,
     limits: &Limits,
@@ -448,26 +462,33 @@ pub fn verify_or_ask(
     }
     let (session, session_cached) = match cache.get(&proof) {
         Some(session) => (session, true),
-        None => {
-            // A compact proof names a session it cannot open: no budget spent, no unwrap.
-            if proof.wrapped().is_none() {
-                return Err(Reject::UnknownSession.into());
+        None => match cache.held(&proof) {
+            Some(session) => (session, false),
+            None => {
+                // A compact proof names a session it cannot open: no budget spent, no unwrap.
+                if proof.wrapped().is_none() {
+                    return Err(Reject::UnknownSession.into());
+                }
+                if !cache.allow_unwrap() {
+                    return Err(Reject::RateLimited.into());
+                }
+                if at_agent {
+                    return Err(Stop::AskAgent);
+                }
+                let session = keyring.unwrap_session(&proof)?;
+                cache.hold(&proof, &session);
+                (session, false)
             }
-            if !cache.allow_unwrap() {
-                return Err(Reject::RateLimited.into());
-            }
-            if at_agent {
-                return Err(Stop::AskAgent);
-            }
-            let session = keyring.unwrap_session(&proof)?;
-            cache.put(&proof, &session);
-            (session, false)
-        }
+        },
     };
+    // A session fresh from an unwrap (here or at the agent) is judged as a cached one.
     session.check_age(now, limits)?;
     let payload = session.open(&proof, request)?;
     check_time(&payload, now, limits)?;
     keyring.check_entropy(&payload, request, cache)?;
+    if !session_cached {
+        cache.put(&proof, &session);
+    }
     Ok(Verified {
         subject: payload.subject,
         epoch: payload.epoch,

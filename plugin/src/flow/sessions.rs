@@ -1,6 +1,6 @@
 //! Sessions and subjects' keys the worker does not hold, asked of the autoid agent: a session to
-//! unwrap (the key is the agent's), a subject's key in an epoch the agent holds. Each answer is
-//! cached and the proof verified again.
+//! unwrap (the key is the agent's), a subject's key in an epoch the agent holds. The proof is
+//! verified again with each answer; a session is cached only once a proof under it verified.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use autoid_protocol::{Reject, Request};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::{Asked, CacheAdapter, Flow, Pending};
+use super::{Asked, Flow, Held, Pending};
 use crate::callout::{agent_headers, bearer};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
@@ -184,8 +184,10 @@ impl Flow {
         }
     }
 
-    /// The agent answered a session callout: caches the session and verifies again, or denies
-    /// (401 when the agent refused the key or the unwrap, 503 when it did not answer usably).
+    /// The agent answered a session callout: holds the session for this request and verifies
+    /// again (the session is judged as a cached one, and cached only once the proof verifies),
+    /// or denies (401 when the agent refused the key or the unwrap, 503 when it did not answer
+    /// usably).
     pub(super) fn session_answer<H: HttpHost>(
         &mut self,
         host: &H,
@@ -198,10 +200,10 @@ impl Flow {
         let verified = match (status, parse_session(body)) {
             (Some(200), Some((session, expires_at))) => {
                 if let Ok(proof) = Proof::parse(&asked.proof) {
-                    let now_ms = host.now_ms();
-                    let now = now_ms / 1000;
-                    // Kept until the key retires, and asked again after the agent's session TTL
-                    // so a retirement set later reaches this session too.
+                    let now = host.now_ms() / 1000;
+                    // Kept (once a proof under it verified) until the key retires, and asked
+                    // again after the agent's session TTL so a retirement set later reaches
+                    // this session too.
                     let ttl = state
                         .config
                         .agent
@@ -209,16 +211,10 @@ impl Flow {
                         .map_or(DEFAULT_AGENT_SESSION_TTL_SECS, |a| a.session_ttl_secs);
                     let recheck = now.saturating_add(ttl);
                     let cap = expires_at.map_or(recheck, |at| at.min(recheck));
-                    let mut cache = CacheAdapter {
-                        host,
-                        state,
-                        now,
-                        now_ms,
-                    };
-                    cache.put_until(&proof, &session, Some(cap));
+                    *self.held.borrow_mut() = Held::new(&proof, session, Some(cap));
                 }
                 match self.verify(host, state, &asked.proof, &request) {
-                    // The session was just cached: asking again means it could not be.
+                    // The session is held for this proof: asking again means it could not be.
                     Err(Stop::AskAgent) => None,
                     other => Some(other),
                 }
