@@ -673,7 +673,9 @@ impl Flow {
                 self.deny(host, Denial::Unauthorized(r), None);
                 return Verdict::Pause;
             }
-            Err(Stop::AskAgent) => return self.ask_agent(host, state, proof, request),
+            Err(Stop::AskAgent { ticket_checked }) => {
+                return self.ask_agent(host, state, proof, request, ticket_checked);
+            }
             Err(Stop::AskStream { epoch, subject }) => {
                 return self.ask_stream(host, state, proof, request, epoch, subject);
             }

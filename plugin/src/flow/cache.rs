@@ -150,6 +150,15 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
         allowed
     }
 
+    /// A v3 unwrap: possession checked here, or by the agent before its RSA.
+    fn allow_checked_unwrap(&mut self) -> bool {
+        let allowed = self.state.checked_path.borrow_mut().try_take(self.now_ms);
+        if allowed {
+            self.state.count(self.host, Counter::RsaUnwraps);
+        }
+        allowed
+    }
+
     /// A subject-key callout spends the same budget as an unwrap: anyone can open a session
     /// (the public key is public) and name many subjects.
     fn allow_stream(&mut self) -> bool {

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
-use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
+use autoid_protocol::directory::{
+    BoundRequest, SessionReply, SessionRequest, StreamReply, StreamRequest,
+};
 use autoid_protocol::entropy::{EpochParams, SubjectKey};
 use autoid_protocol::header::Proof;
 use autoid_protocol::verify::{KnownEpoch, SessionKey, Stop};
@@ -69,6 +71,7 @@ impl Flow {
         state: &State,
         proof: &str,
         request: &Request<'_>,
+        ticket_checked: bool,
     ) -> Verdict {
         let parsed = Proof::parse(proof).ok();
         let (Some(agent), Some(parsed), Some(wrapped)) = (
@@ -79,9 +82,20 @@ impl Flow {
             self.deny(host, Denial::Unavailable(Unavailable::Agent), None);
             return Verdict::Pause;
         };
+        // A v3 proof: the agent checks its possession ticket before the RSA.
+        let ticket = parsed
+            .ticket()
+            .map(|t| URL_SAFE_NO_PAD.encode(t.to_bytes()));
         let body = serde_json::to_vec(&SessionRequest {
             kid: parsed.kid().to_owned(),
             wrapped: URL_SAFE_NO_PAD.encode(wrapped),
+            request: ticket.as_ref().map(|_| BoundRequest {
+                method: request.method.to_owned(),
+                authority: request.authority.to_owned(),
+                path: request.path.to_owned(),
+            }),
+            ticket,
+            ticket_checked,
         })
         .unwrap_or_default();
         if !self.post_to_agent(host, agent, "/v1/sessions", &body) {
@@ -155,7 +169,7 @@ impl Flow {
             Some(200) => match keep_stream(host, state, epoch, subject, body) {
                 Ok(()) => match self.verify(host, state, &asked.proof, &request) {
                     // The stream was just kept: asking again means it could not be.
-                    Err(Stop::AskAgent | Stop::AskStream { .. }) => None,
+                    Err(Stop::AskAgent { .. } | Stop::AskStream { .. }) => None,
                     other => Some(other),
                 },
                 Err(why) => {
@@ -215,12 +229,12 @@ impl Flow {
                 }
                 match self.verify(host, state, &asked.proof, &request) {
                     // The session is held for this proof: asking again means it could not be.
-                    Err(Stop::AskAgent) => None,
+                    Err(Stop::AskAgent { .. }) => None,
                     other => Some(other),
                 }
             }
             (Some(404), _) => Some(Err(Stop::Rejected(Reject::UnknownKey))),
-            (Some(422), _) => Some(Err(Stop::Rejected(Reject::Unwrap))),
+            (Some(422), _) => Some(Err(Stop::Rejected(refusal(body)))),
             _ => None,
         };
         match verified {
@@ -239,6 +253,22 @@ impl Flow {
                 Verdict::Pause
             }
         }
+    }
+}
+
+/// Why the agent refused a session (its 422): the possession ticket (`entropy`, `stale`,
+/// `future`, `unknown_epoch`), else the unwrap itself.
+fn refusal(body: &[u8]) -> Reject {
+    #[derive(serde::Deserialize)]
+    struct Refused {
+        error: String,
+    }
+    match serde_json::from_slice::<Refused>(body).map(|r| r.error) {
+        Ok(e) if e == "entropy" => Reject::Entropy,
+        Ok(e) if e == "stale" => Reject::Stale,
+        Ok(e) if e == "future" => Reject::Future,
+        Ok(e) if e == "unknown_epoch" => Reject::UnknownEpoch,
+        _ => Reject::Unwrap,
     }
 }
 
