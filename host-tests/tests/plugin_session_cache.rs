@@ -116,7 +116,7 @@ fn a_session_is_cached_only_once_a_proof_under_it_verified() {
     assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 1);
     // Sessions wrapped with the public key, proofs with a file of zeros: unwrapped, refused,
     // never cached.
-    let junk = 32;
+    let junk: i64 = 32;
     for n in 0..junk {
         let zeros = EntropyFile::new(EPOCH, "mallory", 64, vec![0u8; 64 << 10]);
         let mut mallory = Client::with_file(zeros, now(&gw));
@@ -126,7 +126,7 @@ fn a_session_is_cached_only_once_a_proof_under_it_verified() {
             gw.request("GET", AUTHORITY, PATH)
                 .route("payments")
                 .header(common::autoid::PROOF, &proof)
-                .worker(n % 2),
+                .worker(usize::from(n % 2 == 1)),
             401,
             "entropy",
         );
