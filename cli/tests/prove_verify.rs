@@ -45,7 +45,10 @@ fn prove_then_verify_succeeds_and_prints_the_subject() {
 #[test]
 fn verify_rejects_other_bindings_with_open() {
     let f = Fixture::new();
-    let h = f.prove("GET", URL, &[]);
+    // v3's full form is refused earlier, at its possession ticket (docs/PROTOCOL.md §12).
+    let v3 = f.prove("GET", URL, &[]);
+    f.assert_rejected(&v3, "POST", URL, &[], "entropy");
+    let h = f.prove("GET", URL, &["--proof-version", "2"]);
     f.assert_rejected(&h, "POST", URL, &[], "open");
     f.assert_rejected(
         &h,
@@ -133,7 +136,9 @@ fn a_v3_proof_by_default_whose_wrapped_key_changed_fails_its_possession_ticket_b
 #[test]
 fn verify_rejects_a_proof_past_the_skew_window_as_stale() {
     let f = Fixture::new();
-    let h = f.prove("GET", URL, &[]);
+    // v2: the session's age is judged before the proof's time. (v3's full form checks its
+    // ticket's time first, before any RSA: `stale` then, docs/PROTOCOL.md §12.)
+    let h = f.prove("GET", URL, &["--proof-version", "2"]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
