@@ -10,7 +10,10 @@ use autoid_protocol::directory::{
     AuthenticateReply, GroupsReply, MAX_REPLAY_BATCH, REPLAY_PATH, ReplayBatchReply,
     ReplayBatchRequest, ReplayRequest, ReplayVerdict, SessionReply, SessionRequest, StreamRequest,
 };
-use autoid_protocol::{SUBJECT_RULE, policy, valid_subject};
+use autoid_protocol::header::session_id;
+use autoid_protocol::policy::MAX_BINDING_LEN;
+use autoid_protocol::ticket::Ticket;
+use autoid_protocol::{Reject, Request as Bound, SUBJECT_RULE, policy, valid_subject};
 use axum::extract::Path as UrlPath;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -31,7 +34,7 @@ use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::replay::{Claim, FleetReplay};
-use crate::sessions::{Refusal, Sessions};
+use crate::sessions::{Lane, Refusal, Sessions};
 use crate::streams::{self, Streams};
 use crate::throttle::Throttle;
 
@@ -420,7 +423,16 @@ async fn sessions(
     let Some(sessions) = &state.sessions else {
         return refused(StatusCode::NOT_FOUND, "unknown_key");
     };
-    match sessions.unwrap(&body.kid, wrapped).await {
+    // v3: possession before the RSA (docs/PROTOCOL.md §12).
+    let lane = match possession(&state, &body, &wrapped) {
+        Ok(lane) => lane,
+        Err(Possession::Malformed(why)) => return bad_request(why),
+        Err(Possession::Refused(reject)) => {
+            sessions.refused_possession();
+            return refused(StatusCode::UNPROCESSABLE_ENTITY, reject.code());
+        }
+    };
+    match sessions.unwrap(&body.kid, wrapped, lane).await {
         Ok((plaintext, expires_at)) => reply(
             StatusCode::OK,
             SessionReply {
@@ -437,6 +449,55 @@ async fn sessions(
             refused(StatusCode::SERVICE_UNAVAILABLE, "overloaded")
         }
     }
+}
+
+/// Why a session request did not pass its possession check.
+enum Possession {
+    /// The ticket or the request bindings are missing or malformed (400).
+    Malformed(&'static str),
+    /// The ticket is wrong for this session and request, or names an epoch not held here (422).
+    Refused(Reject),
+}
+
+/// The lane of a session request: checked when the filter checked its v3 ticket, or when this
+/// agent does now (it holds the epoch); unchecked without a ticket (v1, v2).
+fn possession(state: &AppState, body: &SessionRequest, wrapped: &[u8]) -> Result<Lane, Possession> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if body.ticket_checked {
+        return Ok(Lane::Checked);
+    }
+    let Some(ticket) = &body.ticket else {
+        return Ok(Lane::Unchecked);
+    };
+    let ticket = URL_SAFE_NO_PAD
+        .decode(ticket)
+        .ok()
+        .and_then(|t| Ticket::from_bytes(&t).ok())
+        .ok_or(Possession::Malformed("ticket is not a possession ticket"))?;
+    let bound = body
+        .request
+        .as_ref()
+        .ok_or(Possession::Malformed("a ticket needs its request"))?;
+    if [&bound.method, &bound.authority, &bound.path]
+        .iter()
+        .any(|b| b.len() > MAX_BINDING_LEN)
+    {
+        return Err(Possession::Malformed("a request binding is too long"));
+    }
+    let request = Bound {
+        method: &bound.method,
+        authority: &bound.authority,
+        path: &bound.path,
+    };
+    let streams = state
+        .streams
+        .as_ref()
+        .ok_or(Possession::Refused(Reject::UnknownEpoch))?;
+    streams
+        .check_ticket(&ticket, request, &session_id(&body.kid, wrapped))
+        .map_err(Possession::Refused)?;
+    Ok(Lane::Checked)
 }
 
 /// `POST /v1/streams`: one subject's key in one epoch (HKDF, microseconds: no pool needed).
@@ -794,6 +855,15 @@ fn check_denied(headers: &HeaderMap, denial: Denial) -> Response {
     r
 }
 
+/// The session unwrapper's counters (none without session keys).
+fn sessions_metrics(state: &AppState) -> String {
+    state
+        .sessions
+        .as_ref()
+        .map(|s| s.render())
+        .unwrap_or_default()
+}
+
 /// The agent's counters (Prometheus text); behind the token where one is configured.
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.authorized(&headers) {
@@ -803,8 +873,10 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         match &state.check {
-            Some(check) => state.metrics.render() + &check.counters().render(),
-            None => state.metrics.render(),
+            Some(check) => {
+                state.metrics.render() + &sessions_metrics(&state) + &check.counters().render()
+            }
+            None => state.metrics.render() + &sessions_metrics(&state),
         },
     )
         .into_response();

@@ -2,16 +2,22 @@
 //! RSA-OAEP unwrap runs on the blocking pool, a bounded number at a time; past the queue bound a
 //! request is shed (503) instead of waiting without limit.
 //!
+//! Two lanes (docs/PROTOCOL.md §12): a v3 session whose possession ticket was checked (by the
+//! filter, or here before the RSA) takes the main lane; a session without one (v1, v2 full
+//! forms, which anyone can make with the public key) takes a small lane of its own — a token
+//! bucket and at most one RSA thread — so a flood of those cannot delay checked sessions.
+//!
 //! The RSA decryption is AWS-LC's (`aws-lc-rs`): constant-time, blinded, about five times faster
 //! than the pure-Rust `rsa` crate here (docs/PROTOCOL.md, "Side channels"). The key files are
 //! parsed and checked by the protocol crate first (key id grammar, allowed sizes), so the agent
 //! accepts exactly the keys `autoid keygen` writes.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use autoid_plugin::ratelimit::TokenBucket;
 use autoid_protocol::keys::{GatewayKey, oaep_label};
 use autoid_protocol::verify::SessionKey;
 use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
@@ -22,6 +28,19 @@ use crate::error::Error;
 
 /// Unwraps waiting or running at once, beyond which requests are shed.
 pub const MAX_QUEUED: usize = 256;
+/// Unchecked unwraps (no possession ticket) started per second, at most.
+pub const UNCHECKED_PER_SECOND: u32 = 200;
+/// Unchecked unwraps waiting or running at once, beyond which they are shed.
+pub const MAX_UNCHECKED_QUEUED: usize = 16;
+
+/// Which lane an unwrap takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Possession checked (a v3 ticket): the main lane.
+    Checked,
+    /// No possession check (v1, v2): the small lane.
+    Unchecked,
+}
 
 /// Why a session was not unwrapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +113,26 @@ pub struct Sessions {
     keys: RwLock<Arc<Vec<Arc<UnwrapKey>>>>,
     running: Arc<Semaphore>,
     queued: AtomicUsize,
+    /// The unchecked lane: one RSA thread, a queue bound and a rate.
+    unchecked_running: Arc<Semaphore>,
+    unchecked_queued: AtomicUsize,
+    unchecked_rate: Mutex<TokenBucket>,
+    /// RSA decryptions run.
+    unwraps: AtomicU64,
+    /// Sessions refused before any RSA: a wrong possession ticket.
+    possession_refused: AtomicU64,
+    /// Unchecked sessions shed by their lane's rate or bound.
+    unchecked_shed: AtomicU64,
 }
 
 fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn load_all(keys: &[SessionKeyConfig]) -> Result<Vec<Arc<UnwrapKey>>, Error> {
@@ -120,6 +153,16 @@ impl Sessions {
             keys: RwLock::new(Arc::new(load_all(keys)?)),
             running: Arc::new(Semaphore::new(threads)),
             queued: AtomicUsize::new(0),
+            unchecked_running: Arc::new(Semaphore::new(1)),
+            unchecked_queued: AtomicUsize::new(0),
+            unchecked_rate: Mutex::new(TokenBucket::new(
+                UNCHECKED_PER_SECOND,
+                UNCHECKED_PER_SECOND,
+                now_ms(),
+            )),
+            unwraps: AtomicU64::new(0),
+            possession_refused: AtomicU64::new(0),
+            unchecked_shed: AtomicU64::new(0),
         })
     }
 
@@ -148,8 +191,36 @@ impl Sessions {
             .collect()
     }
 
-    /// Unwraps `wrapped` under `kid`. A retired key (past its `not_after`) is unknown.
-    pub async fn unwrap(&self, kid: &str, wrapped: Vec<u8>) -> Result<Unwrapped, Refusal> {
+    /// Counts a session refused before any RSA (its possession ticket was wrong).
+    pub fn refused_possession(&self) {
+        self.possession_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters in the Prometheus text format.
+    pub fn render(&self) -> String {
+        format!(
+            "# HELP autoid_agent_rsa_unwraps_total RSA-OAEP decryptions run.\n\
+             # TYPE autoid_agent_rsa_unwraps_total counter\n\
+             autoid_agent_rsa_unwraps_total {}\n\
+             # HELP autoid_agent_possession_refused_total Sessions refused before any RSA: a wrong possession ticket.\n\
+             # TYPE autoid_agent_possession_refused_total counter\n\
+             autoid_agent_possession_refused_total {}\n\
+             # HELP autoid_agent_unchecked_shed_total Sessions without a possession ticket shed by their lane.\n\
+             # TYPE autoid_agent_unchecked_shed_total counter\n\
+             autoid_agent_unchecked_shed_total {}\n",
+            self.unwraps.load(Ordering::Relaxed),
+            self.possession_refused.load(Ordering::Relaxed),
+            self.unchecked_shed.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Unwraps `wrapped` under `kid` in `lane`. A retired key (past its `not_after`) is unknown.
+    pub async fn unwrap(
+        &self,
+        kid: &str,
+        wrapped: Vec<u8>,
+        lane: Lane,
+    ) -> Result<Unwrapped, Refusal> {
         let now = now_secs();
         let key = self
             .current()
@@ -157,6 +228,43 @@ impl Sessions {
             .find(|k| k.kid == kid && k.not_after.is_none_or(|t| now < t))
             .cloned()
             .ok_or(Refusal::UnknownKey)?;
+        match lane {
+            Lane::Checked => self.run_unwrap(key, wrapped).await,
+            Lane::Unchecked => {
+                let allowed = match self.unchecked_rate.lock() {
+                    Ok(mut b) => b.try_take(now_ms()),
+                    Err(_) => false,
+                };
+                if !allowed
+                    || self.unchecked_queued.fetch_add(1, Ordering::AcqRel) >= MAX_UNCHECKED_QUEUED
+                {
+                    if allowed {
+                        self.unchecked_queued.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    self.unchecked_shed.fetch_add(1, Ordering::Relaxed);
+                    return Err(Refusal::Overloaded);
+                }
+                let result = async {
+                    let _lane = self
+                        .unchecked_running
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| Refusal::Overloaded)?;
+                    self.run_unwrap(key, wrapped).await
+                }
+                .await;
+                self.unchecked_queued.fetch_sub(1, Ordering::AcqRel);
+                result
+            }
+        }
+    }
+
+    async fn run_unwrap(
+        &self,
+        key: Arc<UnwrapKey>,
+        wrapped: Vec<u8>,
+    ) -> Result<Unwrapped, Refusal> {
         let not_after = key.not_after;
         if self.queued.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED {
             self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -169,6 +277,7 @@ impl Sessions {
                 .acquire_owned()
                 .await
                 .map_err(|_| Refusal::Overloaded)?;
+            self.unwraps.fetch_add(1, Ordering::Relaxed);
             tokio::task::spawn_blocking(move || key.unwrap(&wrapped))
                 .await
                 .map_err(|_| Refusal::Overloaded)?

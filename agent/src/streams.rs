@@ -8,7 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use autoid_protocol::directory::StreamReply;
 use autoid_protocol::entropy::Epoch;
-use autoid_protocol::valid_subject;
+use autoid_protocol::header::SessionId;
+use autoid_protocol::intervals::Intervals;
+use autoid_protocol::ticket::Ticket;
+use autoid_protocol::{Reject, Request, valid_subject};
 
 use crate::config::EpochFileConfig;
 use crate::error::Error;
@@ -120,6 +123,34 @@ impl Streams {
         self.key_at(epoch, subject, now_secs())
     }
 
+    /// Checks a v3 possession ticket for a session about to be unwrapped (docs/PROTOCOL.md
+    /// §12): the subject's intervals for `request`, their digest, and the tag over `session_id`.
+    /// Microseconds (HKDF, an AES key schedule, a few SHA-256), so it runs before the RSA.
+    /// The ticket's time window is the filter's (it knows the configured skew and checked it).
+    pub fn check_ticket(
+        &self,
+        ticket: &Ticket,
+        request: Request<'_>,
+        session_id: &SessionId,
+    ) -> Result<(), Reject> {
+        let now = now_secs();
+        let set = self.current();
+        let served = set
+            .iter()
+            .find(|s| s.epoch.id() == ticket.epoch && s.not_after.is_none_or(|t| now < t))
+            .ok_or(Reject::UnknownEpoch)?;
+        let epoch = &served.epoch;
+        let intervals = Intervals::derive(
+            &ticket.bindings(request),
+            epoch.file_size(),
+            epoch.interval_count(),
+        );
+        let bytes = epoch
+            .stream(&ticket.subject)
+            .intervals_at(intervals.offsets());
+        ticket.check_tag(&intervals.digest(&bytes), session_id)
+    }
+
     fn key_at(&self, epoch: &str, subject: &str, now: u64) -> Result<StreamReply, Refusal> {
         if !valid_subject(subject) {
             return Err(Refusal::BadSubject);
@@ -155,6 +186,60 @@ mod tests {
         EpochFileConfig {
             file,
             not_after: None,
+        }
+    }
+
+    #[test]
+    fn a_possession_ticket_is_checked_against_the_subjects_stream() {
+        use autoid_protocol::client::{Form, Session};
+        use autoid_protocol::header::{Proof, Version};
+        use autoid_protocol::keys::GatewayKey;
+        let dir = tempfile::tempdir().unwrap();
+        let e1 = Epoch::new("e1", [3u8; 32], 8192, 64).unwrap();
+        let s = Streams::load(&[write(dir.path(), "a.json", &e1)], 120).unwrap();
+        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+        let key = GatewayKey::generate("gw-1", 2048, &mut rng).unwrap();
+        let session = Session::open(&key.public(), 1_800_000_000, &mut rng).unwrap();
+        let request = Request {
+            method: "GET",
+            authority: "api.example",
+            path: "/p",
+        };
+        let zeros = autoid_protocol::entropy::EntropyFile::new("e1", "alice", 64, vec![0; 8192]);
+        for (file, expected) in [
+            (e1.issue("alice").unwrap(), Ok(())),
+            (zeros, Err(Reject::Entropy)),
+        ] {
+            let header = session
+                .prove_in(
+                    Version::V3,
+                    Form::Full,
+                    &file,
+                    &request,
+                    1_800_000_000,
+                    None,
+                    &mut rng,
+                )
+                .unwrap();
+            let proof = Proof::parse(&header).unwrap();
+            let ticket = proof.ticket().unwrap();
+            assert_eq!(
+                s.check_ticket(ticket, request, &proof.session_id().unwrap()),
+                expected
+            );
+            // The same ticket for another request, or another session: refused.
+            let other = Request {
+                path: "/q",
+                ..request
+            };
+            assert_eq!(
+                s.check_ticket(ticket, other, &proof.session_id().unwrap()),
+                Err(Reject::Entropy)
+            );
+            assert_eq!(
+                s.check_ticket(ticket, request, &[7u8; 32]),
+                Err(Reject::Entropy)
+            );
         }
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use autoid_protocol::client::{Form, Session};
 use autoid_protocol::entropy::EntropyFile;
+use autoid_protocol::header::Version;
 use autoid_protocol::keys::PublicKey;
 use autoid_protocol::policy::DEFAULT_SESSION_LIFETIME_SECS;
 use clap::Args;
@@ -44,10 +45,11 @@ pub(crate) struct ClientArgs {
     /// The gateway's session lifetime in seconds (when a stored session is replaced)
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_SESSION_LIFETIME_SECS)]
     session_lifetime: u64,
-    /// The protocol version: 2 sends the wrapped session key once, then a 16-byte session
-    /// reference (docs/PROTOCOL.md §11); 1 for a gateway that predates it
-    #[arg(long, value_name = "N", default_value_t = 2,
-          value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// The protocol version: 3 sends the wrapped session key once, with a possession ticket the
+    /// gateway checks before its RSA (docs/PROTOCOL.md §12), then a 16-byte session reference; 2
+    /// the same without the ticket (§11), 1 the wrapped key every time, for older gateways
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u8).range(1..=3))]
     proof_version: u8,
 }
 
@@ -165,8 +167,14 @@ impl Prover {
         body: Option<&[u8]>,
     ) -> Result<String> {
         let now = crate::now_unix()?;
+        let version = match self.version {
+            1 => Version::V1,
+            2 => Version::V2,
+            _ => Version::V3,
+        };
         self.session
-            .prove_as(
+            .prove_in(
+                version,
                 form,
                 &self.file,
                 &target.request(),
@@ -232,7 +240,7 @@ pub(crate) fn run(args: &ProveArgs) -> Result<Outcome> {
     let body = args.body_file.as_deref().map(read_body).transpose()?;
     let mut prover = Prover::new(&args.client)?;
     let form = match (args.client.proof_version, args.form) {
-        (1, FormArg::Compact) => usage!("--form compact needs --proof-version 2"),
+        (1, FormArg::Compact) => usage!("--form compact needs --proof-version 2 or 3"),
         (1, FormArg::Full) => Form::V1,
         (_, FormArg::Full) => Form::Full,
         (_, FormArg::Compact) => Form::Compact,

@@ -12,8 +12,16 @@ const URL: &str = "https://api.example:8443/v1/payments?limit=10";
 fn prove_then_verify_succeeds_and_prints_the_subject() {
     let f = Fixture::new();
     let h = f.prove("get", URL, &[]);
-    assert!(h.starts_with("v2.gw-1."), "{h}");
-    assert_eq!(parts(&h).len(), 4);
+    assert!(h.starts_with("v3.gw-1."), "{h}");
+    assert_eq!(
+        parts(&h).len(),
+        5,
+        "v3's full form: its possession ticket last"
+    );
+    let v2 = f.prove("get", URL, &["--proof-version", "2"]);
+    assert!(v2.starts_with("v2.gw-1."), "{v2}");
+    assert_eq!(parts(&v2).len(), 4);
+    assert_code(&f.verify(&v2, "GET", URL, &[]), 0);
     let v1 = f.prove("get", URL, &["--proof-version", "1"]);
     assert!(v1.starts_with("v1.gw-1."), "{v1}");
     assert_code(&f.verify(&v1, "GET", URL, &[]), 0);
@@ -37,7 +45,10 @@ fn prove_then_verify_succeeds_and_prints_the_subject() {
 #[test]
 fn verify_rejects_other_bindings_with_open() {
     let f = Fixture::new();
-    let h = f.prove("GET", URL, &[]);
+    // v3's full form is refused earlier, at its possession ticket (docs/PROTOCOL.md §12).
+    let v3 = f.prove("GET", URL, &[]);
+    f.assert_rejected(&v3, "POST", URL, &[], "entropy");
+    let h = f.prove("GET", URL, &["--proof-version", "2"]);
     f.assert_rejected(&h, "POST", URL, &[], "open");
     f.assert_rejected(
         &h,
@@ -72,7 +83,8 @@ fn verify_rejects_other_bindings_with_open() {
 #[test]
 fn verify_rejects_a_changed_header_byte() {
     let f = Fixture::new();
-    let h = f.prove("GET", URL, &[]);
+    // v2: the sealed part is the last; v3's possession ticket has its own test below.
+    let h = f.prove("GET", URL, &["--proof-version", "2"]);
     // Change one character in the middle of the sealed part (still valid base64url).
     let sealed_start = h.rfind('.').unwrap() + 1;
     let i = sealed_start + (h.len() - sealed_start) / 2;
@@ -100,9 +112,33 @@ fn verify_rejects_a_changed_header_byte() {
 }
 
 #[test]
-fn verify_rejects_a_proof_past_the_skew_window_as_stale() {
+fn a_v3_proof_by_default_whose_wrapped_key_changed_fails_its_possession_ticket_before_rsa() {
     let f = Fixture::new();
     let h = f.prove("GET", URL, &[]);
+    assert_code(&f.verify(&h, "GET", URL, &[]), 0);
+    // Another wrapped key under the same ticket: the ticket's tag covers the session id.
+    let wrapped_start = h.find(".gw-1.").unwrap() + 6;
+    let mut bytes = h.clone().into_bytes();
+    bytes[wrapped_start + 10] = if bytes[wrapped_start + 10] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    f.assert_rejected(
+        &String::from_utf8(bytes).unwrap(),
+        "GET",
+        URL,
+        &[],
+        "entropy",
+    );
+}
+
+#[test]
+fn verify_rejects_a_proof_past_the_skew_window_as_stale() {
+    let f = Fixture::new();
+    // v2: the session's age is judged before the proof's time. (v3's full form checks its
+    // ticket's time first, before any RSA: `stale` then, docs/PROTOCOL.md §12.)
+    let h = f.prove("GET", URL, &["--proof-version", "2"]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

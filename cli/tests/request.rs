@@ -21,7 +21,7 @@ fn request(f: &Fixture, extra: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn repeat_3_in_v2_sends_the_full_form_once_then_the_sessions_reference() {
+fn repeat_3_in_v3_sends_the_full_form_once_then_the_sessions_reference() {
     let f = Fixture::new();
     let (addr, seen) = serve(200);
     let url = format!("http://{addr}/v1/payments?limit=10");
@@ -31,9 +31,12 @@ fn repeat_3_in_v2_sends_the_full_form_once_then_the_sessions_reference() {
     assert_eq!(seen.len(), 3);
     let proofs: Vec<&str> = seen.iter().map(|r| r.header("x-autoid-proof")[0]).collect();
     assert!(
-        proofs.iter().all(|p| p.starts_with("v2.gw-1.")),
+        proofs.iter().all(|p| p.starts_with("v3.gw-1.")),
         "{proofs:?}"
     );
+    // The full form carries its possession ticket; the compact ones do not.
+    assert_eq!(parts(proofs[0]).len(), 5);
+    assert!(proofs[1..].iter().all(|p| parts(p).len() == 4));
     // The first carries the wrapped key and verifies offline; the others name its session.
     let v = f.verify(proofs[0], "GET", &url, &["-v"]);
     assert_code(&v, 0);

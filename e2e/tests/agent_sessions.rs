@@ -10,6 +10,7 @@ mod common;
 
 use std::sync::{Mutex, OnceLock};
 
+use autoid_protocol::client::Form;
 use common::client::{Send, Wire, send};
 use common::{Options, PROOF_HEADER, Stack, request, unix_request};
 
@@ -137,24 +138,44 @@ fn a_body_bound_post_with_trailers_waits_for_the_agent_and_its_body() {
 #[test]
 fn junk_is_401_and_the_agent_down_is_503() {
     let mut s = lock();
-    let url = format!("http://{}/payments/junk", s.http);
-    let proof = s.prove("alice", "GET", &url);
-    let mut parts: Vec<String> = proof.split('.').map(str::to_owned).collect();
-    let c = if parts[2].as_bytes()[30] == b'A' {
-        "B"
-    } else {
-        "A"
+    // A v2 proof (no possession ticket) whose wrapped key changed: the agent's unwrap fails.
+    let proof = s
+        .prove_forms("alice", "GET", "/payments/junk", &[Form::Full])
+        .remove(0);
+    let junk = |proof: &str| {
+        let mut parts: Vec<String> = proof.split('.').map(str::to_owned).collect();
+        let c = if parts[2].as_bytes()[30] == b'A' {
+            "B"
+        } else {
+            "A"
+        };
+        parts[2].replace_range(30..31, c);
+        parts.join(".")
     };
-    parts[2].replace_range(30..31, c);
     let r = request(
         s.http,
         "GET",
         "/payments/junk",
-        &[(PROOF_HEADER, &parts.join("."))],
+        &[(PROOF_HEADER, &junk(&proof))],
     )
     .unwrap();
     assert_eq!(r.status, 401);
     s.envoy_log_line(&["reason=unwrap"]);
+    // The same with a v3 proof: its possession ticket covers the wrapped key, so the agent
+    // refuses it before any RSA.
+    let unwraps = s.agent_counter("autoid_agent_rsa_unwraps_total");
+    let url = format!("http://{}/payments/junk3", s.http);
+    let proof = s.prove("alice", "GET", &url);
+    let r = request(
+        s.http,
+        "GET",
+        "/payments/junk3",
+        &[(PROOF_HEADER, &junk(&proof))],
+    )
+    .unwrap();
+    assert_eq!(r.status, 401);
+    s.envoy_log_line(&["reason=entropy"]);
+    assert_eq!(s.agent_counter("autoid_agent_rsa_unwraps_total"), unwraps);
 
     s.kill_bridge();
     let url = format!("http://{}/payments/down", s.http);

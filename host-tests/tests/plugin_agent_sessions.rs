@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use autoid_host_tests::{CalloutReply, Cluster, Outcome};
 use autoid_protocol::directory::{SessionReply, SessionRequest};
+use autoid_protocol::entropy::EntropyFile;
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -224,4 +225,68 @@ fn without_any_key_an_unlisted_key_id_is_refused_without_a_callout() {
     let mut alice = Client::open(&gw, "alice");
     expect_denied(&gw, alice.get(&gw, "payments", PATH), 401, "unknown_key");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_session_the_agent_unwraps_is_judged_as_a_cached_one_expired_is_the_uniform_401() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gw = fixture(agent(calls.clone())).build();
+    let t = now(&gw);
+    // Past its lifetime, and issued further ahead than the skew: the agent unwraps both (it
+    // does not judge ages), the filter refuses both as it would a cached session.
+    for issued_at in [t - 3601, t + 61] {
+        let mut old = Client::with_file(epoch().issue("alice").unwrap(), issued_at);
+        expect_denied(&gw, old.get(&gw, "payments", PATH), 401, "session_expired");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(metric(&gw, "autoid_agent_session_failures"), 0);
+}
+
+#[test]
+fn junk_sessions_under_the_public_key_do_not_evict_a_working_one() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    // A small cache, so that cached junk would evict: 4 shared slots, 2 per worker.
+    let gw = fixture(agent(calls.clone()))
+        .with(
+            "/session_cache",
+            json!({ "max_entries": 4, "local_max_entries": 2 }),
+        )
+        .with(
+            "/cold_path",
+            json!({ "unwraps_per_second": 1000, "burst": 1000,
+                    "per_source_unwraps_per_second": 1000, "per_source_burst": 1000 }),
+        )
+        .build();
+    let mut alice = Client::open(&gw, "alice");
+    for worker in [0, 1] {
+        upstream(&alice.get(&gw, "payments", PATH).worker(worker).send());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Anyone can wrap a session with the public key and seal anything under it; without the
+    // entropy file the digest is wrong. Each such session is unwrapped (the agent is asked),
+    // refused, and never cached.
+    let junk = 32;
+    for n in 0..junk {
+        let zeros = EntropyFile::new(EPOCH, "mallory", 64, vec![0u8; 64 << 10]);
+        let mut mallory = Client::with_file(zeros, now(&gw));
+        expect_denied(
+            &gw,
+            mallory.get(&gw, "payments", PATH).worker(n % 2),
+            401,
+            "entropy",
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1 + junk);
+    // Alice's session is still cached on both workers: no new unwrap.
+    for worker in [0, 1, 0, 1] {
+        upstream(&alice.get(&gw, "payments", PATH).worker(worker).send());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1 + junk);
+    // A junk session is asked of the agent again each time: it was never kept.
+    let zeros = EntropyFile::new(EPOCH, "mallory", 64, vec![0u8; 64 << 10]);
+    let mut mallory = Client::with_file(zeros, now(&gw));
+    for _ in 0..2 {
+        expect_denied(&gw, mallory.get(&gw, "payments", PATH), 401, "entropy");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3 + junk);
 }

@@ -112,7 +112,7 @@ fn unsupported_version() {
     let p = parts(&alice.proof(&gw, PATH));
     rejected(
         &gw,
-        &format!("v3.{}.{}.{}", p[1], p[2], p[3]),
+        &format!("v4.{}.{}.{}", p[1], p[2], p[3]),
         "unsupported_version",
     );
     rejected(

@@ -91,3 +91,49 @@ fn a_tiny_local_cache_falls_back_to_shared_data() {
     assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 2);
     assert_eq!(metric(&gw, "autoid_session_cache_hit_shared"), 1);
 }
+
+#[test]
+fn a_session_is_cached_only_once_a_proof_under_it_verified() {
+    use autoid_protocol::entropy::EntropyFile;
+    use common::autoid::{AUTHORITY, EPOCH, expect_denied, now};
+    use serde_json::json;
+    // A small cache, so that cached junk would evict: 4 shared slots, 2 per worker.
+    let gw = Fixture::static_groups()
+        .with(
+            "/session_cache",
+            json!({ "max_entries": 4, "local_max_entries": 2 }),
+        )
+        .with(
+            "/cold_path",
+            json!({ "unwraps_per_second": 1000, "burst": 1000,
+                    "per_source_unwraps_per_second": 1000, "per_source_burst": 1000 }),
+        )
+        .build();
+    let mut alice = Client::open(&gw, "alice");
+    for worker in [0, 1] {
+        upstream(&alice.get(&gw, "payments", PATH).worker(worker).send());
+    }
+    assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 1);
+    // Sessions wrapped with the public key, proofs with a file of zeros: unwrapped, refused,
+    // never cached.
+    let junk: i64 = 32;
+    for n in 0..junk {
+        let zeros = EntropyFile::new(EPOCH, "mallory", 64, vec![0u8; 64 << 10]);
+        let mut mallory = Client::with_file(zeros, now(&gw));
+        let proof = mallory.proof(&gw, PATH);
+        expect_denied(
+            &gw,
+            gw.request("GET", AUTHORITY, PATH)
+                .route("payments")
+                .header(common::autoid::PROOF, &proof)
+                .worker(usize::from(n % 2 == 1)),
+            401,
+            "entropy",
+        );
+    }
+    assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 1 + junk);
+    for worker in [0, 1, 0, 1] {
+        upstream(&alice.get(&gw, "payments", PATH).worker(worker).send());
+    }
+    assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 1 + junk);
+}

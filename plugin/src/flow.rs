@@ -14,7 +14,7 @@ mod sessions;
 #[cfg(test)]
 mod tests;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use autoid_protocol::config::{Api, Groups, ReplayScope};
@@ -32,7 +32,7 @@ use crate::reply::{
     Challenges, Denial, Forbid, Password, Unavailable, challenged, sanitize_request_id,
 };
 use crate::worker::State;
-use cache::CacheAdapter;
+use cache::{CacheAdapter, Held};
 pub use fleet::Waiter;
 
 /// Where a paused request stands. A verified proof travels with it: its nonce is claimed only
@@ -160,6 +160,9 @@ pub struct Flow {
     /// When the proof was last verified (Unix seconds): the replay claim's clock, so the allowed
     /// path reads the host's clock once.
     verified_at: Cell<u64>,
+    /// A session unwrapped for this request (here or by the agent) that no proof has verified
+    /// under yet: cached only once this request's proof verifies.
+    held: RefCell<Option<Held>>,
     /// How the worker finds this request when its fleet claim is answered ([`Flow::attach`]).
     waiter: Option<Waiter>,
 }
@@ -365,6 +368,7 @@ impl Flow {
             state,
             now,
             now_ms,
+            held: &self.held,
         };
         let verified = verify_or_ask(
             &state.config.keyring,
@@ -669,7 +673,9 @@ impl Flow {
                 self.deny(host, Denial::Unauthorized(r), None);
                 return Verdict::Pause;
             }
-            Err(Stop::AskAgent) => return self.ask_agent(host, state, proof, request),
+            Err(Stop::AskAgent { ticket_checked }) => {
+                return self.ask_agent(host, state, proof, request, ticket_checked);
+            }
             Err(Stop::AskStream { epoch, subject }) => {
                 return self.ask_stream(host, state, proof, request, epoch, subject);
             }

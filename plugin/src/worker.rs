@@ -41,6 +41,9 @@ pub struct State {
     pub decisions: Option<Decisions>,
     pub cold_path: RefCell<TokenBucket>,
     pub cold_sources: RefCell<SourceBudgets>,
+    /// v3 unwraps, whose possession ticket was checked (by the filter or, before its RSA, by the
+    /// agent): a budget that v1/v2 full forms never spend.
+    pub checked_path: RefCell<TokenBucket>,
     pub entropy: RefCell<EntropyCache>,
     pub credentials: CredentialCache,
     /// HTTP Basic binds remembered under a keyed hash (`ldap_basic` APIs).
@@ -142,6 +145,11 @@ impl State {
             cold_sources: RefCell::new(SourceBudgets::new(
                 config.cold_path.per_source_unwraps_per_second,
                 config.cold_path.per_source_burst,
+            )),
+            checked_path: RefCell::new(TokenBucket::new(
+                config.cold_path.checked_unwraps_per_second,
+                config.cold_path.checked_burst,
+                host.now_ms(),
             )),
             entropy: RefCell::new(EntropyCache::new(config.entropy_cache)),
             credentials: CredentialCache::new(config.credentials),

@@ -12,6 +12,7 @@ use crate::header::{
 };
 use crate::intervals::{Bindings, Intervals};
 use crate::keys::PublicKey;
+use crate::ticket::Ticket;
 use crate::{Error, Request, valid_id, valid_subject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,7 +27,8 @@ struct SessionJson {
     issued_at: u64,
 }
 
-/// Which header form a proof takes (docs/PROTOCOL.md §11).
+/// Which header form a proof takes (docs/PROTOCOL.md §11; in version 3, §12, the full form also
+/// carries the possession ticket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
     /// `v1`, the wrapped session key in every proof.
@@ -149,7 +151,7 @@ impl Session {
         self.prove_as(Form::V1, file, request, now, body, rng)
     }
 
-    /// [`Session::prove`] in the header form `form`.
+    /// [`Session::prove`] in the header form `form` (`Full` and `Compact` in version 2).
     pub fn prove_as<R: CryptoRng + ?Sized>(
         &self,
         form: Form,
@@ -162,6 +164,32 @@ impl Session {
         let version = match form {
             Form::V1 => Version::V1,
             Form::Full | Form::Compact => Version::V2,
+        };
+        self.prove_in(version, form, file, request, now, body, rng)
+    }
+
+    /// [`Session::prove`] in `version` and `form`: v3's full form carries the possession
+    /// ticket (docs/PROTOCOL.md §12); under [`Version::V1`] the form is always v1's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prove_in<R: CryptoRng + ?Sized>(
+        &self,
+        version: Version,
+        form: Form,
+        file: &EntropyFile,
+        request: &Request<'_>,
+        now: u64,
+        body: Option<&[u8]>,
+        rng: &mut R,
+    ) -> Result<String, Error> {
+        let form = if version == Version::V1 {
+            Form::V1
+        } else {
+            form
+        };
+        let version = if form == Form::V1 {
+            Version::V1
+        } else {
+            version
         };
         if !valid_subject(file.subject()) {
             return Err(Error::Invalid {
@@ -213,6 +241,22 @@ impl Session {
         let mut sealed = Vec::with_capacity(IV_LEN + ciphertext.len());
         sealed.extend_from_slice(&iv);
         sealed.extend_from_slice(&ciphertext);
+        if version == Version::V3 && form == Form::Full {
+            let ticket = Ticket::new(
+                now,
+                nonce,
+                file.epoch(),
+                file.subject(),
+                &digest,
+                &self.id(),
+            );
+            return Ok(Proof::encode_with_ticket(
+                &self.kid,
+                &self.wrapped,
+                &sealed,
+                &ticket,
+            ));
+        }
         let reference;
         let session: &[u8] = match form {
             Form::V1 | Form::Full => &self.wrapped,

@@ -138,6 +138,8 @@ struct RawColdPath {
     burst: Option<u32>,
     per_source_unwraps_per_second: Option<u32>,
     per_source_burst: Option<u32>,
+    checked_unwraps_per_second: Option<u32>,
+    checked_burst: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +251,12 @@ pub struct ColdPath {
     pub per_source_unwraps_per_second: u32,
     /// Each source's bucket size (default: a quarter of the worker's, rounded up).
     pub per_source_burst: u32,
+    /// Tokens added per second to the bucket of v3 unwraps, whose possession ticket was checked
+    /// (or is, by the agent, before its RSA): apart from the buckets above, which only v1 and v2
+    /// full forms spend, so a flood of those cannot lock out v3 clients (docs/PROTOCOL.md §12).
+    pub checked_unwraps_per_second: u32,
+    /// That bucket's size.
+    pub checked_burst: u32,
 }
 
 /// The session-key cache: a direct-mapped table in shared data, plus a small per-worker map.
@@ -955,6 +963,18 @@ impl TryFrom<RawConfig> for Config {
                 raw.cold_path.per_source_burst,
                 burst.div_ceil(4),
                 burst,
+            )?,
+            checked_unwraps_per_second: positive(
+                "cold_path.checked_unwraps_per_second",
+                raw.cold_path.checked_unwraps_per_second,
+                2000,
+                1_000_000,
+            )?,
+            checked_burst: positive(
+                "cold_path.checked_burst",
+                raw.cold_path.checked_burst,
+                2000,
+                1_000_000,
             )?,
         };
         let replay = ReplayConfig {

@@ -42,7 +42,9 @@ pub struct AuthenticateReply {
     pub entry_subject: Option<String>,
 }
 
-/// The body of `POST /v1/sessions`: a proof's key id and RSA-OAEP-wrapped session key.
+/// The body of `POST /v1/sessions`: a proof's key id and RSA-OAEP-wrapped session key, and for a
+/// v3 proof its possession ticket and the request it binds: the agent checks the ticket (it holds
+/// the epochs) before it spends an RSA unwrap (docs/PROTOCOL.md §12).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {
@@ -50,6 +52,28 @@ pub struct SessionRequest {
     pub kid: String,
     /// The wrapped session key, base64url without padding (as in the proof).
     pub wrapped: String,
+    /// v3: the proof's possession ticket, base64url without padding (as in the proof).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// v3: the request the proof binds, as the gateway received it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<BoundRequest>,
+    /// v3: the filter checked the ticket itself (it holds the epoch, or the subject's stream):
+    /// the agent unwraps in the possession-checked lane without checking again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ticket_checked: bool,
+}
+
+/// A request's bindings (method, authority, path), as the gateway received them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoundRequest {
+    /// The method, as sent.
+    pub method: String,
+    /// The authority, as sent.
+    pub authority: String,
+    /// The path and query, as sent.
+    pub path: String,
 }
 
 /// The 200 reply to `POST /v1/sessions`: the unwrapped session plaintext (`key[32] ||

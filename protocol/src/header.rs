@@ -1,7 +1,9 @@
 //! The proof header, base64url without padding, with hard caps:
 //! `v1.<kid>.<wrapped>.<sealed>`, and in version 2 either the same full form
 //! `v2.<kid>.<wrapped>.<sealed>` or the compact warm form `v2.<kid>.<session ref>.<sealed>`, which
-//! names a session the gateway already holds by the first 16 bytes of its id.
+//! names a session the gateway already holds by the first 16 bytes of its id. Version 3 adds a
+//! fifth part to the full form, the possession ticket ([`crate::ticket`]):
+//! `v3.<kid>.<wrapped>.<sealed>.<ticket>`; its compact form is v2's, `v3.<kid>.<ref>.<sealed>`.
 //!
 //! Also the two byte layouts inside it: the wrapped session plaintext and the sealed payload.
 
@@ -10,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
 use crate::policy::{MAX_BINDING_LEN, MAX_HEADER_LEN};
+use crate::ticket::Ticket;
 use crate::wire::{Reader, put_lp16};
 use crate::{Reject, Request, valid_id, valid_subject};
 
@@ -43,6 +46,8 @@ pub enum Version {
     V1,
     /// `v2`: the wrapped key once, then a 16-byte session reference (docs/PROTOCOL.md §11).
     V2,
+    /// `v3`: v2, with a possession ticket in the full form (docs/PROTOCOL.md §12).
+    V3,
 }
 
 impl Version {
@@ -51,6 +56,7 @@ impl Version {
         match self {
             Version::V1 => "v1",
             Version::V2 => "v2",
+            Version::V3 => "v3",
         }
     }
 
@@ -58,6 +64,7 @@ impl Version {
         match self {
             Version::V1 => b"autoid/v1",
             Version::V2 => b"autoid/v2",
+            Version::V3 => b"autoid/v3",
         }
     }
 }
@@ -78,6 +85,8 @@ pub struct Proof {
     kid: String,
     session: SessionPart,
     sealed: Vec<u8>,
+    /// v3's full form: the possession ticket.
+    ticket: Option<Ticket>,
 }
 
 impl Proof {
@@ -87,7 +96,8 @@ impl Proof {
             return Err(Reject::Oversized);
         }
         let mut parts = value.split('.');
-        let (Some(version), Some(kid), Some(wrapped), Some(sealed), None) = (
+        let (Some(version), Some(kid), Some(wrapped), Some(sealed), ticket, None) = (
+            parts.next(),
             parts.next(),
             parts.next(),
             parts.next(),
@@ -99,6 +109,7 @@ impl Proof {
         let version = match version {
             "v1" => Version::V1,
             "v2" => Version::V2,
+            "v3" => Version::V3,
             _ => {
                 let looks_versioned = version.len() <= 4
                     && version.starts_with('v')
@@ -116,7 +127,7 @@ impl Proof {
         let wrapped = URL_SAFE_NO_PAD
             .decode(wrapped)
             .map_err(|_| Reject::Malformed)?;
-        let session = if version == Version::V2 && wrapped.len() == SESSION_REF_LEN {
+        let session = if version != Version::V1 && wrapped.len() == SESSION_REF_LEN {
             let mut reference = [0u8; SESSION_REF_LEN];
             reference.copy_from_slice(&wrapped);
             SessionPart::Reference(reference)
@@ -136,11 +147,21 @@ impl Proof {
         {
             return Err(Reject::Malformed);
         }
+        // v3's full form carries a ticket, and nothing else does.
+        let ticket = match (version, &session, ticket) {
+            (Version::V3, SessionPart::Wrapped(_), Some(t)) => Some(Ticket::from_bytes(
+                &URL_SAFE_NO_PAD.decode(t).map_err(|_| Reject::Malformed)?,
+            )?),
+            (Version::V3, SessionPart::Wrapped(_), None) => return Err(Reject::Malformed),
+            (_, _, Some(_)) => return Err(Reject::Malformed),
+            (_, _, None) => None,
+        };
         Ok(Proof {
             version,
             kid: kid.to_owned(),
             session,
             sealed,
+            ticket,
         })
     }
 
@@ -160,13 +181,30 @@ impl Proof {
         )
     }
 
+    /// Encodes a v3 full-form header value: [`Proof::encode_parts`] and the ticket.
+    pub fn encode_with_ticket(kid: &str, wrapped: &[u8], sealed: &[u8], ticket: &Ticket) -> String {
+        format!(
+            "{}.{}",
+            Self::encode_parts(Version::V3, kid, wrapped, sealed),
+            URL_SAFE_NO_PAD.encode(ticket.to_bytes())
+        )
+    }
+
     /// This proof as a header value again.
     pub fn to_header(&self) -> String {
         let session: &[u8] = match &self.session {
             SessionPart::Wrapped(w) => w,
             SessionPart::Reference(r) => r,
         };
-        Self::encode_parts(self.version, &self.kid, session, &self.sealed)
+        match &self.ticket {
+            Some(t) => Self::encode_with_ticket(&self.kid, session, &self.sealed, t),
+            None => Self::encode_parts(self.version, &self.kid, session, &self.sealed),
+        }
+    }
+
+    /// v3's possession ticket (full form only).
+    pub fn ticket(&self) -> Option<&Ticket> {
+        self.ticket.as_ref()
     }
 
     /// The header's version.

@@ -15,6 +15,7 @@
 //! - [`entropy`]: epochs, per-subject entropy streams and entropy files.
 //! - [`intervals`]: the intervals a proof must cover, derived from its nonce and bindings.
 //! - [`header`]: the `v1.<kid>.<wrapped>.<sealed>` header grammar and size caps.
+//! - [`ticket`]: v3's possession ticket, checked before an RSA unwrap.
 //! - [`client`]: sessions and proofs (the caller's side).
 //! - [`verify`]: the gateway's side, step by step and as one call.
 //! - [`config`]: the filter's configuration, parsed in two steps and validated.
@@ -34,6 +35,7 @@ pub mod header;
 pub mod intervals;
 pub mod keys;
 pub mod path;
+pub mod ticket;
 pub mod verify;
 mod wire;
 

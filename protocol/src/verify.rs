@@ -1,9 +1,11 @@
 //! The gateway's side: each step on its own, so the filter can put caches between them, and
 //! [`verify`] to run them all in the documented order.
 //!
-//! Order: size cap, grammar ([`Proof::parse`]), key id, session (cache or RSA-OAEP unwrap),
-//! session age, AES-GCM open, timestamp window, epoch, the subject's stream (local or the agent's),
-//! intervals and digest, constant-time compare.
+//! Order: size cap, grammar ([`Proof::parse`]), key id, session (cache; else, for v3, the
+//! possession ticket, then the RSA-OAEP unwrap, held for the request and cached only once the
+//! proof verifies), session age, AES-GCM open (v3: the payload says what the ticket said),
+//! timestamp window, epoch, the subject's stream (local or the agent's), intervals and digest,
+//! constant-time compare.
 
 use aes_gcm::aead::{Aead, Payload as AeadPayload};
 use aes_gcm::{Aes256Gcm, KeyInit};
@@ -14,6 +16,7 @@ use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN};
 use crate::intervals::{Bindings, Interval, Intervals};
 use crate::keys::GatewayKey;
 use crate::policy::{DEFAULT_MAX_SKEW_SECS, DEFAULT_SESSION_LIFETIME_SECS};
+use crate::ticket::Ticket;
 use crate::{Reject, Request};
 
 /// Time limits the gateway enforces.
@@ -243,6 +246,53 @@ impl Keyring {
         key.unwrap_session(proof.wrapped().ok_or(Reject::UnknownSession)?)
     }
 
+    /// Checks a v3 possession ticket before any RSA (docs/PROTOCOL.md §12): its time window, its
+    /// epoch, and its tag against the digest recomputed from the subject's intervals. `Ok(true)`
+    /// when checked, `Ok(false)` when the subject's stream is not at hand here (an agent-held
+    /// epoch): the agent checks it then, before its unwrap.
+    pub fn check_ticket(
+        &self,
+        proof: &Proof,
+        ticket: &Ticket,
+        request: &Request<'_>,
+        now: u64,
+        limits: &Limits,
+        cache: &mut dyn SessionCache,
+    ) -> Result<bool, Reject> {
+        if ticket.timestamp > now.saturating_add(limits.max_skew_secs) {
+            return Err(Reject::Future);
+        }
+        if now.saturating_sub(ticket.timestamp) > limits.max_skew_secs {
+            return Err(Reject::Stale);
+        }
+        let session_id = proof.session_id().ok_or(Reject::Malformed)?;
+        let learned;
+        let epoch = match self.known_epoch(&ticket.epoch) {
+            Some(epoch) => epoch,
+            None if self.any_agent_epoch => {
+                match cache.agent_epoch(&ticket.epoch, &ticket.subject) {
+                    Some(params) => {
+                        learned = params;
+                        KnownEpoch::Agent(&learned)
+                    }
+                    None => return Ok(false),
+                }
+            }
+            None => return Err(Reject::UnknownEpoch),
+        };
+        let params = epoch.params();
+        let intervals = Intervals::derive(
+            &ticket.bindings(*request),
+            params.file_size(),
+            params.interval_count(),
+        );
+        let Some(bytes) = cache.intervals(epoch, &ticket.subject, intervals.offsets()) else {
+            return Ok(false);
+        };
+        ticket.check_tag(&intervals.digest(&bytes), &session_id)?;
+        Ok(true)
+    }
+
     /// Recomputes the digest from the subject's intervals (read through `cache`, which may keep
     /// recent subjects' streams or whole files) and compares in constant time. The stream of a
     /// subject under an agent-held epoch that `cache` does not hold stops with
@@ -305,6 +355,19 @@ impl Keyring {
     }
 }
 
+/// The sealed payload must say what the ticket said (time, nonce, epoch, subject): else
+/// [`Reject::Payload`].
+fn check_ticket_matches(ticket: &Ticket, payload: &Payload) -> Result<(), Reject> {
+    if ticket.timestamp != payload.timestamp
+        || ticket.nonce != payload.nonce
+        || ticket.epoch != payload.epoch
+        || ticket.subject != payload.subject
+    {
+        return Err(Reject::Payload);
+    }
+    Ok(())
+}
+
 /// Rejects a timestamp outside `now ± max_skew`.
 pub fn check_time(payload: &Payload, now: u64, limits: &Limits) -> Result<(), Reject> {
     if payload.timestamp > now.saturating_add(limits.max_skew_secs) {
@@ -324,12 +387,30 @@ pub trait SessionCache {
     /// The cached session for this proof's kid and session part (its wrapped key, or in the
     /// compact form its reference), if any.
     fn get(&mut self, proof: &Proof) -> Option<SessionKey>;
-    /// Remembers a session freshly unwrapped from this proof.
+    /// Remembers a session freshly unwrapped from this proof, once a proof under it has fully
+    /// verified (opened, in time, its entropy digest right): anyone can wrap a session with the
+    /// public key, so a session no proof has verified under is never cached (it could evict a
+    /// client's working session).
     fn put(&mut self, proof: &Proof, session: &SessionKey);
+    /// A session unwrapped for this request (this proof) that no proof has verified under yet:
+    /// held by the caller for the request only ([`SessionCache::hold`], or the agent's answer),
+    /// judged by the same checks as a cached one and cached only once the proof verifies.
+    fn held(&mut self, _proof: &Proof) -> Option<SessionKey> {
+        None
+    }
+    /// Holds a session just unwrapped from this proof for the rest of the request (a verification
+    /// that stops to ask the agent for a stream finds it again), without caching it.
+    fn hold(&mut self, _proof: &Proof, _session: &SessionKey) {}
     /// Whether a cold-path RSA unwrap may run now (a rate limit); `false` rejects the proof
     /// with [`Reject::RateLimited`] before any RSA work.
     fn allow_unwrap(&mut self) -> bool {
         true
+    }
+    /// Whether an unwrap of a v3 session whose possession ticket was checked (or will be, by the
+    /// agent, before its RSA) may start now: its own budget, which unchecked (v1, v2) unwraps
+    /// never spend. By default the same as [`SessionCache::allow_unwrap`].
+    fn allow_checked_unwrap(&mut self) -> bool {
+        self.allow_unwrap()
     }
     /// Whether a cold-path callout for a subject's stream may start now (the same budget as
     /// unwraps by default); `false` rejects the proof with [`Reject::RateLimited`].
@@ -392,8 +473,12 @@ pub enum Stop {
     /// The proof is refused.
     Rejected(Reject),
     /// The session is not cached and its key is the agent's: ask the agent to unwrap it (the
-    /// cold-path budget allowed it), put the session in the cache, and verify again.
-    AskAgent,
+    /// cold-path budget allowed it), hold the session for the request, and verify again.
+    AskAgent {
+        /// v3: whether the possession ticket was checked here (else the agent checks it before
+        /// its RSA; `false` for v1 and v2, which have none).
+        ticket_checked: bool,
+    },
     /// The session opened, but the subject's stream under this agent-held epoch is not cached:
     /// ask the agent for the subject's key (the cold-path budget allowed it), put the stream in
     /// the cache, and verify again.
@@ -425,14 +510,16 @@ pub fn verify(
 ) -> Result<Verified, Reject> {
     verify_or_ask(keyring, limits, header, request, now, cache).map_err(|s| match s {
         Stop::Rejected(r) => r,
-        Stop::AskAgent => Reject::UnknownKey,
+        Stop::AskAgent { .. } => Reject::UnknownKey,
         Stop::AskStream { .. } => Reject::UnknownEpoch,
     })
 }
 
 /// [`verify`], except that a session to unwrap under a key the agent holds stops with
 /// [`Stop::AskAgent`] (after the same checks and budget as a local unwrap), and a subject's
-/// stream under an epoch the agent holds, not in `cache`, with [`Stop::AskStream`].
+/// stream under an epoch the agent holds, not in `cache`, with [`Stop::AskStream`]. The agent's
+/// answer comes back through [`SessionCache::held`]: the same checks as any session, then
+/// [`SessionCache::put`] once the proof verified.
 pub fn verify_or_ask(
     keyring: &Keyring,
     limits: &Limits,
@@ -448,26 +535,58 @@ pub fn verify_or_ask(
     }
     let (session, session_cached) = match cache.get(&proof) {
         Some(session) => (session, true),
-        None => {
-            // A compact proof names a session it cannot open: no budget spent, no unwrap.
-            if proof.wrapped().is_none() {
-                return Err(Reject::UnknownSession.into());
+        None => match cache.held(&proof) {
+            Some(session) => (session, false),
+            None => {
+                // A compact proof names a session it cannot open: no budget spent, no unwrap.
+                if proof.wrapped().is_none() {
+                    return Err(Reject::UnknownSession.into());
+                }
+                let ticket_checked = match proof.ticket() {
+                    // v3: possession first, here when the subject's stream is at hand, else
+                    // by the agent before its RSA (it holds the epochs); from its own budget.
+                    Some(ticket) => {
+                        let checked =
+                            keyring.check_ticket(&proof, ticket, request, now, limits, cache)?;
+                        if !cache.allow_checked_unwrap() {
+                            return Err(Reject::RateLimited.into());
+                        }
+                        if !checked && !at_agent {
+                            // A local key, the stream at the agent: the stream first.
+                            return Err(Stop::AskStream {
+                                epoch: ticket.epoch.clone(),
+                                subject: ticket.subject.clone(),
+                            });
+                        }
+                        checked
+                    }
+                    None => {
+                        if !cache.allow_unwrap() {
+                            return Err(Reject::RateLimited.into());
+                        }
+                        false
+                    }
+                };
+                if at_agent {
+                    return Err(Stop::AskAgent { ticket_checked });
+                }
+                let session = keyring.unwrap_session(&proof)?;
+                cache.hold(&proof, &session);
+                (session, false)
             }
-            if !cache.allow_unwrap() {
-                return Err(Reject::RateLimited.into());
-            }
-            if at_agent {
-                return Err(Stop::AskAgent);
-            }
-            let session = keyring.unwrap_session(&proof)?;
-            cache.put(&proof, &session);
-            (session, false)
-        }
+        },
     };
+    // A session fresh from an unwrap (here or at the agent) is judged as a cached one.
     session.check_age(now, limits)?;
     let payload = session.open(&proof, request)?;
+    if let Some(ticket) = proof.ticket() {
+        check_ticket_matches(ticket, &payload)?;
+    }
     check_time(&payload, now, limits)?;
     keyring.check_entropy(&payload, request, cache)?;
+    if !session_cached {
+        cache.put(&proof, &session);
+    }
     Ok(Verified {
         subject: payload.subject,
         epoch: payload.epoch,

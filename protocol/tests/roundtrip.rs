@@ -179,8 +179,21 @@ fn tampering_gives_the_precise_reason() {
     let join = |p: &[&str]| p.join(".");
     // Version.
     assert_eq!(
-        check(&join(&["v3", parts[1], parts[2], parts[3]]), &REQ, NOW),
+        check(&join(&["v4", parts[1], parts[2], parts[3]]), &REQ, NOW),
         Err(Reject::UnsupportedVersion)
+    );
+    // v3's full form without its possession ticket, and a ticket on v1.
+    assert_eq!(
+        check(&join(&["v3", parts[1], parts[2], parts[3]]), &REQ, NOW),
+        Err(Reject::Malformed)
+    );
+    assert_eq!(
+        check(
+            &join(&[parts[0], parts[1], parts[2], parts[3], "AAAA"]),
+            &REQ,
+            NOW
+        ),
+        Err(Reject::Malformed)
     );
     assert_eq!(
         check(&join(&["x1", parts[1], parts[2], parts[3]]), &REQ, NOW),

@@ -158,6 +158,83 @@ fn v2_vectors() -> Value {
     })
 }
 
+/// One v3 vector: a session opened, its first request in the full form (with the possession
+/// ticket), its second in the compact form, with every value an implementer checks.
+fn vector_v3(seed: &str, subject: &str, req: Request<'_>, body: Option<&[u8]>) -> Value {
+    let mut rng = TestRng::new(seed.as_bytes());
+    let public = gateway_key().public();
+    let session = Session::open(&public, NOW, &mut rng).unwrap();
+    let file = file(subject);
+    let ring = Keyring::new(vec![gateway_key()], vec![epoch()]);
+    let mut cache = RefCache::default();
+    let mut forms = Vec::new();
+    let mut plaintext = None;
+    for form in [Form::Full, Form::Compact] {
+        let header = session
+            .prove_in(Version::V3, form, &file, &req, NOW, body, &mut rng)
+            .unwrap();
+        let proof = Proof::parse(&header).unwrap();
+        assert_eq!(proof.version(), Version::V3);
+        let key = match proof.session() {
+            SessionPart::Wrapped(_) => ring.unwrap_session(&proof).unwrap(),
+            SessionPart::Reference(r) => {
+                assert_eq!(*r, session.reference());
+                cache.0.clone().unwrap().1
+            }
+        };
+        plaintext.get_or_insert(key.to_bytes());
+        let payload = key.open(&proof, &req).unwrap();
+        let verified = verify(&ring, &Limits::default(), &header, &req, NOW, &mut cache).unwrap();
+        assert_eq!(verified.subject, subject);
+        let mut entry = json!({
+            "form": if form == Form::Full { "full" } else { "compact" },
+            "nonce_hex": hex(&payload.nonce),
+            "iv_hex": hex(&proof.sealed()[..12]),
+            "aad_hex": hex(&proof.associated_data(&req).unwrap()),
+            "payload_hex": hex(&payload.to_bytes()),
+            "digest_hex": hex(&payload.digest),
+        });
+        if let Some(ticket) = proof.ticket() {
+            assert_eq!(form, Form::Full);
+            entry["ticket_hex"] = json!(hex(&ticket.to_bytes()));
+            entry["ticket_tag_hex"] = json!(hex(&ticket.tag));
+        } else {
+            assert_eq!(form, Form::Compact);
+        }
+        entry["header"] = json!(header);
+        entry["header_len"] = json!(header.len());
+        forms.push(entry);
+    }
+    json!({
+        "rng_seed": seed,
+        "now": NOW,
+        "subject": subject,
+        "request": { "method": req.method, "authority": req.authority, "path": req.path },
+        "body": body.map(|b| String::from_utf8_lossy(b).into_owned()),
+        "session_key_and_issued_at_hex": hex(&plaintext.unwrap()),
+        "session_id_hex": hex(&session.id()),
+        "session_ref_hex": hex(&session.reference()),
+        "proofs": forms,
+    })
+}
+
+fn v3_vectors() -> Value {
+    json!({
+        "key_id": KID,
+        "private_key_pem": "protocol/tests/vectors/gateway-2048.pem",
+        "epoch": { "id": "e-test", "secret_hex": hex(&(0u8..32).collect::<Vec<_>>()), "file_size": 65536, "interval_count": 64 },
+        "vectors": [
+            vector_v3("v3-vector-1", "alice", Request { method: "GET", authority: "api.example.com", path: "/v1/payments?limit=10" }, None),
+            vector_v3("v3-vector-2", "bob", Request { method: "POST", authority: "api.example.com:8443", path: "/v1/transfers" }, Some(b"{\"amount\":5}")),
+        ],
+    })
+}
+
+#[test]
+fn the_v3_vectors_hold_byte_for_byte() {
+    holds_byte_for_byte("v3.json", v3_vectors());
+}
+
 /// Compares `actual` with `vectors/<file>` (rewrites the file first with `AUTOID_WRITE_VECTORS`).
 fn holds_byte_for_byte(file: &str, actual: Value) {
     let path = format!("{}/tests/vectors/{file}", env!("CARGO_MANIFEST_DIR"));

@@ -596,6 +596,19 @@ impl Stack {
         request(self.http, "GET", path, &all).expect("the gateway answers")
     }
 
+    /// A counter of the agent's `/metrics` (0 when absent), over its unix socket.
+    pub fn agent_counter(&self, name: &str) -> u64 {
+        let AgentAt::Socket(socket) = &self.agent else {
+            panic!("agent_counter reads the agent's unix socket");
+        };
+        let r = unix_request(socket, "GET", "/metrics").unwrap();
+        assert_eq!(r.status, 200);
+        String::from_utf8_lossy(&r.body)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The counter `name` summed over workers (Envoy's admin /stats).
     pub fn counter(&self, name: &str) -> u64 {
         self.stat(&format!("wasmcustom.{name}"))

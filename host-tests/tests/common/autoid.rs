@@ -16,7 +16,7 @@ use autoid_host_tests::{
 use autoid_protocol::Request;
 use autoid_protocol::client::{Form, Session};
 use autoid_protocol::entropy::{EntropyFile, Epoch};
-use autoid_protocol::header::{Payload, Proof, associated_data};
+use autoid_protocol::header::{Payload, Proof, Version, associated_data};
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -317,6 +317,26 @@ impl Client {
         };
         self.session
             .prove_as(form, &self.file, &request, now(gw), None, &mut self.rng)
+            .unwrap()
+    }
+
+    /// A proof for `GET AUTHORITY path` at the gateway's now, in `version` and `form`.
+    pub fn proof_in(&mut self, gw: &Gateway, path: &str, version: Version, form: Form) -> String {
+        let request = Request {
+            method: "GET",
+            authority: AUTHORITY,
+            path,
+        };
+        self.session
+            .prove_in(
+                version,
+                form,
+                &self.file,
+                &request,
+                now(gw),
+                None,
+                &mut self.rng,
+            )
             .unwrap()
     }
 

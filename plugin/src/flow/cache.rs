@@ -1,5 +1,8 @@
-//! The session cache as `verify` sees it: the worker's map and shared data, the entropy cache,
-//! and the cold-path budget (per source, then per worker).
+//! The session cache as `verify` sees it: the worker's map and shared data, the session held for
+//! the request until its proof verifies, the entropy cache, and the cold-path budget (per source,
+//! then per worker).
+
+use std::cell::RefCell;
 
 use autoid_protocol::entropy::EpochParams;
 use autoid_protocol::header::Proof;
@@ -12,18 +15,45 @@ use crate::ratelimit::source_key;
 use crate::sessions::Hit;
 use crate::worker::State;
 
+/// A session unwrapped for one request (locally or by the agent) that no proof has verified
+/// under yet, with the cap the agent set on it (its key's retirement, its session TTL).
+pub(crate) struct Held {
+    kid: String,
+    wrapped: Box<[u8]>,
+    session: SessionKey,
+    cap: Option<u64>,
+}
+
+impl Held {
+    /// Holds `session`, unwrapped from this full-form proof (a compact one holds nothing).
+    pub(super) fn new(proof: &Proof, session: SessionKey, cap: Option<u64>) -> Option<Held> {
+        Some(Held {
+            kid: proof.kid().to_owned(),
+            wrapped: proof.wrapped()?.into(),
+            session,
+            cap,
+        })
+    }
+
+    fn of(&self, proof: &Proof) -> bool {
+        self.kid == proof.kid() && proof.wrapped() == Some(&self.wrapped[..])
+    }
+}
+
 /// The caches one verification reads, at one clock reading.
 pub(super) struct CacheAdapter<'a, H> {
     pub(super) host: &'a H,
     pub(super) state: &'a State,
     pub(super) now: u64,
     pub(super) now_ms: u64,
+    /// The request's held session.
+    pub(super) held: &'a RefCell<Option<Held>>,
 }
 
 impl<H: HttpHost> CacheAdapter<'_, H> {
     /// Caches a session until its lifetime ends, or until `cap` (the agent retires its key)
     /// if that comes first.
-    pub(super) fn put_until(&mut self, proof: &Proof, session: &SessionKey, cap: Option<u64>) {
+    fn put_until(&mut self, proof: &Proof, session: &SessionKey, cap: Option<u64>) {
         let lifetime_end = session
             .issued_at()
             .saturating_add(self.state.config.limits.session_lifetime_secs);
@@ -70,8 +100,27 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
         found.map(|(key, _)| key)
     }
 
+    /// Caches a session a proof verified under, until the cap the agent set on it if any.
     fn put(&mut self, proof: &Proof, session: &SessionKey) {
-        self.put_until(proof, session, None);
+        let cap = self
+            .held
+            .borrow_mut()
+            .take()
+            .filter(|h| h.of(proof))
+            .and_then(|h| h.cap);
+        self.put_until(proof, session, cap);
+    }
+
+    fn held(&mut self, proof: &Proof) -> Option<SessionKey> {
+        self.held
+            .borrow()
+            .as_ref()
+            .filter(|h| h.of(proof))
+            .map(|h| h.session.clone())
+    }
+
+    fn hold(&mut self, proof: &Proof, session: &SessionKey) {
+        *self.held.borrow_mut() = Held::new(proof, session.clone(), None);
     }
 
     fn intervals(
@@ -95,6 +144,15 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
 
     fn allow_unwrap(&mut self) -> bool {
         let allowed = self.cold_budget();
+        if allowed {
+            self.state.count(self.host, Counter::RsaUnwraps);
+        }
+        allowed
+    }
+
+    /// A v3 unwrap: possession checked here, or by the agent before its RSA.
+    fn allow_checked_unwrap(&mut self) -> bool {
+        let allowed = self.state.checked_path.borrow_mut().try_take(self.now_ms);
         if allowed {
             self.state.count(self.host, Counter::RsaUnwraps);
         }

@@ -1,11 +1,13 @@
 //! Sessions and subjects' keys the worker does not hold, asked of the autoid agent: a session to
-//! unwrap (the key is the agent's), a subject's key in an epoch the agent holds. Each answer is
-//! cached and the proof verified again.
+//! unwrap (the key is the agent's), a subject's key in an epoch the agent holds. The proof is
+//! verified again with each answer; a session is cached only once a proof under it verified.
 
 use std::time::Duration;
 
 use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
-use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
+use autoid_protocol::directory::{
+    BoundRequest, SessionReply, SessionRequest, StreamReply, StreamRequest,
+};
 use autoid_protocol::entropy::{EpochParams, SubjectKey};
 use autoid_protocol::header::Proof;
 use autoid_protocol::verify::{KnownEpoch, SessionKey, Stop};
@@ -13,7 +15,7 @@ use autoid_protocol::{Reject, Request};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::{Asked, CacheAdapter, Flow, Pending};
+use super::{Asked, Flow, Held, Pending};
 use crate::callout::{agent_headers, bearer};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
@@ -69,6 +71,7 @@ impl Flow {
         state: &State,
         proof: &str,
         request: &Request<'_>,
+        ticket_checked: bool,
     ) -> Verdict {
         let parsed = Proof::parse(proof).ok();
         let (Some(agent), Some(parsed), Some(wrapped)) = (
@@ -79,9 +82,20 @@ impl Flow {
             self.deny(host, Denial::Unavailable(Unavailable::Agent), None);
             return Verdict::Pause;
         };
+        // A v3 proof: the agent checks its possession ticket before the RSA.
+        let ticket = parsed
+            .ticket()
+            .map(|t| URL_SAFE_NO_PAD.encode(t.to_bytes()));
         let body = serde_json::to_vec(&SessionRequest {
             kid: parsed.kid().to_owned(),
             wrapped: URL_SAFE_NO_PAD.encode(wrapped),
+            request: ticket.as_ref().map(|_| BoundRequest {
+                method: request.method.to_owned(),
+                authority: request.authority.to_owned(),
+                path: request.path.to_owned(),
+            }),
+            ticket,
+            ticket_checked,
         })
         .unwrap_or_default();
         if !self.post_to_agent(host, agent, "/v1/sessions", &body) {
@@ -155,7 +169,7 @@ impl Flow {
             Some(200) => match keep_stream(host, state, epoch, subject, body) {
                 Ok(()) => match self.verify(host, state, &asked.proof, &request) {
                     // The stream was just kept: asking again means it could not be.
-                    Err(Stop::AskAgent | Stop::AskStream { .. }) => None,
+                    Err(Stop::AskAgent { .. } | Stop::AskStream { .. }) => None,
                     other => Some(other),
                 },
                 Err(why) => {
@@ -184,8 +198,10 @@ impl Flow {
         }
     }
 
-    /// The agent answered a session callout: caches the session and verifies again, or denies
-    /// (401 when the agent refused the key or the unwrap, 503 when it did not answer usably).
+    /// The agent answered a session callout: holds the session for this request and verifies
+    /// again (the session is judged as a cached one, and cached only once the proof verifies),
+    /// or denies (401 when the agent refused the key or the unwrap, 503 when it did not answer
+    /// usably).
     pub(super) fn session_answer<H: HttpHost>(
         &mut self,
         host: &H,
@@ -198,10 +214,10 @@ impl Flow {
         let verified = match (status, parse_session(body)) {
             (Some(200), Some((session, expires_at))) => {
                 if let Ok(proof) = Proof::parse(&asked.proof) {
-                    let now_ms = host.now_ms();
-                    let now = now_ms / 1000;
-                    // Kept until the key retires, and asked again after the agent's session TTL
-                    // so a retirement set later reaches this session too.
+                    let now = host.now_ms() / 1000;
+                    // Kept (once a proof under it verified) until the key retires, and asked
+                    // again after the agent's session TTL so a retirement set later reaches
+                    // this session too.
                     let ttl = state
                         .config
                         .agent
@@ -209,22 +225,16 @@ impl Flow {
                         .map_or(DEFAULT_AGENT_SESSION_TTL_SECS, |a| a.session_ttl_secs);
                     let recheck = now.saturating_add(ttl);
                     let cap = expires_at.map_or(recheck, |at| at.min(recheck));
-                    let mut cache = CacheAdapter {
-                        host,
-                        state,
-                        now,
-                        now_ms,
-                    };
-                    cache.put_until(&proof, &session, Some(cap));
+                    *self.held.borrow_mut() = Held::new(&proof, session, Some(cap));
                 }
                 match self.verify(host, state, &asked.proof, &request) {
-                    // The session was just cached: asking again means it could not be.
-                    Err(Stop::AskAgent) => None,
+                    // The session is held for this proof: asking again means it could not be.
+                    Err(Stop::AskAgent { .. }) => None,
                     other => Some(other),
                 }
             }
             (Some(404), _) => Some(Err(Stop::Rejected(Reject::UnknownKey))),
-            (Some(422), _) => Some(Err(Stop::Rejected(Reject::Unwrap))),
+            (Some(422), _) => Some(Err(Stop::Rejected(refusal(body)))),
             _ => None,
         };
         match verified {
@@ -243,6 +253,22 @@ impl Flow {
                 Verdict::Pause
             }
         }
+    }
+}
+
+/// Why the agent refused a session (its 422): the possession ticket (`entropy`, `stale`,
+/// `future`, `unknown_epoch`), else the unwrap itself.
+fn refusal(body: &[u8]) -> Reject {
+    #[derive(serde::Deserialize)]
+    struct Refused {
+        error: String,
+    }
+    match serde_json::from_slice::<Refused>(body).map(|r| r.error) {
+        Ok(e) if e == "entropy" => Reject::Entropy,
+        Ok(e) if e == "stale" => Reject::Stale,
+        Ok(e) if e == "future" => Reject::Future,
+        Ok(e) if e == "unknown_epoch" => Reject::UnknownEpoch,
+        _ => Reject::Unwrap,
     }
 }
 
