@@ -342,6 +342,18 @@ impl Stack {
                     "identity": {"subject_header": "x-autoid-subject"}
                 }
             }),
+            // HTTP Basic from loopback peers, binds remembered 5 minutes: the throttle's holds
+            // must not be answered from a remembered bind.
+            json!({
+                "id": "remembered", "name": "Remembered", "listen_path": "/remembered/",
+                "upstream": format!("http://{upstream_addr}"),
+                "auth": {
+                    "methods": ["ldap_basic"],
+                    "basic": {"plain_http": "loopback", "cache_ttl_secs": 300},
+                    "require": {"any_of": ["reports"]},
+                    "identity": {"subject_header": "x-autoid-subject"}
+                }
+            }),
             json!({
                 "id": "off", "name": "Disabled", "enabled": false, "listen_path": "/off/",
                 "upstream": format!("http://{upstream_addr}"),
