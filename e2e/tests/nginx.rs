@@ -530,7 +530,8 @@ fn checked_the_upstream_gets_the_bytes_the_agent_judged() {
     let (s, f) = checked();
     // Escapes and parameters pass undecoded: what the agent checked is what the upstream reads.
     let path = "/payments/a%3bb/caf%C3%A9;v=1/%2e%2e%2e?q=%2e%2e";
-    let r = f.get_as(s, "alice", path, &[]);
+    let proof = s.prove_raw_at(f.http, "alice", "GET", path);
+    let r = request(f.http, "GET", path, &[(PROOF_HEADER, &proof)]).unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(
         r.json()["path"],
