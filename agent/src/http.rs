@@ -348,7 +348,7 @@ async fn authenticate(
         info!(subject, source, retry_after_secs = retry, held = ?held, "authentication throttled");
         let mut r = reply(
             StatusCode::TOO_MANY_REQUESTS,
-            json!({"error": "throttled", "retry_after_secs": retry}),
+            json!({"error": "throttled", "retry_after_secs": retry, "held": held.scope()}),
             "throttled",
             Some(subject),
         );

@@ -57,6 +57,16 @@ pub enum Held {
 }
 
 impl Held {
+    /// What is held back, as the 429 body names it: `username` or `source`. A gateway that
+    /// remembers binds answers a held source 429 itself until the hold ends, whatever the
+    /// password (`plugin/src/holds.rs`).
+    pub fn scope(self) -> &'static str {
+        match self {
+            Held::User(_) => "username",
+            Held::Source(_) => "source",
+        }
+    }
+
     /// How long until a retry may go ahead, in whole seconds (at least 1).
     pub fn retry_after_secs(self) -> u64 {
         let (Held::User(d) | Held::Source(d)) = self;
@@ -279,5 +289,11 @@ mod tests {
         let tables = t.tables.lock().unwrap();
         assert!(tables.users.len() <= MAX_KEYS);
         assert_eq!(tables.sources.len(), 1);
+    }
+
+    #[test]
+    fn a_hold_names_its_scope() {
+        assert_eq!(Held::User(Duration::from_secs(1)).scope(), "username");
+        assert_eq!(Held::Source(Duration::from_secs(1)).scope(), "source");
     }
 }

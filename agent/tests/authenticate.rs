@@ -173,6 +173,9 @@ fn a_burst_of_wrong_passwords_is_throttled_without_locking_out_others_or_the_own
     );
     assert_eq!(body["error"], "throttled");
     assert!(body["retry_after_secs"].as_u64().unwrap() >= 1);
+    // The username is held (six failures from this source are under its own limit): a gateway
+    // holds the source itself only when the agent says so.
+    assert_eq!(body["held"], "username");
     // Another address guessing dave is held back too: the username's counter.
     let (status, _) = b.authenticate_from("dave", "guess-6", "198.51.100.10");
     assert_eq!(status, 429);

@@ -52,8 +52,9 @@ impl Target {
         }
         if !autoid_protocol::path::path_is_safe(url.path()) {
             usage!(
-                "URL {url}: the gateway refuses this path (an empty segment, a backslash or an \
-                 escaped / or \\: docs/GATEWAY.md, Hardening)"
+                "URL {url}: the gateway refuses this path (a dot segment, also with ;parameters \
+                 or escaped, an empty segment, a backslash, an escaped / or \\, a control byte \
+                 or a double escape: docs/PROTOCOL.md section 5)"
             );
         }
         let path = match url.query() {

@@ -226,6 +226,47 @@ fn a_burst_of_wrong_passwords_is_throttled_while_the_owner_and_others_still_log_
 }
 
 #[test]
+fn a_remembered_bind_is_no_oracle_for_a_guesser_the_agent_holds_back() {
+    // carol logs in from her usual place, on fresh connections (so on every Envoy worker): the
+    // filter remembers her bind for 5 minutes.
+    let home = "127.0.0.21";
+    let carol = basic("carol", "carol-pass");
+    let login = |from: &str, authorization: &str| {
+        plain(
+            from,
+            Wire::Http1Length,
+            "/remembered/x",
+            Some(authorization),
+        )
+    };
+    for _ in 0..8 {
+        let r = login(home, &carol);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.echoed("x-autoid-subject"), ["carol"]);
+    }
+    // A guesser elsewhere fails until the agent holds carol's username back for 8 s or more
+    // (each failure after the free ones doubles the hold; a held guess is not a failure).
+    let attacker = "127.0.0.22";
+    eventually("a hold of 8 s or more", Duration::from_secs(60), || {
+        let r = login(attacker, &basic("carol", "guess"));
+        assert!(matches!(r.status, 401 | 429), "{} {}", r.status, r.text());
+        let retry: u64 = r.header("retry-after").map_or(0, |v| v.parse().unwrap());
+        (r.status == 429 && retry >= 8).then_some(())
+    });
+    // The right password from the guesser's place is 429 too, on every worker: the answer does
+    // not depend on the password while the hold lasts.
+    for _ in 0..8 {
+        let r = login(attacker, &carol);
+        assert_eq!(r.status, 429, "an oracle: {}", r.text());
+        assert_eq!(r.json()["error"], "too_many_requests");
+        assert!(r.header("retry-after").is_some());
+    }
+    // carol, from her known place, is not locked out.
+    let r = login(home, &carol);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
 fn a_password_changed_with_ldappasswd_takes_effect_within_the_cache_ttl() {
     let s = stack();
     assert_eq!(tls("--http1.1", "/legacy/before", "bob", "bob-pass").1, 200);

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use common::client::{Send, Wire, send};
 use common::{
-    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_proof_denials,
-    assert_uniform_denial, assert_upstream_as_alice, eventually, request, unix_request,
+    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_hostile_paths_refused,
+    assert_proof_denials, assert_uniform_denial, assert_upstream_as_alice, eventually, request,
+    unix_request,
 };
 
 fn now_secs() -> u64 {
@@ -88,6 +89,20 @@ fn an_allowed_request_reaches_the_upstream_with_credentials_and_without_the_proo
 fn missing_invalid_moved_and_replayed_proofs_are_401() {
     let s = stack();
     assert_proof_denials(s.http, |method, path| s.prove_raw("alice", method, path));
+}
+
+#[test]
+fn no_path_variant_reaches_an_upstream_path_outside_the_apis_base() {
+    // The table every gateway is tested with: Envoy resolves or refuses some before ext_authz,
+    // the agent refuses the rest with the uniform 400.
+    let s = stack();
+    assert_hostile_paths_refused(
+        s.http,
+        |path| s.prove_raw("alice", "GET", path),
+        // Envoy's normalization answers some entries before any check (`..;` included: a
+        // uniform 403); every one is refused and none reaches the upstream.
+        |_| true,
+    );
 }
 
 #[test]

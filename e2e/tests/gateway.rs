@@ -9,8 +9,8 @@ use std::sync::{Arc, Barrier, OnceLock};
 
 use common::client::{Send, Wire, send};
 use common::{
-    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Stack, assert_proof_denials,
-    assert_upstream_as_alice, bin, request, unix_request,
+    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Stack, assert_hostile_paths_refused,
+    assert_proof_denials, assert_upstream_as_alice, bin, request, unix_request,
 };
 
 fn stack() -> &'static Stack {
@@ -329,45 +329,20 @@ fn no_underscore_spelling_of_a_managed_header_reaches_the_upstream() {
 
 #[test]
 fn no_path_variant_reaches_an_upstream_path_outside_the_apis_base() {
+    // The table every gateway is tested with: Envoy resolves or refuses some first (dot
+    // segments, `//`, escaped slashes), the filter refuses the rest with the uniform 400.
     let s = stack();
-    let variants = [
-        "/payments/..%2F..%2Fadmin%2Fx",
-        "/payments/..%2f..%2fadmin",
-        "/payments/..%5C..%5Cadmin",
-        "/payments/%2e%2e/%2e%2e/admin/x",
-        "/payments//..//admin/x",
-        "/payments/..;/..;/admin/x",
-        "/payments/.;/x",
-        "/payments/x/..;/..;/..;/admin",
-    ];
-    for path in variants {
-        // A proof for the path exactly as sent, so only the gateway's path handling decides
-        // (`autoid prove` refuses these paths; an attacker's client would not).
+    assert_hostile_paths_refused(
+        s.http,
+        |path| s.prove_raw("alice", "GET", path),
+        // Envoy's normalization answers some entries before any check (`..;` included: a
+        // uniform 403); every one is refused and none reaches the upstream.
+        |_| true,
+    );
+    for path in ["/payments/..%2F..%2Fadmin%2Fx", "/payments/..%5C..%5Cadmin"] {
         let proof = s.prove_raw("alice", "GET", path);
         let r = request(s.http, "GET", path, &[(PROOF_HEADER, &proof)]).unwrap();
-        if path.to_ascii_lowercase().contains("%2f") || path.to_ascii_lowercase().contains("%5c") {
-            assert_eq!(r.status, 400, "{path}: escaped slashes are refused");
-        }
-        if r.status == 200 {
-            let echo = r.json();
-            let got = echo["path"].as_str().unwrap().to_ascii_lowercase();
-            assert!(
-                got.starts_with("/v1/")
-                    && !got.contains("..")
-                    && !got.contains("//")
-                    && !got.contains("%2f")
-                    && !got.contains("%5c")
-                    && !got.contains(';'),
-                "{path} reached the upstream as {got}"
-            );
-        } else {
-            assert!(
-                [400, 401, 403, 404].contains(&r.status),
-                "{path}: {} {}",
-                r.status,
-                String::from_utf8_lossy(&r.body)
-            );
-        }
+        assert_eq!(r.status, 400, "{path}: escaped slashes are refused");
     }
 }
 

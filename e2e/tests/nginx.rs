@@ -20,8 +20,9 @@ use autoid_testkit::process::run;
 use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{free_port, paths};
 use common::{
-    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_proof_denials,
-    assert_uniform_denial, assert_upstream_as_alice, bin, eventually, key_and_epoch, request,
+    Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_hostile_paths_refused,
+    assert_proof_denials, assert_uniform_denial, assert_upstream_as_alice, bin, eventually,
+    key_and_epoch, normalized_before_the_check, request,
 };
 use serde_json::json;
 
@@ -508,6 +509,40 @@ fn checked_a_path_upstreams_could_read_otherwise_is_the_agents_400_not_auth_requ
         .unwrap();
         assert_uniform_denial(&r, 400, "bad_request");
         assert_eq!(r.json()["request_id"], "rid-path", "{path}");
+    }
+}
+
+#[test]
+fn checked_no_path_variant_reaches_an_upstream_path_outside_the_apis_base() {
+    // The table every gateway is tested with, each path with a valid proof: nginx's location
+    // match resolves dot segments first (the 403 of paths no API serves); the agent refuses the
+    // rest, `..%3b` (which nginx decodes to `..;`) included, with the uniform 400.
+    let (s, f) = checked();
+    assert_hostile_paths_refused(
+        f.http,
+        |path| s.prove_raw_at(f.http, "alice", "GET", path),
+        normalized_before_the_check,
+    );
+}
+
+#[test]
+fn checked_the_upstream_gets_the_bytes_the_agent_judged() {
+    let (s, f) = checked();
+    // Escapes and parameters pass undecoded: what the agent checked is what the upstream reads.
+    let path = "/payments/a%3bb/caf%C3%A9;v=1/%2e%2e%2e?q=%2e%2e";
+    let proof = s.prove_raw_at(f.http, "alice", "GET", path);
+    let r = request(f.http, "GET", path, &[(PROOF_HEADER, &proof)]).unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["path"],
+        "/v1/a%3bb/caf%C3%A9;v=1/%2e%2e%2e?q=%2e%2e"
+    );
+    // nginx matches the location after decoding; the raw target is not under the listen path,
+    // so no bytes were judged for it: 400.
+    for path in ["/pay%6dents/x", "/p%61yments/x"] {
+        let proof = s.prove_raw_at(f.http, "alice", "GET", path);
+        let r = request(f.http, "GET", path, &[(PROOF_HEADER, &proof)]).unwrap();
+        assert_uniform_denial(&r, 400, "bad_request");
     }
 }
 

@@ -1,9 +1,13 @@
 //! Successful HTTP Basic binds, remembered by one worker for a short time (`auth.basic.
 //! cache_ttl_secs`) so a client sending its password on every request does not cost a directory
-//! bind each time. An entry is found by a keyed hash of the username and password — HMAC-SHA-256
-//! under a key drawn from the host's CSPRNG when the worker is configured, never written
-//! anywhere — and holds the subject and groups the bind gave, never the password. Only
-//! successes are remembered: every failed password reaches the agent, which throttles it.
+//! bind each time. An entry is found by a keyed hash of the username, the client's source address
+//! and the password — HMAC-SHA-256 under a key drawn from the host's CSPRNG when the worker is
+//! configured, never written anywhere — and holds the subject and groups the bind gave, never the
+//! password. Only successes are remembered: every failed password reaches the agent, which
+//! throttles it. The source is part of the key so that a bind serves only the source that made
+//! it: from anywhere else the agent decides, and throttles (the owner's recent login is no answer
+//! for a guesser elsewhere); a source the agent holds is answered 429 before any remembered bind
+//! (`crate::holds`).
 //! A changed password or a removed user takes effect once the entry is older than the API's TTL.
 
 use std::collections::HashMap;
@@ -52,15 +56,20 @@ impl Binds {
         }
     }
 
-    /// The entry key of a username and password: HMAC-SHA-256 under the worker's key, the
-    /// username length-prefixed so no two pairs share an input.
-    pub fn key_of(&self, username: &str, password: &[u8]) -> [u8; 32] {
+    /// The entry key of a username, a source address (none: the host gave none) and a
+    /// password: HMAC-SHA-256 under the worker's key, the username and the source
+    /// length-prefixed so no two triples share an input.
+    pub fn key_of(&self, username: &str, source: Option<&str>, password: &[u8]) -> [u8; 32] {
         let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) else {
             // HMAC takes keys of any length; unreachable, and a zero key only misses.
             return [0; 32];
         };
         mac.update(&(username.len() as u64).to_be_bytes());
         mac.update(username.as_bytes());
+        let source = source.map_or(&b""[..], str::as_bytes);
+        mac.update(&[u8::from(!source.is_empty())]);
+        mac.update(&(source.len() as u64).to_be_bytes());
+        mac.update(source);
         mac.update(password);
         mac.finalize().into_bytes().into()
     }
@@ -124,7 +133,7 @@ mod tests {
     #[test]
     fn a_bind_is_found_by_the_same_pair_only_and_within_its_ttl() {
         let mut binds = Binds::new([7; 32], 16, 30);
-        let k = binds.key_of("test", b"test123");
+        let k = binds.key_of("test", Some("10.0.0.1"), b"test123");
         binds.put(k, "test", &groups(), 1_000);
         assert_eq!(
             binds.get(&k, 1_000, 30).map(|b| b.subject.as_str()),
@@ -133,23 +142,37 @@ mod tests {
         assert!(binds.get(&k, 30_999, 30).is_some());
         assert!(binds.get(&k, 31_000, 30).is_none(), "expired at the TTL");
         assert!(binds.get(&k, 5_000, 0).is_none(), "TTL 0: never served");
-        let other = binds.key_of("test", b"test124");
+        let other = binds.key_of("test", Some("10.0.0.1"), b"test124");
         assert_ne!(k, other);
         assert!(
             binds.get(&other, 1_000, 30).is_none(),
             "another password misses"
         );
-        // The length prefix keeps ("ab", "c…") and ("a", "bc…") apart.
-        assert_ne!(binds.key_of("ab", b"c"), binds.key_of("a", b"bc"));
+        // Another source misses: a bind serves only the source that made it.
+        let elsewhere = binds.key_of("test", Some("10.0.0.2"), b"test123");
+        assert!(binds.get(&elsewhere, 1_000, 30).is_none());
+        assert_ne!(k, binds.key_of("test", None, b"test123"));
+        // The length prefixes keep ("ab", "c…") and ("a", "bc…") apart, and the source too.
+        assert_ne!(
+            binds.key_of("ab", None, b"c"),
+            binds.key_of("a", None, b"bc")
+        );
+        assert_ne!(
+            binds.key_of("a", Some("1"), b"2"),
+            binds.key_of("a", Some("12"), b"")
+        );
     }
 
     #[test]
     fn keys_depend_on_the_worker_key_and_never_hold_the_password() {
         let a = Binds::new([1; 32], 4, 30);
         let b = Binds::new([2; 32], 4, 30);
-        assert_ne!(a.key_of("test", b"test123"), b.key_of("test", b"test123"));
+        assert_ne!(
+            a.key_of("test", None, b"test123"),
+            b.key_of("test", None, b"test123")
+        );
         let mut a = a;
-        let k = a.key_of("test", b"test123");
+        let k = a.key_of("test", None, b"test123");
         a.put(k, "test", &groups(), 0);
         assert!(!format!("{a:?}").contains("test123"));
     }
@@ -157,9 +180,9 @@ mod tests {
     #[test]
     fn a_full_cache_drops_expired_entries_then_the_oldest() {
         let mut binds = Binds::new([3; 32], 2, 10);
-        let k1 = binds.key_of("u1", b"p");
-        let k2 = binds.key_of("u2", b"p");
-        let k3 = binds.key_of("u3", b"p");
+        let k1 = binds.key_of("u1", None, b"p");
+        let k2 = binds.key_of("u2", None, b"p");
+        let k3 = binds.key_of("u3", None, b"p");
         binds.put(k1, "u1", &groups(), 0);
         binds.put(k2, "u2", &groups(), 5_000);
         binds.put(k3, "u3", &groups(), 6_000);

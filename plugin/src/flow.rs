@@ -60,7 +60,7 @@ enum Pending {
         subject: String,
     },
     /// Waiting for the agent to check an HTTP Basic password (a directory bind): the
-    /// username, and the pair's key in the worker's remembered binds.
+    /// username, and the key of (username, source, password) in the worker's remembered binds.
     Password { username: String, key: [u8; 32] },
     /// Allowed, waiting for the agent's upstream credentials (none cached).
     Credentials {

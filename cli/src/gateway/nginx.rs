@@ -19,6 +19,8 @@ use super::filter::AGENT_SOCKET_AUTHORITY;
 const CHECK_PATH: &str = "/v1/check";
 /// The internal location prefix of the per-API check subrequests.
 const CHECK_LOCATION: &str = "/_autoid/check/";
+/// The internal location of nginx's own 400s, with the uniform body.
+const BAD_REQUEST_LOCATION: &str = "/_autoid/bad_request";
 /// The headers the check subrequest carries to the agent (the contract's), and the agent's
 /// status header: cleared on the upstream request.
 const CONTRACT_HEADERS: [&str; 7] = [
@@ -301,10 +303,24 @@ pub(crate) fn render(defs: &Definitions, config: &Config) -> Result<Rendered> {
         out,
         "{i1}upstream {AGENT_UPSTREAM} {{\n{i1}    server unix:{socket};\n{i1}    keepalive 16;\n{i1}}}"
     );
-    for s in &served {
+    for (n, s) in served.iter().enumerate() {
         if s.def.aws_role.is_some() {
             continue;
         }
+        // The upstream's target is the client's bytes after the listen path, as the check judged
+        // them: `proxy_pass` with a URI part would send nginx's decoded `$uri` (`..%3b` as `..;`).
+        // A request whose raw target does not start with the listen path (nginx matched it after
+        // decoding or merging) gets none, and the location answers 400.
+        let _ = writeln!(
+            out,
+            "{i1}map $request_uri {} {{\n\
+             {i1}    \"~^{}(.*)$\" \"{}$1\";\n\
+             {i1}    default \"\";\n\
+             {i1}}}",
+            target_var(n),
+            regex_literal(&s.def.listen_path),
+            upstream_prefix(s)
+        );
         let host = if s.up.host.contains(':') {
             format!("[{}]", s.up.host)
         } else {
@@ -377,8 +393,11 @@ pub(crate) fn render(defs: &Definitions, config: &Config) -> Result<Rendered> {
                 let _ = writeln!(out, "{i2}listen {address}:{port};");
             }
         }
-        for s in &served {
-            api_location(&mut out, s, &managed, config)?;
+        // nginx's own 400s (a malformed escape, `%00`, an escaped `/` above the root: refused
+        // before any location) answer the uniform body too.
+        let _ = writeln!(out, "{i2}error_page 400 {BAD_REQUEST_LOCATION};");
+        for (n, s) in served.iter().enumerate() {
+            api_location(&mut out, n, s, &managed, config)?;
             check_location(&mut out, s, tls.is_some(), timeout, connect);
             // The prefix without its slash is no API's (nginx would redirect it to the API).
             let bare = s.def.listen_path.trim_end_matches('/');
@@ -411,6 +430,7 @@ pub(crate) fn render(defs: &Definitions, config: &Config) -> Result<Rendered> {
 /// The API's location.
 fn api_location(
     out: &mut String,
+    n: usize,
     s: &Served<'_>,
     managed: &[String],
     config: &Config,
@@ -506,19 +526,6 @@ fn api_location(
         } else {
             format!("{host}:{}", up.port)
         };
-        // The same rewrite as the Envoy route: listen_path starts and ends with '/'.
-        let base = if up.path.ends_with('/') {
-            up.path.clone()
-        } else {
-            format!("{}/", up.path)
-        };
-        let uri = if s.def.strip_listen_path {
-            base
-        } else if base == "/" {
-            String::new()
-        } else {
-            format!("{}{}", base.trim_end_matches('/'), s.def.listen_path)
-        };
         let scheme = if up.tls { "https" } else { "http" };
         let connect = s
             .def
@@ -547,11 +554,53 @@ fn api_location(
                 up.host
             );
         }
-        let _ = writeln!(out, "{i3}proxy_pass {scheme}://autoid_api_{id}{uri};");
+        let target = target_var(n);
+        let _ = writeln!(
+            out,
+            "{i3}if ({target} = \"\") {{\n\
+             {i3}    set $autoid_status 400;\n\
+             {i3}    return 500;\n\
+             {i3}}}\n\
+             {i3}proxy_pass {scheme}://autoid_api_{id}{target};"
+        );
     }
     let _ = writeln!(out, "{i2}}}");
 
     Ok(())
+}
+
+/// The variable holding API number `n`'s upstream target (ids may hold `-`, variables not).
+fn target_var(n: usize) -> String {
+    format!("$autoid_target_{n}")
+}
+
+/// What replaces the listen path on the way upstream: the same rewrite as the Envoy route
+/// (`strip_listen_path`, the upstream's base path; the listen path starts and ends with `/`).
+fn upstream_prefix(s: &Served<'_>) -> String {
+    let base = if s.up.path.ends_with('/') {
+        s.up.path.clone()
+    } else {
+        format!("{}/", s.up.path)
+    };
+    if s.def.strip_listen_path {
+        base
+    } else {
+        format!("{}{}", base.trim_end_matches('/'), s.def.listen_path)
+    }
+}
+
+/// `text` as a PCRE literal inside an nginx double-quoted string: every byte but `A-Za-z0-9/_-`
+/// as `\xHH` (nginx keeps a backslash it does not know, PCRE reads the byte).
+fn regex_literal(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"/_-".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
 }
 
 /// The API's check subrequest: the contract's headers, set here so no client copy reaches the
@@ -593,6 +642,13 @@ fn denial_locations(out: &mut String, hsts: Option<u64>) {
     let i2 = "        ";
     let i3 = "            ";
     let i4 = "                ";
+    // A URI, not a named location: nginx cannot redirect a request whose line it refused to one.
+    let _ = writeln!(
+        out,
+        "{i2}location = {BAD_REQUEST_LOCATION} {{\n{i3}internal;\n{i3}default_type application/json;"
+    );
+    reply_headers(out, i3, hsts);
+    let _ = writeln!(out, "{i3}return 400 {};\n{i2}}}", body("bad_request"));
     // 401: auth_request has copied the agent's WWW-Authenticate (nginx 1.22: the first one).
     let _ = writeln!(
         out,
@@ -721,6 +777,15 @@ mod tests {
     fn rendered() -> Rendered {
         let dir = fixture(|_| {}, &demo_apis());
         render_dir(dir.path()).unwrap()
+    }
+
+    /// The variable `proxy_pass <upstream>$var;` in `block` sends.
+    fn target_of(block: &str, upstream: &str) -> String {
+        let at = block
+            .find(&format!("proxy_pass {upstream}$"))
+            .unwrap_or_else(|| panic!("no proxy_pass {upstream}$… in\n{block}"));
+        let rest = &block[at + "proxy_pass ".len() + upstream.len()..];
+        rest[..rest.find(';').unwrap()].to_owned()
     }
 
     /// The blocks `location <name> {…}`, one per server that has it.
@@ -861,7 +926,14 @@ mod tests {
                     "{name}"
                 );
             }
-            assert!(block.contains("proxy_pass http://autoid_api_payments/v1/payments/;"));
+            // The raw bytes after the listen path, or 400 (the map says which).
+            let target = target_of(block, "http://autoid_api_payments");
+            assert!(r.text.contains(&format!(
+                "    map $request_uri {target} {{\n        \"~^/payments/(.*)$\" \"/v1/payments/$1\";\n        default \"\";\n    }}"
+            )), "{}", r.text);
+            assert!(block.contains(&format!(
+                "if ({target} = \"\") {{\n                set $autoid_status 400;\n                return 500;\n            }}"
+            )), "{block}");
             assert!(block.contains("proxy_set_header Host \"127.0.0.1:9000\";"));
         }
         for block in blocks(&r.text, "/legacy/") {
@@ -872,7 +944,11 @@ mod tests {
             );
             assert!(block.contains("proxy_set_header x-api-key $autoid_h_x_api_key;"));
             assert!(block.contains("proxy_set_header x-autoid-subject \"\";"));
-            assert!(block.contains("proxy_pass http://autoid_api_legacy;"));
+            // Not stripped, upstream base `/`: the listen path stays.
+            let target = target_of(block, "http://autoid_api_legacy");
+            assert!(r.text.contains(&format!(
+                "    map $request_uri {target} {{\n        \"~^/legacy/(.*)$\" \"/legacy/$1\";"
+            )));
         }
         // No API location leaves a managed header or the proof to the client.
         for api in ["/payments/", "/legacy/"] {
@@ -909,7 +985,30 @@ mod tests {
             4
         );
         assert_eq!(r.text.matches("error_page 401 = @autoid_401;").count(), 4);
+        // nginx's own 400 (a request line it refuses) answers the uniform body, in both servers.
+        assert_eq!(
+            r.text
+                .matches("error_page 400 /_autoid/bad_request;")
+                .count(),
+            2
+        );
+        let bad = blocks(&r.text, "= /_autoid/bad_request");
+        assert_eq!(bad.len(), 2);
+        for block in bad {
+            assert!(block.contains("internal;"), "{block}");
+            assert!(block.contains(
+                "return 400 '{\"error\":\"bad_request\",\"request_id\":\"$autoid_request_id\"}';"
+            ));
+        }
         assert_eq!(r.text.matches("error_page 403 = @autoid_403;").count(), 4);
+    }
+
+    #[test]
+    fn a_listen_path_is_matched_byte_for_byte_on_the_raw_target() {
+        assert_eq!(regex_literal("/payments/"), "/payments/");
+        assert_eq!(regex_literal("/a.b+c/"), "/a\\x2eb\\x2bc/");
+        assert_eq!(regex_literal("/\"$x/"), "/\\x22\\x24x/");
+        assert_eq!(regex_literal("/é/"), "/\\xc3\\xa9/");
     }
 
     #[test]
@@ -942,11 +1041,22 @@ mod tests {
                 "proxy_ssl_protocols TLSv1.2 TLSv1.3;".to_owned(),
                 "proxy_set_header Host \"api.example:8443\";".to_owned(),
                 // Not stripped: the base path, then the listen path (the Envoy route's rewrite).
-                "proxy_pass https://autoid_api_payments/v1/payments/payments/;".to_owned(),
             ] {
                 assert!(block.contains(&line), "{line} missing in\n{block}");
             }
+            assert_eq!(
+                target_of(block, "https://autoid_api_payments"),
+                "$autoid_target_0"
+            );
         }
+        // Not stripped: the base path, then the listen path (the Envoy route's rewrite).
+        assert!(
+            r.text.contains(
+                "    map $request_uri $autoid_target_0 {\n        \"~^/payments/(.*)$\" \"/v1/payments/payments/$1\";\n        default \"\";\n    }"
+            ),
+            "{}",
+            r.text
+        );
         assert!(r.text.contains("server api.example:8443;"));
     }
 

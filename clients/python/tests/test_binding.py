@@ -47,6 +47,24 @@ def test_unsafe_paths(path: str) -> None:
     assert not path_is_safe(path)
 
 
+def test_the_hostile_paths_every_gateway_refuses_are_refused() -> None:
+    # The table the gateway's own tests send (protocol/tests/vectors/hostile-paths.txt).
+    import pathlib
+
+    table = pathlib.Path(__file__).resolve().parents[3] / "protocol/tests/vectors/hostile-paths.txt"
+    paths = [
+        "/payments/" + line
+        for line in table.read_text().splitlines()
+        if line and not line.startswith("# ")
+    ]
+    assert len(paths) > 20
+    for path in paths:
+        assert not path_is_safe(path), path
+        assert not path_is_safe(path + "?q=1"), path
+    for path in ["/payments/x;v=..", "/payments/a%3bb", "/p/50%25off/%25", "/p/%2e%2e%2e"]:
+        assert path_is_safe(path), path
+
+
 @pytest.mark.parametrize(
     "path,problem",
     [("/p/%7Euser", True), ("/p/%41b", True), ("/p/a%2db", True), ("/p/%5f", True), ("/p/%2E", True),

@@ -342,6 +342,18 @@ impl Stack {
                     "identity": {"subject_header": "x-autoid-subject"}
                 }
             }),
+            // HTTP Basic from loopback peers, binds remembered 5 minutes: the throttle's holds
+            // must not be answered from a remembered bind.
+            json!({
+                "id": "remembered", "name": "Remembered", "listen_path": "/remembered/",
+                "upstream": format!("http://{upstream_addr}"),
+                "auth": {
+                    "methods": ["ldap_basic"],
+                    "basic": {"plain_http": "loopback", "cache_ttl_secs": 300},
+                    "require": {"any_of": ["reports"]},
+                    "identity": {"subject_header": "x-autoid-subject"}
+                }
+            }),
             json!({
                 "id": "off", "name": "Disabled", "enabled": false, "listen_path": "/off/",
                 "upstream": format!("http://{upstream_addr}"),
@@ -520,6 +532,25 @@ impl Stack {
         path: &str,
         forms: &[autoid_protocol::client::Form],
     ) -> Vec<String> {
+        self.prove_forms_at(self.http, subject, method, path, forms)
+    }
+
+    /// A proof for `subject` and `method <at> path` exactly as given (another gateway's listener).
+    pub fn prove_raw_at(&self, at: SocketAddr, subject: &str, method: &str, path: &str) -> String {
+        let forms = [autoid_protocol::client::Form::V1];
+        self.prove_forms_at(at, subject, method, path, &forms)
+            .remove(0)
+    }
+
+    /// One proof per entry of `forms` for `subject` and `method <at> path`.
+    fn prove_forms_at(
+        &self,
+        at: SocketAddr,
+        subject: &str,
+        method: &str,
+        path: &str,
+        forms: &[autoid_protocol::client::Form],
+    ) -> Vec<String> {
         use autoid_protocol::client::Session;
         use autoid_protocol::entropy::EntropyFile;
         use autoid_protocol::keys::PublicKey;
@@ -535,7 +566,7 @@ impl Stack {
             .as_secs();
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
         let session = Session::open(&public, now, &mut rng).unwrap();
-        let authority = self.http.to_string();
+        let authority = at.to_string();
         let request = autoid_protocol::Request {
             method,
             authority: &authority,
@@ -803,4 +834,62 @@ pub fn key_and_epoch(autoid: &Path, d: &Path) {
         .args(["epoch", "new", "--id", "ep-1", "--out"])
         .arg(d.join("ep-1.epoch.json")))
     .unwrap();
+}
+
+/// The hostile paths every gateway is tested with (protocol/tests/vectors/hostile-paths.txt, the
+/// table the filter's own tests use), each under `base` (a listen path ending with `/`).
+pub fn hostile_paths(base: &str) -> Vec<String> {
+    include_str!("../../../protocol/tests/vectors/hostile-paths.txt")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("# "))
+        .map(|l| format!("{base}{l}"))
+        .collect()
+}
+
+/// Sends every hostile path under `/payments/` to the gateway at `http`, each with a valid proof
+/// for the path exactly as sent (`prove(path)`: `autoid prove` refuses these paths, an attacker's
+/// client would not), and asserts that none reaches an upstream and every answer is the uniform
+/// 400 — except where `moved_first(path)`: the gateway's own normalization (Envoy's
+/// `normalize_path`, nginx's location match) moved the request off the API before any check,
+/// and the answer is then that place's uniform denial.
+pub fn assert_hostile_paths_refused(
+    http: SocketAddr,
+    prove: impl Fn(&str) -> String,
+    moved_first: impl Fn(&str) -> bool,
+) {
+    for path in hostile_paths("/payments/") {
+        let proof = prove(&path);
+        let r = request(http, "GET", &path, &[(PROOF_HEADER, &proof)]).unwrap();
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            !body.contains("\"upstream\""),
+            "{path} reached an upstream: {} {body}",
+            r.status
+        );
+        if moved_first(&path) {
+            assert!(
+                [400, 401, 403, 404].contains(&r.status),
+                "{path}: {} {body}",
+                r.status
+            );
+        } else {
+            assert_eq!(r.status, 400, "{path}: {body}");
+            assert_uniform_denial(&r, 400, "bad_request");
+        }
+    }
+}
+
+/// Whether a gateway's own path normalization, before any check, resolves or refuses `path`: a
+/// dot segment (`.`, `..`, `%2e` either case, no `;` parameter), an escaped `/` or `\`, a
+/// backslash or `//`. Such a path leaves the API before the filter or the agent sees it.
+pub fn normalized_before_the_check(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    lower.contains("%2f")
+        || lower.contains("%5c")
+        || path.contains('\\')
+        || path.contains("//")
+        || lower.split('/').any(|segment| {
+            let name = segment.replace("%2e", ".");
+            name == "." || name == ".."
+        })
 }

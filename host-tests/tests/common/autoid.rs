@@ -551,3 +551,13 @@ pub fn bridge_reply(subject: &str, groups: Option<&[&str]>) -> CalloutReply {
         .header("content-type", "application/json")
         .body(body.to_string())
 }
+
+/// The hostile paths every gateway's tests send (protocol/tests/vectors/hostile-paths.txt), each
+/// under `base` (a listen path ending with `/`).
+pub fn hostile_paths(base: &str) -> Vec<String> {
+    include_str!("../../../protocol/tests/vectors/hostile-paths.txt")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with("# "))
+        .map(|l| format!("{base}{l}"))
+        .collect()
+}

@@ -1,7 +1,9 @@
 //! HTTP Basic checked by a directory bind (`auth.methods: ["ldap_basic"]`): the credentials are
-//! parsed here, a bind this worker remembers (`crate::binds`) decides at once, anything else
-//! asks the agent (`POST /v1/authenticate`, which binds as the user and throttles failures), and
-//! the groups it answers with decide as a proof's would.
+//! parsed here; a source the agent's throttle holds (`crate::holds`) is answered 429 whatever the
+//! password; a bind this worker remembers for the same username, source and password
+//! (`crate::binds`) decides at once; anything else asks the agent (`POST /v1/authenticate`, which
+//! binds as the user and throttles failures), and the groups it answers with decide as a proof's
+//! would.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -14,6 +16,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Deserialize;
 
 use super::{Caller, Flow, Pending};
+use crate::holds;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Forbid, Password, Unavailable};
@@ -81,6 +84,11 @@ fn source_ip(address: &str) -> Option<String> {
 #[derive(Deserialize)]
 struct Throttled {
     retry_after_secs: u32,
+    /// What the agent holds back: `source` (every username from the client's address) or
+    /// `username` (this username from an address not known for it). Missing: treated as
+    /// `source` (fail closed).
+    #[serde(default)]
+    held: Option<String>,
 }
 
 /// The longest `Retry-After` passed on (the agent's longest hold is 300 s).
@@ -116,7 +124,22 @@ impl Flow {
             self.deny(host, Denial::Password(Password::Empty), Some(&username));
             return Verdict::Pause;
         }
-        let key = state.binds.borrow().key_of(&username, password.as_bytes());
+        let source = host.source_address().as_deref().and_then(source_ip);
+        if let Some(source) = &source {
+            // During a hold the answer must not depend on the password: no remembered bind.
+            // Shared data failing leaves the decision to the agent (it holds the source too).
+            if let Ok(Some(left_ms)) = holds::held(host.store(), source, host.now_ms()) {
+                let retry = u32::try_from(left_ms.div_ceil(1000))
+                    .unwrap_or(MAX_RETRY_AFTER_SECS)
+                    .clamp(1, MAX_RETRY_AFTER_SECS);
+                self.deny(host, Denial::Throttled(retry), Some(&username));
+                return Verdict::Pause;
+            }
+        }
+        let key = state
+            .binds
+            .borrow()
+            .key_of(&username, source.as_deref(), password.as_bytes());
         let remembered = state
             .binds
             .borrow()
@@ -135,7 +158,6 @@ impl Flow {
             );
             return Verdict::Pause;
         };
-        let source = host.source_address().as_deref().and_then(source_ip);
         let body = serde_json::json!({
             "username": username,
             "password": password,
@@ -206,8 +228,25 @@ impl Flow {
                 Err(_) => None,
             },
             Some(429) => {
-                let retry = serde_json::from_slice::<Throttled>(body)
+                let throttled = serde_json::from_slice::<Throttled>(body).ok();
+                let retry = throttled
+                    .as_ref()
                     .map_or(1, |t| t.retry_after_secs.clamp(1, MAX_RETRY_AFTER_SECS));
+                let source_held = throttled
+                    .as_ref()
+                    .is_none_or(|t| t.held.as_deref() != Some("username"));
+                let source = host.source_address().as_deref().and_then(source_ip);
+                if let (true, Some(source)) = (source_held, source) {
+                    // Every worker answers this source 429 until the agent's hold ends.
+                    let now = host.now_ms();
+                    let until = now.saturating_add(u64::from(retry) * 1000);
+                    if !holds::hold(host.store(), &source, until, now) {
+                        host.log(Level::Warn, &format!(
+                            "autoid: could not share a password throttle hold (shared data) request_id={}",
+                            self.request_id
+                        ));
+                    }
+                }
                 Some(Denial::Throttled(retry))
             }
             // The agent refused the request's shape (the username): the credentials are bad.

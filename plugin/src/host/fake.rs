@@ -85,7 +85,8 @@ impl Reply {
 pub struct FakeHost {
     pub now_ms: Cell<u64>,
     pub route: Option<String>,
-    pub source: Option<String>,
+    /// The client's address (`ip:port`); tests may move it between requests.
+    pub source: RefCell<Option<String>>,
     /// Whether the downstream connection is TLS.
     pub tls: bool,
     /// The request headers as they stand (edited by the filter).
@@ -117,7 +118,7 @@ impl FakeHost {
         FakeHost {
             now_ms: Cell::new(START_SECS * 1000),
             route: Some(route.to_owned()),
-            source: Some("10.0.0.7:50000".to_owned()),
+            source: RefCell::new(Some("10.0.0.7:50000".to_owned())),
             ..FakeHost::default()
         }
     }
@@ -330,7 +331,7 @@ impl HttpHost for FakeHost {
     }
 
     fn source_address(&self) -> Option<String> {
-        self.source.clone()
+        self.source.borrow().clone()
     }
 
     fn downstream_tls(&self) -> bool {

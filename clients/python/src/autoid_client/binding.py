@@ -200,24 +200,46 @@ def target(method: str, url: str) -> Target:
 
 
 def path_is_safe(path: str) -> bool:
-    """Whether the gateway forwards this path (docs/PROTOCOL.md section 5): no dot-segment (also
-    escaped, also with ``;parameters``), no empty segment but a trailing one, no backslash, no
-    escaped ``/`` or ``\\``. The query is not checked."""
+    """Whether the gateway forwards this path (docs/PROTOCOL.md section 5, "Paths the gateway
+    refuses"; the same rule as ``autoid_protocol::path::path_is_safe``). On the part before
+    ``?``, each segment percent-decoded once: no malformed escape, no escape left after the
+    decoding, no control byte, no backslash, no escaped ``/``; its name (up to the first ``;``)
+    neither ``.``, ``..`` nor empty, but a trailing slash."""
     path = path.split("?", 1)[0]
-    if not path.startswith("/") or "\\" in path:
-        return False
-    if re.search(r"%(2[fF]|5[cC])", path):
+    if not path.startswith("/"):
         return False
     segments = path[1:].split("/")
     for i, seg in enumerate(segments):
-        if seg == "":
-            if i != len(segments) - 1:
-                return False
+        if seg == "" and i == len(segments) - 1:
             continue
-        name = seg.split(";", 1)[0].replace("%2e", ".").replace("%2E", ".")
-        if name in (".", ".."):
+        decoded = _decode_once(seg)
+        if decoded is None:
+            return False
+        if any(b < 0x20 or b == 0x7F or b in (0x2F, 0x5C) for b in decoded):
+            return False
+        if re.search(rb"%[0-9A-Fa-f]{2}", decoded):
+            return False
+        if decoded.split(b";", 1)[0] in (b"", b".", b".."):
             return False
     return True
+
+
+def _decode_once(segment: str) -> Optional[bytes]:
+    """``segment`` percent-decoded once, or None when a ``%`` starts no escape."""
+    raw = segment.encode("utf-8")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        if raw[i] == 0x25:
+            digits = raw[i + 1 : i + 3]
+            if len(digits) != 2 or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+                return None
+            out.append(int(digits, 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    return bytes(out)
 
 
 _UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[dDeE]|5[fF]|7[eE])")

@@ -238,7 +238,7 @@ fn a_user_outside_the_group_is_403_and_a_throttled_one_429_with_retry_after() {
     assert_eq!(host.reply().status, 403);
     assert!(host.values("x-legacy-key").is_empty());
 
-    let held = json!({ "error": "throttled", "retry_after_secs": 17 });
+    let held = json!({ "error": "throttled", "retry_after_secs": 17, "held": "username" });
     assert_eq!(
         login(&host, &worker, &basic("carol:pw"), Some((429, held))),
         Verdict::Pause
@@ -307,7 +307,7 @@ fn without_tls_a_password_is_refused_unless_the_api_allows_loopback_and_the_peer
 
     // From loopback: both challenges, and the password is checked.
     let host = FakeHost {
-        source: Some("127.0.0.1:41000".to_owned()),
+        source: RefCell::new(Some("127.0.0.1:41000".to_owned())),
         ..FakeHost::new("both")
     };
     let worker = super::worker(&host, &basic_config());
@@ -332,7 +332,7 @@ fn without_tls_a_password_is_refused_unless_the_api_allows_loopback_and_the_peer
 #[test]
 fn where_both_methods_are_accepted_a_proof_wins_and_its_nonce_is_claimed() {
     let host = FakeHost {
-        source: Some("127.0.0.1:41000".to_owned()),
+        source: RefCell::new(Some("127.0.0.1:41000".to_owned())),
         ..FakeHost::new("both")
     };
     let mut config = basic_config();
@@ -356,4 +356,78 @@ fn where_both_methods_are_accepted_a_proof_wins_and_its_nonce_is_claimed() {
     let mut again = Flow::new(worker.state());
     assert_eq!(again.on_request_headers(&host, true), Verdict::Pause);
     assert_eq!(host.reply().status, 401);
+}
+
+/// The agent's 429 for a held `scope` (`username` or `source`), 5 s left.
+fn throttled(scope: &str) -> Value {
+    json!({ "error": "throttled", "retry_after_secs": 5, "held": scope })
+}
+
+/// Moves the fake client to `address`.
+fn from(host: &FakeHost, address: &str) {
+    *host.source.borrow_mut() = Some(address.to_owned());
+}
+
+#[test]
+fn the_owners_remembered_bind_serves_only_the_owners_source() {
+    let host = tls_host("legacy");
+    let worker = worker(&host, &basic_config());
+    let right = basic("test:test123");
+    let ok = Some((200, bound("test", &["testgroup"])));
+    assert_eq!(login(&host, &worker, &right, ok), Verdict::Continue);
+    // A guesser elsewhere, while the agent holds the username back: the agent is asked (no
+    // remembered bind answers for another source) and its 429 stands, right password or not.
+    from(&host, "203.0.113.9:4000");
+    for (pair, n) in [(basic("test:guess"), 2), (right.clone(), 3)] {
+        let v = login(&host, &worker, &pair, Some((429, throttled("username"))));
+        assert_eq!(v, Verdict::Pause);
+        assert_eq!(host.reply().status, 429);
+        assert_eq!(host.callouts.borrow().len(), n, "the agent decided");
+    }
+    assert_eq!(host.counter("autoid_basic_cache_hits"), 0);
+    // A username hold is not a source hold: the owner's own source is still served at once.
+    from(&host, "10.0.0.7:50001");
+    assert_eq!(login(&host, &worker, &right, None), Verdict::Continue);
+    assert_eq!(host.counter("autoid_basic_cache_hits"), 1);
+}
+
+#[test]
+fn while_the_agent_holds_a_source_every_password_from_it_is_429_in_every_worker() {
+    // The owner logged in from an address a guesser shares (a NAT): the agent holds the source
+    // after the guesser's failures. The remembered bind must not tell the right password apart.
+    let host = tls_host("legacy");
+    let first = worker(&host, &basic_config());
+    let second = worker(&host, &basic_config());
+    let right = basic("test:test123");
+    for w in [&first, &second] {
+        let ok = Some((200, bound("test", &["testgroup"])));
+        assert_eq!(login(&host, w, &right, ok), Verdict::Continue);
+    }
+    let v = login(
+        &host,
+        &first,
+        &basic("test:guess"),
+        Some((429, throttled("source"))),
+    );
+    assert_eq!((v, host.reply().status), (Verdict::Pause, 429));
+    let asked = host.callouts.borrow().len();
+    host.now_ms.set(host.now_ms.get() + 1_000);
+    for w in [&first, &second] {
+        for pair in [right.as_str(), &basic("test:guess"), &basic("bob:pw")] {
+            assert_eq!(login(&host, w, pair, None), Verdict::Pause, "{pair}");
+            let reply = host.reply();
+            assert_eq!(reply.status, 429, "{pair}");
+            assert_eq!(reply.header("retry-after"), Some("4"));
+        }
+    }
+    assert_eq!(host.callouts.borrow().len(), asked, "no bind while held");
+    assert_eq!(host.counter("autoid_basic_cache_hits"), 0);
+    // Another source is not held.
+    from(&host, "10.0.0.8:1");
+    let ok = Some((200, bound("test", &["testgroup"])));
+    assert_eq!(login(&host, &first, &right, ok), Verdict::Continue);
+    // When the hold ends, the source's remembered bind serves again.
+    from(&host, "10.0.0.7:50000");
+    host.now_ms.set(host.now_ms.get() + 4_000);
+    assert_eq!(login(&host, &second, &right, None), Verdict::Continue);
 }
