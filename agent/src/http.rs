@@ -33,7 +33,7 @@ use crate::credentials::{Credentials, Refusal as CredentialRefusal, RoleRefusal}
 use crate::directory::{Auth, Directory, Found, Lookup};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::replay::{Claim, FleetReplay};
+use crate::replay::{Claim, FleetReplay, Lifetime};
 use crate::sessions::{Lane, Refusal, Sessions};
 use crate::streams::{self, Streams};
 use crate::throttle::Throttle;
@@ -564,9 +564,10 @@ async fn replay(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let now = std::time::SystemTime::now()
+    // Milliseconds: a claim is judged against its proof's expiry, and kept, to the millisecond.
+    let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let batch = match body {
         ReplayBody::One(one) => {
             let Some(nonce) = replay_nonce(&one.nonce) else {
@@ -575,9 +576,13 @@ async fn replay(
             let Some(store) = &state.replay else {
                 return refused(StatusCode::NOT_FOUND, "no_fleet");
             };
-            return match store.claim(&nonce, one.expires_at, now).await {
+            let lifetime = Lifetime::new(one.expires_at, one.keep_until);
+            return match store.claim(&nonce, lifetime, now_ms).await {
                 Claim::Fresh => reply(StatusCode::OK, json!({ "claimed": true }), "claimed", None),
                 Claim::Replay => refused(StatusCode::CONFLICT, "replay"),
+                Claim::Stale if one.keep_until.is_some() => refused(StatusCode::CONFLICT, "stale"),
+                // A filter from before `stale` knows one refusal: `replay`.
+                Claim::Stale => refused(StatusCode::CONFLICT, "replay"),
                 Claim::Unavailable => {
                     refused(StatusCode::SERVICE_UNAVAILABLE, "replay_unavailable")
                 }
@@ -596,20 +601,23 @@ async fn replay(
         let Some(nonce) = replay_nonce(&claim.nonce) else {
             return bad_request("nonce is not 16 bytes of base64url");
         };
-        claims.push((nonce, claim.expires_at));
+        claims.push((nonce, Lifetime::new(claim.expires_at, claim.keep_until)));
     }
     let Some(store) = &state.replay else {
         return refused(StatusCode::NOT_FOUND, "no_fleet");
     };
-    let Some(verdicts) = store.claim_batch(&claims, now).await else {
+    let Some(verdicts) = store.claim_batch(&claims, now_ms).await else {
         return refused(StatusCode::SERVICE_UNAVAILABLE, "replay_unavailable");
     };
     let verdicts = verdicts
         .into_iter()
-        .map(|c| match c {
+        .zip(&batch.claims)
+        .map(|(c, asked)| match c {
             Claim::Fresh => ReplayVerdict::Claimed,
-            // `claim_batch` answers all or nothing: no claim is unavailable alone.
-            Claim::Replay | Claim::Unavailable => ReplayVerdict::Replay,
+            Claim::Stale if asked.keep_until.is_some() => ReplayVerdict::Stale,
+            // A filter from before `stale` knows one refusal: `replay`. And `claim_batch`
+            // answers all or nothing: no claim is unavailable alone.
+            Claim::Stale | Claim::Replay | Claim::Unavailable => ReplayVerdict::Replay,
         })
         .collect();
     reply(

@@ -183,4 +183,30 @@ fn replay_claims_in_a_batch_one_verdict_each_and_the_single_form_still_answers()
     // Nothing of a refused batch was claimed.
     let (status, body) = post(json!({ "claims": [claim('E')] }));
     assert_eq!((status, body), (200, json!({ "verdicts": ["claimed"] })));
+    // A proof already expired when its claim arrives is refused, never claimed: `stale` to a
+    // filter that sends keep_until, `replay` (the refusal it knows) to one that does not.
+    let past = expires_at - 120;
+    let stale = |n: char, keep: Option<u64>| {
+        let mut c =
+            json!({ "nonce": format!("{}A", n.to_string().repeat(21)), "expires_at": past });
+        if let Some(k) = keep {
+            c["keep_until"] = json!(k);
+        }
+        c
+    };
+    let (status, body) = post(json!({ "claims": [stale('H', Some(past + 60)), stale('I', None)] }));
+    assert_eq!(
+        (status, body),
+        (200, json!({ "verdicts": ["stale", "replay"] }))
+    );
+    let (status, body) = post(stale('H', Some(past + 60)));
+    assert_eq!((status, body), (409, json!({ "error": "stale" })));
+    let (status, body) = post(stale('I', None));
+    assert_eq!((status, body), (409, json!({ "error": "replay" })));
+    // Nothing was recorded for them: claimed in time, they are new.
+    let (status, body) = post(json!({ "claims": [claim('H'), claim('I')] }));
+    assert_eq!(
+        (status, body),
+        (200, json!({ "verdicts": ["claimed", "claimed"] }))
+    );
 }

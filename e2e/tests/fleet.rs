@@ -2,7 +2,9 @@
 //! with its own agent), Debian's redis-server and slapd: a proof is accepted once by the fleet,
 //! in either order and when sent to both at once; a restarted Envoy still refuses a proof it
 //! accepted (fleet: Redis remembers; alone: the restart fence); Redis down is 503 within the
-//! timeout and recovers without a restart; the keys Redis holds expire with their proofs. Claims
+//! timeout and recovers without a restart; the keys Redis holds are kept a skew window past their
+//! proofs' expiry; proofs sent to both replicas in the last milliseconds of their validity pass at
+//! most once. Claims
 //! are batched per worker: many concurrent proofs all pass with one key each, a proof sent many
 //! times at once passes once, and a client that leaves while its claim waits disturbs no other.
 
@@ -171,10 +173,148 @@ fn the_keys_the_fleet_holds_expire_with_their_proofs() {
         .unwrap();
     assert_eq!(keys.len(), 20, "one key per accepted proof");
     for key in keys {
-        let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();
-        // The proof's remaining validity: at most timestamp + 60 s skew + 1 from now.
-        assert!((1..=61).contains(&ttl), "{key}: TTL {ttl}");
+        let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+        // Kept until timestamp + 2 × 60 s skew + 1: a skew window past the proof's expiry (so a
+        // replica whose clock lags by up to the skew cannot accept it again), no longer. The
+        // proofs were made moments ago: well past skew + 1 s left.
+        assert!((90_000..=121_000).contains(&ttl), "{key}: PTTL {ttl} ms");
     }
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// Waits until the clock reads `at_ms` (Unix milliseconds).
+fn wait_until(at_ms: u64) {
+    loop {
+        let now = now_ms();
+        if now >= at_ms {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis((at_ms - now).min(5)));
+    }
+}
+
+/// A client of alice's with one session (warm at every replica once used), which makes proofs
+/// for `GET <authority>/payments/charges` with the timestamp it is given.
+struct EdgeClient {
+    session: autoid_protocol::client::Session,
+    file: autoid_protocol::entropy::EntropyFile,
+    authority: String,
+}
+
+impl EdgeClient {
+    fn new(stack: &Stack) -> EdgeClient {
+        let pem = std::fs::read_to_string(stack.path("keys/gw-1.pub.pem")).unwrap();
+        let public = autoid_protocol::keys::PublicKey::from_pem("gw-1", &pem).unwrap();
+        let file = autoid_protocol::entropy::EntropyFile::from_bytes(
+            &std::fs::read(stack.path("alice.entropy")).unwrap(),
+        )
+        .unwrap();
+        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+        EdgeClient {
+            session: autoid_protocol::client::Session::open(&public, now_ms() / 1000, &mut rng)
+                .unwrap(),
+            file,
+            authority: stack.http.to_string(),
+        }
+    }
+
+    /// A proof made at `timestamp` (Unix seconds).
+    fn prove_at(&self, timestamp: u64) -> String {
+        let request = autoid_protocol::Request {
+            method: "GET",
+            authority: &self.authority,
+            path: PATH,
+        };
+        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+        self.session
+            .prove(&self.file, &request, timestamp, None, &mut rng)
+            .unwrap()
+    }
+}
+
+/// The filter's default skew window (the stack's gateway sets none).
+const SKEW_SECS: u64 = 60;
+
+/// Proofs made to expire at a known instant `E` (timestamp `E − skew − 1`: the filter accepts
+/// them while its clock reads before `E`), each sent to both replicas at once in the last
+/// milliseconds of its life — and a few just after — so that copies verified before `E` have
+/// their claims reach the agents around `E`. Every round: at most one 200 per proof, the others
+/// 401. (The old claim, "already stale, nothing to record", let both replicas accept.)
+#[test]
+fn proofs_sent_to_both_replicas_at_the_end_of_their_window_pass_at_most_once() {
+    let f = fleet();
+    let front = f.one.http;
+    let client = EdgeClient::new(&f.one);
+    // The session warm at both replicas: what times the requests is then the warm path and the
+    // claim, not an RSA unwrap.
+    for to in [f.one.http, f.two.http] {
+        let r = send(to, front, &client.prove_at(now_ms() / 1000));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // When each proof's copies go out, in ms relative to E: dense around the edge.
+    let mut offsets: Vec<i64> = vec![-120, -60, -30];
+    offsets.extend(-20..=6);
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..6 {
+        let edge_ms = (now_ms() / 1000 + 2) * 1000;
+        let timestamp = edge_ms / 1000 - SKEW_SECS - 1;
+        let proofs: Vec<String> = offsets.iter().map(|_| client.prove_at(timestamp)).collect();
+        let statuses: Vec<[u16; 2]> = std::thread::scope(|s| {
+            let sends: Vec<_> = proofs
+                .iter()
+                .zip(&offsets)
+                .map(|(p, offset)| {
+                    let at = edge_ms.checked_add_signed(*offset).unwrap();
+                    [f.one.http, f.two.http].map(|to| {
+                        s.spawn(move || {
+                            wait_until(at);
+                            send(to, front, p).status
+                        })
+                    })
+                })
+                .collect();
+            sends
+                .into_iter()
+                .map(|pair| pair.map(|h| h.join().unwrap()))
+                .collect()
+        });
+        for (offset, pair) in offsets.iter().zip(&statuses) {
+            let passed = pair.iter().filter(|s| **s == 200).count();
+            assert!(
+                passed <= 1,
+                "round {round}: a proof sent {offset} ms from its expiry passed at both replicas: {statuses:?}"
+            );
+            assert!(
+                pair.iter().all(|s| matches!(s, 200 | 401)),
+                "round {round}, {offset} ms: {pair:?}"
+            );
+            if passed == 1 {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    // The rounds straddled the edge: some proofs passed (once), some were too late.
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+    eprintln!(
+        "{accepted} accepted once, {refused} refused; stale refusals: {} + {}",
+        f.one.counter("autoid_denied_stale"),
+        f.two.counter("autoid_denied_stale")
+    );
 }
 
 #[test]

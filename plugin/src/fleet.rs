@@ -27,6 +27,8 @@ pub enum Answer {
     Claimed,
     /// Claimed before, by some replica.
     Replay,
+    /// The proof expired before its claim reached the fleet: refused, nothing recorded.
+    Stale,
     /// No usable answer (the agent or Redis down or slow, an error status, a malformed reply):
     /// the failure policy decides (`replay.on_fleet_failure`).
     Failed,
@@ -37,13 +39,30 @@ pub enum Answer {
 pub const MAX_BATCH: usize = 128;
 const _: () = assert!(MAX_BATCH <= MAX_REPLAY_BATCH);
 
-/// One request's claim waiting for the fleet: its nonce, its expiry, and who waits (`W`: how the
-/// worker finds the request again when the answer comes).
+/// One request's claim waiting for the fleet: its nonce, its lifetime, and who waits (`W`: how
+/// the worker finds the request again when the answer comes).
 #[derive(Debug)]
 pub struct Waiting<W> {
     pub nonce: [u8; 16],
+    /// When the proof turns stale: a claim reaching the fleet at or after it is refused.
     pub expires_at: u64,
+    /// Until when the fleet remembers the nonce ([`keep_until`]).
+    pub keep_until: u64,
     pub waiter: W,
+}
+
+/// Until when the fleet must remember the nonce of a proof made at `timestamp` (Unix seconds,
+/// on this replica's clock), for a skew window of `max_skew_secs` each way.
+///
+/// This replica accepts the proof until `timestamp + skew + 1` (its expiry). A replica whose
+/// clock lags this one's by `d` accepts it until `d` later on this clock, and Redis's expiry is
+/// counted from this replica's claim, on this replica's clock: so the claim is kept `skew` past
+/// the expiry, covering every replica whose clock lags this one's by up to the skew window
+/// (docs/FLEET.md, "How long a claim is kept").
+pub fn keep_until(timestamp: u64, max_skew_secs: u64) -> u64 {
+    timestamp
+        .saturating_add(max_skew_secs.saturating_mul(2))
+        .saturating_add(1)
 }
 
 /// What a claim joining the [`Batcher`] asks of its caller.
@@ -167,6 +186,7 @@ pub fn batch_body<W>(claims: &[Waiting<W>]) -> Vec<u8> {
             .map(|c| ReplayRequest {
                 nonce: URL_SAFE_NO_PAD.encode(c.nonce),
                 expires_at: c.expires_at,
+                keep_until: Some(c.keep_until),
             })
             .collect(),
     };
@@ -187,6 +207,7 @@ pub fn batch_answers(status: Option<u32>, body: &[u8], count: usize) -> Vec<Answ
             .map(|v| match v {
                 ReplayVerdict::Claimed => Answer::Claimed,
                 ReplayVerdict::Replay => Answer::Replay,
+                ReplayVerdict::Stale => Answer::Stale,
             })
             .collect();
     }
@@ -201,6 +222,7 @@ mod tests {
         Waiting {
             nonce: [n; 16],
             expires_at: 1_700_000_061,
+            keep_until: 1_700_000_121,
             waiter: n,
         }
     }
@@ -253,10 +275,16 @@ mod tests {
             URL_SAFE_NO_PAD.decode(&body.claims[1].nonce).unwrap(),
             [2; 16]
         );
+        assert_eq!(body.claims[1].keep_until, Some(1_700_000_121));
         let ok = br#"{"verdicts":["claimed","replay"]}"#;
         assert_eq!(
             batch_answers(Some(200), ok, 2),
             [Answer::Claimed, Answer::Replay]
+        );
+        let stale = br#"{"verdicts":["stale","claimed"]}"#;
+        assert_eq!(
+            batch_answers(Some(200), stale, 2),
+            [Answer::Stale, Answer::Claimed]
         );
         for (status, body) in [
             (Some(200), &br#"{"verdicts":["claimed"]}"#[..]),
@@ -266,5 +294,14 @@ mod tests {
         ] {
             assert_eq!(batch_answers(status, body, 2), [Answer::Failed; 2]);
         }
+    }
+
+    #[test]
+    fn a_claim_is_kept_a_skew_window_past_the_proofs_expiry() {
+        // Made at 1 000, ±60 s: stale from 1 061 here, accepted until 1 121 (on this clock) by a
+        // replica whose clock lags 60 s.
+        assert_eq!(keep_until(1_000, 60), 1_121);
+        assert_eq!(keep_until(1_000, 1), 1_003);
+        assert_eq!(keep_until(u64::MAX - 1, 600), u64::MAX);
     }
 }

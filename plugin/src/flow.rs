@@ -399,9 +399,9 @@ impl Flow {
         {
             return Err(Denial::Fenced);
         }
-        // A decision that waited for a callout claims at the verification's second: at most a
-        // timeout old, it can only keep an entry that just expired (never drop a live one).
-        let now = self.verified_at.get();
+        // Claimed at the claim's own second (a decision may have waited for a callout since the
+        // proof was verified): a proof that expired meanwhile is refused, never won unrecorded.
+        let now = (host.now_ms() / 1000).max(self.verified_at.get());
         let expires = verified
             .timestamp
             .saturating_add(state.config.limits.max_skew_secs + 1);
@@ -419,6 +419,7 @@ impl Flow {
                 state.count(host, Counter::ReplaysRejected);
                 Err(Denial::Unauthorized(Reject::Replay))
             }
+            Insert::Stale => Err(Denial::Unauthorized(Reject::Stale)),
             Insert::Full | Insert::Unavailable => {
                 Err(Denial::Unavailable(Unavailable::ReplayCache))
             }

@@ -79,6 +79,9 @@ pub enum Insert {
     Fresh { fill: u32 },
     /// Seen before, still live.
     Replay,
+    /// The proof had expired when it was claimed (`expires_at` at or before `now`): refused, not
+    /// recorded. A claim is won only by recording it.
+    Stale,
     /// The bucket is full of live nonces (fail closed).
     Full,
     /// Shared data failed, CAS kept losing, or the nonce's generation has already been replaced
@@ -129,10 +132,11 @@ impl ReplayTable {
     }
 
     /// Records `nonce`, whose proof is refused as stale from `expires_at` on, or reports why not.
-    /// `now` is when the proof was verified: a proof already expired then needs no entry.
+    /// `now` is when the claim is made: a proof already expired then is refused
+    /// ([`Insert::Stale`]), never reported fresh without an entry.
     pub fn insert(&self, store: &dyn Store, nonce: &[u8; 16], expires_at: u64, now: u64) -> Insert {
         if expires_at <= now {
-            return Insert::Fresh { fill: 0 };
+            return Insert::Stale;
         }
         let generation = expires_at / self.width;
         let (key, fingerprint) = self.locate(nonce, generation);
@@ -222,9 +226,64 @@ mod tests {
         assert_eq!(t.insert(&store, &[7; 16], 161, 160), Insert::Replay);
         assert_eq!(
             t.insert(&store, &[7; 16], 161, 161),
-            Insert::Fresh { fill: 0 },
-            "a proof already stale needs no entry"
+            Insert::Stale,
+            "a proof already stale is refused"
         );
+    }
+
+    #[test]
+    fn a_claim_at_the_window_edge_is_recorded_or_refused_never_won_unrecorded() {
+        let store = MemoryStore::default();
+        // One bucket: the fill counts every entry.
+        let t = ReplayTable::new(1, 4, 60, [1; 16]);
+        // The proof's last second: recorded, so a copy claimed in that second by another worker
+        // is a replay.
+        assert_eq!(
+            t.insert(&store, &nonce(1), 161, 160),
+            Insert::Fresh { fill: 1 }
+        );
+        assert_eq!(t.insert(&store, &nonce(1), 161, 160), Insert::Replay);
+        // Its remaining life zero or less when claimed (the claim raced its expiry): refused
+        // each time, and nothing recorded.
+        for now in [161, 162, u64::MAX] {
+            for _ in 0..2 {
+                assert_eq!(t.insert(&store, &nonce(2), 161, now), Insert::Stale);
+            }
+        }
+        assert_eq!(
+            t.insert(&store, &nonce(2), 161, 160),
+            Insert::Fresh { fill: 2 },
+            "the refused claims left no entry"
+        );
+    }
+
+    /// The entry of a nonce claimed in its last valid second outlives that second, wherever its
+    /// expiry falls in its generation: the furthest-future proof any later claim can carry while
+    /// it is live (made `skew` ahead, so expiring at `now + 2 × skew + 1`) never replaces its key.
+    #[test]
+    fn a_live_entry_is_never_dropped_before_its_expiry_whatever_its_place_in_the_generation() {
+        for skew in [1, 7, 60, 600] {
+            let w = generation_width(skew);
+            for offset in 0..w {
+                let store = MemoryStore::default();
+                // One bucket, so every generation at one ring position shares its key.
+                let t = ReplayTable::new(1, 4096, skew, [5; 16]);
+                let expires = 100 * w + offset;
+                assert!(fresh(t.insert(&store, &nonce(0), expires, expires - 1)));
+                for now in expires.saturating_sub(2 * skew + 1)..expires {
+                    let furthest = now + 2 * skew + 1;
+                    assert!(
+                        fresh(t.insert(&store, &nonce(u32::try_from(now).unwrap()), furthest, now)),
+                        "skew {skew} offset {offset} at {now}"
+                    );
+                    assert_eq!(
+                        t.insert(&store, &nonce(0), expires, now),
+                        Insert::Replay,
+                        "skew {skew} offset {offset} at {now}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -97,17 +97,27 @@ pub const REPLAY_PATH: &str = "/v1/replay";
 /// The agent's password check (`POST`, an [`AuthenticateReply`]).
 pub const AUTHENTICATE_PATH: &str = "/v1/authenticate";
 
-/// The body of `POST /v1/replay`: claim a proof's nonce across the fleet until `expires_at`.
-/// The answer is 200 `{"claimed": true}` (first sighting), 409 `{"error": "replay"}` (claimed
-/// before, by any replica), 503 `{"error": "replay_unavailable"}` (Redis did not answer in time)
-/// or 404 `{"error": "no_fleet"}` (this agent has no `replay` store).
+/// The body of `POST /v1/replay`: claim a proof's nonce across the fleet, recorded until
+/// `keep_until` (docs/FLEET.md, "How long a claim is kept"). The answer is 200
+/// `{"claimed": true}` (first sighting, recorded), 409 `{"error": "replay"}` (claimed before, by
+/// any replica), 409 `{"error": "stale"}` (the proof expired before the claim reached the agent:
+/// refused, nothing recorded; only to a claim that carries `keep_until`, a filter from before it
+/// gets `replay`), 503 `{"error": "replay_unavailable"}` (Redis did not answer in time) or 404
+/// `{"error": "no_fleet"}` (this agent has no `replay` store).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     /// The proof's 16-byte nonce, base64url without padding.
     pub nonce: String,
-    /// When the proof would be refused as stale anyway (Unix seconds): the claim's expiry.
+    /// When the proof is refused as stale (Unix seconds, `timestamp + max_skew + 1`): a claim
+    /// that reaches the agent at or after it is refused, never won.
     pub expires_at: u64,
+    /// Until when the fleet must remember the nonce (Unix seconds, on the claimer's clock): past
+    /// the last moment any replica whose clock lags the claimer's by up to `max_skew` could still
+    /// accept the proof (`timestamp + 2 × max_skew + 1`). Absent (a filter from before it): until
+    /// `expires_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_until: Option<u64>,
 }
 
 /// The batch form of `POST /v1/replay` (what the filter sends): claim every nonce, each until its
@@ -129,10 +139,13 @@ pub const MAX_REPLAY_BATCH: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReplayVerdict {
-    /// First sighting across the fleet: recorded until its expiry.
+    /// First sighting across the fleet: recorded until its `keep_until`.
     Claimed,
     /// Claimed before, by any replica.
     Replay,
+    /// The proof expired before its claim reached the agent: refused, nothing recorded (only for
+    /// claims that carry `keep_until`).
+    Stale,
 }
 
 /// The 200 reply to a [`ReplayBatchRequest`].

@@ -25,7 +25,7 @@ use autoid_protocol::verify::Verified;
 
 use super::{Flow, Pending};
 use crate::callout::{self, agent_headers, bearer};
-use crate::fleet::{Answer, Join, Waiting, batch_answers, batch_body};
+use crate::fleet::{Answer, Join, Waiting, batch_answers, batch_body, keep_until};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
@@ -82,12 +82,11 @@ impl Flow {
             );
             return Verdict::Pause;
         };
-        let expires_at = verified
-            .timestamp
-            .saturating_add(state.config.limits.max_skew_secs + 1);
+        let skew = state.config.limits.max_skew_secs;
         let claim = Waiting {
             nonce: verified.nonce,
-            expires_at,
+            expires_at: verified.timestamp.saturating_add(skew + 1),
+            keep_until: keep_until(verified.timestamp, skew),
             waiter,
         };
         let join = state.fleet.borrow_mut().join(claim);
@@ -112,7 +111,8 @@ impl Flow {
 
     /// The fleet decided this request's claim (the root context entered it): upstream when the
     /// nonce is new to the fleet, 401 `replay` when another replica (or this one, before a
-    /// restart) claimed it, else the failure policy. `Pause` too when nothing was waiting.
+    /// restart) claimed it, 401 `stale` when the proof expired before its claim reached the
+    /// fleet (refused, never won unrecorded), else the failure policy. `Pause` too when nothing was waiting.
     fn fleet_decided<H: HttpHost>(&mut self, host: &H, answer: Answer, status: &str) -> Verdict {
         let Some(state) = self.state.clone() else {
             return Verdict::Pause;
@@ -133,6 +133,14 @@ impl Flow {
                 self.deny(
                     host,
                     Denial::Unauthorized(Reject::Replay),
+                    Some(&verified.subject),
+                );
+                Verdict::Pause
+            }
+            Answer::Stale => {
+                self.deny(
+                    host,
+                    Denial::Unauthorized(Reject::Stale),
                     Some(&verified.subject),
                 );
                 Verdict::Pause

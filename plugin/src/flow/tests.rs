@@ -527,6 +527,50 @@ fn a_body_other_than_the_one_proved_is_401() {
     assert!(host.values("authorization").is_empty());
 }
 
+/// A proof in its last valid second whose body ends after that second: the claim raced the
+/// proof's expiry and is refused (401 `stale`), never won; one whose body ends in time is
+/// recorded, so its copy is a replay.
+#[test]
+fn a_claim_made_after_the_proof_expired_while_its_body_arrived_is_refused_stale() {
+    let body = br#"{"amount":100}"#;
+    for (late_ms, allowed) in [(1000, false), (999, true)] {
+        let host = FakeHost::new("payments");
+        // Configured well before the proof is made: the restart fence lets it through.
+        host.now_ms.set((START_SECS - 100) * 1000);
+        let worker = worker(&host, &static_config());
+        host.now_ms.set(START_SECS * 1000);
+        let alice = Client::open("alice");
+        // Made 60 s (the skew) ago: valid now, stale from the next second on.
+        let proof = alice.proof_at(PATH, Some(body), START_SECS - 60);
+        host.request(PATH, &[(PROOF, &proof)]);
+        let mut flow = Flow::new(worker.state());
+        assert_eq!(flow.on_request_headers(&host, false), Verdict::Pause);
+        host.now_ms.set(START_SECS * 1000 + late_ms);
+        *host.body.borrow_mut() = body.to_vec();
+        let verdict = flow.on_request_body(&host, body.len(), true);
+        if allowed {
+            assert_eq!(verdict, Verdict::Continue, "{late_ms} ms late");
+            assert_upstream_as_alice(&host);
+            // Recorded: the same proof again, still in its last second, is a replay.
+            host.request(PATH, &[(PROOF, &proof)]);
+            let mut again = Flow::new(worker.state());
+            assert_eq!(again.on_request_headers(&host, false), Verdict::Pause);
+            assert_eq!(
+                again.on_request_body(&host, body.len(), true),
+                Verdict::Pause
+            );
+            assert_eq!(host.reply().status, 401);
+            assert_eq!(host.counter("autoid_denied_replay"), 1);
+        } else {
+            assert_eq!(verdict, Verdict::Pause, "{late_ms} ms late");
+            assert_eq!(host.reply().status, 401);
+            assert_eq!(host.counter("autoid_denied_stale"), 1);
+            assert!(host.values("authorization").is_empty());
+            assert_eq!(host.counter("autoid_requests_allowed"), 0);
+        }
+    }
+}
+
 #[test]
 fn a_header_edit_the_host_refuses_is_503_not_a_half_edited_request() {
     let host = FakeHost {
@@ -635,6 +679,11 @@ fn in_fleet_scope_a_request_goes_upstream_once_the_fleet_claims_its_nonce() {
         START_SECS + 61,
         "the proof's timestamp + skew + 1"
     );
+    assert_eq!(
+        claims[0].keep_until,
+        Some(START_SECS + 121),
+        "kept a skew window past the expiry"
+    );
     assert_eq!(host.counter("autoid_replay_fleet_claims"), 1);
     assert_eq!(host.counter("autoid_replay_fleet_batches"), 1);
 
@@ -683,6 +732,24 @@ fn claims_arriving_while_a_batch_is_in_flight_go_out_together_and_each_gets_its_
     assert_eq!(host.counter("autoid_denied_replay"), 1);
     assert_eq!(host.counter("autoid_replays_rejected"), 1);
     assert_eq!(host.callouts.borrow().len(), 2, "nothing left to send");
+}
+
+/// The fleet found the proof expired when its claim arrived: 401 `stale`, not forwarded (the
+/// claim was refused, not won unrecorded).
+#[test]
+fn a_claim_the_fleet_finds_stale_is_refused_401_and_not_forwarded() {
+    let host = FakeHost::new("payments");
+    let mut worker = fleet_worker(&host, "local");
+    let _flow = until_fleet_claim(&host, &worker, 2);
+    wake_root(&host, &mut worker);
+    answer_batch(&host, &mut worker, Some(200), &verdicts(&["stale"]));
+    assert!(host.resumed.borrow().is_empty());
+    host.switch(2);
+    assert_eq!(host.reply().status, 401);
+    assert!(host.values("authorization").is_empty());
+    assert_eq!(host.counter("autoid_denied_stale"), 1);
+    assert_eq!(host.counter("autoid_replay_fleet_failures"), 0);
+    assert_eq!(host.counter("autoid_replay_fleet_degraded"), 0);
 }
 
 #[test]
