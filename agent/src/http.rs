@@ -837,8 +837,7 @@ fn check_unavailable(headers: &HeaderMap, outcome: &'static str) -> Response {
 fn check_denied(headers: &HeaderMap, denial: Denial) -> Response {
     let request_id = headers
         .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(sanitize_request_id)
+        .map(|v| sanitize_request_id(v.as_bytes()))
         .unwrap_or_default();
     let uniform = response(denial, &request_id, autoid_protocol::header::DEFAULT_HEADER);
     let status = u16::try_from(uniform.status)

@@ -15,7 +15,9 @@ fn wasm_filter_config(bootstrap: &Value) -> Value {
     let listener = &bootstrap["static_resources"]["listeners"][0];
     let hcm = &listener["filter_chains"][0]["filters"][0]["typed_config"];
     let wasm = &hcm["http_filters"][0]["typed_config"]["config"];
-    assert_eq!(wasm["failure_policy"], "FAIL_CLOSED");
+    // A failed VM is reloaded (after a backoff), never left dead; requests meanwhile are denied.
+    assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
+    assert!(wasm["reload_config"]["backoff"]["base_interval"].is_string());
     assert_eq!(wasm["vm_config"]["runtime"], "envoy.wasm.runtime.v8");
     serde_json::from_str(wasm["configuration"]["value"].as_str().unwrap()).unwrap()
 }

@@ -32,8 +32,8 @@ impl CalloutRequest {
 pub struct CalloutReply {
     /// The HTTP status, delivered as the `:status` pseudo-header.
     pub status: u16,
-    /// Response headers (the harness adds `:status` first).
-    pub headers: Vec<(String, String)>,
+    /// Response headers (the harness adds `:status` first), as bytes: a server may send any.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// The response body.
     pub body: Vec<u8>,
 }
@@ -49,8 +49,13 @@ impl CalloutReply {
     }
 
     /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
+    pub fn header(self, name: &str, value: &str) -> Self {
+        self.header_bytes(name.as_bytes(), value.as_bytes())
+    }
+
+    /// Adds a header whose name and value are any bytes.
+    pub fn header_bytes(mut self, name: &[u8], value: &[u8]) -> Self {
+        self.headers.push((name.to_vec(), value.to_vec()));
         self
     }
 

@@ -343,6 +343,7 @@ impl Gateway {
             path: path.to_owned(),
             scheme: "https".to_owned(),
             headers: HeaderMap::new(),
+            pseudo: HeaderMap::new(),
             body: Vec::new(),
             trailers: HeaderMap::new(),
             properties: Properties::new(),
@@ -455,6 +456,12 @@ impl Gateway {
             (":method".into(), request.method.clone().into_bytes()),
             (":scheme".into(), request.scheme.clone().into_bytes()),
         ];
+        for (name, value) in request.pseudo {
+            match headers.iter_mut().find(|(k, _)| *k == name) {
+                Some(pseudo) => pseudo.1 = value,
+                None => headers.push((name, value)),
+            }
+        }
         headers.extend(request.headers);
         let mut properties = request.properties;
         for (name, value) in [
@@ -492,6 +499,8 @@ pub struct RequestBuilder<'g> {
     path: String,
     scheme: String,
     headers: HeaderMap,
+    /// Pseudo-headers whose bytes replace what `method`, `authority`, `path` or `scheme` give.
+    pseudo: HeaderMap,
     body: Vec<Vec<u8>>,
     trailers: HeaderMap,
     properties: Properties,
@@ -508,8 +517,21 @@ impl RequestBuilder<'_> {
     }
 
     /// Adds a request header whose value need not be UTF-8.
-    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
-        self.headers.push((lower(name.as_bytes()), value.to_vec()));
+    pub fn header_bytes(self, name: &str, value: &[u8]) -> Self {
+        self.header_raw(name.as_bytes(), value)
+    }
+
+    /// Adds a request header whose name and value are any bytes (NUL, obs-text, invalid UTF-8),
+    /// as a client may send them and a codec may let them through.
+    pub fn header_raw(mut self, name: &[u8], value: &[u8]) -> Self {
+        self.headers.push((lower(name), value.to_vec()));
+        self
+    }
+
+    /// Sets the bytes of a pseudo-header (`:path`, `:authority`, `:method`, `:scheme`), which
+    /// need not be UTF-8 (the `request.*` properties keep the text given to `request`).
+    pub fn pseudo_raw(mut self, name: &str, value: &[u8]) -> Self {
+        self.pseudo.push((lower(name.as_bytes()), value.to_vec()));
         self
     }
 
@@ -550,9 +572,13 @@ impl RequestBuilder<'_> {
     }
 
     /// Adds a request trailer (delivered with `proxy_on_request_trailers` after the body).
-    pub fn trailer(mut self, name: &str, value: &str) -> Self {
-        self.trailers
-            .push((lower(name.as_bytes()), value.as_bytes().to_vec()));
+    pub fn trailer(self, name: &str, value: &str) -> Self {
+        self.trailer_raw(name.as_bytes(), value.as_bytes())
+    }
+
+    /// Adds a request trailer whose name and value are any bytes.
+    pub fn trailer_raw(mut self, name: &[u8], value: &[u8]) -> Self {
+        self.trailers.push((lower(name), value.to_vec()));
         self
     }
 

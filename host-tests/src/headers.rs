@@ -20,7 +20,7 @@ pub(crate) fn encode_pairs(map: &HeaderMap) -> Vec<u8> {
         out.extend_from_slice(&(value.len() as u32).to_le_bytes());
     }
     for (key, value) in map {
-        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(key);
         out.push(0);
         out.extend_from_slice(value);
         out.push(0);
@@ -60,9 +60,9 @@ pub(crate) fn decode_pairs(bytes: &[u8]) -> Option<HeaderMap> {
     Some(map)
 }
 
-/// A header name as Envoy stores it: lower case.
-pub(crate) fn lower(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).to_ascii_lowercase()
+/// A header name as Envoy stores it: ASCII lower case, every other byte as it is.
+pub(crate) fn lower(name: &[u8]) -> Vec<u8> {
+    name.to_ascii_lowercase()
 }
 
 /// The map a hostcall addresses, if it exists at this point of the stream.

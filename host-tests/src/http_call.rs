@@ -95,7 +95,12 @@ pub(crate) struct PendingCallout {
 
 pub(crate) fn lossy(map: HeaderMap) -> Vec<(String, String)> {
     map.into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(&k).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -135,7 +140,7 @@ fn http_call(
         .cloned()
         .ok_or(Status::BadArgument)?;
     for required in [":method", ":path", ":authority"] {
-        if !headers.iter().any(|(k, _)| k == required) {
+        if !headers.iter().any(|(k, _)| k == required.as_bytes()) {
             return Err(Status::BadArgument.into());
         }
     }

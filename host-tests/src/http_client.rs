@@ -192,7 +192,10 @@ fn parse(buffer: &[u8], at_eof: bool) -> Result<Option<CalloutReply>, String> {
     headers.retain(|(k, _)| k != "transfer-encoding" && k != "connection");
     Ok(Some(CalloutReply {
         status,
-        headers,
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k.into_bytes(), v.into_bytes()))
+            .collect(),
         body,
     }))
 }

@@ -11,8 +11,9 @@ use crate::memory::GuestMemory;
 use crate::metrics::Metrics;
 use crate::shared_data::{SharedData, SharedQueues};
 
-/// A header map: lower-case names, raw values, in order.
-pub(crate) type HeaderMap = Vec<(String, Vec<u8>)>;
+/// A header map: names (ASCII lower-cased) and values as raw bytes, in order: as Envoy, the host
+/// passes whatever bytes a client or a server sent.
+pub(crate) type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A property path (`["xds", "route_name"]`) and its serialized value.
 pub(crate) type Properties = HashMap<Vec<String>, Vec<u8>>;

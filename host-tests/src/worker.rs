@@ -363,7 +363,7 @@ impl Worker {
                         reply
                             .headers
                             .into_iter()
-                            .map(|(k, v)| (k.to_ascii_lowercase(), v.into_bytes())),
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v)),
                     );
                     CalloutResponse {
                         headers,

@@ -25,6 +25,7 @@ use autoid_protocol::{Reject, Request};
 
 use crate::callout;
 use crate::decisions::Decision;
+use crate::headers;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::{Counter, denied_name};
 use crate::replay::{Insert, fenced};
@@ -558,10 +559,12 @@ impl Flow {
     }
 
     fn headers_phase<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Verdict {
+        // Names are matched as bytes; only the values the filter reads are turned into text,
+        // each against its grammar where it is read: any other header is carried, never decoded.
         let headers = host.request_headers();
         let request_id = headers
             .iter()
-            .find(|(k, _)| k == "x-request-id")
+            .find(|(k, _)| k == b"x-request-id")
             .map(|(_, v)| sanitize_request_id(v))
             .filter(|id| !id.is_empty());
         self.request_id = request_id.unwrap_or_else(|| {
@@ -578,7 +581,7 @@ impl Flow {
         self.strip = state
             .managed
             .iter()
-            .filter(|name| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .filter(|name| headers::has(&headers, name))
             .cloned()
             .collect();
         self.route = host.route_name().unwrap_or_default();
@@ -591,49 +594,52 @@ impl Flow {
             return Verdict::Pause;
         }
         let proof_header = state.config.proof_header.as_str();
-        let mut proofs = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(proof_header));
+        let mut proofs = headers::values(&headers, proof_header);
+        // The proof's grammar is ASCII: a value that is not even UTF-8 is malformed.
         let proof = match (proofs.next(), proofs.next()) {
             (None, _) => Err(Reject::Missing),
             (Some(_), Some(_)) => Err(Reject::Duplicate),
-            (Some((_, v)), None) => Ok(v.as_str()),
+            (Some(v), None) => std::str::from_utf8(v).map_err(|_| Reject::Malformed),
         };
         let pseudo = |name: &str| {
             headers
                 .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
+                .find(|(k, _)| k == name.as_bytes())
+                .map(|(_, v)| v.as_slice())
         };
-        if !path_is_safe(pseudo(":path").unwrap_or_default()) {
+        // A path that is not UTF-8 is no path the filter can judge: unsafe.
+        let Ok(path) = pseudo(":path").map_or(Ok(""), std::str::from_utf8) else {
+            self.deny(host, Denial::UnsafePath, None);
+            return Verdict::Pause;
+        };
+        if !path_is_safe(path) {
             self.deny(host, Denial::UnsafePath, None);
             return Verdict::Pause;
         }
         self.request_done = end_of_stream;
         if let Some(basic) = &api.basic {
             // An API that takes passwords never passes the client's `Authorization` upstream.
-            let mut auths = headers
-                .iter()
-                .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                .map(|(_, v)| v.as_str());
+            let mut auths = headers::values(&headers, "authorization");
             let (first, second) = (auths.next(), auths.next());
             if first.is_some() {
                 self.strip.push("authorization".to_owned());
             }
             // A proof wins where the API takes one and the request carries one.
             if !(api.proof && proof != Err(Reject::Missing)) {
-                let basic_sent = first.is_some_and(basic::is_basic);
+                // An `Authorization` that is not UTF-8 counts as a malformed Basic one.
+                let first = first.map(std::str::from_utf8);
+                let basic_sent = first.is_some_and(|v| v.is_ok_and(basic::is_basic) || v.is_err());
                 if !self.transport_allows(host, basic) && (basic_sent || !api.proof) {
                     self.deny(host, Denial::Forbidden(Forbid::PlainHttp), None);
                     return Verdict::Pause;
                 }
                 return match (first, second) {
-                    (Some(_), Some(_)) if basic_sent => {
+                    (Some(Ok(value)), None) if basic_sent => {
+                        self.basic(host, &state, api, basic, value)
+                    }
+                    (Some(_), _) if basic_sent => {
                         self.deny(host, Denial::Password(Password::Malformed), None);
                         Verdict::Pause
-                    }
-                    (Some(value), None) if basic_sent => {
-                        self.basic(host, &state, api, basic, value)
                     }
                     _ => {
                         self.deny(host, Denial::Unauthorized(Reject::Missing), None);
@@ -649,10 +655,19 @@ impl Flow {
                 return Verdict::Pause;
             }
         };
+        // The proof binds the method and authority as text: bytes that are not UTF-8 cannot be
+        // what any proof binds, and the answer is the uniform 401.
+        let (Ok(method), Ok(authority)) = (
+            pseudo(":method").map_or(Ok(""), std::str::from_utf8),
+            pseudo(":authority").map_or(Ok(""), std::str::from_utf8),
+        ) else {
+            self.deny(host, Denial::Unauthorized(Reject::Malformed), None);
+            return Verdict::Pause;
+        };
         let request = Request {
-            method: pseudo(":method").unwrap_or_default(),
-            authority: pseudo(":authority").unwrap_or_default(),
-            path: pseudo(":path").unwrap_or_default(),
+            method,
+            authority,
+            path,
         };
         let verified = self.verify(host, &state, proof, &request);
         self.verified(host, &state, verified, proof, &request)

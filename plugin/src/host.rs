@@ -11,6 +11,7 @@ pub mod fake;
 
 use std::time::Duration;
 
+use crate::headers::Header;
 use crate::store::Store;
 
 /// A log line's level.
@@ -68,8 +69,9 @@ pub trait Host {
 
 /// What the filter asks of its host for the request in progress.
 pub trait HttpHost: Host {
-    /// The request headers (pseudo-headers included), in order.
-    fn request_headers(&self) -> Vec<(String, String)>;
+    /// The request headers (pseudo-headers included), in order, as bytes: a client may send any
+    /// byte, and the filter decides on bytes (`headers`).
+    fn request_headers(&self) -> Vec<Header>;
     /// Sets a request header, or removes it (`None`).
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     /// The first `len` bytes of the buffered request body.

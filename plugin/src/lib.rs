@@ -24,6 +24,7 @@ pub mod entropy_cache;
 mod filter;
 pub mod fleet;
 mod flow;
+pub mod headers;
 pub mod holds;
 pub mod host;
 pub mod metrics;

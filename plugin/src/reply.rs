@@ -181,11 +181,13 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
-/// Keeps a client-supplied request id printable and short.
-pub fn sanitize_request_id(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+/// Keeps a client-supplied request id printable and short: its bytes in `[A-Za-z0-9._-]`, the
+/// first 64 of them (any other byte, text or not, is dropped).
+pub fn sanitize_request_id(id: &[u8]) -> String {
+    id.iter()
+        .filter(|c| c.is_ascii_alphanumeric() || **c == b'-' || **c == b'_' || **c == b'.')
         .take(64)
+        .map(|&c| char::from(c))
         .collect()
 }
 
@@ -325,8 +327,9 @@ mod tests {
 
     #[test]
     fn request_ids_are_sanitized() {
-        assert_eq!(sanitize_request_id("abc-123"), "abc-123");
-        assert_eq!(sanitize_request_id("a\"b\r\n<c>"), "abc");
-        assert_eq!(sanitize_request_id(&"x".repeat(100)).len(), 64);
+        assert_eq!(sanitize_request_id(b"abc-123"), "abc-123");
+        assert_eq!(sanitize_request_id(b"a\"b\r\n<c>"), "abc");
+        assert_eq!(sanitize_request_id(b"caf\xe9\x00-\xc3\xa9x"), "caf-x");
+        assert_eq!(sanitize_request_id("x".repeat(100).as_bytes()).len(), 64);
     }
 }

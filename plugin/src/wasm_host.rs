@@ -1,14 +1,96 @@
 //! The one file that calls proxy-wasm hostcalls: [`Envoy`] is the filter's [`Host`] and
 //! [`HttpHost`] in a proxy, and [`SharedData`] its [`Store`]. `proxy_wasm::types::Status` stops
 //! here: a refused call is an `Err`, a `None` or an empty answer, never a panic.
+//!
+//! What a client or a server sent is read as bytes: header maps through the raw ABI call (the
+//! SDK's `get_map` and `get_map_bytes` build `String`s and panic on a byte that is not UTF-8),
+//! and bodies and properties through calls that answer every host status without a panic.
 
+use std::ptr::null_mut;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
+use crate::headers::{self, Header};
 use crate::host::{Host, HostError, HttpHost, Level};
 use crate::store::{SetError, Store, StoreError};
+
+// The proxy-wasm ABI 0.2.1 calls that hand the module host data, declared as the SDK declares
+// them but with plain integers for the map type and the status (a status the SDK's enum does not
+// list is then a number, not undefined behaviour).
+#[allow(unsafe_code)]
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+}
+
+/// The ABI's `Ok` status.
+const OK: u32 = 0;
+
+/// The bytes a host call returned in module memory: owned from here on. `None` for any status
+/// but `Ok` or no data.
+#[allow(unsafe_code)]
+fn returned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if status != OK || data.is_null() {
+        return None;
+    }
+    // SAFETY: on `Ok` the host wrote `size` bytes at `data`, memory it allocated through the
+    // module's `proxy_on_memory_allocate` (the SDK's: a boxed slice of exactly `size` bytes) and
+    // handed over; it is taken once, as the SDK's own calls take it.
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// Every pair of the header map `map`, names and values as bytes (`None`: the host refused, or
+/// sent a map that does not decode).
+#[allow(unsafe_code)]
+fn map_pairs(map: MapType) -> Option<Vec<Header>> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: both out-pointers point at live locals of the right types.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    match returned(status, data, size) {
+        Some(bytes) => headers::decode(&bytes),
+        None if status == OK => Some(Vec::new()),
+        None => None,
+    }
+}
+
+/// Up to `len` bytes of the buffer `buffer` from its start.
+#[allow(unsafe_code)]
+fn buffer(buffer: BufferType, len: usize) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: both out-pointers point at live locals of the right types.
+    let status = unsafe { proxy_get_buffer_bytes(buffer as u32, 0, len, &mut data, &mut size) };
+    returned(status, data, size)
+}
+
+/// The property at `path` (its segments NUL-separated, as the ABI wants them).
+#[allow(unsafe_code)]
+fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let serialized = path.join("\0");
+    let (mut data, mut size) = (null_mut(), 0usize);
+    // SAFETY: the path is a live buffer of that length; both out-pointers point at live locals.
+    let status =
+        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
+    returned(status, data, size)
+}
 
 /// Envoy's shared data for this VM id.
 #[derive(Debug, Clone, Copy, Default)]
@@ -86,17 +168,13 @@ impl Host for Envoy {
     }
 
     fn callout_status(&self) -> Option<u32> {
-        hostcalls::get_map(MapType::HttpCallResponseHeaders)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == ":status")
-            .and_then(|(_, v)| v.parse::<u32>().ok())
+        let headers = map_pairs(MapType::HttpCallResponseHeaders)?;
+        let status = headers::first(&headers, ":status")?;
+        std::str::from_utf8(status).ok()?.parse::<u32>().ok()
     }
 
     fn callout_body(&self, len: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, len)
-            .ok()
-            .flatten()
+        buffer(BufferType::HttpCallResponseBody, len)
     }
 
     fn register_queue(&self, name: &str) -> Option<u32> {
@@ -119,8 +197,8 @@ impl Host for Envoy {
 }
 
 impl HttpHost for Envoy {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Vec<Header> {
+        map_pairs(MapType::HttpRequestHeaders).unwrap_or_default()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
@@ -128,9 +206,7 @@ impl HttpHost for Envoy {
     }
 
     fn request_body(&self, len: usize) -> Option<Vec<u8>> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len)
-            .ok()
-            .flatten()
+        buffer(BufferType::HttpRequestBody, len)
     }
 
     fn resume_request(&self) {
@@ -142,20 +218,17 @@ impl HttpHost for Envoy {
     }
 
     fn route_name(&self) -> Option<String> {
-        let bytes = hostcalls::get_property(vec!["xds", "route_name"]).ok()??;
+        let bytes = property(&["xds", "route_name"])?;
         String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
     }
 
     fn source_address(&self) -> Option<String> {
-        let bytes = hostcalls::get_property(vec!["source", "address"]).ok()??;
+        let bytes = property(&["source", "address"])?;
         String::from_utf8(bytes).ok()
     }
 
     fn downstream_tls(&self) -> bool {
         // Envoy gives `connection.tls_version` only for a TLS connection.
-        matches!(
-            hostcalls::get_property(vec!["connection", "tls_version"]),
-            Ok(Some(v)) if !v.is_empty()
-        )
+        property(&["connection", "tls_version"]).is_some_and(|v| !v.is_empty())
     }
 }

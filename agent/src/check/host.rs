@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use autoid_plugin::Flow;
+use autoid_plugin::headers::Header;
 use autoid_plugin::host::{Host, HostError, HttpHost, Level};
 use autoid_plugin::store::Store;
 use axum::Router;
@@ -60,8 +61,8 @@ pub enum Outcome {
 /// What the check request gives the flow.
 #[derive(Debug)]
 pub struct Described {
-    /// Headers, pseudo-headers first.
-    pub headers: Vec<(String, String)>,
+    /// Headers, pseudo-headers first, as bytes (a client may send any byte).
+    pub headers: Vec<Header>,
     pub body: Vec<u8>,
     pub route: String,
     /// `ip:port` (port 0: the gateway sends the address alone).
@@ -399,19 +400,28 @@ impl Host for NativeHost {
 }
 
 impl HttpHost for NativeHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
+    fn request_headers(&self) -> Vec<Header> {
         self.with_current(|c| {
-            let mut headers: Vec<(String, String)> = c
+            let mut headers: Vec<Header> = c
                 .request
                 .headers
                 .iter()
                 .filter(|(k, _)| {
-                    !c.removed.iter().any(|r| r.eq_ignore_ascii_case(k))
-                        && !c.set.iter().any(|(s, _)| s.eq_ignore_ascii_case(k))
+                    !c.removed
+                        .iter()
+                        .any(|r| r.as_bytes().eq_ignore_ascii_case(k))
+                        && !c
+                            .set
+                            .iter()
+                            .any(|(s, _)| s.as_bytes().eq_ignore_ascii_case(k))
                 })
                 .cloned()
                 .collect();
-            headers.extend(c.set.iter().cloned());
+            headers.extend(
+                c.set
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())),
+            );
             headers
         })
         .unwrap_or_default()

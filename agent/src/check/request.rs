@@ -34,18 +34,21 @@ const DROPPED: [&str; 9] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
-/// The one value of the contract header `name`.
-fn one<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Malformed> {
+/// The one value of the contract header `name`, as bytes (the request line's parts are the
+/// client's bytes: the filter judges them as it judges Envoy's pseudo-headers).
+fn one_bytes<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a [u8], Malformed> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
-        (Some(v), None) => v
-            .to_str()
-            .ok()
-            .map(str::trim)
+        (Some(v), None) => Some(v.as_bytes().trim_ascii())
             .filter(|v| !v.is_empty())
             .ok_or(Malformed(name)),
         _ => Err(Malformed(name)),
     }
+}
+
+/// The one value of the contract header `name`, which the gateway writes as text.
+fn one<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, Malformed> {
+    std::str::from_utf8(one_bytes(headers, name)?).map_err(|_| Malformed(name))
 }
 
 /// The request the filter sees for a check request's `headers` and `body`.
@@ -55,11 +58,11 @@ pub fn describe(headers: &HeaderMap, body: Vec<u8>) -> Result<Described, Malform
     if !method.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
         return Err(Malformed("x-autoid-method"));
     }
-    let uri = one(headers, "x-autoid-uri")?;
-    if !uri.starts_with('/') {
+    let uri = one_bytes(headers, "x-autoid-uri")?;
+    if !uri.starts_with(b"/") {
         return Err(Malformed("x-autoid-uri"));
     }
-    let authority = one(headers, "x-autoid-authority")?;
+    let authority = one_bytes(headers, "x-autoid-authority")?;
     let peer: IpAddr = one(headers, "x-autoid-peer")?
         .parse()
         .map_err(|_| Malformed("x-autoid-peer"))?;
@@ -68,24 +71,21 @@ pub fn describe(headers: &HeaderMap, body: Vec<u8>) -> Result<Described, Malform
         "0" => false,
         _ => return Err(Malformed("x-autoid-tls")),
     };
+    let scheme: &[u8] = if tls { b"https" } else { b"http" };
     let mut described = vec![
-        (":method".to_owned(), method.to_owned()),
-        (":path".to_owned(), uri.to_owned()),
-        (":authority".to_owned(), authority.to_owned()),
-        (
-            ":scheme".to_owned(),
-            if tls { "https" } else { "http" }.to_owned(),
-        ),
+        (b":method".to_vec(), method.as_bytes().to_vec()),
+        (b":path".to_vec(), uri.to_vec()),
+        (b":authority".to_vec(), authority.to_vec()),
+        (b":scheme".to_vec(), scheme.to_vec()),
     ];
+    // The client's headers go to the filter byte for byte, as Envoy hands them to the wasm
+    // filter: never decoded here, judged (or carried) by the filter.
     for (name, value) in headers {
         let name = name.as_str();
         if CONTRACT_HEADERS.contains(&name) || DROPPED.contains(&name) {
             continue;
         }
-        described.push((
-            name.to_owned(),
-            String::from_utf8_lossy(value.as_bytes()).into_owned(),
-        ));
+        described.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
     }
     Ok(Described {
         headers: described,
@@ -125,19 +125,33 @@ mod tests {
         assert_eq!(d.route, "payments");
         assert_eq!(d.source, "[::1]:0");
         assert!(d.tls);
-        let names: Vec<&str> = d.headers.iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&[u8]> = d.headers.iter().map(|(k, _)| k.as_slice()).collect();
         assert_eq!(
             names,
             [
-                ":method",
-                ":path",
-                ":authority",
-                ":scheme",
-                "x-autoid-proof"
+                &b":method"[..],
+                b":path",
+                b":authority",
+                b":scheme",
+                b"x-autoid-proof"
             ]
         );
-        assert_eq!(d.headers[1].1, "/payments/x?y=1");
-        assert_eq!(d.headers[2].1, "api.example.com");
+        assert_eq!(d.headers[1].1, b"/payments/x?y=1");
+        assert_eq!(d.headers[2].1, b"api.example.com");
+    }
+
+    #[test]
+    fn the_clients_bytes_reach_the_filter_as_they_are() {
+        let mut h = contract();
+        let raw = b"caf\xe9 \x80\xff";
+        h.insert(
+            "x-autoid-uri",
+            HeaderValue::from_bytes(b"/caf\xe9").unwrap(),
+        );
+        h.insert("x-note", HeaderValue::from_bytes(raw).unwrap());
+        let d = describe(&h, Vec::new()).unwrap();
+        assert_eq!(d.headers[1].1, b"/caf\xe9");
+        assert!(d.headers.contains(&(b"x-note".to_vec(), raw.to_vec())));
     }
 
     #[test]

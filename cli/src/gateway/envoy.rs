@@ -1,7 +1,8 @@
 //! The Envoy v3 bootstrap: listeners (HTTPS with Mozilla "intermediate" TLS and HSTS, plain HTTP
 //! for development), one named route per API, a cluster per upstream and one for the LDAP
-//! bridge, the autoid wasm filter (V8, `FAIL_CLOSED`) before the router, paths and header names
-//! normalized or refused before routing (docs/GATEWAY.md), admin on a unix socket.
+//! bridge, the autoid wasm filter (V8, `FAIL_RELOAD`: a failed VM is reloaded, requests meanwhile
+//! denied) before the router, paths and header names normalized or refused before routing
+//! (docs/GATEWAY.md), admin on a unix socket.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -364,7 +365,13 @@ fn wasm_filter(wasm: &str, configuration: &str) -> Value {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": configuration
                 },
-                "failure_policy": "FAIL_CLOSED",
+                // A VM that fails (a trap: it must never happen) is not left dead: Envoy creates
+                // a new one for the next request after the backoff; until then, and for the
+                // streams the failed VM held, requests are denied (fail closed).
+                "failure_policy": "FAIL_RELOAD",
+                "reload_config": {
+                    "backoff": {"base_interval": "0.2s", "max_interval": "5s"}
+                },
                 // Without it Envoy turns the filter's headers-phase pause into "stop everything,
                 // body included", and a body-bound proof waits forever for its body.
                 "allow_on_headers_stop_iteration": true

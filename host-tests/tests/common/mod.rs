@@ -15,8 +15,8 @@ pub fn wasm(file: &str) -> PathBuf {
     let path = target.join("wasm32-wasip1").join("wasm").join(file);
     assert!(
         path.exists(),
-        "{} is missing: run `make build` first (it builds the proxy-wasm modules, including \
-         host-tests/fixtures/probe-filter, for wasm32-wasip1 with the `wasm` profile)",
+        "{} is missing: run `make wasm` (or `make build`) first (it builds the proxy-wasm modules, \
+         including host-tests/fixtures/probe-filter, for wasm32-wasip1 with the `wasm` profile)",
         path.display()
     );
     path

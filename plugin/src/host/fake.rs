@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::headers::Header;
 use crate::host::{Host, HostError, HttpHost, Level};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -91,6 +92,8 @@ pub struct FakeHost {
     pub tls: bool,
     /// The request headers as they stand (edited by the filter).
     pub headers: RefCell<Vec<(String, String)>>,
+    /// Headers the request carries after `headers` that are not text (any bytes a client sent).
+    pub raw_headers: RefCell<Vec<Header>>,
     pub body: RefCell<Vec<u8>>,
     pub store: MemoryStore,
     pub logs: RefCell<Vec<(Level, String)>>,
@@ -137,7 +140,18 @@ impl FakeHost {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         *self.headers.borrow_mut() = headers;
+        self.raw_headers.borrow_mut().clear();
         self.replies.borrow_mut().clear();
+    }
+
+    /// Sets the bytes of the request header `name` (every copy), as a client may send them.
+    pub fn set_raw(&self, name: &[u8], value: &[u8]) {
+        self.headers
+            .borrow_mut()
+            .retain(|(k, _)| !k.as_bytes().eq_ignore_ascii_case(name));
+        self.raw_headers
+            .borrow_mut()
+            .push((name.to_vec(), value.to_vec()));
     }
 
     /// Makes `context` the current request, new and empty (the current one is parked).
@@ -290,14 +304,22 @@ impl Host for FakeHost {
 }
 
 impl HttpHost for FakeHost {
-    fn request_headers(&self) -> Vec<(String, String)> {
-        self.headers.borrow().clone()
+    fn request_headers(&self) -> Vec<Header> {
+        let text = self.headers.borrow();
+        let text = text
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()));
+        text.chain(self.raw_headers.borrow().iter().cloned())
+            .collect()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         if self.refuse_edits && value.is_some() {
             return Err(HostError);
         }
+        self.raw_headers
+            .borrow_mut()
+            .retain(|(k, _)| !k.eq_ignore_ascii_case(name.as_bytes()));
         let mut headers = self.headers.borrow_mut();
         headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         if let Some(value) = value {

@@ -222,6 +222,17 @@ fn malformed_empty_and_metacharacter_credentials_are_401_without_asking_the_agen
     assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
     assert_eq!(host.reply().status, 401);
     assert!(host.callouts.borrow().is_empty());
+
+    // An `Authorization` that is not UTF-8 (a client may send any byte): malformed, no bind.
+    for value in [&b"Basic dGVzdDp0ZXN0\xe9"[..], b"\xff\xfe", b"Basic \x80"] {
+        host.request(LEGACY, &[]);
+        host.set_raw(b"Authorization", value);
+        let mut flow = Flow::new(worker.state());
+        assert_eq!(flow.on_request_headers(&host, true), Verdict::Pause);
+        assert_eq!(host.reply().status, 401, "{}", value.escape_ascii());
+        assert!(host.counter("autoid_denied_basic_malformed") > 0);
+    }
+    assert!(host.callouts.borrow().is_empty());
 }
 
 #[test]
