@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::client::{Send, Wire, send};
+use common::hostile::{assert_hostile_bytes_change_no_answer, assert_non_utf8_path_is_refused};
 use common::{
     Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_hostile_paths_refused,
     assert_proof_denials, assert_uniform_denial, assert_upstream_as_alice, eventually, request,
@@ -355,4 +356,20 @@ fn the_bootstrap_config_dump_and_log_hold_no_filter_configuration_and_no_secret(
         0o600,
         "the filter configuration holds secrets"
     );
+}
+
+#[test]
+fn hostile_header_bytes_change_no_answer_on_http1_and_http2() {
+    let s = stack();
+    let path = "/payments/x";
+    assert_hostile_bytes_change_no_answer(s.http, path, true, |n| {
+        s.prove_many("alice", "GET", path, n)
+    });
+}
+
+#[test]
+fn a_path_that_is_not_utf8_is_refused_and_the_gateway_keeps_serving() {
+    let s = stack();
+    let path = "/payments/x";
+    assert_non_utf8_path_is_refused(s.http, path, |n| s.prove_many("alice", "GET", path, n));
 }

@@ -19,6 +19,7 @@ use autoid_testkit::nginx::{self, Nginx};
 use autoid_testkit::process::run;
 use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{free_port, paths};
+use common::hostile::{assert_hostile_bytes_change_no_answer, assert_non_utf8_path_is_refused};
 use common::{
     Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_hostile_paths_refused,
     assert_proof_denials, assert_uniform_denial, assert_upstream_as_alice, bin, eventually,
@@ -392,6 +393,19 @@ impl Front {
         s.prove(subject, method, &format!("http://{}{path}", self.http))
     }
 
+    /// `n` proofs for `subject` and `method http://<nginx>path`, all of one session.
+    fn prove_many(
+        &self,
+        s: &Stack,
+        subject: &str,
+        method: &str,
+        path: &str,
+        n: usize,
+    ) -> Vec<String> {
+        let forms = vec![autoid_protocol::client::Form::V1; n];
+        s.prove_forms_at(&self.http.to_string(), subject, method, path, &forms)
+    }
+
     /// `GET path` with a fresh proof for `subject` plus `headers`, over plain HTTP.
     fn get_as(&self, s: &Stack, subject: &str, path: &str, headers: &[(&str, &str)]) -> Response {
         let proof = self.prove(s, subject, "GET", path);
@@ -717,4 +731,23 @@ fn checked_with_the_agent_down_every_request_is_503_with_the_uniform_body() {
     assert_eq!(r.json()["request_id"], "rid-down");
     assert_eq!(r.header("retry-after"), Some("1"));
     assert!(f.nginx.error_log().contains("/_autoid/check/payments"));
+}
+
+#[test]
+fn checked_hostile_header_bytes_change_no_answer() {
+    let (s, front) = checked();
+    let path = "/payments/x";
+    // HTTP/1.1 only: the plain listener speaks no HTTP/2 (the TLS one does).
+    assert_hostile_bytes_change_no_answer(front.http, path, false, |n| {
+        front.prove_many(s, "alice", "GET", path, n)
+    });
+}
+
+#[test]
+fn checked_a_path_that_is_not_utf8_is_refused_and_the_gateway_keeps_serving() {
+    let (s, front) = checked();
+    let path = "/payments/x";
+    assert_non_utf8_path_is_refused(front.http, path, |n| {
+        front.prove_many(s, "alice", "GET", path, n)
+    });
 }

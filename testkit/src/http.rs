@@ -59,7 +59,41 @@ pub fn request(
     stream
         .set_read_timeout(Some(READ_TIMEOUT))
         .map_err(Error::io(what.as_str()))?;
-    exchange(stream, &what, &addr.to_string(), method, path, headers)
+    exchange(
+        stream,
+        &what,
+        &addr.to_string(),
+        method,
+        path,
+        &bytes(headers),
+    )
+}
+
+/// As [`request`], with header names and values as any bytes (invalid UTF-8, obs-text, NUL,
+/// CR): written to the socket as they are, as an attacker's client would.
+pub fn request_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &[u8],
+    headers: &[(&[u8], &[u8])],
+) -> Result<Response> {
+    let what = format!("{method} http://{addr}{} (raw bytes)", path.escape_ascii());
+    let stream =
+        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(Error::io(what.as_str()))?;
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .map_err(Error::io(what.as_str()))?;
+    let host = addr.to_string();
+    let mut all: Vec<(&[u8], &[u8])> = vec![(b"host", host.as_bytes())];
+    all.extend_from_slice(headers);
+    exchange_bytes(stream, &what, method, path, &all)
+}
+
+fn bytes<'a>(headers: &'a [(&'a str, &'a str)]) -> Vec<(&'a [u8], &'a [u8])> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+        .collect()
 }
 
 /// As [`request`], with `host` as the `host` header (a request meant for another address, as
@@ -77,7 +111,7 @@ pub fn request_as(
     stream
         .set_read_timeout(Some(READ_TIMEOUT))
         .map_err(Error::io(what.as_str()))?;
-    exchange(stream, &what, host, method, path, headers)
+    exchange(stream, &what, host, method, path, &bytes(headers))
 }
 
 /// One request over a unix socket (Envoy's admin, the agent's socket), `host: localhost`.
@@ -92,19 +126,40 @@ pub fn unix_request(socket: &Path, method: &str, path: &str) -> Result<Response>
 }
 
 fn exchange(
-    mut stream: impl Read + Write,
+    stream: impl Read + Write,
     what: &str,
     host: &str,
     method: &str,
     path: &str,
-    headers: &[(&str, &str)],
+    headers: &[(&[u8], &[u8])],
 ) -> Result<Response> {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    let mut all: Vec<(&[u8], &[u8])> = vec![(b"host", host.as_bytes())];
+    all.extend_from_slice(headers);
+    exchange_bytes(stream, what, method, path.as_bytes(), &all)
+}
+
+/// Writes `method path HTTP/1.1`, `headers` and `connection: close` byte for byte; reads the
+/// response to the end.
+fn exchange_bytes(
+    mut stream: impl Read + Write,
+    what: &str,
+    method: &str,
+    path: &[u8],
+    headers: &[(&[u8], &[u8])],
+) -> Result<Response> {
+    let mut req = Vec::new();
+    req.extend_from_slice(method.as_bytes());
+    req.push(b' ');
+    req.extend_from_slice(path);
+    req.extend_from_slice(b" HTTP/1.1\r\n");
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req.extend_from_slice(k);
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
     }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).map_err(Error::io(what))?;
+    req.extend_from_slice(b"connection: close\r\n\r\n");
+    stream.write_all(&req).map_err(Error::io(what))?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(Error::io(what))?;
     let unexpected = |detail: &str| Error::Unexpected {

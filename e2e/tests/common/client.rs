@@ -34,6 +34,8 @@ pub struct Send<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub headers: Vec<(String, String)>,
+    /// Headers whose values are any bytes hyper sends (obs-text, invalid UTF-8; not NUL or CR).
+    pub raw: Vec<(String, Vec<u8>)>,
     /// The body in the chunks it is sent in (none: no body at all).
     pub chunks: Vec<Vec<u8>>,
     /// Request trailers (HTTP/2, or HTTP/1.1 chunked).
@@ -46,6 +48,7 @@ impl<'a> Send<'a> {
             method,
             path,
             headers: Vec::new(),
+            raw: Vec::new(),
             chunks: Vec::new(),
             trailers: Vec::new(),
         }
@@ -53,6 +56,12 @@ impl<'a> Send<'a> {
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A header whose value is bytes, not text.
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
+        self.raw.push((name.to_owned(), value.to_vec()));
         self
     }
 
@@ -179,6 +188,10 @@ async fn exchange(
     }
     for (k, v) in &req.headers {
         builder = builder.header(k, v);
+    }
+    for (k, v) in &req.raw {
+        let value = HeaderValue::from_bytes(v).map_err(|e| format!("header {k}: {e}"))?;
+        builder = builder.header(k, value);
     }
     let request = builder.body(body).map_err(|e| format!("request: {e}"))?;
     let response = match wire {

@@ -12,6 +12,7 @@
 )]
 
 pub mod client;
+pub mod hostile;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ pub struct Options {
     /// (`autoid gateway render --target envoy-ext-authz`); the agent decides with the filter
     /// configuration render writes (`check.filter_config`).
     pub ext_authz: bool,
+    /// Another proxy-wasm module in the wasm filter's place, in the configuration render writes
+    /// (the built module of this name: `autoid_probe_filter` crashes on demand).
+    pub wasm_module: Option<&'static str>,
 }
 
 /// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
@@ -104,6 +108,7 @@ impl Default for Options {
             aws_role: false,
             fleet_timeouts_ms: (200, 500),
             ext_authz: false,
+            wasm_module: None,
         }
     }
 }
@@ -139,7 +144,8 @@ pub struct Stack {
 
 impl Stack {
     pub fn start(options: &Options) -> Stack {
-        let wasm = autoid_testkit::paths::wasm("autoid_plugin").unwrap();
+        let wasm =
+            autoid_testkit::paths::wasm(options.wasm_module.unwrap_or("autoid_plugin")).unwrap();
         let autoid = bin("autoid").unwrap();
         let dir = tempfile::Builder::new()
             .prefix("autoid-e2e-")
@@ -532,20 +538,20 @@ impl Stack {
         path: &str,
         forms: &[autoid_protocol::client::Form],
     ) -> Vec<String> {
-        self.prove_forms_at(self.http, subject, method, path, forms)
+        self.prove_forms_at(&self.http.to_string(), subject, method, path, forms)
     }
 
     /// A proof for `subject` and `method <at> path` exactly as given (another gateway's listener).
     pub fn prove_raw_at(&self, at: SocketAddr, subject: &str, method: &str, path: &str) -> String {
         let forms = [autoid_protocol::client::Form::V1];
-        self.prove_forms_at(at, subject, method, path, &forms)
+        self.prove_forms_at(&at.to_string(), subject, method, path, &forms)
             .remove(0)
     }
 
-    /// One proof per entry of `forms` for `subject` and `method <at> path`.
-    fn prove_forms_at(
+    /// [`Stack::prove_forms`] for the gateway at `authority` (nginx in front of this stack).
+    pub fn prove_forms_at(
         &self,
-        at: SocketAddr,
+        authority: &str,
         subject: &str,
         method: &str,
         path: &str,
@@ -566,10 +572,9 @@ impl Stack {
             .as_secs();
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
         let session = Session::open(&public, now, &mut rng).unwrap();
-        let authority = at.to_string();
         let request = autoid_protocol::Request {
             method,
-            authority: &authority,
+            authority,
             path,
         };
         forms
