@@ -21,7 +21,7 @@ BINDINGS: List[Row] = [
     ("GET", "https://api.example.com/x{y}`z\"<>", ("GET", "api.example.com", "/x%7By%7D%60z%22%3C%3E")),
     ("GET", "https://api.example.com/p~!$&'()*+,;=:@", ("GET", "api.example.com", "/p~!$&'()*+,;=:@")),
     ("GET", "https://api.example.com/p?^|{}`", ("GET", "api.example.com", "/p?^|{}`")),
-    ("GET", "https://api.example.com/%7Buser%7D/%zz/%C3%A9", ("GET", "api.example.com", "/%7Buser%7D/%zz/%C3%A9")),
+    ("GET", "https://api.example.com/%7Buser%7D/%C3%A9", ("GET", "api.example.com", "/%7Buser%7D/%C3%A9")),
     ("GET", "https://api.example.com/q?a=1&b=%zz&c=%2F", ("GET", "api.example.com", "/q?a=1&b=%zz&c=%2F")),
     ("GET", "https://api.example.com/a/./b/../c", ("GET", "api.example.com", "/a/c")),
     ("GET", "https://api.example.com/a/%2e%2E/c/%2e", ("GET", "api.example.com", "/c/")),
@@ -52,4 +52,5 @@ REFUSED: List[Tuple[str, str]] = [
     ("GET", "https://api.example.com/%41"),
     ("GET", "https://api.example.com/a//b"),
     ("GET", "https://api.example.com/a%2Fb"),
+    ("GET", "https://api.example.com/%7Buser%7D/%zz/%C3%A9"),  # a malformed escape
 ]

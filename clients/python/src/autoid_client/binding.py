@@ -186,8 +186,9 @@ def target(method: str, url: str) -> Target:
     # (401) is refused here, with what to send instead.
     if not path_is_safe(path):
         raise UsageError(
-            f"URL {url!r}: the gateway refuses this path (an empty segment, a backslash or an "
-            "escaped / or \\: docs/GATEWAY.md, Hardening)"
+            f"URL {url!r}: the gateway refuses this path (a dot segment, also with ;parameters "
+            "or escaped, an empty segment, a backslash, an escaped / or \\, a control byte or a "
+            "malformed or double escape: docs/PROTOCOL.md section 5)"
         )
     rewrite = gateway_rewrites(path)
     if rewrite is not None:
