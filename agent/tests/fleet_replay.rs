@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use autoid_agent::FleetReplay;
 use autoid_agent::config::{RawReplay, ReplayConfig};
 use autoid_agent::replay::{Claim, Lifetime};
+use autoid_testkit::clock::{now_ms, wait_until};
 use autoid_testkit::redis::Redis;
 
 /// A redis-server for this test, its log in a temporary directory.
@@ -42,28 +43,6 @@ fn store(url: &str, timeout_ms: u64) -> FleetReplay {
     })
     .unwrap();
     FleetReplay::new(&config).unwrap()
-}
-
-/// Now, in Unix milliseconds.
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-/// Waits until the clock reads `at_ms` (Unix milliseconds).
-fn wait_until(at_ms: u64) {
-    loop {
-        let now = now_ms();
-        if now >= at_ms {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis((at_ms - now).min(5)));
-    }
 }
 
 /// A proof made at `t` with a 60 s skew, as the filter claims it: stale from `t + 61`, kept

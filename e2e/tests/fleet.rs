@@ -16,6 +16,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use autoid_testkit::clock::{now_ms, wait_until};
 use autoid_testkit::http::request_as;
 use autoid_testkit::redis::Redis;
 use common::*;
@@ -178,28 +179,6 @@ fn the_keys_the_fleet_holds_expire_with_their_proofs() {
         // replica whose clock lags by up to the skew cannot accept it again), no longer. The
         // proofs were made moments ago: well past skew + 1 s left.
         assert!((90_000..=121_000).contains(&ttl), "{key}: PTTL {ttl} ms");
-    }
-}
-
-/// Now, in Unix milliseconds.
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap()
-}
-
-/// Waits until the clock reads `at_ms` (Unix milliseconds).
-fn wait_until(at_ms: u64) {
-    loop {
-        let now = now_ms();
-        if now >= at_ms {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis((at_ms - now).min(5)));
     }
 }
 

@@ -19,6 +19,7 @@ use autoid_testkit::nginx::{self, Nginx};
 use autoid_testkit::process::run;
 use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{free_port, paths};
+use common::front::Front;
 use common::hostile::{assert_hostile_bytes_change_no_answer, assert_non_utf8_path_is_refused};
 use common::{
     Options, PAYMENTS_CREDENTIAL, PROOF_HEADER, Response, Stack, assert_hostile_paths_refused,
@@ -334,60 +335,7 @@ fn validate_runs_nginx_t_and_reports_its_error() {
     assert!(stdout.contains("missing.pem"), "{stdout}");
 }
 
-/// nginx in front of a [`Stack`]'s agent and upstream: the stack's API definitions (rendered
-/// again with --target nginx, on ports of its own), the agent's `/v1/check` deciding with the
-/// same filter configuration as the stack's Envoy ext_authz.
-struct Front {
-    nginx: Nginx,
-    http: SocketAddr,
-    https: SocketAddr,
-}
-
 impl Front {
-    fn start(s: &Stack) -> Front {
-        let config = s.path("gateway-nginx");
-        std::fs::create_dir_all(config.join("apis")).unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
-        let https: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap();
-        let mut gateway: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(s.path("gateway/gateway.json")).unwrap())
-                .unwrap();
-        gateway["listeners"]["http"]["port"] = json!(http.port());
-        gateway["listeners"]["https"]["port"] = json!(https.port());
-        std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
-        for api in std::fs::read_dir(s.path("gateway/apis")).unwrap() {
-            let api = api.unwrap().path();
-            std::fs::copy(&api, config.join("apis").join(api.file_name().unwrap())).unwrap();
-        }
-        let rendered = s.path("nginx.conf");
-        run(Command::new(bin("autoid").unwrap())
-            .args(["gateway", "render", "--target", "nginx", "--config"])
-            .arg(&config)
-            .arg("--out")
-            .arg(&rendered)
-            .arg("--filter-config")
-            .arg(s.path("filter-nginx.json")))
-        .unwrap();
-        // The agent decides with the stack's filter.json: the same definitions give the same
-        // filter configuration whichever gateway asks.
-        assert_eq!(
-            std::fs::read_to_string(s.path("filter-nginx.json")).unwrap(),
-            std::fs::read_to_string(s.path("filter.json")).unwrap()
-        );
-        let nginx = Nginx::start(
-            &nginx::binary().unwrap(),
-            &rendered,
-            &s.path("nginx"),
-            &[http, https],
-        )
-        .unwrap();
-        Front { nginx, http, https }
-    }
-
     /// A proof for `subject` and `method http://<nginx>path`.
     fn prove(&self, s: &Stack, subject: &str, method: &str, path: &str) -> String {
         s.prove(subject, method, &format!("http://{}{path}", self.http))

@@ -16,12 +16,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use autoid_testkit::free_port;
 use autoid_testkit::moto::{self, Moto};
-use autoid_testkit::nginx::{self, Nginx};
+use autoid_testkit::nginx::Nginx;
 use autoid_testkit::process::run;
-use common::{Credentials, Options, PROOF_HEADER, Slapd, Stack, bin, repo, request};
-use serde_json::{Value, json};
+use common::front::Front;
+use common::{Credentials, Options, PROOF_HEADER, Slapd, Stack, repo, request};
+use serde_json::Value;
 
 /// Secrets in the environment these tests run in, as a CI job or a developer's shell has them.
 const INHERITED: [(&str, &str); 3] = [
@@ -294,40 +294,8 @@ fn behind_ext_authz_and_nginx_no_secret_is_in_another_process_or_any_log() {
 /// nginx rendered from the stack's definitions on free ports, asking the stack's agent (its
 /// check on: `Options::ext_authz`); its prefix (and logs) under the stack's directory.
 fn start_nginx(s: &Stack) -> (Nginx, SocketAddr) {
-    let config = s.path("gateway-nginx");
-    std::fs::create_dir_all(config.join("apis")).unwrap();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-        .parse()
-        .unwrap();
-    let https: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap())
-        .parse()
-        .unwrap();
-    let mut gateway: Value =
-        serde_json::from_slice(&std::fs::read(s.path("gateway/gateway.json")).unwrap()).unwrap();
-    gateway["listeners"]["http"]["port"] = json!(http.port());
-    gateway["listeners"]["https"]["port"] = json!(https.port());
-    std::fs::write(config.join("gateway.json"), gateway.to_string()).unwrap();
-    for api in std::fs::read_dir(s.path("gateway/apis")).unwrap() {
-        let api = api.unwrap().path();
-        std::fs::copy(&api, config.join("apis").join(api.file_name().unwrap())).unwrap();
-    }
-    let rendered = s.path("nginx.conf");
-    run(Command::new(bin("autoid").unwrap())
-        .args(["gateway", "render", "--target", "nginx", "--config"])
-        .arg(&config)
-        .arg("--out")
-        .arg(&rendered)
-        .arg("--filter-config")
-        .arg(s.path("filter-nginx.json")))
-    .unwrap();
-    let nginx = Nginx::start(
-        &nginx::binary().unwrap(),
-        &rendered,
-        &s.path("nginx"),
-        &[http, https],
-    )
-    .unwrap();
-    (nginx, http)
+    let front = Front::start(s);
+    (front.nginx, front.http)
 }
 
 /// Runs bash `script` with `args` in the repository, with [`INHERITED`] and a demo key in its

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod clock;
 pub mod envoy;
 mod error;
 pub mod http;

@@ -12,6 +12,7 @@
 )]
 
 pub mod client;
+pub mod front;
 pub mod hostile;
 
 use std::net::SocketAddr;
