@@ -226,10 +226,11 @@ soak: wasm bins deps-envoy
 bench-host: wasm
 	$(CARGO) bench $(LOCKED) -p autoid-host-tests --bench filter
 
-# cargo-fuzz targets (nightly): header parser, proof opener, config parser, agent replies.
+# cargo-fuzz targets (nightly): header parser, proof opener, config parser, agent replies, and
+# the whole built filter in the wasmtime harness (so the .wasm first).
 # FUZZ_SECONDS per target (CI runs a 10 s smoke of each).
 FUZZ_SECONDS ?= 60
-fuzz: deps-fuzz
+fuzz: deps-fuzz wasm
 	fuzz/run.sh $(FUZZ_SECONDS)
 
 deps-fuzz:

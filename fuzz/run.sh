@@ -7,7 +7,9 @@
 #   fuzz/run.sh        # `make fuzz`: 60 s per target
 #   fuzz/run.sh 10     # the CI smoke run
 #
-# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
+# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`), and for
+# `filter_requests` (the whole filter in the wasmtime harness) the built filter in the repository's
+# target/wasm32-wasip1/wasm/ (`make wasm`; `make fuzz` builds it first).
 # Environment: FUZZ_TOOLCHAIN (default `nightly`), FUZZ_SANITIZER (default `none`: the autoid
 # crates forbid `unsafe`, so address sanitizer buys little and costs half the executions; set
 # `address` for a deeper run), FUZZ_TARGETS (space-separated subset, default all).
