@@ -18,10 +18,11 @@ import httpx
 import pytest
 import requests
 
-from autoid_client import Prover, Session, UsageError, b64
+from autoid_client import Prover, Request, Session, UsageError, b64
 from autoid_client.httpx_auth import AutoidAuth as HttpxAuth
 from autoid_client.requests_auth import AutoidAuth as RequestsAuth
 from test_interop import Gateway, gw  # noqa: F401  (the module fixture)
+from testkit import as_full
 
 
 @dataclass
@@ -76,28 +77,20 @@ def server() -> Iterator[Recorder]:
     srv.server_close()
 
 
-def as_full(proof: str, session: Optional[Session]) -> str:
-    """A compact v2 proof in the full form of ``session``: the same seal (the reference is not in
-    the associated data), so ``autoid verify``, which holds no session, can check it."""
-    version, kid, part, sealed = proof.split(".")
-    if version != "v2" or len(part) != 22:
-        return proof
-    assert session is not None, "a compact proof: pass the session to check it"
-    assert b64.decode(part) == session.reference
-    return f"v2.{kid}.{b64.encode(session.wrapped)}.{sealed}"
-
-
 def check(gw: Gateway, seen: Seen, tmp: Path, body: bool = False, session: Optional[Session] = None) -> None:
     """``autoid verify`` of the received proof against the received request (a compact proof
     expanded with ``session``)."""
     assert seen.proof is not None
+    full = seen.proof
+    if session is not None:
+        full = as_full(seen.proof, session, Request(seen.method, seen.host, seen.target))
     extra: List[str] = []
     if body:
         (tmp / "received-body").write_bytes(seen.body)
         extra = ["--body-file", str(tmp / "received-body"), "-v"]
     r = gw.run(
         "verify", "--private-key", str(gw.dir / "keys/gw-1.key.pem"), "--epoch", str(gw.dir / "ep-1.epoch.json"),
-        "--header", as_full(seen.proof, session), "--method", seen.method, "--url", f"http://{seen.host}{seen.target}", *extra,
+        "--header", full, "--method", seen.method, "--url", f"http://{seen.host}{seen.target}", *extra,
     )
     out = r.stdout.decode()
     assert r.returncode == 0 and out.startswith("ok subject=alice"), (out, seen.method, seen.host, seen.target)

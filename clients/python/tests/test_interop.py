@@ -1,6 +1,7 @@
 """Both directions against the Rust CLI: ``autoid verify`` accepts proofs made here (every binding,
-body binding, sessions shared through the session file) and rejects tampered ones with the
-reason codes docs/PROTOCOL.md section 5 gives. Needs the ``autoid`` binary (no skipping)."""
+body binding, sessions shared through the session file; v3 by default, v2 and v1 when asked) and
+rejects tampered ones with the reason codes docs/PROTOCOL.md sections 5 and 12 give; the Rust
+client's v3 proofs are read back here. Needs the ``autoid`` binary (no skipping)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from typing import Iterator, List, Optional, Tuple
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from autoid_client import Prover, PublicKey, EntropyFile, Request, Session, b64, target
+from autoid_client import Form, Prover, PublicKey, EntropyFile, Request, Session, Ticket, b64, target
 from autoid_client.proof import associated_data, digest, interval_seed, lp8, offsets, session_id, session_ref
 from bindings_table import BINDINGS, REFUSED
-from testkit import REPO, autoid_bin
+from testkit import REPO, autoid_bin, open_proof
 
 BUILD = "CARGO_TARGET_DIR=target cargo build --release -p autoid-cli   (or `make build`; or set AUTOID_BIN)"
 
@@ -47,10 +48,11 @@ class Gateway:
     def key(self) -> PublicKey:
         return PublicKey.load(self.dir / "keys/gw-1.pub.pem")
 
-    def prover(self, subject: str = "alice", epoch: str = "ep-1", session: Optional[Path] = None) -> Prover:
+    def prover(self, subject: str = "alice", epoch: str = "ep-1", session: Optional[Path] = None,
+               version: int = 3) -> Prover:
         return Prover.from_files(
             self.dir / "keys/gw-1.pub.pem", self.dir / f"{subject}.{epoch}.entropy", subject,
-            session_file=session,
+            session_file=session, version=version,
         )
 
 
@@ -86,9 +88,10 @@ def py_cli(*args: str, stdin: Optional[bytes] = None) -> subprocess.CompletedPro
 
 @pytest.mark.parametrize("method,url,expected", BINDINGS)
 def test_rust_verifies_python_proofs_for_every_binding(gw: Gateway, method: str, url: str, expected: Tuple[str, str, str]) -> None:
-    prover = gw.prover()
-    header = prover.prove(Request(*expected))
-    assert gw.verify(header, method, url) == "ok subject=alice epoch=ep-1 kid=gw-1"
+    for version in (3, 2, 1):
+        header = gw.prover(version=version).prove(Request(*expected))
+        assert header.startswith(f"v{version}.") and len(header.split(".")) == (5 if version == 3 else 4)
+        assert gw.verify(header, method, url) == "ok subject=alice epoch=ep-1 kid=gw-1", version
 
 
 @pytest.mark.parametrize("method,url", REFUSED)
@@ -112,15 +115,15 @@ def test_the_python_cli_prove_output_verifies(gw: Gateway) -> None:
                str(gw.dir / "alice.ep-1.entropy"), "--subject", "alice", "--method", "get", "--url", url)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("v2.gw-1.")  # v2, the full form
-    assert len(b64.decode(lines[0].split(".")[2])) == 256
+    assert len(lines) == 1 and lines[0].startswith("v3.gw-1.")  # v3, the full form with its ticket
+    assert len(lines[0].split(".")) == 5 and len(b64.decode(lines[0].split(".")[2])) == 256
     assert gw.verify(lines[0], "GET", url) == "ok subject=alice epoch=ep-1 kid=gw-1"
-    for version in ("1", "v1"):
-        v1 = py_cli("prove", "--public-key", str(gw.dir / "keys/gw-1.pub.pem"), "--entropy",
-                    str(gw.dir / "alice.ep-1.entropy"), "--subject", "alice", "--url", url,
-                    "--proof-version", version)
-        assert v1.returncode == 0 and v1.stdout.startswith(b"v1.gw-1."), v1.stderr
-        assert gw.verify(v1.stdout.decode().strip(), "GET", url).startswith("ok ")
+    for version in ("1", "v1", "2", "v2", "3", "v3"):
+        made = py_cli("prove", "--public-key", str(gw.dir / "keys/gw-1.pub.pem"), "--entropy",
+                      str(gw.dir / "alice.ep-1.entropy"), "--subject", "alice", "--url", url,
+                      "--proof-version", version)
+        assert made.returncode == 0 and made.stdout.startswith(f"v{version[-1]}.gw-1.".encode()), made.stderr
+        assert gw.verify(made.stdout.decode().strip(), "GET", url).startswith("ok ")
 
 
 def test_the_python_cli_prove_forms(gw: Gateway, tmp_path: Path) -> None:
@@ -132,19 +135,29 @@ def test_the_python_cli_prove_forms(gw: Gateway, tmp_path: Path) -> None:
     assert (full.returncode, compact.returncode) == (0, 0), (full.stderr, compact.stderr)
     session = Session.from_json((tmp_path / "s").read_text())
     f, c = full.stdout.decode().strip(), compact.stdout.decode().strip()
-    assert f.split(".")[:3] == ["v2", "gw-1", b64.encode(session.wrapped)]
-    assert c.split(".")[:3] == ["v2", "gw-1", b64.encode(session.reference)]
+    assert f.split(".")[:3] == ["v3", "gw-1", b64.encode(session.wrapped)] and len(f.split(".")) == 5
+    assert c.split(".")[:3] == ["v3", "gw-1", b64.encode(session.reference)] and len(c.split(".")) == 4
     assert gw.verify(f, "GET", url).startswith("ok ")
     # `autoid verify` holds no session, as a gateway that never saw the full form.
     assert gw.verify(c, "GET", url) == "rejected: unknown_session"
     assert len(c) < 200 < len(f)
-    # As `autoid prove`: --form full with v1 is v1; compact needs v2.
+    v2 = [py_cli("prove", *common, "--form", form, "--proof-version", "2").stdout.decode().strip()
+          for form in ("full", "compact")]
+    assert [h.split(".")[:3] for h in v2] == [["v2", "gw-1", b64.encode(session.wrapped)],
+                                              ["v2", "gw-1", b64.encode(session.reference)]]
+    assert [len(h.split(".")) for h in v2] == [4, 4] and gw.verify(v2[0], "GET", url).startswith("ok ")
+    # As `autoid prove`: --form full with v1 is v1; compact needs v2 or v3 (the same words).
     bad = py_cli("prove", *common, "--form", "compact", "--proof-version", "1")
-    assert bad.returncode == 2 and b"--form compact needs --proof-version 2" in bad.stderr
+    rust = gw.run("prove", *common, "--form", "compact", "--proof-version", "1")
+    assert (bad.returncode, rust.returncode) == (2, 2)
+    assert b"--form compact needs --proof-version 2 or 3" in bad.stderr
+    assert b"--form compact needs --proof-version 2 or 3" in rust.stderr
     v1 = py_cli("prove", *common, "--form", "full", "--proof-version", "1")
     assert v1.returncode == 0 and v1.stdout.startswith(b"v1.gw-1.")
     assert py_cli("prove", *common, "--form", "tiny").returncode == 2
-    assert py_cli("prove", *common, "--proof-version", "3").returncode == 2
+    for bad_version in ("4", "0", "v4"):
+        assert py_cli("prove", *common, "--proof-version", bad_version).returncode == 2
+        assert gw.run("prove", *common, "--proof-version", bad_version).returncode == 2
 
 
 def test_body_binding(gw: Gateway, tmp_path: Path) -> None:
@@ -252,7 +265,7 @@ def _flip(text: str, index: int) -> str:
 
 
 def test_rejections_have_the_gateways_reason_codes(gw: Gateway) -> None:
-    good = gw.prover().prove(REQ)
+    good = gw.prover(version=2).prove(REQ)
     v, kid, wrapped, sealed = good.split(".")
     now = int(time.time())
     older = Session.open(gw.key(), now - 600)
@@ -285,6 +298,99 @@ def test_rejections_have_the_gateways_reason_codes(gw: Gateway) -> None:
     ]
     for code, header, method, url, extra in cases:
         assert gw.verify(header, method, url, *extra) == f"rejected: {code}", (code, header[:40], method, url)
+
+
+def _ticket(header: str) -> Ticket:
+    return Ticket.from_bytes(b64.decode(header.split(".")[4]))
+
+
+def _with_ticket(header: str, ticket: "Ticket | bytes") -> str:
+    raw = ticket if isinstance(ticket, bytes) else ticket.to_bytes()
+    return ".".join(header.split(".")[:4] + [b64.encode(raw)])
+
+
+def test_v3_ticket_rejections_have_the_gateways_reason_codes(gw: Gateway) -> None:
+    """docs/PROTOCOL.md section 12: the ticket's grammar, then (before any RSA) its time, its
+    epoch and its tag; after the open, the payload must say what the ticket said."""
+    p = gw.prover()
+    good = p.prove(REQ)
+    v, kid, wrapped, sealed, ticket = good.split(".")
+    t = _ticket(good)
+    assert (t.epoch, t.subject) == ("ep-1", "alice")
+    now = t.timestamp
+    compact = p.prove(REQ)
+    assert len(compact.split(".")) == 4
+    other = gw.prover().prove(REQ)  # another session
+    same_session = p.prove(REQ, form=Form.FULL)  # another nonce, same session
+    bob = gw.prover("bob").session()
+    flipped = bytearray(t.to_bytes())
+    flipped[-1] ^= 1
+    cases: List[Tuple[str, str, str, List[str]]] = [
+        ("malformed", f"{v}.{kid}.{wrapped}.{sealed}", "GET", []),  # a v3 full form without a ticket
+        ("malformed", f"{compact}.{ticket}", "GET", []),  # a ticket on the compact form
+        ("malformed", f"v2.{kid}.{wrapped}.{sealed}.{ticket}", "GET", []),  # ... on v2
+        ("malformed", f"{good}.{ticket}", "GET", []),  # six parts
+        ("malformed", f"{good}=", "GET", []),  # not canonical base64url
+        ("malformed", _with_ticket(good, t.to_bytes() + b"\0"), "GET", []),
+        ("malformed", _with_ticket(good, t.to_bytes()[:-1]), "GET", []),
+        ("malformed", _with_ticket(good, Ticket(now, t.nonce, "ep-1", "Alice", t.tag)), "GET", []),
+        ("malformed", _with_ticket(good, Ticket(now, t.nonce, "ep 1", "alice", t.tag)), "GET", []),
+        ("entropy", _with_ticket(good, bytes(flipped)), "GET", []),
+        # A ticket is good for one wrapped key: not another session's, even with its right tag.
+        ("entropy", _with_ticket(other, t), "GET", []),
+        ("entropy", _with_ticket(good, Ticket.new(now, t.nonce, "ep-1", "alice", bytes(32), bob.id)), "GET", []),
+        # The ticket is checked before the seal: another request's bindings are `entropy`.
+        ("entropy", good, "POST", []),
+        ("entropy", _with_ticket(good, Ticket(now, t.nonce, "ep-1", "bob", t.tag)), "GET", []),
+        ("unknown_epoch", _with_ticket(good, Ticket(now, t.nonce, "ep-9", "alice", t.tag)), "GET", []),
+        # Its time first: stale and future before session_expired (v2 says session_expired).
+        ("stale", good, "GET", ["--now", str(now + 120)]),
+        ("future", good, "GET", ["--now", str(now - 120)]),
+        # A right ticket of the same session with another nonce: the seal does not say the same.
+        ("payload", _with_ticket(good, _ticket(same_session)), "GET", []),
+        ("payload", _with_ticket(same_session, t), "GET", []),
+    ]
+    for code, header, method, extra in cases:
+        assert gw.verify(header, method, URL, *extra) == f"rejected: {code}", (code, header[-60:], method)
+    assert gw.verify(p.prove(REQ, form=Form.FULL, version=2), "GET", URL, "--now", str(now - 120)) == (
+        "rejected: session_expired"
+    )
+    for h in (good, other, same_session):
+        assert gw.verify(h, "GET", URL) == "ok subject=alice epoch=ep-1 kid=gw-1"
+
+
+@pytest.mark.parametrize("body", [None, b'{"amount":5}'])
+def test_the_rust_clients_v3_proofs_read_back_here(gw: Gateway, tmp_path: Path, body: Optional[bytes]) -> None:
+    """The other direction: `autoid prove` (v3 by default) with a session file; this client
+    loads the session and the entropy file, and finds the ticket and the seal as it makes them."""
+    url = "https://API.example:8443/v1/transfers?x=1"
+    args = ["--public-key", str(gw.dir / "keys/gw-1.pub.pem"), "--entropy", str(gw.dir / "alice.ep-1.entropy"),
+            "--subject", "alice", "--session", str(tmp_path / "s"), "-X", "POST", "--url", url]
+    if body is not None:
+        (tmp_path / "body").write_bytes(body)
+        args += ["--body-file", str(tmp_path / "body")]
+    r = gw.run("prove", *args)
+    assert r.returncode == 0, r.stderr
+    header = r.stdout.decode().strip()
+    session = Session.from_json((tmp_path / "s").read_text())
+    version, kid, wrapped, _, _ = header.split(".")
+    assert (version, kid, b64.decode(wrapped)) == ("v3", "gw-1", session.wrapped)
+    req = Request("POST", "api.example:8443", "/v1/transfers?x=1")
+    ticket = _ticket(header)
+    file = EntropyFile.load(gw.dir / "alice.ep-1.entropy")
+    seed = interval_seed(ticket.subject, ticket.epoch, ticket.nonce, ticket.timestamp, req)
+    d = digest(seed, file.data, offsets(seed, len(file.data), file.interval_count))
+    assert ticket.tag_matches(d, session.id)
+    assert abs(ticket.timestamp - int(time.time())) < 60
+    o = open_proof(header, session, req)
+    assert (o.now, o.nonce, o.epoch, o.subject, o.digest) == (
+        ticket.timestamp, ticket.nonce, "ep-1", "alice", d
+    )
+    assert o.body_sha256 == (None if body is None else hashlib.sha256(body).digest())
+    # Rust's compact v3 proof of that session opens here too.
+    compact = gw.run("prove", *args, "--form", "compact").stdout.decode().strip()
+    assert compact.split(".")[:3] == ["v3", "gw-1", b64.encode(session.reference)]
+    assert open_proof(compact, session, req).subject == "alice"
 
 
 def test_payload_level_rejections(gw: Gateway) -> None:

@@ -1,6 +1,7 @@
-"""Protocol v2's client rules (docs/PROTOCOL.md section 11) against fake transports: the full
-form first, then compact; on a 401 whose AutoID challenge says ``error="unknown_session"``
-exactly one resend with a new full-form proof; any other 401 final; ``version=1`` unchanged."""
+"""The client rules of the compact form (docs/PROTOCOL.md section 11, and section 12 for v3, the
+default) against fake transports: the full form first, then compact; on a 401 whose AutoID
+challenge says ``error="unknown_session"`` exactly one resend with a new full-form proof, in the
+same version; any other 401 final; ``version=1`` unchanged."""
 
 from __future__ import annotations
 
@@ -46,21 +47,31 @@ KEY = _key()
 FILE = EntropyFile("e-test", "alice", 64, entropy_stream(bytes(range(32)), "e-test", "alice", 65536))
 
 
-def prover(version: int = 2, session_file: Optional[Path] = None) -> Prover:
+def prover(version: int = 3, session_file: Optional[Path] = None) -> Prover:
     return Prover(KEY, FILE, session_file=session_file, random=TestRng(b"resend"), version=version)
 
 
 def form(header: str) -> str:
-    version, _, part, _ = header.split(".")
+    """``v1``, ``full`` or ``compact``; a v3 full form must carry its ticket (five parts), and
+    no other form may."""
+    parts = header.split(".")
+    version, part = parts[0], parts[2]
     if version == "v1":
+        assert len(parts) == 4
         return "v1"
-    return "compact" if len(b64.decode(part)) == 16 else "full"
+    name = "compact" if len(b64.decode(part)) == 16 else "full"
+    assert len(parts) == (5 if (version, name) == ("v3", "full") else 4), header
+    return name
+
+
+def versions(headers: List[str]) -> List[str]:
+    return [h.split(".")[0] for h in headers]
 
 
 def opened(p: Prover, header: str, method: str, authority: str, path: str) -> Tuple[bytes, bytes]:
-    """The IV and the nonce of a v2 proof, opened with the prover's session key."""
+    """The IV and the nonce of a proof, opened with the prover's session key."""
     sealed = b64.decode(header.split(".")[3])
-    aad = associated_data(KEY.kid, Request(method, authority, path), 2)
+    aad = associated_data(KEY.kid, Request(method, authority, path), int(header[1]))
     plain = AESGCM(p.session().key).decrypt(sealed[:12], sealed[12:], aad)
     return sealed[:12], plain[8:24]
 
@@ -91,11 +102,27 @@ def test_a_session_from_the_session_file_starts_compact(tmp_path: Path) -> None:
     assert loaded.session().reference == Session.from_json(path.read_text()).reference
 
 
+def test_version_3_is_the_default_and_2_stays_selectable() -> None:
+    p = Prover(KEY, FILE, random=TestRng(b"default"))
+    a = Request("GET", "a.example", "/")
+    assert p.version == 3
+    made = [p.prove(a), p.prove(a), p.prove(a, version=2), p.prove(a, form=Form.FULL, version=2)]
+    assert versions(made) == ["v3", "v3", "v2", "v2"]
+    assert [form(h) for h in made] == ["full", "compact", "compact", "full"]
+    v2 = prover(version=2)
+    made = [v2.prove(a), v2.prove(a), v2.prove(a, form=Form.FULL, version=3)]
+    assert versions(made) == ["v2", "v2", "v3"] and [form(h) for h in made] == ["full", "compact", "full"]
+
+
 def test_version_1_makes_v1_proofs_only() -> None:
     p = prover(version=1)
     assert [form(p.prove(Request("GET", "a", "/"))) for _ in range(2)] == ["v1", "v1"]
-    with pytest.raises(Exception, match="1 or 2"):
-        prover(version=3)
+    # Version 1 has one form (as the Rust `Session::prove_in`): a full form asked for is v1's.
+    assert form(p.prove(Request("GET", "a", "/"), form=Form.FULL)) == "v1"
+    assert form(prover().prove(Request("GET", "a", "/"), form=Form.COMPACT, version=1)) == "v1"
+    for bad in (0, 4):
+        with pytest.raises(Exception, match="1, 2 or 3"):
+            prover(version=bad)
 
 
 # ---- requests ---------------------------------------------------------------------------------
@@ -160,6 +187,22 @@ def test_requests_resends_once_in_the_full_form_on_the_hint() -> None:
     assert form(proofs(adapter)[-1]) == "compact" and len(adapter.sent) == 4
 
 
+def test_requests_the_resend_keeps_the_auths_version() -> None:
+    adapter = FakeAdapter([(200, None), (401, HINT), (200, None), (200, None), (401, HINT), (200, None)])
+    s = session_with(adapter)
+    p = prover()  # v3
+    assert s.get(URL, auth=RequestsAuth(p, version=2)).status_code == 200
+    assert s.get(URL, auth=RequestsAuth(p, version=2)).status_code == 200
+    assert versions(proofs(adapter)) == ["v2", "v2", "v2"]
+    assert [form(h) for h in proofs(adapter)] == ["full", "compact", "full"]
+    # The prover's own version: the resend is a v3 full form, with its ticket.
+    p = prover()
+    assert s.get(URL, auth=RequestsAuth(p)).status_code == 200
+    assert s.get(URL, auth=RequestsAuth(p)).status_code == 200
+    assert versions(proofs(adapter)[3:]) == ["v3", "v3", "v3"]
+    assert [form(h) for h in proofs(adapter)[3:]] == ["full", "compact", "full"]
+
+
 def test_requests_any_other_401_is_final() -> None:
     adapter = FakeAdapter([(401, PLAIN), (401, 'Basic realm="x", charset="UTF-8"'), (403, HINT)])
     s = session_with(adapter)
@@ -208,8 +251,8 @@ def test_requests_version_1_never_resends() -> None:
     assert [form(h) for h in proofs(adapter)] == ["v1", "v1"]
     assert s.get(URL, auth=RequestsAuth(p)).status_code == 200
     assert form(proofs(adapter)[-1]) == "full"  # v1 proofs do not count as the full form
-    with pytest.raises(Exception, match="1 or 2"):
-        RequestsAuth(p, version=3)
+    with pytest.raises(Exception, match="1, 2 or 3"):
+        RequestsAuth(p, version=4)
 
 
 def test_requests_a_redirect_target_is_never_proven_nor_resent() -> None:
@@ -266,6 +309,16 @@ def test_httpx_resends_once_in_the_full_form_on_the_hint() -> None:
     assert [form(h) for h in script.proofs()] == ["full", "compact", "full", "compact"]
     (iv1, n1), (iv2, n2) = (opened(p, h, "GET", "api.example", "/v1/payments?limit=10") for h in script.proofs()[1:3])
     assert iv1 != iv2 and n1 != n2
+
+
+def test_httpx_the_resend_keeps_the_auths_version() -> None:
+    for version in (2, 3):
+        script = Script([(200, None), (401, HINT), (200, None)])
+        with httpx.Client(transport=httpx.MockTransport(script), auth=HttpxAuth(prover(), version=version)) as c:
+            assert c.get(URL).status_code == 200
+            assert c.get(URL).status_code == 200
+        assert versions(script.proofs()) == [f"v{version}"] * 3
+        assert [form(h) for h in script.proofs()] == ["full", "compact", "full"]
 
 
 def test_httpx_any_other_401_is_final_and_one_resend_at_most() -> None:

@@ -1,6 +1,7 @@
 """Test helpers: the vectors' deterministic RNG, a seeded RSA-OAEP encoder (the OS-random one in
-``cryptography`` cannot replay a vector), entropy derivation from an epoch, and the paths of
-the repository's vectors and of the ``autoid`` binary. Tests only: never for real keys."""
+``cryptography`` cannot replay a vector), entropy derivation from an epoch, opening a proof with
+its session key (and so turning a compact proof into the full form), and the paths of the
+repository's vectors and of the ``autoid`` binary. Tests only: never for real keys."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from autoid_client import b64
 from autoid_client.files import PublicKey, oaep_label
-from autoid_client.proof import Session, lp16
+from autoid_client.proof import Request, Session, associated_data, lp16
+from autoid_client.ticket import Ticket
 
 REPO = Path(__file__).resolve().parents[3]
 VECTORS = REPO / "protocol" / "tests" / "vectors"
@@ -101,3 +105,50 @@ def autoid_bin() -> Optional[Path]:
         return built
     found = shutil.which("autoid")
     return Path(found) if found else None
+
+
+class Opened(NamedTuple):
+    """A proof's sealed payload, opened, field by field (docs/PROTOCOL.md section 5)."""
+
+    iv: bytes
+    now: int
+    nonce: bytes
+    body_sha256: Optional[bytes]
+    epoch: str
+    subject: str
+    digest: bytes
+
+
+def open_proof(header: str, session: Session, request: Request) -> Opened:
+    """Opens ``header``'s seal with ``session``'s key and ``request``'s bindings, under the
+    header's own version label (a wrong key or binding raises ``InvalidTag``)."""
+    version, kid, _, sealed_b64 = header.split(".")[:4]
+    sealed = b64.decode(sealed_b64)
+    aad = associated_data(kid, request, int(version[1:]))
+    plain = AESGCM(session.key).decrypt(sealed[:12], sealed[12:], aad)
+    now, nonce, flags = struct.unpack(">Q", plain[:8])[0], plain[8:24], plain[24]
+    at = 25
+    body = None
+    if flags == 1:
+        body, at = plain[at : at + 32], at + 32
+    epoch = plain[at + 1 : at + 1 + plain[at]].decode()
+    at += 1 + plain[at]
+    subject = plain[at + 1 : at + 1 + plain[at]].decode()
+    at += 1 + plain[at]
+    assert len(plain) == at + 32, "trailing bytes after the digest"
+    return Opened(sealed[:12], now, nonce, body, epoch, subject, plain[at:])
+
+
+def as_full(header: str, session: Session, request: Request) -> str:
+    """A compact proof of ``session`` in the full form: the same seal (the session part is not
+    in the associated data), and in v3 the ticket the payload's digest gives, so that
+    ``autoid verify``, which holds no session, can check it. Any other header as it is."""
+    version, kid, part, sealed = header.split(".")[:4]
+    if len(b64.decode(part)) != 16:
+        return header
+    assert b64.decode(part) == session.reference, "a compact proof of another session"
+    full = f"{version}.{kid}.{b64.encode(session.wrapped)}.{sealed}"
+    if version == "v3":
+        o = open_proof(header, session, request)
+        full += "." + b64.encode(Ticket.new(o.now, o.nonce, o.epoch, o.subject, o.digest, session.id).to_bytes())
+    return full

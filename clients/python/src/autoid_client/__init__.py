@@ -1,9 +1,10 @@
-"""autoid client: prove possession of an entropy file to an autoid gateway (protocol v2, or v1).
+"""autoid client: prove possession of an entropy file to an autoid gateway (protocol v3, or v2,
+v1).
 
 - :class:`Prover` loads the gateway's public key and your entropy file, keeps one session
   (optionally in a session file shared with the ``autoid`` CLI) and makes one proof per request:
-  v2 by default (the full form first, then compact; ``Form`` names the forms), v1 with
-  ``version=1``.
+  v3 by default (the full form with its possession ticket first, then compact; ``Form`` names
+  the forms), v2 with ``version=2``, v1 with ``version=1``.
 - ``autoid_client.requests_auth.AutoidAuth`` and ``autoid_client.httpx_auth.AutoidAuth`` plug a
   prover into ``requests`` and ``httpx`` (sync and async); install the ``requests`` or ``httpx``
   extra.
@@ -18,6 +19,7 @@ from .client import Prover
 from .errors import AutoidError, InputError, UsageError
 from .files import EntropyFile, PublicKey
 from .proof import Form, Request, Session
+from .ticket import Ticket
 
 __all__ = [
     "AutoidError",
@@ -29,6 +31,7 @@ __all__ = [
     "Request",
     "Session",
     "Target",
+    "Ticket",
     "UsageError",
     "path_is_safe",
     "target",

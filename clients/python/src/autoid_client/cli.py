@@ -20,7 +20,7 @@ from .challenge import unknown_session
 from .client import Prover
 from .errors import AutoidError, InputError, UsageError
 from .grammar import DEFAULT_HEADER, DEFAULT_SESSION_LIFETIME_SECS
-from .proof import Form
+from .proof import DEFAULT_VERSION, Form
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_INPUT = 0, 1, 2, 3
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+\Z")
@@ -44,20 +44,22 @@ def _client_args(p: argparse.ArgumentParser) -> None:
         help="the gateway's session lifetime in seconds (default %(default)s)",
     )
     p.add_argument(
-        "--proof-version", type=_version, default=2, metavar="1|2",
-        help="the protocol version of the proofs (default 2; 1 for a gateway that predates v2)",
+        "--proof-version", type=_version, default=DEFAULT_VERSION, metavar="1|2|3",
+        help="the protocol version of the proofs (default %(default)s: the full form with the "
+        "possession ticket, then compact; 2 without the ticket, for a gateway that predates v3; 1 "
+        "for one that predates v2)",
     )
 
 
 def _version(text: str) -> int:
-    """``1``, ``2`` or, as docs/PROTOCOL.md section 11 writes it, ``v1``, ``v2``."""
-    if text not in ("1", "2", "v1", "v2"):
-        raise argparse.ArgumentTypeError(f"expected 1 or 2, not {text!r}")
+    """``1``, ``2``, ``3`` or, as docs/PROTOCOL.md writes them, ``v1``, ``v2``, ``v3``."""
+    if text not in ("1", "2", "3", "v1", "v2", "v3"):
+        raise argparse.ArgumentTypeError(f"expected 1, 2 or 3, not {text!r}")
     return int(text[-1])
 
 
 def _parser() -> argparse.ArgumentParser:
-    root = _Parser(prog="python -m autoid_client", description="autoid client (protocol v2, or v1)")
+    root = _Parser(prog="python -m autoid_client", description="autoid client (protocol v3, or v2, v1)")
     sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
     prove = sub.add_parser("prove", help="print one proof header value for one request")
     _client_args(prove)
@@ -66,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     prove.add_argument("--body-file", metavar="F", help="also bind the SHA-256 of this body (- reads stdin)")
     prove.add_argument(
         "--form", choices=("full", "compact"), default="full", metavar="full|compact",
-        help="v2's header form: full (the wrapped session key; the default) or compact (the "
-        "16-byte session reference, for a session the gateway already holds, e.g. with --session)",
+        help="the header form: full (the wrapped session key, in v3 with the possession ticket; the "
+        "default) or compact (the 16-byte session reference, for a session the gateway already "
+        "holds, e.g. with --session)",
     )
     req = sub.add_parser("request", help="send HTTP(S) requests, each with a fresh proof, in one session")
     _client_args(req)
@@ -111,10 +114,10 @@ def _prover(args: argparse.Namespace) -> Prover:
 
 def _prove(args: argparse.Namespace) -> int:
     if args.proof_version == 1 and args.form == "compact":
-        raise UsageError("--form compact needs --proof-version 2")
+        raise UsageError("--form compact needs --proof-version 2 or 3")
     t = target(args.method, args.url)
     body = _read_body(args.body_file) if args.body_file is not None else None
-    form = Form.V1 if args.proof_version == 1 else Form(args.form)
+    form = Form.V1 if args.proof_version == 1 else Form(args.form)  # in the prover's version
     print(_prover(args).prove(t.request(), body, form=form))
     return EXIT_OK
 
@@ -223,7 +226,7 @@ def _exchange(prover: Prover, send: Callable[[Optional[Form]], _Reply]) -> _Repl
     """``send`` with the prover's form, then once more with a new full-form proof if the gateway
     does not hold the session (401, ``error="unknown_session"``; docs/PROTOCOL.md section 11)."""
     reply = send(None)
-    if prover.version == 2 and reply.status == 401 and unknown_session(reply.challenges):
+    if prover.version != 1 and reply.status == 401 and unknown_session(reply.challenges):
         reply = send(Form.FULL)
     return reply
 
@@ -238,7 +241,8 @@ def _aws_credential_process(args: argparse.Namespace) -> int:
     if not _TOKEN.match(args.header_name):
         raise UsageError(f"--header-name {args.header_name!r}: not a header name")
     prover = _prover(args)
-    # One request per call, as `autoid aws credential-process`: the form any gateway accepts.
+    # One request per call, as `autoid aws credential-process`: the form any gateway of the
+    # version accepts (in v3 with the possession ticket).
     form = Form.V1 if prover.version == 1 else Form.FULL
     proof = prover.prove(t.request(), form=form)
     response = _send(t, args, [], args.header_name, proof, None, limit=64 * 1024)

@@ -1,6 +1,6 @@
 """A ready-to-prove client: the gateway's key, the entropy file and one session, optionally kept
 in a session file and renewed before the gateway would call it expired, and which proof form
-(docs/PROTOCOL.md section 11) each request gets."""
+(docs/PROTOCOL.md sections 11 and 12) each request gets."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from typing import Optional, Set
 from .errors import InputError, UsageError
 from .files import EntropyFile, PathLike, PublicKey, warn_if_exposed, write_secret
 from .grammar import DEFAULT_SESSION_LIFETIME_SECS, SESSION_RENEW_MARGIN_SECS
-from .proof import Form, Random, Request, Session, ascii_lower
+from .proof import DEFAULT_VERSION, Form, Random, Request, Session, ascii_lower
+from .proof import check_version as _check
 
 
 def check_version(version: Optional[int]) -> Optional[int]:
-    """``None`` (the prover's version), 1 or 2."""
-    if version not in (None, 1, 2):
-        raise UsageError(f"protocol version {version}: expected 1 or 2")
-    return version
+    """``None`` (the prover's version), 1, 2 or 3."""
+    return None if version is None else _check(version)
 
 
 class Prover:
@@ -32,12 +31,15 @@ class Prover:
     is replaced ``SESSION_RENEW_MARGIN_SECS`` (300 s) before ``session_lifetime`` ends, so a
     long-running process never sends a proof the gateway would reject as ``session_expired``.
 
-    ``version=2`` (the default) sends a session in the full form to each authority first, then
-    in the compact form (a 16-byte reference instead of the wrapped key). A session loaded from
-    ``session_file`` starts compact: the process that opened it has sent the full form. A
-    gateway that does not hold the session answers 401 with ``error="unknown_session"``; the
-    caller then asks for ``form=Form.FULL`` and resends once (the ``requests`` and ``httpx``
-    auth classes and the CLI do). ``version=1`` sends v1 proofs, for a gateway that predates v2.
+    ``version=3`` (the default, as the Rust client's) sends a session in the full form to each
+    authority first, with the possession ticket a gateway checks before its RSA unwrap
+    (docs/PROTOCOL.md section 12), then in the compact form (a 16-byte reference instead of the
+    wrapped key). A session loaded from ``session_file`` starts compact: the process that
+    opened it has sent the full form. A gateway that does not hold the session answers 401 with
+    ``error="unknown_session"``; the caller then asks for ``form=Form.FULL`` and resends once
+    (the ``requests`` and ``httpx`` auth classes and the CLI do). ``version=2`` does the same
+    without the ticket (section 11), for a gateway that predates v3; ``version=1`` sends v1
+    proofs, for a gateway that predates v2.
     """
 
     def __init__(
@@ -47,10 +49,10 @@ class Prover:
         session_file: Optional[PathLike] = None,
         session_lifetime: int = DEFAULT_SESSION_LIFETIME_SECS,
         random: Random = os.urandom,
-        version: int = 2,
+        version: int = DEFAULT_VERSION,
     ) -> None:
         if check_version(version) is None:
-            raise UsageError("protocol version None: expected 1 or 2")
+            raise UsageError("protocol version None: expected 1, 2 or 3")
         self.public_key = public_key
         self.version = version
         self.entropy = entropy
@@ -72,7 +74,7 @@ class Prover:
         kid: Optional[str] = None,
         session_file: Optional[PathLike] = None,
         session_lifetime: int = DEFAULT_SESSION_LIFETIME_SECS,
-        version: int = 2,
+        version: int = DEFAULT_VERSION,
     ) -> Prover:
         """Loads ``<kid>.pub.pem`` and the entropy file, checking that it is ``subject``'s."""
         entropy_file = EntropyFile.load(entropy, subject)
@@ -133,23 +135,23 @@ class Prover:
         form: Optional[Form] = None,
         version: Optional[int] = None,
     ) -> str:
-        """A fresh proof (new nonce, current time) for one request; ``body`` binds its SHA-256.
-        ``form`` forces a form; by default it is v1 with ``version=1`` (this proof's, else the
-        prover's), else the full form for the first request of a session to an authority and
-        the compact form after it."""
+        """A fresh proof (new nonce, current time) for one request, in ``version`` (this
+        proof's, else the prover's); ``body`` binds its SHA-256. ``form`` forces a form; by
+        default it is v1 with version 1, else the full form for the first request of a session
+        to an authority and the compact form after it. Version 1 makes every form v1's."""
         now = int(time.time()) if now is None else now
         version = check_version(version) or self.version
         with self._lock:
             session = self._current(now)
-            if form is None:
-                form = self._form(request, version)
+            if version == 1:
+                form = Form.V1
+            elif form is None:
+                form = self._form(request)
             if form is Form.FULL and self._sent_full is not None:
                 self._sent_full.add(ascii_lower(request.authority.encode("utf-8")))
-        return session.prove(self.entropy, request, now, body, self._random, form)
+        return session.prove(self.entropy, request, now, body, self._random, form, version)
 
-    def _form(self, request: Request, version: int) -> Form:
-        if version == 1:
-            return Form.V1
+    def _form(self, request: Request) -> Form:
         sent = self._sent_full
         if sent is None or ascii_lower(request.authority.encode("utf-8")) in sent:
             return Form.COMPACT

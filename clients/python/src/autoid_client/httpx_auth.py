@@ -20,8 +20,9 @@ class AutoidAuth(httpx.Auth):
     header and the request target (``url.raw_path``). With ``bind_body`` the body is read
     first and its SHA-256 bound. Works for sync and async clients alike.
 
-    Protocol v2 (the prover's default; ``version=1`` for a gateway that predates v2): the first
-    request of a session in the full form, then compact. A 401 whose ``AutoID`` challenge says
+    Protocol v3 (the prover's default; ``version=2`` for a gateway that predates v3, ``version=1``
+    for one that predates v2): the first request of a session in the full form (in v3 with the
+    possession ticket), then compact. A 401 whose ``AutoID`` challenge says
     ``error="unknown_session"`` is answered by one resend with a new full-form proof; any other
     401 is returned as it is. A streamed body (which httpx cannot send twice) always gets the
     full form, which never draws that 401."""
@@ -57,15 +58,17 @@ class AutoidAuth(httpx.Auth):
         body = request.content if self.bind_body else None
         resendable = isinstance(request.stream, httpx.ByteStream)
         version = self.version or self.prover.version
-        v2 = version == 2
-        form = None if resendable or not v2 else Form.FULL
+        compact = version != 1  # a version with the compact form, and so the hint
+        form = None if resendable or not compact else Form.FULL
         request.headers[self.header_name] = self.prover.prove(bound, body, form=form, version=version)
         response = yield request
         if (
-            v2
+            compact
             and resendable
             and response.status_code == 401
             and unknown_session(response.headers.get_list("www-authenticate"))
         ):
-            request.headers[self.header_name] = self.prover.prove(bound, body, form=Form.FULL)
+            request.headers[self.header_name] = self.prover.prove(
+                bound, body, form=Form.FULL, version=version
+            )
             yield request

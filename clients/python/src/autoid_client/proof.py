@@ -1,5 +1,5 @@
-"""Sessions and proofs, byte for byte as docs/PROTOCOL.md sections 4, 5 and 11 specify: v1, and
-v2 in its full and compact forms."""
+"""Sessions and proofs, byte for byte as docs/PROTOCOL.md sections 4, 5, 11 and 12 specify: v1,
+and v2 and v3 in their full and compact forms (v3's full form carries the possession ticket)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from . import b64
 from .errors import InputError, UsageError
 from .files import EntropyFile, PublicKey
 from .grammar import MAX_BINDING_LEN, SUBJECT_RULE, valid_id, valid_subject
+from .ticket import Ticket
 
 #: Draws n random bytes. The default is the OS CSPRNG; tests pass a deterministic stream.
 Random = Callable[[int], bytes]
@@ -25,22 +26,37 @@ INTERVAL_LEN = 8
 NONCE_LEN = 16
 IV_LEN = 12
 SESSION_REF_LEN = 16
+#: The protocol versions a client can send (docs/PROTOCOL.md sections 5, 11 and 12).
+VERSIONS = (1, 2, 3)
+#: What the reference clients send unless told otherwise.
+DEFAULT_VERSION = 3
 
 
 class Form(Enum):
-    """Which header form a proof takes (docs/PROTOCOL.md section 11)."""
+    """Which header form a proof takes (docs/PROTOCOL.md section 11; in version 3, section 12,
+    the full form also carries the possession ticket)."""
 
     #: ``v1``: the wrapped session key in every proof.
     V1 = "v1"
-    #: ``v2`` with the wrapped session key: opens the session at a gateway that does not hold it.
+    #: The wrapped session key (v2, or v3 with its ticket): opens the session at a gateway that
+    #: does not hold it.
     FULL = "full"
-    #: ``v2`` with the 16-byte session reference, for a session the gateway already holds; one
-    #: that does not answers 401 with ``error="unknown_session"`` (resend in :attr:`FULL`).
+    #: The 16-byte session reference, for a session the gateway already holds; one that does not
+    #: answers 401 with ``error="unknown_session"`` (resend in :attr:`FULL`).
     COMPACT = "compact"
 
     @property
     def version(self) -> int:
+        """The version this form has when none is given: 1 for :attr:`V1`, else 2 (as the Rust
+        ``Session::prove_as``)."""
         return 1 if self is Form.V1 else 2
+
+
+def check_version(version: int) -> int:
+    """1, 2 or 3, else :class:`UsageError`."""
+    if version not in VERSIONS:
+        raise UsageError(f"protocol version {version}: expected 1, 2 or 3")
+    return version
 
 
 def lp16(data: bytes) -> bytes:
@@ -140,9 +156,8 @@ def payload(
 
 def associated_data(kid: str, request: Request, version: int = 1) -> bytes:
     """``"autoid/v<version>" || lp16(kid) || lp16(method) || lp16(lowercase authority) ||
-    lp16(path)``: the label keeps a v1 proof from opening as v2 and the other way round."""
-    if version not in (1, 2):
-        raise UsageError(f"protocol version {version}: expected 1 or 2")
+    lp16(path)``: the label keeps a proof of one version from opening as another."""
+    check_version(version)
     method, authority, path = request.encoded()
     label = b"autoid/v%d" % version
     return label + lp16(kid.encode()) + lp16(method) + lp16(authority) + lp16(path)
@@ -154,7 +169,7 @@ def session_id(kid: str, wrapped: bytes) -> bytes:
 
 
 def session_ref(id_: bytes) -> bytes:
-    """A session's reference in v2's compact form: the first 16 bytes of its id."""
+    """A session's reference in the compact form (v2, v3): the first 16 bytes of its id."""
     return id_[:SESSION_REF_LEN]
 
 
@@ -182,7 +197,7 @@ class Session:
 
     @property
     def reference(self) -> bytes:
-        """What a compact (v2) proof carries instead of ``wrapped``."""
+        """What a compact (v2, v3) proof carries instead of ``wrapped``."""
         return session_ref(self.id)
 
     def to_json(self) -> str:
@@ -240,13 +255,20 @@ class Session:
         body: Optional[bytes] = None,
         random: Random = os.urandom,
         form: Form = Form.V1,
+        version: Optional[int] = None,
     ) -> str:
         """The header value proving possession of ``file`` for ``request`` at ``now``, in
-        ``form`` (v1 unless told, like the Rust ``Session::prove``; ``Prover`` picks the v2 form);
-        with ``body``, the proof also binds its SHA-256. Draws the nonce, then the IV."""
+        ``form`` and ``version`` (v1 unless told, like the Rust ``Session::prove``; a form
+        without a version is v2's, like ``Session::prove_as``; both, like ``Session::prove_in``:
+        version 1 makes the form v1's and :attr:`Form.V1` the version 1). v3's full form carries
+        the possession ticket. With ``body``, the proof also binds its SHA-256. Draws the nonce,
+        then the IV, and nothing else."""
+        version = form.version if version is None else check_version(version)
+        if version == 1 or form is Form.V1:
+            version, form = 1, Form.V1
         if not valid_subject(file.subject):
             raise UsageError(f"subject {file.subject!r}: {SUBJECT_RULE}")
-        aad = associated_data(self.kid, request, form.version)
+        aad = associated_data(self.kid, request, version)
         nonce = random(NONCE_LEN)
         iv = random(IV_LEN)
         seed = interval_seed(file.subject, file.epoch, nonce, now, request)
@@ -255,4 +277,8 @@ class Session:
         plain = payload(now, nonce, body_sha256, file.epoch, file.subject, d)
         sealed = iv + AESGCM(self.key).encrypt(iv, plain, aad)
         part = self.reference if form is Form.COMPACT else self.wrapped
-        return f"v{form.version}.{self.kid}.{b64.encode(part)}.{b64.encode(sealed)}"
+        header = f"v{version}.{self.kid}.{b64.encode(part)}.{b64.encode(sealed)}"
+        if version == 3 and form is Form.FULL:
+            ticket = Ticket.new(now, nonce, file.epoch, file.subject, d, self.id)
+            header += "." + b64.encode(ticket.to_bytes())
+        return header

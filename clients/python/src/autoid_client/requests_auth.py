@@ -26,8 +26,9 @@ class AutoidAuth(requests.auth.AuthBase):
     A proof is good for one request: a redirect is followed without it (the proof header is
     removed), and a retried request is a replay (401).
 
-    Protocol v2 (the prover's default; ``version=1`` for a gateway that predates v2): the first
-    request of a session in the full form, then compact. A 401 whose ``AutoID`` challenge says
+    Protocol v3 (the prover's default; ``version=2`` for a gateway that predates v3, ``version=1``
+    for one that predates v2): the first request of a session in the full form (in v3 with the
+    possession ticket), then compact. A 401 whose ``AutoID`` challenge says
     ``error="unknown_session"`` is answered by one resend with a new full-form proof (a response
     hook, as ``HTTPDigestAuth`` resends); any other 401 is returned as it is. A body that cannot
     be sent twice (a stream) always gets the full form, which never draws that 401."""
@@ -76,8 +77,8 @@ class AutoidAuth(requests.auth.AuthBase):
         form = None if resendable or version == 1 else Form.FULL
         r.headers[self.header_name] = self.prover.prove(request, body, form=form, version=version)
         r.register_hook("response", self._drop_on_redirect)
-        if resendable and version == 2:
-            r.register_hook("response", _Resend(self, request, body).hook)
+        if resendable and version != 1:
+            r.register_hook("response", _Resend(self, request, body, version).hook)
         return r
 
     def _drop_on_redirect(self, response: Response, **_: Any) -> Response:
@@ -89,10 +90,11 @@ class AutoidAuth(requests.auth.AuthBase):
 class _Resend:
     """The one resend of a request the gateway answered with ``error="unknown_session"``."""
 
-    def __init__(self, auth: AutoidAuth, request: Request, body: Optional[bytes]) -> None:
+    def __init__(self, auth: AutoidAuth, request: Request, body: Optional[bytes], version: int) -> None:
         self.auth = auth
         self.request = request
         self.body = body
+        self.version = version
         self.done = False
 
     def hook(self, response: Response, **kwargs: Any) -> Response:
@@ -112,7 +114,9 @@ class _Resend:
         if prep._cookies is not None:
             extract_cookies_to_jar(prep._cookies, sent, response.raw)
             prep.prepare_cookies(prep._cookies)
-        prep.headers[self.auth.header_name] = self.auth.prover.prove(self.request, self.body, form=Form.FULL)
+        prep.headers[self.auth.header_name] = self.auth.prover.prove(
+            self.request, self.body, form=Form.FULL, version=self.version
+        )
         again: Response = response.connection.send(prep, **kwargs)
         again.history.append(response)
         again.request = prep
