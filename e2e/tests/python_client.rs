@@ -1,4 +1,4 @@
-//! The Python client (clients/python) against the real stack: `requests`, `httpx` and
+//! The Python client (clients/python, protocol v3) against the real stack: `requests`, `httpx` and
 //! `httpx.AsyncClient` over HTTP/1.1 and TLS, driven by clients/python/tests/e2e_driver.py with
 //! the venv `make deps-python` creates; then `python -m autoid_client request`. A missing venv is
 //! a failure with the command to create it, never a skip.
@@ -148,6 +148,28 @@ fn requests_and_httpx_over_http_and_tls_through_the_real_gateway() {
         assert_eq!(
             tampered["status"], 401,
             "another body than the one bound: {tampered}"
+        );
+    }
+
+    // Protocol v3, the client's default: every proof was v3; alice's session went out first in
+    // the full form with its possession ticket (the gateway checks it before any RSA), then
+    // compact; and both forms were allowed.
+    let proofs: Vec<&str> = results.iter().filter_map(|r| r["proof"].as_str()).collect();
+    assert!(
+        !proofs.is_empty() && proofs.iter().all(|p| p.starts_with("v3.")),
+        "{proofs:?}"
+    );
+    let first = find("requests", "http", "allowed");
+    assert_eq!(
+        first["proof"], "v3.full+ticket",
+        "the session's first proof: {first}"
+    );
+    for form in ["v3.full+ticket", "v3.compact"] {
+        assert!(
+            results
+                .iter()
+                .any(|r| r["proof"] == form && r["status"] == 200 && r["echo"]["path"].is_string()),
+            "no allowed request with a {form} proof:\n{stdout}"
         );
     }
 

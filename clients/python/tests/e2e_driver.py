@@ -1,7 +1,8 @@
 """Drives the real gateway for e2e/tests/python_client.rs: with requests, httpx (sync) and httpx
 (async), over plain HTTP and TLS, it sends an allowed request, a denied one, a replay and
-body-bound POSTs, and prints one JSON line per request (client, scheme, case, status, and the
-echo upstream's answer). The Rust test asserts on those lines. No secret is printed."""
+body-bound POSTs, and prints one JSON line per request (client, scheme, case, status, the
+version and form of the proof it carried, and the echo upstream's answer). The Rust test asserts
+on those lines. No secret is printed."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Dict, Optional
 import httpx
 import requests
 
-from autoid_client import Prover
+from autoid_client import Prover, b64
 from autoid_client.httpx_auth import AutoidAuth as HttpxAuth
 from autoid_client.requests_auth import AutoidAuth as RequestsAuth
 
@@ -28,12 +29,25 @@ BODY = b'{"amount":5,"currency":"EUR"}'
 PERCENT = "/payments/caf%C3%A9/~user/a%20b%7C;v=1,2@x?q=%E2%9C%93&r=a+b%26c%5E"
 
 
-def emit(client: str, scheme: str, case: str, status: int, text: bytes) -> None:
+def form(proof: Optional[str]) -> Optional[str]:
+    """``v3.full+ticket``, ``v3.compact``, ``v2.full``, ...: what the last proof sent was."""
+    if proof is None:
+        return None
+    parts = proof.split(".")
+    name = "compact" if len(b64.decode(parts[2])) == 16 else "full"
+    return f"{parts[0]}.{name}" + ("+ticket" if len(parts) == 5 else "")
+
+
+def emit(client: str, scheme: str, case: str, r: Any) -> None:
+    """One line for the response ``r`` (requests or httpx), with the proof of its request."""
+    status, text = (r.status_code, r.content)
     try:
         echo: Optional[Dict[str, Any]] = json.loads(text)
     except ValueError:
         echo = None
-    print(json.dumps({"client": client, "scheme": scheme, "case": case, "status": status, "echo": echo}), flush=True)
+    proof = form(r.request.headers.get("x-autoid-proof") if r.request is not None else None)
+    line = {"client": client, "scheme": scheme, "case": case, "status": status, "proof": proof, "echo": echo}
+    print(json.dumps(line), flush=True)
 
 
 def with_requests(base: str, scheme: str, verify: Any, alice: Prover, dave: Prover) -> None:
@@ -42,7 +56,7 @@ def with_requests(base: str, scheme: str, verify: Any, alice: Prover, dave: Prov
     kw: Dict[str, Any] = {"timeout": 10, "verify": verify}
 
     def send(case: str, r: requests.Response) -> None:
-        emit("requests", scheme, case, r.status_code, r.content)
+        emit("requests", scheme, case, r)
 
     send("allowed", s.get(f"{base}/payments/charges?limit=2", auth=RequestsAuth(alice), **kw))
     send("denied", s.get(f"{base}/payments/charges", auth=RequestsAuth(dave), **kw))
@@ -65,7 +79,7 @@ def _context(verify: Any) -> Any:
 def with_httpx(base: str, scheme: str, verify: Any, alice: Prover, dave: Prover) -> None:
     with httpx.Client(verify=_context(verify), timeout=10) as c:
         def send(case: str, r: httpx.Response) -> None:
-            emit("httpx", scheme, case, r.status_code, r.content)
+            emit("httpx", scheme, case, r)
 
         send("allowed", c.get(f"{base}/payments/charges?limit=2", auth=HttpxAuth(alice)))
         send("denied", c.get(f"{base}/payments/charges", auth=HttpxAuth(dave)))
@@ -89,7 +103,7 @@ async def with_httpx_async(base: str, scheme: str, verify: Any, alice: Prover, d
             c.post(f"{base}/payments/transfers", content=BODY, auth=bound),
         )
         for case, r in (("allowed", allowed), ("denied", denied), ("body", body)):
-            emit("httpx-async", scheme, case, r.status_code, r.content)
+            emit("httpx-async", scheme, case, r)
 
 
 def main() -> int:

@@ -406,6 +406,7 @@ def test_the_cli_resends_once_on_the_hint(gw: Gateway, forgetful: Forgetful, tmp
     assert r.returncode == 0, r.stderr
     assert r.stdout == b'HTTP 200\n{"status": 200}\nHTTP 200\n{"status": 200}\n'
     assert [form(h) for h in forgetful.proofs] == ["full", "compact", "full"]
+    assert versions(forgetful.proofs) == ["v3"] * 3  # the default, as `autoid request`'s
     # A session from the session file starts compact.
     forgetful.proofs.clear()
     r = subprocess.run([sys.executable, "-m", "autoid_client", "request", *common, url], capture_output=True, timeout=60)
@@ -415,7 +416,7 @@ def test_the_cli_resends_once_on_the_hint(gw: Gateway, forgetful: Forgetful, tmp
     aws = subprocess.run([sys.executable, "-m", "autoid_client", "aws-credential-process", *common, url],
                          capture_output=True, timeout=60)
     assert aws.returncode == 3 and b"not credential_process JSON" in aws.stderr  # the fake's 200
-    assert [form(h) for h in forgetful.proofs] == ["full"]
+    assert [form(h) for h in forgetful.proofs] == ["full"] and versions(forgetful.proofs) == ["v3"]
     # Any other 401 is final; v1 never resends.
     forgetful.proofs.clear()
     forgetful.respond = lambda proof: (401, [PLAIN])
