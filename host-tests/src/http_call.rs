@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use autoid_testkit::http::Target;
 use wasmtime::{Caller, Linker};
 
 use crate::abi::Status;
@@ -108,8 +109,8 @@ pub(crate) fn lossy(map: HeaderMap) -> Vec<(String, String)> {
 pub(crate) fn answer(cluster: &Cluster, request: &CalloutRequest) -> Result<CalloutReply, String> {
     match cluster {
         Cluster::Scripted(handler) => Ok(handler(request)),
-        Cluster::Http(address) => crate::http_client::send(*address, request),
-        Cluster::Unix(path) => crate::http_client::send_unix(path, request),
+        Cluster::Http(address) => crate::http_client::call(Target::Tcp(*address), request),
+        Cluster::Unix(path) => crate::http_client::call(Target::Unix(path.clone()), request),
         Cluster::Timeout => Err(format!(
             "timed out after {} ms (cluster {} is set to time out)",
             request.timeout.as_millis(),

@@ -1,19 +1,22 @@
-//! One HTTP/1.1 request on a fresh connection (`connection: close`), over TCP or a unix socket:
-//! enough to ask a server whether it is ready and to read an admin page. Tests that exercise HTTP
-//! itself use a real client (hyper) instead.
+//! One HTTP/1.1 request on a fresh connection, over TCP or a unix socket, with hyper's client:
+//! what the tests use to ask a server whether it is ready, to read an admin page and to send a
+//! request through a gateway. [`request_raw`] writes any bytes, as an attacker's client would
+//! (hyper refuses to send them), and reads the answer with httparse, hyper's own parser.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{Error, Result};
 
-/// How long a connect may take, and a read.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long one exchange may take when the caller names no timeout: connect, send, read it all.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// An HTTP/1.1 response, its body de-chunked.
 #[derive(Debug)]
@@ -46,6 +49,22 @@ impl Response {
     }
 }
 
+/// Where a request goes.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Tcp(addr) => write!(f, "http://{addr}"),
+            Target::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// One request to `addr`. The `host` header is the address as written in a URL (a proof binds it).
 pub fn request(
     addr: SocketAddr,
@@ -53,47 +72,7 @@ pub fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response> {
-    let what = format!("{method} http://{addr}{path}");
-    let stream =
-        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(Error::io(what.as_str()))?;
-    stream
-        .set_read_timeout(Some(READ_TIMEOUT))
-        .map_err(Error::io(what.as_str()))?;
-    exchange(
-        stream,
-        &what,
-        &addr.to_string(),
-        method,
-        path,
-        &bytes(headers),
-    )
-}
-
-/// As [`request`], with header names and values as any bytes (invalid UTF-8, obs-text, NUL,
-/// CR): written to the socket as they are, as an attacker's client would.
-pub fn request_raw(
-    addr: SocketAddr,
-    method: &str,
-    path: &[u8],
-    headers: &[(&[u8], &[u8])],
-) -> Result<Response> {
-    let what = format!("{method} http://{addr}{} (raw bytes)", path.escape_ascii());
-    let stream =
-        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(Error::io(what.as_str()))?;
-    stream
-        .set_read_timeout(Some(READ_TIMEOUT))
-        .map_err(Error::io(what.as_str()))?;
-    let host = addr.to_string();
-    let mut all: Vec<(&[u8], &[u8])> = vec![(b"host", host.as_bytes())];
-    all.extend_from_slice(headers);
-    exchange_bytes(stream, &what, method, path, &all)
-}
-
-fn bytes<'a>(headers: &'a [(&'a str, &'a str)]) -> Vec<(&'a [u8], &'a [u8])> {
-    headers
-        .iter()
-        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-        .collect()
+    request_as(addr, &addr.to_string(), method, path, headers)
 }
 
 /// As [`request`], with `host` as the `host` header (a request meant for another address, as
@@ -105,89 +84,89 @@ pub fn request_as(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response> {
-    let what = format!("{method} http://{addr}{path} (host {host})");
-    let stream =
-        TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(Error::io(what.as_str()))?;
-    stream
-        .set_read_timeout(Some(READ_TIMEOUT))
-        .map_err(Error::io(what.as_str()))?;
-    exchange(stream, &what, host, method, path, &bytes(headers))
+    let mut all = vec![("host", host)];
+    all.extend_from_slice(headers);
+    send(&Target::Tcp(addr), method, path, &all, Vec::new(), TIMEOUT)
 }
 
 /// One request over a unix socket (Envoy's admin, the agent's socket), `host: localhost`.
 pub fn unix_request(socket: &Path, method: &str, path: &str) -> Result<Response> {
-    let what = format!("{method} {path} on {}", socket.display());
-    let stream =
-        std::os::unix::net::UnixStream::connect(socket).map_err(Error::io(what.as_str()))?;
-    stream
-        .set_read_timeout(Some(READ_TIMEOUT))
-        .map_err(Error::io(what.as_str()))?;
-    exchange(stream, &what, "localhost", method, path, &[])
+    send(
+        &Target::Unix(socket.to_owned()),
+        method,
+        path,
+        &[("host", "localhost")],
+        Vec::new(),
+        TIMEOUT,
+    )
 }
 
-fn exchange(
-    stream: impl Read + Write,
-    what: &str,
-    host: &str,
+/// One request with hyper's HTTP/1.1 client on a connection of its own, `headers` as given (the
+/// caller names `host`), `content-length` from the body; the whole exchange within `timeout`.
+pub fn send<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    target: &Target,
     method: &str,
     path: &str,
-    headers: &[(&[u8], &[u8])],
+    headers: &[(N, V)],
+    body: Vec<u8>,
+    timeout: Duration,
 ) -> Result<Response> {
-    let mut all: Vec<(&[u8], &[u8])> = vec![(b"host", host.as_bytes())];
-    all.extend_from_slice(headers);
-    exchange_bytes(stream, what, method, path.as_bytes(), &all)
+    let what = format!("{method} {target}{path}");
+    let unexpected = |detail: String| Error::Unexpected {
+        what: what.clone(),
+        detail,
+    };
+    let mut builder = hyper::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(name.as_ref(), value.as_ref());
+    }
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| unexpected(format!("not a request hyper can send: {e}")))?;
+    runtime(&what)?.block_on(async {
+        let exchange = async {
+            match target {
+                Target::Tcp(addr) => {
+                    exchange(tokio::net::TcpStream::connect(addr).await?, request).await
+                }
+                Target::Unix(path) => {
+                    exchange(tokio::net::UnixStream::connect(path).await?, request).await
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result.map_err(|e| unexpected(e.to_string())),
+            Err(_) => Err(unexpected(format!(
+                "no complete answer within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    })
 }
 
-/// Writes `method path HTTP/1.1`, `headers` and `connection: close` byte for byte; reads the
-/// response to the end.
-fn exchange_bytes(
-    mut stream: impl Read + Write,
-    what: &str,
-    method: &str,
-    path: &[u8],
-    headers: &[(&[u8], &[u8])],
-) -> Result<Response> {
-    let mut req = Vec::new();
-    req.extend_from_slice(method.as_bytes());
-    req.push(b' ');
-    req.extend_from_slice(path);
-    req.extend_from_slice(b" HTTP/1.1\r\n");
-    for (k, v) in headers {
-        req.extend_from_slice(k);
-        req.extend_from_slice(b": ");
-        req.extend_from_slice(v);
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"connection: close\r\n\r\n");
-    stream.write_all(&req).map_err(Error::io(what))?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(Error::io(what))?;
-    let unexpected = |detail: &str| Error::Unexpected {
-        what: what.to_owned(),
-        detail: format!("{detail}: {:?}", String::from_utf8_lossy(&raw)),
-    };
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| unexpected("no end of headers"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| unexpected("no status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn exchange(
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    request: hyper::Request<Full<Bytes>>,
+) -> std::result::Result<Response, BoxError> {
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    let response = sender.send_request(request).await?;
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
         .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response.into_body().collect().await?.to_bytes().to_vec();
+    connection.abort();
     Ok(Response {
         status,
         headers,
@@ -195,17 +174,127 @@ fn exchange_bytes(
     })
 }
 
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
-        let start = eol + 2;
-        if size == 0 || data.len() < start + size {
-            break;
-        }
-        out.extend_from_slice(&data[start..start + size]);
-        data = data.get(start + size + 2..).unwrap_or_default();
+/// As [`request`], with the path and header names and values as any bytes (invalid UTF-8,
+/// obs-text, NUL, CR): written to the socket as they are, then `connection: close`; the answer is
+/// read to the end and parsed with httparse.
+pub fn request_raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &[u8],
+    headers: &[(&[u8], &[u8])],
+) -> Result<Response> {
+    let what = format!("{method} http://{addr}{} (raw bytes)", path.escape_ascii());
+    let host = addr.to_string();
+    let mut bytes = [
+        method.as_bytes(),
+        b" ",
+        path,
+        b" HTTP/1.1\r\nhost: ",
+        host.as_bytes(),
+        b"\r\n",
+    ]
+    .concat();
+    for (name, value) in headers {
+        bytes.extend_from_slice(&[*name, b": ", *value, b"\r\n"].concat());
     }
-    out
+    bytes.extend_from_slice(b"connection: close\r\n\r\n");
+    let raw = runtime(&what)?.block_on(async {
+        let io = async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.write_all(&bytes).await?;
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).await?;
+            Ok::<_, std::io::Error>(raw)
+        };
+        match tokio::time::timeout(TIMEOUT, io).await {
+            Ok(result) => result.map_err(Error::io(what.as_str())),
+            Err(_) => Err(Error::Unexpected {
+                what: what.clone(),
+                detail: format!("no complete answer within {} ms", TIMEOUT.as_millis()),
+            }),
+        }
+    })?;
+    parse(&raw).map_err(|detail| Error::Unexpected {
+        what,
+        detail: format!("{detail}: {:?}", String::from_utf8_lossy(&raw)),
+    })
+}
+
+/// A whole HTTP/1.1 response read to the end of the connection.
+fn parse(raw: &[u8]) -> std::result::Result<Response, String> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut head = httparse::Response::new(&mut slots);
+    let end = match head.parse(raw).map_err(|e| e.to_string())? {
+        httparse::Status::Complete(end) => end,
+        httparse::Status::Partial => return Err("the answer ended inside its head".into()),
+    };
+    let status = head.code.ok_or("no status")?;
+    let headers: Vec<(String, String)> = head
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_owned(),
+            )
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let mut rest = &raw[end..];
+    let body = if chunked {
+        let mut body = Vec::new();
+        loop {
+            let (start, size) = match httparse::parse_chunk_size(rest) {
+                Ok(httparse::Status::Complete(at)) => at,
+                _ => return Err("a bad or cut chunk".into()),
+            };
+            let size = usize::try_from(size).map_err(|e| e.to_string())?;
+            if size == 0 {
+                break body;
+            }
+            let chunk = rest
+                .get(start..start + size)
+                .ok_or("the answer ended inside a chunk")?;
+            body.extend_from_slice(chunk);
+            rest = rest.get(start + size + 2..).unwrap_or_default();
+        }
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn runtime(what: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_plain_and_a_chunked_answer() {
+        let plain =
+            parse(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 3\r\nX-A: b\r\n\r\nabc").unwrap();
+        assert_eq!((plain.status, plain.body.as_slice()), (401, &b"abc"[..]));
+        assert_eq!(plain.header("x-a"), Some("b"));
+        let chunked =
+            parse(b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n1\r\nc\r\n0\r\n\r\n")
+                .unwrap();
+        assert_eq!(
+            (chunked.status, chunked.body.as_slice()),
+            (403, &b"abc"[..])
+        );
+        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Le").is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab").is_err());
+    }
 }

@@ -282,7 +282,7 @@ impl Drop for Served {
     }
 }
 
-/// One request over a unix socket with hyper's HTTP/1.1 client: (status, JSON body).
+/// One request over a unix socket with the test kit's hyper client: (status, JSON body).
 pub fn unix_request(
     socket: &Path,
     method: &str,
@@ -290,41 +290,25 @@ pub fn unix_request(
     authorization: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    use http_body_util::{BodyExt, Full};
-    use hyper::body::Bytes;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "autoid-agent");
-        if let Some(a) = authorization {
-            req = req.header("authorization", a);
-        }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default().to_owned())))
-            .unwrap();
-        let resp = sender.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
+    let mut headers = vec![("host", "autoid-agent")];
+    headers.extend(authorization.map(|a| ("authorization", a)));
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let target = autoid_testkit::http::Target::Unix(socket.to_owned());
+    let body = body.unwrap_or_default().as_bytes().to_vec();
+    let resp = autoid_testkit::http::send(
+        &target,
+        method,
+        path,
+        &headers,
+        body,
+        autoid_testkit::http::TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let text = resp.text();
+    (
+        resp.status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
