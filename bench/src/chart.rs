@@ -1,39 +1,25 @@
-//! SVG charts of bench results, plain SVG text viewable in a browser or on GitHub: line charts
-//! over time (`make soak`) and bar charts of the arms (`make bench`, from `summary.json`).
+//! SVG charts of bench results with plotters' SVG backend, viewable in a browser or on GitHub:
+//! line charts over time (`make soak`) and bar charts of the arms (`make bench`, from
+//! `summary.json`).
 
-use std::fmt::Write;
+use std::ops::Range;
 
+use anyhow::{Result, anyhow};
+use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
+use plotters::prelude::*;
 use serde_json::Value;
 
-const W: f64 = 820.0;
-const H: f64 = 400.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 80.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
-const COLORS: [&str; 2] = ["#1f77b4", "#d62728"];
-
-/// A "nice" upper bound for an axis and its tick step (1, 2 or 5 × 10^k, five steps or so).
-fn axis(max: f64) -> (f64, f64) {
-    let max = if max.is_finite() && max > 0.0 {
-        max
-    } else {
-        1.0
-    };
-    let raw = max / 5.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0]
-        .into_iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw)
-        .unwrap_or(10.0 * mag);
-    ((max / step).ceil() * step, step)
+/// plotters' errors borrow its backend; ours carry their text.
+fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow!("drawing the chart: {e}")
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+const FONT: &str = "sans-serif";
+
+/// The upper end of an axis from 0: a little above the data (plotters places the ticks).
+fn top(values: impl Iterator<Item = f64>) -> f64 {
+    let max = values.filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+    if max > 0.0 { max * 1.1 } else { 1.0 }
 }
 
 /// Two series over the same x axis: `a` against the left axis, `b` against the right one.
@@ -42,83 +28,60 @@ pub fn two_series(
     (x_label, _): (&str, &str),
     a: (&str, &[(f64, f64)]),
     b: (&str, &[(f64, f64)]),
-) -> String {
-    let x_max = a.1.iter().chain(b.1).map(|p| p.0).fold(0.0f64, f64::max);
-    let (x_top, x_step) = axis(x_max);
-    let plot_w = W - LEFT - RIGHT;
-    let plot_h = H - TOP - BOTTOM;
-    let x = |v: f64| LEFT + v / x_top * plot_w;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{}" y="22" text-anchor="middle" font-size="14">{}</text>
-"#,
-        W / 2.0,
-        escape(title)
-    );
-    // Frame and x ticks.
-    let _ = writeln!(
-        svg,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#888"/>"##
-    );
-    let mut t = 0.0;
-    while t <= x_top + x_step / 2.0 {
-        let _ = writeln!(
-            svg,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle">{t}</text>"##,
-            x(t),
-            TOP + plot_h + 18.0
-        );
-        t += x_step;
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        LEFT + plot_w / 2.0,
-        H - 10.0,
-        escape(x_label)
-    );
-    for (i, (label, points)) in [a, b].into_iter().enumerate() {
-        let color = COLORS[i];
-        let y_max = points.iter().map(|p| p.1).fold(0.0f64, f64::max);
-        let (y_top, y_step) = axis(y_max);
-        let y = |v: f64| TOP + plot_h - v / y_top * plot_h;
-        let (anchor, tick_x, label_x) = if i == 0 {
-            ("end", LEFT - 6.0, 16.0)
-        } else {
-            ("start", LEFT + plot_w + 6.0, W - 16.0)
-        };
-        let mut v = 0.0;
-        while v <= y_top + y_step / 2.0 {
-            let _ = writeln!(
-                svg,
-                r#"<text x="{tick_x:.1}" y="{:.1}" text-anchor="{anchor}" fill="{color}">{v}</text>"#,
-                y(v) + 4.0
-            );
-            v += y_step;
-        }
-        let _ = writeln!(
-            svg,
-            r#"<text x="{label_x}" y="{:.1}" text-anchor="middle" fill="{color}" transform="rotate(-90 {label_x} {:.1})">{}</text>"#,
-            TOP + plot_h / 2.0,
-            TOP + plot_h / 2.0,
-            escape(label)
-        );
-        let path: Vec<String> = points
+) -> Result<String> {
+    let finite = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        points
             .iter()
+            .copied()
             .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .map(|p| format!("{:.1},{:.1}", x(p.0), y(p.1)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
-            path.join(" ")
-        );
+            .collect()
+    };
+    let (pa, pb) = (finite(a.1), finite(b.1));
+    let x_top = top(pa.iter().chain(&pb).map(|p| p.0));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (820, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 15))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .right_y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_top, 0.0..top(pa.iter().map(|p| p.1)))
+            .map_err(drawing)?
+            .set_secondary_coord(0.0..x_top, 0.0..top(pb.iter().map(|p| p.1)));
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(a.0)
+            .draw()
+            .map_err(drawing)?;
+        chart
+            .configure_secondary_axes()
+            .y_desc(b.0)
+            .draw()
+            .map_err(drawing)?;
+        let (ca, cb) = (Palette99::pick(0), Palette99::pick(1));
+        chart
+            .draw_series(LineSeries::new(pa, ca.stroke_width(2)))
+            .map_err(drawing)?
+            .label(a.0)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], ca.stroke_width(2)));
+        chart
+            .draw_secondary_series(LineSeries::new(pb, cb.stroke_width(2)))
+            .map_err(drawing)?
+            .label(b.0)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], cb.stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(drawing)?;
+        root.present().map_err(drawing)?;
     }
-    svg.push_str("</svg>\n");
-    svg
+    Ok(svg)
 }
 
 /// One bar: a median with a min–max whisker.
@@ -155,19 +118,19 @@ pub struct Panel {
     /// Legend entries, by series index.
     pub series: Vec<String>,
     /// Colors, by series index (cycled).
-    pub colors: &'static [&'static str],
+    pub colors: &'static [RGBColor],
     /// Top to bottom.
     pub rows: Vec<Row>,
 }
 
-const BAR_W: f64 = 980.0;
-const LABEL_X: f64 = 290.0;
-const VALUES_W: f64 = 120.0;
-const BAR_H: f64 = 12.0;
+const BAR_W: u32 = 980;
+/// Pixels per bar, and above and below each panel's bars.
+const BAR_H: u32 = 16;
+const PANEL_EXTRA: u32 = 110;
 /// The load generators' colors (in-house, wrk).
-const GENERATORS: &[&str] = &["#1f77b4", "#ff7f0e"];
+const GENERATORS: &[RGBColor] = &[RGBColor(0x1f, 0x77, 0xb4), RGBColor(0xff, 0x7f, 0x0e)];
 /// p50 and p99.
-const PERCENTILES: &[&str] = &["#2ca02c", "#9467bd"];
+const PERCENTILES: &[RGBColor] = &[RGBColor(0x2c, 0xa0, 0x2c), RGBColor(0x94, 0x67, 0xbd)];
 
 /// A value as the charts print it.
 fn number(v: f64) -> String {
@@ -178,192 +141,174 @@ fn number(v: f64) -> String {
     }
 }
 
-/// The value axis: a map to pixels and its ticks.
-struct Scale {
-    log: bool,
-    lo: f64,
-    hi: f64,
-    ticks: Vec<f64>,
-}
-
-impl Scale {
-    fn new(log: bool, values: impl Iterator<Item = f64> + Clone) -> Scale {
-        let max = values.clone().fold(0.0f64, f64::max);
-        if log {
-            let min = values.filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
-            let (lo, hi) = if min.is_finite() {
-                (
-                    min.log10().floor(),
-                    max.log10().ceil().max(min.log10().floor() + 1.0),
-                )
-            } else {
-                (0.0, 1.0)
-            };
-            let decades = hi - lo;
-            let mut ticks = Vec::new();
-            let mut e = lo;
-            while e <= hi {
-                for m in [1.0, 2.0, 5.0] {
-                    if m == 1.0 || decades <= 3.0 {
-                        ticks.push(m * 10f64.powf(e));
-                    }
-                }
-                e += 1.0;
-            }
-            ticks.retain(|t| *t <= 10f64.powf(hi) * 1.0001);
-            Scale {
-                log,
-                lo: 10f64.powf(lo),
-                hi: 10f64.powf(hi),
-                ticks,
-            }
+/// The value axis of a panel: from 0 (linear) or from the decade below the smallest value (log).
+fn value_range(panel: &Panel) -> Range<f64> {
+    let values = || {
+        panel
+            .rows
+            .iter()
+            .flat_map(|r| r.bars.iter())
+            .flat_map(|b| [b.median, b.min, b.max])
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    if panel.log {
+        let lo = values().fold(f64::INFINITY, f64::min);
+        let lo = if lo.is_finite() {
+            10f64.powf(lo.log10().floor())
         } else {
-            let (top, step) = axis(max);
-            let ticks = (0..=((top / step).round() as usize))
-                .map(|i| i as f64 * step)
-                .collect();
-            Scale {
-                log,
-                lo: 0.0,
-                hi: top,
-                ticks,
-            }
-        }
-    }
-
-    /// 0..=1 along the axis.
-    fn at(&self, v: f64) -> f64 {
-        let f = if self.log {
-            (v.max(self.lo).log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10())
-        } else {
-            v / self.hi
+            1.0
         };
-        f.clamp(0.0, 1.0)
+        let hi = values().fold(lo * 10.0, f64::max);
+        lo..10f64.powf(hi.log10().ceil())
+    } else {
+        0.0..top(values())
     }
 }
 
 /// Panels of horizontal bars, one under the other, in one SVG.
-pub fn bar_panels(title: &str, note: &str, panels: &[Panel]) -> String {
-    let plot_w = BAR_W - LABEL_X - VALUES_W;
-    let mut body = String::new();
-    let mut y = 40.0;
-    for panel in panels {
-        let scale = Scale::new(
-            panel.log,
-            panel
-                .rows
-                .iter()
-                .flat_map(|r| r.bars.iter())
-                .flat_map(|b| [b.median, b.min, b.max])
-                .filter(|v| v.is_finite()),
-        );
-        let x = |v: f64| LABEL_X + scale.at(v) * plot_w;
-        let _ = writeln!(
-            body,
-            r#"<text x="10" y="{:.1}" font-size="14" font-weight="bold">{}</text>"#,
-            y + 14.0,
-            escape(&panel.title)
-        );
-        y += 22.0;
-        let mut lx = LABEL_X;
-        for (i, name) in panel.series.iter().enumerate() {
-            let color = panel.colors[i % panel.colors.len().max(1)];
-            let _ = writeln!(
-                body,
-                r#"<rect x="{lx:.1}" y="{:.1}" width="12" height="12" fill="{color}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
-                y,
-                lx + 16.0,
-                y + 10.5,
-                escape(name)
-            );
-            lx += 16.0 + 7.0 * name.chars().count() as f64 + 20.0;
-        }
-        y += 20.0;
-        let top = y;
-        for row in &panel.rows {
-            let h = BAR_H * row.bars.len().max(1) as f64 + 2.0 * (row.bars.len().max(1) - 1) as f64;
-            let _ = writeln!(
-                body,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                LABEL_X - 8.0,
-                y + h / 2.0 + 4.0,
-                escape(&row.label)
-            );
-            for (j, b) in row.bars.iter().enumerate() {
-                let color = panel.colors[b.series % panel.colors.len().max(1)];
-                let by = y + j as f64 * (BAR_H + 2.0);
-                let cy = by + BAR_H / 2.0;
-                let _ = writeln!(
-                    body,
-                    r#"<rect x="{LABEL_X}" y="{by:.1}" width="{:.1}" height="{BAR_H}" fill="{color}"><title>{}</title></rect>"#,
-                    (x(b.median) - LABEL_X).max(1.0),
-                    escape(&format!("{}: {}", row.label, number(b.median)))
-                );
-                if b.max > b.min {
-                    let _ = writeln!(
-                        body,
-                        r##"<path d="M{0:.1} {1:.1}H{2:.1}M{0:.1} {3:.1}V{4:.1}M{2:.1} {3:.1}V{4:.1}" stroke="#333" fill="none"/>"##,
-                        x(b.min),
-                        cy,
-                        x(b.max),
-                        cy - 4.0,
-                        cy + 4.0
-                    );
-                }
-                let _ = writeln!(
-                    body,
-                    r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-                    x(b.max.max(b.median)) + 5.0,
-                    cy + 4.0,
-                    number(b.median)
-                );
+pub fn bar_panels(title: &str, note: &str, panels: &[Panel]) -> Result<String> {
+    let heights: Vec<u32> = panels
+        .iter()
+        .map(|p| PANEL_EXTRA + BAR_H * slots(p).len().max(1) as u32)
+        .collect();
+    let height = 40 + heights.iter().sum::<u32>() + 30;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (BAR_W, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        let (head, rest) = root.split_vertically(40);
+        head.titled(title, (FONT, 16)).map_err(drawing)?;
+        let (mut body, foot) = rest.split_vertically(height - 40 - 30);
+        foot.draw(&Text::new(
+            note,
+            (10, 10),
+            (FONT, 11).into_font().color(&RGBColor(0x55, 0x55, 0x55)),
+        ))
+        .map_err(drawing)?;
+        for (panel, h) in panels.iter().zip(&heights) {
+            let (area, below) = body.split_vertically(*h);
+            let range = value_range(panel);
+            if panel.log {
+                draw_panel(&area, panel, range.log_scale())?;
+            } else {
+                draw_panel(&area, panel, range)?;
             }
-            y += h + 8.0;
+            body = below;
         }
-        // The value axis: grid lines, ticks, unit.
-        for t in &scale.ticks {
-            let _ = writeln!(
-                body,
-                r##"<line x1="{0:.1}" y1="{top:.1}" x2="{0:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle" font-size="11">{3}</text>"##,
-                x(*t),
-                y,
-                y + 14.0,
-                number(*t)
-            );
-        }
-        let _ = writeln!(
-            body,
-            r##"<line x1="{LABEL_X}" y1="{top:.1}" x2="{LABEL_X}" y2="{y:.1}" stroke="#888"/><line x1="{LABEL_X}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#888"/><text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            LABEL_X + plot_w,
-            LABEL_X + plot_w / 2.0,
-            y + 30.0,
-            escape(&panel.axis)
-        );
-        y += 52.0;
+        root.present().map_err(drawing)?;
     }
-    let _ = writeln!(
-        body,
-        r##"<text x="10" y="{:.1}" font-size="11" fill="#555">{}</text>"##,
-        y,
-        escape(note)
-    );
-    let h = y + 12.0;
-    // Grid lines under the bars: the axes go first in the document.
-    let (bars, axes): (Vec<&str>, Vec<&str>) =
-        body.lines().partition(|l| !l.starts_with("<line x1"));
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{BAR_W}" height="{h:.0}" viewBox="0 0 {BAR_W} {h:.0}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="{:.1}" y="22" text-anchor="middle" font-size="15">{}</text>
-{}
-{}
-</svg>
-"#,
-        BAR_W / 2.0,
-        escape(title),
-        axes.join("\n"),
-        bars.join("\n")
-    )
+    Ok(svg)
+}
+
+/// Each bar's slot on the category axis, top to bottom: (row, bar).
+fn slots(panel: &Panel) -> Vec<(usize, usize)> {
+    panel
+        .rows
+        .iter()
+        .enumerate()
+        .flat_map(|(r, row)| (0..row.bars.len()).map(move |b| (r, b)))
+        .collect()
+}
+
+/// One panel: its title, legend, bars with whiskers and their values, the value axis.
+fn draw_panel<DB, X>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    panel: &Panel,
+    x: X,
+) -> Result<()>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
+    let slots = slots(panel);
+    // Slots count from the bottom (plotters' y grows upwards); the first bar goes on top, under
+    // room for the legend.
+    let n = i32::try_from(slots.len())?;
+    let legend = i32::try_from(panel.series.len())?;
+    let y_of = |slot: usize| n - 1 - i32::try_from(slot).unwrap_or(n);
+    let label = |v: &SegmentValue<i32>| match v {
+        SegmentValue::CenterOf(y) => {
+            let slot = usize::try_from(n - 1 - *y).unwrap_or(usize::MAX);
+            match (
+                slots.get(slot),
+                slot.checked_sub(1).and_then(|j| slots.get(j)),
+            ) {
+                (Some((r, _)), prev) if prev.map(|p| p.0) != Some(*r) => {
+                    panel.rows[*r].label.clone()
+                }
+                _ => String::new(),
+            }
+        }
+        _ => String::new(),
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, (FONT, 14).into_font().style(FontStyle::Bold))
+        .margin_left(10)
+        .margin_right(70)
+        .x_label_area_size(40)
+        .y_label_area_size(280)
+        .build_cartesian_2d(x, (0..(n + legend).max(1)).into_segmented())
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
+        .y_labels(usize::try_from(n + legend)?.max(1))
+        .y_label_formatter(&label)
+        .x_desc(panel.axis.as_str())
+        .x_label_formatter(&|v| number(*v))
+        .draw()
+        .map_err(drawing)?;
+    let color = |series: usize| panel.colors[series % panel.colors.len().max(1)];
+    for (s, name) in panel.series.iter().enumerate() {
+        let c = color(s);
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, SegmentValue<i32>)>>())
+            .map_err(drawing)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+    }
+    let x_lo = chart.x_range().start;
+    for (slot, (r, b)) in slots.iter().enumerate() {
+        let bar = panel.rows[*r].bars[*b];
+        let i = y_of(slot);
+        let (top, bottom) = (SegmentValue::Exact(i), SegmentValue::Exact(i + 1));
+        let mut rect = Rectangle::new(
+            [(x_lo, top), (bar.median, bottom)],
+            color(bar.series).filled(),
+        );
+        rect.set_margin(2, 2, 0, 0);
+        chart.draw_series([rect]).map_err(drawing)?;
+        if bar.max > bar.min {
+            chart
+                .draw_series([ErrorBar::new_horizontal(
+                    SegmentValue::CenterOf(i),
+                    bar.min,
+                    bar.median,
+                    bar.max,
+                    BLACK.stroke_width(1),
+                    8,
+                )])
+                .map_err(drawing)?;
+        }
+        chart
+            .draw_series([Text::new(
+                number(bar.median),
+                (bar.max.max(bar.median), SegmentValue::CenterOf(i)),
+                (FONT, 12),
+            )])
+            .map_err(drawing)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(0x88, 0x88, 0x88))
+        .draw()
+        .map_err(drawing)?;
+    Ok(())
 }
 
 /// The arms in the order the docs list them, then any other in `summary.json`.
@@ -397,7 +342,7 @@ fn spread_bar(series: usize, v: &Value) -> Option<Bar> {
 /// `make bench`'s chart, from `summary.json`: throughput of every arm (the in-house load
 /// generator and, for (b) and (c), wrk), latency at the fixed rate, and latency at saturation
 /// under both generators.
-pub fn bench(summary: &Value) -> String {
+pub fn bench(summary: &Value) -> Result<String> {
     let letters = arm_letters(summary);
     let label = |l: &str| {
         format!(
@@ -518,34 +463,53 @@ pub fn bench(summary: &Value) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn axes_end_on_a_round_number_above_the_data() {
-        assert_eq!(axis(87.0), (100.0, 20.0));
-        assert_eq!(axis(23_456.0), (25_000.0, 5_000.0));
-        assert_eq!(axis(0.0), (1.0, 0.2));
+    /// The texts of an SVG's `<text>` elements.
+    fn texts(svg: &str) -> Vec<String> {
+        svg.split("</text>")
+            .filter_map(|t| t.rsplit_once('>').map(|(_, text)| text.trim().to_owned()))
+            .collect()
     }
 
     #[test]
-    fn both_series_are_drawn_and_text_is_escaped() {
+    fn both_series_are_drawn_with_their_legends_and_text_is_escaped() {
         let svg = two_series(
             "a <b>",
             ("seconds", ""),
             ("MB", &[(0.0, 1.0), (10.0, 2.0)]),
-            ("req/s", &[(5.0, 100.0)]),
-        );
+            ("req/s", &[(5.0, 100.0), (10.0, 90.0)]),
+        )
+        .unwrap();
         assert!(svg.starts_with("<svg"));
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(svg.contains("a &lt;b&gt;"));
+        let texts = texts(&svg);
+        for t in ["a &lt;b&gt;", "MB", "req/s", "seconds"] {
+            assert!(texts.iter().any(|x| x == t), "{t} in {texts:?}");
+        }
+        assert!(svg.matches("<polyline").count() >= 2);
     }
 
     #[test]
     fn log_axes_span_whole_decades() {
-        let s = Scale::new(true, [32.0, 19_993.0].into_iter());
-        assert_eq!((s.lo, s.hi), (10.0, 100_000.0));
-        assert_eq!(s.ticks, vec![10.0, 100.0, 1_000.0, 10_000.0, 100_000.0]);
-        assert!((s.at(1_000.0) - 0.5).abs() < 1e-9);
-        let s = Scale::new(true, [150.0, 700.0].into_iter());
-        assert_eq!(s.ticks, vec![100.0, 200.0, 500.0, 1_000.0]);
+        let panel = |values: &[f64]| Panel {
+            title: String::new(),
+            axis: String::new(),
+            log: true,
+            series: Vec::new(),
+            colors: PERCENTILES,
+            rows: vec![Row {
+                label: "x".into(),
+                bars: values
+                    .iter()
+                    .map(|v| Bar {
+                        series: 0,
+                        median: *v,
+                        min: *v,
+                        max: *v,
+                    })
+                    .collect(),
+            }],
+        };
+        assert_eq!(value_range(&panel(&[32.0, 19_993.0])), 10.0..100_000.0);
+        assert_eq!(value_range(&panel(&[150.0, 700.0])), 100.0..1_000.0);
     }
 
     #[test]
@@ -563,16 +527,24 @@ mod tests {
             "settings": { "reps": 3, "duration_secs": 10.0, "quick": false, "connections": 32 },
             "environment": { "machine": { "cpu_model": "AMD EPYC", "nproc": 2, "git_head": "abc" } },
             "wrk": { "settings": { "version": "wrk debian/4.1.0-3+b2 [epoll]" }, "arms": {
-                "b": { "rps": spread(19_000.0), "p50_us": spread(1_000.0), "p99_us": spread(2_000.0) },
-                "c": { "rps": spread(18_000.0), "p50_us": spread(1_000.0), "p99_us": spread(2_000.0) } } }
+                "b": { "rps": spread(19_013.0), "p50_us": spread(1_000.0), "p99_us": spread(2_000.0) },
+                "c": { "rps": spread(17_977.0), "p50_us": spread(1_000.0), "p99_us": spread(2_000.0) } } }
         });
-        let svg = bench(&summary);
+        let svg = bench(&summary).unwrap();
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("(b) jwt_authn RS256"));
         assert!(svg.contains("(c) autoid &lt;warm&gt;"));
         assert!(svg.contains("wrk debian/4.1.0-3+b2"));
-        // Throughput: 3 in-house bars and 2 wrk bars; fixed rate: 3 × 2; saturation: 4 × 2.
-        assert_eq!(svg.matches(r#"<rect x="290""#).count(), 5 + 6 + 8);
-        assert!(svg.contains(">18902<") && svg.contains(">59<"));
+        // Every bar prints its median: throughput 3 in-house and 2 wrk bars.
+        let texts = texts(&svg);
+        for v in ["18902", "18306", "59", "19013", "17977"] {
+            assert!(texts.iter().any(|t| t == v), "{v} in {texts:?}");
+        }
+        // Throughput: 5 bars; fixed rate: 3 × 2; saturation: 4 × 2.
+        assert!(
+            svg.matches("<rect").count() >= 5 + 6 + 8,
+            "{} rects",
+            svg.matches("<rect").count()
+        );
     }
 }

@@ -60,7 +60,7 @@ fn main() -> Result<()> {
                 .with_context(|| format!("read {}", summary.display()))?;
             let summary: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("parse {}", summary.display()))?;
-            std::fs::write(&out, autoid_bench::chart::bench(&summary))
+            std::fs::write(&out, autoid_bench::chart::bench(&summary)?)
                 .with_context(|| format!("write {}", out.display()))?;
             eprintln!("autoid-bench: wrote {}", out.display());
             Ok(())

@@ -996,7 +996,7 @@ pub fn main(o: &Options) -> Result<()> {
     let mut table = markdown(&summary, &arms);
     table.push_str(&wrk::markdown(&summary));
     std::fs::write(out.join("summary.md"), &table)?;
-    std::fs::write(out.join("bench.svg"), chart::bench(&summary))?;
+    std::fs::write(out.join("bench.svg"), chart::bench(&summary)?)?;
     println!("{table}");
     eprintln!(
         "autoid-bench: wrote {}, summary.md and bench.svg ({:.0} s)",

@@ -294,7 +294,7 @@ pub fn main(o: &Options) -> Result<()> {
             "req/s",
             &segments.iter().map(|s| (s.t, s.rps)).collect::<Vec<_>>(),
         ),
-    );
+    )?;
     std::fs::write(out.join("soak.svg"), svg)?;
     eprintln!(
         "autoid-bench soak: {total_sent} proofs in {elapsed:.0} s, non-200 {non_200}, denied replay_cache {}, near-full {}, RSS {} → {} kB (warm {}–{} kB); {}",
