@@ -20,6 +20,8 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::procstat;
+
 /// Phase 4's source of new sessions.
 pub const SESSIONS_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 /// Phase 3's source of legitimate new sessions (the warm arm is 127.0.0.1, the junk elsewhere).
@@ -111,6 +113,10 @@ pub struct FloodOutcome {
     pub latency: Option<Latency>,
     /// A unique list ran out before the stop.
     pub exhausted: bool,
+    /// CPU seconds of the flood's own thread (it runs on one: at most one core).
+    pub cpu_secs: f64,
+    /// Of one core, over the flood's life.
+    pub cpu_util: f64,
 }
 
 #[derive(Default)]
@@ -119,6 +125,7 @@ struct Tally {
     latencies_us: Vec<u64>,
     sent: u64,
     exhausted: bool,
+    cpu_secs: f64,
 }
 
 struct Shared {
@@ -175,6 +182,7 @@ impl Flood {
                         return;
                     }
                 };
+                let cpu = procstat::this_thread().unwrap_or_default();
                 rt.block_on(async {
                     let tasks: Vec<_> = (0..s.plan.connections)
                         .map(|c| tokio::spawn(connection(c, s.clone())))
@@ -183,6 +191,10 @@ impl Flood {
                         let _ = t.await;
                     }
                 });
+                let used = procstat::this_thread().unwrap_or_default().secs_since(&cpu);
+                if let Ok(mut t) = s.tally.lock() {
+                    t.cpu_secs = used;
+                }
             })
             .context("spawn the flood's thread")?;
         Ok(Flood {
@@ -240,6 +252,12 @@ impl Flood {
                 .collect(),
             latency,
             exhausted: tally.exhausted,
+            cpu_secs: tally.cpu_secs,
+            cpu_util: if elapsed > 0.0 {
+                tally.cpu_secs / elapsed
+            } else {
+                0.0
+            },
         }
     }
 }

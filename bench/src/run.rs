@@ -1443,6 +1443,8 @@ fn junk_flood(records: &[RunRecord], o: &Options) -> Value {
         },
         "junk": {
             "achieved_rps": spread(&junk.iter().map(|f| f.achieved_rps).collect::<Vec<_>>()),
+            // The flood's one thread, of one core.
+            "client_cpu_util": spread(&junk.iter().map(|f| f.cpu_util).collect::<Vec<_>>()),
             "sent": junk.iter().map(|f| f.sent).collect::<Vec<_>>(),
             "answers": junk.iter().map(|f| &f.by_label).collect::<Vec<_>>(),
             "flagged": flagged,
@@ -1575,13 +1577,14 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
     let j = &summary["junk_flood"];
     if j["warm"]["with"]["p99_us"].get("median").is_some() {
         t.push_str(&format!(
-            "\nJunk flood of {} new sessions/s from {} sources ({}), keys and epochs at the agent: \
+            "\nJunk flood of {} new sessions/s from {} sources ({}, client {} of a core), keys and epochs at the agent: \
              legitimate new sessions ({}/s from {}) p50 {} µs, p99 {} µs, max {} µs, non-2xx {}; \
              warm arm p50 {} µs, p99 {} µs, p99 with/without {}×; junk answers {}; agent RSA \
              unwraps {}, possession refused {}, unchecked shed {}.\n",
             j["flood_rate"],
             j["flood_sources"],
             fmt_spread(&j["junk"]["achieved_rps"], 1.0, 0) + " achieved",
+            fmt_spread(&j["junk"]["client_cpu_util"], 1.0, 2),
             j["legit_sessions_rate"],
             j["legit_source"].as_str().unwrap_or("?"),
             fmt_spread(&j["legit"]["p50_us"], 1.0, 0),
@@ -1600,7 +1603,7 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
     let n = &summary["warm_beside_new_sessions"];
     if n["with"]["p99_us"].get("median").is_some() {
         t.push_str(&format!(
-            "\nWarm arm paced with the keys at the agent, beside {} new sessions/s from {}: \
+            "\nWarm arm paced with the keys and epochs at the agent, beside {} new sessions/s from {}: \
              p50 {} µs, p99 {} µs; alone: p50 {} µs, p99 {} µs; p99 with/without {}× \
              (target ≤ 1.5); new sessions answered 2xx per run {}.\n",
             n["new_sessions_rate"],
