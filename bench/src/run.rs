@@ -82,7 +82,8 @@ pub struct Options {
     #[arg(long, default_value_t = 16)]
     pub sessions: usize,
     /// The protocol version of the proofs: 2 (each session's primed first proof in the full
-    /// form, then compact) or 1 (the wrapped key in every proof), for A/B runs
+    /// form, then compact) or 1 (the wrapped key in every proof), for A/B runs; phases 3 and 4
+    /// always send v3, as `make run`'s clients do
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub proof_version: u8,
     /// Output directory (summary.json, summary.md, bootstraps, logs).
@@ -547,7 +548,9 @@ impl Bench<'_> {
                 )?)
             }
         };
-        let forms = if phase.as_make_run() {
+        // Arm (h)'s new sessions go to the agent: in v1/v2 (no possession ticket) its small lane
+        // for unchecked sessions (200/s) would shed them, so they speak v3, as clients do.
+        let forms = if phase.as_make_run() || arm == Arm::ColdAgent {
             Forms::V3
         } else {
             Forms::from_version(self.o.proof_version)
