@@ -5,8 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use autoid_testkit::agent;
+use autoid_testkit::http::unix_request;
 use autoid_testkit::process::Proc;
 use autoid_testkit::redis::Redis;
 use autoid_testkit::slapd::{self, Log, Slapd};
@@ -27,11 +30,14 @@ impl Directory {
     /// Starts slapd (state under `dir/ldap`, free ports, no per-operation logging: slapd would
     /// spend the bench's CPU writing them) and the bridge. With `session_key` (a key id and its
     /// PKCS#8 PEM), the bridge also unwraps sessions for that key (arm (h)). With `fleet`, a
-    /// Redis is started too and the bridge claims nonces in it (arm (g)).
+    /// Redis is started too and the bridge claims nonces in it (arm (g)). With `epoch` (an epoch
+    /// file's JSON), the bridge also holds that epoch and checks v3 possession tickets and hands
+    /// out subjects' streams under it (phases 3 and 4, as `make run` deploys).
     pub fn start(
         bridge_bin: &Path,
         dir: &Path,
         session_key: Option<(&str, &str)>,
+        epoch: Option<(&str, &str)>,
         fleet: bool,
     ) -> Result<Directory> {
         let slapd = Slapd::start_with(&dir.join("ldap"), Log::Quiet)?;
@@ -61,6 +67,11 @@ impl Directory {
             "groups": { "base": format!("ou=groups,{}", slapd::BASE) },
             "session_keys": session_keys
         });
+        if let Some((id, json)) = epoch {
+            let file = dir.join(format!("{id}.epoch.json"));
+            write_private(&file, json.as_bytes())?;
+            config["epoch_files"] = serde_json::json!([file]);
+        }
         if let Some(r) = &redis {
             config["replay"] = serde_json::json!({ "redis_url": r.url() });
         }
@@ -138,6 +149,19 @@ impl Directory {
         Ok(Checker { proc, socket })
     }
 
+    /// The bridge's session counters (`autoid_agent_rsa_unwraps_total`,
+    /// `autoid_agent_possession_refused_total`, `autoid_agent_unchecked_shed_total`) from its
+    /// `/metrics`; empty when it does not answer.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        let Ok(r) = unix_request(&self.socket, "GET", "/metrics") else {
+            return BTreeMap::new();
+        };
+        if r.status != 200 {
+            return BTreeMap::new();
+        }
+        agent_counters(&String::from_utf8_lossy(&r.body))
+    }
+
     /// The bridge's pid.
     pub fn bridge_pid(&self) -> u32 {
         self.bridge.pid()
@@ -166,5 +190,45 @@ impl Checker {
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
+    }
+}
+
+/// The agent's session counters phase 3 records.
+pub const AGENT_COUNTERS: [&str; 3] = [
+    "autoid_agent_rsa_unwraps_total",
+    "autoid_agent_possession_refused_total",
+    "autoid_agent_unchecked_shed_total",
+];
+
+/// [`AGENT_COUNTERS`] from a Prometheus text (unlabelled samples).
+pub fn agent_counters(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            AGENT_COUNTERS
+                .contains(&name)
+                .then(|| Some((name.to_owned(), value.trim().parse().ok()?)))?
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_counters_reads_the_session_counters_only() {
+        let text = "# HELP autoid_agent_rsa_unwraps_total RSA-OAEP decryptions run.\n\
+                    # TYPE autoid_agent_rsa_unwraps_total counter\n\
+                    autoid_agent_rsa_unwraps_total 12\n\
+                    autoid_agent_possession_refused_total 3400\n\
+                    autoid_agent_unchecked_shed_total 0\n\
+                    autoid_agent_answers_total{route=\"/v1/sessions\",outcome=\"ok\"} 5\n\
+                    autoid_agent_rsa_unwraps_total_bogus x\n";
+        let c = agent_counters(text);
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c["autoid_agent_rsa_unwraps_total"], 12);
+        assert_eq!(c["autoid_agent_possession_refused_total"], 3400);
+        assert_eq!(c["autoid_agent_unchecked_shed_total"], 0);
     }
 }

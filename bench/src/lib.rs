@@ -10,7 +10,8 @@
 //! - [`proofs`]: proofs and JWTs made before each run.
 //! - [`directory`]: slapd and the autoid agent for the directory arm.
 //! - [`nginx`]: arm (n), nginx with `auth_request` to a checking agent.
-//! - [`flood`]: a junk flood from another source beside the paced warm arm (phase 3).
+//! - [`flood`]: second clients beside the paced warm arm, from other source addresses (phases 3, 4).
+//! - [`junk`]: phase 3's junk new sessions (no entropy file), in a documented mix.
 //! - [`run`]: the arms, the repetitions and the summary.
 //! - [`soak`]: the replay table under sustained saturation (`make soak`).
 //! - [`chart`]: SVG charts of the results (line charts over time, bar charts of the arms).
@@ -27,6 +28,7 @@ pub mod chart;
 pub mod directory;
 pub mod envoy;
 pub mod flood;
+pub mod junk;
 pub mod loadgen;
 pub mod nginx;
 pub mod procstat;

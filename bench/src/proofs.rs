@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use autoid_protocol::Request;
 use autoid_protocol::client::{Form, Session};
 use autoid_protocol::entropy::EntropyFile;
+use autoid_protocol::header::Version;
 use autoid_protocol::keys::PublicKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -53,6 +54,9 @@ pub enum Forms {
     /// v2: each shared session's first proof (the primed one) in the full form, every later one
     /// compact (docs/PROTOCOL.md §11); a proof with its own session in the full form.
     V2,
+    /// v3: as v2, each full form with its possession ticket (docs/PROTOCOL.md §12), as
+    /// `autoid prove` and the Python client make them.
+    V3,
 }
 
 impl Forms {
@@ -65,14 +69,23 @@ impl Forms {
     fn form(self, i: usize, sessions: usize) -> Form {
         match self {
             Forms::V1 => Form::V1,
-            Forms::V2 if i < sessions => Form::Full,
-            Forms::V2 if sessions == 0 => Form::Full,
-            Forms::V2 => Form::Compact,
+            Forms::V2 | Forms::V3 if i < sessions || sessions == 0 => Form::Full,
+            Forms::V2 | Forms::V3 => Form::Compact,
+        }
+    }
+
+    /// The protocol version its proofs carry.
+    fn version(self) -> Version {
+        match self {
+            Forms::V1 => Version::V1,
+            Forms::V2 => Version::V2,
+            Forms::V3 => Version::V3,
         }
     }
 }
 
-fn unix_now() -> Result<u64> {
+/// Unix seconds now.
+pub fn unix_now() -> Result<u64> {
     Ok(std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs())
@@ -164,10 +177,17 @@ fn make(
                     for i in start..end {
                         let form = forms.form(i, shared.len());
                         let proof = match (shared.is_empty(), public) {
-                            (false, _) => shared[i % shared.len()]
-                                .prove_as(form, file, &req, now, None, &mut rng)?,
+                            (false, _) => shared[i % shared.len()].prove_in(
+                                forms.version(),
+                                form,
+                                file,
+                                &req,
+                                now,
+                                None,
+                                &mut rng,
+                            )?,
                             (true, Some(public)) => Session::open(public, now, &mut rng)?
-                                .prove_as(form, file, &req, now, None, &mut rng)?,
+                                .prove_in(forms.version(), form, file, &req, now, None, &mut rng)?,
                             (true, None) => anyhow::bail!("no session and no key"),
                         };
                         out.push(request(HOST, PATH, Some((header, &proof))));

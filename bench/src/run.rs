@@ -2,12 +2,16 @@
 //!
 //! Phase 1 measures every arm at saturation; phase 2 sends every arm the same fixed rate, half of
 //! the slowest non-cold arm's median saturation rate (the cold arm: half of its own), for p50 and
-//! p99 latency. Phase 3 sends the warm arm the same paced rate while a junk flood from another
-//! source (corrupted wrapped keys, `--flood-rate` per second) spends the cold-path budget: what a
-//! flood does to warm requests' latency. Each run gets a fresh Envoy (fresh shared data: the
-//! replay table holds only that run's nonces) and freshly made proofs.
+//! p99 latency. Phases 3 and 4 deploy the keys and epochs at the agent, as `make run` does, and
+//! speak protocol v3: phase 3 sends the warm arm the same paced rate beside a junk flood of new
+//! sessions from many source addresses (`--flood-rate`, `--flood-sources`) and legitimate new
+//! sessions from yet another (`--legit-sessions-rate`), whose latency it records; phase 4 runs
+//! the warm arm alone (the baseline of both) and beside a stream of valid new sessions. Each run
+//! gets a fresh Envoy (fresh shared data: the replay table holds only that run's nonces) and
+//! freshly made proofs.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,10 +24,10 @@ use serde_json::{Value, json};
 
 use crate::directory::Directory;
 use crate::envoy::{self, Envoy, HOST, PATH, ROUTE_NAME};
-use crate::flood::{self, Flood, FloodOutcome};
+use crate::flood::{self, Flood, FloodOutcome, Stream};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
 use crate::proofs::{self, Forms, JwtIssuer, Sessions};
-use crate::{chart, nginx, steps, wrk};
+use crate::{chart, junk, nginx, steps, wrk};
 
 /// `autoid-bench run` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,9 +57,17 @@ pub struct Options {
     /// The paced phases' rate (default: half the slowest non-cold arm's saturation rate).
     #[arg(long)]
     pub paced_rate: Option<f64>,
-    /// Junk requests per second from 127.0.0.2 in phase 3 (0: no phase 3).
-    #[arg(long, default_value_t = 640.0)]
+    /// Junk new sessions per second in phase 3, round-robin over --flood-sources source
+    /// addresses (0: no phase 3).
+    #[arg(long, default_value_t = 1000.0)]
     pub flood_rate: f64,
+    /// Source addresses of phase 3's junk flood (127.0.1.1, 127.0.1.2, …).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=10000))]
+    pub flood_sources: u16,
+    /// Legitimate new sessions per second (valid v3 proofs, each a new session) from 127.0.0.3
+    /// beside phase 3's junk flood; their latency is recorded.
+    #[arg(long, default_value_t = 20.0)]
+    pub legit_sessions_rate: f64,
     /// New sessions per second (valid proofs, each with a new session unwrapped by the agent)
     /// from 127.0.0.2 beside the warm arm in phase 4 (0: no phase 4).
     #[arg(long, default_value_t = 50.0)]
@@ -70,7 +82,8 @@ pub struct Options {
     #[arg(long, default_value_t = 16)]
     pub sessions: usize,
     /// The protocol version of the proofs: 2 (each session's primed first proof in the full
-    /// form, then compact) or 1 (the wrapped key in every proof), for A/B runs
+    /// form, then compact) or 1 (the wrapped key in every proof), for A/B runs; phases 3 and 4
+    /// always send v3, as `make run`'s clients do
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     pub proof_version: u8,
     /// Output directory (summary.json, summary.md, bootstraps, logs).
@@ -216,7 +229,8 @@ impl Arm {
 enum Phase {
     Saturation,
     Paced,
-    /// Paced, with a junk flood from another source.
+    /// Paced, as phase 4's `AgentPaced`, beside a junk flood from many sources and legitimate
+    /// new sessions from another.
     Flood,
     /// Paced, the keys at the agent, no new sessions: phase 4's baseline.
     AgentPaced,
@@ -227,7 +241,16 @@ enum Phase {
 impl Phase {
     /// The filter holds key ids only and the agent unwraps (arm (h), phase 4).
     fn keys_at_agent(self, arm: Arm) -> bool {
-        arm == Arm::ColdAgent || matches!(self, Phase::AgentPaced | Phase::AgentSessions)
+        arm == Arm::ColdAgent || self.as_make_run()
+    }
+
+    /// Deployed as `make run` does (phases 3 and 4): keys and epochs at the agent, the filter's
+    /// default cold-path budgets, v3 proofs (what `autoid prove` makes).
+    fn as_make_run(self) -> bool {
+        matches!(
+            self,
+            Phase::Flood | Phase::AgentPaced | Phase::AgentSessions
+        )
     }
 }
 
@@ -249,6 +272,10 @@ struct RunRecord {
     counters: BTreeMap<String, u64>,
     /// The second client beside this run (phase 3's junk, phase 4's new sessions).
     flood: Option<FloodOutcome>,
+    /// Phase 3's legitimate new sessions.
+    legit: Option<FloodOutcome>,
+    /// The agent's session counters over the run (phase 3), when it answered.
+    agent_counters: BTreeMap<String, u64>,
 }
 
 struct Settings {
@@ -280,13 +307,15 @@ const SUBJECT: &str = "alice";
 /// Arm (i)'s `Authorization`: `test:test123`, the directory's tutorial user (testgroup).
 const BASIC_CREDENTIALS: &str = "Basic dGVzdDp0ZXN0MTIz";
 const MAX_SKEW_SECS: u64 = 120;
-/// Junk proofs made for a flood (cycled: a failed unwrap is never cached, so a repeat costs the
-/// same RSA operation).
-const FLOOD_PROOFS: usize = 500;
+/// Seconds of junk made for a flood at its rate (cycled: a refused proof is never cached, so a
+/// repeat costs the gateway the same).
+const FLOOD_SECONDS: f64 = 3.0;
+/// Connections of the legitimate new sessions beside a flood.
+const LEGIT_CONNECTIONS: usize = 16;
 
 impl Bench<'_> {
-    /// The filter's configuration. Phase 3 keeps the default cold-path budgets (per worker and
-    /// per source): what a flood meets in a default deployment.
+    /// The filter's configuration. Phases 3 and 4 keep the default cold-path budgets (per worker
+    /// and per source) and name the epoch without its secret: what `make run` deploys.
     fn autoid_config(&self, arm: Arm, phase: Phase) -> Result<String> {
         let groups = match (arm, &self.directory) {
             (Arm::Directory, Some(_)) => json!({ "directory": {
@@ -319,8 +348,14 @@ impl Bench<'_> {
             for (k, v) in g {
                 c.insert(k.clone(), v.clone());
             }
-            if phase == Phase::Flood {
+            if phase.as_make_run() {
                 c.remove("cold_path");
+                let e = self.epoch.params();
+                c.insert(
+                    "epochs".into(),
+                    json!([{ "id": e.id(), "file_size": e.file_size(),
+                             "interval_count": e.interval_count() }]),
+                );
             }
             if arm == Arm::Basic {
                 // The demo's `test` (testgroup) over HTTP Basic from loopback; the agent binds
@@ -395,6 +430,11 @@ impl Bench<'_> {
 
     /// The requests of one run: `count` unique proofs, or a small list to cycle.
     fn requests(&self, arm: Arm, count: usize) -> Result<Requests> {
+        self.requests_in(arm, count, Forms::from_version(self.o.proof_version))
+    }
+
+    /// [`Bench::requests`], the proofs in `forms`.
+    fn requests_in(&self, arm: Arm, count: usize, forms: Forms) -> Result<Requests> {
         let cycled = |bytes| Requests {
             bytes,
             unique: false,
@@ -430,7 +470,7 @@ impl Bench<'_> {
                     &self.file,
                     PROOF_HEADER,
                     Sessions::Shared(self.o.sessions),
-                    Forms::from_version(self.o.proof_version),
+                    forms,
                     count,
                     self.threads,
                 )?,
@@ -442,7 +482,7 @@ impl Bench<'_> {
                     &self.file,
                     PROOF_HEADER,
                     Sessions::PerProof,
-                    Forms::from_version(self.o.proof_version),
+                    forms,
                     count,
                     self.threads,
                 )?,
@@ -508,24 +548,79 @@ impl Bench<'_> {
                 )?)
             }
         };
-        let requests = self.requests(arm, count)?;
+        // Arm (h)'s new sessions go to the agent: in v1/v2 (no possession ticket) its small lane
+        // for unchecked sessions (200/s) would shed them, so they speak v3, as clients do.
+        let forms = if phase.as_make_run() || arm == Arm::ColdAgent {
+            Forms::V3
+        } else {
+            Forms::from_version(self.o.proof_version)
+        };
+        let requests = self.requests_in(arm, count, forms)?;
         let prepared = requests.bytes.len();
-        let beside = match phase {
+        // Enough new sessions that none is sent twice (a repeat would be warm).
+        let sessions = |rate: f64, source: IpAddr| -> Result<(flood::Plan, Stream)> {
+            let n = (rate * (warmup + duration + 5.0) * 1.5) as usize + 16;
+            let requests = self.requests_in(Arm::ColdAgent, n, Forms::V3)?.bytes;
+            Ok((
+                flood::Plan {
+                    addr: proxy.addr(),
+                    rate,
+                    sources: vec![source],
+                    connections: LEGIT_CONNECTIONS,
+                    latency: true,
+                },
+                Stream {
+                    requests: requests
+                        .into_iter()
+                        .map(|r| ("v3_new_session", r))
+                        .collect(),
+                    unique: true,
+                },
+            ))
+        };
+        let (beside, legit) = match phase {
             Phase::Flood => {
-                let fresh = self.requests(Arm::Cold, FLOOD_PROOFS)?.bytes;
-                let junk = fresh
-                    .iter()
-                    .map(|r| flood::junk(r, PROOF_HEADER))
-                    .collect::<Result<Vec<_>>>()?;
-                Some((junk, self.o.flood_rate))
+                let rate = self.o.flood_rate;
+                let sources = flood::sources(usize::from(self.o.flood_sources));
+                let count = ((rate * FLOOD_SECONDS) as usize).max(100);
+                let junk = junk::proofs(
+                    &self.public,
+                    self.epoch.params(),
+                    SUBJECT,
+                    &proofs::bench_request(),
+                    count,
+                    self.threads,
+                    proofs::unix_now()?,
+                )?;
+                let junk = Stream {
+                    requests: junk
+                        .into_iter()
+                        .map(|(k, p)| {
+                            (
+                                k.label(),
+                                loadgen::request(HOST, PATH, Some((PROOF_HEADER, &p))),
+                            )
+                        })
+                        .collect(),
+                    unique: false,
+                };
+                let plan = flood::Plan {
+                    addr: proxy.addr(),
+                    rate,
+                    connections: flood::connections_for(sources.len()),
+                    sources,
+                    latency: false,
+                };
+                let legit = (self.o.legit_sessions_rate > 0.0)
+                    .then(|| sessions(self.o.legit_sessions_rate, flood::LEGIT_SOURCE))
+                    .transpose()?;
+                (Some((plan, junk)), legit)
             }
-            Phase::AgentSessions => {
-                // Enough new sessions that none is sent twice (a repeat would be warm).
-                let rate = self.o.new_sessions_rate;
-                let n = (rate * (warmup + duration + 5.0) * 1.5) as usize + 16;
-                Some((self.requests(Arm::ColdAgent, n)?.bytes, rate))
-            }
-            _ => None,
+            Phase::AgentSessions => (
+                Some(sessions(self.o.new_sessions_rate, flood::SESSIONS_SOURCE)?),
+                None,
+            ),
+            _ => (None, None),
         };
         let mut watch = vec![proxy.pid()];
         if let (Some(c), Some(d)) = (&checker, &self.directory) {
@@ -562,13 +657,31 @@ impl Bench<'_> {
                 0
             },
         };
-        let flooding = match beside {
-            Some((requests, rate)) => Some(Flood::start(proxy.addr(), requests, rate, 4)?),
-            None => None,
+        let agent_before = match (phase, &self.directory) {
+            (Phase::Flood, Some(d)) => d.counters(),
+            _ => BTreeMap::new(),
         };
+        let flooding = beside
+            .map(|(plan, stream)| Flood::start(plan, stream))
+            .transpose()?;
+        let legit_sessions = legit
+            .map(|(plan, stream)| Flood::start(plan, stream))
+            .transpose()?;
         let outcome = loadgen::run(&plan, requests);
         let flood = flooding.map(Flood::stop);
+        let legit = legit_sessions.map(Flood::stop);
         let outcome = outcome?;
+        let agent_counters: BTreeMap<String, u64> = match (phase, &self.directory) {
+            (Phase::Flood, Some(d)) => d
+                .counters()
+                .into_iter()
+                .map(|(k, after)| {
+                    let before = agent_before.get(&k).copied().unwrap_or(0);
+                    (k, after.saturating_sub(before))
+                })
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         let mut counters = BTreeMap::new();
         match &proxy {
             Proxy::Envoy(proxy) => {
@@ -620,6 +733,8 @@ impl Bench<'_> {
             counters,
             outcome,
             flood,
+            legit,
+            agent_counters,
         };
         eprintln!(
             "  {} {:<30} rep {} {:<10} {:>9.0} req/s  p50 {:>7.0} µs  p99 {:>7.0} µs  envoy {:>6.1} µs/req ({:.2} cpu)  loadgen {:.2} cpu{}{}",
@@ -797,8 +912,9 @@ pub fn main(o: &Options) -> Result<()> {
             bail!("{what} is missing at {}: run `{how}`", path.display());
         }
     }
+    let phase3 = arms.contains(&Arm::Warm) && o.flood_rate > 0.0;
     let phase4 = arms.contains(&Arm::Warm) && o.new_sessions_rate > 0.0;
-    let needs_agent = phase4 || arms.iter().any(|a| a.needs_bridge());
+    let needs_agent = phase3 || phase4 || arms.iter().any(|a| a.needs_bridge());
     if needs_agent && !o.bridge.exists() {
         bail!(
             "the autoid agent is missing at {}: run `cargo build --release -p autoid-agent`",
@@ -841,6 +957,7 @@ pub fn main(o: &Options) -> Result<()> {
             &o.bridge,
             &out,
             Some((gateway.kid(), pem.as_str())),
+            Some((epoch.id(), epoch.to_json().as_str())),
             arms.contains(&Arm::Fleet),
         )?)
     } else {
@@ -938,30 +1055,41 @@ pub fn main(o: &Options) -> Result<()> {
             }
         }
     }
-    if arms.contains(&Arm::Warm) && o.flood_rate > 0.0 {
+    if phase3 || phase4 {
         eprintln!(
-            "autoid-bench: phase 3, the warm arm paced at {paced_rate:.0} req/s beside a junk flood of {:.0} req/s from {}",
-            o.flood_rate,
-            flood::SOURCE
+            "autoid-bench: phases 3 and 4, the warm arm paced at {paced_rate:.0} req/s with the keys and epochs at the agent (as `make run`): alone{}{}",
+            if phase3 {
+                format!(
+                    "; beside a junk flood of {:.0} new sessions/s from {} sources and {:.0} legitimate new sessions/s from {}",
+                    o.flood_rate,
+                    o.flood_sources,
+                    o.legit_sessions_rate,
+                    flood::LEGIT_SOURCE
+                )
+            } else {
+                String::new()
+            },
+            if phase4 {
+                format!(
+                    "; beside {:.0} new sessions/s from {}",
+                    o.new_sessions_rate,
+                    flood::SESSIONS_SOURCE
+                )
+            } else {
+                String::new()
+            },
         );
+        // Each repetition: the baseline, then beside the flood, then beside new sessions.
+        let phases: Vec<Phase> = [
+            (true, Phase::AgentPaced),
+            (phase3, Phase::Flood),
+            (phase4, Phase::AgentSessions),
+        ]
+        .into_iter()
+        .filter_map(|(on, p)| on.then_some(p))
+        .collect();
         for rep in 0..ctx.s.reps {
-            match ctx.run_one(Arm::Warm, rep, Phase::Flood, Some(paced_rate), paced_rate) {
-                Ok(r) => records.push(r),
-                Err(e) => {
-                    eprintln!("  c rep {rep} flood FAILED: {e:#}");
-                    failures.push(format!("c/{rep}/flood: {e:#}"));
-                }
-            }
-        }
-    }
-    if phase4 {
-        eprintln!(
-            "autoid-bench: phase 4, the warm arm paced at {paced_rate:.0} req/s with the keys at the agent, alone and beside {:.0} new sessions/s from {}",
-            o.new_sessions_rate,
-            flood::SOURCE
-        );
-        for rep in 0..ctx.s.reps {
-            for phase in [Phase::AgentPaced, Phase::AgentSessions] {
+            for &phase in &phases {
                 match ctx.run_one(Arm::Warm, rep, phase, Some(paced_rate), paced_rate) {
                     Ok(r) => records.push(r),
                     Err(e) => {
@@ -998,6 +1126,9 @@ pub fn main(o: &Options) -> Result<()> {
     std::fs::write(out.join("summary.md"), &table)?;
     std::fs::write(out.join("bench.svg"), chart::bench(&summary)?)?;
     println!("{table}");
+    if let Some(verdict) = junk_flood_verdict(&summary) {
+        eprintln!("autoid-bench: {verdict}");
+    }
     eprintln!(
         "autoid-bench: wrote {}, summary.md and bench.svg ({:.0} s)",
         json_path.display(),
@@ -1075,13 +1206,6 @@ fn summarize(
     };
     let rps = |r: &RunRecord| r.outcome.rps;
     let cpu = |r: &RunRecord| r.envoy_cpu_us_per_req;
-    // Phase 3 against phase 2, repetition by repetition.
-    let flood_vs_paced = |f: &dyn Fn(&RunRecord) -> f64| -> Value {
-        let n = pick(Arm::Warm, Phase::Flood, f);
-        let d = pick(Arm::Warm, Phase::Paced, f);
-        let per_rep: Vec<f64> = n.iter().zip(&d).map(|(n, d)| n / d).collect();
-        json!({ "spread": spread(&per_rep), "per_rep": per_rep })
-    };
     let beside = |phase: Phase| -> Vec<&FloodOutcome> {
         records
             .iter()
@@ -1089,7 +1213,6 @@ fn summarize(
             .filter_map(|r| r.flood.as_ref())
             .collect()
     };
-    let flood_runs = beside(Phase::Flood);
     let session_runs = beside(Phase::AgentSessions);
     // Phase 4: beside new sessions against alone, same bootstrap, repetition by repetition.
     let with_vs_without = |f: &dyn Fn(&RunRecord) -> f64| -> Value {
@@ -1105,22 +1228,9 @@ fn summarize(
             .map(|(_, v)| *v as f64)
             .sum()
     };
-    let warm_under_flood = json!({
-        "flood_rate": o.flood_rate,
-        "flood_source": flood::SOURCE.to_string(),
-        "flood_sent": flood_runs.iter().map(|f| f.sent).collect::<Vec<_>>(),
-        "flood_non_401": flood_runs.iter().map(|f| f.other).sum::<u64>(),
-        "rsa_unwraps": spread(&pick(Arm::Warm, Phase::Flood, &|r| counter(r, "autoid_rsa_unwraps"))),
-        "rate_limited": spread(&pick(Arm::Warm, Phase::Flood, &|r| counter(r, "autoid_denied_rate_limited"))),
-        "achieved_rps": spread(&pick(Arm::Warm, Phase::Flood, &|r| r.outcome.rps)),
-        "p50_us": spread(&pick(Arm::Warm, Phase::Flood, &|r| r.outcome.p50_us)),
-        "p99_us": spread(&pick(Arm::Warm, Phase::Flood, &|r| r.outcome.p99_us)),
-        "p99_vs_paced": flood_vs_paced(&|r| r.outcome.p99_us),
-        "p50_vs_paced": flood_vs_paced(&|r| r.outcome.p50_us),
-    });
     let warm_beside_new_sessions = json!({
         "new_sessions_rate": o.new_sessions_rate,
-        "source": flood::SOURCE.to_string(),
+        "source": flood::SESSIONS_SOURCE.to_string(),
         "sessions_sent": session_runs.iter().map(|f| f.sent).collect::<Vec<_>>(),
         "sessions_ok": session_runs.iter().map(|f| f.ok).collect::<Vec<_>>(),
         "sessions_not_ok": session_runs.iter().map(|f| f.sent - f.ok).sum::<u64>(),
@@ -1138,7 +1248,7 @@ fn summarize(
         "p50_with_vs_without": with_vs_without(&|r| r.outcome.p50_us),
     });
     json!({
-        "warm_under_flood": warm_under_flood,
+        "junk_flood": junk_flood(records, o),
         "warm_beside_new_sessions": warm_beside_new_sessions,
         "warm_p99_with_cold_vs_without": with_vs_without(&|r| r.outcome.p99_us),
         "warm_vs_floor": ratio(Arm::Warm, Arm::Floor, &rps),
@@ -1216,6 +1326,186 @@ fn summarize(
     })
 }
 
+/// Phase 3's targets (issue 25): legitimate new sessions' p99 beside the junk flood, and the warm
+/// arm's p99 beside it over its p99 alone (phase 4's `AgentPaced`, same repetition).
+pub const LEGIT_NEW_SESSION_P99_US_MAX: f64 = 1_000_000.0;
+/// See [`LEGIT_NEW_SESSION_P99_US_MAX`].
+pub const WARM_P99_RATIO_MAX: f64 = 1.5;
+
+/// Whether a junk answer is flagged: every v3 junk proof must get 401; a v2 one gets 401, or 503
+/// when the agent's small lane for unchecked sessions sheds it (counted apart).
+pub fn junk_answer_flagged(label: &str, status: &str) -> bool {
+    !matches!((label, status), (_, "401") | ("v2", "503"))
+}
+
+/// The verdict on phase 3's medians: (legitimate p99 met, warm ratio met); `None` where there is
+/// no figure.
+pub fn junk_flood_met(
+    legit_p99_us: Option<f64>,
+    warm_ratio: Option<f64>,
+) -> (Option<bool>, Option<bool>) {
+    (
+        legit_p99_us.map(|p| p <= LEGIT_NEW_SESSION_P99_US_MAX),
+        warm_ratio.map(|r| r <= WARM_P99_RATIO_MAX),
+    )
+}
+
+/// `summary.json`'s `junk_flood`: phase 3 against phase 4's baseline, repetition by repetition.
+fn junk_flood(records: &[RunRecord], o: &Options) -> Value {
+    let runs: Vec<&RunRecord> = records.iter().filter(|r| r.phase == Phase::Flood).collect();
+    let baseline = |rep: usize| {
+        records
+            .iter()
+            .find(|r| r.phase == Phase::AgentPaced && r.rep == rep && r.arm == 'c')
+    };
+    let per = |f: &dyn Fn(&RunRecord) -> f64| -> Vec<f64> { runs.iter().map(|r| f(r)).collect() };
+    let ratio = |f: &dyn Fn(&RunRecord) -> f64| -> Value {
+        let per_rep: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| baseline(r.rep).map(|b| f(r) / f(b)))
+            .collect();
+        json!({ "median": spread(&per_rep).map(|s| s.median), "spread": spread(&per_rep), "per_rep": per_rep })
+    };
+    let counter = |r: &RunRecord, name: &str| -> f64 {
+        r.counters
+            .iter()
+            .filter(|(k, _)| k.ends_with(name))
+            .map(|(_, v)| *v as f64)
+            .sum()
+    };
+    let junk: Vec<&FloodOutcome> = runs.iter().filter_map(|r| r.flood.as_ref()).collect();
+    let legit: Vec<&FloodOutcome> = runs.iter().filter_map(|r| r.legit.as_ref()).collect();
+    let flagged: u64 = junk
+        .iter()
+        .flat_map(|f| f.by_label.iter())
+        .flat_map(|(label, m)| m.iter().map(move |(status, n)| (label, status, n)))
+        .filter(|(label, status, _)| junk_answer_flagged(label, status))
+        .map(|(_, _, n)| n)
+        .sum();
+    let v2_shed: u64 = junk
+        .iter()
+        .filter_map(|f| f.by_label.get("v2").and_then(|m| m.get("503")))
+        .sum();
+    let legit_lat = |f: &dyn Fn(&flood::Latency) -> f64| -> Option<Spread> {
+        spread(
+            &legit
+                .iter()
+                .filter_map(|l| l.latency.as_ref().map(f))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let legit_p99 = legit_lat(&|l| l.p99_us);
+    let warm_ratio = ratio(&|r| r.outcome.p99_us);
+    let (legit_met, warm_met) =
+        junk_flood_met(legit_p99.map(|s| s.median), warm_ratio["median"].as_f64());
+    let legit_non_2xx: u64 = legit.iter().map(|l| l.sent - l.ok).sum();
+    let agent = |name: &str| -> Vec<u64> {
+        runs.iter()
+            .filter_map(|r| r.agent_counters.get(name).copied())
+            .collect()
+    };
+    // The filter's counters (Envoy's stats) per run, by name.
+    let envoy: serde_json::Map<String, Value> = [
+        "autoid_requests_denied",
+        "autoid_denied_entropy",
+        "autoid_denied_rate_limited",
+        "autoid_agent_session_callouts",
+        "autoid_agent_session_failures",
+        "autoid_agent_stream_callouts",
+    ]
+    .iter()
+    .map(|name| {
+        let v = per(&|r| counter(r, name));
+        ((*name).to_owned(), json!(spread(&v)))
+    })
+    .collect();
+    json!({
+        "deployment": "keys and epochs at the agent, the filter's default cold-path budgets, protocol v3 (as `make run`)",
+        "flood_rate": o.flood_rate,
+        "flood_sources": o.flood_sources,
+        "flood_source_first": flood::sources(1).first().map(ToString::to_string),
+        "flood_connections": junk.first().map(|f| f.connections),
+        "junk_mix": {
+            "v3_new_subject": 0.8,
+            "v3_known_subject": 0.1,
+            "v2": 0.1,
+        },
+        "legit_sessions_rate": o.legit_sessions_rate,
+        "legit_source": flood::LEGIT_SOURCE.to_string(),
+        "targets": {
+            "legit_new_session_p99_us_max": LEGIT_NEW_SESSION_P99_US_MAX,
+            "warm_p99_ratio_max": WARM_P99_RATIO_MAX,
+        },
+        "legit_new_session_p99_us": legit_p99.map(|s| s.median),
+        "warm_p99_ratio": warm_ratio,
+        "met": {
+            "legit_new_session_p99_us": legit_met,
+            "warm_p99_ratio": warm_met,
+            "legit_all_2xx": (!legit.is_empty()).then_some(legit_non_2xx == 0),
+            "junk_all_refused": (!junk.is_empty()).then_some(flagged == 0),
+        },
+        "junk": {
+            "achieved_rps": spread(&junk.iter().map(|f| f.achieved_rps).collect::<Vec<_>>()),
+            // The flood's one thread, of one core.
+            "client_cpu_util": spread(&junk.iter().map(|f| f.cpu_util).collect::<Vec<_>>()),
+            "sent": junk.iter().map(|f| f.sent).collect::<Vec<_>>(),
+            "answers": junk.iter().map(|f| &f.by_label).collect::<Vec<_>>(),
+            "flagged": flagged,
+            "v2_shed_503": v2_shed,
+        },
+        "legit": {
+            "sent": legit.iter().map(|l| l.sent).collect::<Vec<_>>(),
+            "ok": legit.iter().map(|l| l.ok).collect::<Vec<_>>(),
+            "non_2xx": legit_non_2xx,
+            "answers": legit.iter().map(|l| &l.by_label).collect::<Vec<_>>(),
+            "achieved_rps": spread(&legit.iter().map(|l| l.achieved_rps).collect::<Vec<_>>()),
+            "p50_us": legit_lat(&|l| l.p50_us),
+            "p99_us": legit_p99,
+            "max_us": legit_lat(&|l| l.max_us),
+        },
+        "agent": {
+            "rsa_unwraps": agent("autoid_agent_rsa_unwraps_total"),
+            "possession_refused": agent("autoid_agent_possession_refused_total"),
+            "unchecked_shed": agent("autoid_agent_unchecked_shed_total"),
+        },
+        "envoy": envoy,
+        "warm": {
+            "with": {
+                "achieved_rps": spread(&per(&|r| r.outcome.rps)),
+                "p50_us": spread(&per(&|r| r.outcome.p50_us)),
+                "p99_us": spread(&per(&|r| r.outcome.p99_us)),
+                "non_200": runs.iter().map(|r| r.outcome.non_200).sum::<u64>(),
+            },
+            "p50_ratio": ratio(&|r| r.outcome.p50_us),
+        },
+    })
+}
+
+/// Phase 3's one-line verdict, or `None` when it did not run.
+fn junk_flood_verdict(summary: &Value) -> Option<String> {
+    let j = &summary["junk_flood"];
+    let met = &j["met"];
+    met["legit_new_session_p99_us"].as_bool()?;
+    let word = |v: &Value| match v.as_bool() {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "-",
+    };
+    Some(format!(
+        "junk flood ({} new sessions/s from {} sources, achieved {} /s): legitimate new sessions p99 {} µs (target ≤ 1 000 000: {}; all 2xx: {}), warm p99 with/without {}× (target ≤ 1.5: {}); junk all refused: {} ({} flagged)",
+        j["flood_rate"],
+        j["flood_sources"],
+        fmt_spread(&j["junk"]["achieved_rps"], 1.0, 0),
+        fmt_spread(&j["legit"]["p99_us"], 1.0, 0),
+        word(&met["legit_new_session_p99_us"]),
+        word(&met["legit_all_2xx"]),
+        fmt_spread(&j["warm_p99_ratio"]["spread"], 1.0, 2),
+        word(&met["warm_p99_ratio"]),
+        word(&met["junk_all_refused"]),
+        j["junk"]["flagged"],
+    ))
+}
+
 fn fmt_spread(v: &Value, scale: f64, digits: usize) -> String {
     let get = |k: &str| v.get(k).and_then(Value::as_f64);
     match (get("median"), get("min"), get("max")) {
@@ -1287,24 +1577,36 @@ fn markdown(summary: &Value, arms: &[Arm]) -> String {
             fmt_spread(&fleet["paced_claims_per_batch"], 1.0, 2),
         ));
     }
-    let f = &summary["warm_under_flood"];
-    if f["p99_us"].get("median").is_some() {
+    let j = &summary["junk_flood"];
+    if j["warm"]["with"]["p99_us"].get("median").is_some() {
         t.push_str(&format!(
-            "\nWarm arm paced beside a junk flood of {} req/s from {}: p50 {} µs, p99 {} µs; \
-             p99 {}× the paced run without a flood; RSA unwraps per run {}, rate limited {}.\n",
-            f["flood_rate"],
-            f["flood_source"].as_str().unwrap_or("?"),
-            fmt_spread(&f["p50_us"], 1.0, 0),
-            fmt_spread(&f["p99_us"], 1.0, 0),
-            fmt_spread(&f["p99_vs_paced"]["spread"], 1.0, 2),
-            fmt_spread(&f["rsa_unwraps"], 1.0, 0),
-            fmt_spread(&f["rate_limited"], 1.0, 0),
+            "\nJunk flood of {} new sessions/s from {} sources ({}, client {} of a core), keys and epochs at the agent: \
+             legitimate new sessions ({}/s from {}) p50 {} µs, p99 {} µs, max {} µs, non-2xx {}; \
+             warm arm p50 {} µs, p99 {} µs, p99 with/without {}×; junk answers {}; agent RSA \
+             unwraps {}, possession refused {}, unchecked shed {}.\n",
+            j["flood_rate"],
+            j["flood_sources"],
+            fmt_spread(&j["junk"]["achieved_rps"], 1.0, 0) + " achieved",
+            fmt_spread(&j["junk"]["client_cpu_util"], 1.0, 2),
+            j["legit_sessions_rate"],
+            j["legit_source"].as_str().unwrap_or("?"),
+            fmt_spread(&j["legit"]["p50_us"], 1.0, 0),
+            fmt_spread(&j["legit"]["p99_us"], 1.0, 0),
+            fmt_spread(&j["legit"]["max_us"], 1.0, 0),
+            j["legit"]["non_2xx"],
+            fmt_spread(&j["warm"]["with"]["p50_us"], 1.0, 0),
+            fmt_spread(&j["warm"]["with"]["p99_us"], 1.0, 0),
+            fmt_spread(&j["warm_p99_ratio"]["spread"], 1.0, 2),
+            j["junk"]["answers"],
+            j["agent"]["rsa_unwraps"],
+            j["agent"]["possession_refused"],
+            j["agent"]["unchecked_shed"],
         ));
     }
     let n = &summary["warm_beside_new_sessions"];
     if n["with"]["p99_us"].get("median").is_some() {
         t.push_str(&format!(
-            "\nWarm arm paced with the keys at the agent, beside {} new sessions/s from {}: \
+            "\nWarm arm paced with the keys and epochs at the agent, beside {} new sessions/s from {}: \
              p50 {} µs, p99 {} µs; alone: p50 {} µs, p99 {} µs; p99 with/without {}× \
              (target ≤ 1.5); new sessions answered 2xx per run {}.\n",
             n["new_sessions_rate"],
@@ -1499,5 +1801,36 @@ impl Bench<'_> {
             (allowed, denied),
             self.o.connections,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_junk_answer_but_401_is_flagged_except_a_shed_v2() {
+        for label in ["v3_new_subject", "v3_known_subject", "v2"] {
+            assert!(!junk_answer_flagged(label, "401"), "{label}");
+            assert!(junk_answer_flagged(label, "200"), "{label}");
+            assert!(junk_answer_flagged(label, "error"), "{label}");
+            assert!(junk_answer_flagged(label, "429"), "{label}");
+        }
+        assert!(!junk_answer_flagged("v2", "503"));
+        assert!(junk_answer_flagged("v3_new_subject", "503"));
+        assert!(junk_answer_flagged("v3_known_subject", "503"));
+    }
+
+    #[test]
+    fn the_targets_are_inclusive_and_absent_figures_have_no_verdict() {
+        assert_eq!(
+            junk_flood_met(Some(1_000_000.0), Some(1.5)),
+            (Some(true), Some(true))
+        );
+        assert_eq!(
+            junk_flood_met(Some(1_000_001.0), Some(1.51)),
+            (Some(false), Some(false))
+        );
+        assert_eq!(junk_flood_met(None, None), (None, None));
     }
 }
