@@ -224,7 +224,7 @@ soak: wasm bins deps-envoy
 	target/release/autoid-bench soak $(SOAK_ARGS)
 
 bench-host: wasm
-	$(CARGO) bench $(LOCKED) -p autoid-host-tests --bench filter
+	$(CARGO) bench $(LOCKED) --workspace --bench filter
 
 # cargo-fuzz targets (nightly): header parser, proof opener, config parser, agent replies, and
 # the whole built filter in the wasmtime harness (so the .wasm first).

@@ -5,8 +5,8 @@
 #   target/release/autoid-bench run          → target/bench/summary.json, summary.md
 # (arms (b) and (c) also under Debian's wrk, and the chart target/bench/bench.svg)
 # and, unless BENCH_QUICK=1, the wasm instructions per request and the crypto microbenchmarks:
-#   cargo bench -p autoid-host-tests --bench instructions → target/bench/wasm-instructions.json
-#   cargo bench -p autoid-bench --bench crypto       (native, criterion)
+#   cargo bench --workspace --bench instructions → target/bench/wasm-instructions.json
+#   cargo bench --workspace --bench crypto       (native, criterion)
 #   target/release/autoid-bench micro-wasm   → target/bench/micro-wasm.json (same steps in wasm)
 #   node bench/crypto-wasm/micro-v8.mjs      → target/bench/micro-v8.json (same module under V8, if node is installed)
 #
@@ -64,7 +64,7 @@ if [ "${AUTOID_SKIP_BUILD:-0}" != 1 ]; then
 	$CARGO build --profile wasm --target $WASM_TARGET -p autoid-plugin -p autoid-floor-filter
 fi
 say "building autoid-bench, the autoid agent and the wasm crypto module"
-$CARGO build --release -p autoid-bench -p autoid-agent
+$CARGO build --release --workspace --bins
 if [ "${BENCH_QUICK:-0}" != 1 ]; then
 	$CARGO build --manifest-path bench/crypto-wasm/Cargo.toml --profile wasm --target $WASM_TARGET \
 		--target-dir "$CARGO_TARGET_DIR"
@@ -92,9 +92,9 @@ ps aux --sort=-%cpu | head -4 >&2
 
 if [ "${BENCH_QUICK:-0}" != 1 ]; then
 	say "wasm instructions per request (wasmtime fuel: deterministic, whatever the load)"
-	$CARGO bench -p autoid-host-tests --bench instructions 2>/dev/null >&2
+	$CARGO bench --workspace --bench instructions 2>/dev/null >&2
 	say "crypto steps, native (criterion)"
-	$CARGO bench -p autoid-bench --bench crypto -- --warm-up-time 1 --measurement-time 3 2>&1 |
+	$CARGO bench --workspace --bench crypto -- --warm-up-time 1 --measurement-time 3 2>&1 |
 		tee "$CARGO_TARGET_DIR/bench/micro-native.txt" | grep -E '^native/|time:' >&2 || true
 	say "crypto steps, wasm (wasmtime, Cranelift)"
 	"$CARGO_TARGET_DIR/release/autoid-bench" micro-wasm \
