@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::procstat;
@@ -339,7 +339,7 @@ async fn connection(c: usize, shared: Arc<Shared>) {
             }
             let s = conn.as_mut().ok_or(std::io::ErrorKind::NotConnected)?;
             s.write_all(request).await?;
-            read_status(s, &mut buf).await
+            crate::loadgen::read_response(s, &mut buf).await
         };
         let status = match tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await {
             Ok(Ok((status, close))) => {
@@ -362,49 +362,6 @@ async fn connection(c: usize, shared: Arc<Shared>) {
             }
         }
         k += plan.connections;
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Reads one response: its status and whether the server will close the connection.
-async fn read_status(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
-    use std::io::{Error, ErrorKind};
-    buf.clear();
-    loop {
-        if let Some(end) = find(buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-            let mut lines = head.split("\r\n");
-            let status = lines
-                .next()
-                .and_then(|l| l.split(' ').nth(1))
-                .and_then(|s| s.parse::<u16>().ok())
-                .ok_or_else(|| Error::new(ErrorKind::InvalidData, "bad status line"))?;
-            let mut length = 0usize;
-            let mut close = false;
-            for line in lines {
-                if let Some((name, value)) = line.split_once(':') {
-                    let value = value.trim();
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.parse().unwrap_or(0);
-                    } else if name.eq_ignore_ascii_case("connection") {
-                        close = value.eq_ignore_ascii_case("close");
-                    }
-                }
-            }
-            let total = end + 4 + length;
-            while buf.len() < total {
-                if stream.read_buf(buf).await? == 0 {
-                    return Err(ErrorKind::UnexpectedEof.into());
-                }
-            }
-            return Ok((status, close));
-        }
-        if stream.read_buf(buf).await? == 0 {
-            return Err(ErrorKind::UnexpectedEof.into());
-        }
     }
 }
 

@@ -373,7 +373,10 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Reads one response; returns its status and whether the server will close the connection.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
+pub(crate) async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(u16, bool)> {
     use std::io::{Error, ErrorKind};
     buf.clear();
     loop {

@@ -1221,13 +1221,6 @@ fn summarize(
         let per_rep: Vec<f64> = n.iter().zip(&d).map(|(n, d)| n / d).collect();
         json!({ "median": spread(&per_rep).map(|s| s.median), "spread": spread(&per_rep), "per_rep": per_rep })
     };
-    let counter = |r: &RunRecord, name: &str| -> f64 {
-        r.counters
-            .iter()
-            .filter(|(k, _)| k.ends_with(name))
-            .map(|(_, v)| *v as f64)
-            .sum()
-    };
     let warm_beside_new_sessions = json!({
         "new_sessions_rate": o.new_sessions_rate,
         "source": flood::SESSIONS_SOURCE.to_string(),
@@ -1365,13 +1358,6 @@ fn junk_flood(records: &[RunRecord], o: &Options) -> Value {
             .filter_map(|r| baseline(r.rep).map(|b| f(r) / f(b)))
             .collect();
         json!({ "median": spread(&per_rep).map(|s| s.median), "spread": spread(&per_rep), "per_rep": per_rep })
-    };
-    let counter = |r: &RunRecord, name: &str| -> f64 {
-        r.counters
-            .iter()
-            .filter(|(k, _)| k.ends_with(name))
-            .map(|(_, v)| *v as f64)
-            .sum()
     };
     let junk: Vec<&FloodOutcome> = runs.iter().filter_map(|r| r.flood.as_ref()).collect();
     let legit: Vec<&FloodOutcome> = runs.iter().filter_map(|r| r.legit.as_ref()).collect();
@@ -1802,6 +1788,15 @@ impl Bench<'_> {
             self.o.connections,
         )
     }
+}
+
+/// The sum of a run's counters whose names end with `name` (Envoy prefixes them per filter).
+fn counter(r: &RunRecord, name: &str) -> f64 {
+    r.counters
+        .iter()
+        .filter(|(k, _)| k.ends_with(name))
+        .map(|(_, v)| *v as f64)
+        .sum()
 }
 
 #[cfg(test)]
