@@ -32,9 +32,27 @@ use crate::replay::{Insert, fenced};
 use crate::reply::{
     Challenges, Denial, Forbid, Password, Unavailable, challenged, sanitize_request_id,
 };
-use crate::worker::State;
+use crate::state::State;
 use cache::{CacheAdapter, Held};
-pub use fleet::Waiter;
+pub use fleet::{FleetClaims, Waiter};
+
+/// What every request of a worker shares: the worker's [`State`], and its fleet claims in fleet
+/// scope. The worker hands it to each new [`Flow`].
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub(crate) state: Rc<State>,
+    pub(crate) fleet: Option<Rc<FleetClaims>>,
+}
+
+impl Shared {
+    /// What a worker configured with `state` (and `fleet` in fleet scope) shares.
+    pub(crate) fn new(state: State, fleet: Option<FleetClaims>) -> Self {
+        Shared {
+            state: Rc::new(state),
+            fleet: fleet.map(Rc::new),
+        }
+    }
+}
 
 /// Where a paused request stands. A verified proof travels with it: its nonce is claimed only
 /// when the request is allowed.
@@ -149,6 +167,8 @@ impl Asked {
 #[derive(Default)]
 pub struct Flow {
     state: Option<Rc<State>>,
+    /// The worker's fleet claims (fleet scope).
+    fleet: Option<Rc<FleetClaims>>,
     request_id: String,
     route: String,
     /// Headers the filter manages that the client sent: removed before the request goes on.
@@ -179,10 +199,15 @@ impl std::fmt::Debug for Flow {
 
 /// The proxy's callbacks, one per event of the request.
 impl Flow {
-    /// A request for a worker's `state` (`None`: the filter is not configured).
-    pub fn new(state: Option<Rc<State>>) -> Self {
+    /// A request for what a worker shares (`None`: the filter is not configured).
+    pub fn new(shared: Option<Shared>) -> Self {
+        let (state, fleet) = match shared {
+            Some(Shared { state, fleet }) => (Some(state), fleet),
+            None => (None, None),
+        };
         Flow {
             state,
+            fleet,
             ..Flow::default()
         }
     }

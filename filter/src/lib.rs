@@ -7,8 +7,9 @@
 //! before the request goes upstream. Anything else is a uniform 401/403/503.
 //!
 //! Everything is plain Rust over one seam, [`host`] (`Host` + `HttpHost`): no proxy-wasm type
-//! appears here. A request's way is in `flow`, a worker's configuration and tick in `worker`, the
-//! caches, rate limit and replies beside them — unit-tested natively with a recording host.
+//! appears here. A request's way is in `flow`, what a worker's requests share in `state`, its
+//! configuration, tick and callouts in `worker`, the caches, rate limit and replies beside them —
+//! unit-tested natively with a recording host.
 //!
 //! Hosts: the proxy-wasm filter (`autoid-plugin`, whose `wasm_host` implements the seam over
 //! hostcalls), the agent's `/v1/check` (Envoy `ext_authz`, nginx `auth_request`) and the test
@@ -29,8 +30,10 @@ pub mod ratelimit;
 pub mod replay;
 pub mod reply;
 pub mod sessions;
+mod state;
 pub mod store;
 mod worker;
 
-pub use flow::Flow;
-pub use worker::{State, TICK, Worker};
+pub use flow::{Flow, Shared};
+pub use state::State;
+pub use worker::{TICK, Worker};

@@ -13,7 +13,7 @@ use crate::host::HttpHost;
 use crate::metrics::Counter;
 use crate::ratelimit::source_key;
 use crate::sessions::Hit;
-use crate::worker::State;
+use crate::state::State;
 
 /// A session unwrapped for one request (locally or by the agent) that no proof has verified
 /// under yet, with the cap the agent set on it (its key's retirement, its session TTL).
