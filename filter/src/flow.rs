@@ -33,7 +33,7 @@ use crate::reply::{
     Challenges, Denial, Forbid, Password, Unavailable, challenged, sanitize_request_id,
 };
 use crate::state::State;
-use cache::{CacheAdapter, Held};
+use cache::{CacheAdapter, Held, Tally};
 pub use fleet::{FleetClaims, Waiter};
 
 /// What every request of a worker shares: the worker's [`State`], and its fleet claims in fleet
@@ -395,6 +395,7 @@ impl Flow {
             now,
             now_ms,
             held: &self.held,
+            tally: Tally::default(),
         };
         let verified = verify_or_ask(
             &state.config.keyring,
@@ -403,7 +404,10 @@ impl Flow {
             request,
             now,
             &mut cache,
-        )?;
+        );
+        // Counted here, the step that looked the session up and spent the unwraps.
+        cache.tally.count(host, state);
+        let verified = verified?;
         state
             .entropy
             .borrow_mut()
