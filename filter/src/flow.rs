@@ -2,8 +2,21 @@
 //! proof (verified with the worker's caches in [`cache`], sessions and subjects' keys asked of
 //! the agent in [`sessions`]), the subject's groups (static, or the bridge's in [`directory`]),
 //! the upstream credentials (inline, or the agent's in [`credentials`]), what to strip and
-//! inject, and allow, deny or wait. The proxy-wasm contexts in `filter` only forward their
-//! callbacks here.
+//! inject, and allow, deny or wait. A host's callbacks (the proxy-wasm contexts, the agent's
+//! check) only forward here.
+//!
+//! The steps, in order; each goes on to the next, waits (a [`Pending`] state, `Verdict::Pause`,
+//! resumed by [`Flow::on_callout`] or the body) or denies (`Flow::deny`, the uniform reply):
+//!
+//! | step | functions | file | side effects |
+//! |---|---|---|---|
+//! | route | `headers_phase` | flow.rs | none |
+//! | authenticate: proof | `verify` → `verified` (→ `body_complete` for a body-bound proof); waits: `ask_agent`/`ask_stream` → `session_answer`/`stream_answer` | flow.rs, [`cache`], [`sessions`] | session lookups and unwraps counted in `verify`; the cold-path budget spent in [`cache`] when verification asks for an unwrap |
+//! | authenticate: password | `basic` → `password_answer` (both decide) | [`basic`] | remembered binds |
+//! | authorize | `authorize` → `decide` (static groups) or `ask_directory` → `directory_answer` | flow.rs, [`directory`] | the decision cache |
+//! | credentials | `with_credentials` → `ask_credentials` → `credentials_answer` | [`credentials`] | the credential cache |
+//! | claim | `admit` → `claim`; fleet scope: `claim_fleet` → `fleet_decided` | flow.rs, [`fleet`] | the replay table; fleet claims |
+//! | forward | `forward` | flow.rs | allowed counted |
 
 mod basic;
 mod cache;
