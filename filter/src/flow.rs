@@ -38,7 +38,7 @@ use autoid_protocol::{Reject, Request};
 
 use crate::callout;
 use crate::decisions::Decision;
-use crate::headers;
+use crate::headers::{self, Header};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::{Counter, denied_name};
 use crate::replay::{Insert, fenced};
@@ -600,6 +600,41 @@ impl Flow {
         }
     }
 
+    /// The route step: the API the route names, enabled, and a path the filter can judge (with
+    /// the client's copies of managed headers noted for stripping); else the denial.
+    fn route<'s, 'h, H: HttpHost>(
+        &mut self,
+        host: &H,
+        state: &'s State,
+        headers: &'h [Header],
+    ) -> Result<(&'s Api, &'h str), Denial> {
+        // Client copies of the headers the filter sets, and the proof, never go upstream: a
+        // denied request gets a local reply, an allowed one loses them in `forward`.
+        self.strip = state
+            .managed
+            .iter()
+            .filter(|name| headers::has(headers, name))
+            .cloned()
+            .collect();
+        self.route = host.route_name().unwrap_or_default();
+        let api = state
+            .config
+            .apis
+            .get(&self.route)
+            .ok_or(Denial::Forbidden(Forbid::UnknownRoute))?;
+        if !api.enabled {
+            return Err(Denial::Forbidden(Forbid::Disabled));
+        }
+        // A path that is not UTF-8 is no path the filter can judge: unsafe.
+        let path = pseudo(headers, ":path")
+            .map_or(Ok(""), std::str::from_utf8)
+            .map_err(|_| Denial::UnsafePath)?;
+        if !path_is_safe(path) {
+            return Err(Denial::UnsafePath);
+        }
+        Ok((api, path))
+    }
+
     fn headers_phase<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Verdict {
         // Names are matched as bytes; only the values the filter reads are turned into text,
         // each against its grammar where it is read: any other header is carried, never decoded.
@@ -618,23 +653,13 @@ impl Flow {
             self.deny(host, Denial::Unavailable(Unavailable::NotConfigured), None);
             return Verdict::Pause;
         };
-        // Client copies of the headers the filter sets, and the proof, never go upstream: a
-        // denied request gets a local reply, an allowed one loses them in `decide`.
-        self.strip = state
-            .managed
-            .iter()
-            .filter(|name| headers::has(&headers, name))
-            .cloned()
-            .collect();
-        self.route = host.route_name().unwrap_or_default();
-        let Some(api) = state.config.apis.get(&self.route) else {
-            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), None);
-            return Verdict::Pause;
+        let (api, path) = match self.route(host, &state, &headers) {
+            Ok(routed) => routed,
+            Err(denial) => {
+                self.deny(host, denial, None);
+                return Verdict::Pause;
+            }
         };
-        if !api.enabled {
-            self.deny(host, Denial::Forbidden(Forbid::Disabled), None);
-            return Verdict::Pause;
-        }
         let proof_header = state.config.proof_header.as_str();
         let mut proofs = headers::values(&headers, proof_header);
         // The proof's grammar is ASCII: a value that is not even UTF-8 is malformed.
@@ -643,21 +668,6 @@ impl Flow {
             (Some(_), Some(_)) => Err(Reject::Duplicate),
             (Some(v), None) => std::str::from_utf8(v).map_err(|_| Reject::Malformed),
         };
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name.as_bytes())
-                .map(|(_, v)| v.as_slice())
-        };
-        // A path that is not UTF-8 is no path the filter can judge: unsafe.
-        let Ok(path) = pseudo(":path").map_or(Ok(""), std::str::from_utf8) else {
-            self.deny(host, Denial::UnsafePath, None);
-            return Verdict::Pause;
-        };
-        if !path_is_safe(path) {
-            self.deny(host, Denial::UnsafePath, None);
-            return Verdict::Pause;
-        }
         self.request_done = end_of_stream;
         if let Some(basic) = &api.basic {
             // An API that takes passwords never passes the client's `Authorization` upstream.
@@ -700,8 +710,8 @@ impl Flow {
         // The proof binds the method and authority as text: bytes that are not UTF-8 cannot be
         // what any proof binds, and the answer is the uniform 401.
         let (Ok(method), Ok(authority)) = (
-            pseudo(":method").map_or(Ok(""), std::str::from_utf8),
-            pseudo(":authority").map_or(Ok(""), std::str::from_utf8),
+            pseudo(&headers, ":method").map_or(Ok(""), std::str::from_utf8),
+            pseudo(&headers, ":authority").map_or(Ok(""), std::str::from_utf8),
         ) else {
             self.deny(host, Denial::Unauthorized(Reject::Malformed), None);
             return Verdict::Pause;
@@ -782,4 +792,12 @@ impl Flow {
         }
         self.authorize(host, &state, &api, verified)
     }
+}
+
+/// The value of the pseudo-header `name` (`:path`, `:method`, `:authority`), as bytes.
+fn pseudo<'h>(headers: &'h [Header], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
 }
