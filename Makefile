@@ -207,7 +207,7 @@ demo-fleet:
 lint: deps-wasm
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(LOCKED) --release --workspace --all-targets -- -D warnings
-	$(CARGO) clippy $(LOCKED) --profile wasm --target $(WASM_TARGET) -p autoid-plugin -p autoid-floor-filter -p autoid-protocol -- -D warnings
+	$(CARGO) clippy $(LOCKED) --profile wasm --target $(WASM_TARGET) -p autoid-plugin -p autoid-filter -p autoid-floor-filter -p autoid-protocol -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

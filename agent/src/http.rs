@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use autoid_plugin::reply::{Denial, Unavailable, response, sanitize_request_id};
+use autoid_filter::reply::{Denial, Unavailable, response, sanitize_request_id};
 use autoid_protocol::directory::{
     AuthenticateReply, GroupsReply, MAX_REPLAY_BATCH, REPLAY_PATH, ReplayBatchReply,
     ReplayBatchRequest, ReplayRequest, ReplayVerdict, SessionReply, SessionRequest, StreamRequest,

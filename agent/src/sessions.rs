@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use autoid_plugin::ratelimit::TokenBucket;
+use autoid_filter::ratelimit::TokenBucket;
 use autoid_protocol::keys::{GatewayKey, oaep_label};
 use autoid_protocol::verify::SessionKey;
 use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};

@@ -8,8 +8,8 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use autoid_plugin::decisions::{Decision, Decisions, MAX_GROUPS, parse_reply};
-use autoid_plugin::store::{SetError, Store, StoreError};
+use autoid_filter::decisions::{Decision, Decisions, MAX_GROUPS, parse_reply};
+use autoid_filter::store::{SetError, Store, StoreError};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: u64 = 1_800_000_000;

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 /// generation, `u64be`).
 const REPLAY_ENTRY: usize = 8;
 const REPLAY_HEADER: usize = 8;
-/// Generations in the replay table's ring (plugin/src/replay.rs).
+/// Generations in the replay table's ring (filter/src/replay.rs).
 const REPLAY_GENERATIONS: usize = 16;
 /// Bytes of one session slot (`session_id[32] || key[32] || u64be(issued_at) || u64be(expires)
 /// || lp8(kid)`), for this fixture's key id.

@@ -4,13 +4,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use autoid_filter::host::Verdict;
+use autoid_filter::{Flow, TICK, Worker};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
-use crate::flow::Flow;
-use crate::host::Verdict;
 use crate::wasm_host::Envoy;
-use crate::worker::{TICK, Worker};
 
 /// The root context: one per worker.
 pub struct Root {

@@ -9,12 +9,11 @@
 use std::ptr::null_mut;
 use std::time::{Duration, UNIX_EPOCH};
 
+use autoid_filter::headers::{self, Header};
+use autoid_filter::host::{Host, HostError, HttpHost, Level};
+use autoid_filter::store::{SetError, Store, StoreError};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
-
-use crate::headers::{self, Header};
-use crate::host::{Host, HostError, HttpHost, Level};
-use crate::store::{SetError, Store, StoreError};
 
 // The proxy-wasm ABI 0.2.1 calls that hand the module host data, declared as the SDK declares
 // them but with plain integers for the map type and the status (a status the SDK's enum does not

@@ -11,10 +11,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use autoid_plugin::Flow;
-use autoid_plugin::headers::Header;
-use autoid_plugin::host::{Host, HostError, HttpHost, Level};
-use autoid_plugin::store::Store;
+use autoid_filter::Flow;
+use autoid_filter::headers::Header;
+use autoid_filter::host::{Host, HostError, HttpHost, Level};
+use autoid_filter::store::Store;
 use axum::Router;
 use axum::body::Body;
 use tokio::sync::{mpsc, oneshot};

@@ -1,6 +1,6 @@
 //! `/v1/check`: the agent answers, for a request a gateway describes (the contract in
 //! docs/GATEWAYS.md), what the wasm filter would decide for it with the same filter
-//! configuration — by running the filter's own logic (`autoid-plugin`'s `Worker` and `Flow`)
+//! configuration — by running the filter's own logic (`autoid-filter`'s `Worker` and `Flow`)
 //! over a native host, never a second implementation of it.
 //!
 //! N check workers (threads, each a current-thread runtime and a `LocalSet`) each own one filter

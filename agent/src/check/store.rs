@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use autoid_plugin::store::{SetError, Store, StoreError};
+use autoid_filter::store::{SetError, Store, StoreError};
 
 /// Shared data with Envoy's semantics: every set gives the key a new CAS token; a set with a CAS
 /// fails on a key that carries another one (0 means none); a set on a missing key succeeds
@@ -102,7 +102,7 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autoid_plugin::store::CREATE_ONLY_CAS;
+    use autoid_filter::store::CREATE_ONLY_CAS;
 
     #[test]
     fn cas_and_create_only_behave_as_envoys() {

@@ -7,8 +7,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use autoid_plugin::host::Verdict;
-use autoid_plugin::{Flow, TICK, Worker};
+use autoid_filter::host::Verdict;
+use autoid_filter::{Flow, TICK, Worker};
 use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 use tracing::error;

@@ -20,7 +20,7 @@ use crate::callout::{agent_headers, bearer};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
-use crate::worker::State;
+use crate::state::State;
 
 impl Flow {
     /// POSTs a JSON body to the agent within its timeout: whether the callout was dispatched.

@@ -1,6 +1,7 @@
 //! The session cache as `verify` sees it: the worker's map and shared data, the session held for
 //! the request until its proof verifies, the entropy cache, and the cold-path budget (per source,
-//! then per worker).
+//! then per worker). What a verification did that is counted (session lookups, unwraps allowed)
+//! is kept in a [`Tally`] that the authenticate step counts ([`super::Flow`]'s `verify`).
 
 use std::cell::RefCell;
 
@@ -13,7 +14,7 @@ use crate::host::HttpHost;
 use crate::metrics::Counter;
 use crate::ratelimit::source_key;
 use crate::sessions::Hit;
-use crate::worker::State;
+use crate::state::State;
 
 /// A session unwrapped for one request (locally or by the agent) that no proof has verified
 /// under yet, with the cap the agent set on it (its key's retirement, its session TTL).
@@ -40,6 +41,35 @@ impl Held {
     }
 }
 
+/// What one verification did that the worker counts.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    /// Session lookups found in the worker's own map.
+    hits_local: u32,
+    /// Session lookups found in shared data.
+    hits_shared: u32,
+    /// Session lookups found nowhere.
+    misses: u32,
+    /// RSA unwraps the cold-path budget allowed.
+    unwraps: u32,
+}
+
+impl Tally {
+    /// Counts what the verification did.
+    pub(super) fn count<H: HttpHost>(&self, host: &H, state: &State) {
+        for (counter, n) in [
+            (Counter::SessionHitLocal, self.hits_local),
+            (Counter::SessionHitShared, self.hits_shared),
+            (Counter::SessionMiss, self.misses),
+            (Counter::RsaUnwraps, self.unwraps),
+        ] {
+            for _ in 0..n {
+                state.count(host, counter);
+            }
+        }
+    }
+}
+
 /// The caches one verification reads, at one clock reading.
 pub(super) struct CacheAdapter<'a, H> {
     pub(super) host: &'a H,
@@ -48,6 +78,8 @@ pub(super) struct CacheAdapter<'a, H> {
     pub(super) now_ms: u64,
     /// The request's held session.
     pub(super) held: &'a RefCell<Option<Held>>,
+    /// What the verification did, counted once it returns.
+    pub(super) tally: Tally,
 }
 
 impl<H: HttpHost> CacheAdapter<'_, H> {
@@ -91,12 +123,12 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
             proof.session(),
             self.now,
         );
-        let counter = match &found {
-            Some((_, Hit::Local)) => Counter::SessionHitLocal,
-            Some((_, Hit::Shared)) => Counter::SessionHitShared,
-            None => Counter::SessionMiss,
+        let seen = match &found {
+            Some((_, Hit::Local)) => &mut self.tally.hits_local,
+            Some((_, Hit::Shared)) => &mut self.tally.hits_shared,
+            None => &mut self.tally.misses,
         };
-        self.state.count(self.host, counter);
+        *seen += 1;
         found.map(|(key, _)| key)
     }
 
@@ -144,18 +176,14 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
 
     fn allow_unwrap(&mut self) -> bool {
         let allowed = self.cold_budget();
-        if allowed {
-            self.state.count(self.host, Counter::RsaUnwraps);
-        }
+        self.tally.unwraps += u32::from(allowed);
         allowed
     }
 
     /// A v3 unwrap: possession checked here, or by the agent before its RSA.
     fn allow_checked_unwrap(&mut self) -> bool {
         let allowed = self.state.checked_path.borrow_mut().try_take(self.now_ms);
-        if allowed {
-            self.state.count(self.host, Counter::RsaUnwraps);
-        }
+        self.tally.unwraps += u32::from(allowed);
         allowed
     }
 

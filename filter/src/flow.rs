@@ -2,8 +2,21 @@
 //! proof (verified with the worker's caches in [`cache`], sessions and subjects' keys asked of
 //! the agent in [`sessions`]), the subject's groups (static, or the bridge's in [`directory`]),
 //! the upstream credentials (inline, or the agent's in [`credentials`]), what to strip and
-//! inject, and allow, deny or wait. The proxy-wasm contexts in `filter` only forward their
-//! callbacks here.
+//! inject, and allow, deny or wait. A host's callbacks (the proxy-wasm contexts, the agent's
+//! check) only forward here.
+//!
+//! The steps, in order; each goes on to the next, waits (a [`Pending`] state, `Verdict::Pause`,
+//! resumed by [`Flow::on_callout`] or the body) or denies (`Flow::deny`, the uniform reply):
+//!
+//! | step | functions | file | side effects |
+//! |---|---|---|---|
+//! | route | `headers_phase` | flow.rs | none |
+//! | authenticate: proof | `verify` → `verified` (→ `body_complete` for a body-bound proof); waits: `ask_agent`/`ask_stream` → `session_answer`/`stream_answer` | flow.rs, [`cache`], [`sessions`] | session lookups and unwraps counted in `verify`; the cold-path budget spent in [`cache`] when verification asks for an unwrap |
+//! | authenticate: password | `basic` → `password_answer` (both decide) | [`basic`] | remembered binds |
+//! | authorize | `authorize` → `decide` (static groups) or `ask_directory` → `directory_answer` | flow.rs, [`directory`] | the decision cache |
+//! | credentials | `with_credentials` → `ask_credentials` → `credentials_answer` | [`credentials`] | the credential cache |
+//! | claim | `admit` → `claim`; fleet scope: `claim_fleet` → `fleet_decided` | flow.rs, [`fleet`] | the replay table; fleet claims |
+//! | forward | `forward` | flow.rs | allowed counted |
 
 mod basic;
 mod cache;
@@ -25,16 +38,34 @@ use autoid_protocol::{Reject, Request};
 
 use crate::callout;
 use crate::decisions::Decision;
-use crate::headers;
+use crate::headers::{self, Header};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::{Counter, denied_name};
 use crate::replay::{Insert, fenced};
 use crate::reply::{
     Challenges, Denial, Forbid, Password, Unavailable, challenged, sanitize_request_id,
 };
-use crate::worker::State;
-use cache::{CacheAdapter, Held};
-pub use fleet::Waiter;
+use crate::state::State;
+use cache::{CacheAdapter, Held, Tally};
+pub use fleet::{FleetClaims, Waiter};
+
+/// What every request of a worker shares: the worker's [`State`], and its fleet claims in fleet
+/// scope. The worker hands it to each new [`Flow`].
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub(crate) state: Rc<State>,
+    pub(crate) fleet: Option<Rc<FleetClaims>>,
+}
+
+impl Shared {
+    /// What a worker configured with `state` (and `fleet` in fleet scope) shares.
+    pub(crate) fn new(state: State, fleet: Option<FleetClaims>) -> Self {
+        Shared {
+            state: Rc::new(state),
+            fleet: fleet.map(Rc::new),
+        }
+    }
+}
 
 /// Where a paused request stands. A verified proof travels with it: its nonce is claimed only
 /// when the request is allowed.
@@ -149,6 +180,8 @@ impl Asked {
 #[derive(Default)]
 pub struct Flow {
     state: Option<Rc<State>>,
+    /// The worker's fleet claims (fleet scope).
+    fleet: Option<Rc<FleetClaims>>,
     request_id: String,
     route: String,
     /// Headers the filter manages that the client sent: removed before the request goes on.
@@ -179,10 +212,15 @@ impl std::fmt::Debug for Flow {
 
 /// The proxy's callbacks, one per event of the request.
 impl Flow {
-    /// A request for a worker's `state` (`None`: the filter is not configured).
-    pub fn new(state: Option<Rc<State>>) -> Self {
+    /// A request for what a worker shares (`None`: the filter is not configured).
+    pub fn new(shared: Option<Shared>) -> Self {
+        let (state, fleet) = match shared {
+            Some(Shared { state, fleet }) => (Some(state), fleet),
+            None => (None, None),
+        };
         Flow {
             state,
+            fleet,
             ..Flow::default()
         }
     }
@@ -370,6 +408,7 @@ impl Flow {
             now,
             now_ms,
             held: &self.held,
+            tally: Tally::default(),
         };
         let verified = verify_or_ask(
             &state.config.keyring,
@@ -378,7 +417,10 @@ impl Flow {
             request,
             now,
             &mut cache,
-        )?;
+        );
+        // Counted here, the step that looked the session up and spent the unwraps.
+        cache.tally.count(host, state);
+        let verified = verified?;
         state
             .entropy
             .borrow_mut()
@@ -558,6 +600,41 @@ impl Flow {
         }
     }
 
+    /// The route step: the API the route names, enabled, and a path the filter can judge (with
+    /// the client's copies of managed headers noted for stripping); else the denial.
+    fn route<'s, 'h, H: HttpHost>(
+        &mut self,
+        host: &H,
+        state: &'s State,
+        headers: &'h [Header],
+    ) -> Result<(&'s Api, &'h str), Denial> {
+        // Client copies of the headers the filter sets, and the proof, never go upstream: a
+        // denied request gets a local reply, an allowed one loses them in `forward`.
+        self.strip = state
+            .managed
+            .iter()
+            .filter(|name| headers::has(headers, name))
+            .cloned()
+            .collect();
+        self.route = host.route_name().unwrap_or_default();
+        let api = state
+            .config
+            .apis
+            .get(&self.route)
+            .ok_or(Denial::Forbidden(Forbid::UnknownRoute))?;
+        if !api.enabled {
+            return Err(Denial::Forbidden(Forbid::Disabled));
+        }
+        // A path that is not UTF-8 is no path the filter can judge: unsafe.
+        let path = pseudo(headers, ":path")
+            .map_or(Ok(""), std::str::from_utf8)
+            .map_err(|_| Denial::UnsafePath)?;
+        if !path_is_safe(path) {
+            return Err(Denial::UnsafePath);
+        }
+        Ok((api, path))
+    }
+
     fn headers_phase<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Verdict {
         // Names are matched as bytes; only the values the filter reads are turned into text,
         // each against its grammar where it is read: any other header is carried, never decoded.
@@ -576,23 +653,13 @@ impl Flow {
             self.deny(host, Denial::Unavailable(Unavailable::NotConfigured), None);
             return Verdict::Pause;
         };
-        // Client copies of the headers the filter sets, and the proof, never go upstream: a
-        // denied request gets a local reply, an allowed one loses them in `decide`.
-        self.strip = state
-            .managed
-            .iter()
-            .filter(|name| headers::has(&headers, name))
-            .cloned()
-            .collect();
-        self.route = host.route_name().unwrap_or_default();
-        let Some(api) = state.config.apis.get(&self.route) else {
-            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), None);
-            return Verdict::Pause;
+        let (api, path) = match self.route(host, &state, &headers) {
+            Ok(routed) => routed,
+            Err(denial) => {
+                self.deny(host, denial, None);
+                return Verdict::Pause;
+            }
         };
-        if !api.enabled {
-            self.deny(host, Denial::Forbidden(Forbid::Disabled), None);
-            return Verdict::Pause;
-        }
         let proof_header = state.config.proof_header.as_str();
         let mut proofs = headers::values(&headers, proof_header);
         // The proof's grammar is ASCII: a value that is not even UTF-8 is malformed.
@@ -601,21 +668,6 @@ impl Flow {
             (Some(_), Some(_)) => Err(Reject::Duplicate),
             (Some(v), None) => std::str::from_utf8(v).map_err(|_| Reject::Malformed),
         };
-        let pseudo = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k == name.as_bytes())
-                .map(|(_, v)| v.as_slice())
-        };
-        // A path that is not UTF-8 is no path the filter can judge: unsafe.
-        let Ok(path) = pseudo(":path").map_or(Ok(""), std::str::from_utf8) else {
-            self.deny(host, Denial::UnsafePath, None);
-            return Verdict::Pause;
-        };
-        if !path_is_safe(path) {
-            self.deny(host, Denial::UnsafePath, None);
-            return Verdict::Pause;
-        }
         self.request_done = end_of_stream;
         if let Some(basic) = &api.basic {
             // An API that takes passwords never passes the client's `Authorization` upstream.
@@ -658,8 +710,8 @@ impl Flow {
         // The proof binds the method and authority as text: bytes that are not UTF-8 cannot be
         // what any proof binds, and the answer is the uniform 401.
         let (Ok(method), Ok(authority)) = (
-            pseudo(":method").map_or(Ok(""), std::str::from_utf8),
-            pseudo(":authority").map_or(Ok(""), std::str::from_utf8),
+            pseudo(&headers, ":method").map_or(Ok(""), std::str::from_utf8),
+            pseudo(&headers, ":authority").map_or(Ok(""), std::str::from_utf8),
         ) else {
             self.deny(host, Denial::Unauthorized(Reject::Malformed), None);
             return Verdict::Pause;
@@ -740,4 +792,12 @@ impl Flow {
         }
         self.authorize(host, &state, &api, verified)
     }
+}
+
+/// The value of the pseudo-header `name` (`:path`, `:method`, `:authority`), as bytes.
+fn pseudo<'h>(headers: &'h [Header], name: &str) -> Option<&'h [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
 }

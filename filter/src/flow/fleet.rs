@@ -14,7 +14,7 @@
 //! comes, the root enters each waiting request's context (`set_effective_context`) and lets it
 //! go upstream or answers it locally; a request that ended meanwhile is skipped.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -25,11 +25,11 @@ use autoid_protocol::verify::Verified;
 
 use super::{Flow, Pending};
 use crate::callout::{self, agent_headers, bearer};
-use crate::fleet::{Answer, Join, Waiting, batch_answers, batch_body, keep_until};
-use crate::host::{HttpHost, Level, Verdict};
+use crate::fleet::{Answer, Batcher, Join, Waiting, batch_answers, batch_body, keep_until};
+use crate::host::{Host, HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
-use crate::worker::State;
+use crate::state::State;
 
 /// What a request enqueues to wake the root. Not empty: the SDK reads an empty value dequeued as
 /// none, which would end the drain with the queue still holding kicks.
@@ -50,6 +50,18 @@ pub struct Waiter {
 
 /// A fleet claim waiting in the worker's batcher.
 pub type FleetClaim = Waiting<Waiter>;
+
+/// The fleet claims of one worker's requests (fleet scope): queued, and the batch in flight. The
+/// worker owns it and shares it with each request ([`super::Shared`]); a request joins it, the
+/// root context sends and answers its batches.
+#[derive(Debug)]
+pub struct FleetClaims {
+    batcher: RefCell<Batcher<Waiter>>,
+    /// The shared queue whose `on_queue_ready` wakes the root to send the claims.
+    queue: u32,
+    /// When the degraded fleet replay was last logged (Unix seconds): at most once a second.
+    degraded_logged_at: Cell<u64>,
+}
 
 impl Flow {
     /// Lets the worker find `flow` (the request of `context`) when its fleet claim is answered.
@@ -72,7 +84,7 @@ impl Flow {
         groups: &[String],
         values: &[(String, String)],
     ) -> Verdict {
-        let (Some(waiter), Some(queue)) = (self.waiter.clone(), state.fleet_queue) else {
+        let (Some(waiter), Some(fleet)) = (self.waiter.clone(), self.fleet.clone()) else {
             // Configuration guarantees an agent (and the worker a queue) in fleet scope, and
             // the proxy context attaches every flow; fail closed all the same.
             self.deny(
@@ -89,16 +101,16 @@ impl Flow {
             keep_until: keep_until(verified.timestamp, skew),
             waiter,
         };
-        let join = state.fleet.borrow_mut().join(claim);
+        let join = fleet.batcher.borrow_mut().join(claim);
         state.count(host, Counter::ReplayFleetClaims);
-        if join == Join::Kick && host.enqueue(queue, KICK).is_err() {
+        if join == Join::Kick && host.enqueue(fleet.queue, KICK).is_err() {
             host.log(
                 Level::Warn,
                 "autoid: fleet replay: the worker's queue refused the kick",
             );
             // Nothing is in flight: what waits is this claim alone (an earlier one would have
             // kicked, and been taken back the same way).
-            state.fleet.borrow_mut().kick_failed();
+            fleet.batcher.borrow_mut().kick_failed();
             return self.fleet_failed(host, state, (verified, groups, values));
         }
         self.pending = Pending::Fleet {
@@ -179,7 +191,8 @@ impl Flow {
             }
             FleetFailure::Local => {
                 state.count(host, Counter::ReplayFleetDegraded);
-                if state.degraded_log_due(host.now_ms() / 1000) {
+                let now = host.now_ms() / 1000;
+                if self.fleet.as_ref().is_some_and(|f| f.degraded_log_due(now)) {
                     host.log(
                         Level::Warn,
                         "autoid: fleet replay unavailable: accepting on the local replay check alone (replay.on_fleet_failure \"local\"; a proof may be accepted once per replica meanwhile)",
@@ -207,17 +220,51 @@ impl Flow {
 }
 
 /// The worker's side of the batches, run in the root context.
-impl State {
+impl FleetClaims {
+    /// The claims of a worker in fleet scope, with the worker's own shared queue: `None`, logged,
+    /// when the host gives none.
+    pub fn new<H: Host>(host: &H) -> Option<FleetClaims> {
+        // The queue's name is this worker's alone: Envoy keys queues by VM id and name across
+        // every worker, and the last to register a name gets its wake-ups.
+        let mut id = [0u8; 8];
+        let name = host.random(&mut id).then(|| {
+            format!(
+                "autoid.fleet.{}",
+                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )
+        });
+        let Some(queue) = name.and_then(|n| host.register_queue(&n)) else {
+            host.log(
+                Level::Error,
+                "autoid: no shared queue for the fleet replay claims at configure",
+            );
+            return None;
+        };
+        Some(FleetClaims {
+            batcher: RefCell::new(Batcher::default()),
+            queue,
+            degraded_logged_at: Cell::new(0),
+        })
+    }
+
+    /// Whether the degraded fleet replay should be logged now (once a second at most), and
+    /// notes that it was.
+    fn degraded_log_due(&self, now: u64) -> bool {
+        let due = self.degraded_logged_at.get() != now;
+        self.degraded_logged_at.set(now);
+        due
+    }
+
     /// Sends the queued claims, as many batches as it takes to empty the queue while none is
     /// in flight (one, unless a dispatch fails). Call it from the root context only.
-    pub fn send_fleet_batch<H: HttpHost>(&self, host: &H, root: u32) {
-        let Some(agent) = &self.config.agent else {
+    pub fn send<H: HttpHost>(&self, host: &H, state: &State, root: u32) {
+        let Some(agent) = &state.config.agent else {
             return;
         };
-        let timeout = Duration::from_millis(self.config.replay.fleet_timeout_ms);
+        let timeout = Duration::from_millis(state.config.replay.fleet_timeout_ms);
         loop {
             let next = self
-                .fleet
+                .batcher
                 .borrow_mut()
                 .next_batch(|w| w.flow.strong_count() > 0);
             let Some(batch) = next else {
@@ -229,8 +276,8 @@ impl State {
             headers.push(("content-type", "application/json"));
             match host.dispatch(&agent.cluster, headers, Some(&body), timeout) {
                 Ok(token) => {
-                    self.count(host, Counter::ReplayFleetBatches);
-                    self.fleet.borrow_mut().sent(token, host.now_ms(), batch);
+                    state.count(host, Counter::ReplayFleetBatches);
+                    self.batcher.borrow_mut().sent(token, host.now_ms(), batch);
                     return;
                 }
                 Err(_) => {
@@ -252,14 +299,15 @@ impl State {
 
     /// A callout answered in the root context: `true` if it was the fleet batch in flight, whose
     /// requests are then decided, and the next batch sent.
-    pub fn fleet_batch_answered<H: HttpHost>(
+    pub fn answered<H: HttpHost>(
         &self,
         host: &H,
+        state: &State,
         root: u32,
         token: u32,
         body_size: usize,
     ) -> bool {
-        let Some(batch) = self.fleet.borrow_mut().answered(token) else {
+        let Some(batch) = self.batcher.borrow_mut().answered(token) else {
             return false;
         };
         let (status, body) = callout::reply(host, body_size);
@@ -267,13 +315,13 @@ impl State {
         let status = status.map_or_else(|| "no answer".to_owned(), |s| format!("status {s}"));
         deliver(host, batch, &answers, &status);
         let _ = host.enter(root);
-        self.send_fleet_batch(host, root);
+        self.send(host, state, root);
         true
     }
 
     /// The root's queue woke it up: sends what waits (the kick itself carries nothing).
-    pub fn fleet_kicked<H: HttpHost>(&self, host: &H, root: u32, queue: u32) {
-        if self.fleet_queue != Some(queue) {
+    pub fn kicked<H: HttpHost>(&self, host: &H, state: &State, root: u32, queue: u32) {
+        if self.queue != queue {
             return;
         }
         for _ in 0..MAX_KICKS_DRAINED {
@@ -281,14 +329,14 @@ impl State {
                 break;
             }
         }
-        self.send_fleet_batch(host, root);
+        self.send(host, state, root);
     }
 
     /// The tick: a batch unanswered well past its timeout (an answer the host lost) fails, so
     /// the worker's claims never stall behind it.
-    pub fn fleet_tick<H: HttpHost>(&self, host: &H, root: u32) {
-        let after = self.config.replay.fleet_timeout_ms.saturating_add(2000);
-        let overdue = self.fleet.borrow_mut().overdue(host.now_ms(), after);
+    pub fn tick<H: HttpHost>(&self, host: &H, state: &State, root: u32) {
+        let after = state.config.replay.fleet_timeout_ms.saturating_add(2000);
+        let overdue = self.batcher.borrow_mut().overdue(host.now_ms(), after);
         if let Some(batch) = overdue {
             host.log(
                 Level::Warn,
@@ -298,8 +346,8 @@ impl State {
             deliver(host, batch, &failed, "lost");
             let _ = host.enter(root);
         }
-        if self.fleet.borrow().has_queued() {
-            self.send_fleet_batch(host, root);
+        if self.batcher.borrow().has_queued() {
+            self.send(host, state, root);
         }
     }
 }

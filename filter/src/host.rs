@@ -2,9 +2,9 @@
 //!
 //! [`Host`] is what a worker asks (clock, logs, randomness, shared data, counters, callouts and
 //! their replies); [`HttpHost`] adds what one request asks (its headers and body, a local reply,
-//! its route and peer). `wasm_host` implements both over proxy-wasm hostcalls; the native tests
-//! implement them with a recording fake. The logic is generic over them (monomorphized: no
-//! dynamic dispatch on the request path).
+//! its route and peer). `autoid-plugin`'s `wasm_host` implements both over proxy-wasm hostcalls,
+//! the agent's `check` over its own runtime, the native tests with a recording fake. The logic is
+//! generic over them (monomorphized: no dynamic dispatch on the request path).
 
 #[cfg(test)]
 pub mod fake;
@@ -25,7 +25,7 @@ pub enum Level {
     Error,
 }
 
-/// The host refused a call (its status stays in `wasm_host`).
+/// The host refused a call (its status stays in the host: `autoid-plugin`'s `wasm_host`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostError;
 

@@ -11,7 +11,7 @@ use crate::decisions::{Decision, Freshness, groups_path, parse_reply};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Forbid, Unavailable};
-use crate::worker::State;
+use crate::state::State;
 
 impl Flow {
     /// Groups from the directory: a fresh cached decision decides at once; otherwise the bridge

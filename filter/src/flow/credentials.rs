@@ -9,7 +9,7 @@ use crate::credentials::{Lookup, parse_reply as parse_credentials};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
-use crate::worker::State;
+use crate::state::State;
 use autoid_protocol::config::Api;
 use autoid_protocol::directory::credentials_path;
 

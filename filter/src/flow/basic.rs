@@ -20,7 +20,7 @@ use crate::holds;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Forbid, Password, Unavailable};
-use crate::worker::State;
+use crate::state::State;
 
 /// The longest password passed to the agent (the agent's own limit).
 pub const MAX_PASSWORD_LEN: usize = 1024;

@@ -1,224 +1,29 @@
-//! One worker's filter: its configuration and what every request of the worker shares
-//! ([`State`]), built at configure; the tick (counters, the entropy cache, background credential
-//! refreshes) and the refreshes' answers. Plain Rust over a [`Host`].
+//! One worker's filter: its [`State`] and fleet claims, built at configure; the tick (counters,
+//! fleet batches, the entropy cache, background credential refreshes) and the answers to the
+//! worker's own callouts. Plain Rust over a [`Host`].
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::time::Duration;
 
-use autoid_protocol::config::{Config, Groups, ReplayScope};
+use autoid_protocol::config::{Config, ReplayScope};
 use autoid_protocol::directory::credentials_path;
 
-use crate::binds::Binds;
 use crate::callout::{self, agent_headers, bearer};
-use crate::credentials::{CredentialCache, parse_reply as parse_credentials};
-use crate::decisions::Decisions;
-use crate::entropy_cache::EntropyCache;
-use crate::fleet::Batcher;
-use crate::flow::Waiter;
+use crate::credentials::parse_reply as parse_credentials;
+use crate::flow::{FleetClaims, Shared};
 use crate::host::{Host, HttpHost, Level};
-use crate::metrics::{Counter, Metrics};
-use crate::ratelimit::{SourceBudgets, TokenBucket};
-use crate::replay::{ReplayTable, restart_fence};
-use crate::reply::Denial;
-use crate::sessions::Sessions;
-use crate::store::CREATE_ONLY_CAS;
+use crate::metrics::Counter;
+use crate::state::State;
 
-const SALT_KEY: &str = "autoid.replay-salt";
-/// How many HTTP Basic binds a worker remembers.
-const MAX_BINDS: usize = 4096;
 /// The worker's tick: the entropy cache's window.
 pub const TICK: Duration = Duration::from_secs(1);
-
-/// What every request of a worker shares.
-#[derive(Debug)]
-pub struct State {
-    pub config: Config,
-    pub managed: Vec<String>,
-    pub replay: ReplayTable,
-    pub sessions: RefCell<Sessions>,
-    pub decisions: Option<Decisions>,
-    pub cold_path: RefCell<TokenBucket>,
-    pub cold_sources: RefCell<SourceBudgets>,
-    /// v3 unwraps, whose possession ticket was checked (by the filter or, before its RSA, by the
-    /// agent): a budget that v1/v2 full forms never spend.
-    pub checked_path: RefCell<TokenBucket>,
-    pub entropy: RefCell<EntropyCache>,
-    pub credentials: CredentialCache,
-    /// HTTP Basic binds remembered under a keyed hash (`ldap_basic` APIs).
-    pub binds: RefCell<Binds>,
-    /// The restart fence (local replay scope with `restart_fence`): proofs made before it are
-    /// refused. `None`: no fence.
-    pub fence: Option<u64>,
-    /// The fleet claims of this worker's requests, queued and in flight (fleet scope).
-    pub fleet: RefCell<Batcher<Waiter>>,
-    /// The shared queue whose `on_queue_ready` wakes the root to send fleet claims (fleet scope).
-    pub fleet_queue: Option<u32>,
-    /// When the degraded fleet replay was last logged (Unix seconds): at most once a second.
-    degraded_logged_at: Cell<u64>,
-    metrics: Metrics,
-    /// Counts of the per-request counters not yet added to the host's (see [`State::count`]).
-    pending: [Cell<u64>; Counter::ALL.len()],
-}
-
-impl State {
-    /// The state for a valid configuration: `None`, logged, when shared data or randomness fails.
-    fn new<H: Host>(host: &H, config: Config) -> Option<State> {
-        let Some(salt) = replay_salt(host) else {
-            host.log(
-                Level::Error,
-                "autoid: shared data or randomness unavailable at configure",
-            );
-            return None;
-        };
-        let mut names: Vec<String> = Counter::ALL.iter().map(|c| c.name().to_owned()).collect();
-        names.extend(
-            Denial::all_reasons()
-                .into_iter()
-                .map(|r| format!("autoid_denied_{r}")),
-        );
-        let metrics = Metrics::define(host, names.iter().map(String::as_str));
-        let fence = if config.replay.scope == ReplayScope::Local && config.replay.restart_fence {
-            let Some(fence) = restart_fence(host.store(), host.now_ms() / 1000) else {
-                host.log(Level::Error, "autoid: shared data unavailable at configure");
-                return None;
-            };
-            Some(fence)
-        } else {
-            None
-        };
-        let mut bind_key = [0u8; 32];
-        if !host.random(&mut bind_key) {
-            host.log(Level::Error, "autoid: randomness unavailable at configure");
-            return None;
-        }
-        let bind_ttl = config
-            .apis
-            .values()
-            .filter_map(|a| a.basic.as_ref().map(|b| b.cache_ttl_secs))
-            .max()
-            .unwrap_or(0);
-        // The queue's name is this worker's alone: Envoy keys queues by VM id and name across
-        // every worker, and the last to register a name gets its wake-ups.
-        let fleet_queue = if config.replay.scope == ReplayScope::Fleet {
-            let mut id = [0u8; 8];
-            let name = host.random(&mut id).then(|| {
-                format!(
-                    "autoid.fleet.{}",
-                    id.iter().map(|b| format!("{b:02x}")).collect::<String>()
-                )
-            });
-            let Some(queue) = name.and_then(|n| host.register_queue(&n)) else {
-                host.log(
-                    Level::Error,
-                    "autoid: no shared queue for the fleet replay claims at configure",
-                );
-                return None;
-            };
-            Some(queue)
-        } else {
-            None
-        };
-        let decisions = match &config.groups {
-            Groups::Directory(d) => Some(Decisions::new(d.max_entries)),
-            Groups::Static(_) => None,
-        };
-        Some(State {
-            managed: config.all_managed_headers(),
-            replay: ReplayTable::new(
-                config.replay.buckets,
-                config.replay.slots_per_bucket,
-                config.limits.max_skew_secs,
-                salt,
-            ),
-            sessions: RefCell::new(Sessions::new(
-                config.session_cache.local_max_entries,
-                config.session_cache.max_entries,
-            )),
-            decisions,
-            cold_path: RefCell::new(TokenBucket::new(
-                config.cold_path.unwraps_per_second,
-                config.cold_path.burst,
-                host.now_ms(),
-            )),
-            cold_sources: RefCell::new(SourceBudgets::new(
-                config.cold_path.per_source_unwraps_per_second,
-                config.cold_path.per_source_burst,
-            )),
-            checked_path: RefCell::new(TokenBucket::new(
-                config.cold_path.checked_unwraps_per_second,
-                config.cold_path.checked_burst,
-                host.now_ms(),
-            )),
-            entropy: RefCell::new(EntropyCache::new(config.entropy_cache)),
-            credentials: CredentialCache::new(config.credentials),
-            binds: RefCell::new(Binds::new(bind_key, MAX_BINDS, bind_ttl)),
-            fence,
-            fleet: RefCell::new(Batcher::default()),
-            fleet_queue,
-            degraded_logged_at: Cell::new(0),
-            metrics,
-            pending: Default::default(),
-            config,
-        })
-    }
-
-    /// Counts one event. The two counters every allowed request touches are added up in the
-    /// worker and handed to the host on the tick (each counter update is a hostcall, about a
-    /// microsecond in Envoy); the rest go to the host at once.
-    pub fn count<H: Host + ?Sized>(&self, host: &H, counter: Counter) {
-        match counter {
-            Counter::Allowed | Counter::SessionHitLocal => {
-                let cell = &self.pending[counter as usize];
-                cell.set(cell.get() + 1);
-            }
-            _ => self.metrics.add(host, counter.name(), 1),
-        }
-    }
-
-    /// Whether the degraded fleet replay should be logged now (once a second at most), and
-    /// notes that it was.
-    pub fn degraded_log_due(&self, now: u64) -> bool {
-        let due = self.degraded_logged_at.get() != now;
-        self.degraded_logged_at.set(now);
-        due
-    }
-
-    /// Adds one to the counter named `name` at once.
-    pub fn count_name<H: Host + ?Sized>(&self, host: &H, name: &str) {
-        self.metrics.add(host, name, 1);
-    }
-
-    /// Hands the pending counts to the host.
-    fn flush_counts<H: Host>(&self, host: &H) {
-        for counter in Counter::ALL {
-            let n = self.pending[counter as usize].take();
-            if n > 0 {
-                self.metrics.add(host, counter.name(), n);
-            }
-        }
-    }
-}
-
-/// The replay salt shared by every worker: created once, whoever comes first.
-fn replay_salt<H: Host>(host: &H) -> Option<[u8; 16]> {
-    let store = host.store();
-    let mut fresh = [0u8; 16];
-    if !host.random(&mut fresh) {
-        return None;
-    }
-    let _ = store.set(SALT_KEY, &fresh, Some(CREATE_ONLY_CAS));
-    let (value, _) = store.get(SALT_KEY).ok()??;
-    value.try_into().ok()
-}
 
 /// One worker: its state once configured, and its background credential refreshes.
 #[derive(Debug, Default)]
 pub struct Worker {
     /// The root context's id (the proxy's; 0 in native tests).
     root: u32,
-    state: Option<Rc<State>>,
+    shared: Option<Shared>,
     /// Background credential refreshes in flight: callout token → API.
     refreshes: HashMap<u32, String>,
 }
@@ -232,9 +37,9 @@ impl Worker {
         }
     }
 
-    /// The state every request of the worker shares (`None` until configured).
-    pub fn state(&self) -> Option<Rc<State>> {
-        self.state.clone()
+    /// What every request of the worker shares (`None` until configured).
+    pub fn state(&self) -> Option<Shared> {
+        self.shared.clone()
     }
 
     /// Parses and applies the plugin configuration: `false`, logged, when it is invalid or the
@@ -247,8 +52,17 @@ impl Worker {
                 return false;
             }
         };
+        let fleet_scope = config.replay.scope == ReplayScope::Fleet;
         let Some(state) = State::new(host, config) else {
             return false;
+        };
+        let fleet = if fleet_scope {
+            let Some(fleet) = FleetClaims::new(host) else {
+                return false;
+            };
+            Some(fleet)
+        } else {
+            None
         };
         host.log(
             Level::Info,
@@ -258,18 +72,20 @@ impl Worker {
                 state.managed.len()
             ),
         );
-        self.state = Some(Rc::new(state));
+        self.shared = Some(Shared::new(state, fleet));
         true
     }
 
     /// The tick: flushes the pending counts, refreshes credentials about to expire, lets the
     /// entropy cache keep a hot subject's file.
     pub fn tick<H: HttpHost>(&mut self, host: &H) {
-        let Some(state) = self.state.clone() else {
+        let Some(Shared { state, fleet }) = self.shared.clone() else {
             return;
         };
         state.flush_counts(host);
-        state.fleet_tick(host, self.root);
+        if let Some(fleet) = &fleet {
+            fleet.tick(host, &state, self.root);
+        }
         self.refresh_credentials(host, &state);
         let now = host.now_ms() / 1000;
         if let Some(done) = state.entropy.borrow_mut().tick(now) {
@@ -332,18 +148,24 @@ impl Worker {
 
     /// The worker's shared queue woke the root: fleet claims wait to be sent.
     pub fn on_queue_ready<H: HttpHost>(&mut self, host: &H, queue: u32) {
-        if let Some(state) = self.state.clone() {
-            state.fleet_kicked(host, self.root, queue);
+        if let Some(Shared {
+            state,
+            fleet: Some(fleet),
+        }) = &self.shared
+        {
+            fleet.kicked(host, state, self.root, queue);
         }
     }
 
     /// A callout of the worker answered: a fleet batch's requests are decided, or a background
     /// refresh's credentials cached.
     pub fn on_callout<H: HttpHost>(&mut self, host: &H, token: u32, body_size: usize) {
-        let Some(state) = self.state.clone() else {
+        let Some(Shared { state, fleet }) = self.shared.clone() else {
             return;
         };
-        if state.fleet_batch_answered(host, self.root, token, body_size) {
+        if let Some(fleet) = &fleet
+            && fleet.answered(host, &state, self.root, token, body_size)
+        {
             return;
         }
         let Some(name) = self.refreshes.remove(&token) else {
@@ -427,7 +249,7 @@ mod tests {
             "{:?}",
             host.logs.borrow()
         );
-        let state = worker.state().unwrap();
+        let state = worker.state().unwrap().state;
         let now = START_SECS;
         let old = vec![("authorization".to_owned(), "Bearer old".to_owned())];
         // Fetched a minute ago for 65 s: 5 s left, inside the 10 s refresh window.
@@ -469,7 +291,7 @@ mod tests {
         let host = FakeHost::new("payments");
         let mut worker = Worker::default();
         assert!(worker.configure(&host, config().to_string().as_bytes()));
-        let state = worker.state().unwrap();
+        let state = worker.state().unwrap().state;
         let old = vec![("authorization".to_owned(), "Bearer old".to_owned())];
         state
             .credentials
