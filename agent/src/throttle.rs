@@ -59,7 +59,7 @@ pub enum Held {
 impl Held {
     /// What is held back, as the 429 body names it: `username` or `source`. A gateway that
     /// remembers binds answers a held source 429 itself until the hold ends, whatever the
-    /// password (`plugin/src/holds.rs`).
+    /// password (`filter/src/holds.rs`).
     pub fn scope(self) -> &'static str {
         match self {
             Held::User(_) => "username",

@@ -46,7 +46,7 @@ const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 const INTERMEDIATE_CURVES: &str = "X25519:prime256v1:secp384r1";
 
 /// The statuses the agent may deny with besides 401 and 403, as auth_request turns them into
-/// 500: the uniform body's `error` for each (plugin/src/reply.rs).
+/// 500: the uniform body's `error` for each (filter/src/reply.rs).
 const RESTORED: [(u16, &str); 4] = [
     (400, "bad_request"),
     (413, "payload_too_large"),
@@ -136,7 +136,7 @@ struct Served<'a> {
     api: &'a Api,
 }
 
-/// The uniform JSON body of a denial (plugin/src/reply.rs: `error`, then `request_id`).
+/// The uniform JSON body of a denial (filter/src/reply.rs: `error`, then `request_id`).
 fn body(error: &str) -> String {
     format!("'{{\"error\":\"{error}\",\"request_id\":\"$autoid_request_id\"}}'")
 }
