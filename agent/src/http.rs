@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use autoid_plugin::reply::{Denial, Unavailable, response, sanitize_request_id};
+use autoid_protocol::check::STATUS_HEADER;
 use autoid_protocol::directory::{
     AuthenticateReply, GroupsReply, MAX_REPLAY_BATCH, REPLAY_PATH, ReplayBatchReply,
     ReplayBatchRequest, ReplayRequest, ReplayVerdict, SessionReply, SessionRequest, StreamRequest,
@@ -780,7 +781,7 @@ async fn check_request(
             {
                 h.insert("x-envoy-auth-headers-to-remove", v);
             }
-            h.insert("x-autoid-status", header::HeaderValue::from_static("200"));
+            h.insert(STATUS_HEADER, header::HeaderValue::from_static("200"));
             r.extensions_mut().insert(Outcome {
                 outcome: "allowed",
                 subject: None,
@@ -808,7 +809,7 @@ async fn check_request(
                 }
             }
             if let Ok(v) = header::HeaderValue::try_from(code.as_u16().to_string()) {
-                h.insert("x-autoid-status", v);
+                h.insert(STATUS_HEADER, v);
             }
             r.extensions_mut().insert(Outcome {
                 outcome: "denied",
@@ -853,7 +854,7 @@ fn check_denied(headers: &HeaderMap, denial: Denial) -> Response {
         }
     }
     if let Ok(v) = header::HeaderValue::try_from(status.as_u16().to_string()) {
-        h.insert("x-autoid-status", v);
+        h.insert(STATUS_HEADER, v);
     }
     r.extensions_mut().insert(Outcome {
         outcome: "denied",

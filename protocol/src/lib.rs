@@ -22,6 +22,7 @@
 //! - [`client`]: sessions and proofs (the caller's side).
 //! - [`verify`]: the gateway's side, step by step and as one call.
 //! - [`config`]: the filter's configuration, parsed in two steps and validated.
+//! - [`check`]: the headers of the gateway↔agent check contract.
 //! - [`directory`]: the filter↔bridge JSON contract, one type serialized and parsed by both.
 //!
 //! Names: [`valid_subject`] is the one subject grammar, [`valid_group_name`] the one group-name
@@ -29,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod directory;

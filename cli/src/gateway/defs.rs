@@ -361,6 +361,24 @@ pub(crate) struct Upstream {
     pub(crate) path: String,
 }
 
+impl Upstream {
+    /// The authority the upstream is asked with: `host`, `[v6]`, and `:port` unless the
+    /// scheme's default.
+    pub(crate) fn authority(&self) -> String {
+        let default_port = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default_port {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
 /// Where Envoy reaches the autoid agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AgentAddress {

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use autoid_protocol::check::{CONTRACT_HEADERS, STATUS_HEADER};
 use autoid_protocol::config::{Api, Config};
 
 use super::defs::{AgentAddress, ApiDef, Definitions, Upstream, aws_credentials_path};
@@ -23,15 +24,9 @@ const CHECK_LOCATION: &str = "/_autoid/check/";
 const BAD_REQUEST_LOCATION: &str = "/_autoid/bad_request";
 /// The headers the check subrequest carries to the agent (the contract's), and the agent's
 /// status header: cleared on the upstream request.
-const CONTRACT_HEADERS: [&str; 7] = [
-    "x-autoid-api",
-    "x-autoid-method",
-    "x-autoid-uri",
-    "x-autoid-authority",
-    "x-autoid-peer",
-    "x-autoid-tls",
-    "x-autoid-status",
-];
+fn cleared_contract_headers() -> impl Iterator<Item = &'static str> {
+    CONTRACT_HEADERS.into_iter().chain([STATUS_HEADER])
+}
 /// The nginx upstream of the agent.
 const AGENT_UPSTREAM: &str = "autoid_agent";
 /// The longest chain of agent answers one check may wait on (session, subject key, directory,
@@ -478,7 +473,7 @@ fn api_location(
         config.proof_header
     );
     // The contract's headers are the check's; a client's copies go nowhere.
-    for name in CONTRACT_HEADERS {
+    for name in cleared_contract_headers() {
         let _ = writeln!(out, "{i3}proxy_set_header {name} \"\";");
     }
     for name in managed {
@@ -515,17 +510,7 @@ fn api_location(
         );
     } else {
         let up = s.up;
-        let default_port = if up.tls { 443 } else { 80 };
-        let host = if up.host.contains(':') {
-            format!("[{}]", up.host)
-        } else {
-            up.host.clone()
-        };
-        let host = if up.port == default_port {
-            host
-        } else {
-            format!("{host}:{}", up.port)
-        };
+        let host = up.authority();
         let scheme = if up.tls { "https" } else { "http" };
         let connect = s
             .def
@@ -920,7 +905,7 @@ mod tests {
                 )));
             }
             assert!(block.contains("auth_request /_autoid/check/payments;"));
-            for name in CONTRACT_HEADERS {
+            for name in cleared_contract_headers() {
                 assert!(
                     block.contains(&format!("proxy_set_header {name} \"\";")),
                     "{name}"
