@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use autoid_protocol::check::{CONTRACT_HEADERS, STATUS_HEADER};
 use serde_json::{Value, json};
 
-use super::defs::{Admin, AgentAddress, ApiDef, Definitions, Upstream};
+use super::defs::{Admin, AgentAddress, ApiDef, Definitions, Upstream, aws_signing_dir};
 use super::filter::{AGENT_SOCKET_AUTHORITY, BRIDGE_CLUSTER};
 
 /// Mozilla "intermediate" (server side TLS 5.x) TLS 1.2 suites that BoringSSL has; the DHE
@@ -179,20 +179,6 @@ fn upstream_cluster(
         c["transport_socket"] = upstream_tls(&up.host, &ca, true);
     }
     Ok(c)
-}
-
-/// The directory the agent keeps an `aws_service` API's signing credentials in
-/// (`credentials.aws_signing_dir/<api>`).
-pub(crate) fn aws_signing_dir(defs: &Definitions, api: &str) -> Result<PathBuf> {
-    let Some(dir) = &defs.gateway.credentials.aws_signing_dir else {
-        anyhow::bail!(
-            "{}: credentials.aws_signing_dir: required when an API has aws_service (the agent \
-             writes the signing credentials there, Envoy reads them)",
-            defs.dir.join("gateway.json").display()
-        );
-    };
-    let dir = defs.resolve(dir).join(api);
-    Ok(std::path::absolute(&dir).unwrap_or(dir))
 }
 
 /// An upstream TLS transport socket: TLS 1.2+, the peer verified against `ca` and its SAN
