@@ -13,7 +13,9 @@ mod read;
 use api::check_api;
 pub(crate) use api::{ApiDef, Upstream, aws_credentials_path};
 use gateway::check_gateway;
-pub(crate) use gateway::{Admin, AgentAddress, DirectoryDef, Gateway, HeldBy, Resolve, Source};
+pub(crate) use gateway::{
+    Admin, AgentAddress, DirectoryDef, Gateway, HeldBy, HttpsListener, Resolve, Source,
+};
 use read::{field, parse, read};
 
 /// Everything in a config directory, checked.
