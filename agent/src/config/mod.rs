@@ -223,8 +223,6 @@ impl TryFrom<RawConfig> for Config {
     }
 }
 
-/// The two secrets. `Debug` never prints them.
-
 #[cfg(test)]
 mod tests {
     use super::*;

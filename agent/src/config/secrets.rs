@@ -13,6 +13,7 @@ pub const BIND_PASSWORD_ENV: &str = "AUTOID_BRIDGE_BIND_PASSWORD";
 /// Shortest bearer token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// The two secrets. `Debug` never prints them.
 #[derive(Clone)]
 pub struct Secrets {
     /// The bearer token; `None` only on a unix socket with no token configured.

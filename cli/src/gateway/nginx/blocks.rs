@@ -201,7 +201,7 @@ pub(super) fn server(out: &mut String, l: &Listening<'_>, c: &Checked<'_>) -> Re
     // before any location) answer the uniform body too.
     let _ = writeln!(out, "{i2}error_page 400 {BAD_REQUEST_LOCATION};");
     for (n, s) in served.iter().enumerate() {
-        api_location(out, n, s, &managed, config)?;
+        api_location(out, n, s, managed, config)?;
         check_location(out, s, tls.is_some(), timeout, connect);
         // The prefix without its slash is no API's (nginx would redirect it to the API).
         let bare = s.def.listen_path.trim_end_matches('/');
