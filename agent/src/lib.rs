@@ -38,6 +38,8 @@ pub mod replay;
 pub mod sessions;
 /// Per-subject entropy keys from the epochs' master secrets (`POST /v1/streams`).
 pub mod streams;
+/// LDAP filter templates: placeholders filled in one pass.
+pub mod template;
 /// Failed password checks slowed per username and per source (`POST /v1/authenticate`).
 pub mod throttle;
 /// rustls client configuration from a CA file.

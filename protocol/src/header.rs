@@ -9,9 +9,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 
-use crate::policy::{MAX_BINDING_LEN, MAX_HEADER_LEN};
+pub use crate::policy::NONCE_LEN;
+use crate::policy::{ALLOWED_BITS, MAX_BINDING_LEN, MAX_HEADER_LEN};
+pub use crate::session::{
+    SESSION_PLAINTEXT_LEN, SESSION_REF_LEN, SessionId, SessionRef, session_id, session_ref,
+};
 use crate::ticket::Ticket;
 use crate::wire::{Reader, put_lp16};
 use crate::{Reject, Request, valid_id, valid_subject};
@@ -22,22 +25,8 @@ pub const DEFAULT_HEADER: &str = "x-autoid-proof";
 pub const IV_LEN: usize = 12;
 /// Bytes of an AES-GCM tag.
 pub const TAG_LEN: usize = 16;
-/// Bytes of a proof nonce.
-pub const NONCE_LEN: usize = 16;
-/// Bytes of the wrapped session plaintext: a 32-byte key and a u64be `issued_at`.
-pub const SESSION_PLAINTEXT_LEN: usize = 40;
 const MIN_PAYLOAD: usize = 8 + NONCE_LEN + 1 + 1 + 1 + 1 + 32;
 const MAX_PAYLOAD: usize = MIN_PAYLOAD + 32 + 32 + 128;
-const SESSION_ID_LABEL: &[u8] = b"autoid/v1 session-id";
-
-/// A session's cache key: `SHA-256("autoid/v1 session-id" || lp16(kid) || wrapped)`.
-pub type SessionId = [u8; 32];
-
-/// Bytes of a session reference.
-pub const SESSION_REF_LEN: usize = 16;
-
-/// A session's reference in the compact form: the first 16 bytes of its [`SessionId`].
-pub type SessionRef = [u8; SESSION_REF_LEN];
 
 /// A protocol version the gateway accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,10 +120,7 @@ impl Proof {
             let mut reference = [0u8; SESSION_REF_LEN];
             reference.copy_from_slice(&wrapped);
             SessionPart::Reference(reference)
-        } else if crate::keys::ALLOWED_BITS
-            .iter()
-            .any(|bits| bits / 8 == wrapped.len())
-        {
+        } else if ALLOWED_BITS.iter().any(|bits| bits / 8 == wrapped.len()) {
             SessionPart::Wrapped(wrapped)
         } else {
             return Err(Reject::Malformed);
@@ -252,22 +238,6 @@ impl Proof {
     pub fn associated_data(&self, request: &Request<'_>) -> Option<Vec<u8>> {
         associated_data_for(self.version, &self.kid, request)
     }
-}
-
-/// A session's reference: the first 16 bytes of its id.
-pub fn session_ref(id: &SessionId) -> SessionRef {
-    let mut r = [0u8; SESSION_REF_LEN];
-    r.copy_from_slice(&id[..SESSION_REF_LEN]);
-    r
-}
-
-/// Computes a session's cache key.
-pub fn session_id(kid: &str, wrapped: &[u8]) -> SessionId {
-    let mut h = Sha256::new();
-    h.update(SESSION_ID_LABEL);
-    crate::wire::digest_lp16(&mut h, kid.as_bytes());
-    h.update(wrapped);
-    h.finalize().into()
 }
 
 /// The v1 associated data: `"autoid/v1" || lp16(kid) || lp16(method) || lp16(lowercase

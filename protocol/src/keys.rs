@@ -12,8 +12,7 @@ use sha2::Sha256;
 use crate::Reject;
 use crate::{Error, valid_id};
 
-/// RSA modulus sizes the protocol accepts.
-pub const ALLOWED_BITS: [usize; 3] = [2048, 3072, 4096];
+pub use crate::policy::ALLOWED_BITS;
 
 /// The OAEP label binds a wrapped session key to its key id (docs/PROTOCOL.md, "Session").
 pub fn oaep_label(kid: &str) -> Vec<u8> {
@@ -142,9 +141,9 @@ impl GatewayKey {
     }
 
     /// The cold path: RSA-OAEP unwrap of a session wrapped for this key (milliseconds).
-    pub fn unwrap_session(&self, wrapped: &[u8]) -> Result<crate::verify::SessionKey, Reject> {
+    pub fn unwrap_session(&self, wrapped: &[u8]) -> Result<crate::session::SessionKey, Reject> {
         let plaintext = self.unwrap(wrapped).ok_or(Reject::Unwrap)?;
-        crate::verify::SessionKey::from_bytes(&plaintext).ok_or(Reject::Unwrap)
+        crate::session::SessionKey::from_bytes(&plaintext).ok_or(Reject::Unwrap)
     }
 }
 

@@ -1,4 +1,5 @@
-//! The autoid entropy-proof protocol, version 1.
+//! The autoid entropy-proof protocol, versions 1, 2 and 3 (docs/PROTOCOL.md; v2 adds the compact
+//! warm form, v3 the possession ticket).
 //!
 //! A caller proves possession of its secret *entropy file* to a gateway. Per request it derives
 //! intervals of that file from a fresh nonce and the request it is about to send, hashes them with
@@ -14,11 +15,14 @@
 //! - [`keys`]: RSA key pairs with key ids, PEM in and out.
 //! - [`entropy`]: epochs, per-subject entropy streams and entropy files.
 //! - [`intervals`]: the intervals a proof must cover, derived from its nonce and bindings.
-//! - [`header`]: the `v1.<kid>.<wrapped>.<sealed>` header grammar and size caps.
+//! - [`header`]: the header grammar (`v1.<kid>.<wrapped>.<sealed>`, v2's compact form, v3's
+//!   ticket) and size caps.
+//! - [`session`]: the unwrapped session key, its id and its compact-form reference.
 //! - [`ticket`]: v3's possession ticket, checked before an RSA unwrap.
 //! - [`client`]: sessions and proofs (the caller's side).
 //! - [`verify`]: the gateway's side, step by step and as one call.
 //! - [`config`]: the filter's configuration, parsed in two steps and validated.
+//! - [`check`]: the headers of the gateway↔agent check contract.
 //! - [`directory`]: the filter↔bridge JSON contract, one type serialized and parsed by both.
 //!
 //! Names: [`valid_subject`] is the one subject grammar, [`valid_group_name`] the one group-name
@@ -26,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod client;
 pub mod config;
 pub mod directory;
@@ -35,6 +40,7 @@ pub mod header;
 pub mod intervals;
 pub mod keys;
 pub mod path;
+pub mod session;
 pub mod ticket;
 pub mod verify;
 mod wire;
@@ -66,6 +72,10 @@ pub mod policy {
     pub const DEFAULT_SESSION_LIFETIME_SECS: u64 = 3600;
     /// Default RSA modulus size for new gateway keys.
     pub const DEFAULT_RSA_BITS: usize = 3072;
+    /// RSA modulus sizes the protocol accepts.
+    pub const ALLOWED_BITS: [usize; 3] = [2048, 3072, 4096];
+    /// Bytes of a proof nonce.
+    pub const NONCE_LEN: usize = 16;
     /// Hard cap on the header value, checked before anything else.
     pub const MAX_HEADER_LEN: usize = 2048;
     /// Largest request body a gateway buffers to check a body-bound proof (1 MiB); a larger one

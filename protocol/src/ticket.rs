@@ -10,8 +10,9 @@ use hkdf::hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::header::{NONCE_LEN, SessionId};
 use crate::intervals::Bindings;
+use crate::policy::NONCE_LEN;
+use crate::session::SessionId;
 use crate::wire::Reader;
 use crate::{Reject, Request, valid_id, valid_subject};
 

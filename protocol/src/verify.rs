@@ -8,14 +8,14 @@
 //! constant-time compare.
 
 use aes_gcm::aead::{Aead, Payload as AeadPayload};
-use aes_gcm::{Aes256Gcm, KeyInit};
 use subtle::ConstantTimeEq;
 
 use crate::entropy::{Epoch, EpochParams, SubjectStream};
-use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof, SESSION_PLAINTEXT_LEN};
+use crate::header::{IV_LEN, NONCE_LEN, Payload, Proof};
 use crate::intervals::{Bindings, Interval, Intervals};
 use crate::keys::GatewayKey;
 use crate::policy::{DEFAULT_MAX_SKEW_SECS, DEFAULT_SESSION_LIFETIME_SECS};
+pub use crate::session::SessionKey;
 use crate::ticket::Ticket;
 use crate::{Reject, Request};
 
@@ -37,63 +37,11 @@ impl Default for Limits {
     }
 }
 
-/// An unwrapped session key, as the gateway caches it, with its AES-GCM key schedule ready.
-#[derive(Clone)]
-pub struct SessionKey {
-    key: [u8; 32],
-    issued_at: u64,
-    cipher: Aes256Gcm,
-}
-
-impl PartialEq for SessionKey {
-    fn eq(&self, other: &Self) -> bool {
-        bool::from(self.key.ct_eq(&other.key)) && self.issued_at == other.issued_at
-    }
-}
-
-impl Eq for SessionKey {}
-
-impl core::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SessionKey")
-            .field("issued_at", &self.issued_at)
-            .finish_non_exhaustive()
-    }
-}
-
 impl SessionKey {
-    /// When the client opened the session (Unix seconds).
-    pub fn issued_at(&self) -> u64 {
-        self.issued_at
-    }
-
-    /// The 40-byte cache encoding: `key || u64be(issued_at)`.
-    pub fn to_bytes(&self) -> [u8; SESSION_PLAINTEXT_LEN] {
-        let mut out = [0u8; SESSION_PLAINTEXT_LEN];
-        out[..32].copy_from_slice(&self.key);
-        out[32..].copy_from_slice(&self.issued_at.to_be_bytes());
-        out
-    }
-
-    /// Parses the 40-byte encoding (the wrapped plaintext has the same layout).
-    pub fn from_bytes(bytes: &[u8]) -> Option<SessionKey> {
-        if bytes.len() != SESSION_PLAINTEXT_LEN {
-            return None;
-        }
-        let key: [u8; 32] = bytes[..32].try_into().ok()?;
-        let issued_at = u64::from_be_bytes(bytes[32..].try_into().ok()?);
-        let cipher = Aes256Gcm::new(&key.into());
-        Some(SessionKey {
-            key,
-            issued_at,
-            cipher,
-        })
-    }
-
     /// Rejects a session older than its lifetime or issued further ahead than the skew.
     pub fn check_age(&self, now: u64, limits: &Limits) -> Result<(), Reject> {
-        if self.issued_at > now.saturating_add(limits.max_skew_secs)
-            || now.saturating_sub(self.issued_at) > limits.session_lifetime_secs
+        if self.issued_at() > now.saturating_add(limits.max_skew_secs)
+            || now.saturating_sub(self.issued_at()) > limits.session_lifetime_secs
         {
             return Err(Reject::SessionExpired);
         }
@@ -106,7 +54,7 @@ impl SessionKey {
         let (iv, ciphertext) = proof.sealed().split_at(IV_LEN);
         let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| Reject::Malformed)?;
         let plaintext = self
-            .cipher
+            .cipher()
             .decrypt(
                 &iv.into(),
                 AeadPayload {

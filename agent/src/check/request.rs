@@ -3,19 +3,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use autoid_protocol::check::CONTRACT_HEADERS;
 use axum::http::HeaderMap;
 
 use super::host::Described;
-
-/// The headers the gateway sets for the agent: never the client's, never seen by the filter.
-pub const CONTRACT_HEADERS: [&str; 6] = [
-    "x-autoid-api",
-    "x-autoid-method",
-    "x-autoid-uri",
-    "x-autoid-authority",
-    "x-autoid-peer",
-    "x-autoid-tls",
-];
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), and `host` (the check request's own).
 const DROPPED: [&str; 9] = [

@@ -7,9 +7,10 @@
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
+use autoid_protocol::check::{CONTRACT_HEADERS, STATUS_HEADER};
 use serde_json::{Value, json};
 
-use super::defs::{Admin, AgentAddress, ApiDef, Definitions, Upstream};
+use super::defs::{Admin, AgentAddress, ApiDef, Definitions, Upstream, aws_signing_dir};
 use super::filter::{AGENT_SOCKET_AUTHORITY, BRIDGE_CLUSTER};
 
 /// Mozilla "intermediate" (server side TLS 5.x) TLS 1.2 suites that BoringSSL has; the DHE
@@ -180,20 +181,6 @@ fn upstream_cluster(
     Ok(c)
 }
 
-/// The directory the agent keeps an `aws_service` API's signing credentials in
-/// (`credentials.aws_signing_dir/<api>`).
-pub(crate) fn aws_signing_dir(defs: &Definitions, api: &str) -> Result<PathBuf> {
-    let Some(dir) = &defs.gateway.credentials.aws_signing_dir else {
-        anyhow::bail!(
-            "{}: credentials.aws_signing_dir: required when an API has aws_service (the agent \
-             writes the signing credentials there, Envoy reads them)",
-            defs.dir.join("gateway.json").display()
-        );
-    };
-    let dir = defs.resolve(dir).join(api);
-    Ok(std::path::absolute(&dir).unwrap_or(dir))
-}
-
 /// An upstream TLS transport socket: TLS 1.2+, the peer verified against `ca` and its SAN
 /// matched to `host` (an IP SAN for an IP). `sni_for_ip`: send `host` as SNI even when it is an
 /// IP address (RFC 6066 allows host names only; some upstreams want it anyway).
@@ -268,17 +255,7 @@ fn route(api: &ApiDef, up: &Upstream) -> Value {
             }
         });
     }
-    let default_port = if up.tls { 443 } else { 80 };
-    let host = if up.host.contains(':') {
-        format!("[{}]", up.host)
-    } else {
-        up.host.clone()
-    };
-    let host = if up.port == default_port {
-        host
-    } else {
-        format!("{host}:{}", up.port)
-    };
+    let host = up.authority();
     let mut action = json!({
         "cluster": format!("api_{}", api.id),
         "timeout": millis(api.timeouts.upstream_ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS)),
@@ -317,7 +294,7 @@ fn ext_authz_route(mut route: Value, api: &ApiDef) -> Value {
     });
     let mut remove = CONTRACT_HEADERS.to_vec();
     // The agent's answer header: a client's copy means nothing upstream either.
-    remove.push("x-autoid-status");
+    remove.push(STATUS_HEADER);
     route["request_headers_to_remove"] = json!(remove);
     route
 }
@@ -399,16 +376,6 @@ pub(crate) struct ExtAuthz {
     pub(crate) managed: Vec<String>,
 }
 
-/// The headers a gateway sends the agent's check (docs/GATEWAYS.md): set by Envoy, never the
-/// client's.
-pub(crate) const CONTRACT_HEADERS: [&str; 6] = [
-    "x-autoid-api",
-    "x-autoid-method",
-    "x-autoid-uri",
-    "x-autoid-authority",
-    "x-autoid-peer",
-    "x-autoid-tls",
-];
 /// The agent's check endpoint (Envoy appends the request's path).
 pub(crate) const CHECK_PATH: &str = "/v1/check";
 /// The longest Envoy waits for a check (the agent's own `check.timeout_ms` is 5 s by default).

@@ -45,7 +45,7 @@ pub(crate) fn agent_credentials(defs: &Definitions) -> Result<Option<Value>> {
             roles.insert(api.id.clone(), json!(role));
         }
         if let Some(s) = &api.aws_service {
-            let dir = super::envoy::aws_signing_dir(defs, &api.id)?;
+            let dir = super::defs::aws_signing_dir(defs, &api.id)?;
             let mut entry = json!({"role_arn": s.role_arn, "dir": dir});
             if let Some(d) = s.duration_secs {
                 entry["duration_secs"] = json!(d);
