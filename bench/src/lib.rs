@@ -35,6 +35,7 @@ pub mod procstat;
 pub mod proofs;
 pub mod run;
 pub mod soak;
+mod stats;
 pub mod steps;
 pub mod wasm_micro;
 pub mod wrk;

@@ -467,7 +467,7 @@ impl Record {
         (allowed, denied): (&str, &str),
         connections: usize,
     ) -> Result<Record> {
-        let sum = |suffix: &str| crate::run::counter_sum(&counters, suffix);
+        let sum = |suffix: &str| crate::stats::counter_sum(&counters, suffix);
         let check = Check {
             allowed: sum(allowed),
             denied: sum(denied),
@@ -531,9 +531,9 @@ impl Record {
     }
 }
 
-/// [`crate::run::spread`] as a JSON value (`null` when there is none).
+/// [`crate::stats::spread`] as a JSON value (`null` when there is none).
 fn spread(values: &[f64]) -> Value {
-    json!(crate::run::spread(values))
+    json!(crate::stats::spread(values))
 }
 
 /// The `wrk` object of `summary.json`: per arm, and warm against `jwt_authn` per repetition.
