@@ -137,7 +137,7 @@ pub fn send<N: AsRef<[u8]>, V: AsRef<[u8]>>(
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result.map_err(|e| unexpected(e.to_string())),
             Err(_) => Err(unexpected(format!(
-                "no complete answer within {} ms",
+                "timed out: no complete answer within {} ms",
                 timeout.as_millis()
             ))),
         }
@@ -210,7 +210,7 @@ pub fn request_raw(
             Ok(result) => result.map_err(Error::io(what.as_str())),
             Err(_) => Err(Error::Unexpected {
                 what: what.clone(),
-                detail: format!("no complete answer within {} ms", TIMEOUT.as_millis()),
+                detail: format!("timed out: no complete answer within {} ms", TIMEOUT.as_millis()),
             }),
         }
     })?;
