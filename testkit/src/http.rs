@@ -210,7 +210,10 @@ pub fn request_raw(
             Ok(result) => result.map_err(Error::io(what.as_str())),
             Err(_) => Err(Error::Unexpected {
                 what: what.clone(),
-                detail: format!("timed out: no complete answer within {} ms", TIMEOUT.as_millis()),
+                detail: format!(
+                    "timed out: no complete answer within {} ms",
+                    TIMEOUT.as_millis()
+                ),
             }),
         }
     })?;
