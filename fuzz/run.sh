@@ -12,7 +12,10 @@
 # target/wasm32-wasip1/wasm/ (`make wasm`; `make fuzz` builds it first).
 # Environment: FUZZ_TOOLCHAIN (default `nightly`), FUZZ_SANITIZER (default `none`: the autoid
 # crates forbid `unsafe`, so address sanitizer buys little and costs half the executions; set
-# `address` for a deeper run), FUZZ_TARGETS (space-separated subset, default all).
+# `address` for a deeper run), FUZZ_TARGETS (space-separated subset, default all),
+# FUZZ_CODEGEN_UNITS (default 16: the whole-filter target instruments wasmtime and Cranelift, and
+# those build faster in 16 units than in cargo-fuzz's default 1, for somewhat slower
+# executions; set 1 for a long run).
 set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-60}"
@@ -38,7 +41,7 @@ fi
 unset CARGO_TARGET_DIR
 build_start=$SECONDS
 cargo "+$TOOLCHAIN" fuzz build --release --debug-assertions --sanitizer "$SANITIZER" \
-  --target-dir "$TARGET_DIR"
+  --codegen-units "${FUZZ_CODEGEN_UNITS:-16}" --target-dir "$TARGET_DIR"
 echo "fuzz: build took $((SECONDS - build_start)) s"
 
 triple="$(rustc "+$TOOLCHAIN" -vV | sed -n 's/^host: //p')"
