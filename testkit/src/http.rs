@@ -41,6 +41,27 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// A hyper client's response, its body read to the end (any HTTP version).
+    pub async fn read(response: hyper::Response<hyper::body::Incoming>) -> hyper::Result<Response> {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response.into_body().collect().await?.to_bytes().to_vec();
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
     /// The body as JSON; panics with the body when it is not (tests).
     #[allow(clippy::panic, reason = "a test's assertion on the body")]
     pub fn json(&self) -> Value {
@@ -153,25 +174,9 @@ async fn exchange(
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     let connection = tokio::spawn(connection);
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = response.into_body().collect().await?.to_bytes().to_vec();
+    let response = Response::read(sender.send_request(request).await?).await?;
     connection.abort();
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(response)
 }
 
 /// As [`request`], with the path and header names and values as any bytes (invalid UTF-8,

@@ -212,27 +212,7 @@ async fn exchange(
         }
     }
     .map_err(|e| format!("exchange: {e}"))?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = response
-        .into_body()
-        .collect()
+    Response::read(response)
         .await
-        .map_err(|e| format!("body: {e}"))?
-        .to_bytes()
-        .to_vec();
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+        .map_err(|e| format!("body: {e}"))
 }
