@@ -34,6 +34,12 @@ pub enum Error {
     /// The CA file or TLS settings are unusable.
     #[error("tls: {0}")]
     Tls(String),
+    /// The agent's own threads could not be started.
+    #[error("cannot start the {what} threads: {source}")]
+    Threads {
+        what: &'static str,
+        source: std::io::Error,
+    },
     /// The directory could not be reached, timed out, or dropped the connection.
     #[error("directory unavailable: {0}")]
     Unavailable(String),

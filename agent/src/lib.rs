@@ -34,6 +34,8 @@ pub mod http;
 pub mod metrics;
 /// Fleet replay claims in Redis (`POST /v1/replay`).
 pub mod replay;
+/// The RSA threads, at a lower CPU priority than the gateway's workers.
+pub mod rsa_pool;
 /// Session unwrapping with the gateway's private keys (`POST /v1/sessions`).
 pub mod sessions;
 /// Per-subject entropy keys from the epochs' master secrets (`POST /v1/streams`).

@@ -1,6 +1,7 @@
 //! Session unwrapping for the filter: the gateway's private keys live here, not in Envoy. Each
-//! RSA-OAEP unwrap runs on the blocking pool, a bounded number at a time; past the queue bound a
-//! request is shed (503) instead of waiting without limit.
+//! RSA-OAEP unwrap runs on the agent's RSA threads ([`crate::rsa_pool`]: one per core, at a lower
+//! CPU priority than Envoy's workers), a bounded number at a time; past the queue bound a request
+//! is shed (503) instead of waiting without limit.
 //!
 //! Two lanes (docs/PROTOCOL.md §12): a v3 session whose possession ticket was checked (by the
 //! filter, or here before the RSA) takes the main lane; a session without one (v1, v2 full
@@ -25,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::SessionKeyConfig;
 use crate::error::Error;
+use crate::rsa_pool::RsaPool;
 
 /// Unwraps waiting or running at once, beyond which requests are shed.
 pub const MAX_QUEUED: usize = 256;
@@ -111,6 +113,8 @@ pub type Unwrapped = ([u8; 40], Option<u64>);
 #[derive(Debug)]
 pub struct Sessions {
     keys: RwLock<Arc<Vec<Arc<UnwrapKey>>>>,
+    /// The threads the RSA runs on.
+    rsa: RsaPool,
     running: Arc<Semaphore>,
     queued: AtomicUsize,
     /// The unchecked lane: one RSA thread, a queue bound and a rate.
@@ -149,8 +153,13 @@ impl Sessions {
     /// Keys by id, from PEM files (PKCS#8).
     pub fn load(keys: &[SessionKeyConfig]) -> Result<Sessions, Error> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let rsa = RsaPool::start(threads).map_err(|source| Error::Threads {
+            what: "RSA",
+            source,
+        })?;
         Ok(Sessions {
             keys: RwLock::new(Arc::new(load_all(keys)?)),
+            rsa,
             running: Arc::new(Semaphore::new(threads)),
             queued: AtomicUsize::new(0),
             unchecked_running: Arc::new(Semaphore::new(1)),
@@ -278,9 +287,10 @@ impl Sessions {
                 .await
                 .map_err(|_| Refusal::Overloaded)?;
             self.unwraps.fetch_add(1, Ordering::Relaxed);
-            tokio::task::spawn_blocking(move || key.unwrap(&wrapped))
+            self.rsa
+                .run(move || key.unwrap(&wrapped))
                 .await
-                .map_err(|_| Refusal::Overloaded)?
+                .ok_or(Refusal::Overloaded)?
                 .map(|plaintext| (plaintext, not_after))
                 .ok_or(Refusal::Unwrap)
         }

@@ -382,3 +382,75 @@ fn sighup_reloads_keys_and_epochs_all_or_nothing_and_a_retired_epoch_is_unknown(
     let status = sigterm_and_wait(&mut child);
     assert!(status.success(), "{status}");
 }
+
+/// The nice value of each thread of `pid` whose name starts with `prefix` (from
+/// `/proc/<pid>/task/<tid>/stat`, field 19).
+fn thread_nices(pid: u32, prefix: &str) -> Vec<i32> {
+    let mut nices = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+        // After the name's closing parenthesis: field 3 (state) onwards; the nice value is 19.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        nices.push(fields[19 - 3].parse().unwrap());
+    }
+    nices
+}
+
+#[test]
+fn unwraps_run_on_rsa_threads_ten_nice_values_below_the_agent_and_answer() {
+    use autoid_protocol::keys::GatewayKey;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+    let key = GatewayKey::generate("gw-1", 2048, &mut rng).unwrap();
+    let key_file = dir.path().join("gw-1.pem");
+    std::fs::write(&key_file, key.to_pem().unwrap()).unwrap();
+    let socket = dir.path().join("agent.sock");
+    let cfg = dir.path().join("agent.json");
+    let mut c = config(shared());
+    let o = c.as_object_mut().unwrap();
+    o.remove("insecure_plain_tcp");
+    o.insert("listen".into(), json!(format!("unix:{}", socket.display())));
+    o.insert(
+        "session_keys".into(),
+        json!([{"kid": "gw-1", "private_key_file": key_file}]),
+    );
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let mut agent = start(&cfg, None);
+    let pid = agent.proc.pid();
+
+    let own = thread_nices(pid, "autoid-agent");
+    let rsa = thread_nices(pid, "autoid-rsa-");
+    assert!(!own.is_empty(), "the agent's main thread is named after it");
+    assert!(!rsa.is_empty(), "the agent runs RSA threads");
+    let expected = (own[0] + 10).min(19);
+    assert!(
+        rsa.iter().all(|&n| n == expected),
+        "RSA threads at nice {expected}, got {rsa:?} (agent at {})",
+        own[0]
+    );
+    assert!(
+        own.iter().all(|&n| n == own[0]),
+        "the agent's other threads keep its nice value"
+    );
+
+    // An unwrap runs there and answers: a v2 session (no ticket) wrapped for the public key.
+    let mut session = [7u8; 40];
+    session[32..].copy_from_slice(&1_700_000_000u64.to_be_bytes());
+    let wrapped = key.public().wrap(&session, &mut rng).unwrap();
+    let body = json!({
+        "kid": "gw-1",
+        "wrapped": base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &wrapped),
+    })
+    .to_string();
+    let (status, answer) = unix_request(&socket, "POST", "/v1/sessions", None, Some(&body));
+    assert_eq!(status, 200, "{answer}");
+    let expected_session =
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, session);
+    assert_eq!(answer["session"], json!(expected_session));
+    assert!(sigterm_and_wait(&mut agent.proc).success());
+}
