@@ -6,6 +6,7 @@ mod envoy;
 mod filter;
 mod nginx;
 mod overlap;
+mod xds;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -89,6 +90,11 @@ pub(crate) struct RenderArgs {
     /// the agent's config names it in `check.filter_config`)
     #[arg(long, value_name = "FILE")]
     filter_config: Option<PathBuf>,
+    /// Envoy targets: put the routes, the filter's configuration and the upstream clusters in
+    /// files in DIR that Envoy watches (its filesystem xDS), the bootstrap pointing at them;
+    /// rendering again into DIR changes them live (docs/OPERATIONS.md)
+    #[arg(long, value_name = "DIR")]
+    xds_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -173,6 +179,8 @@ const ADMIN_SOCKET: &str = "envoy-admin.sock";
 struct Rendered {
     gateway: String,
     filter_config: Option<String>,
+    /// With `--xds-dir`: the files Envoy watches there (the bootstrap then points at them).
+    xds_files: Vec<xds::XdsFile>,
 }
 
 /// The agent-checked targets need the agent on a unix socket: the check carries the client's own
@@ -201,8 +209,9 @@ fn require_agent_socket(defs: &Definitions, target: Target) -> Result<()> {
     }
 }
 
-/// Renders `common.target`; `out` is where it will be written (the admin socket goes beside it).
-fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
+/// Renders `common.target`; `out` is where it will be written (the admin socket goes beside it);
+/// with `xds_dir`, what changes with the definitions goes to files Envoy watches there.
+fn render(common: &CommonArgs, out: Option<&Path>, xds_dir: Option<&Path>) -> Result<Rendered> {
     let defs = Definitions::load(&common.config)?;
     for w in overlap::warnings(&defs) {
         eprintln!("autoid: WARNING: {w}");
@@ -219,9 +228,13 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
         }
         let mut text = serde_json::to_string_pretty(&config)?;
         text.push('\n');
+        if xds_dir.is_some() {
+            bail!("--xds-dir: Envoy's watched files; nginx reloads its configuration instead");
+        }
         return Ok(Rendered {
             gateway: render_nginx(&defs, &config)?,
             filter_config: Some(text),
+            xds_files: Vec::new(),
         });
     }
     let style = match &common.relative_to {
@@ -282,7 +295,17 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
             )
         }
     };
-    let bootstrap = envoy::bootstrap(&defs, &authz, &style, &admin_socket)?;
+    let mut bootstrap = envoy::bootstrap(&defs, &authz, &style, &admin_socket)?;
+    let mut xds_files = Vec::new();
+    if let Some(dir) = xds_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let absolute = dir
+            .canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))?;
+        let dynamic = xds::split(bootstrap, Path::new(&style.render(&absolute)?))?;
+        bootstrap = dynamic.bootstrap;
+        xds_files = dynamic.files;
+    }
     let wasm = defs.resolve(&defs.gateway.plugin.wasm_file);
     if common.target == Target::EnvoyWasm && !wasm.is_file() {
         eprintln!(
@@ -296,6 +319,7 @@ fn render(common: &CommonArgs, out: Option<&Path>) -> Result<Rendered> {
     Ok(Rendered {
         gateway: text,
         filter_config,
+        xds_files,
     })
 }
 
@@ -320,7 +344,20 @@ fn report_written(args: &RenderArgs, file: &Path) {
 }
 
 fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
-    let rendered = render(&args.common, args.out.as_deref())?;
+    let rendered = render(&args.common, args.out.as_deref(), args.xds_dir.as_deref())?;
+    if let Some(dir) = &args.xds_dir {
+        // Upstreams first, routes last: a route never names a cluster Envoy does not have yet.
+        let mut ordered: Vec<&xds::XdsFile> = rendered.xds_files.iter().collect();
+        ordered.sort_by_key(|f| match f.name.as_str() {
+            xds::CLUSTERS_FILE => 0,
+            xds::FILTER_FILE => 1,
+            _ => 2,
+        });
+        for file in ordered {
+            let path = xds::write(dir, file)?;
+            report_written(args, &path);
+        }
+    }
     let text = rendered.gateway;
     match (&rendered.filter_config, &args.filter_config) {
         (Some(config), Some(file)) => {
@@ -429,7 +466,7 @@ fn find_envoy(explicit: Option<&Path>) -> Option<PathBuf> {
 }
 
 fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
-    let text = render(&args.common, None)?.gateway;
+    let text = render(&args.common, None, None)?.gateway;
     println!("definitions: ok");
     if args.common.target == Target::Nginx {
         return validate_nginx(args, &text);

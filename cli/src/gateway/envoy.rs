@@ -64,7 +64,7 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 impl PathStyle {
-    fn render(&self, path: &Path) -> Result<String> {
+    pub(crate) fn render(&self, path: &Path) -> Result<String> {
         let abs = absolute(path)?;
         let out = match self {
             PathStyle::Absolute => abs,

@@ -79,6 +79,9 @@ pub struct Options {
     /// Another proxy-wasm module in the wasm filter's place, in the configuration render writes
     /// (the built module of this name: `autoid_probe_filter` crashes on demand).
     pub wasm_module: Option<&'static str>,
+    /// Routes, the filter's configuration and the upstreams in files Envoy watches
+    /// (`autoid gateway render --xds-dir <dir>/xds`): definitions change live.
+    pub xds: bool,
 }
 
 /// Secrets Manager credentials for payments: secret ids, first values, and the cache settings.
@@ -110,6 +113,7 @@ impl Default for Options {
             fleet_timeouts_ms: (200, 500),
             ext_authz: false,
             wasm_module: None,
+            xds: false,
         }
     }
 }
@@ -406,6 +410,9 @@ impl Stack {
                 .args(["--target", "envoy-ext-authz", "--filter-config"])
                 .arg(d.join("filter.json"));
         }
+        if options.xds {
+            render.arg("--xds-dir").arg(d.join("xds"));
+        }
         run(&mut render).unwrap();
 
         let bridge = Self::start_bridge(d, &agent, &agent_env);
@@ -426,6 +433,23 @@ impl Stack {
             dir,
             agent,
         }
+    }
+
+    /// Runs `autoid gateway render --xds-dir` again on the definitions as they are now (a stack
+    /// started with `xds`): what it prints and whether it succeeded.
+    pub fn render_xds(&self) -> std::process::Output {
+        let d = self.dir.path();
+        Command::new(bin("autoid").unwrap())
+            .args(["gateway", "render", "--config"])
+            .arg(d.join("gateway"))
+            .arg("--out")
+            .arg(d.join("envoy.json"))
+            .arg("--agent-credentials")
+            .arg(d.join("agent-credentials.json"))
+            .arg("--xds-dir")
+            .arg(d.join("xds"))
+            .output()
+            .unwrap()
     }
 
     /// Stops Envoy and starts a new Envoy process on the same bootstrap (new shared data: a new
