@@ -121,140 +121,6 @@ pub struct Options {
     pub wrk_duration: Option<f64>,
 }
 
-/// One arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Arm {
-    /// (a) no filter.
-    None,
-    /// (f) the floor proxy-wasm filter.
-    Floor,
-    /// (b) native jwt_authn, RS256, local JWKS.
-    Jwt,
-    /// (c) autoid, sessions and groups warm.
-    Warm,
-    /// (d) autoid, a new session (RSA unwrap) per request.
-    Cold,
-    /// (e) autoid, every group decision a bridge + slapd round trip.
-    Directory,
-    /// (h) autoid, a new session per request, unwrapped by the agent (the bridge) natively.
-    ColdAgent,
-    /// (g) autoid warm, every nonce also claimed in Redis through the agent (fleet replay).
-    Fleet,
-    /// (i) autoid HTTP Basic (`ldap_basic`), the bind remembered by the filter: one directory
-    /// bind per worker, then the keyed-hash lookup per request.
-    Basic,
-    /// (x) Envoy `ext_authz` (HTTP service) to the agent's `/v1/check`, which decides with the
-    /// warm arm's filter configuration (the filter's own logic, natively): the same unique-proof
-    /// load as (c), with no wasm in Envoy.
-    ExtAuthz,
-    /// (n) nginx `auth_request` to the agent's `/v1/check`, deciding with the warm arm's filter
-    /// configuration: the same unique-proof load as (c) and (x), nginx instead of Envoy.
-    Nginx,
-}
-
-impl Arm {
-    fn from_letter(c: char) -> Option<Arm> {
-        Some(match c {
-            'a' => Arm::None,
-            'f' => Arm::Floor,
-            'b' => Arm::Jwt,
-            'c' => Arm::Warm,
-            'd' => Arm::Cold,
-            'e' => Arm::Directory,
-            'h' => Arm::ColdAgent,
-            'g' => Arm::Fleet,
-            'i' => Arm::Basic,
-            'x' => Arm::ExtAuthz,
-            'n' => Arm::Nginx,
-            _ => return None,
-        })
-    }
-
-    /// Its letter in the issue.
-    pub fn letter(self) -> char {
-        match self {
-            Arm::None => 'a',
-            Arm::Floor => 'f',
-            Arm::Jwt => 'b',
-            Arm::Warm => 'c',
-            Arm::Cold => 'd',
-            Arm::Directory => 'e',
-            Arm::ColdAgent => 'h',
-            Arm::Fleet => 'g',
-            Arm::Basic => 'i',
-            Arm::ExtAuthz => 'x',
-            Arm::Nginx => 'n',
-        }
-    }
-
-    /// A readable name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arm::None => "no filter",
-            Arm::Floor => "floor proxy-wasm filter",
-            Arm::Jwt => "jwt_authn RS256",
-            Arm::Warm => "autoid warm",
-            Arm::Cold => "autoid cold (RSA per request)",
-            Arm::Directory => "autoid directory miss",
-            Arm::ColdAgent => "autoid cold, RSA in the agent",
-            Arm::Fleet => "autoid warm, fleet replay (Redis)",
-            Arm::Basic => "autoid HTTP Basic, bind remembered",
-            Arm::ExtAuthz => "Envoy ext_authz -> agent, warm",
-            Arm::Nginx => "nginx auth_request -> agent, warm",
-        }
-    }
-
-    fn is_autoid(self) -> bool {
-        matches!(
-            self,
-            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic
-        )
-    }
-
-    /// A new session per request: paced at half its own saturation rate.
-    fn is_cold(self) -> bool {
-        matches!(self, Arm::Cold | Arm::ColdAgent)
-    }
-
-    /// Needs slapd and the bridge.
-    fn needs_bridge(self) -> bool {
-        matches!(
-            self,
-            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic | Arm::ExtAuthz | Arm::Nginx
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Phase {
-    Saturation,
-    Paced,
-    /// Paced, as phase 4's `AgentPaced`, beside a junk flood from many sources and legitimate
-    /// new sessions from another.
-    Flood,
-    /// Paced, the keys at the agent, no new sessions: phase 4's baseline.
-    AgentPaced,
-    /// Paced, the keys at the agent, beside a stream of new sessions from another source.
-    AgentSessions,
-}
-
-impl Phase {
-    /// The filter holds key ids only and the agent unwraps (arm (h), phase 4).
-    fn keys_at_agent(self, arm: Arm) -> bool {
-        arm == Arm::ColdAgent || self.as_make_run()
-    }
-
-    /// Deployed as `make run` does (phases 3 and 4): keys and epochs at the agent, the filter's
-    /// default cold-path budgets, v3 proofs (what `autoid prove` makes).
-    fn as_make_run(self) -> bool {
-        matches!(
-            self,
-            Phase::Flood | Phase::AgentPaced | Phase::AgentSessions
-        )
-    }
-}
-
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
 struct RunRecord {
@@ -314,11 +180,14 @@ const FLOOD_SECONDS: f64 = 3.0;
 /// Connections of the legitimate new sessions beside a flood.
 const LEGIT_CONNECTIONS: usize = 16;
 
+mod arms;
 mod bench;
 mod machine;
 mod summary;
 mod wrk_arms;
 
+pub use arms::Arm;
+use arms::Phase;
 use machine::{loadavg, machine, sh};
 pub use summary::{
     LEGIT_NEW_SESSION_P99_US_MAX, WARM_P99_RATIO_MAX, junk_answer_flagged, junk_flood_met,
