@@ -20,6 +20,8 @@ use autoid_protocol::keys::GatewayKey;
 use autoid_testkit::free_port;
 use serde_json::{Value, json};
 
+use autoid_testkit::envoy::Admin;
+
 use crate::envoy::{self, Envoy, ROUTE_NAME};
 use crate::loadgen::{self, Mode, Plan, Requests};
 use crate::{chart, proofs, steps};
@@ -149,7 +151,7 @@ pub fn main(o: &Options) -> Result<()> {
         "soak",
         &bootstrap,
         listen,
-        admin,
+        Admin::Tcp(std::net::SocketAddr::from(([127, 0, 0, 1], admin))),
         concurrency,
     )?;
     let sessions = Arc::new(proofs::open_sessions(

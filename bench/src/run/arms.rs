@@ -11,9 +11,11 @@ pub enum Arm {
     Floor,
     /// (b) native jwt_authn, RS256, local JWKS.
     Jwt,
-    /// (c) autoid, sessions and groups warm.
+    /// (c) autoid, sessions and groups warm (the keys and epochs at the agent, as `make run`
+    /// deploys them: phases 3 and 4's `AgentPaced` deployment).
     Warm,
-    /// (d) autoid, a new session (RSA unwrap) per request.
+    /// (d) autoid, a new session per request. Since issue 26 the agent unwraps it (the filter
+    /// holds no private key): the same deployment as (h); before, RSA in wasm.
     Cold,
     /// (e) autoid, every group decision a bridge + slapd round trip.
     Directory,
@@ -75,7 +77,7 @@ impl Arm {
             Arm::Floor => "floor proxy-wasm filter",
             Arm::Jwt => "jwt_authn RS256",
             Arm::Warm => "autoid warm",
-            Arm::Cold => "autoid cold (RSA per request)",
+            Arm::Cold => "autoid cold (a new session per request)",
             Arm::Directory => "autoid directory miss",
             Arm::ColdAgent => "autoid cold, RSA in the agent",
             Arm::Fleet => "autoid warm, fleet replay (Redis)",
@@ -97,12 +99,10 @@ impl Arm {
         matches!(self, Arm::Cold | Arm::ColdAgent)
     }
 
-    /// Needs slapd and the bridge.
-    pub(super) fn needs_bridge(self) -> bool {
-        matches!(
-            self,
-            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic | Arm::ExtAuthz | Arm::Nginx
-        )
+    /// Needs slapd and the agent: every autoid arm (the keys and epochs are at the agent, as
+    /// `make run` deploys them) and the arms that ask the agent's `/v1/check`.
+    pub(super) fn needs_agent(self) -> bool {
+        self.is_autoid() || matches!(self, Arm::ExtAuthz | Arm::Nginx)
     }
 }
 
@@ -114,24 +114,9 @@ pub(super) enum Phase {
     /// Paced, as phase 4's `AgentPaced`, beside a junk flood from many sources and legitimate
     /// new sessions from another.
     Flood,
-    /// Paced, the keys at the agent, no new sessions: phase 4's baseline.
+    /// Paced, v3 proofs, no new sessions: phase 4's baseline (since issue 26 every arm's keys
+    /// are at the agent; the name stays for the summaries').
     AgentPaced,
-    /// Paced, the keys at the agent, beside a stream of new sessions from another source.
+    /// Paced, v3 proofs, beside a stream of new sessions from another source.
     AgentSessions,
-}
-
-impl Phase {
-    /// The filter holds key ids only and the agent unwraps (arm (h), phase 4).
-    pub(super) fn keys_at_agent(self, arm: Arm) -> bool {
-        arm == Arm::ColdAgent || self.as_make_run()
-    }
-
-    /// Deployed as `make run` does (phases 3 and 4): keys and epochs at the agent, the filter's
-    /// default cold-path budgets, v3 proofs (what `autoid prove` makes).
-    pub(super) fn as_make_run(self) -> bool {
-        matches!(
-            self,
-            Phase::Flood | Phase::AgentPaced | Phase::AgentSessions
-        )
-    }
 }

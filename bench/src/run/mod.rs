@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use autoid_cli::Target;
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::keys::{GatewayKey, PublicKey};
+use autoid_testkit::envoy::Admin;
 use autoid_testkit::free_port;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -28,7 +30,7 @@ use crate::flood::{self, Flood, FloodOutcome, Stream};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
 use crate::proofs::{self, Forms, JwtIssuer, Sessions};
 use crate::stats::{Spread, counter_sum, spread};
-use crate::{chart, junk, nginx, steps, wrk};
+use crate::{chart, gateway, junk, nginx, steps, wrk};
 
 /// `autoid-bench run` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -74,18 +76,19 @@ pub struct Options {
     #[arg(long, default_value_t = 50.0)]
     pub new_sessions_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
-    /// g warm with fleet replay in Redis, h cold through the agent, i HTTP Basic with the bind
-    /// remembered, x Envoy ext_authz to the agent's /v1/check, warm, n nginx auth_request to the
-    /// agent's /v1/check, warm).
-    #[arg(long, default_value = "afbcdeghixn")]
+    /// g warm with fleet replay in Redis, i HTTP Basic with the bind remembered, x Envoy ext_authz
+    /// to the agent's /v1/check, warm, n nginx auth_request to the agent's /v1/check, warm; h, cold
+    /// through the agent, is since issue 26 the same deployment as d and not run by default).
+    #[arg(long, default_value = "afbcdegixn")]
     pub arms: String,
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
     pub sessions: usize,
-    /// The protocol version of the proofs: 2 (each session's primed first proof in the full
-    /// form, then compact) or 1 (the wrapped key in every proof), for A/B runs; phases 3 and 4
-    /// always send v3, as `make run`'s clients do
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// The protocol version of the warm arms' proofs in phases 1 and 2: 3 (as `make run`'s
+    /// clients: each session's primed first proof in the full form with its possession ticket,
+    /// then compact), 2 (no ticket) or 1 (the wrapped key in every proof), for A/B runs; the cold
+    /// arms and phases 3 and 4 always send v3
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub proof_version: u8,
     /// Output directory (summary.json, summary.md, bootstraps, logs).
     #[arg(long, default_value = "target/bench")]
@@ -157,19 +160,27 @@ struct Bench<'a> {
     o: &'a Options,
     s: Settings,
     out: PathBuf,
-    gateway: GatewayKey,
     public: PublicKey,
     epoch: Epoch,
     file: EntropyFile,
     jwt: JwtIssuer,
     jwts: Vec<String>,
+    /// The key and epoch files the definitions name (read by the agent).
+    secrets: Secrets,
     directory: Option<Directory>,
     threads: usize,
 }
 
+/// Where the definitions' `plugin.keys_dir` and `plugin.epoch_files` point.
+struct Secrets {
+    keys_dir: PathBuf,
+    epoch_file: PathBuf,
+}
+
 const PROOF_HEADER: &str = "x-autoid-proof";
-/// Arm (x)'s cluster: the checking agent's unix socket.
-const CHECK_CLUSTER: &str = "autoid_check";
+/// How long the filter keeps a subject's groups (`directory.positive_ttl_secs`): the warm arms'
+/// groups are looked up once per run.
+const GROUPS_TTL_SECS: u64 = 300;
 const SUBJECT: &str = "alice";
 /// Arm (i)'s `Authorization`: `test:test123`, the directory's tutorial user (testgroup).
 const BASIC_CREDENTIALS: &str = "Basic dGVzdDp0ZXN0MTIz";
@@ -188,6 +199,7 @@ mod wrk_arms;
 
 pub use arms::Arm;
 use arms::Phase;
+use bench::Proxy;
 use machine::{loadavg, machine, sh};
 pub use summary::{
     LEGIT_NEW_SESSION_P99_US_MAX, WARM_P99_RATIO_MAX, junk_answer_flagged, junk_flood_met,
@@ -210,7 +222,7 @@ pub fn main(o: &Options) -> Result<()> {
             warmup: o.warmup.unwrap_or(1.0),
             duration: o.duration.unwrap_or(2.0),
             cold_duration: o.cold_duration.unwrap_or(2.0),
-            cold_proofs_cap: 600,
+            cold_proofs_cap: 6000,
         }
     } else {
         Settings {
@@ -218,7 +230,7 @@ pub fn main(o: &Options) -> Result<()> {
             warmup: o.warmup.unwrap_or(2.0),
             duration: o.duration.unwrap_or(10.0),
             cold_duration: o.cold_duration.unwrap_or(8.0),
-            cold_proofs_cap: 4000,
+            cold_proofs_cap: 40000,
         }
     };
     for (what, path, how) in [
@@ -232,7 +244,7 @@ pub fn main(o: &Options) -> Result<()> {
     }
     let phase3 = arms.contains(&Arm::Warm) && o.flood_rate > 0.0;
     let phase4 = arms.contains(&Arm::Warm) && o.new_sessions_rate > 0.0;
-    let needs_agent = phase3 || phase4 || arms.iter().any(|a| a.needs_bridge());
+    let needs_agent = phase3 || phase4 || arms.iter().any(|a| a.needs_agent());
     if needs_agent && !o.bridge.exists() {
         bail!(
             "the autoid agent is missing at {}: run `cargo build --release -p autoid-agent`",
@@ -268,6 +280,17 @@ pub fn main(o: &Options) -> Result<()> {
     let jwts = (0..256)
         .map(|i| jwt.token(SUBJECT, i))
         .collect::<Result<Vec<_>>>()?;
+    // The definitions name these files; only the agent reads their secrets.
+    let secrets = Secrets {
+        keys_dir: out.join("keys"),
+        epoch_file: out.join("keys").join(format!("{}.epoch.json", epoch.id())),
+    };
+    std::fs::create_dir_all(&secrets.keys_dir)?;
+    envoy::write_private(
+        &secrets.keys_dir.join(format!("{}.key.pem", gateway.kid())),
+        gateway.to_pem()?.as_bytes(),
+    )?;
+    envoy::write_private(&secrets.epoch_file, epoch.to_json().as_bytes())?;
     let directory = if needs_agent {
         eprintln!("autoid-bench: starting slapd and the autoid agent");
         let pem = gateway.to_pem()?;
@@ -285,12 +308,12 @@ pub fn main(o: &Options) -> Result<()> {
         o,
         s,
         out: out.clone(),
-        gateway,
         public,
         epoch,
         file,
         jwt,
         jwts,
+        secrets,
         directory,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
@@ -314,8 +337,8 @@ pub fn main(o: &Options) -> Result<()> {
         for &arm in &arms {
             // How many unique proofs to make: above anything this arm can reach.
             let expected = match arm {
-                Arm::Cold => best(&records, Arm::Cold, 400.0) * 1.5,
-                Arm::ColdAgent => best(&records, Arm::ColdAgent, 1000.0) * 1.5,
+                // The agent unwraps (since issue 26 in both cold arms).
+                Arm::Cold | Arm::ColdAgent => best(&records, arm, 1000.0) * 1.5,
                 Arm::Directory => best(
                     &records,
                     Arm::Directory,

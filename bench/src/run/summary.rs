@@ -145,7 +145,7 @@ pub(super) fn summarize(
         "paced_rate_rps": paced_rate,
         "cold_paced_rate_rps": cold_rate,
         "settings": {
-            "quick": s.cold_proofs_cap < 1000,
+            "quick": s.cold_proofs_cap < 10_000,
             "reps": s.reps,
             "warmup_secs": s.warmup,
             "duration_secs": s.duration,

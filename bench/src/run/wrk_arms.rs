@@ -14,7 +14,7 @@ pub(super) fn wrk_version(o: &Options, arms: &[Arm]) -> Result<Option<String>> {
 
 /// Seconds of a measured wrk run.
 pub(super) fn wrk_duration(o: &Options, s: &Settings) -> f64 {
-    o.wrk_duration.unwrap_or(if s.cold_proofs_cap < 1000 {
+    o.wrk_duration.unwrap_or(if s.cold_proofs_cap < 10_000 {
         2.0
     } else {
         s.duration
@@ -129,12 +129,14 @@ impl Bench<'_> {
 
     /// One arm under wrk: a fresh Envoy on the arm's saturation bootstrap, fresh requests.
     pub(super) fn run_wrk(&self, arm: Arm, rep: usize, rate: f64) -> Result<wrk::Record> {
-        let (filters, clusters) = self.filters(arm, Phase::Saturation)?;
         let listen = free_port()?;
-        let admin = free_port()?;
         let name = format!("{}-{rep}-wrk", arm.letter());
-        let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
-        let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
+        let Proxy::Envoy(proxy) = self
+            .gateway(arm, &name, listen)?
+            .start(self, &name, listen)?
+        else {
+            bail!("the wrk cross-check runs Envoy arms only");
+        };
         let plan = wrk::Plan {
             wrk: self.o.wrk.clone(),
             addr: proxy.addr,
