@@ -16,8 +16,6 @@ pub const ROUTE_NAME: &str = "bench";
 pub const HOST: &str = "bench.local";
 /// See [`HOST`].
 pub const PATH: &str = "/v1/bench";
-/// The direct response's body.
-const BODY: &str = "ok\n";
 
 /// The proxy-wasm filter entry for a `.wasm` and its configuration (a JSON string).
 pub fn wasm_filter(name: &str, wasm: &Path, configuration: &str) -> Value {
@@ -57,49 +55,6 @@ pub fn jwt_filter(issuer: &str, jwks: &str) -> Value {
                 }
             },
             "rules": [ { "match": { "prefix": "/" }, "requires": { "provider_name": "bench" } } ]
-        }
-    })
-}
-
-/// A hand-written bootstrap (`make soak` only; every `autoid-bench run` gateway is rendered:
-/// [`crate::gateway`]): one listener, the given filters then the router, one direct-response
-/// route.
-pub fn bootstrap(listen: u16, admin: u16, filters: Vec<Value>, clusters: Vec<Value>) -> Value {
-    let mut http_filters = filters;
-    http_filters.push(json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
-    }));
-    json!({
-        "node": { "id": "autoid-bench", "cluster": "autoid-bench" },
-        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
-        "static_resources": {
-            "listeners": [ {
-                "name": "bench",
-                "address": { "socket_address": { "address": "127.0.0.1", "port_value": listen } },
-                "filter_chains": [ { "filters": [ {
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "bench",
-                        "codec_type": "HTTP1",
-                        "http_filters": http_filters,
-                        "route_config": {
-                            "name": "bench",
-                            "virtual_hosts": [ {
-                                "name": "bench",
-                                "domains": ["*"],
-                                "routes": [ {
-                                    "name": ROUTE_NAME,
-                                    "match": { "prefix": "/" },
-                                    "direct_response": { "status": 200, "body": { "inline_string": BODY } }
-                                } ]
-                            } ]
-                        }
-                    }
-                } ] } ]
-            } ],
-            "clusters": clusters
         }
     })
 }

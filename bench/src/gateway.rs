@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use autoid_cli::Target;
+use autoid_protocol::entropy::Epoch;
+use autoid_protocol::keys::GatewayKey;
 use serde_json::{Value, json};
 
 use crate::envoy::write_private;
@@ -26,6 +28,8 @@ use crate::envoy::write_private;
 pub const LISTEN_PATH: &str = "/v1/";
 /// The direct response's body.
 pub const BODY: &str = "ok\n";
+/// The HTTP listener's `stat_prefix` in a rendered bootstrap (Envoy's `http.<prefix>.*` stats).
+pub const STAT_PREFIX: &str = "autoid_http";
 /// The name of the autoid filter in a rendered bootstrap.
 const WASM_FILTER: &str = "envoy.filters.http.wasm";
 /// The nginx upstream line the renderer writes for the bench's API.
@@ -76,6 +80,66 @@ pub fn render(
         filter_config: r.filter_config,
         admin_socket,
     })
+}
+
+/// What every autoid gateway of the bench is deployed with.
+#[derive(Debug, Clone, Copy)]
+pub struct Deployment<'a> {
+    /// The listener's port (loopback).
+    pub listen: u16,
+    /// The autoid filter.
+    pub wasm: &'a Path,
+    /// The proof header.
+    pub proof_header: &'a str,
+    /// The directory of `<kid>.key.pem` files (`plugin.keys_dir`).
+    pub keys_dir: &'a Path,
+    /// The epoch file (`plugin.epoch_files`).
+    pub epoch_file: &'a Path,
+    /// The agent's unix socket (`directory.address`).
+    pub agent: &'a Path,
+    /// How long the filter keeps a subject's groups (`directory.positive_ttl_secs`).
+    pub groups_ttl_secs: u64,
+}
+
+/// `gateway.json` as `make run` deploys it: the keys and epochs at the agent (the filter learns
+/// key ids and epoch parameters only), the groups from the directory through the agent, one HTTP
+/// listener on loopback, Envoy's admin on a socket beside the definitions, no access log.
+pub fn gateway_definition(d: &Deployment<'_>) -> Value {
+    json!({
+        "listeners": {
+            "http": { "address": "127.0.0.1", "port": d.listen },
+            "admin": { "socket": "admin.sock" }
+        },
+        "access_log": false,
+        "plugin": {
+            "wasm_file": d.wasm,
+            "proof_header": d.proof_header,
+            "keys_dir": d.keys_dir,
+            "session_keys": "agent",
+            "epochs": "agent",
+            "epoch_files": [d.epoch_file]
+        },
+        "directory": {
+            "address": format!("unix:{}", d.agent.display()),
+            "timeout_ms": 5000,
+            "positive_ttl_secs": d.groups_ttl_secs
+        }
+    })
+}
+
+/// Writes the gateway key and the epoch (mode 0600) where the definitions name them,
+/// `dir/keys/<kid>.key.pem` and `dir/keys/<id>.epoch.json`: only the agent reads their secrets.
+/// Returns `plugin.keys_dir` and the epoch file.
+pub fn write_secrets(dir: &Path, key: &GatewayKey, epoch: &Epoch) -> Result<(PathBuf, PathBuf)> {
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir)?;
+    write_private(
+        &keys_dir.join(format!("{}.key.pem", key.kid())),
+        key.to_pem()?.as_bytes(),
+    )?;
+    let epoch_file = keys_dir.join(format!("{}.epoch.json", epoch.id()));
+    write_private(&epoch_file, epoch.to_json().as_bytes())?;
+    Ok((keys_dir, epoch_file))
 }
 
 /// The API every arm serves, as a definition: `auth` is its `auth` object.
@@ -189,34 +253,20 @@ fn hcm_mut(listener: &mut Value) -> Option<&mut Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autoid_protocol::entropy::Epoch;
-    use autoid_protocol::keys::GatewayKey;
 
     /// Definitions as the bench writes them, in a temporary directory.
     fn definitions(dir: &Path) -> (Value, Value) {
         let key = GatewayKey::from_pem("bench-3072", crate::steps::KEY_3072_PEM).unwrap();
-        let secrets = dir.join("secrets");
-        std::fs::create_dir_all(&secrets).unwrap();
-        write_private(
-            &secrets.join("bench-3072.key.pem"),
-            key.to_pem().unwrap().as_bytes(),
-        )
-        .unwrap();
         let epoch = Epoch::generate("bench-ep", &mut crate::proofs::rng()).unwrap();
-        write_private(
-            &secrets.join("bench-ep.epoch.json"),
-            epoch.to_json().as_bytes(),
-        )
-        .unwrap();
-        let gateway = json!({
-            "listeners": { "http": { "address": "127.0.0.1", "port": 18080 },
-                           "admin": { "socket": "admin.sock" } },
-            "access_log": false,
-            "plugin": { "wasm_file": dir.join("autoid.wasm"), "proof_header": "x-autoid-proof",
-                        "keys_dir": secrets, "session_keys": "agent", "epochs": "agent",
-                        "epoch_files": [secrets.join("bench-ep.epoch.json")] },
-            "directory": { "address": format!("unix:{}", dir.join("agent.sock").display()),
-                           "positive_ttl_secs": 300 }
+        let (keys_dir, epoch_file) = write_secrets(dir, &key, &epoch).unwrap();
+        let gateway = gateway_definition(&Deployment {
+            listen: 18080,
+            wasm: &dir.join("autoid.wasm"),
+            proof_header: "x-autoid-proof",
+            keys_dir: &keys_dir,
+            epoch_file: &epoch_file,
+            agent: &dir.join("agent.sock"),
+            groups_ttl_secs: 300,
         });
         let api = api(
             "bench",
@@ -277,6 +327,12 @@ mod tests {
             Some(&json!(18080))
         );
         assert_eq!(r.admin_socket, dir.path().join("t.defs/admin.sock"));
+        assert_eq!(
+            bench.pointer(
+                "/static_resources/listeners/0/filter_chains/0/filters/0/typed_config/stat_prefix"
+            ),
+            Some(&json!(STAT_PREFIX))
+        );
 
         // The non-autoid arms: the same bootstrap, the filter chain aside.
         let floor = json!({ "name": "floor" });

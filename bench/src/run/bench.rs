@@ -14,20 +14,17 @@ impl Bench<'_> {
         listen: u16,
         agent: &Path,
     ) -> (Value, Value, Target) {
-        let mut plugin = json!({
-            "wasm_file": self.o.plugin,
-            "proof_header": PROOF_HEADER,
-            "keys_dir": self.secrets.keys_dir,
-            "session_keys": "agent",
-            "epochs": "agent",
-            "epoch_files": [self.secrets.epoch_file],
-            "limits": { "max_skew_secs": MAX_SKEW_SECS, "session_lifetime_secs": 3600 }
+        let mut def = gateway::gateway_definition(&gateway::Deployment {
+            listen,
+            wasm: &self.o.plugin,
+            proof_header: PROOF_HEADER,
+            keys_dir: &self.secrets.keys_dir,
+            epoch_file: &self.secrets.epoch_file,
+            agent,
+            groups_ttl_secs: GROUPS_TTL_SECS,
         });
-        let mut directory = json!({
-            "address": format!("unix:{}", agent.display()),
-            "timeout_ms": 5000,
-            "positive_ttl_secs": GROUPS_TTL_SECS
-        });
+        def["plugin"]["limits"] =
+            json!({ "max_skew_secs": MAX_SKEW_SECS, "session_lifetime_secs": 3600 });
         let mut auth = json!({
             "require": { "any_of": ["payments"] },
             "inject": { "authorization": { "value": "Bearer upstream-credential-for-the-bench" } },
@@ -37,13 +34,14 @@ impl Bench<'_> {
             // A new session per request, all from one source: the cold path's budgets raised
             // above what the arm reaches (the default per-source budget would shed it).
             Arm::Cold | Arm::ColdAgent => {
-                plugin["cold_path"] = json!({ "unwraps_per_second": 100000, "burst": 100000 });
-                plugin["session_cache"] =
+                def["plugin"]["cold_path"] =
+                    json!({ "unwraps_per_second": 100000, "burst": 100000 });
+                def["plugin"]["session_cache"] =
                     json!({ "max_entries": 65536, "local_max_entries": 8192 });
             }
             // Every group decision a directory round trip.
             Arm::Directory => {
-                directory = json!({
+                def["directory"] = json!({
                     "address": format!("unix:{}", agent.display()),
                     "timeout_ms": 2000,
                     "positive_ttl_secs": 0,
@@ -53,7 +51,7 @@ impl Bench<'_> {
             }
             // Each allowed nonce is claimed again in Redis through the agent.
             Arm::Fleet => {
-                plugin["replay"] = json!({ "scope": "fleet", "fleet_timeout_ms": 1000 });
+                def["plugin"]["replay"] = json!({ "scope": "fleet", "fleet_timeout_ms": 1000 });
             }
             // The demo's `test` (testgroup) over HTTP Basic from loopback; the agent binds once
             // per worker, the filter remembers the bind for the whole run.
@@ -73,16 +71,7 @@ impl Bench<'_> {
             Arm::Nginx => Target::Nginx,
             _ => Target::EnvoyWasm,
         };
-        let gateway_def = json!({
-            "listeners": {
-                "http": { "address": "127.0.0.1", "port": listen },
-                "admin": { "socket": "admin.sock" }
-            },
-            "access_log": false,
-            "plugin": plugin,
-            "directory": directory
-        });
-        (gateway_def, gateway::api(ROUTE_NAME, auth), target)
+        (def, gateway::api(ROUTE_NAME, auth), target)
     }
 
     /// `arm`'s gateway for run `name`, rendered by `autoid gateway render` from

@@ -281,16 +281,11 @@ pub fn main(o: &Options) -> Result<()> {
         .map(|i| jwt.token(SUBJECT, i))
         .collect::<Result<Vec<_>>>()?;
     // The definitions name these files; only the agent reads their secrets.
+    let (keys_dir, epoch_file) = gateway::write_secrets(&out, &gateway, &epoch)?;
     let secrets = Secrets {
-        keys_dir: out.join("keys"),
-        epoch_file: out.join("keys").join(format!("{}.epoch.json", epoch.id())),
+        keys_dir,
+        epoch_file,
     };
-    std::fs::create_dir_all(&secrets.keys_dir)?;
-    envoy::write_private(
-        &secrets.keys_dir.join(format!("{}.key.pem", gateway.kid())),
-        gateway.to_pem()?.as_bytes(),
-    )?;
-    envoy::write_private(&secrets.epoch_file, epoch.to_json().as_bytes())?;
     let directory = if needs_agent {
         eprintln!("autoid-bench: starting slapd and the autoid agent");
         let pem = gateway.to_pem()?;

@@ -33,12 +33,14 @@ pub(super) fn wrk_counters(
     let deadline = Instant::now() + Duration::from_secs(3);
     std::thread::sleep(Duration::from_millis(100));
     loop {
+        // The filter's own counters only (Envoy's listener and HTTP stats are named for the
+        // rendered listener, `autoid_http`, and would match "autoid" too).
         let mut counters = proxy.stats(if arm.is_autoid() {
-            "autoid"
+            "^wasmcustom.autoid_"
         } else {
             "jwt_authn"
         })?;
-        counters.extend(proxy.stats("^http.bench.downstream_rq_")?);
+        counters.extend(proxy.stats(&format!("^http.{}.downstream_rq_", gateway::STAT_PREFIX))?);
         let sum = |suffix: &str| counter_sum(&counters, suffix);
         let n = sum(allowed);
         if (n >= sum(".downstream_rq_2xx") && n >= wrk_ok) || Instant::now() >= deadline {
