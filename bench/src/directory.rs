@@ -24,6 +24,9 @@ pub struct Directory {
     slapd: Slapd,
     /// The agent's unix socket (the Envoy cluster's `pipe` endpoint).
     pub socket: PathBuf,
+    /// The private key file and the epoch file the agent holds (the checking agents hold them
+    /// too).
+    held: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Directory {
@@ -43,6 +46,7 @@ impl Directory {
         let slapd = Slapd::start_with(&dir.join("ldap"), Log::Quiet)?;
         let socket = dir.join("agent.sock");
         let mut session_keys = Vec::new();
+        let mut held = Vec::new();
         if let Some((kid, pem)) = session_key {
             let file = dir.join(format!("{kid}.key.pem"));
             write_private(&file, pem.as_bytes())?;
@@ -67,10 +71,12 @@ impl Directory {
             "groups": { "base": format!("ou=groups,{}", slapd::BASE) },
             "session_keys": session_keys
         });
+        held.push(("session_keys", config["session_keys"].clone()));
         if let Some((id, json)) = epoch {
             let file = dir.join(format!("{id}.epoch.json"));
             write_private(&file, json.as_bytes())?;
             config["epoch_files"] = serde_json::json!([file]);
+            held.push(("epoch_files", config["epoch_files"].clone()));
         }
         if let Some(r) = &redis {
             config["replay"] = serde_json::json!({ "redis_url": r.url() });
@@ -92,6 +98,7 @@ impl Directory {
             redis,
             slapd,
             socket,
+            held,
         })
     }
 
@@ -108,7 +115,7 @@ impl Directory {
         let socket = dir.join(format!("{name}.check.sock"));
         let filter_file = dir.join(format!("{name}.filter.json"));
         write_private(&filter_file, filter_config.as_bytes())?;
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "listen": format!("unix:{}", socket.display()),
             "ldap": {
                 "url": self.slapd.ldap_url,
@@ -122,6 +129,10 @@ impl Directory {
             "groups": { "base": format!("ou=groups,{}", slapd::BASE) },
             "check": { "filter_config": filter_file, "workers": 1 }
         });
+        // The keys and epochs at the agent: it unwraps the sessions its checks meet.
+        for (field, value) in &self.held {
+            config[*field] = value.clone();
+        }
         let config_file = dir.join(format!("{name}.agent.json"));
         write_private(
             &config_file,

@@ -1,6 +1,6 @@
-//! Envoy for one arm: a bootstrap rendered from the arm's HTTP filters (every arm routes to the
-//! same `direct_response`, so the upstream is never the bottleneck), started with
-//! `--concurrency 1`, admin on loopback, free ports; started and stopped by the test kit.
+//! Envoy for one arm (its bootstrap rendered by [`crate::gateway`]), started with
+//! `--concurrency 1` on free ports, stopped by the test kit; the filters the non-autoid arms put
+//! in autoid's place.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -16,8 +16,6 @@ pub const ROUTE_NAME: &str = "bench";
 pub const HOST: &str = "bench.local";
 /// See [`HOST`].
 pub const PATH: &str = "/v1/bench";
-/// The direct response's body.
-const BODY: &str = "ok\n";
 
 /// The proxy-wasm filter entry for a `.wasm` and its configuration (a JSON string).
 pub fn wasm_filter(name: &str, wasm: &Path, configuration: &str) -> Value {
@@ -61,125 +59,6 @@ pub fn jwt_filter(issuer: &str, jwks: &str) -> Value {
     })
 }
 
-/// Arm (x)'s filters, as `autoid gateway render --target envoy-ext-authz` renders them for one
-/// API: `header_mutation` sets the check contract's headers (the API is the bench route), then
-/// `ext_authz` (HTTP service) asks the agent on `cluster` at `/v1/check`.
-pub fn ext_authz_filters(cluster: &str) -> Vec<Value> {
-    let set = |name: &str, value: &str| {
-        json!({ "append": {
-            "header": { "key": name, "value": value },
-            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"
-        } })
-    };
-    let exact = |names: &[&str]| json!({ "patterns": names.iter().map(|n| json!({ "exact": n, "ignore_case": true })).collect::<Vec<_>>() });
-    vec![
-        json!({
-            "name": "envoy.filters.http.header_mutation",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                "mutations": { "request_mutations": [
-                    set("x-autoid-api", ROUTE_NAME),
-                    set("x-autoid-method", "%REQ(:METHOD)%"),
-                    set("x-autoid-uri", "%REQ(:PATH)%"),
-                    set("x-autoid-authority", "%REQ(:AUTHORITY)%"),
-                    set("x-autoid-peer", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
-                    set("x-autoid-tls", "0")
-                ] }
-            }
-        }),
-        json!({
-            "name": "envoy.filters.http.ext_authz",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
-                "transport_api_version": "V3",
-                "failure_mode_allow": false,
-                "status_on_error": { "code": "ServiceUnavailable" },
-                "http_service": {
-                    "server_uri": { "uri": "http://autoid-agent", "cluster": cluster, "timeout": "6s" },
-                    "path_prefix": "/v1/check",
-                    "authorization_request": { "allowed_headers": exact(&[
-                        "x-autoid-api", "x-autoid-method", "x-autoid-uri", "x-autoid-authority",
-                        "x-autoid-peer", "x-autoid-tls", "x-autoid-proof", "authorization",
-                        "x-request-id", "x-autoid-subject"
-                    ]) },
-                    "authorization_response": {
-                        "allowed_upstream_headers": exact(&["authorization", "x-autoid-subject"]),
-                        "allowed_client_headers": exact(&["www-authenticate", "content-type", "retry-after"])
-                    }
-                }
-            }
-        }),
-    ]
-}
-
-/// A cluster on a unix socket (Envoy's `pipe` address), as `autoid gateway render` makes the
-/// agent's.
-pub fn pipe_cluster(name: &str, socket: &std::path::Path) -> Value {
-    static_cluster(name, json!({ "pipe": { "path": socket } }))
-}
-
-/// A static cluster with one loopback endpoint.
-pub fn cluster(name: &str, port: u16) -> Value {
-    static_cluster(
-        name,
-        json!({ "socket_address": { "address": "127.0.0.1", "port_value": port } }),
-    )
-}
-
-/// A static cluster with one endpoint at `address` (an Envoy `Address`).
-fn static_cluster(name: &str, address: Value) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [ { "lb_endpoints": [ { "endpoint": { "address": address } } ] } ]
-        }
-    })
-}
-
-/// The bootstrap: one listener, the given filters then the router, one direct-response route.
-pub fn bootstrap(listen: u16, admin: u16, filters: Vec<Value>, clusters: Vec<Value>) -> Value {
-    let mut http_filters = filters;
-    http_filters.push(json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" }
-    }));
-    json!({
-        "node": { "id": "autoid-bench", "cluster": "autoid-bench" },
-        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": admin } } },
-        "static_resources": {
-            "listeners": [ {
-                "name": "bench",
-                "address": { "socket_address": { "address": "127.0.0.1", "port_value": listen } },
-                "filter_chains": [ { "filters": [ {
-                    "name": "envoy.filters.network.http_connection_manager",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                        "stat_prefix": "bench",
-                        "codec_type": "HTTP1",
-                        "http_filters": http_filters,
-                        "route_config": {
-                            "name": "bench",
-                            "virtual_hosts": [ {
-                                "name": "bench",
-                                "domains": ["*"],
-                                "routes": [ {
-                                    "name": ROUTE_NAME,
-                                    "match": { "prefix": "/" },
-                                    "direct_response": { "status": 200, "body": { "inline_string": BODY } }
-                                } ]
-                            } ]
-                        }
-                    }
-                } ] } ]
-            } ],
-            "clusters": clusters
-        }
-    })
-}
-
 /// A running Envoy and its listener.
 #[derive(Debug)]
 pub struct Envoy {
@@ -190,14 +69,15 @@ pub struct Envoy {
 
 impl Envoy {
     /// Writes the bootstrap to `dir/<name>.envoy.json` and starts Envoy on it (one worker, its log
-    /// in `dir/<name>.envoy.log`); waits until ready.
+    /// in `dir/<name>.envoy.log`, its admin interface where the bootstrap puts it); waits until
+    /// ready.
     pub fn start(
         envoy: &Path,
         dir: &Path,
         name: &str,
         bootstrap: &Value,
         listen: u16,
-        admin: u16,
+        admin: Admin,
     ) -> Result<Envoy> {
         Envoy::start_with(envoy, dir, name, bootstrap, listen, admin, 1)
     }
@@ -209,7 +89,7 @@ impl Envoy {
         name: &str,
         bootstrap: &Value,
         listen: u16,
-        admin: u16,
+        admin: Admin,
         concurrency: usize,
     ) -> Result<Envoy> {
         let config = dir.join(format!("{name}.envoy.json"));
@@ -217,7 +97,7 @@ impl Envoy {
         let proxy = testkit::Envoy::start(
             envoy,
             &config,
-            Admin::Tcp(SocketAddr::from(([127, 0, 0, 1], admin))),
+            admin,
             &dir.join(format!("{name}.envoy.log")),
             &dir.join(format!("{name}.envoy.out")),
             &[

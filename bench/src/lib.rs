@@ -6,7 +6,8 @@
 //! It writes `target/bench/summary.json`; docs/PERFORMANCE.md explains the method and results.
 //!
 //! - [`loadgen`]: the load generator (keep-alive HTTP/1.1, saturation or paced, unique requests).
-//! - [`envoy`]: bootstraps and the Envoy process.
+//! - [`gateway`]: every gateway rendered by `autoid gateway render`, the upstream substituted.
+//! - [`envoy`]: the Envoy process and the non-autoid arms' filters.
 //! - [`proofs`]: proofs and JWTs made before each run.
 //! - [`directory`]: slapd and the autoid agent for the directory arm.
 //! - [`nginx`]: arm (n), nginx with `auth_request` to a checking agent.
@@ -20,7 +21,7 @@
 //! - [`procstat`]: CPU time from `/proc`.
 //! - [`wrk`]: arms (b) and (c) again with Debian's `wrk`, an independent load generator.
 //!
-//! Build: `cargo build --release -p autoid-bench`; see `autoid-bench --help`.
+//! Build: `cargo build --release --workspace`; see `autoid-bench --help`.
 
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod chart;
 pub mod directory;
 pub mod envoy;
 pub mod flood;
+pub mod gateway;
 pub mod junk;
 pub mod loadgen;
 pub mod nginx;

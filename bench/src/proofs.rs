@@ -62,7 +62,11 @@ pub enum Forms {
 impl Forms {
     /// From `--proof-version`.
     pub fn from_version(version: u8) -> Forms {
-        if version == 1 { Forms::V1 } else { Forms::V2 }
+        match version {
+            1 => Forms::V1,
+            2 => Forms::V2,
+            _ => Forms::V3,
+        }
     }
 
     /// The form of proof `i` over `sessions` shared sessions (0: a session per proof).

@@ -1,6 +1,7 @@
 //! `autoid-bench soak` (`make soak`): the replay table under sustained saturation.
 //!
-//! One Envoy (`--concurrency` workers, default: every core) runs the autoid filter with the
+//! One Envoy (`--concurrency` workers, default: every core) runs the autoid filter as `make run`
+//! deploys it (rendered by `autoid gateway render`; the key and epoch at the agent) with the
 //! replay table and skew at their defaults. The load generator keeps it saturated with unique,
 //! valid proofs for at least `--secs` seconds and at least `--min-proofs` proofs: the proofs are
 //! made in segments of `--segment-secs` (each segment's made while the previous one is sent, so
@@ -15,14 +16,17 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use autoid_cli::Target;
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::keys::GatewayKey;
+use autoid_testkit::envoy::Admin;
 use autoid_testkit::free_port;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::directory::Directory;
 use crate::envoy::{self, Envoy, ROUTE_NAME};
 use crate::loadgen::{self, Mode, Plan, Requests};
-use crate::{chart, proofs, steps};
+use crate::{chart, gateway, proofs, steps};
 
 const PROOF_HEADER: &str = "x-autoid-proof";
 const SUBJECT: &str = "alice";
@@ -59,6 +63,9 @@ pub struct Options {
     /// The autoid filter.
     #[arg(long, default_value = "target/wasm32-wasip1/wasm/autoid_plugin.wasm")]
     pub plugin: PathBuf,
+    /// The autoid agent (it holds the key and the epoch, as `make run` deploys them).
+    #[arg(long, default_value = "target/release/autoid-agent")]
+    pub bridge: PathBuf,
 }
 
 /// Envoy's resident memory sampled every second on a thread of its own.
@@ -112,6 +119,7 @@ pub fn main(o: &Options) -> Result<()> {
     for (what, path, how) in [
         ("Envoy", &o.envoy, "make deps-envoy"),
         ("the autoid filter", &o.plugin, "make wasm"),
+        ("the autoid agent", &o.bridge, "make bins"),
     ] {
         if !path.exists() {
             bail!("{what} is missing at {}: run `{how}`", path.display());
@@ -128,28 +136,43 @@ pub fn main(o: &Options) -> Result<()> {
     let gateway = GatewayKey::from_pem("bench-3072", steps::KEY_3072_PEM)?;
     let epoch = Epoch::generate("bench-ep", &mut rng)?;
     let file = Arc::new(epoch.issue(SUBJECT)?);
-    // The defaults for everything the soak is about: no `replay`, no `limits`.
-    let config = json!({
-        "proof_header": PROOF_HEADER,
-        "keys": [ { "kid": gateway.kid(), "private_key_pem": gateway.to_pem()? } ],
-        "epochs": [ serde_json::from_str::<Value>(&epoch.to_json())? ],
-        "static_groups": { SUBJECT: ["payments"] },
-        "apis": { ROUTE_NAME: {
-            "require": { "any_of": ["payments"] },
-            "inject": { "authorization": "Bearer upstream-credential-for-the-soak" }
-        } }
-    });
-    let filters = vec![envoy::wasm_filter("autoid", &plugin, &config.to_string())];
+    // The gateway as `make run` deploys it (the key and epoch at the agent, the groups from the
+    // directory), rendered by `autoid gateway render`; the defaults for everything the soak is
+    // about: no `replay`, no `limits`.
+    let (keys_dir, epoch_file) = gateway::write_secrets(&out, &gateway, &epoch)?;
+    let pem = gateway.to_pem()?;
+    let directory = Directory::start(
+        &o.bridge,
+        &out,
+        Some((gateway.kid(), pem.as_str())),
+        Some((epoch.id(), epoch.to_json().as_str())),
+        false,
+    )?;
     let listen = free_port()?;
-    let admin = free_port()?;
-    let bootstrap = envoy::bootstrap(listen, admin, filters, vec![]);
+    let definition = gateway::gateway_definition(&gateway::Deployment {
+        listen,
+        wasm: &plugin,
+        proof_header: PROOF_HEADER,
+        keys_dir: &keys_dir,
+        epoch_file: &epoch_file,
+        agent: &directory.socket,
+        groups_ttl_secs: 300,
+    });
+    let api = gateway::api(
+        ROUTE_NAME,
+        json!({
+            "require": { "any_of": ["payments"] },
+            "inject": { "authorization": { "value": "Bearer upstream-credential-for-the-soak" } }
+        }),
+    );
+    let rendered = gateway::render(&out, "soak", &definition, &api, Target::EnvoyWasm)?;
     let proxy = Envoy::start_with(
         &o.envoy,
         &out,
         "soak",
-        &bootstrap,
+        &gateway::envoy(&rendered.gateway)?,
         listen,
-        admin,
+        Admin::Unix(rendered.admin_socket),
         concurrency,
     )?;
     let sessions = Arc::new(proofs::open_sessions(
@@ -241,6 +264,7 @@ pub fn main(o: &Options) -> Result<()> {
             .sum::<u64>()
     };
     drop(proxy);
+    drop(directory);
 
     let elapsed = t0.elapsed().as_secs_f64();
     let non_200: u64 = segments.iter().map(|s| s.non_200).sum();

@@ -21,7 +21,7 @@ use envoy::{Authz, ExtAuthz, PathStyle};
 
 /// What `render` and `validate` produce: which gateway, deployed how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub(crate) enum Target {
+pub enum Target {
     /// Envoy with the autoid wasm filter (the filter configuration inside the bootstrap)
     #[default]
     EnvoyWasm,
@@ -176,11 +176,27 @@ const ADMIN_SOCKET: &str = "envoy-admin.sock";
 
 /// What render writes: the gateway's configuration, and for the agent-checked targets the
 /// filter configuration the agent decides with.
-struct Rendered {
-    gateway: String,
-    filter_config: Option<String>,
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The Envoy bootstrap (pretty JSON) or the nginx configuration.
+    pub gateway: String,
+    /// For the agent-checked targets: the filter configuration the agent decides with (JSON).
+    pub filter_config: Option<String>,
     /// With `--xds-dir`: the files Envoy watches there (the bootstrap then points at them).
-    xds_files: Vec<xds::XdsFile>,
+    pub(crate) xds_files: Vec<xds::XdsFile>,
+}
+
+/// `autoid gateway render --config CONFIG --target TARGET [--out OUT]`, as a library call for
+/// programs that must run what users deploy (the bench): the definitions in `config` rendered
+/// for `target` (warnings on stderr, as the command prints them); `out` is where the output
+/// will be written (Envoy's admin socket goes beside it). Nothing is written.
+pub fn render_definitions(config: &Path, target: Target, out: Option<&Path>) -> Result<Rendered> {
+    let common = CommonArgs {
+        config: config.to_owned(),
+        relative_to: None,
+        target,
+    };
+    render(&common, out, None)
 }
 
 /// The agent-checked targets need the agent on a unix socket: the check carries the client's own

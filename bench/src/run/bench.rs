@@ -4,118 +4,112 @@
 use super::*;
 
 impl Bench<'_> {
-    /// The filter's configuration. Phases 3 and 4 keep the default cold-path budgets (per worker
-    /// and per source) and name the epoch without its secret: what `make run` deploys.
-    pub(super) fn autoid_config(&self, arm: Arm, phase: Phase) -> Result<String> {
-        let groups = match (arm, &self.directory) {
-            (Arm::Directory, Some(_)) => json!({ "directory": {
-                "cluster": "autoid_agent",
-                "authority": "autoid-agent",
-                "timeout_ms": 2000,
-                "positive_ttl_secs": 0,
-                "negative_ttl_secs": 0,
-                "stale_if_error_secs": 0
-            }}),
-            (Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic, None) => {
-                bail!("arms (e), (g), (h) and (i) need the agent")
-            }
-            _ => json!({ "static_groups": { SUBJECT: ["payments", "reports"] } }),
-        };
-        let mut config = json!({
-            "proof_header": PROOF_HEADER,
-            "keys": [ { "kid": self.gateway.kid(), "private_key_pem": self.gateway.to_pem()? } ],
-            "epochs": [ serde_json::from_str::<Value>(&self.epoch.to_json())? ],
-            "limits": { "max_skew_secs": MAX_SKEW_SECS, "session_lifetime_secs": 3600 },
-            "session_cache": { "max_entries": 65536, "local_max_entries": 8192 },
-            "cold_path": { "unwraps_per_second": 100000, "burst": 100000 },
-            "apis": { ROUTE_NAME: {
-                "require": { "any_of": ["payments"] },
-                "inject": { "authorization": "Bearer upstream-credential-for-the-bench" },
-                "identity": { "subject_header": "x-autoid-subject" }
-            } }
+    /// The definitions of `arm`'s gateway, as an operator writes them for `autoid gateway
+    /// render`: the keys and epochs at the agent (as `make run` deploys), the groups from the
+    /// directory, one API on the bench's route. The agent is `agent` (the checking agent's socket
+    /// for arms (x) and (n)); the listener `listen`; Envoy's admin a socket beside the definitions.
+    pub(super) fn definitions(
+        &self,
+        arm: Arm,
+        listen: u16,
+        agent: &Path,
+    ) -> (Value, Value, Target) {
+        let mut def = gateway::gateway_definition(&gateway::Deployment {
+            listen,
+            wasm: &self.o.plugin,
+            proof_header: PROOF_HEADER,
+            keys_dir: &self.secrets.keys_dir,
+            epoch_file: &self.secrets.epoch_file,
+            agent,
+            groups_ttl_secs: GROUPS_TTL_SECS,
         });
-        if let (Some(c), Some(g)) = (config.as_object_mut(), groups.as_object()) {
-            for (k, v) in g {
-                c.insert(k.clone(), v.clone());
+        def["plugin"]["limits"] =
+            json!({ "max_skew_secs": MAX_SKEW_SECS, "session_lifetime_secs": 3600 });
+        let mut auth = json!({
+            "require": { "any_of": ["payments"] },
+            "inject": { "authorization": { "value": "Bearer upstream-credential-for-the-bench" } },
+            "identity": { "subject_header": "x-autoid-subject" }
+        });
+        match arm {
+            // A new session per request, all from one source: the cold path's budgets raised
+            // above what the arm reaches (the default per-source budget would shed it).
+            Arm::Cold | Arm::ColdAgent => {
+                def["plugin"]["cold_path"] =
+                    json!({ "unwraps_per_second": 100000, "burst": 100000 });
+                def["plugin"]["session_cache"] =
+                    json!({ "max_entries": 65536, "local_max_entries": 8192 });
             }
-            if phase.as_make_run() {
-                c.remove("cold_path");
-                let e = self.epoch.params();
-                c.insert(
-                    "epochs".into(),
-                    json!([{ "id": e.id(), "file_size": e.file_size(),
-                             "interval_count": e.interval_count() }]),
-                );
+            // Every group decision a directory round trip.
+            Arm::Directory => {
+                def["directory"] = json!({
+                    "address": format!("unix:{}", agent.display()),
+                    "timeout_ms": 2000,
+                    "positive_ttl_secs": 0,
+                    "negative_ttl_secs": 0,
+                    "stale_if_error_secs": 0
+                });
             }
-            if arm == Arm::Basic {
-                // The demo's `test` (testgroup) over HTTP Basic from loopback; the agent binds
-                // once per worker, the filter remembers the bind for the whole run.
-                c.insert(
-                    "agent".into(),
-                    json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
-                            "timeout_ms": 5000 }),
-                );
-                c.insert(
-                    "apis".into(),
-                    json!({ ROUTE_NAME: {
-                        "require": { "any_of": ["testgroup"] },
-                        "inject": { "authorization": "Bearer upstream-credential-for-the-bench" },
-                        "identity": { "subject_header": "x-autoid-subject" },
-                        "auth": { "methods": ["ldap_basic"],
-                                  "basic": { "plain_http": "loopback", "cache_ttl_secs": 300 } }
-                    } }),
-                );
+            // Each allowed nonce is claimed again in Redis through the agent.
+            Arm::Fleet => {
+                def["plugin"]["replay"] = json!({ "scope": "fleet", "fleet_timeout_ms": 1000 });
             }
-            if arm == Arm::Fleet {
-                // Each allowed nonce is claimed again in Redis through the agent.
-                c.insert(
-                    "agent".into(),
-                    json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
-                            "timeout_ms": 5000 }),
-                );
-                c.insert(
-                    "replay".into(),
-                    json!({ "scope": "fleet", "fleet_timeout_ms": 1000 }),
-                );
+            // The demo's `test` (testgroup) over HTTP Basic from loopback; the agent binds once
+            // per worker, the filter remembers the bind for the whole run.
+            Arm::Basic => {
+                auth = json!({
+                    "methods": ["ldap_basic"],
+                    "basic": { "plain_http": "loopback", "cache_ttl_secs": 300 },
+                    "require": { "any_of": ["testgroup"] },
+                    "inject": { "authorization": { "value": "Bearer upstream-credential-for-the-bench" } },
+                    "identity": { "subject_header": "x-autoid-subject" }
+                });
             }
-            if let (true, Some(_)) = (phase.keys_at_agent(arm), &self.directory) {
-                // The key id only: the agent holds the key and unwraps each session.
-                c.insert("keys".into(), json!([{ "kid": self.gateway.kid() }]));
-                c.insert(
-                    "agent".into(),
-                    json!({ "cluster": "autoid_agent", "authority": "autoid-agent",
-                            "timeout_ms": 5000 }),
-                );
-            }
+            _ => {}
         }
-        Ok(config.to_string())
+        let target = match arm {
+            Arm::ExtAuthz => Target::EnvoyExtAuthz,
+            Arm::Nginx => Target::Nginx,
+            _ => Target::EnvoyWasm,
+        };
+        (def, gateway::api(ROUTE_NAME, auth), target)
     }
 
-    pub(super) fn filters(&self, arm: Arm, phase: Phase) -> Result<(Vec<Value>, Vec<Value>)> {
-        let mut clusters = Vec::new();
-        let filters = match arm {
-            Arm::None => vec![],
-            Arm::Floor => vec![envoy::wasm_filter("floor", &self.o.floor, "")],
-            Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
-            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic => {
-                if let (true, Some(d)) = (
-                    arm.needs_bridge() || phase.keys_at_agent(arm),
-                    &self.directory,
-                ) {
-                    clusters.push(envoy::pipe_cluster("autoid_agent", &d.socket));
-                }
-                vec![envoy::wasm_filter(
-                    "autoid",
-                    &self.o.plugin,
-                    &self.autoid_config(arm, phase)?,
-                )]
-            }
-            // The checking agent's cluster is added by `run_one`, which starts that agent.
-            Arm::ExtAuthz => envoy::ext_authz_filters(CHECK_CLUSTER),
-            // No Envoy: nginx asks the agent itself (`run_one`).
-            Arm::Nginx => Vec::new(),
+    /// `arm`'s gateway for run `name`, rendered by `autoid gateway render` from
+    /// [`Bench::definitions`], the upstream substituted; the non-autoid arms take the warm arm's
+    /// bootstrap with autoid's filter replaced by theirs.
+    pub(super) fn gateway(&self, arm: Arm, name: &str, listen: u16) -> Result<Config> {
+        let agent = match arm {
+            Arm::ExtAuthz | Arm::Nginx => self.out.join(format!("{name}.check.sock")),
+            _ => self.out.join("agent.sock"),
         };
-        Ok((filters, clusters))
+        let rendered_as = match arm {
+            Arm::None | Arm::Floor | Arm::Jwt => Arm::Warm,
+            other => other,
+        };
+        let (def, api, target) = self.definitions(rendered_as, listen, &agent);
+        let r = gateway::render(&self.out, name, &def, &api, target)?;
+        if target == Target::Nginx {
+            return Ok(Config::Nginx {
+                text: r.gateway,
+                filter_config: r.filter_config,
+            });
+        }
+        let bootstrap = gateway::envoy(&r.gateway)?;
+        let filters = match arm {
+            Arm::None => Some(vec![]),
+            Arm::Floor => Some(vec![envoy::wasm_filter("floor", &self.o.floor, "")]),
+            Arm::Jwt => Some(vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())]),
+            _ => None,
+        };
+        let bootstrap = match filters {
+            Some(f) => gateway::with_filters(bootstrap, &f)?,
+            None => bootstrap,
+        };
+        Ok(Config::Envoy {
+            bootstrap,
+            admin: r.admin_socket,
+            filter_config: r.filter_config,
+        })
     }
 
     /// The requests of one run: `count` unique proofs, or a small list to cycle.
@@ -200,47 +194,25 @@ impl Bench<'_> {
             None => (expected_rps * (warmup + duration) * 1.25) as usize + 64,
         };
         let count = match arm {
-            Arm::Cold => count.min(self.s.cold_proofs_cap),
-            // Natively unwrapped: an order of magnitude more sessions per second.
-            Arm::ColdAgent => count.min(self.s.cold_proofs_cap * 10),
+            Arm::Cold | Arm::ColdAgent => count.min(self.s.cold_proofs_cap),
             _ => count,
         };
-        let (filters, mut clusters) = self.filters(arm, phase)?;
         let listen = free_port()?;
-        let admin = free_port()?;
         let name = format!("{}-{}-{:?}", arm.letter(), rep, phase).to_lowercase();
-        // Arm (x): a fresh checking agent per run, as every other arm gets a fresh Envoy (fresh
-        // shared data: an empty replay table), deciding with the warm arm's configuration.
-        let checker = match (arm, &self.directory) {
-            (Arm::ExtAuthz | Arm::Nginx, Some(d)) => {
-                let config = self.autoid_config(Arm::Warm, phase)?;
-                let c = d.start_checker(&self.o.bridge, &self.out, &name, &config)?;
-                clusters.push(envoy::pipe_cluster(CHECK_CLUSTER, &c.socket));
-                Some(c)
-            }
-            (Arm::ExtAuthz | Arm::Nginx, None) => bail!("arms (x) and (n) need the agent"),
-            _ => None,
+        let config = self.gateway(arm, &name, listen)?;
+        // Arms (x) and (n): a fresh checking agent per run, as every other arm gets a fresh
+        // Envoy (fresh shared data: an empty replay table), deciding with the rendered filter
+        // configuration.
+        let checker = match (config.filter_config(), &self.directory) {
+            (Some(fc), Some(d)) => Some(d.start_checker(&self.o.bridge, &self.out, &name, fc)?),
+            (Some(_), None) => bail!("arms (x) and (n) need the agent"),
+            (None, _) => None,
         };
-        // Arm (n): nginx in Envoy's place, asking the same kind of checking agent.
-        let proxy = match (arm, &checker) {
-            (Arm::Nginx, Some(c)) => {
-                Proxy::Nginx(nginx::Front::start(&self.out, &name, listen, &c.socket)?)
-            }
-            _ => {
-                let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
-                Proxy::Envoy(Envoy::start(
-                    &self.o.envoy,
-                    &self.out,
-                    &name,
-                    &bootstrap,
-                    listen,
-                    admin,
-                )?)
-            }
-        };
-        // Arm (h)'s new sessions go to the agent: in v1/v2 (no possession ticket) its small lane
-        // for unchecked sessions (200/s) would shed them, so they speak v3, as clients do.
-        let forms = if phase.as_make_run() || arm == Arm::ColdAgent {
+        let proxy = config.start(self, &name, listen)?;
+        // New sessions go to the agent: in v1/v2 (no possession ticket) its small lane for
+        // unchecked sessions (200/s) would shed the cold arms' and phases 3 and 4's, so they speak
+        // v3, as clients do.
+        let forms = if phase != Phase::Saturation && phase != Phase::Paced || arm.is_cold() {
             Forms::V3
         } else {
             Forms::from_version(self.o.proof_version)
@@ -316,10 +288,7 @@ impl Bench<'_> {
         if let (Some(c), Some(d)) = (&checker, &self.directory) {
             watch.push(c.pid());
             watch.push(d.slapd_pid());
-        } else if let (true, Some(d)) = (
-            arm.needs_bridge() || phase.keys_at_agent(arm),
-            &self.directory,
-        ) {
+        } else if let (true, Some(d)) = (arm.needs_agent(), &self.directory) {
             watch.push(d.bridge_pid());
             watch.push(d.slapd_pid());
             if let Some(pid) = d.redis_pid() {
@@ -450,6 +419,52 @@ impl Bench<'_> {
             },
         );
         Ok(record)
+    }
+}
+
+/// The rendered gateway of one run, ready to start.
+pub(super) enum Config {
+    /// An Envoy bootstrap, its admin socket, and for arm (x) the checking agent's filter
+    /// configuration.
+    Envoy {
+        bootstrap: Value,
+        admin: PathBuf,
+        filter_config: Option<String>,
+    },
+    /// Arm (n): an nginx configuration and the checking agent's filter configuration.
+    Nginx {
+        text: String,
+        filter_config: Option<String>,
+    },
+}
+
+impl Config {
+    /// The filter configuration a checking agent decides with (arms (x) and (n)).
+    pub(super) fn filter_config(&self) -> Option<&str> {
+        match self {
+            Config::Envoy { filter_config, .. } | Config::Nginx { filter_config, .. } => {
+                filter_config.as_deref()
+            }
+        }
+    }
+
+    /// Starts the gateway on `listen` (its files in the bench's output, named for the run).
+    pub(super) fn start(self, b: &Bench<'_>, name: &str, listen: u16) -> Result<Proxy> {
+        Ok(match self {
+            Config::Nginx { text, .. } => {
+                Proxy::Nginx(nginx::Front::start(&b.out, name, listen, &text)?)
+            }
+            Config::Envoy {
+                bootstrap, admin, ..
+            } => Proxy::Envoy(Envoy::start(
+                &b.o.envoy,
+                &b.out,
+                name,
+                &bootstrap,
+                listen,
+                Admin::Unix(admin),
+            )?),
+        })
     }
 }
 

@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use autoid_cli::Target;
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::keys::{GatewayKey, PublicKey};
+use autoid_testkit::envoy::Admin;
 use autoid_testkit::free_port;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -28,7 +30,7 @@ use crate::flood::{self, Flood, FloodOutcome, Stream};
 use crate::loadgen::{self, Mode, Outcome, Plan, Requests};
 use crate::proofs::{self, Forms, JwtIssuer, Sessions};
 use crate::stats::{Spread, counter_sum, spread};
-use crate::{chart, junk, nginx, steps, wrk};
+use crate::{chart, gateway, junk, nginx, steps, wrk};
 
 /// `autoid-bench run` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -74,18 +76,19 @@ pub struct Options {
     #[arg(long, default_value_t = 50.0)]
     pub new_sessions_rate: f64,
     /// Arms to run, letters in order (a none, f floor, b jwt_authn, c warm, d cold, e directory,
-    /// g warm with fleet replay in Redis, h cold through the agent, i HTTP Basic with the bind
-    /// remembered, x Envoy ext_authz to the agent's /v1/check, warm, n nginx auth_request to the
-    /// agent's /v1/check, warm).
-    #[arg(long, default_value = "afbcdeghixn")]
+    /// g warm with fleet replay in Redis, i HTTP Basic with the bind remembered, x Envoy ext_authz
+    /// to the agent's /v1/check, warm, n nginx auth_request to the agent's /v1/check, warm; h, cold
+    /// through the agent, is since issue 26 the same deployment as d and not run by default).
+    #[arg(long, default_value = "afbcdegixn")]
     pub arms: String,
     /// Sessions the warm and directory arms' proofs share.
     #[arg(long, default_value_t = 16)]
     pub sessions: usize,
-    /// The protocol version of the proofs: 2 (each session's primed first proof in the full
-    /// form, then compact) or 1 (the wrapped key in every proof), for A/B runs; phases 3 and 4
-    /// always send v3, as `make run`'s clients do
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// The protocol version of the warm arms' proofs in phases 1 and 2: 3 (as `make run`'s
+    /// clients: each session's primed first proof in the full form with its possession ticket,
+    /// then compact), 2 (no ticket) or 1 (the wrapped key in every proof), for A/B runs; the cold
+    /// arms and phases 3 and 4 always send v3
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub proof_version: u8,
     /// Output directory (summary.json, summary.md, bootstraps, logs).
     #[arg(long, default_value = "target/bench")]
@@ -119,140 +122,6 @@ pub struct Options {
     /// of --warmup seconds (wrk counts whole seconds).
     #[arg(long)]
     pub wrk_duration: Option<f64>,
-}
-
-/// One arm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub enum Arm {
-    /// (a) no filter.
-    None,
-    /// (f) the floor proxy-wasm filter.
-    Floor,
-    /// (b) native jwt_authn, RS256, local JWKS.
-    Jwt,
-    /// (c) autoid, sessions and groups warm.
-    Warm,
-    /// (d) autoid, a new session (RSA unwrap) per request.
-    Cold,
-    /// (e) autoid, every group decision a bridge + slapd round trip.
-    Directory,
-    /// (h) autoid, a new session per request, unwrapped by the agent (the bridge) natively.
-    ColdAgent,
-    /// (g) autoid warm, every nonce also claimed in Redis through the agent (fleet replay).
-    Fleet,
-    /// (i) autoid HTTP Basic (`ldap_basic`), the bind remembered by the filter: one directory
-    /// bind per worker, then the keyed-hash lookup per request.
-    Basic,
-    /// (x) Envoy `ext_authz` (HTTP service) to the agent's `/v1/check`, which decides with the
-    /// warm arm's filter configuration (the filter's own logic, natively): the same unique-proof
-    /// load as (c), with no wasm in Envoy.
-    ExtAuthz,
-    /// (n) nginx `auth_request` to the agent's `/v1/check`, deciding with the warm arm's filter
-    /// configuration: the same unique-proof load as (c) and (x), nginx instead of Envoy.
-    Nginx,
-}
-
-impl Arm {
-    fn from_letter(c: char) -> Option<Arm> {
-        Some(match c {
-            'a' => Arm::None,
-            'f' => Arm::Floor,
-            'b' => Arm::Jwt,
-            'c' => Arm::Warm,
-            'd' => Arm::Cold,
-            'e' => Arm::Directory,
-            'h' => Arm::ColdAgent,
-            'g' => Arm::Fleet,
-            'i' => Arm::Basic,
-            'x' => Arm::ExtAuthz,
-            'n' => Arm::Nginx,
-            _ => return None,
-        })
-    }
-
-    /// Its letter in the issue.
-    pub fn letter(self) -> char {
-        match self {
-            Arm::None => 'a',
-            Arm::Floor => 'f',
-            Arm::Jwt => 'b',
-            Arm::Warm => 'c',
-            Arm::Cold => 'd',
-            Arm::Directory => 'e',
-            Arm::ColdAgent => 'h',
-            Arm::Fleet => 'g',
-            Arm::Basic => 'i',
-            Arm::ExtAuthz => 'x',
-            Arm::Nginx => 'n',
-        }
-    }
-
-    /// A readable name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Arm::None => "no filter",
-            Arm::Floor => "floor proxy-wasm filter",
-            Arm::Jwt => "jwt_authn RS256",
-            Arm::Warm => "autoid warm",
-            Arm::Cold => "autoid cold (RSA per request)",
-            Arm::Directory => "autoid directory miss",
-            Arm::ColdAgent => "autoid cold, RSA in the agent",
-            Arm::Fleet => "autoid warm, fleet replay (Redis)",
-            Arm::Basic => "autoid HTTP Basic, bind remembered",
-            Arm::ExtAuthz => "Envoy ext_authz -> agent, warm",
-            Arm::Nginx => "nginx auth_request -> agent, warm",
-        }
-    }
-
-    fn is_autoid(self) -> bool {
-        matches!(
-            self,
-            Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic
-        )
-    }
-
-    /// A new session per request: paced at half its own saturation rate.
-    fn is_cold(self) -> bool {
-        matches!(self, Arm::Cold | Arm::ColdAgent)
-    }
-
-    /// Needs slapd and the bridge.
-    fn needs_bridge(self) -> bool {
-        matches!(
-            self,
-            Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic | Arm::ExtAuthz | Arm::Nginx
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum Phase {
-    Saturation,
-    Paced,
-    /// Paced, as phase 4's `AgentPaced`, beside a junk flood from many sources and legitimate
-    /// new sessions from another.
-    Flood,
-    /// Paced, the keys at the agent, no new sessions: phase 4's baseline.
-    AgentPaced,
-    /// Paced, the keys at the agent, beside a stream of new sessions from another source.
-    AgentSessions,
-}
-
-impl Phase {
-    /// The filter holds key ids only and the agent unwraps (arm (h), phase 4).
-    fn keys_at_agent(self, arm: Arm) -> bool {
-        arm == Arm::ColdAgent || self.as_make_run()
-    }
-
-    /// Deployed as `make run` does (phases 3 and 4): keys and epochs at the agent, the filter's
-    /// default cold-path budgets, v3 proofs (what `autoid prove` makes).
-    fn as_make_run(self) -> bool {
-        matches!(
-            self,
-            Phase::Flood | Phase::AgentPaced | Phase::AgentSessions
-        )
-    }
 }
 
 /// One measured run.
@@ -291,19 +160,27 @@ struct Bench<'a> {
     o: &'a Options,
     s: Settings,
     out: PathBuf,
-    gateway: GatewayKey,
     public: PublicKey,
     epoch: Epoch,
     file: EntropyFile,
     jwt: JwtIssuer,
     jwts: Vec<String>,
+    /// The key and epoch files the definitions name (read by the agent).
+    secrets: Secrets,
     directory: Option<Directory>,
     threads: usize,
 }
 
+/// Where the definitions' `plugin.keys_dir` and `plugin.epoch_files` point.
+struct Secrets {
+    keys_dir: PathBuf,
+    epoch_file: PathBuf,
+}
+
 const PROOF_HEADER: &str = "x-autoid-proof";
-/// Arm (x)'s cluster: the checking agent's unix socket.
-const CHECK_CLUSTER: &str = "autoid_check";
+/// How long the filter keeps a subject's groups (`directory.positive_ttl_secs`): the warm arms'
+/// groups are looked up once per run.
+const GROUPS_TTL_SECS: u64 = 300;
 const SUBJECT: &str = "alice";
 /// Arm (i)'s `Authorization`: `test:test123`, the directory's tutorial user (testgroup).
 const BASIC_CREDENTIALS: &str = "Basic dGVzdDp0ZXN0MTIz";
@@ -314,11 +191,15 @@ const FLOOD_SECONDS: f64 = 3.0;
 /// Connections of the legitimate new sessions beside a flood.
 const LEGIT_CONNECTIONS: usize = 16;
 
+mod arms;
 mod bench;
 mod machine;
 mod summary;
 mod wrk_arms;
 
+pub use arms::Arm;
+use arms::Phase;
+use bench::Proxy;
 use machine::{loadavg, machine, sh};
 pub use summary::{
     LEGIT_NEW_SESSION_P99_US_MAX, WARM_P99_RATIO_MAX, junk_answer_flagged, junk_flood_met,
@@ -341,7 +222,7 @@ pub fn main(o: &Options) -> Result<()> {
             warmup: o.warmup.unwrap_or(1.0),
             duration: o.duration.unwrap_or(2.0),
             cold_duration: o.cold_duration.unwrap_or(2.0),
-            cold_proofs_cap: 600,
+            cold_proofs_cap: 6000,
         }
     } else {
         Settings {
@@ -349,7 +230,7 @@ pub fn main(o: &Options) -> Result<()> {
             warmup: o.warmup.unwrap_or(2.0),
             duration: o.duration.unwrap_or(10.0),
             cold_duration: o.cold_duration.unwrap_or(8.0),
-            cold_proofs_cap: 4000,
+            cold_proofs_cap: 40000,
         }
     };
     for (what, path, how) in [
@@ -363,7 +244,7 @@ pub fn main(o: &Options) -> Result<()> {
     }
     let phase3 = arms.contains(&Arm::Warm) && o.flood_rate > 0.0;
     let phase4 = arms.contains(&Arm::Warm) && o.new_sessions_rate > 0.0;
-    let needs_agent = phase3 || phase4 || arms.iter().any(|a| a.needs_bridge());
+    let needs_agent = phase3 || phase4 || arms.iter().any(|a| a.needs_agent());
     if needs_agent && !o.bridge.exists() {
         bail!(
             "the autoid agent is missing at {}: run `cargo build --release -p autoid-agent`",
@@ -399,6 +280,12 @@ pub fn main(o: &Options) -> Result<()> {
     let jwts = (0..256)
         .map(|i| jwt.token(SUBJECT, i))
         .collect::<Result<Vec<_>>>()?;
+    // The definitions name these files; only the agent reads their secrets.
+    let (keys_dir, epoch_file) = gateway::write_secrets(&out, &gateway, &epoch)?;
+    let secrets = Secrets {
+        keys_dir,
+        epoch_file,
+    };
     let directory = if needs_agent {
         eprintln!("autoid-bench: starting slapd and the autoid agent");
         let pem = gateway.to_pem()?;
@@ -416,12 +303,12 @@ pub fn main(o: &Options) -> Result<()> {
         o,
         s,
         out: out.clone(),
-        gateway,
         public,
         epoch,
         file,
         jwt,
         jwts,
+        secrets,
         directory,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
@@ -445,8 +332,8 @@ pub fn main(o: &Options) -> Result<()> {
         for &arm in &arms {
             // How many unique proofs to make: above anything this arm can reach.
             let expected = match arm {
-                Arm::Cold => best(&records, Arm::Cold, 400.0) * 1.5,
-                Arm::ColdAgent => best(&records, Arm::ColdAgent, 1000.0) * 1.5,
+                // The agent unwraps (since issue 26 in both cold arms).
+                Arm::Cold | Arm::ColdAgent => best(&records, arm, 1000.0) * 1.5,
                 Arm::Directory => best(
                     &records,
                     Arm::Directory,

@@ -14,7 +14,7 @@ pub(super) fn wrk_version(o: &Options, arms: &[Arm]) -> Result<Option<String>> {
 
 /// Seconds of a measured wrk run.
 pub(super) fn wrk_duration(o: &Options, s: &Settings) -> f64 {
-    o.wrk_duration.unwrap_or(if s.cold_proofs_cap < 1000 {
+    o.wrk_duration.unwrap_or(if s.cold_proofs_cap < 10_000 {
         2.0
     } else {
         s.duration
@@ -33,12 +33,14 @@ pub(super) fn wrk_counters(
     let deadline = Instant::now() + Duration::from_secs(3);
     std::thread::sleep(Duration::from_millis(100));
     loop {
+        // The filter's own counters only (Envoy's listener and HTTP stats are named for the
+        // rendered listener, `autoid_http`, and would match "autoid" too).
         let mut counters = proxy.stats(if arm.is_autoid() {
-            "autoid"
+            "^wasmcustom.autoid_"
         } else {
             "jwt_authn"
         })?;
-        counters.extend(proxy.stats("^http.bench.downstream_rq_")?);
+        counters.extend(proxy.stats(&format!("^http.{}.downstream_rq_", gateway::STAT_PREFIX))?);
         let sum = |suffix: &str| counter_sum(&counters, suffix);
         let n = sum(allowed);
         if (n >= sum(".downstream_rq_2xx") && n >= wrk_ok) || Instant::now() >= deadline {
@@ -129,12 +131,14 @@ impl Bench<'_> {
 
     /// One arm under wrk: a fresh Envoy on the arm's saturation bootstrap, fresh requests.
     pub(super) fn run_wrk(&self, arm: Arm, rep: usize, rate: f64) -> Result<wrk::Record> {
-        let (filters, clusters) = self.filters(arm, Phase::Saturation)?;
         let listen = free_port()?;
-        let admin = free_port()?;
         let name = format!("{}-{rep}-wrk", arm.letter());
-        let bootstrap = envoy::bootstrap(listen, admin, filters, clusters);
-        let proxy = Envoy::start(&self.o.envoy, &self.out, &name, &bootstrap, listen, admin)?;
+        let Proxy::Envoy(proxy) = self
+            .gateway(arm, &name, listen)?
+            .start(self, &name, listen)?
+        else {
+            bail!("the wrk cross-check runs Envoy arms only");
+        };
         let plan = wrk::Plan {
             wrk: self.o.wrk.clone(),
             addr: proxy.addr,
