@@ -220,7 +220,7 @@ bench: wasm bins deps-envoy deps-ldap deps-redis deps-wrk deps-nginx
 
 # The replay table under minutes of saturation with unique valid proofs (defaults): Envoy's RSS
 # over time and every non-200 → target/bench/soak.json, soak.svg. SOAK_ARGS for more (`--help`).
-soak: wasm bins deps-envoy
+soak: wasm bins deps-envoy deps-ldap
 	target/release/autoid-bench soak $(SOAK_ARGS)
 
 bench-host: wasm
