@@ -1,6 +1,8 @@
 //! `autoid gateway render|validate`: per-API definitions and a gateway file compiled into a
 //! complete Envoy v3 bootstrap (`docs/GATEWAY.md`), and `autoid config validate`.
 
+mod admin;
+mod apply;
 mod defs;
 mod envoy;
 mod filter;
@@ -51,6 +53,9 @@ pub(crate) enum GatewayCommand {
     /// Check the definitions, render them, and run `envoy --mode validate` (or `nginx -t`) when
     /// the gateway is found
     Validate(ValidateArgs),
+    /// Change a running Envoy's routes, filter configuration and upstreams to the definitions as
+    /// they are now (the files `render --xds-dir` set up), validated by Envoy first
+    Apply(apply::ApplyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +150,7 @@ pub(crate) fn run_gateway(cmd: &GatewayCommand) -> Result<Outcome> {
     match cmd {
         GatewayCommand::Render(args) => render_cmd(args),
         GatewayCommand::Validate(args) => validate_cmd(args),
+        GatewayCommand::Apply(args) => apply::apply_cmd(args),
     }
 }
 
@@ -361,19 +367,6 @@ fn report_written(args: &RenderArgs, file: &Path) {
 
 fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
     let rendered = render(&args.common, args.out.as_deref(), args.xds_dir.as_deref())?;
-    if let Some(dir) = &args.xds_dir {
-        // Upstreams first, routes last: a route never names a cluster Envoy does not have yet.
-        let mut ordered: Vec<&xds::XdsFile> = rendered.xds_files.iter().collect();
-        ordered.sort_by_key(|f| match f.name.as_str() {
-            xds::CLUSTERS_FILE => 0,
-            xds::FILTER_FILE => 1,
-            _ => 2,
-        });
-        for file in ordered {
-            let path = xds::write(dir, file)?;
-            report_written(args, &path);
-        }
-    }
     let text = rendered.gateway;
     match (&rendered.filter_config, &args.filter_config) {
         (Some(config), Some(file)) => {
@@ -413,6 +406,11 @@ fn render_cmd(args: &RenderArgs) -> Result<Outcome> {
             );
         }
         (None, None) => {}
+    }
+    if let Some(dir) = &args.xds_dir {
+        for path in xds::write_all(dir, &rendered.xds_files)? {
+            report_written(args, &path);
+        }
     }
     match &args.out {
         Some(out) => {
@@ -494,13 +492,28 @@ fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
         );
         return Ok(Outcome::Success);
     };
+    match envoy_validate(&envoy, &text)? {
+        None => {
+            println!("envoy --mode validate ({}): ok", envoy.display());
+            Ok(Outcome::Success)
+        }
+        Some(rejected) => {
+            print!("{rejected}");
+            Ok(Outcome::Rejected)
+        }
+    }
+}
+
+/// `envoy --mode validate` on the bootstrap `text`: `None` when Envoy accepts it, else Envoy's
+/// verdict and messages, ready to print.
+fn envoy_validate(envoy: &Path, text: &str) -> Result<Option<String>> {
     let dir = tempfile::Builder::new()
         .prefix("autoid-validate-")
         .tempdir()
         .context("cannot create a temporary directory")?;
     let rendered = dir.path().join("envoy.json");
     files::write_file(&rendered, text.as_bytes(), SECRET_MODE, true)?;
-    let out = Command::new(&envoy)
+    let out = Command::new(envoy)
         .arg("--mode")
         .arg("validate")
         .arg("-c")
@@ -510,22 +523,20 @@ fn validate_cmd(args: &ValidateArgs) -> Result<Outcome> {
         .output()
         .with_context(|| format!("{}: cannot run Envoy", envoy.display()))?;
     if out.status.success() {
-        println!("envoy --mode validate ({}): ok", envoy.display());
-        Ok(Outcome::Success)
-    } else {
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        println!(
-            "envoy --mode validate ({}): rejected ({})",
-            envoy.display(),
-            out.status
-        );
-        for line in stdout.lines().chain(stderr.lines()) {
-            println!("  {line}");
-        }
-        if !out.status.success() && out.status.code().is_none() {
-            bail!("{}: killed by a signal", envoy.display());
-        }
-        Ok(Outcome::Rejected)
+        return Ok(None);
     }
+    if out.status.code().is_none() {
+        bail!("{}: killed by a signal", envoy.display());
+    }
+    let mut report = format!(
+        "envoy --mode validate ({}): rejected ({})\n",
+        envoy.display(),
+        out.status
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stdout.lines().chain(stderr.lines()) {
+        report.push_str(&format!("  {line}\n"));
+    }
+    Ok(Some(report))
 }

@@ -1,7 +1,9 @@
 //! API definitions change live: `autoid gateway render --xds-dir` puts the routes, the filter's
 //! configuration and the upstream clusters in files real Envoy watches (its filesystem xDS), and
-//! rendering again changes them in the running Envoy — no restart, the same process, the other
-//! APIs untouched. A definition that does not render changes nothing.
+//! rendering again (or `autoid gateway apply`, which has Envoy validate the result first and
+//! confirms through its admin that Envoy took each file) changes them in the running Envoy — no
+//! restart, the same process, the other APIs untouched. A definition that does not render
+//! changes nothing.
 // Test code: helpers outside #[test] functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -31,6 +33,19 @@ fn write_api(stack: &Stack, api: &Value) {
         api["id"].as_str().unwrap()
     ));
     std::fs::write(file, api.to_string()).unwrap();
+}
+
+/// `autoid gateway apply`: validated by Envoy, written, and confirmed by Envoy's admin.
+fn apply(stack: &Stack) {
+    let out = stack.apply_xds();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "apply: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("envoy --mode validate"), "{stdout}");
+    assert!(stdout.contains("Envoy took every file"), "{stdout}");
 }
 
 fn render(stack: &Stack) {
@@ -88,9 +103,10 @@ fn an_api_added_changed_and_removed_takes_effect_in_the_running_envoy_and_a_bad_
     assert_eq!(r.echoed("authorization"), ["Bearer ledger-1"]);
     assert_eq!(r.json()["path"], "/v1/entries");
 
-    // Changed: another injected credential, then a group alice is not in.
+    // Changed (through apply: Envoy validates first and confirms): another injected credential,
+    // then a group alice is not in.
     write_api(&stack, &ledger(&stack, "payments", "Bearer ledger-2"));
-    render(&stack);
+    apply(&stack);
     let start = Instant::now();
     eventually("the new credential", Duration::from_secs(15), || {
         let r = stack.get_as("alice", "/ledger/entries", &[]);
@@ -98,7 +114,7 @@ fn an_api_added_changed_and_removed_takes_effect_in_the_running_envoy_and_a_bad_
     });
     let credential_changed = start.elapsed();
     write_api(&stack, &ledger(&stack, "admins", "Bearer ledger-2"));
-    render(&stack);
+    apply(&stack);
     let group_changed = until_status(&stack, "/ledger/entries", 403);
 
     // A definition that does not render: refused with its field, nothing written, nothing
@@ -107,11 +123,16 @@ fn an_api_added_changed_and_removed_takes_effect_in_the_running_envoy_and_a_bad_
     let mut broken = ledger(&stack, "payments", "Bearer ledger-3");
     broken["listen_path"] = json!("no-slash");
     write_api(&stack, &broken);
-    let out = stack.render_xds();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("listen_path"), "names the field: {err}");
-    assert_eq!(xds_files(&stack), files, "a refused render writes nothing");
+    for out in [stack.render_xds(), stack.apply_xds()] {
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("listen_path"), "names the field: {err}");
+        assert_eq!(
+            xds_files(&stack),
+            files,
+            "a refused definition writes nothing"
+        );
+    }
     assert_eq!(stack.get_as("alice", "/ledger/entries", &[]).status, 403);
     assert_upstream_as_alice(&stack.get_as("alice", payments, &[]));
 

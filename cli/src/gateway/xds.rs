@@ -33,19 +33,36 @@ const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfigu
 const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EXTENSION_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
-/// One xDS file: its name in the directory and its content (a discovery response).
+/// One xDS file: its name in the directory, its content (a discovery response) and the prefix of
+/// the statistics in which Envoy reports it (`<stats>.version_text`, `<stats>.update_rejected`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct XdsFile {
     pub(crate) name: String,
     pub(crate) content: Value,
+    pub(crate) stats: String,
 }
 
 impl XdsFile {
-    fn new(name: String, resources: Vec<Value>) -> XdsFile {
+    fn new(name: String, resources: Vec<Value>, stats: String) -> XdsFile {
         let version = digest(&resources);
         XdsFile {
             name,
             content: json!({"version_info": version, "resources": resources}),
+            stats,
+        }
+    }
+
+    /// The `version_info`: a digest of the resources.
+    pub(crate) fn version(&self) -> &str {
+        self.content["version_info"].as_str().unwrap_or_default()
+    }
+
+    /// Its place in a change: the clusters first, the filter's configuration, the routes last.
+    fn order(&self) -> u8 {
+        match self.name.as_str() {
+            CLUSTERS_FILE => 0,
+            FILTER_FILE => 1,
+            _ => 2,
         }
     }
 }
@@ -98,6 +115,7 @@ pub(crate) fn split(mut bootstrap: Value, dir: &Path) -> Result<Dynamic> {
             );
         }
         let hcm = &mut chains[0]["filters"][0]["typed_config"];
+        let stat_prefix = hcm["stat_prefix"].as_str().unwrap_or(&name).to_owned();
         let Some(mut routes) = hcm.as_object_mut().and_then(|o| o.remove("route_config")) else {
             bail!("listener {name}: no route_config in its connection manager");
         };
@@ -106,7 +124,11 @@ pub(crate) fn split(mut bootstrap: Value, dir: &Path) -> Result<Dynamic> {
         routes["name"] = json!(route_name);
         let mut resource = json!({"@type": ROUTE_TYPE});
         merge(&mut resource, routes);
-        files.push(XdsFile::new(file.clone(), vec![resource]));
+        files.push(XdsFile::new(
+            file.clone(),
+            vec![resource],
+            format!("http.{stat_prefix}.rds.{route_name}"),
+        ));
         hcm["rds"] = json!({"route_config_name": route_name, "config_source": source(dir, &file)});
 
         let filters = hcm["http_filters"]
@@ -138,6 +160,7 @@ pub(crate) fn split(mut bootstrap: Value, dir: &Path) -> Result<Dynamic> {
         files.push(XdsFile::new(
             FILTER_FILE.to_owned(),
             vec![json!({"@type": EXTENSION_TYPE, "name": FILTER_RESOURCE, "typed_config": config})],
+            format!("extension_config_discovery.http_filter.{FILTER_RESOURCE}"),
         ));
     }
 
@@ -156,7 +179,11 @@ pub(crate) fn split(mut bootstrap: Value, dir: &Path) -> Result<Dynamic> {
             resource
         })
         .collect();
-    files.push(XdsFile::new(CLUSTERS_FILE.to_owned(), upstream));
+    files.push(XdsFile::new(
+        CLUSTERS_FILE.to_owned(),
+        upstream,
+        "cluster_manager.cds".to_owned(),
+    ));
     bootstrap["dynamic_resources"] = json!({"cds_config": source(dir, CLUSTERS_FILE)});
     Ok(Dynamic { bootstrap, files })
 }
@@ -166,6 +193,14 @@ fn merge(into: &mut Value, from: Value) {
     if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
         into.extend(from);
     }
+}
+
+/// Writes `files` into `dir` in the order of a change (clusters, filter, routes: a new route
+/// never names a cluster Envoy does not have yet); the paths written, in that order.
+pub(crate) fn write_all(dir: &Path, files: &[XdsFile]) -> Result<Vec<PathBuf>> {
+    let mut ordered: Vec<&XdsFile> = files.iter().collect();
+    ordered.sort_by_key(|f| f.order());
+    ordered.into_iter().map(|f| write(dir, f)).collect()
 }
 
 /// Writes `file` into `dir` as Envoy must see it: whole, by a rename into place.
@@ -268,10 +303,16 @@ mod tests {
         assert_eq!(filter["name"], FILTER_RESOURCE);
         assert_eq!(filter["typed_config"]["config"]["configuration"], "apis");
         assert_eq!(d.bootstrap["admin"], bootstrap()["admin"]);
-    }
-
-    fn version(f: &XdsFile) -> &str {
-        f.content["version_info"].as_str().unwrap()
+        let stats: Vec<&str> = d.files.iter().map(|f| f.stats.as_str()).collect();
+        assert_eq!(
+            stats,
+            [
+                "http.autoid_https.rds.autoid_https_routes",
+                "http.autoid_http.rds.autoid_http_routes",
+                "extension_config_discovery.http_filter.autoid",
+                "cluster_manager.cds"
+            ]
+        );
     }
 
     #[test]
@@ -279,19 +320,19 @@ mod tests {
         let dir = Path::new("/x");
         let a = split(bootstrap(), dir).unwrap();
         let again = split(bootstrap(), dir).unwrap();
-        assert_eq!(version(&a.files[3]), version(&again.files[3]));
-        assert_eq!(version(&a.files[3]).len(), 16);
+        assert_eq!(a.files[3].version(), again.files[3].version());
+        assert_eq!(a.files[3].version().len(), 16);
         let mut changed = bootstrap();
         changed["static_resources"]["clusters"][0]["connect_timeout"] = json!("2s");
         let b = split(changed, dir).unwrap();
         assert_ne!(
-            version(&a.files[3]),
-            version(&b.files[3]),
+            a.files[3].version(),
+            b.files[3].version(),
             "clusters changed"
         );
         assert_eq!(
-            version(&a.files[2]),
-            version(&b.files[2]),
+            a.files[2].version(),
+            b.files[2].version(),
             "filter unchanged"
         );
     }
@@ -309,9 +350,20 @@ mod tests {
     fn a_file_is_written_whole_by_a_rename_and_nothing_else_is_left() {
         let dir = tempfile::tempdir().unwrap();
         let d = split(bootstrap(), dir.path()).unwrap();
-        for f in &d.files {
-            write(dir.path(), f).unwrap();
-        }
+        let written = write_all(dir.path(), &d.files).unwrap();
+        let order: Vec<String> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "clusters.json",
+                "filter.json",
+                "routes-autoid_https.json",
+                "routes-autoid_http.json"
+            ]
+        );
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

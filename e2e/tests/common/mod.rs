@@ -452,6 +452,23 @@ impl Stack {
             .unwrap()
     }
 
+    /// `autoid gateway apply --xds-dir --admin` on the definitions as they are now (a stack
+    /// started with `xds`): what it prints and whether it succeeded.
+    pub fn apply_xds(&self) -> std::process::Output {
+        let d = self.dir.path();
+        Command::new(bin("autoid").unwrap())
+            .args(["gateway", "apply", "--config"])
+            .arg(d.join("gateway"))
+            .arg("--xds-dir")
+            .arg(d.join("xds"))
+            .arg("--admin")
+            .arg(&self.admin)
+            .arg("--envoy")
+            .arg(envoy::binary().unwrap())
+            .output()
+            .unwrap()
+    }
+
     /// Stops Envoy and starts a new Envoy process on the same bootstrap (new shared data: a new
     /// replay table); its listeners get new ports.
     pub fn restart_envoy(&mut self) {
