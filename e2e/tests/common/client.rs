@@ -160,6 +160,32 @@ async fn exchange(
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let io = TokioIo::new(tcp);
+    let request = build(addr, wire, req)?;
+    let response = match wire {
+        Wire::Http2 => {
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(|e| format!("h2 handshake: {e}"))?;
+            tokio::spawn(conn);
+            sender.send_request(request).await
+        }
+        _ => {
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| format!("h1 handshake: {e}"))?;
+            tokio::spawn(conn);
+            sender.send_request(request).await
+        }
+    }
+    .map_err(|e| format!("exchange: {e}"))?;
+    Response::read(response)
+        .await
+        .map_err(|e| format!("body: {e}"))
+}
+
+/// The hyper request for `req` on `wire` to `addr`.
+fn build(addr: SocketAddr, wire: Wire, req: &Send<'_>) -> Result<Request<Frames>, String> {
     let total: usize = req.chunks.iter().map(Vec::len).sum();
     let mut frames: VecDeque<Frame<Bytes>> = req
         .chunks
@@ -193,26 +219,96 @@ async fn exchange(
         let value = HeaderValue::from_bytes(v).map_err(|e| format!("header {k}: {e}"))?;
         builder = builder.header(k, value);
     }
-    let request = builder.body(body).map_err(|e| format!("request: {e}"))?;
-    let response = match wire {
-        Wire::Http2 => {
-            let (mut sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .map_err(|e| format!("h2 handshake: {e}"))?;
-            tokio::spawn(conn);
-            sender.send_request(request).await
-        }
-        _ => {
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-                .await
-                .map_err(|e| format!("h1 handshake: {e}"))?;
-            tokio::spawn(conn);
-            sender.send_request(request).await
+    builder.body(body).map_err(|e| format!("request: {e}"))
+}
+
+/// One sender of requests on an open connection.
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Frames>),
+    H2(hyper::client::conn::http2::SendRequest<Frames>),
+}
+
+/// A connection kept open across requests, as a long-lived client keeps it: HTTP/1.1 keep-alive
+/// (opened again when the server closes it), or one HTTP/2 connection with a stream per request.
+pub struct Conn {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    wire: Wire,
+    sender: Option<Sender>,
+    /// Connections opened so far.
+    pub opened: usize,
+}
+
+impl Conn {
+    pub fn new(addr: SocketAddr, wire: Wire) -> Conn {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Conn {
+            rt,
+            addr,
+            wire,
+            sender: None,
+            opened: 0,
         }
     }
-    .map_err(|e| format!("exchange: {e}"))?;
-    Response::read(response)
-        .await
-        .map_err(|e| format!("body: {e}"))
+
+    /// Sends `req` on the open connection (opening one when there is none or the server closed
+    /// it); `Err` as [`send`]'s.
+    pub fn send(&mut self, req: &Send<'_>) -> Result<Response, String> {
+        let request = build(self.addr, self.wire, req)?;
+        let (addr, wire) = (self.addr, self.wire);
+        let mut sender = self.sender.take();
+        let rt = &self.rt;
+        let (result, sender, opened) = rt.block_on(async move {
+            let exchange = async {
+                let usable = match &mut sender {
+                    Some(Sender::H1(s)) => s.ready().await.is_ok(),
+                    Some(Sender::H2(s)) => s.ready().await.is_ok(),
+                    None => false,
+                };
+                let mut opened = 0;
+                if !usable {
+                    let tcp = tokio::net::TcpStream::connect(addr)
+                        .await
+                        .map_err(|e| format!("connect: {e}"))?;
+                    let io = TokioIo::new(tcp);
+                    opened = 1;
+                    sender = Some(if wire == Wire::Http2 {
+                        let (s, conn) =
+                            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                                .await
+                                .map_err(|e| format!("h2 handshake: {e}"))?;
+                        tokio::spawn(conn);
+                        Sender::H2(s)
+                    } else {
+                        let (s, conn) = hyper::client::conn::http1::handshake(io)
+                            .await
+                            .map_err(|e| format!("h1 handshake: {e}"))?;
+                        tokio::spawn(conn);
+                        Sender::H1(s)
+                    });
+                }
+                let response = match sender.as_mut() {
+                    Some(Sender::H1(s)) => s.send_request(request).await,
+                    Some(Sender::H2(s)) => s.send_request(request).await,
+                    None => unreachable!("a sender was just opened"),
+                }
+                .map_err(|e| format!("exchange: {e}"))?;
+                let response = Response::read(response)
+                    .await
+                    .map_err(|e| format!("body: {e}"))?;
+                Ok::<_, String>((response, opened))
+            };
+            match tokio::time::timeout(Duration::from_secs(15), exchange).await {
+                Ok(Ok((response, opened))) => (Ok(response), sender, opened),
+                Ok(Err(e)) => (Err(e), None, 0),
+                Err(_) => (Err("no answer within 15 s".to_owned()), None, 0),
+            }
+        });
+        self.sender = sender;
+        self.opened += opened;
+        result
+    }
 }
