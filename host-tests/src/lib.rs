@@ -39,20 +39,18 @@ mod properties;
 mod shared_data;
 mod state;
 mod stream;
+mod sync;
 mod wasi;
 mod worker;
 
 pub use abi::{LogLevel, Status};
-pub use clock::VirtualClock;
+pub use callout::{CalloutReply, CalloutRequest};
 pub use error::HostError;
 pub use gateway::{
     Clock, ENVOY_DEFAULT_BUFFER_LIMIT, FilterModule, Gateway, GatewayBuilder, RequestBuilder,
 };
-pub use http_call::{
-    CalloutHandler, CalloutRecord, CalloutReply, CalloutRequest, CalloutResult, Cluster,
+pub use state::{
+    CalloutHandler, CalloutRecord, CalloutResult, Cluster, HostState, LogLine, LogSource,
+    MetricKind, Metrics, SharedData, VirtualClock,
 };
-pub use log::{LogLine, LogSource};
-pub use metrics::{MetricKind, Metrics};
-pub use shared_data::SharedData;
-pub use state::HostState;
 pub use worker::Outcome;
