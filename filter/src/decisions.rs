@@ -271,10 +271,12 @@ mod tests {
 
     fn dir() -> Directory {
         Directory {
-            cluster: "bridge".into(),
-            authority: "bridge".into(),
-            token: Some("t".repeat(16)),
-            timeout_ms: 100,
+            callout: autoid_protocol::config::Callout {
+                cluster: "bridge".into(),
+                authority: "bridge".into(),
+                token: Some("t".repeat(16)),
+                timeout_ms: 100,
+            },
             positive_ttl_secs: 60,
             negative_ttl_secs: 10,
             stale_if_error_secs: 30,

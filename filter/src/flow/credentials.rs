@@ -61,8 +61,8 @@ impl Flow {
         let path = credentials_path(&self.route);
         let auth = bearer(agent);
         let headers = agent_headers(agent, "GET", &path, auth.as_deref());
-        let timeout = Duration::from_millis(agent.timeout_ms);
-        match host.dispatch(&agent.cluster, headers, None, timeout) {
+        let timeout = Duration::from_millis(agent.callout.timeout_ms);
+        match host.dispatch(&agent.callout.cluster, headers, None, timeout) {
             Ok(_) => {
                 state.count(host, Counter::CredentialsCallouts);
                 self.pending = Pending::Credentials {
@@ -75,7 +75,7 @@ impl Flow {
                 state.count(host, Counter::CredentialsFailures);
                 host.log(Level::Warn, &format!(
                     "autoid: credentials callout could not be dispatched to cluster {:?} request_id={}",
-                    agent.cluster, self.request_id
+                    agent.callout.cluster, self.request_id
                 ));
                 self.deny(
                     host,

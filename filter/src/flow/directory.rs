@@ -43,18 +43,22 @@ impl Flow {
             }
         }
         let path = groups_path(subject);
-        let auth = directory.token.as_ref().map(|t| format!("Bearer {t}"));
+        let auth = directory
+            .callout
+            .token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"));
         let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
-            (":authority", directory.authority.as_str()),
+            (":authority", directory.callout.authority.as_str()),
             ("accept", "application/json"),
         ];
         if let Some(auth) = &auth {
             headers.push(("authorization", auth.as_str()));
         }
-        let timeout = Duration::from_millis(directory.timeout_ms);
-        match host.dispatch(&directory.cluster, headers, None, timeout) {
+        let timeout = Duration::from_millis(directory.callout.timeout_ms);
+        match host.dispatch(&directory.callout.cluster, headers, None, timeout) {
             Ok(_) => {
                 state.count(host, Counter::DirectoryCallouts);
                 self.pending = Pending::Directory {
@@ -67,7 +71,7 @@ impl Flow {
             Err(_) => {
                 host.log(Level::Warn, &format!(
                     "autoid: directory callout could not be dispatched to cluster {:?} request_id={}",
-                    directory.cluster, self.request_id
+                    directory.callout.cluster, self.request_id
                 ));
                 self.fallback(host, state, api, &verified, stale, Unavailable::Dispatch)
             }

@@ -274,7 +274,7 @@ impl FleetClaims {
             let auth = bearer(agent);
             let mut headers = agent_headers(agent, "POST", REPLAY_PATH, auth.as_deref());
             headers.push(("content-type", "application/json"));
-            match host.dispatch(&agent.cluster, headers, Some(&body), timeout) {
+            match host.dispatch(&agent.callout.cluster, headers, Some(&body), timeout) {
                 Ok(token) => {
                     state.count(host, Counter::ReplayFleetBatches);
                     self.batcher.borrow_mut().sent(token, host.now_ms(), batch);
@@ -285,7 +285,7 @@ impl FleetClaims {
                         Level::Warn,
                         &format!(
                             "autoid: fleet replay batch could not be dispatched to cluster {:?}",
-                            agent.cluster
+                            agent.callout.cluster
                         ),
                     );
                     let failed = vec![Answer::Failed; batch.len()];

@@ -31,7 +31,7 @@ impl Flow {
         path: &str,
         body: &[u8],
     ) -> bool {
-        let timeout = Duration::from_millis(agent.timeout_ms);
+        let timeout = Duration::from_millis(agent.callout.timeout_ms);
         self.post_to_agent_within(host, agent, path, body, timeout)
     }
 
@@ -49,14 +49,14 @@ impl Flow {
         let mut headers = agent_headers(agent, "POST", path, auth.as_deref());
         headers.push(("content-type", "application/json"));
         let sent = host
-            .dispatch(&agent.cluster, headers, Some(body), timeout)
+            .dispatch(&agent.callout.cluster, headers, Some(body), timeout)
             .is_ok();
         if !sent {
             host.log(
                 Level::Warn,
                 &format!(
                     "autoid: callout {path} could not be dispatched to cluster {:?} request_id={}",
-                    agent.cluster, self.request_id
+                    agent.callout.cluster, self.request_id
                 ),
             );
         }
