@@ -83,7 +83,7 @@ impl Directory {
         let bridge = agent::start(
             bridge_bin,
             &config_file,
-            &[("AUTOID_BRIDGE_LOG", "warn")],
+            &[("AUTOID_AGENT_LOG", "warn")],
             &dir.join("bridge.log"),
             || agent::ready_on_socket(&socket),
         )?;
@@ -130,7 +130,7 @@ impl Directory {
         let proc = agent::start(
             bridge_bin,
             &config_file,
-            &[("AUTOID_BRIDGE_LOG", "warn")],
+            &[("AUTOID_AGENT_LOG", "warn")],
             &dir.join(format!("{name}.agent.log")),
             || agent::ready_on_socket(&socket),
         )?;

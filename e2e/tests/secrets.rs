@@ -30,7 +30,7 @@ const INHERITED: [(&str, &str); 3] = [
         "inherited-aws-secret-of-the-runner-5e1d",
     ),
     (
-        "AUTOID_BRIDGE_BIND_PASSWORD",
+        "AUTOID_AGENT_BIND_PASSWORD",
         "inherited-bind-password-a07c",
     ),
     ("GITHUB_TOKEN", "inherited-ci-token-93fb"),

@@ -481,7 +481,7 @@ impl Stack {
 
     /// The agent on `d/agent.json`, answering where it listens.
     fn start_bridge(d: &Path, at: &AgentAt, agent_env: &[(String, String)]) -> Proc {
-        let mut env = vec![("AUTOID_BRIDGE_LOG", "info")];
+        let mut env = vec![("AUTOID_AGENT_LOG", "info")];
         env.extend(agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         agent::start(
             &bin("autoid-agent").unwrap(),
