@@ -29,10 +29,7 @@ const INHERITED: [(&str, &str); 3] = [
         "AWS_SECRET_ACCESS_KEY",
         "inherited-aws-secret-of-the-runner-5e1d",
     ),
-    (
-        "AUTOID_AGENT_BIND_PASSWORD",
-        "inherited-bind-password-a07c",
-    ),
+    ("AUTOID_AGENT_BIND_PASSWORD", "inherited-bind-password-a07c"),
     ("GITHUB_TOKEN", "inherited-ci-token-93fb"),
 ];
 /// Set in the copy of a test run with [`INHERITED`] in its environment.

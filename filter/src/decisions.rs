@@ -8,8 +8,8 @@
 //! an answer may still serve for `stale_if_error_secs` when the bridge fails. No password or token
 //! ever enters a key.
 
+use autoid_protocol::agent_api::GroupsReply;
 use autoid_protocol::config::Directory;
-use autoid_protocol::directory::GroupsReply;
 use autoid_protocol::retain_valid_group_names;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};

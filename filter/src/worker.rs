@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use autoid_protocol::agent_api::credentials_path;
 use autoid_protocol::config::{Config, ReplayScope};
-use autoid_protocol::directory::credentials_path;
 
 use crate::callout::{self, agent_headers, bearer};
 use crate::credentials::parse_reply as parse_credentials;

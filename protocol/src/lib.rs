@@ -23,17 +23,18 @@
 //! - [`verify`]: the gateway's side, step by step and as one call.
 //! - [`config`]: the filter's configuration, parsed in two steps and validated.
 //! - [`check`]: the headers of the gateway↔agent check contract.
-//! - [`directory`]: the filter↔bridge JSON contract, one type serialized and parsed by both.
+//! - [`agent_api`]: the filter↔agent JSON contract (every `/v1/` endpoint the filter calls),
+//!   one type each, serialized by one side and parsed by the other.
 //!
 //! Names: [`valid_subject`] is the one subject grammar, [`valid_group_name`] the one group-name
 //! grammar.
 
 #![forbid(unsafe_code)]
 
+pub mod agent_api;
 pub mod check;
 pub mod client;
 pub mod config;
-pub mod directory;
 pub mod entropy;
 mod error;
 pub mod header;

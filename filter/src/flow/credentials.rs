@@ -10,8 +10,8 @@ use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
 use crate::state::State;
+use autoid_protocol::agent_api::credentials_path;
 use autoid_protocol::config::Api;
-use autoid_protocol::directory::credentials_path;
 
 impl Flow {
     /// Lets an allowed request go upstream with the API's credentials: inline ones at once, the

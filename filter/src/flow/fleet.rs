@@ -19,8 +19,8 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use autoid_protocol::Reject;
+use autoid_protocol::agent_api::REPLAY_PATH;
 use autoid_protocol::config::FleetFailure;
-use autoid_protocol::directory::REPLAY_PATH;
 use autoid_protocol::verify::Verified;
 
 use super::{Flow, Pending};

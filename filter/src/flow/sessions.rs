@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
-use autoid_protocol::directory::{
+use autoid_protocol::agent_api::{
     BoundRequest, SessionReply, SessionRequest, StreamReply, StreamRequest,
 };
+use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
 use autoid_protocol::entropy::{EpochParams, SubjectKey};
 use autoid_protocol::header::Proof;
 use autoid_protocol::verify::{KnownEpoch, SessionKey, Stop};

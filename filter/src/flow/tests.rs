@@ -9,7 +9,7 @@ use autoid_protocol::client::{Form, Session};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use autoid_protocol::directory::{ReplayBatchRequest, ReplayRequest, SessionReply, SessionRequest};
+use autoid_protocol::agent_api::{ReplayBatchRequest, ReplayRequest, SessionReply, SessionRequest};
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;
