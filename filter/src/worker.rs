@@ -9,7 +9,7 @@ use autoid_protocol::agent_api::credentials_path;
 use autoid_protocol::config::{Config, ReplayScope};
 
 use crate::callout::{self, agent_headers, bearer};
-use crate::credentials::parse_reply as parse_credentials;
+use crate::credential_cache::parse_reply as parse_credentials;
 use crate::flow::{FleetClaims, Shared};
 use crate::host::{Host, HttpHost, Level};
 use crate::metrics::Counter;
@@ -204,7 +204,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::Worker;
-    use crate::credentials::Lookup;
+    use crate::credential_cache::Lookup;
     use crate::host::Level;
     use crate::host::fake::{FakeHost, START_SECS};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Caller, Flow, Pending};
 use crate::callout::{agent_headers, bearer};
-use crate::credentials::{Lookup, parse_reply as parse_credentials};
+use crate::credential_cache::{Lookup, parse_reply as parse_credentials};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
