@@ -313,7 +313,7 @@ fn binary_serves_logs_and_stops_on_sigterm() {
     let all = lines.join("\n");
     assert!(!all.contains(TOKEN), "the token was logged:\n{all}");
     assert!(
-        !all.contains("carol-pass") && !all.contains(&slapd.bridge_password),
+        !all.contains("carol-pass") && !all.contains(&slapd.agent_password),
         "a password was logged:\n{all}"
     );
     let requests: Vec<Value> = lines

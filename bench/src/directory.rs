@@ -34,7 +34,7 @@ impl Directory {
     /// file's JSON), the bridge also holds that epoch and checks v3 possession tickets and hands
     /// out subjects' streams under it (phases 3 and 4, as `make run` deploys).
     pub fn start(
-        bridge_bin: &Path,
+        agent_bin: &Path,
         dir: &Path,
         session_key: Option<(&str, &str)>,
         epoch: Option<(&str, &str)>,
@@ -59,8 +59,8 @@ impl Directory {
                 "url": slapd.ldap_url,
                 "starttls": true,
                 "ca_file": slapd.ca_file,
-                "bind_dn": slapd::BRIDGE_DN,
-                "bind_password_file": slapd.bridge_password_file(),
+                "bind_dn": slapd::AGENT_DN,
+                "bind_password_file": slapd.agent_password_file(),
                 "pool_size": 4
             },
             "users": { "base": slapd::BASE },
@@ -81,7 +81,7 @@ impl Directory {
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;
         let bridge = agent::start(
-            bridge_bin,
+            agent_bin,
             &config_file,
             &[("AUTOID_AGENT_LOG", "warn")],
             &dir.join("bridge.log"),
@@ -100,7 +100,7 @@ impl Directory {
     /// arm); stopped when dropped.
     pub fn start_checker(
         &self,
-        bridge_bin: &Path,
+        agent_bin: &Path,
         dir: &Path,
         name: &str,
         filter_config: &str,
@@ -114,8 +114,8 @@ impl Directory {
                 "url": self.slapd.ldap_url,
                 "starttls": true,
                 "ca_file": self.slapd.ca_file,
-                "bind_dn": slapd::BRIDGE_DN,
-                "bind_password_file": self.slapd.bridge_password_file(),
+                "bind_dn": slapd::AGENT_DN,
+                "bind_password_file": self.slapd.agent_password_file(),
                 "pool_size": 1
             },
             "users": { "base": slapd::BASE },
@@ -128,7 +128,7 @@ impl Directory {
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;
         let proc = agent::start(
-            bridge_bin,
+            agent_bin,
             &config_file,
             &[("AUTOID_AGENT_LOG", "warn")],
             &dir.join(format!("{name}.agent.log")),
@@ -163,7 +163,7 @@ impl Directory {
     }
 
     /// The bridge's pid.
-    pub fn bridge_pid(&self) -> u32 {
+    pub fn agent_pid(&self) -> u32 {
         self.bridge.pid()
     }
 

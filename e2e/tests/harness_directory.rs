@@ -27,7 +27,7 @@ const PATH: &str = "/v1/payments";
 
 struct Directory {
     _slapd: Slapd,
-    _bridge: Proc,
+    _agent: Proc,
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -42,7 +42,7 @@ fn directory() -> Directory {
         "ldap": {
             "url": slapd.ldap_url,
             "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
-            "bind_password_file": slapd.bridge_password_file(),
+            "bind_password_file": slapd.agent_password_file(),
             "pool_size": 2
         },
         "users": {"base": "dc=example,dc=org"},
@@ -59,7 +59,7 @@ fn directory() -> Directory {
     .unwrap();
     Directory {
         _slapd: slapd,
-        _bridge: bridge,
+        _agent: bridge,
         socket,
         _dir: dir,
     }

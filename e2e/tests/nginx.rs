@@ -667,7 +667,7 @@ fn checked_with_the_agent_down_every_request_is_503_with_the_uniform_body() {
     let r = f.get_as(&s, "alice", "/payments/up", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     let proof = f.prove(&s, "alice", "GET", "/payments/down");
-    s.kill_bridge();
+    s.kill_agent();
     let r = request(
         f.http,
         "GET",

@@ -87,7 +87,7 @@ fn secrets(s: &Stack) -> Vec<(String, String)> {
     let mut all = vec![
         (
             "the LDAP service account's password".to_owned(),
-            s.slapd.bridge_password.clone(),
+            s.slapd.agent_password.clone(),
         ),
         ("an injected credential".to_owned(), VALUE.to_owned()),
         ("an injected JSON key".to_owned(), JSON_VALUE.to_owned()),
@@ -407,7 +407,7 @@ fn the_directory_runner_prints_password_files_never_a_password() {
     .unwrap();
     let admin = read_trimmed(&ldap.state_dir().join("admin.password"));
     for (name, password) in [
-        ("the service account's", ldap.bridge_password.as_str()),
+        ("the service account's", ldap.agent_password.as_str()),
         ("the admin's", admin.as_str()),
     ] {
         assert!(

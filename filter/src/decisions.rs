@@ -191,7 +191,7 @@ pub fn groups_path(subject: &str) -> String {
 
 /// Why a bridge reply could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BridgeError {
+pub enum AgentError {
     /// No response: timeout, reset, no healthy host.
     NoResponse,
     /// A status other than 200.
@@ -200,13 +200,13 @@ pub enum BridgeError {
     Malformed(&'static str),
 }
 
-impl BridgeError {
+impl AgentError {
     /// A short code for logs and metrics.
     pub fn code(&self) -> String {
         match self {
-            BridgeError::NoResponse => "no_response".to_owned(),
-            BridgeError::Status(s) => format!("status_{s}"),
-            BridgeError::Malformed(what) => format!("malformed_{what}"),
+            AgentError::NoResponse => "no_response".to_owned(),
+            AgentError::Status(s) => format!("status_{s}"),
+            AgentError::Malformed(what) => format!("malformed_{what}"),
         }
     }
 }
@@ -223,22 +223,22 @@ pub fn parse_reply(
     body: Option<&[u8]>,
     subject: &str,
     now: u64,
-) -> Result<Decision, BridgeError> {
-    let status = status.ok_or(BridgeError::NoResponse)?;
+) -> Result<Decision, AgentError> {
+    let status = status.ok_or(AgentError::NoResponse)?;
     if status != 200 {
-        return Err(BridgeError::Status(status));
+        return Err(AgentError::Status(status));
     }
     let body = body.unwrap_or_default();
     if body.len() > MAX_REPLY_BYTES {
-        return Err(BridgeError::Malformed("too_large"));
+        return Err(AgentError::Malformed("too_large"));
     }
     let reply: GroupsReply =
-        serde_json::from_slice(body).map_err(|_| BridgeError::Malformed("json"))?;
+        serde_json::from_slice(body).map_err(|_| AgentError::Malformed("json"))?;
     if reply.subject != subject {
-        return Err(BridgeError::Malformed("subject"));
+        return Err(AgentError::Malformed("subject"));
     }
     if reply.groups.len() > MAX_GROUPS || (!reply.found && !reply.groups.is_empty()) {
-        return Err(BridgeError::Malformed("groups"));
+        return Err(AgentError::Malformed("groups"));
     }
     // A found entry names itself: without its identifier the filter cannot tell `Alice` from
     // `alice`, so such a reply is unusable (fail closed), as is one on a not-found answer.
@@ -247,7 +247,7 @@ pub fn parse_reply(
         None => !reply.found,
     };
     if !entry_ok {
-        return Err(BridgeError::Malformed("entry_subject"));
+        return Err(AgentError::Malformed("entry_subject"));
     }
     let mut groups = reply.groups;
     let dropped_groups = retain_valid_group_names(&mut groups);
@@ -347,29 +347,29 @@ mod tests {
         );
         assert_eq!(
             parse_reply(None, None, "alice", 5),
-            Err(BridgeError::NoResponse)
+            Err(AgentError::NoResponse)
         );
         assert_eq!(
             parse_reply(Some(503), Some(b"{}"), "alice", 5),
-            Err(BridgeError::Status(503))
+            Err(AgentError::Status(503))
         );
         assert_eq!(
             parse_reply(Some(200), Some(b"not json"), "alice", 5),
-            Err(BridgeError::Malformed("json"))
+            Err(AgentError::Malformed("json"))
         );
         assert_eq!(
             parse_reply(Some(200), Some(ok), "bob", 5),
-            Err(BridgeError::Malformed("subject"))
+            Err(AgentError::Malformed("subject"))
         );
         let huge = vec![b' '; MAX_REPLY_BYTES + 1];
         assert_eq!(
             parse_reply(Some(200), Some(&huge), "alice", 5),
-            Err(BridgeError::Malformed("too_large"))
+            Err(AgentError::Malformed("too_large"))
         );
         let lying = br#"{"subject":"alice","found":false,"groups":["admins"]}"#;
         assert_eq!(
             parse_reply(Some(200), Some(lying), "alice", 5),
-            Err(BridgeError::Malformed("groups"))
+            Err(AgentError::Malformed("groups"))
         );
     }
 
@@ -418,7 +418,7 @@ mod tests {
         let old = br#"{"subject":"carol","found":true,"groups":["reports"]}"#;
         assert_eq!(
             parse_reply(Some(200), Some(old), "carol", 5),
-            Err(BridgeError::Malformed("entry_subject"))
+            Err(AgentError::Malformed("entry_subject"))
         );
 
         // An entry_subject without an entry, empty, or oversized is a broken reply.
@@ -430,7 +430,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_reply(Some(200), Some(bad.to_string().as_bytes()), "carol", 5),
-                Err(BridgeError::Malformed("entry_subject")),
+                Err(AgentError::Malformed("entry_subject")),
                 "{bad}"
             );
         }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use autoid_host_tests::{CalloutReply, Cluster, Gateway, Outcome};
-use common::autoid::{AUTHORITY, Client, Fixture, PROOF, bridge_reply, now};
+use common::autoid::{AUTHORITY, Client, Fixture, PROOF, directory_reply, now};
 use libfuzzer_sys::fuzz_target;
 
 /// The uniform statuses of the filter's local replies.
@@ -102,7 +102,7 @@ fn harness() -> Harness {
             return CalloutReply::new(503);
         };
         let base = if r.valid {
-            bridge_reply("alice", Some(&["payments", "readers"]))
+            directory_reply("alice", Some(&["payments", "readers"]))
         } else {
             CalloutReply::new(r.status).body(r.body.clone())
         };

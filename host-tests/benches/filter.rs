@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autoid_host_tests::{CalloutRequest, Cluster, Gateway};
-use common::autoid::{AUTHORITY, Client, Fixture, PROOF, bridge_reply, callout_subject};
+use common::autoid::{AUTHORITY, Client, Fixture, PROOF, callout_subject, directory_reply};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -90,7 +90,7 @@ fn cold(c: &mut Criterion) {
 
 fn directory(c: &mut Criterion) {
     let bridge = Cluster::Scripted(Arc::new(|req: &CalloutRequest| {
-        bridge_reply(&callout_subject(req), Some(&["payments"]))
+        directory_reply(&callout_subject(req), Some(&["payments"]))
     }));
     let gw = roomy(Fixture::directory(bridge)).build();
     let mut alice = Client::open(&gw, "alice");

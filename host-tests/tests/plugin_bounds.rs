@@ -37,7 +37,7 @@ const GROUP: &str = "payments";
 /// A bridge that knows every subject, in [`GROUP`].
 fn bridge() -> Cluster {
     Cluster::Scripted(Arc::new(|req| {
-        bridge_reply(&callout_subject(req), Some(&[GROUP]))
+        directory_reply(&callout_subject(req), Some(&[GROUP]))
     }))
 }
 

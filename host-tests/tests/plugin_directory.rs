@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use autoid_host_tests::{CalloutRequest, CalloutResult, Cluster, Gateway};
 use common::autoid::{
-    AUTHORITY, BRIDGE_AUTHORITY, CLUSTER, Client, Fixture, PAYMENTS_AUTH, PROOF, TOKEN,
-    bridge_reply, callout_subject, expect_denied, metric, now, upstream, values,
+    AGENT_AUTHORITY, AUTHORITY, CLUSTER, Client, Fixture, PAYMENTS_AUTH, PROOF, TOKEN,
+    callout_subject, directory_reply, expect_denied, metric, now, upstream, values,
 };
 use serde_json::json;
 
@@ -52,8 +52,8 @@ impl Bridge {
                 .cloned()
                 .unwrap_or(Answer::NotFound);
             match answer {
-                Answer::Groups(groups) => bridge_reply(&subject, Some(&groups)),
-                Answer::NotFound => bridge_reply(&subject, None),
+                Answer::Groups(groups) => directory_reply(&subject, Some(&groups)),
+                Answer::NotFound => directory_reply(&subject, None),
                 Answer::Status(status) => {
                     autoid_host_tests::CalloutReply::new(status).body(r#"{"error":"internal"}"#)
                 }
@@ -112,7 +112,7 @@ fn the_callout_names_the_configured_cluster_authority_token_and_subject() {
     let call = &calls[0];
     assert_eq!(call.cluster, CLUSTER);
     assert_eq!(call.header(":method"), Some("GET"));
-    assert_eq!(call.header(":authority"), Some(BRIDGE_AUTHORITY));
+    assert_eq!(call.header(":authority"), Some(AGENT_AUTHORITY));
     assert_eq!(call.header(":path"), Some("/v1/groups?subject=alice"));
     assert_eq!(
         call.header("authorization"),

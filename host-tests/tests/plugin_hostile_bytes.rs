@@ -9,8 +9,8 @@ mod common;
 
 use autoid_host_tests::{CalloutReply, Cluster, Gateway, Outcome};
 use common::autoid::{
-    AUTHORITY, CLUSTER, Client, Fixture, PROOF, bridge_reply, callout_subject, expect_denied, now,
-    upstream,
+    AUTHORITY, CLUSTER, Client, Fixture, PROOF, callout_subject, directory_reply, expect_denied,
+    now, upstream,
 };
 use std::sync::Arc;
 
@@ -196,7 +196,7 @@ fn callout_replies_with_any_bytes_fail_closed_and_leave_the_worker_serving() {
                 .header_bytes(b":status", b"2\xe900")
         };
         match subject.as_str() {
-            "alice" => hostile(bridge_reply("alice", Some(&["payments"]))),
+            "alice" => hostile(directory_reply("alice", Some(&["payments"]))),
             _ => hostile(CalloutReply::new(200).body(&b"\xff\xfe{\x00\"groups\":[\xe9]}"[..])),
         }
     }));

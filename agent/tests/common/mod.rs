@@ -17,7 +17,7 @@ use std::time::Duration;
 use autoid_agent::{AppState, Config, Directory, FleetReplay, Streams, router};
 pub use autoid_testkit::eventually;
 pub use autoid_testkit::paths::dev_tls;
-pub use autoid_testkit::slapd::{BASE, BRIDGE_DN, Slapd};
+pub use autoid_testkit::slapd::{AGENT_DN, BASE, Slapd};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -39,8 +39,8 @@ pub fn config(slapd: &Slapd) -> Value {
         "request_timeout_ms": 4000,
         "ldap": {
             "url": slapd.ldap_url,
-            "bind_dn": BRIDGE_DN,
-            "bind_password_file": slapd.bridge_password_file(),
+            "bind_dn": AGENT_DN,
+            "bind_password_file": slapd.agent_password_file(),
             "pool_size": 2,
             "connect_timeout_ms": 1000,
             "operation_timeout_ms": 2000
@@ -51,15 +51,15 @@ pub fn config(slapd: &Slapd) -> Value {
 }
 
 /// The bridge, in-process, on its own runtime thread; shut down when dropped.
-pub struct Bridge {
+pub struct TestAgent {
     pub addr: SocketAddr,
     agent: ureq::Agent,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Bridge {
-    pub fn start(config: Value) -> Bridge {
+impl TestAgent {
+    pub fn start(config: Value) -> TestAgent {
         let config = Config::from_json(&config.to_string()).unwrap();
         let password =
             std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
@@ -101,7 +101,7 @@ impl Bridge {
             .timeout_global(Some(Duration::from_secs(15)))
             .build()
             .into();
-        Bridge {
+        TestAgent {
             addr,
             agent,
             shutdown: Some(stop_tx),
@@ -171,7 +171,7 @@ impl Bridge {
     }
 }
 
-impl Drop for Bridge {
+impl Drop for TestAgent {
     fn drop(&mut self) {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());

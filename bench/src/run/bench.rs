@@ -99,7 +99,7 @@ impl Bench<'_> {
             Arm::Jwt => vec![envoy::jwt_filter(&self.jwt.issuer, &self.jwt.jwks())],
             Arm::Warm | Arm::Cold | Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic => {
                 if let (true, Some(d)) = (
-                    arm.needs_bridge() || phase.keys_at_agent(arm),
+                    arm.uses_agent() || phase.keys_at_agent(arm),
                     &self.directory,
                 ) {
                     clusters.push(envoy::pipe_cluster("autoid_agent", &d.socket));
@@ -317,10 +317,10 @@ impl Bench<'_> {
             watch.push(c.pid());
             watch.push(d.slapd_pid());
         } else if let (true, Some(d)) = (
-            arm.needs_bridge() || phase.keys_at_agent(arm),
+            arm.uses_agent() || phase.keys_at_agent(arm),
             &self.directory,
         ) {
-            watch.push(d.bridge_pid());
+            watch.push(d.agent_pid());
             watch.push(d.slapd_pid());
             if let Some(pid) = d.redis_pid() {
                 watch.push(pid);

@@ -217,7 +217,7 @@ impl Arm {
     }
 
     /// Needs slapd and the bridge.
-    fn needs_bridge(self) -> bool {
+    fn uses_agent(self) -> bool {
         matches!(
             self,
             Arm::Directory | Arm::ColdAgent | Arm::Fleet | Arm::Basic | Arm::ExtAuthz | Arm::Nginx
@@ -363,7 +363,7 @@ pub fn main(o: &Options) -> Result<()> {
     }
     let phase3 = arms.contains(&Arm::Warm) && o.flood_rate > 0.0;
     let phase4 = arms.contains(&Arm::Warm) && o.new_sessions_rate > 0.0;
-    let needs_agent = phase3 || phase4 || arms.iter().any(|a| a.needs_bridge());
+    let needs_agent = phase3 || phase4 || arms.iter().any(|a| a.uses_agent());
     if needs_agent && !o.bridge.exists() {
         bail!(
             "the autoid agent is missing at {}: run `cargo build --release -p autoid-agent`",

@@ -37,7 +37,7 @@ pub const AUTHORITY: &str = "api.example.com";
 pub const START_SECS: u64 = 1_800_000_000;
 /// The directory bridge's cluster, authority and token.
 pub const CLUSTER: &str = "ldap-bridge";
-pub const BRIDGE_AUTHORITY: &str = "ldap-bridge.internal";
+pub const AGENT_AUTHORITY: &str = "ldap-bridge.internal";
 pub const TOKEN: &str = "bridge-token-0123456789abcdef";
 /// What the `payments` API injects.
 pub const PAYMENTS_AUTH: &str = "Bearer upstream-payments-secret";
@@ -180,7 +180,7 @@ impl Fixture {
             "/directory",
             json!({
                 "cluster": CLUSTER,
-                "authority": BRIDGE_AUTHORITY,
+                "authority": AGENT_AUTHORITY,
                 "token": TOKEN,
                 "timeout_ms": 250,
                 "positive_ttl_secs": 60,
@@ -540,7 +540,7 @@ pub fn callout_subject(req: &CalloutRequest) -> String {
 }
 
 /// The bridge's answer for a subject: found with `groups`, or not found.
-pub fn bridge_reply(subject: &str, groups: Option<&[&str]>) -> CalloutReply {
+pub fn directory_reply(subject: &str, groups: Option<&[&str]>) -> CalloutReply {
     let body = match groups {
         Some(groups) => {
             json!({ "subject": subject, "found": true, "entry_subject": subject, "groups": groups })

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::values::millis;
 use crate::gateway::defs::ApiDef;
-use crate::gateway::filter::{AGENT_SOCKET_AUTHORITY, BRIDGE_CLUSTER};
+use crate::gateway::filter::{AGENT_CLUSTER, AGENT_SOCKET_AUTHORITY};
 
 /// How the listeners authenticate requests: the wasm filter, or ext_authz to the agent.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ pub(super) fn ext_authz_filters(e: &ExtAuthz, tls: bool) -> Vec<Value> {
                 "http_service": {
                     "server_uri": {
                         "uri": format!("http://{AGENT_SOCKET_AUTHORITY}"),
-                        "cluster": BRIDGE_CLUSTER,
+                        "cluster": AGENT_CLUSTER,
                         "timeout": millis(CHECK_TIMEOUT_MS)
                     },
                     "path_prefix": CHECK_PATH,

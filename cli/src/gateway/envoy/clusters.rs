@@ -10,7 +10,7 @@ use super::values::{millis, socket};
 use crate::gateway::defs::{
     AgentAddress, ApiDef, Definitions, DirectoryDef, Upstream, aws_signing_dir,
 };
-use crate::gateway::filter::BRIDGE_CLUSTER;
+use crate::gateway::filter::AGENT_CLUSTER;
 
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 const SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -107,19 +107,19 @@ pub(super) fn agent_cluster(
     let connect = d.connect_timeout_ms.unwrap_or(1000);
     Ok(match d.agent_address() {
         Some(AgentAddress::Unix(path)) => Some(json!({
-            "name": BRIDGE_CLUSTER,
+            "name": AGENT_CLUSTER,
             "type": "STATIC",
             "connect_timeout": millis(connect),
             "lb_policy": "ROUND_ROBIN",
             "load_assignment": {
-                "cluster_name": BRIDGE_CLUSTER,
+                "cluster_name": AGENT_CLUSTER,
                 "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
                     {"pipe": {"path": style.render(&defs.resolve(&path))?}}
                 }}]}]
             }
         })),
         Some(AgentAddress::Tcp(host, port)) => {
-            let mut c = cluster(BRIDGE_CLUSTER, &host, port, connect);
+            let mut c = cluster(AGENT_CLUSTER, &host, port, connect);
             if let Some(ca) = &d.ca_file {
                 c["transport_socket"] =
                     upstream_tls(&host, &style.render(&defs.resolve(ca))?, false);

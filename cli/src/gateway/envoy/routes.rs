@@ -6,7 +6,7 @@ use super::authz::{Authz, ext_authz_route};
 use super::tls::hsts_header;
 use super::values::millis;
 use crate::gateway::defs::{ApiDef, Definitions, Upstream};
-use crate::gateway::filter::{AGENT_SOCKET_AUTHORITY, BRIDGE_CLUSTER};
+use crate::gateway::filter::{AGENT_CLUSTER, AGENT_SOCKET_AUTHORITY};
 
 const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 15_000;
 
@@ -18,7 +18,7 @@ fn route(api: &ApiDef, up: &Upstream) -> Value {
             "name": api.id,
             "match": {"prefix": api.listen_path},
             "route": {
-                "cluster": BRIDGE_CLUSTER,
+                "cluster": AGENT_CLUSTER,
                 "timeout": millis(api.timeouts.upstream_ms.unwrap_or(DEFAULT_UPSTREAM_TIMEOUT_MS)),
                 "host_rewrite_literal": AGENT_SOCKET_AUTHORITY,
                 "regex_rewrite": {
