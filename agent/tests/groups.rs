@@ -138,7 +138,7 @@ fn unknown_and_ambiguous_subjects() {
     let b = TestAgent::start(config(shared()));
     assert_not_found(&b, "nobody");
     assert_not_found(&b, "dup"); // two entries with uid=dup: refused
-    assert_not_found(&b, "ldap-bridge"); // not a posixAccount
+    assert_not_found(&b, "autoid-agent"); // not a posixAccount
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn directory() -> Directory {
         "listen": format!("unix:{}", socket.display()),
         "ldap": {
             "url": slapd.ldap_url,
-            "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
+            "bind_dn": "uid=autoid-agent,ou=services,dc=example,dc=org",
             "bind_password_file": slapd.agent_password_file(),
             "pool_size": 2
         },

@@ -415,7 +415,7 @@ fn the_directory_runner_prints_password_files_never_a_password() {
             "`run_ldap.sh env` (run.sh's ldap-start.log) prints {name} password:\n{out}"
         );
     }
-    assert!(out.contains("LDAP_BRIDGE_PASSWORD_FILE="), "{out}");
+    assert!(out.contains("LDAP_AGENT_PASSWORD_FILE="), "{out}");
     assert!(out.contains("LDAP_ADMIN_PASSWORD_FILE="), "{out}");
 }
 

@@ -11,7 +11,7 @@
 //! # fn main() -> Result<(), autoid_host_tests::HostError> {
 //! let gw = Gateway::builder("target/wasm32-wasip1/wasm/autoid_floor_filter.wasm")
 //!     .workers(2)
-//!     .cluster_handler("ldap-bridge", |_| CalloutReply::new(200).body("{}"))
+//!     .cluster_handler("autoid-directory", |_| CalloutReply::new(200).body("{}"))
 //!     .build()?;
 //! let out = gw.request("GET", "api.local", "/x").header("x-floor-in", "a").worker(1).send();
 //! assert_eq!(out.header("x-floor-out"), Some("a"));

@@ -16,7 +16,7 @@ pub const SLAPD_INSTALL: &str =
 /// The directory's base DN.
 pub const BASE: &str = "dc=example,dc=org";
 /// The service account the agent binds as.
-pub const AGENT_DN: &str = "uid=ldap-bridge,ou=services,dc=example,dc=org";
+pub const AGENT_DN: &str = "uid=autoid-agent,ou=services,dc=example,dc=org";
 const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 
 /// A running slapd.
@@ -95,7 +95,7 @@ impl Slapd {
             ldap_url: get("LDAP_URL")?,
             ldaps_url: get("LDAPS_URL")?,
             ca_file: PathBuf::from(get("LDAP_CA_FILE")?),
-            agent_password: read_password(&get("LDAP_BRIDGE_PASSWORD_FILE")?)?,
+            agent_password: read_password(&get("LDAP_AGENT_PASSWORD_FILE")?)?,
             pid: get("LDAP_PID")?.parse().map_err(|e| Error::Unexpected {
                 what: "run_ldap.sh start".into(),
                 detail: format!("LDAP_PID: {e}"),
@@ -111,7 +111,7 @@ impl Slapd {
 
     /// The password file the agent reads.
     pub fn agent_password_file(&self) -> PathBuf {
-        self.script.state.join("bridge.password")
+        self.script.state.join("agent.password")
     }
 
     pub fn stop(&self) -> Result<()> {

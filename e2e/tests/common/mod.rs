@@ -213,7 +213,7 @@ impl Stack {
             "request_timeout_ms": 3000,
             "ldap": {
                 "url": slapd.ldap_url,
-                "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
+                "bind_dn": "uid=autoid-agent,ou=services,dc=example,dc=org",
                 "bind_password_file": slapd.agent_password_file(),
                 "pool_size": 2,
                 "connect_timeout_ms": 1000,

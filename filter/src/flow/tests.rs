@@ -75,7 +75,7 @@ fn directory_config() -> Value {
         "directory".to_owned(),
         json!({
             "cluster": DIRECTORY_CLUSTER,
-            "authority": "ldap-bridge.internal",
+            "authority": "autoid-directory.internal",
             "token": AGENT_TOKEN,
             "timeout_ms": 250,
         }),

@@ -36,8 +36,8 @@ pub const AUTHORITY: &str = "api.example.com";
 /// The virtual clock's start (Unix seconds), and so the time of the first proofs.
 pub const START_SECS: u64 = 1_800_000_000;
 /// The directory bridge's cluster, authority and token.
-pub const CLUSTER: &str = "ldap-bridge";
-pub const AGENT_AUTHORITY: &str = "ldap-bridge.internal";
+pub const CLUSTER: &str = "autoid-directory";
+pub const AGENT_AUTHORITY: &str = "autoid-directory.internal";
 pub const TOKEN: &str = "bridge-token-0123456789abcdef";
 /// What the `payments` API injects.
 pub const PAYMENTS_AUTH: &str = "Bearer upstream-payments-secret";
