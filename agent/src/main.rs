@@ -1,4 +1,4 @@
-//! `autoid-agent`: serve the bridge's HTTP API (see docs/AGENT.md).
+//! `autoid-agent`: the binary that serves the agent's HTTP API (see docs/AGENT.md).
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -68,7 +68,7 @@ fn all_sources_combined() {
 #[test]
 fn non_canonical_subjects_are_refused_before_ldap() {
     // LDAP would answer each of these with alice's groups (uid matching ignores case and
-    // surrounding spaces); the bridge refuses them instead (docs/PROTOCOL.md, "Subjects").
+    // surrounding spaces); the agent refuses them instead (docs/PROTOCOL.md, "Subjects").
     let b = TestAgent::start(config(shared()));
     for s in [
         "ALICE",

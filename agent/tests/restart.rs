@@ -1,5 +1,5 @@
-//! The directory restarts under the bridge: requests during the outage get 503 quickly, and the
-//! bridge reconnects by itself once the directory is back.
+//! The directory restarts under the agent: requests during the outage get 503 quickly, and the
+//! agent reconnects by itself once the directory is back.
 // Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
 // covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

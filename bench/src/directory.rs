@@ -16,7 +16,7 @@ use autoid_testkit::slapd::{self, Log, Slapd};
 
 use crate::envoy::write_private;
 
-/// slapd and the bridge, running. Fields drop in order: the bridge first, then Redis and slapd.
+/// slapd and the agent, running. Fields drop in order: the agent first, then Redis and slapd.
 #[derive(Debug)]
 pub struct Directory {
     bridge: Proc,
@@ -28,10 +28,10 @@ pub struct Directory {
 
 impl Directory {
     /// Starts slapd (state under `dir/ldap`, free ports, no per-operation logging: slapd would
-    /// spend the bench's CPU writing them) and the bridge. With `session_key` (a key id and its
-    /// PKCS#8 PEM), the bridge also unwraps sessions for that key (arm (h)). With `fleet`, a
-    /// Redis is started too and the bridge claims nonces in it (arm (g)). With `epoch` (an epoch
-    /// file's JSON), the bridge also holds that epoch and checks v3 possession tickets and hands
+    /// spend the bench's CPU writing them) and the agent. With `session_key` (a key id and its
+    /// PKCS#8 PEM), the agent also unwraps sessions for that key (arm (h)). With `fleet`, a
+    /// Redis is started too and the agent claims nonces in it (arm (g)). With `epoch` (an epoch
+    /// file's JSON), the agent also holds that epoch and checks v3 possession tickets and hands
     /// out subjects' streams under it (phases 3 and 4, as `make run` deploys).
     pub fn start(
         agent_bin: &Path,
@@ -149,7 +149,7 @@ impl Directory {
         Ok(Checker { proc, socket })
     }
 
-    /// The bridge's session counters (`autoid_agent_rsa_unwraps_total`,
+    /// The agent's session counters (`autoid_agent_rsa_unwraps_total`,
     /// `autoid_agent_possession_refused_total`, `autoid_agent_unchecked_shed_total`) from its
     /// `/metrics`; empty when it does not answer.
     pub fn counters(&self) -> BTreeMap<String, u64> {
@@ -162,7 +162,7 @@ impl Directory {
         agent_counters(&String::from_utf8_lossy(&r.body))
     }
 
-    /// The bridge's pid.
+    /// The agent's pid.
     pub fn agent_pid(&self) -> u32 {
         self.bridge.pid()
     }

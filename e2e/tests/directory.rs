@@ -1,4 +1,4 @@
-//! The directory behind the gateway changes: a group membership removed in LDAP, the bridge
+//! The directory behind the gateway changes: a group membership removed in LDAP, the agent
 //! killed and restarted. Each test has its own stack (it changes it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -156,7 +156,7 @@ fn the_harness_hosted_filter_authorizes_through_the_real_bridge_and_slapd() {
             gw.logs()
         );
     }
-    // Three distinct callouts plus alice's went to the real bridge; a second alice request on the
+    // Three distinct callouts plus alice's went to the real agent; a second alice request on the
     // other worker is answered from the shared decision cache.
     let before = gw.callouts().len();
     assert!(send_as(&gw, &epoch, "alice", 1).is_upstream());

@@ -5,7 +5,7 @@
 //! where `found` is 0 (not found), 1 (found; the groups follow) or 2 (found under another
 //! spelling: the one string that follows is the entry's own identifier, see [`Decision::mismatch`]).
 //! Positive answers have their TTL; negative ones and mismatches the negative TTL; past its TTL
-//! an answer may still serve for `stale_if_error_secs` when the bridge fails. No password or token
+//! an answer may still serve for `stale_if_error_secs` when the agent fails. No password or token
 //! ever enters a key.
 
 use autoid_protocol::agent_api::GroupsReply;
@@ -16,11 +16,11 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{Store, slot};
 
-/// Largest bridge reply the filter reads.
+/// Largest agent reply the filter reads.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// Most groups a subject may carry.
 pub const MAX_GROUPS: usize = 256;
-/// Longest `entry_subject` the filter accepts from the bridge, in bytes.
+/// Longest `entry_subject` the filter accepts from the agent, in bytes.
 pub const MAX_ENTRY_SUBJECT_LEN: usize = 256;
 
 /// What the directory said about a subject.
@@ -35,7 +35,7 @@ pub struct Decision {
     /// `Some(entry_subject)` when the directory matched an entry whose own identifier is not
     /// byte for byte the subject asked (LDAP matched ignoring case): the subject is denied.
     pub mismatch: Option<String>,
-    /// Group names the bridge sent that break the group-name grammar and were dropped (for the
+    /// Group names the agent sent that break the group-name grammar and were dropped (for the
     /// log; not cached, so 0 on a decision read from the cache).
     pub dropped_groups: usize,
 }
@@ -45,7 +45,7 @@ pub struct Decision {
 pub enum Freshness {
     /// Within its TTL.
     Fresh,
-    /// Past its TTL but within the stale-if-error window: usable only if the bridge fails.
+    /// Past its TTL but within the stale-if-error window: usable only if the agent fails.
     Stale,
     /// Unusable.
     Expired,
@@ -184,12 +184,12 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The bridge path that asks for `subject`'s groups.
+/// The agent path that asks for `subject`'s groups.
 pub fn groups_path(subject: &str) -> String {
     format!("/v1/groups?subject={}", utf8_percent_encode(subject, QUERY))
 }
 
-/// Why a bridge reply could not be used.
+/// Why an agent reply could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentError {
     /// No response: timeout, reset, no healthy host.
@@ -211,13 +211,13 @@ impl AgentError {
     }
 }
 
-/// Reads the bridge's reply to [`groups_path`] ([`GroupsReply`], shared with the bridge).
+/// Reads the agent's reply to [`groups_path`] ([`GroupsReply`], shared with the agent).
 ///
 /// Group names that break [`autoid_protocol::valid_group_name`] are dropped and counted in
 /// [`Decision::dropped_groups`]; the rest of the decision stands (a dropped name could never
 /// satisfy a requirement: configured names obey the same grammar). A found entry whose
 /// `entry_subject` is not byte for byte `subject` becomes a [`Decision::mismatch`]. A reply
-/// without `entry_subject` (a bridge older than the field) is taken as naming `subject`.
+/// without `entry_subject` (an agent older than the field) is taken as naming `subject`.
 pub fn parse_reply(
     status: Option<u32>,
     body: Option<&[u8]>,
@@ -413,7 +413,7 @@ mod tests {
             parse_reply(Some(200), Some(same), "carol", 5),
             Ok(found(&["reports"]))
         );
-        // A bridge that does not say which entry it found cannot be told apart from one that
+        // An agent that does not say which entry it found cannot be told apart from one that
         // matched `Carol`: unusable.
         let old = br#"{"subject":"carol","found":true,"groups":["reports"]}"#;
         assert_eq!(

@@ -31,10 +31,10 @@ const REPLAY_GENERATIONS: usize = 16;
 const SESSION_VALUE: usize = 80 + 1 + common::autoid::KID.len();
 /// Bytes of a decision slot before its groups (`hash[32] || u64be || u8 || u16be count`).
 const DECISION_HEAD: usize = 43;
-/// The one group the bridge gives every subject.
+/// The one group the agent gives every subject.
 const GROUP: &str = "payments";
 
-/// A bridge that knows every subject, in [`GROUP`].
+/// An agent that knows every subject, in [`GROUP`].
 fn bridge() -> Cluster {
     Cluster::Scripted(Arc::new(|req| {
         directory_reply(&callout_subject(req), Some(&[GROUP]))

@@ -1,4 +1,4 @@
-//! Groups from the directory bridge: scripted replies, the shared-data decision cache with its
+//! Groups from the agent: scripted replies, the shared-data decision cache with its
 //! positive and negative TTLs, stale-if-error, failures that fail closed, and what the callout
 //! carries (cluster, authority, bearer token, percent-encoded subject).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,7 +18,7 @@ use serde_json::json;
 
 const PATH: &str = "/v1/payments";
 
-/// What the scripted bridge answers for a subject.
+/// What the scripted agent answers for a subject.
 #[derive(Debug, Clone)]
 enum Answer {
     Groups(Vec<&'static str>),
@@ -27,7 +27,7 @@ enum Answer {
     Body(String),
 }
 
-/// A scripted bridge whose answers the test changes as it goes.
+/// A scripted agent whose answers the test changes as it goes.
 #[derive(Debug, Clone, Default)]
 struct Bridge {
     answers: Arc<Mutex<HashMap<String, Answer>>>,
@@ -121,7 +121,7 @@ fn the_callout_names_the_configured_cluster_authority_token_and_subject() {
     assert_eq!(call.timeout_ms, 250);
     assert!(call.body.is_empty());
     assert_eq!(call.result, Some(CalloutResult::Replied { status: 200 }));
-    // The client's proof never travels to the bridge.
+    // The client's proof never travels to the agent.
     assert!(call.header("x-autoid-proof").is_none());
 }
 
@@ -353,7 +353,7 @@ fn stale_decisions_serve_within_the_window_when_the_bridge_fails() {
     let mut alice = Client::open(&gw, "alice");
     upstream(&alice.get(&gw, "payments", PATH).send());
     gw.set_cluster(CLUSTER, Cluster::Timeout);
-    // Past the 60 s TTL, within the 30 s stale window: the bridge is asked, fails, stale serves.
+    // Past the 60 s TTL, within the 30 s stale window: the agent is asked, fails, stale serves.
     gw.clock().advance(Duration::from_secs(60));
     let out = alice.get(&gw, "payments", PATH).send();
     assert_eq!(

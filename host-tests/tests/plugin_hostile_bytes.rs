@@ -185,7 +185,7 @@ fn properties_that_are_not_utf8_fail_closed() {
 
 #[test]
 fn callout_replies_with_any_bytes_fail_closed_and_leave_the_worker_serving() {
-    // The bridge answers with hostile headers (names, values, a `:status` that is no number)
+    // The agent answers with hostile headers (names, values, a `:status` that is no number)
     // and, for bob, a body that is no JSON at all; alice's answer is right.
     let bridge = Cluster::Scripted(Arc::new(|req| {
         let subject = callout_subject(req);

@@ -124,7 +124,7 @@ pub const SUBJECT_RULE: &str = "a subject is 1 to 64 bytes of lowercase ASCII le
 /// There is exactly one spelling per subject: LDAP matches `uid` ignoring case and surrounding
 /// spaces, so `ALICE`, ` alice` or `alİce` would otherwise reach alice's entry while being other
 /// subjects here (other entropy, cache keys and identity headers). Anything that names a subject
-/// (entropy issuing, proofs, the bridge, static groups) refuses a non-canonical one.
+/// (entropy issuing, proofs, the agent, static groups) refuses a non-canonical one.
 pub fn valid_subject(subject: &str) -> bool {
     let b = subject.as_bytes();
     let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();

@@ -1,5 +1,5 @@
 //! Debian's slapd through `openldap/run_ldap.sh`: its own state directory, free ports, seeded
-//! with `openldap/ldif` (alice, bob, carol, the bridge's service account), stopped when dropped
+//! with `openldap/ldif` (alice, bob, carol, the agent's service account), stopped when dropped
 //! and, as a backstop, by the script's watcher when this process exits.
 
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ pub struct Slapd {
     pub ldaps_url: String,
     /// The CA of the server certificate.
     pub ca_file: PathBuf,
-    /// The bridge's password (also in [`Slapd::agent_password_file`]).
+    /// The agent's password (also in [`Slapd::agent_password_file`]).
     pub agent_password: String,
     /// slapd's pid when it started.
     pub pid: u32,

@@ -1,5 +1,5 @@
 //! Test harness: a real slapd from the test kit (`openldap/run_ldap.sh` in a temporary state dir
-//! on free ports), and the bridge run in-process on 127.0.0.1:0.
+//! on free ports), and the agent run in-process on 127.0.0.1:0.
 // Each test binary uses a part of this module and of the kit's items it re-exports.
 #![allow(
     dead_code,
@@ -29,11 +29,11 @@ pub fn shared() -> &'static Slapd {
     SLAPD.get_or_init(|| Slapd::start_temp().unwrap())
 }
 
-/// A bridge configuration for `slapd`, plain LDAP, all group sources.
+/// An agent configuration for `slapd`, plain LDAP, all group sources.
 pub fn config(slapd: &Slapd) -> Value {
     json!({
         "listen": "127.0.0.1:0",
-        // The in-process bridge serves its router on its own TCP listener; the transports have
+        // The in-process agent serves its router on its own TCP listener; the transports have
         // their own tests (transport.rs, binary.rs).
         "insecure_plain_tcp": true,
         "request_timeout_ms": 4000,
@@ -50,7 +50,7 @@ pub fn config(slapd: &Slapd) -> Value {
     })
 }
 
-/// The bridge, in-process, on its own runtime thread; shut down when dropped.
+/// The agent, in-process, on its own runtime thread; shut down when dropped.
 pub struct TestAgent {
     pub addr: SocketAddr,
     agent: ureq::Agent,

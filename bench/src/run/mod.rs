@@ -134,9 +134,9 @@ pub enum Arm {
     Warm,
     /// (d) autoid, a new session (RSA unwrap) per request.
     Cold,
-    /// (e) autoid, every group decision a bridge + slapd round trip.
+    /// (e) autoid, every group decision an agent + slapd round trip.
     Directory,
-    /// (h) autoid, a new session per request, unwrapped by the agent (the bridge) natively.
+    /// (h) autoid, a new session per request, unwrapped by the agent natively.
     ColdAgent,
     /// (g) autoid warm, every nonce also claimed in Redis through the agent (fleet replay).
     Fleet,
@@ -216,7 +216,7 @@ impl Arm {
         matches!(self, Arm::Cold | Arm::ColdAgent)
     }
 
-    /// Needs slapd and the bridge.
+    /// Needs slapd and the agent.
     fn uses_agent(self) -> bool {
         matches!(
             self,
@@ -266,7 +266,7 @@ struct RunRecord {
     envoy_cpu_us_per_req: f64,
     envoy_cpu_util: f64,
     loadgen_cpu_util: f64,
-    /// Bridge and slapd CPU per request (directory arm).
+    /// Agent and slapd CPU per request (directory arm).
     directory_cpu_us_per_req: Option<f64>,
     prepared: usize,
     envoy_rss_kb: Option<u64>,

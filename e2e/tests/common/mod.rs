@@ -1,4 +1,4 @@
-//! The stack under test: slapd, the bridge, the echo upstream and Envoy with the autoid filter,
+//! The stack under test: slapd, the agent, the echo upstream and Envoy with the autoid filter,
 //! each a real process on 127.0.0.1 started by the test kit (autoid-testkit) and stopped when the
 //! stack drops, or by the kit's watchers when this test process exits without dropping it (a
 //! stack shared in a static, an abort).

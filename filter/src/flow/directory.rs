@@ -1,5 +1,5 @@
-//! Groups from the directory bridge: the shared decision cache, the callout, its answer, and
-//! the stale decision served when the bridge fails.
+//! Groups from the agent: the shared decision cache, the callout, its answer, and
+//! the stale decision served when the agent fails.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::reply::{Denial, Forbid, Unavailable};
 use crate::state::State;
 
 impl Flow {
-    /// Groups from the directory: a fresh cached decision decides at once; otherwise the bridge
+    /// Groups from the directory: a fresh cached decision decides at once; otherwise the agent
     /// is asked (`Pause` until it answers), a stale decision kept for the fallback.
     pub(super) fn ask_directory<H: HttpHost>(
         &mut self,
@@ -78,7 +78,7 @@ impl Flow {
         }
     }
 
-    /// The bridge answered: caches the decision and decides with it, or falls back (a stale
+    /// The agent answered: caches the decision and decides with it, or falls back (a stale
     /// decision within its window, else 503).
     pub(super) fn directory_answer<H: HttpHost>(
         &mut self,
@@ -154,7 +154,7 @@ impl Flow {
         self.decide(host, state, api, Caller::Proof(verified), decision.groups())
     }
 
-    /// The bridge failed: a stale decision within its window answers, else 503.
+    /// The agent failed: a stale decision within its window answers, else 503.
     fn fallback<H: HttpHost>(
         &mut self,
         host: &H,

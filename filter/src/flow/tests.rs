@@ -66,7 +66,7 @@ fn static_config() -> Value {
     })
 }
 
-/// [`static_config`] with groups from the directory bridge instead.
+/// [`static_config`] with groups from the agent instead.
 fn directory_config() -> Value {
     let mut config = static_config();
     let map = config.as_object_mut().unwrap();

@@ -1,6 +1,6 @@
 //! The Envoy v3 bootstrap: listeners (HTTPS with Mozilla "intermediate" TLS and HSTS, plain HTTP
 //! for development), one named route per API, a cluster per upstream and one for the LDAP
-//! bridge, the autoid wasm filter (V8, `FAIL_RELOAD`: a failed VM is reloaded, requests meanwhile
+//! agent, the autoid wasm filter (V8, `FAIL_RELOAD`: a failed VM is reloaded, requests meanwhile
 //! denied) before the router, paths and header names normalized or refused before routing
 //! (docs/GATEWAY.md), admin on a unix socket.
 
