@@ -49,23 +49,23 @@ fn directory() -> Directory {
         "groups": {"base": "ou=groups,dc=example,dc=org"}
     });
     std::fs::write(d.join("agent.json"), config.to_string()).unwrap();
-    let bridge = agent::start(
+    let agent_proc = agent::start(
         &bin("autoid-agent").unwrap(),
         &d.join("agent.json"),
         &[],
-        &d.join("bridge.log"),
+        &d.join("agent.log"),
         || agent::ready_on_socket(&socket),
     )
     .unwrap();
     Directory {
         _slapd: slapd,
-        _agent: bridge,
+        _agent: agent_proc,
         socket,
         _dir: dir,
     }
 }
 
-fn gateway(bridge: &Path, epoch: &Epoch) -> Gateway {
+fn gateway(agent_socket: &Path, epoch: &Epoch) -> Gateway {
     let config = json!({
         "keys": [{"kid": KID, "private_key_pem": KEY_PEM}],
         "epochs": [serde_json::from_str::<serde_json::Value>(&epoch.to_json()).unwrap()],
@@ -82,7 +82,7 @@ fn gateway(bridge: &Path, epoch: &Epoch) -> Gateway {
         .gateway()
         .plugin_config(config.to_string())
         .workers(2)
-        .cluster_unix("autoid_agent", bridge)
+        .cluster_unix("autoid_agent", agent_socket)
         .build()
         .unwrap();
     // Traffic comes after the start: proofs made in the second the filter was configured meet

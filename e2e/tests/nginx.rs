@@ -438,7 +438,7 @@ fn checked_an_allowed_request_reaches_the_upstream_with_credentials_and_without_
         );
     }
     // The client's forged credential is logged nowhere by the agent.
-    let log = std::fs::read_to_string(s.path("bridge.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(s.path("agent.log")).unwrap_or_default();
     assert!(!log.contains("stolen-or-forged"));
 }
 

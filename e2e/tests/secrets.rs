@@ -189,7 +189,7 @@ fn assert_each_secret_only_where_used(s: &Stack, pids: &[(String, u32)]) {
     for (name, pid) in pids {
         assert_holds_none(&format!("{name}'s environment"), &environ(*pid), &secrets);
     }
-    let agent = environ(s.bridge.as_ref().unwrap().pid());
+    let agent = environ(s.agent_proc.as_ref().unwrap().pid());
     let (_, key) = s
         .agent_env
         .iter()
@@ -207,7 +207,7 @@ fn assert_each_secret_only_where_used(s: &Stack, pids: &[(String, u32)]) {
     let logs = logs(s.dir.path());
     for must in [
         "envoy.log",
-        "bridge.log",
+        "agent.log",
         "slapd.log",
         "run_ldap.log",
         "moto.log",

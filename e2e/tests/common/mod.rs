@@ -32,7 +32,7 @@ use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{agent, free_port};
 use serde_json::{Value, json};
 
-pub const TOKEN: &str = "e2e-bridge-token-0123456789abcdef";
+pub const TOKEN: &str = "e2e-agent-token-0123456789abcdef";
 pub const PAYMENTS_CREDENTIAL: &str = "Bearer upstream-secret-for-payments";
 pub const PROOF_HEADER: &str = "x-autoid-proof";
 
@@ -127,7 +127,7 @@ pub enum AgentAt {
 pub struct Stack {
     pub envoy: Envoy,
     pub upstream: Upstream,
-    pub bridge: Option<Proc>,
+    pub agent_proc: Option<Proc>,
     pub moto: Option<Moto>,
     /// The agent's key and the role, with `aws_role`.
     pub iam: Option<moto::Iam>,
@@ -408,7 +408,7 @@ impl Stack {
         }
         run(&mut render).unwrap();
 
-        let bridge = Self::start_agent(d, &agent, &agent_env);
+        let agent_proc = Self::start_agent(d, &agent, &agent_env);
 
         let admin = d.join("envoy-admin.sock");
         let envoy = start_envoy(d, &rendered, &admin);
@@ -418,7 +418,7 @@ impl Stack {
             admin,
             envoy,
             upstream,
-            bridge: Some(bridge),
+            agent_proc: Some(agent_proc),
             moto,
             iam,
             agent_env,
@@ -468,13 +468,13 @@ impl Stack {
             .arg("--agent-credentials")
             .arg(r.join("agent-credentials.json")))
         .unwrap();
-        let bridge = Self::start_agent(&r, &AgentAt::Socket(socket), &self.agent_env);
+        let agent_proc = Self::start_agent(&r, &AgentAt::Socket(socket), &self.agent_env);
         let admin = r.join("envoy-admin.sock");
         let envoy = start_envoy(&r, &rendered, &admin);
         Replica {
             http: envoy.listener("autoid_http").unwrap(),
             envoy,
-            _agent: bridge,
+            _agent: agent_proc,
             dir: r,
         }
     }
@@ -487,21 +487,21 @@ impl Stack {
             &bin("autoid-agent").unwrap(),
             &d.join("agent.json"),
             &env,
-            &d.join("bridge.log"),
+            &d.join("agent.log"),
             at.ready(),
         )
         .unwrap()
     }
 
     pub fn kill_agent(&mut self) {
-        if let Some(mut b) = self.bridge.take() {
+        if let Some(mut b) = self.agent_proc.take() {
             b.stop();
         }
     }
 
     pub fn restart_agent(&mut self) {
         self.kill_agent();
-        self.bridge = Some(Self::start_agent(
+        self.agent_proc = Some(Self::start_agent(
             self.dir.path(),
             &self.agent,
             &self.agent_env,
