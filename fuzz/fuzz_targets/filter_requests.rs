@@ -97,7 +97,7 @@ struct Harness {
 fn harness() -> Harness {
     let reply: Arc<Mutex<Option<Reply>>> = Arc::default();
     let answer = Arc::clone(&reply);
-    let bridge = Cluster::Scripted(Arc::new(move |_| {
+    let agent = Cluster::Scripted(Arc::new(move |_| {
         let Some(r) = answer.lock().unwrap().clone() else {
             return CalloutReply::new(503);
         };
@@ -110,7 +110,7 @@ fn harness() -> Harness {
             .iter()
             .fold(base, |b, (k, v)| b.header_bytes(k, v))
     }));
-    let gw = Fixture::directory(bridge).build();
+    let gw = Fixture::directory(agent).build();
     let alice = Client::open(&gw, "alice");
     let opened = now(&gw);
     Harness {

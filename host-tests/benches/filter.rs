@@ -89,10 +89,10 @@ fn cold(c: &mut Criterion) {
 }
 
 fn directory(c: &mut Criterion) {
-    let bridge = Cluster::Scripted(Arc::new(|req: &CalloutRequest| {
+    let agent = Cluster::Scripted(Arc::new(|req: &CalloutRequest| {
         directory_reply(&callout_subject(req), Some(&["payments"]))
     }));
-    let gw = roomy(Fixture::directory(bridge)).build();
+    let gw = roomy(Fixture::directory(agent)).build();
     let mut alice = Client::open(&gw, "alice");
     send(&gw, &alice.proof(&gw, PATH));
     assert_eq!(gw.callouts().len(), 1);

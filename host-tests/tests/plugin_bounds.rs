@@ -35,7 +35,7 @@ const DECISION_HEAD: usize = 43;
 const GROUP: &str = "payments";
 
 /// An agent that knows every subject, in [`GROUP`].
-fn bridge() -> Cluster {
+fn agent() -> Cluster {
     Cluster::Scripted(Arc::new(|req| {
         directory_reply(&callout_subject(req), Some(&[GROUP]))
     }))
@@ -43,7 +43,7 @@ fn bridge() -> Cluster {
 
 /// The directory fixture with the given table sizes, and a cold path that never gets in the way.
 fn fixture(buckets: u32, slots: u32, sessions: u32, local: u32, decisions: u32) -> Fixture {
-    Fixture::directory(bridge())
+    Fixture::directory(agent())
         .with(
             "/replay",
             json!({ "buckets": buckets, "slots_per_bucket": slots }),
@@ -248,7 +248,7 @@ fn a_flood_of_unique_subjects_keeps_the_decision_table_to_its_cap() {
     assert_eq!(
         metric(&gw, "autoid_directory_callouts"),
         SUBJECTS as i64,
-        "every new subject asks the bridge once"
+        "every new subject asks the agent once"
     );
 }
 

@@ -38,7 +38,7 @@ pub const START_SECS: u64 = 1_800_000_000;
 /// The agent's cluster, authority and token.
 pub const CLUSTER: &str = "autoid-directory";
 pub const AGENT_AUTHORITY: &str = "autoid-directory.internal";
-pub const TOKEN: &str = "bridge-token-0123456789abcdef";
+pub const TOKEN: &str = "agent-token-0123456789abcdef";
 /// What the `payments` API injects.
 pub const PAYMENTS_AUTH: &str = "Bearer upstream-payments-secret";
 pub const PAYMENTS_KEY: &str = "pk-live-123";
