@@ -40,8 +40,8 @@ esac
 BASE_DN="dc=example,dc=org"
 ADMIN_DN="cn=admin,$BASE_DN"
 ADMIN_PW=${LDAP_ADMIN_PASSWORD:-admin}
-BRIDGE_DN="uid=ldap-bridge,ou=services,$BASE_DN"
-BRIDGE_PW="bridge-secret" # matches the {SSHA} hash in ldif/10-services.ldif
+AGENT_DN="uid=autoid-agent,ou=services,$BASE_DN"
+AGENT_PW="agent-secret" # matches the {SSHA} hash in ldif/10-services.ldif
 START_TIMEOUT=${LDAP_START_TIMEOUT:-20}
 SLAPD=${SLAPD:-/usr/sbin/slapd}
 SLAPADD=${SLAPADD:-/usr/sbin/slapadd}
@@ -187,7 +187,7 @@ init_state() {
 write_secrets() {
 	umask 077
 	printf '%s' "$ADMIN_PW" >"$STATE_DIR/admin.password"
-	printf '%s' "$BRIDGE_PW" >"$STATE_DIR/bridge.password"
+	printf '%s' "$AGENT_PW" >"$STATE_DIR/agent.password"
 }
 
 ldap_url() { echo "ldap://$CONNECT_HOST:$LDAP_PORT_SEL"; }
@@ -208,8 +208,8 @@ LDAP_STARTTLS=offered on LDAP_URL
 LDAP_BASE_DN=$BASE_DN
 LDAP_ADMIN_DN=$ADMIN_DN
 LDAP_ADMIN_PASSWORD_FILE=$STATE_DIR/admin.password
-LDAP_BRIDGE_DN=$BRIDGE_DN
-LDAP_BRIDGE_PASSWORD_FILE=$STATE_DIR/bridge.password
+LDAP_AGENT_DN=$AGENT_DN
+LDAP_AGENT_PASSWORD_FILE=$STATE_DIR/agent.password
 LDAP_CA_FILE=$STATE_DIR/tls/ca.pem
 LDAP_STATE_DIR=$STATE_DIR
 LDAP_PID=$(running_pid || true)

@@ -155,7 +155,7 @@ say "directory: OpenLDAP (openldap/run_ldap.sh, state in run/ldap)"
 # slapd (setsid, started by the script) keeps the script's environment: a clean one.
 (clean_env && AUTOID_INSTALL=1 exec openldap/run_ldap.sh start) >"$LOGS/ldap-start.log" 2>&1 ||
 	{ cat "$LOGS/ldap-start.log" >&2; die "OpenLDAP did not start"; }
-eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|BRIDGE_DN|BRIDGE_PASSWORD_FILE|STATE_DIR|ADMIN_DN|ADMIN_PASSWORD_FILE)=')"
+eval "$(openldap/run_ldap.sh env | grep -E '^LDAP_(URL|CA_FILE|AGENT_DN|AGENT_PASSWORD_FILE|STATE_DIR|ADMIN_DN|ADMIN_PASSWORD_FILE)=')"
 
 say "AWS (moto on 127.0.0.1:$MOTO_PORT, IAM authentication on): role autoid-demo, secret $PAYMENTS_SECRET"
 : >"$LOGS/moto.log"
@@ -291,8 +291,8 @@ replica() {
     "url": "$LDAP_URL",
     "starttls": true,
     "ca_file": "$LDAP_CA_FILE",
-    "bind_dn": "$LDAP_BRIDGE_DN",
-    "bind_password_file": "$LDAP_BRIDGE_PASSWORD_FILE",
+    "bind_dn": "$LDAP_AGENT_DN",
+    "bind_password_file": "$LDAP_AGENT_PASSWORD_FILE",
     "pool_size": 4
   },
   "users": { "base": "dc=example,dc=org" },

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong in the bridge library.
+/// Everything that can go wrong in the agent library.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The configuration file could not be parsed (serde's message names the field).

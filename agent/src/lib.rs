@@ -25,6 +25,8 @@ pub mod credentials;
 pub mod directory;
 /// Parsing distinguished names (RFC 4514) to take a group's name from its DN.
 pub mod dn;
+/// The environment variables the agent reads, and their old names.
+pub mod env;
 /// The crate's error type.
 pub mod error;
 /// Building LDAP filters from templates and turning entries into group names.

@@ -1,4 +1,4 @@
-//! `autoid-agent`: serve the bridge's HTTP API (see docs/AGENT.md).
+//! `autoid-agent`: the binary that serves the agent's HTTP API (see docs/AGENT.md).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,10 +6,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use autoid_agent::check::{Checker, load_filter_config};
 use autoid_agent::{
-    AppState, Config, Credentials, Directory, FleetReplay, Listen, Secrets, Sessions, Streams,
+    AppState, Config, Credentials, Directory, FleetReplay, Listen, Secrets, Sessions, Streams, env,
     router, transport,
 };
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 use tracing::{error, info, warn};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -18,16 +18,18 @@ enum LogFormat {
     Json,
 }
 
-/// The autoid autoid agent: answers the gateway filter's directory questions over LDAP.
+/// The autoid agent: holds the gateway's secrets and answers the filter's callouts (sessions,
+/// streams, directory, credentials, fleet claims).
 ///
 /// Secrets are never command-line values: the bearer token and the service-account password come
-/// from files (config or flags) or from AUTOID_BRIDGE_TOKEN / AUTOID_BRIDGE_BIND_PASSWORD.
+/// from files (config or flags) or from AUTOID_AGENT_TOKEN / AUTOID_AGENT_BIND_PASSWORD. The old
+/// names (AUTOID_BRIDGE_*) are still read, with a warning.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// The JSON configuration file.
-    #[arg(long, env = "AUTOID_BRIDGE_CONFIG")]
-    config: PathBuf,
+    /// The JSON configuration file (required).
+    #[arg(long, env = "AUTOID_AGENT_CONFIG")]
+    config: Option<PathBuf>,
     /// Listen address, `unix:<path>` or `ip:port` (overrides `listen` in the config; default
     /// unix:autoid-agent.sock, relative to the current directory). TCP needs `tls` in the config.
     #[arg(long)]
@@ -38,22 +40,19 @@ struct Args {
     /// File holding the service-account password (overrides `ldap.bind_password_file`).
     #[arg(long)]
     bind_password_file: Option<PathBuf>,
-    /// Log format.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "text",
-        env = "AUTOID_BRIDGE_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
+    /// Log format [default: text].
+    #[arg(long, value_enum, env = "AUTOID_AGENT_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     /// Validate the configuration and the secrets, then exit.
     #[arg(long)]
     check_config: bool,
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTOID_BRIDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = env::LOG
+        .get()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -153,9 +152,39 @@ async fn reload_on_hangup(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_logging(args.log_format);
+    // The old names of --config's and --log-format's variables, which clap does not read.
+    let log_format = match args.log_format {
+        Some(f) => f,
+        None => match env::LOG_FORMAT.get_old() {
+            Some(v) => LogFormat::from_str(&v, true).unwrap_or_else(|e| {
+                Args::command()
+                    .error(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!("{}: {e}", env::LOG_FORMAT.old),
+                    )
+                    .exit()
+            }),
+            None => LogFormat::Text,
+        },
+    };
+    let Some(config_file) = args
+        .config
+        .clone()
+        .or_else(|| env::CONFIG.get_old().map(PathBuf::from))
+    else {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "the following required arguments were not provided:\n  --config <CONFIG>",
+            )
+            .exit()
+    };
+    init_logging(log_format);
+    for warning in env::old_name_warnings() {
+        warn!("{warning}");
+    }
 
-    let config = Config::from_file_with_listen(&args.config, args.listen.as_deref())
+    let config = Config::from_file_with_listen(&config_file, args.listen.as_deref())
         .context("invalid configuration")?;
     let secrets = Secrets::load(
         &config,
@@ -261,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
     }
     #[cfg(unix)]
     tokio::spawn(reload_on_hangup(
-        args.config.clone(),
+        config_file.clone(),
         sessions,
         streams,
         checker,

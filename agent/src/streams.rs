@@ -6,7 +6,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use autoid_protocol::directory::StreamReply;
+use autoid_protocol::agent_api::StreamReply;
 use autoid_protocol::entropy::Epoch;
 use autoid_protocol::header::SessionId;
 use autoid_protocol::intervals::Intervals;

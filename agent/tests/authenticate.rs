@@ -5,14 +5,14 @@
 
 mod common;
 
-use common::{Bridge, TOKEN, config, groups_of, shared};
+use common::{TOKEN, TestAgent, config, groups_of, shared};
 use serde_json::json;
 
 const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
 
 #[test]
 fn right_password_authenticates_with_groups() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     let (status, body) = b.authenticate("alice", "alice-pass");
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -39,7 +39,7 @@ fn right_password_authenticates_with_groups() {
 
 #[test]
 fn non_canonical_usernames_are_refused_before_ldap() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     for user in [
         "ALICE",
         "Alice",
@@ -60,7 +60,7 @@ fn non_canonical_usernames_are_refused_before_ldap() {
 
 #[test]
 fn wrong_password_is_refused() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     for (user, pw) in [
         ("alice", "wrong"),
         ("alice", "bob-pass"),
@@ -82,7 +82,7 @@ fn wrong_password_is_refused() {
 #[test]
 fn empty_password_is_refused_without_a_bind() {
     let slapd = shared();
-    let b = Bridge::start(config(slapd));
+    let b = TestAgent::start(config(slapd));
     // Warm up so the service-account connection exists, then count alice's binds.
     assert_eq!(b.groups("alice").0, 200);
     let before = slapd.binds_logged(ALICE_DN);
@@ -108,7 +108,7 @@ fn empty_password_is_refused_without_a_bind() {
 
 #[test]
 fn unknown_wildcard_and_ambiguous_users_are_refused() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     for user in ["nobody", "dup"] {
         let (status, body) = b.authenticate(user, "alice-pass");
         assert_eq!(status, 200, "{body}");
@@ -126,7 +126,7 @@ fn unknown_wildcard_and_ambiguous_users_are_refused() {
 
 #[test]
 fn bad_requests_and_tokens() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     let ok = json!({"username": "alice", "password": "alice-pass"}).to_string();
     let (status, body) = b.post_with("/v1/authenticate", None, &ok);
     assert_eq!((status, body), (401, json!({"error": "unauthorized"})));
@@ -149,7 +149,7 @@ fn bad_requests_and_tokens() {
 
 #[test]
 fn a_burst_of_wrong_passwords_is_throttled_without_locking_out_others_or_the_owner() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     // dave logs in once from his usual address: it becomes known for him. (Not alice: another
     // test counts her binds in the shared slapd.)
     let (_, body) = b.authenticate_from("dave", "dave-pass", "10.0.0.7");

@@ -21,9 +21,9 @@ fn start(cfg: &Path, token: Option<&str>) -> agent::Logged {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoid-agent"));
     cmd.args(["--log-format", "json", "--config"])
         .arg(cfg)
-        .env_remove("AUTOID_BRIDGE_TOKEN");
+        .env_remove("AUTOID_AGENT_TOKEN");
     if let Some(t) = token {
-        cmd.env("AUTOID_BRIDGE_TOKEN", t);
+        cmd.env("AUTOID_AGENT_TOKEN", t);
     }
     agent::start_logged(&mut cmd, &cfg.with_extension("log")).unwrap()
 }
@@ -50,7 +50,7 @@ fn binary_on_the_default_socket_without_a_token() {
             .args(["--log-format", "json", "--config"])
             .arg(&cfg)
             .current_dir(dir.path())
-            .env_remove("AUTOID_BRIDGE_TOKEN"),
+            .env_remove("AUTOID_AGENT_TOKEN"),
         &dir.path().join("agent.log"),
     )
     .unwrap();
@@ -78,7 +78,7 @@ fn binary_refuses_plain_tcp_without_the_opt_in() {
     let out = Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
         .args(["--check-config", "--config"])
         .arg(&cfg)
-        .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+        .env("AUTOID_AGENT_TOKEN", TOKEN)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -97,7 +97,7 @@ fn binary_refuses_plain_tcp_without_the_opt_in() {
     let out = Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
         .args(["--check-config", "--listen", "127.0.0.1:0", "--config"])
         .arg(&cfg)
-        .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+        .env("AUTOID_AGENT_TOKEN", TOKEN)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -105,6 +105,83 @@ fn binary_refuses_plain_tcp_without_the_opt_in() {
         !out.status.success() && stderr.contains("tls: "),
         "{stderr}"
     );
+}
+
+/// Runs `--check-config` with only these of the agent's variables set (new and old names).
+fn check_config_with(envs: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_autoid-agent"));
+    cmd.arg("--check-config");
+    for name in ["CONFIG", "TOKEN", "BIND_PASSWORD", "LOG", "LOG_FORMAT"] {
+        cmd.env_remove(format!("AUTOID_AGENT_{name}"))
+            .env_remove(format!("AUTOID_BRIDGE_{name}"));
+    }
+    let out = cmd.envs(envs.iter().copied()).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn binary_still_reads_the_old_environment_names_and_names_the_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dev_tls(dir.path()).unwrap();
+    let cfg = dir.path().join("agent.json");
+    let mut c = config(shared());
+    let o = c.as_object_mut().unwrap();
+    o.remove("insecure_plain_tcp");
+    // TLS: a token is required, so which variable gave it shows.
+    o.insert(
+        "tls".into(),
+        json!({"cert_file": tls.cert, "key_file": tls.key}),
+    );
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let cfg = cfg.to_str().unwrap();
+
+    // The old names alone are read, each with a warning naming its new name.
+    let (ok, stderr) = check_config_with(&[
+        ("AUTOID_BRIDGE_CONFIG", cfg),
+        ("AUTOID_BRIDGE_TOKEN", TOKEN),
+        ("AUTOID_BRIDGE_LOG", "info"),
+    ]);
+    assert!(ok, "{stderr}");
+    for (old, new) in [
+        ("AUTOID_BRIDGE_CONFIG", "AUTOID_AGENT_CONFIG"),
+        ("AUTOID_BRIDGE_TOKEN", "AUTOID_AGENT_TOKEN"),
+        ("AUTOID_BRIDGE_LOG", "AUTOID_AGENT_LOG"),
+    ] {
+        assert!(
+            stderr.contains(&format!(
+                "{old} is the old name of {new}: it is still read, but rename it to {new}"
+            )),
+            "{stderr}"
+        );
+    }
+    // It is the old variable's value that was read: a short token is refused.
+    let (ok, stderr) = check_config_with(&[
+        ("AUTOID_BRIDGE_CONFIG", cfg),
+        ("AUTOID_BRIDGE_TOKEN", "short"),
+    ]);
+    assert!(!ok && stderr.contains("too short"), "{stderr}");
+
+    // Both names: the new one wins, and the old one is said to be ignored.
+    let (ok, stderr) = check_config_with(&[
+        ("AUTOID_AGENT_CONFIG", cfg),
+        ("AUTOID_AGENT_TOKEN", TOKEN),
+        ("AUTOID_BRIDGE_TOKEN", "short"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("AUTOID_BRIDGE_TOKEN is ignored: AUTOID_AGENT_TOKEN is set"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("is the old name of"), "{stderr}");
+
+    // Neither: the refusal names the new variable; no configuration at all names --config.
+    let (ok, stderr) = check_config_with(&[("AUTOID_AGENT_CONFIG", cfg)]);
+    assert!(!ok && stderr.contains("AUTOID_AGENT_TOKEN"), "{stderr}");
+    let (ok, stderr) = check_config_with(&[]);
+    assert!(!ok && stderr.contains("--config"), "{stderr}");
 }
 
 #[test]
@@ -123,7 +200,7 @@ fn binary_over_tls_needs_the_token_and_answers_readyz() {
     let out = Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
         .args(["--check-config", "--config"])
         .arg(&cfg)
-        .env_remove("AUTOID_BRIDGE_TOKEN")
+        .env_remove("AUTOID_AGENT_TOKEN")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -185,7 +262,7 @@ fn binary_serves_logs_and_stops_on_sigterm() {
     let check = Command::new(exe)
         .args(["--check-config", "--config"])
         .arg(&cfg)
-        .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+        .env("AUTOID_AGENT_TOKEN", TOKEN)
         .output()
         .unwrap();
     assert!(
@@ -236,7 +313,7 @@ fn binary_serves_logs_and_stops_on_sigterm() {
     let all = lines.join("\n");
     assert!(!all.contains(TOKEN), "the token was logged:\n{all}");
     assert!(
-        !all.contains("carol-pass") && !all.contains(&slapd.bridge_password),
+        !all.contains("carol-pass") && !all.contains(&slapd.agent_password),
         "a password was logged:\n{all}"
     );
     let requests: Vec<Value> = lines
@@ -273,7 +350,7 @@ fn check_config_loads_the_epoch_files_and_names_the_bad_one() {
         Command::new(exe)
             .args(["--check-config", "--config"])
             .arg(&cfg)
-            .env("AUTOID_BRIDGE_TOKEN", TOKEN)
+            .env("AUTOID_AGENT_TOKEN", TOKEN)
             .output()
             .unwrap()
     };

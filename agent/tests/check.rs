@@ -14,7 +14,7 @@ use autoid_protocol::entropy::Epoch;
 use autoid_protocol::keys::GatewayKey;
 use autoid_testkit::agent;
 use autoid_testkit::process::Proc;
-use common::{BASE, BRIDGE_DN, shared};
+use common::{AGENT_DN, BASE, shared};
 use serde_json::{Value, json};
 
 const AUTHORITY: &str = "api.example.com";
@@ -518,8 +518,8 @@ fn check_config_errors_name_the_field_and_the_value() {
     let slapd = shared();
     let base = json!({
         "listen": format!("unix:{}", dir.path().join("agent.sock").display()),
-        "ldap": {"url": slapd.ldap_url, "bind_dn": BRIDGE_DN,
-                 "bind_password_file": slapd.bridge_password_file()},
+        "ldap": {"url": slapd.ldap_url, "bind_dn": AGENT_DN,
+                 "bind_password_file": slapd.agent_password_file()},
         "users": {"base": BASE},
         "groups": {"base": format!("ou=groups,{BASE}")},
     });

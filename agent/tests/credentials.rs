@@ -56,8 +56,8 @@ fn env_and_file_sources_are_served_rotated_and_expire_after_the_stale_window() {
         Command::new(env!("CARGO_BIN_EXE_autoid-agent"))
             .args(["--log-format", "json", "--config"])
             .arg(d.join("agent.json"))
-            .env("AUTOID_BRIDGE_TOKEN", TOKEN)
-            .env("AUTOID_BRIDGE_BIND_PASSWORD", "unused")
+            .env("AUTOID_AGENT_TOKEN", TOKEN)
+            .env("AUTOID_AGENT_BIND_PASSWORD", "unused")
             .env("AUTOID_TEST_API_KEY", FROM_ENV),
         &d.join("agent.log"),
     )

@@ -6,17 +6,17 @@
 
 mod common;
 
-use common::{Bridge, config, groups_of, shared};
+use common::{TestAgent, config, groups_of, shared};
 use serde_json::json;
 
-fn bridge_with_sources(sources: serde_json::Value) -> Bridge {
+fn agent_with_sources(sources: serde_json::Value) -> TestAgent {
     let mut c = config(shared());
     c["groups"]["sources"] = sources;
-    Bridge::start(c)
+    TestAgent::start(c)
 }
 
 #[track_caller]
-fn assert_groups(b: &Bridge, subject: &str, expected: &[&str]) {
+fn assert_groups(b: &TestAgent, subject: &str, expected: &[&str]) {
     let (status, body) = b.groups(subject);
     assert_eq!(status, 200, "{subject}: {body}");
     assert_eq!(body["subject"], subject, "{body}");
@@ -30,7 +30,7 @@ fn assert_groups(b: &Bridge, subject: &str, expected: &[&str]) {
 
 /// A 400 naming the rule, and no directory work (the detail is the grammar's).
 #[track_caller]
-fn assert_refused(b: &Bridge, subject: &str) {
+fn assert_refused(b: &TestAgent, subject: &str) {
     let (status, body) = b.groups(subject);
     assert_eq!(status, 400, "{subject:?}: {body}");
     assert_eq!(body["error"], "bad_request", "{body}");
@@ -45,7 +45,7 @@ fn assert_refused(b: &Bridge, subject: &str) {
 }
 
 #[track_caller]
-fn assert_not_found(b: &Bridge, subject: &str) {
+fn assert_not_found(b: &TestAgent, subject: &str) {
     let (status, body) = b.groups(subject);
     assert_eq!(status, 200, "{subject}: {body}");
     assert_eq!(
@@ -56,7 +56,7 @@ fn assert_not_found(b: &Bridge, subject: &str) {
 
 #[test]
 fn all_sources_combined() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     assert_groups(&b, "alice", &["payments", "reports"]); // posixGroup + groupOfNames/memberOf
     assert_groups(&b, "bob", &["payments"]);
     assert_groups(&b, "carol", &["admins", "reports"]); // groupOfUniqueNames + groupOfNames
@@ -68,8 +68,8 @@ fn all_sources_combined() {
 #[test]
 fn non_canonical_subjects_are_refused_before_ldap() {
     // LDAP would answer each of these with alice's groups (uid matching ignores case and
-    // surrounding spaces); the bridge refuses them instead (docs/PROTOCOL.md, "Subjects").
-    let b = Bridge::start(config(shared()));
+    // surrounding spaces); the agent refuses them instead (docs/PROTOCOL.md, "Subjects").
+    let b = TestAgent::start(config(shared()));
     for s in [
         "ALICE",
         "Alice",
@@ -94,7 +94,7 @@ fn non_canonical_subjects_are_refused_before_ldap() {
 fn an_entry_stored_in_mixed_case_reports_its_own_uid() {
     // uid=Erin is matched by `erin` (LDAP ignores case); the reply says which entry answered, so
     // the filter can deny `erin` (docs/AGENT.md). memberUid is matched with the stored `Erin`.
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     let (status, body) = b.groups("erin");
     assert_eq!(status, 200, "{body}");
     assert_eq!(
@@ -118,7 +118,7 @@ fn invalid_group_names_are_dropped() {
         json!(["group_of_names"]),
         json!(["member_of"]),
     ] {
-        let b = bridge_with_sources(sources.clone());
+        let b = agent_with_sources(sources.clone());
         let (status, body) = b.groups("erin");
         assert_eq!(status, 200, "{sources}: {body}");
         assert_eq!(body["found"], true, "{sources}: {body}");
@@ -135,17 +135,17 @@ fn invalid_group_names_are_dropped() {
 
 #[test]
 fn unknown_and_ambiguous_subjects() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     assert_not_found(&b, "nobody");
     assert_not_found(&b, "dup"); // two entries with uid=dup: refused
-    assert_not_found(&b, "ldap-bridge"); // not a posixAccount
+    assert_not_found(&b, "autoid-agent"); // not a posixAccount
 }
 
 #[test]
 fn filter_metacharacters_never_reach_the_directory() {
     // No canonical subject holds a filter metacharacter, so these are refused with 400 before any
     // search (the escaping itself is unit-tested in src/groups.rs: `hostile_subject_is_escaped`).
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     for s in [
         "evil*)(uid=*))(|(uid=*",
         "*",
@@ -165,7 +165,7 @@ fn filter_metacharacters_never_reach_the_directory() {
 
 #[test]
 fn posix_group_only() {
-    let b = bridge_with_sources(json!(["posix_group"]));
+    let b = agent_with_sources(json!(["posix_group"]));
     assert_groups(&b, "alice", &["payments"]);
     assert_groups(&b, "test", &["testgroup"]);
     assert_groups(&b, "carol", &[]);
@@ -173,7 +173,7 @@ fn posix_group_only() {
 
 #[test]
 fn group_of_names_only() {
-    let b = bridge_with_sources(json!(["group_of_names"]));
+    let b = agent_with_sources(json!(["group_of_names"]));
     assert_groups(&b, "alice", &["reports"]);
     assert_groups(&b, "carol", &["reports"]);
     assert_groups(&b, "ci-runner", &["deployers"]);
@@ -182,7 +182,7 @@ fn group_of_names_only() {
 
 #[test]
 fn group_of_unique_names_only() {
-    let b = bridge_with_sources(json!(["group_of_unique_names"]));
+    let b = agent_with_sources(json!(["group_of_unique_names"]));
     assert_groups(&b, "carol", &["admins"]);
     assert_groups(&b, "alice", &[]);
 }
@@ -190,7 +190,7 @@ fn group_of_unique_names_only() {
 #[test]
 fn member_of_only() {
     // No group search at all: names come from the memberOf values the overlay maintains.
-    let b = bridge_with_sources(json!(["member_of"]));
+    let b = agent_with_sources(json!(["member_of"]));
     assert_groups(&b, "alice", &["reports"]);
     assert_groups(&b, "carol", &["reports"]);
     assert_groups(&b, "ci-runner", &["deployers"]);
@@ -202,7 +202,7 @@ fn member_of_outside_groups_base_is_ignored() {
     let mut c = config(shared());
     c["groups"]["sources"] = json!(["member_of"]);
     c["groups"]["base"] = json!("ou=elsewhere,dc=example,dc=org");
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
     assert_groups(&b, "alice", &[]);
 }
 
@@ -210,7 +210,7 @@ fn member_of_outside_groups_base_is_ignored() {
 fn custom_user_filter() {
     let mut c = config(shared());
     c["users"]["filter"] = json!("(&(objectClass=inetOrgPerson)(mail={subject}))");
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
     // Found by mail; the entry's own identifier is still its `users.uid_attribute` value, so
     // the filter would deny `alice@example.org` (docs/AGENT.md: match on that attribute).
     let (status, body) = b.groups("alice@example.org");

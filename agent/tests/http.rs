@@ -8,12 +8,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bridge, TOKEN, config, shared};
+use common::{TOKEN, TestAgent, config, shared};
 use serde_json::json;
 
 #[test]
 fn token_is_required_and_checked() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     let path = "/v1/groups?subject=alice";
     for auth in [
         None,
@@ -40,7 +40,7 @@ fn token_is_required_and_checked() {
 
 #[test]
 fn subject_limits() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     for path in ["/v1/groups?subject=", "/v1/groups", "/v1/groups?other=1"] {
         let (status, body) = b.get(path);
         assert_eq!(status, 400, "{path}: {body}");
@@ -62,7 +62,7 @@ fn subject_limits() {
 
 #[test]
 fn health_and_readiness_need_no_token() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     assert_eq!(b.get_with("/healthz", None), (200, json!({"status": "ok"})));
     let (status, body) = b.get_with("/readyz", None);
     assert_eq!(status, 200, "{body}");
@@ -78,7 +78,7 @@ fn wrong_service_password_is_not_ready() {
     std::fs::write(&pw, "not-the-password").unwrap();
     let mut c = config(slapd);
     c["ldap"]["bind_password_file"] = json!(pw);
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
     assert_eq!(b.get_with("/healthz", None).0, 200);
     assert_eq!(b.get_with("/readyz", None).0, 503);
     assert_eq!(
@@ -102,7 +102,7 @@ fn silent_directory_gives_503_not_a_hang() {
     c["ldap"]["url"] = json!(format!("ldap://127.0.0.1:{port}"));
     c["ldap"]["operation_timeout_ms"] = json!(500);
     c["request_timeout_ms"] = json!(1500);
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
     let started = Instant::now();
     assert_eq!(
         b.groups("alice"),
@@ -127,7 +127,7 @@ fn nothing_listening_gives_503_quickly() {
         .port();
     let mut c = config(shared());
     c["ldap"]["url"] = json!(format!("ldap://127.0.0.1:{port}"));
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
     let started = Instant::now();
     assert_eq!(
         b.groups("alice"),
@@ -146,7 +146,7 @@ fn replay_claims_in_a_batch_one_verdict_each_and_the_single_form_still_answers()
     let redis = autoid_testkit::redis::Redis::start(&dir.path().join("redis.log")).unwrap();
     let mut c = config(shared());
     c["replay"] = json!({ "redis_url": redis.url(), "timeout_ms": 500 });
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
     let auth = format!("Bearer {TOKEN}");
     let post = |body: serde_json::Value| b.post_with("/v1/replay", Some(&auth), &body.to_string());
     let expires_at = std::time::SystemTime::now()

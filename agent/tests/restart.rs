@@ -1,5 +1,5 @@
-//! The directory restarts under the bridge: requests during the outage get 503 quickly, and the
-//! bridge reconnects by itself once the directory is back.
+//! The directory restarts under the agent: requests during the outage get 503 quickly, and the
+//! agent reconnects by itself once the directory is back.
 // Test code: helpers outside #[test] functions may unwrap and panic too (clippy.toml only
 // covers #[test] bodies).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bridge, Slapd, config, eventually, groups_of};
+use common::{Slapd, TestAgent, config, eventually, groups_of};
 use serde_json::json;
 
 fn restart_case(tls: bool) {
@@ -19,7 +19,7 @@ fn restart_case(tls: bool) {
         c["ldap"]["starttls"] = json!(true);
         c["ldap"]["ca_file"] = json!(slapd.ca_file);
     }
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
     let (status, body) = b.groups("alice");
     assert_eq!(status, 200, "{body}");
     assert_eq!(b.authenticate("bob", "bob-pass").1["authenticated"], true);
@@ -69,7 +69,7 @@ fn restart_without_outage_requests_recovers_on_first_try() {
     // Connections that died while nobody was asking are replaced transparently: the first request
     // after the restart succeeds (a reused dead handle is retried once on a fresh one).
     let slapd = Slapd::start_temp().unwrap();
-    let b = Bridge::start(config(&slapd));
+    let b = TestAgent::start(config(&slapd));
     assert_eq!(b.groups("alice").0, 200);
     assert_eq!(b.authenticate("bob", "bob-pass").1["authenticated"], true);
     slapd.stop().unwrap();

@@ -8,7 +8,7 @@ mod common;
 
 use autoid_agent::Config;
 use autoid_protocol::entropy::{Epoch, SubjectKey};
-use common::{Bridge, TOKEN, config, shared};
+use common::{TOKEN, TestAgent, config, shared};
 use serde_json::{Value, json};
 
 fn epoch_file(dir: &std::path::Path, epoch: &Epoch) -> std::path::PathBuf {
@@ -17,7 +17,7 @@ fn epoch_file(dir: &std::path::Path, epoch: &Epoch) -> std::path::PathBuf {
     path
 }
 
-fn post(b: &Bridge, body: Value) -> (u16, Value) {
+fn post(b: &TestAgent, body: Value) -> (u16, Value) {
     b.post_with(
         "/v1/streams",
         Some(&format!("Bearer {TOKEN}")),
@@ -33,7 +33,7 @@ fn a_subject_key_proves_the_issued_file_and_nothing_leaks() {
     let mut c = config(shared());
     c["epoch_files"] = json!([epoch_file(dir.path(), &e1), epoch_file(dir.path(), &e2)]);
     c["stream_ttl_secs"] = json!(90);
-    let b = Bridge::start(c);
+    let b = TestAgent::start(c);
 
     let (status, body) = post(&b, json!({"epoch": "e2", "subject": "alice"}));
     assert_eq!(status, 200, "{body}");
@@ -83,7 +83,7 @@ fn a_subject_key_proves_the_issued_file_and_nothing_leaks() {
 
 #[test]
 fn without_epoch_files_every_epoch_is_unknown() {
-    let b = Bridge::start(config(shared()));
+    let b = TestAgent::start(config(shared()));
     assert_eq!(
         post(&b, json!({"epoch": "e1", "subject": "alice"})),
         (404, json!({"error": "unknown_epoch"}))

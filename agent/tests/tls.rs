@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Bridge, config, groups_of, shared};
+use common::{TestAgent, config, groups_of, shared};
 use serde_json::json;
 
 fn other_ca(dir: &Path) -> PathBuf {
@@ -46,7 +46,7 @@ fn other_ca(dir: &Path) -> PathBuf {
     ca
 }
 
-fn assert_alice_ok(b: &Bridge) {
+fn assert_alice_ok(b: &TestAgent) {
     let (status, body) = b.groups("alice");
     assert_eq!(status, 200, "{body}");
     assert_eq!(groups_of(&body), ["payments", "reports"]);
@@ -55,7 +55,7 @@ fn assert_alice_ok(b: &Bridge) {
     assert_eq!(body["authenticated"], true, "{body}");
 }
 
-fn assert_unavailable(b: &Bridge) {
+fn assert_unavailable(b: &TestAgent) {
     assert_eq!(
         b.groups("alice"),
         (503, json!({"error": "directory_unavailable"}))
@@ -70,7 +70,7 @@ fn starttls_verified_against_the_ca() {
     let mut c = config(slapd);
     c["ldap"]["starttls"] = json!(true);
     c["ldap"]["ca_file"] = json!(slapd.ca_file);
-    assert_alice_ok(&Bridge::start(c));
+    assert_alice_ok(&TestAgent::start(c));
 }
 
 #[test]
@@ -79,7 +79,7 @@ fn ldaps_verified_against_the_ca() {
     let mut c = config(slapd);
     c["ldap"]["url"] = json!(slapd.ldaps_url);
     c["ldap"]["ca_file"] = json!(slapd.ca_file);
-    assert_alice_ok(&Bridge::start(c));
+    assert_alice_ok(&TestAgent::start(c));
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn starttls_with_the_wrong_ca_fails() {
     let mut c = config(slapd);
     c["ldap"]["starttls"] = json!(true);
     c["ldap"]["ca_file"] = json!(other_ca(dir.path()));
-    assert_unavailable(&Bridge::start(c));
+    assert_unavailable(&TestAgent::start(c));
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn ldaps_with_the_wrong_ca_fails() {
     let mut c = config(slapd);
     c["ldap"]["url"] = json!(slapd.ldaps_url);
     c["ldap"]["ca_file"] = json!(other_ca(dir.path()));
-    assert_unavailable(&Bridge::start(c));
+    assert_unavailable(&TestAgent::start(c));
 }
 
 #[test]
@@ -108,7 +108,7 @@ fn ldaps_without_a_ca_file_uses_system_roots_and_fails() {
     let slapd = shared();
     let mut c = config(slapd);
     c["ldap"]["url"] = json!(slapd.ldaps_url);
-    assert_unavailable(&Bridge::start(c));
+    assert_unavailable(&TestAgent::start(c));
 }
 
 #[test]
@@ -117,5 +117,5 @@ fn insecure_skip_verify_is_an_explicit_opt_out() {
     let mut c = config(slapd);
     c["ldap"]["url"] = json!(slapd.ldaps_url);
     c["ldap"]["tls_insecure_skip_verify"] = json!(true);
-    assert_alice_ok(&Bridge::start(c));
+    assert_alice_ok(&TestAgent::start(c));
 }

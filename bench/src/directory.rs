@@ -16,7 +16,7 @@ use autoid_testkit::slapd::{self, Log, Slapd};
 
 use crate::envoy::write_private;
 
-/// slapd and the bridge, running. Fields drop in order: the bridge first, then Redis and slapd.
+/// slapd and the agent, running. Fields drop in order: the agent first, then Redis and slapd.
 #[derive(Debug)]
 pub struct Directory {
     bridge: Proc,
@@ -31,13 +31,13 @@ pub struct Directory {
 
 impl Directory {
     /// Starts slapd (state under `dir/ldap`, free ports, no per-operation logging: slapd would
-    /// spend the bench's CPU writing them) and the bridge. With `session_key` (a key id and its
-    /// PKCS#8 PEM), the bridge also unwraps sessions for that key (arm (h)). With `fleet`, a
-    /// Redis is started too and the bridge claims nonces in it (arm (g)). With `epoch` (an epoch
-    /// file's JSON), the bridge also holds that epoch and checks v3 possession tickets and hands
+    /// spend the bench's CPU writing them) and the agent. With `session_key` (a key id and its
+    /// PKCS#8 PEM), the agent also unwraps sessions for that key (arm (h)). With `fleet`, a
+    /// Redis is started too and the agent claims nonces in it (arm (g)). With `epoch` (an epoch
+    /// file's JSON), the agent also holds that epoch and checks v3 possession tickets and hands
     /// out subjects' streams under it (phases 3 and 4, as `make run` deploys).
     pub fn start(
-        bridge_bin: &Path,
+        agent_bin: &Path,
         dir: &Path,
         session_key: Option<(&str, &str)>,
         epoch: Option<(&str, &str)>,
@@ -63,8 +63,8 @@ impl Directory {
                 "url": slapd.ldap_url,
                 "starttls": true,
                 "ca_file": slapd.ca_file,
-                "bind_dn": slapd::BRIDGE_DN,
-                "bind_password_file": slapd.bridge_password_file(),
+                "bind_dn": slapd::AGENT_DN,
+                "bind_password_file": slapd.agent_password_file(),
                 "pool_size": 4
             },
             "users": { "base": slapd::BASE },
@@ -87,9 +87,9 @@ impl Directory {
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;
         let bridge = agent::start(
-            bridge_bin,
+            agent_bin,
             &config_file,
-            &[("AUTOID_BRIDGE_LOG", "warn")],
+            &[("AUTOID_AGENT_LOG", "warn")],
             &dir.join("bridge.log"),
             || agent::ready_on_socket(&socket),
         )?;
@@ -107,7 +107,7 @@ impl Directory {
     /// arm); stopped when dropped.
     pub fn start_checker(
         &self,
-        bridge_bin: &Path,
+        agent_bin: &Path,
         dir: &Path,
         name: &str,
         filter_config: &str,
@@ -121,8 +121,8 @@ impl Directory {
                 "url": self.slapd.ldap_url,
                 "starttls": true,
                 "ca_file": self.slapd.ca_file,
-                "bind_dn": slapd::BRIDGE_DN,
-                "bind_password_file": self.slapd.bridge_password_file(),
+                "bind_dn": slapd::AGENT_DN,
+                "bind_password_file": self.slapd.agent_password_file(),
                 "pool_size": 1
             },
             "users": { "base": slapd::BASE },
@@ -139,9 +139,9 @@ impl Directory {
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;
         let proc = agent::start(
-            bridge_bin,
+            agent_bin,
             &config_file,
-            &[("AUTOID_BRIDGE_LOG", "warn")],
+            &[("AUTOID_AGENT_LOG", "warn")],
             &dir.join(format!("{name}.agent.log")),
             || agent::ready_on_socket(&socket),
         )?;
@@ -160,7 +160,7 @@ impl Directory {
         Ok(Checker { proc, socket })
     }
 
-    /// The bridge's session counters (`autoid_agent_rsa_unwraps_total`,
+    /// The agent's session counters (`autoid_agent_rsa_unwraps_total`,
     /// `autoid_agent_possession_refused_total`, `autoid_agent_unchecked_shed_total`) from its
     /// `/metrics`; empty when it does not answer.
     pub fn counters(&self) -> BTreeMap<String, u64> {
@@ -173,8 +173,8 @@ impl Directory {
         agent_counters(&String::from_utf8_lossy(&r.body))
     }
 
-    /// The bridge's pid.
-    pub fn bridge_pid(&self) -> u32 {
+    /// The agent's pid.
+    pub fn agent_pid(&self) -> u32 {
         self.bridge.pid()
     }
 

@@ -177,13 +177,13 @@ fn junk_is_401_and_the_agent_down_is_503() {
     s.envoy_log_line(&["reason=entropy"]);
     assert_eq!(s.agent_counter("autoid_agent_rsa_unwraps_total"), unwraps);
 
-    s.kill_bridge();
+    s.kill_agent();
     let url = format!("http://{}/payments/down", s.http);
     let proof = s.prove("alice", "GET", &url);
     let r = request(s.http, "GET", "/payments/down", &[(PROOF_HEADER, &proof)]).unwrap();
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["error"], "unavailable");
-    s.restart_bridge();
+    s.restart_agent();
     let proof = s.prove("alice", "GET", &url);
     let r = request(s.http, "GET", "/payments/down", &[(PROOF_HEADER, &proof)]).unwrap();
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

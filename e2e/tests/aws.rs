@@ -160,7 +160,7 @@ fn the_credentials_are_short_lived_uncached_and_never_logged() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control"), Some("no-store"));
     // Neither Envoy's log nor the agent's holds a secret it handed out.
-    let agent_log = std::fs::read_to_string(s.path("bridge.log")).unwrap();
+    let agent_log = std::fs::read_to_string(s.path("agent.log")).unwrap();
     let envoy_log = s.envoy_log();
     let second = r.json()["SecretAccessKey"].as_str().unwrap().to_owned();
     for (name, log) in [("agent", &agent_log), ("envoy", &envoy_log)] {

@@ -114,7 +114,7 @@ fn secrets_manager_values_are_injected_rotated_without_failures_and_expire_after
     let line = s.envoy_log_line(&["autoid: deny status=503 reason=credentials"]);
     assert!(!line.contains("moto-served"), "{line}");
     assert!(s.counter("autoid_credentials_failures") >= 1);
-    let agent_log = s.bridge.as_ref().unwrap().log_text();
+    let agent_log = s.agent_proc.as_ref().unwrap().log_text();
     assert!(
         agent_log.contains("credential source failed"),
         "{agent_log}"

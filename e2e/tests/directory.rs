@@ -1,4 +1,4 @@
-//! The directory behind the gateway changes: a group membership removed in LDAP, the bridge
+//! The directory behind the gateway changes: a group membership removed in LDAP, the agent
 //! killed and restarted. Each test has its own stack (it changes it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -37,7 +37,7 @@ fn a_group_removed_in_ldap_takes_effect_after_the_ttl() {
 fn the_bridge_down_is_503_and_recovers_when_it_returns() {
     let mut s = Stack::start(&Options::default());
     assert_eq!(s.get_as("alice", "/payments/up", &[]).status, 200);
-    s.kill_bridge();
+    s.kill_agent();
     // bob's groups are not cached: the callout fails, and without a stale decision that is 503.
     let down = s.get_as("bob", "/payments/down", &[]);
     assert_eq!(down.status, 503, "{}", String::from_utf8_lossy(&down.body));
@@ -46,7 +46,7 @@ fn the_bridge_down_is_503_and_recovers_when_it_returns() {
     assert_eq!(s.get_as("alice", "/payments/cached", &[]).status, 200);
     assert!(s.counter("autoid_directory_failures") >= 1);
 
-    s.restart_bridge();
+    s.restart_agent();
     eventually("bob allowed again", Duration::from_secs(20), || {
         (s.get_as("bob", "/payments/back", &[]).status == 200).then_some(())
     });

@@ -290,7 +290,7 @@ fn with_the_agent_down_every_request_is_503_with_the_uniform_body() {
     // Its own stack: the others keep their agent.
     let mut s = start();
     let proof = s.prove_raw("alice", "GET", "/payments/down");
-    s.kill_bridge();
+    s.kill_agent();
     let r = request(s.http, "GET", "/payments/down", &[(PROOF_HEADER, &proof)]).unwrap();
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     // The uniform body; the request id is Envoy's (it replaces an external client's).

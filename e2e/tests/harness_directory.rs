@@ -27,7 +27,7 @@ const PATH: &str = "/v1/payments";
 
 struct Directory {
     _slapd: Slapd,
-    _bridge: Proc,
+    _agent: Proc,
     socket: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -41,31 +41,31 @@ fn directory() -> Directory {
         "listen": format!("unix:{}", socket.display()),
         "ldap": {
             "url": slapd.ldap_url,
-            "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
-            "bind_password_file": slapd.bridge_password_file(),
+            "bind_dn": "uid=autoid-agent,ou=services,dc=example,dc=org",
+            "bind_password_file": slapd.agent_password_file(),
             "pool_size": 2
         },
         "users": {"base": "dc=example,dc=org"},
         "groups": {"base": "ou=groups,dc=example,dc=org"}
     });
     std::fs::write(d.join("agent.json"), config.to_string()).unwrap();
-    let bridge = agent::start(
+    let agent_proc = agent::start(
         &bin("autoid-agent").unwrap(),
         &d.join("agent.json"),
         &[],
-        &d.join("bridge.log"),
+        &d.join("agent.log"),
         || agent::ready_on_socket(&socket),
     )
     .unwrap();
     Directory {
         _slapd: slapd,
-        _bridge: bridge,
+        _agent: agent_proc,
         socket,
         _dir: dir,
     }
 }
 
-fn gateway(bridge: &Path, epoch: &Epoch) -> Gateway {
+fn gateway(agent_socket: &Path, epoch: &Epoch) -> Gateway {
     let config = json!({
         "keys": [{"kid": KID, "private_key_pem": KEY_PEM}],
         "epochs": [serde_json::from_str::<serde_json::Value>(&epoch.to_json()).unwrap()],
@@ -82,7 +82,7 @@ fn gateway(bridge: &Path, epoch: &Epoch) -> Gateway {
         .gateway()
         .plugin_config(config.to_string())
         .workers(2)
-        .cluster_unix("autoid_agent", bridge)
+        .cluster_unix("autoid_agent", agent_socket)
         .build()
         .unwrap();
     // Traffic comes after the start: proofs made in the second the filter was configured meet
@@ -156,7 +156,7 @@ fn the_harness_hosted_filter_authorizes_through_the_real_bridge_and_slapd() {
             gw.logs()
         );
     }
-    // Three distinct callouts plus alice's went to the real bridge; a second alice request on the
+    // Three distinct callouts plus alice's went to the real agent; a second alice request on the
     // other worker is answered from the shared decision cache.
     let before = gw.callouts().len();
     assert!(send_as(&gw, &epoch, "alice", 1).is_upstream());

@@ -438,7 +438,7 @@ fn checked_an_allowed_request_reaches_the_upstream_with_credentials_and_without_
         );
     }
     // The client's forged credential is logged nowhere by the agent.
-    let log = std::fs::read_to_string(s.path("bridge.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(s.path("agent.log")).unwrap_or_default();
     assert!(!log.contains("stolen-or-forged"));
 }
 
@@ -667,7 +667,7 @@ fn checked_with_the_agent_down_every_request_is_503_with_the_uniform_body() {
     let r = f.get_as(&s, "alice", "/payments/up", &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     let proof = f.prove(&s, "alice", "GET", "/payments/down");
-    s.kill_bridge();
+    s.kill_agent();
     let r = request(
         f.http,
         "GET",

@@ -222,7 +222,7 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
         ..Options::default()
     });
     let envoy_pid = s.envoy.pid();
-    let agent_pid = s.bridge.as_ref().unwrap().child.id();
+    let agent_pid = s.agent_proc.as_ref().unwrap().child.id();
     let s = Arc::new(s);
 
     let load = Load::start(&s, ("gw-1".to_owned(), s.path("alice.entropy")));
@@ -242,7 +242,7 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
     );
     assert!(stdout.contains("retiring gw-1"), "{stdout}");
     // The operator hands out the new public key once the agent serves it (its log says so).
-    let agent_log = s.bridge.as_ref().unwrap().log.clone();
+    let agent_log = s.agent_proc.as_ref().unwrap().log.clone();
     wait_for_reload(&agent_log, "gw-2");
     load.switch(("gw-2".to_owned(), s.path("alice.entropy")));
     load.finish(&s, &agent_log);
@@ -282,7 +282,7 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
         ..Options::default()
     });
     let envoy_pid = s.envoy.pid();
-    let agent_pid = s.bridge.as_ref().unwrap().child.id();
+    let agent_pid = s.agent_proc.as_ref().unwrap().child.id();
     let s = Arc::new(s);
 
     let load = Load::start(&s, ("gw-1".to_owned(), s.path("alice.entropy")));
@@ -305,7 +305,7 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
     assert!(stdout.contains("autoid entropy issue --epoch"), "{stdout}");
     // The operator issues entropy files of the new epoch once the agent serves it (its log says
     // so), as the command's output tells them.
-    let agent_log = s.bridge.as_ref().unwrap().log.clone();
+    let agent_log = s.agent_proc.as_ref().unwrap().log.clone();
     wait_for_reload(&agent_log, "ep-2");
     let new_file = s.path("alice-ep-2.entropy");
     let issued = std::process::Command::new(bin("autoid").unwrap())

@@ -29,10 +29,7 @@ const INHERITED: [(&str, &str); 3] = [
         "AWS_SECRET_ACCESS_KEY",
         "inherited-aws-secret-of-the-runner-5e1d",
     ),
-    (
-        "AUTOID_BRIDGE_BIND_PASSWORD",
-        "inherited-bind-password-a07c",
-    ),
+    ("AUTOID_AGENT_BIND_PASSWORD", "inherited-bind-password-a07c"),
     ("GITHUB_TOKEN", "inherited-ci-token-93fb"),
 ];
 /// Set in the copy of a test run with [`INHERITED`] in its environment.
@@ -90,7 +87,7 @@ fn secrets(s: &Stack) -> Vec<(String, String)> {
     let mut all = vec![
         (
             "the LDAP service account's password".to_owned(),
-            s.slapd.bridge_password.clone(),
+            s.slapd.agent_password.clone(),
         ),
         ("an injected credential".to_owned(), VALUE.to_owned()),
         ("an injected JSON key".to_owned(), JSON_VALUE.to_owned()),
@@ -192,7 +189,7 @@ fn assert_each_secret_only_where_used(s: &Stack, pids: &[(String, u32)]) {
     for (name, pid) in pids {
         assert_holds_none(&format!("{name}'s environment"), &environ(*pid), &secrets);
     }
-    let agent = environ(s.bridge.as_ref().unwrap().pid());
+    let agent = environ(s.agent_proc.as_ref().unwrap().pid());
     let (_, key) = s
         .agent_env
         .iter()
@@ -210,7 +207,7 @@ fn assert_each_secret_only_where_used(s: &Stack, pids: &[(String, u32)]) {
     let logs = logs(s.dir.path());
     for must in [
         "envoy.log",
-        "bridge.log",
+        "agent.log",
         "slapd.log",
         "run_ldap.log",
         "moto.log",
@@ -410,7 +407,7 @@ fn the_directory_runner_prints_password_files_never_a_password() {
     .unwrap();
     let admin = read_trimmed(&ldap.state_dir().join("admin.password"));
     for (name, password) in [
-        ("the service account's", ldap.bridge_password.as_str()),
+        ("the service account's", ldap.agent_password.as_str()),
         ("the admin's", admin.as_str()),
     ] {
         assert!(
@@ -418,7 +415,7 @@ fn the_directory_runner_prints_password_files_never_a_password() {
             "`run_ldap.sh env` (run.sh's ldap-start.log) prints {name} password:\n{out}"
         );
     }
-    assert!(out.contains("LDAP_BRIDGE_PASSWORD_FILE="), "{out}");
+    assert!(out.contains("LDAP_AGENT_PASSWORD_FILE="), "{out}");
     assert!(out.contains("LDAP_ADMIN_PASSWORD_FILE="), "{out}");
 }
 

@@ -21,7 +21,7 @@ pub fn reply<H: Host + ?Sized>(host: &H, body_size: usize) -> (Option<u32>, Opti
 /// The `authorization` value for the agent's callouts: none over a unix socket, whose
 /// permissions are the authentication.
 pub fn bearer(agent: &Agent) -> Option<String> {
-    agent.token.as_ref().map(|t| format!("Bearer {t}"))
+    agent.callout.token.as_ref().map(|t| format!("Bearer {t}"))
 }
 
 /// The headers of a callout to the agent (a JSON API): method, path, authority, the token if any.
@@ -34,7 +34,7 @@ pub fn agent_headers<'a>(
     let mut headers = vec![
         (":method", method),
         (":path", path),
-        (":authority", agent.authority.as_str()),
+        (":authority", agent.callout.authority.as_str()),
         ("accept", "application/json"),
     ];
     if let Some(auth) = auth {

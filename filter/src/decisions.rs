@@ -5,22 +5,22 @@
 //! where `found` is 0 (not found), 1 (found; the groups follow) or 2 (found under another
 //! spelling: the one string that follows is the entry's own identifier, see [`Decision::mismatch`]).
 //! Positive answers have their TTL; negative ones and mismatches the negative TTL; past its TTL
-//! an answer may still serve for `stale_if_error_secs` when the bridge fails. No password or token
+//! an answer may still serve for `stale_if_error_secs` when the agent fails. No password or token
 //! ever enters a key.
 
+use autoid_protocol::agent_api::GroupsReply;
 use autoid_protocol::config::Directory;
-use autoid_protocol::directory::GroupsReply;
 use autoid_protocol::retain_valid_group_names;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
 use crate::store::{Store, slot};
 
-/// Largest bridge reply the filter reads.
+/// Largest agent reply the filter reads.
 pub const MAX_REPLY_BYTES: usize = 64 * 1024;
 /// Most groups a subject may carry.
 pub const MAX_GROUPS: usize = 256;
-/// Longest `entry_subject` the filter accepts from the bridge, in bytes.
+/// Longest `entry_subject` the filter accepts from the agent, in bytes.
 pub const MAX_ENTRY_SUBJECT_LEN: usize = 256;
 
 /// What the directory said about a subject.
@@ -35,7 +35,7 @@ pub struct Decision {
     /// `Some(entry_subject)` when the directory matched an entry whose own identifier is not
     /// byte for byte the subject asked (LDAP matched ignoring case): the subject is denied.
     pub mismatch: Option<String>,
-    /// Group names the bridge sent that break the group-name grammar and were dropped (for the
+    /// Group names the agent sent that break the group-name grammar and were dropped (for the
     /// log; not cached, so 0 on a decision read from the cache).
     pub dropped_groups: usize,
 }
@@ -45,7 +45,7 @@ pub struct Decision {
 pub enum Freshness {
     /// Within its TTL.
     Fresh,
-    /// Past its TTL but within the stale-if-error window: usable only if the bridge fails.
+    /// Past its TTL but within the stale-if-error window: usable only if the agent fails.
     Stale,
     /// Unusable.
     Expired,
@@ -184,14 +184,14 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// The bridge path that asks for `subject`'s groups.
+/// The agent path that asks for `subject`'s groups.
 pub fn groups_path(subject: &str) -> String {
     format!("/v1/groups?subject={}", utf8_percent_encode(subject, QUERY))
 }
 
-/// Why a bridge reply could not be used.
+/// Why an agent reply could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BridgeError {
+pub enum AgentError {
     /// No response: timeout, reset, no healthy host.
     NoResponse,
     /// A status other than 200.
@@ -200,45 +200,45 @@ pub enum BridgeError {
     Malformed(&'static str),
 }
 
-impl BridgeError {
+impl AgentError {
     /// A short code for logs and metrics.
     pub fn code(&self) -> String {
         match self {
-            BridgeError::NoResponse => "no_response".to_owned(),
-            BridgeError::Status(s) => format!("status_{s}"),
-            BridgeError::Malformed(what) => format!("malformed_{what}"),
+            AgentError::NoResponse => "no_response".to_owned(),
+            AgentError::Status(s) => format!("status_{s}"),
+            AgentError::Malformed(what) => format!("malformed_{what}"),
         }
     }
 }
 
-/// Reads the bridge's reply to [`groups_path`] ([`GroupsReply`], shared with the bridge).
+/// Reads the agent's reply to [`groups_path`] ([`GroupsReply`], shared with the agent).
 ///
 /// Group names that break [`autoid_protocol::valid_group_name`] are dropped and counted in
 /// [`Decision::dropped_groups`]; the rest of the decision stands (a dropped name could never
 /// satisfy a requirement: configured names obey the same grammar). A found entry whose
 /// `entry_subject` is not byte for byte `subject` becomes a [`Decision::mismatch`]. A reply
-/// without `entry_subject` (a bridge older than the field) is taken as naming `subject`.
+/// without `entry_subject` (an agent older than the field) is taken as naming `subject`.
 pub fn parse_reply(
     status: Option<u32>,
     body: Option<&[u8]>,
     subject: &str,
     now: u64,
-) -> Result<Decision, BridgeError> {
-    let status = status.ok_or(BridgeError::NoResponse)?;
+) -> Result<Decision, AgentError> {
+    let status = status.ok_or(AgentError::NoResponse)?;
     if status != 200 {
-        return Err(BridgeError::Status(status));
+        return Err(AgentError::Status(status));
     }
     let body = body.unwrap_or_default();
     if body.len() > MAX_REPLY_BYTES {
-        return Err(BridgeError::Malformed("too_large"));
+        return Err(AgentError::Malformed("too_large"));
     }
     let reply: GroupsReply =
-        serde_json::from_slice(body).map_err(|_| BridgeError::Malformed("json"))?;
+        serde_json::from_slice(body).map_err(|_| AgentError::Malformed("json"))?;
     if reply.subject != subject {
-        return Err(BridgeError::Malformed("subject"));
+        return Err(AgentError::Malformed("subject"));
     }
     if reply.groups.len() > MAX_GROUPS || (!reply.found && !reply.groups.is_empty()) {
-        return Err(BridgeError::Malformed("groups"));
+        return Err(AgentError::Malformed("groups"));
     }
     // A found entry names itself: without its identifier the filter cannot tell `Alice` from
     // `alice`, so such a reply is unusable (fail closed), as is one on a not-found answer.
@@ -247,7 +247,7 @@ pub fn parse_reply(
         None => !reply.found,
     };
     if !entry_ok {
-        return Err(BridgeError::Malformed("entry_subject"));
+        return Err(AgentError::Malformed("entry_subject"));
     }
     let mut groups = reply.groups;
     let dropped_groups = retain_valid_group_names(&mut groups);
@@ -271,10 +271,12 @@ mod tests {
 
     fn dir() -> Directory {
         Directory {
-            cluster: "bridge".into(),
-            authority: "bridge".into(),
-            token: Some("t".repeat(16)),
-            timeout_ms: 100,
+            callout: autoid_protocol::config::Callout {
+                cluster: "bridge".into(),
+                authority: "bridge".into(),
+                token: Some("t".repeat(16)),
+                timeout_ms: 100,
+            },
             positive_ttl_secs: 60,
             negative_ttl_secs: 10,
             stale_if_error_secs: 30,
@@ -345,29 +347,29 @@ mod tests {
         );
         assert_eq!(
             parse_reply(None, None, "alice", 5),
-            Err(BridgeError::NoResponse)
+            Err(AgentError::NoResponse)
         );
         assert_eq!(
             parse_reply(Some(503), Some(b"{}"), "alice", 5),
-            Err(BridgeError::Status(503))
+            Err(AgentError::Status(503))
         );
         assert_eq!(
             parse_reply(Some(200), Some(b"not json"), "alice", 5),
-            Err(BridgeError::Malformed("json"))
+            Err(AgentError::Malformed("json"))
         );
         assert_eq!(
             parse_reply(Some(200), Some(ok), "bob", 5),
-            Err(BridgeError::Malformed("subject"))
+            Err(AgentError::Malformed("subject"))
         );
         let huge = vec![b' '; MAX_REPLY_BYTES + 1];
         assert_eq!(
             parse_reply(Some(200), Some(&huge), "alice", 5),
-            Err(BridgeError::Malformed("too_large"))
+            Err(AgentError::Malformed("too_large"))
         );
         let lying = br#"{"subject":"alice","found":false,"groups":["admins"]}"#;
         assert_eq!(
             parse_reply(Some(200), Some(lying), "alice", 5),
-            Err(BridgeError::Malformed("groups"))
+            Err(AgentError::Malformed("groups"))
         );
     }
 
@@ -411,12 +413,12 @@ mod tests {
             parse_reply(Some(200), Some(same), "carol", 5),
             Ok(found(&["reports"]))
         );
-        // A bridge that does not say which entry it found cannot be told apart from one that
+        // An agent that does not say which entry it found cannot be told apart from one that
         // matched `Carol`: unusable.
         let old = br#"{"subject":"carol","found":true,"groups":["reports"]}"#;
         assert_eq!(
             parse_reply(Some(200), Some(old), "carol", 5),
-            Err(BridgeError::Malformed("entry_subject"))
+            Err(AgentError::Malformed("entry_subject"))
         );
 
         // An entry_subject without an entry, empty, or oversized is a broken reply.
@@ -428,7 +430,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_reply(Some(200), Some(bad.to_string().as_bytes()), "carol", 5),
-                Err(BridgeError::Malformed("entry_subject")),
+                Err(AgentError::Malformed("entry_subject")),
                 "{bad}"
             );
         }

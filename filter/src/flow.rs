@@ -1,6 +1,6 @@
 //! One request's way through the filter, as plain Rust over an [`HttpHost`]: which API, the
 //! proof (verified with the worker's caches in [`cache`], sessions and subjects' keys asked of
-//! the agent in [`sessions`]), the subject's groups (static, or the bridge's in [`directory`]),
+//! the agent in [`sessions`]), the subject's groups (static, or the agent's in [`directory`]),
 //! the upstream credentials (inline, or the agent's in [`credentials`]), what to strip and
 //! inject, and allow, deny or wait. A host's callbacks (the proxy-wasm contexts, the agent's
 //! check) only forward here.
@@ -75,7 +75,7 @@ enum Pending {
     Nothing,
     /// Waiting for the whole body (its last data, or the trailers) to check a body-bound proof.
     Body { api: String, verified: Verified },
-    /// Waiting for the directory bridge.
+    /// Waiting for the agent.
     Directory {
         api: String,
         verified: Verified,
@@ -577,7 +577,7 @@ impl Flow {
     }
 
     /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
-    /// (denied with a local reply, or waiting for the bridge).
+    /// (denied with a local reply, or waiting for the agent).
     fn authorize<H: HttpHost>(
         &mut self,
         host: &H,

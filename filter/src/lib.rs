@@ -17,10 +17,10 @@
 
 pub mod binds;
 mod callout;
-pub mod credentials;
+pub mod credential_cache;
 pub mod decisions;
 pub mod entropy_cache;
-pub mod fleet;
+pub mod fleet_batch;
 mod flow;
 pub mod headers;
 pub mod holds;
@@ -29,7 +29,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod replay;
 pub mod reply;
-pub mod sessions;
+pub mod session_cache;
 mod state;
 pub mod store;
 mod worker;

@@ -32,13 +32,13 @@ pub enum Counter {
     ReplayFleetFailures,
     /// Requests let through on the local check alone while the fleet failed (opt-in).
     ReplayFleetDegraded,
-    /// Callouts to the directory bridge.
+    /// Callouts to the agent.
     DirectoryCallouts,
     /// Decisions answered from the cache.
     DirectoryCacheHits,
     /// Callouts that failed (timeout, status, malformed reply).
     DirectoryFailures,
-    /// Stale decisions served because the bridge failed.
+    /// Stale decisions served because the agent failed.
     DirectoryStaleServed,
     /// Hot subjects' entropy files materialized in a worker's memory.
     EntropyFilesKept,

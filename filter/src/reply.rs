@@ -40,7 +40,7 @@ pub enum Unavailable {
     NotConfigured,
     /// Shared data failed, or its replay bucket is full of live nonces.
     ReplayCache,
-    /// The directory bridge failed and no usable cached decision exists.
+    /// The agent failed and no usable cached decision exists.
     Directory,
     /// The callout could not even be dispatched.
     Dispatch,

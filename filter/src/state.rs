@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use autoid_protocol::config::{Config, Groups, ReplayScope};
 
 use crate::binds::Binds;
-use crate::credentials::CredentialCache;
+use crate::credential_cache::CredentialCache;
 use crate::decisions::Decisions;
 use crate::entropy_cache::EntropyCache;
 use crate::host::{Host, Level};
@@ -15,7 +15,7 @@ use crate::metrics::{Counter, Metrics};
 use crate::ratelimit::{SourceBudgets, TokenBucket};
 use crate::replay::{ReplayTable, restart_fence};
 use crate::reply::Denial;
-use crate::sessions::Sessions;
+use crate::session_cache::Sessions;
 use crate::store::CREATE_ONLY_CAS;
 
 const SALT_KEY: &str = "autoid.replay-salt";

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use autoid_protocol::agent_api::credentials_path;
 use autoid_protocol::config::{Config, ReplayScope};
-use autoid_protocol::directory::credentials_path;
 
 use crate::callout::{self, agent_headers, bearer};
-use crate::credentials::parse_reply as parse_credentials;
+use crate::credential_cache::parse_reply as parse_credentials;
 use crate::flow::{FleetClaims, Shared};
 use crate::host::{Host, HttpHost, Level};
 use crate::metrics::Counter;
@@ -113,7 +113,7 @@ impl Worker {
             return;
         };
         let now = host.now_ms() / 1000;
-        let hold = agent.timeout_ms.div_ceil(1000) + 1;
+        let hold = agent.callout.timeout_ms.div_ceil(1000) + 1;
         for (name, api) in &state.config.apis {
             if api.agent_headers.is_empty()
                 || self.refreshes.values().any(|a| a == name)
@@ -126,8 +126,8 @@ impl Worker {
             let path = credentials_path(name);
             let auth = bearer(agent);
             let headers = agent_headers(agent, "GET", &path, auth.as_deref());
-            let timeout = Duration::from_millis(agent.timeout_ms);
-            match host.dispatch(&agent.cluster, headers, None, timeout) {
+            let timeout = Duration::from_millis(agent.callout.timeout_ms);
+            match host.dispatch(&agent.callout.cluster, headers, None, timeout) {
                 Ok(token) => {
                     state.count(host, Counter::CredentialsRefreshes);
                     self.refreshes.insert(token, name.clone());
@@ -138,7 +138,7 @@ impl Worker {
                         Level::Warn,
                         &format!(
                             "autoid: credentials refresh for api {name:?} could not be dispatched to cluster {:?}",
-                            agent.cluster
+                            agent.callout.cluster
                         ),
                     );
                 }
@@ -204,7 +204,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::Worker;
-    use crate::credentials::Lookup;
+    use crate::credential_cache::Lookup;
     use crate::host::Level;
     use crate::host::fake::{FakeHost, START_SECS};
 

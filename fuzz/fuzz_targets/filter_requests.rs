@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use autoid_host_tests::{CalloutReply, Cluster, Gateway, Outcome};
-use common::autoid::{AUTHORITY, Client, Fixture, PROOF, bridge_reply, now};
+use common::autoid::{AUTHORITY, Client, Fixture, PROOF, directory_reply, now};
 use libfuzzer_sys::fuzz_target;
 
 /// The uniform statuses of the filter's local replies.
@@ -97,12 +97,12 @@ struct Harness {
 fn harness() -> Harness {
     let reply: Arc<Mutex<Option<Reply>>> = Arc::default();
     let answer = Arc::clone(&reply);
-    let bridge = Cluster::Scripted(Arc::new(move |_| {
+    let agent = Cluster::Scripted(Arc::new(move |_| {
         let Some(r) = answer.lock().unwrap().clone() else {
             return CalloutReply::new(503);
         };
         let base = if r.valid {
-            bridge_reply("alice", Some(&["payments", "readers"]))
+            directory_reply("alice", Some(&["payments", "readers"]))
         } else {
             CalloutReply::new(r.status).body(r.body.clone())
         };
@@ -110,7 +110,7 @@ fn harness() -> Harness {
             .iter()
             .fold(base, |b, (k, v)| b.header_bytes(k, v))
     }));
-    let gw = Fixture::directory(bridge).build();
+    let gw = Fixture::directory(agent).build();
     let alice = Client::open(&gw, "alice");
     let opened = now(&gw);
     Harness {

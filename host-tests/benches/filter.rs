@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autoid_host_tests::{CalloutRequest, Cluster, Gateway};
-use common::autoid::{AUTHORITY, Client, Fixture, PROOF, bridge_reply, callout_subject};
+use common::autoid::{AUTHORITY, Client, Fixture, PROOF, callout_subject, directory_reply};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 
@@ -89,10 +89,10 @@ fn cold(c: &mut Criterion) {
 }
 
 fn directory(c: &mut Criterion) {
-    let bridge = Cluster::Scripted(Arc::new(|req: &CalloutRequest| {
-        bridge_reply(&callout_subject(req), Some(&["payments"]))
+    let agent = Cluster::Scripted(Arc::new(|req: &CalloutRequest| {
+        directory_reply(&callout_subject(req), Some(&["payments"]))
     }));
-    let gw = roomy(Fixture::directory(bridge)).build();
+    let gw = roomy(Fixture::directory(agent)).build();
     let mut alice = Client::open(&gw, "alice");
     send(&gw, &alice.proof(&gw, PATH));
     assert_eq!(gw.callouts().len(), 1);

@@ -10,15 +10,15 @@ use std::time::{Duration, SystemTime};
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 
 use crate::abi::LogLevel;
-use crate::clock::VirtualClock;
+use crate::callout::{CalloutReply, CalloutRequest};
 use crate::error::HostError;
 use crate::headers::lower;
-use crate::http_call::{CalloutHandler, CalloutRecord, CalloutReply, CalloutRequest, Cluster};
-use crate::log::LogLine;
-use crate::metrics::Metrics;
 use crate::properties::owned_path;
-use crate::shared_data::{SharedData, SharedQueues};
-use crate::state::{HeaderMap, HostState, Properties, Shared, lock};
+use crate::state::{
+    CalloutHandler, CalloutRecord, Cluster, HeaderMap, HostState, LogLine, Metrics, Properties,
+    Shared, SharedData, SharedQueues, VirtualClock,
+};
+use crate::sync::lock;
 use crate::worker::{Outcome, ROOT_ID, StreamInput, Worker};
 use crate::{
     buffers, clock, grpc, headers, http_call, log, metrics, properties, shared_data, stream, wasi,

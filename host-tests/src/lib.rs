@@ -11,7 +11,7 @@
 //! # fn main() -> Result<(), autoid_host_tests::HostError> {
 //! let gw = Gateway::builder("target/wasm32-wasip1/wasm/autoid_floor_filter.wasm")
 //!     .workers(2)
-//!     .cluster_handler("ldap-bridge", |_| CalloutReply::new(200).body("{}"))
+//!     .cluster_handler("autoid-directory", |_| CalloutReply::new(200).body("{}"))
 //!     .build()?;
 //! let out = gw.request("GET", "api.local", "/x").header("x-floor-in", "a").worker(1).send();
 //! assert_eq!(out.header("x-floor-out"), Some("a"));
@@ -39,20 +39,18 @@ mod properties;
 mod shared_data;
 mod state;
 mod stream;
+mod sync;
 mod wasi;
 mod worker;
 
 pub use abi::{LogLevel, Status};
-pub use clock::VirtualClock;
+pub use callout::{CalloutReply, CalloutRequest};
 pub use error::HostError;
 pub use gateway::{
     Clock, ENVOY_DEFAULT_BUFFER_LIMIT, FilterModule, Gateway, GatewayBuilder, RequestBuilder,
 };
-pub use http_call::{
-    CalloutHandler, CalloutRecord, CalloutReply, CalloutRequest, CalloutResult, Cluster,
+pub use state::{
+    CalloutHandler, CalloutRecord, CalloutResult, Cluster, HostState, LogLine, LogSource,
+    MetricKind, Metrics, SharedData, VirtualClock,
 };
-pub use log::{LogLine, LogSource};
-pub use metrics::{MetricKind, Metrics};
-pub use shared_data::SharedData;
-pub use state::HostState;
 pub use worker::Outcome;

@@ -4,31 +4,7 @@ use wasmtime::{Caller, Linker};
 
 use crate::abi::{LogLevel, Status};
 use crate::memory::{self, status};
-use crate::state::HostState;
-
-/// Where a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LogSource {
-    /// `proxy_log`.
-    Proxy,
-    /// A line the guest wrote to stdout (WASI `fd_write` on fd 1).
-    Stdout,
-    /// A line the guest wrote to stderr (WASI `fd_write` on fd 2), e.g. a panic message.
-    Stderr,
-}
-
-/// One line the guest logged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// The level (`Info` for stdout, `Error` for stderr).
-    pub level: LogLevel,
-    /// The worker whose VM logged it.
-    pub worker: usize,
-    /// The message, without a trailing newline.
-    pub message: String,
-    /// Where it came from.
-    pub source: LogSource,
-}
+use crate::state::{HostState, LogLine, LogSource};
 
 /// Registers `proxy_log` and `proxy_get_log_level`.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {

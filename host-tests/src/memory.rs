@@ -4,10 +4,10 @@
 //! (`InvalidMemoryAccess`, as Envoy does); a broken harness or a trap inside the guest's allocator
 //! becomes a trap.
 
-use wasmtime::{Caller, Memory, TypedFunc};
+use wasmtime::Caller;
 
 use crate::abi::Status;
-use crate::state::HostState;
+use crate::state::{GuestMemory, HostState};
 
 /// Why a hostcall did not succeed.
 #[derive(Debug)]
@@ -39,21 +39,6 @@ pub(crate) fn status(result: HostResult) -> wasmtime::Result<u32> {
         Ok(()) => Ok(Status::Ok.code()),
         Err(Fault::Status(status)) => Ok(status.code()),
         Err(Fault::Trap(error)) => Err(error),
-    }
-}
-
-/// The guest exports the host needs to reach guest memory.
-#[derive(Clone)]
-pub(crate) struct GuestMemory {
-    /// The exported `memory`.
-    pub memory: Memory,
-    /// `proxy_on_memory_allocate` (or `malloc`).
-    pub allocate: TypedFunc<u32, u32>,
-}
-
-impl std::fmt::Debug for GuestMemory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GuestMemory").finish_non_exhaustive()
     }
 }
 

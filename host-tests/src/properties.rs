@@ -4,7 +4,8 @@ use wasmtime::{Caller, Linker};
 
 use crate::abi::Status;
 use crate::memory::{self, HostResult, status};
-use crate::state::{HostState, lock};
+use crate::state::HostState;
+use crate::sync::lock;
 
 /// Parses a property path: segments, each followed by `\0`.
 pub(crate) fn decode_path(bytes: &[u8]) -> Vec<String> {

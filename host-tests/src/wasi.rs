@@ -4,9 +4,9 @@
 
 use wasmtime::{Caller, Linker};
 
-use crate::log::{self, LogSource};
+use crate::log;
 use crate::memory::{self, Fault};
-use crate::state::HostState;
+use crate::state::{HostState, LogSource};
 
 const MODULE: &str = "wasi_snapshot_preview1";
 

@@ -6,10 +6,13 @@ use wasmtime::{Engine, InstancePre, Store, TypedFunc, Val, WasmParams, WasmResul
 
 use crate::abi::action;
 use crate::error::HostError;
-use crate::http_call::{self, CalloutResult};
+use crate::http_call;
 use crate::log::flush_output;
-use crate::memory::GuestMemory;
-use crate::state::{CalloutResponse, HeaderMap, HostState, Properties, Shared, StreamState, lock};
+use crate::state::{
+    CalloutResponse, CalloutResult, GuestMemory, HeaderMap, HostState, Properties, Shared,
+    StreamState,
+};
+use crate::sync::lock;
 
 /// The root context id on every worker.
 pub(crate) const ROOT_ID: u32 = 1;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoid_host_tests::{CalloutReply, Cluster};
-use autoid_protocol::directory::{StreamReply, StreamRequest};
+use autoid_protocol::agent_api::{StreamReply, StreamRequest};
 use autoid_protocol::entropy::Epoch;
 use common::autoid::*;
 use serde_json::json;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use autoid_host_tests::{CalloutReply, Cluster, Outcome};
-use autoid_protocol::directory::{SessionReply, SessionRequest};
+use autoid_protocol::agent_api::{SessionReply, SessionRequest};
 use autoid_protocol::entropy::EntropyFile;
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;

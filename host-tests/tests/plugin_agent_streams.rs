@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoid_host_tests::{CalloutReply, Cluster};
-use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
+use autoid_protocol::agent_api::{SessionReply, SessionRequest, StreamReply, StreamRequest};
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

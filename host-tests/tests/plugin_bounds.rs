@@ -31,19 +31,19 @@ const REPLAY_GENERATIONS: usize = 16;
 const SESSION_VALUE: usize = 80 + 1 + common::autoid::KID.len();
 /// Bytes of a decision slot before its groups (`hash[32] || u64be || u8 || u16be count`).
 const DECISION_HEAD: usize = 43;
-/// The one group the bridge gives every subject.
+/// The one group the agent gives every subject.
 const GROUP: &str = "payments";
 
-/// A bridge that knows every subject, in [`GROUP`].
-fn bridge() -> Cluster {
+/// An agent that knows every subject, in [`GROUP`].
+fn agent() -> Cluster {
     Cluster::Scripted(Arc::new(|req| {
-        bridge_reply(&callout_subject(req), Some(&[GROUP]))
+        directory_reply(&callout_subject(req), Some(&[GROUP]))
     }))
 }
 
 /// The directory fixture with the given table sizes, and a cold path that never gets in the way.
 fn fixture(buckets: u32, slots: u32, sessions: u32, local: u32, decisions: u32) -> Fixture {
-    Fixture::directory(bridge())
+    Fixture::directory(agent())
         .with(
             "/replay",
             json!({ "buckets": buckets, "slots_per_bucket": slots }),
@@ -248,7 +248,7 @@ fn a_flood_of_unique_subjects_keeps_the_decision_table_to_its_cap() {
     assert_eq!(
         metric(&gw, "autoid_directory_callouts"),
         SUBJECTS as i64,
-        "every new subject asks the bridge once"
+        "every new subject asks the agent once"
     );
 }
 

@@ -1,4 +1,4 @@
-//! Groups from the directory bridge: scripted replies, the shared-data decision cache with its
+//! Groups from the agent: scripted replies, the shared-data decision cache with its
 //! positive and negative TTLs, stale-if-error, failures that fail closed, and what the callout
 //! carries (cluster, authority, bearer token, percent-encoded subject).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use autoid_host_tests::{CalloutRequest, CalloutResult, Cluster, Gateway};
 use common::autoid::{
-    AUTHORITY, BRIDGE_AUTHORITY, CLUSTER, Client, Fixture, PAYMENTS_AUTH, PROOF, TOKEN,
-    bridge_reply, callout_subject, expect_denied, metric, now, upstream, values,
+    AGENT_AUTHORITY, AUTHORITY, CLUSTER, Client, Fixture, PAYMENTS_AUTH, PROOF, TOKEN,
+    callout_subject, directory_reply, expect_denied, metric, now, upstream, values,
 };
 use serde_json::json;
 
 const PATH: &str = "/v1/payments";
 
-/// What the scripted bridge answers for a subject.
+/// What the scripted agent answers for a subject.
 #[derive(Debug, Clone)]
 enum Answer {
     Groups(Vec<&'static str>),
@@ -27,13 +27,13 @@ enum Answer {
     Body(String),
 }
 
-/// A scripted bridge whose answers the test changes as it goes.
+/// A scripted agent whose answers the test changes as it goes.
 #[derive(Debug, Clone, Default)]
-struct Bridge {
+struct ScriptedAgent {
     answers: Arc<Mutex<HashMap<String, Answer>>>,
 }
 
-impl Bridge {
+impl ScriptedAgent {
     fn set(&self, subject: &str, answer: Answer) {
         self.answers
             .lock()
@@ -52,8 +52,8 @@ impl Bridge {
                 .cloned()
                 .unwrap_or(Answer::NotFound);
             match answer {
-                Answer::Groups(groups) => bridge_reply(&subject, Some(&groups)),
-                Answer::NotFound => bridge_reply(&subject, None),
+                Answer::Groups(groups) => directory_reply(&subject, Some(&groups)),
+                Answer::NotFound => directory_reply(&subject, None),
                 Answer::Status(status) => {
                     autoid_host_tests::CalloutReply::new(status).body(r#"{"error":"internal"}"#)
                 }
@@ -63,12 +63,12 @@ impl Bridge {
     }
 }
 
-fn setup() -> (Gateway, Bridge) {
-    let bridge = Bridge::default();
-    bridge.set("alice", Answer::Groups(vec!["payments", "readers"]));
-    bridge.set("bob", Answer::Groups(vec!["readers"]));
-    let gw = Fixture::directory(bridge.cluster()).build();
-    (gw, bridge)
+fn setup() -> (Gateway, ScriptedAgent) {
+    let agent = ScriptedAgent::default();
+    agent.set("alice", Answer::Groups(vec!["payments", "readers"]));
+    agent.set("bob", Answer::Groups(vec!["readers"]));
+    let gw = Fixture::directory(agent.cluster()).build();
+    (gw, agent)
 }
 
 fn callouts(gw: &Gateway) -> usize {
@@ -112,7 +112,7 @@ fn the_callout_names_the_configured_cluster_authority_token_and_subject() {
     let call = &calls[0];
     assert_eq!(call.cluster, CLUSTER);
     assert_eq!(call.header(":method"), Some("GET"));
-    assert_eq!(call.header(":authority"), Some(BRIDGE_AUTHORITY));
+    assert_eq!(call.header(":authority"), Some(AGENT_AUTHORITY));
     assert_eq!(call.header(":path"), Some("/v1/groups?subject=alice"));
     assert_eq!(
         call.header("authorization"),
@@ -121,15 +121,15 @@ fn the_callout_names_the_configured_cluster_authority_token_and_subject() {
     assert_eq!(call.timeout_ms, 250);
     assert!(call.body.is_empty());
     assert_eq!(call.result, Some(CalloutResult::Replied { status: 200 }));
-    // The client's proof never travels to the bridge.
+    // The client's proof never travels to the agent.
     assert!(call.header("x-autoid-proof").is_none());
 }
 
 #[test]
 fn the_authority_defaults_to_the_cluster_name() {
-    let bridge = Bridge::default();
-    bridge.set("alice", Answer::Groups(vec!["payments"]));
-    let mut fx = Fixture::directory(bridge.cluster());
+    let agent = ScriptedAgent::default();
+    agent.set("alice", Answer::Groups(vec!["payments"]));
+    let mut fx = Fixture::directory(agent.cluster());
     common::autoid::remove(&mut fx.config, "/directory/authority");
     let gw = fx.build();
     let mut alice = Client::open(&gw, "alice");
@@ -141,9 +141,9 @@ fn the_authority_defaults_to_the_cluster_name() {
 fn without_a_token_the_callout_carries_no_authorization_header() {
     // An agent on a unix socket (Envoy's `pipe` cluster): its file permissions authenticate
     // Envoy, and no token is in the filter's configuration.
-    let bridge = Bridge::default();
-    bridge.set("alice", Answer::Groups(vec!["payments"]));
-    let mut fx = Fixture::directory(bridge.cluster());
+    let agent = ScriptedAgent::default();
+    agent.set("alice", Answer::Groups(vec!["payments"]));
+    let mut fx = Fixture::directory(agent.cluster());
     common::autoid::remove(&mut fx.config, "/directory/token");
     let gw = fx.build();
     let mut alice = Client::open(&gw, "alice");
@@ -158,12 +158,12 @@ fn without_a_token_the_callout_carries_no_authorization_header() {
 fn subjects_are_percent_encoded_and_metacharacters_never_reach_the_bridge() {
     // The canonical grammar keeps LDAP metacharacters out of subjects altogether (a proof naming
     // one is refused before any callout); what it allows is still percent-encoded in the query.
-    let bridge = Bridge::default();
+    let agent = ScriptedAgent::default();
     let subjects = ["svc@ci.example", "a.b-c_d9"];
     for s in subjects {
-        bridge.set(s, Answer::Groups(vec!["payments"]));
+        agent.set(s, Answer::Groups(vec!["payments"]));
     }
-    let gw = Fixture::directory(bridge.cluster()).build();
+    let gw = Fixture::directory(agent.cluster()).build();
     for (i, subject) in subjects.iter().enumerate() {
         let mut client = Client::open(&gw, subject);
         let out = client.get(&gw, "payments", PATH).send();
@@ -244,11 +244,11 @@ fn a_positive_decision_expires_after_its_ttl() {
 
 #[test]
 fn a_negative_decision_is_cached_for_the_negative_ttl() {
-    let (gw, bridge) = setup();
+    let (gw, agent) = setup();
     let mut dave = Client::open(&gw, "dave");
     expect_denied(&gw, dave.get(&gw, "payments", PATH), 403, "unknown_subject");
     gw.clock().advance(Duration::from_secs(9));
-    bridge.set("dave", Answer::Groups(vec!["payments"]));
+    agent.set("dave", Answer::Groups(vec!["payments"]));
     expect_denied(&gw, dave.get(&gw, "payments", PATH), 403, "unknown_subject");
     assert_eq!(callouts(&gw), 1);
     gw.clock().advance(Duration::from_secs(1));
@@ -258,10 +258,10 @@ fn a_negative_decision_is_cached_for_the_negative_ttl() {
 
 #[test]
 fn a_group_change_is_visible_after_the_ttl() {
-    let (gw, bridge) = setup();
+    let (gw, agent) = setup();
     let mut bob = Client::open(&gw, "bob");
     expect_denied(&gw, bob.get(&gw, "payments", PATH), 403, "not_in_groups");
-    bridge.set("bob", Answer::Groups(vec!["readers", "payments"]));
+    agent.set("bob", Answer::Groups(vec!["readers", "payments"]));
     gw.clock().advance(Duration::from_secs(30));
     expect_denied(&gw, bob.get(&gw, "payments", PATH), 403, "not_in_groups");
     gw.clock().advance(Duration::from_secs(30));
@@ -271,7 +271,7 @@ fn a_group_change_is_visible_after_the_ttl() {
         ["readers,payments"]
     );
     // And a removal, the same way.
-    bridge.set("bob", Answer::Groups(vec!["readers"]));
+    agent.set("bob", Answer::Groups(vec!["readers"]));
     gw.clock().advance(Duration::from_secs(60));
     expect_denied(&gw, bob.get(&gw, "payments", PATH), 403, "not_in_groups");
     assert_eq!(callouts(&gw), 3);
@@ -316,8 +316,8 @@ fn bad_bridge_replies_fail_closed() {
         Answer::Body(r#"{"subject":"ALICE","found":true,"groups":["payments"]}"#.to_owned()),
         Answer::Body(huge),
     ] {
-        let (gw, bridge) = setup();
-        bridge.set("alice", answer.clone());
+        let (gw, agent) = setup();
+        agent.set("alice", answer.clone());
         let mut alice = Client::open(&gw, "alice");
         let out = alice
             .get(&gw, "payments", PATH)
@@ -334,8 +334,8 @@ fn bad_bridge_replies_fail_closed() {
 
 #[test]
 fn a_bad_reply_goes_through_the_uniform_503() {
-    let (gw, bridge) = setup();
-    bridge.set("alice", Answer::Body("{".to_owned()));
+    let (gw, agent) = setup();
+    agent.set("alice", Answer::Body("{".to_owned()));
     let mut alice = Client::open(&gw, "alice");
     expect_denied(&gw, alice.get(&gw, "payments", PATH), 503, "directory");
     let warn = gw
@@ -353,7 +353,7 @@ fn stale_decisions_serve_within_the_window_when_the_bridge_fails() {
     let mut alice = Client::open(&gw, "alice");
     upstream(&alice.get(&gw, "payments", PATH).send());
     gw.set_cluster(CLUSTER, Cluster::Timeout);
-    // Past the 60 s TTL, within the 30 s stale window: the bridge is asked, fails, stale serves.
+    // Past the 60 s TTL, within the 30 s stale window: the agent is asked, fails, stale serves.
     gw.clock().advance(Duration::from_secs(60));
     let out = alice.get(&gw, "payments", PATH).send();
     assert_eq!(
@@ -373,10 +373,10 @@ fn stale_decisions_serve_within_the_window_when_the_bridge_fails() {
 
 #[test]
 fn a_stale_denial_stays_a_denial() {
-    let (gw, bridge) = setup();
+    let (gw, agent) = setup();
     let mut bob = Client::open(&gw, "bob");
     expect_denied(&gw, bob.get(&gw, "payments", PATH), 403, "not_in_groups");
-    bridge.set("bob", Answer::Status(503));
+    agent.set("bob", Answer::Status(503));
     gw.clock().advance(Duration::from_secs(61));
     expect_denied(&gw, bob.get(&gw, "payments", PATH), 403, "not_in_groups");
     assert_eq!(metric(&gw, "autoid_directory_stale_served"), 1);
@@ -384,20 +384,20 @@ fn a_stale_denial_stays_a_denial() {
 
 #[test]
 fn a_recovered_bridge_refreshes_a_stale_decision() {
-    let (gw, bridge) = setup();
+    let (gw, agent) = setup();
     let mut bob = Client::open(&gw, "bob");
     expect_denied(&gw, bob.get(&gw, "payments", PATH), 403, "not_in_groups");
     gw.clock().advance(Duration::from_secs(61));
-    bridge.set("bob", Answer::Groups(vec!["payments"]));
+    agent.set("bob", Answer::Groups(vec!["payments"]));
     upstream(&bob.get(&gw, "payments", PATH).send());
     assert_eq!(metric(&gw, "autoid_directory_stale_served"), 0);
 }
 
 #[test]
 fn without_a_stale_window_an_expired_decision_is_not_served() {
-    let bridge = Bridge::default();
-    bridge.set("alice", Answer::Groups(vec!["payments"]));
-    let gw = Fixture::directory(bridge.cluster())
+    let agent = ScriptedAgent::default();
+    agent.set("alice", Answer::Groups(vec!["payments"]));
+    let gw = Fixture::directory(agent.cluster())
         .with("/directory/stale_if_error_secs", json!(0))
         .build();
     let mut alice = Client::open(&gw, "alice");
@@ -409,8 +409,8 @@ fn without_a_stale_window_an_expired_decision_is_not_served() {
 
 #[test]
 fn an_undeclared_cluster_fails_closed_at_dispatch() {
-    let bridge = Bridge::default();
-    let gw = Fixture::directory(bridge.cluster())
+    let agent = ScriptedAgent::default();
+    let gw = Fixture::directory(agent.cluster())
         .with("/directory/cluster", json!("no-such-cluster"))
         .build();
     let mut alice = Client::open(&gw, "alice");
@@ -434,9 +434,9 @@ fn a_proof_failure_never_reaches_the_bridge() {
 
 #[test]
 fn an_entry_under_another_spelling_is_403_and_a_bad_group_name_never_reaches_a_header() {
-    let bridge = Bridge::default();
+    let agent = ScriptedAgent::default();
     // The directory matched `Alice` for `alice` (LDAP compares case-insensitively).
-    bridge.set(
+    agent.set(
         "alice",
         Answer::Body(
             r#"{"subject":"alice","found":true,"entry_subject":"Alice","groups":["payments"]}"#
@@ -444,14 +444,14 @@ fn an_entry_under_another_spelling_is_403_and_a_bad_group_name_never_reaches_a_h
         ),
     );
     // carol's entry is hers, with a group whose name would read as another in the header.
-    bridge.set(
+    agent.set(
         "carol",
         Answer::Body(
             r#"{"subject":"carol","found":true,"entry_subject":"carol","groups":["payments","ops,admins"]}"#
                 .into(),
         ),
     );
-    let gw = Fixture::directory(bridge.cluster()).build();
+    let gw = Fixture::directory(agent.cluster()).build();
     let mut alice = Client::open(&gw, "alice");
     expect_denied(
         &gw,

@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use autoid_host_tests::{CalloutReply, Cluster};
-use autoid_protocol::directory::ReplayBatchRequest;
+use autoid_protocol::agent_api::ReplayBatchRequest;
 use common::autoid::{Client, Fixture, PAYMENTS_AUTH, metric, upstream, values};
 use serde_json::json;
 

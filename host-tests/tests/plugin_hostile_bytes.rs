@@ -9,8 +9,8 @@ mod common;
 
 use autoid_host_tests::{CalloutReply, Cluster, Gateway, Outcome};
 use common::autoid::{
-    AUTHORITY, CLUSTER, Client, Fixture, PROOF, bridge_reply, callout_subject, expect_denied, now,
-    upstream,
+    AUTHORITY, CLUSTER, Client, Fixture, PROOF, callout_subject, directory_reply, expect_denied,
+    now, upstream,
 };
 use std::sync::Arc;
 
@@ -185,9 +185,9 @@ fn properties_that_are_not_utf8_fail_closed() {
 
 #[test]
 fn callout_replies_with_any_bytes_fail_closed_and_leave_the_worker_serving() {
-    // The bridge answers with hostile headers (names, values, a `:status` that is no number)
+    // The agent answers with hostile headers (names, values, a `:status` that is no number)
     // and, for bob, a body that is no JSON at all; alice's answer is right.
-    let bridge = Cluster::Scripted(Arc::new(|req| {
+    let agent = Cluster::Scripted(Arc::new(|req| {
         let subject = callout_subject(req);
         let hostile = |reply: CalloutReply| {
             HOSTILE
@@ -196,11 +196,11 @@ fn callout_replies_with_any_bytes_fail_closed_and_leave_the_worker_serving() {
                 .header_bytes(b":status", b"2\xe900")
         };
         match subject.as_str() {
-            "alice" => hostile(bridge_reply("alice", Some(&["payments"]))),
+            "alice" => hostile(directory_reply("alice", Some(&["payments"]))),
             _ => hostile(CalloutReply::new(200).body(&b"\xff\xfe{\x00\"groups\":[\xe9]}"[..])),
         }
     }));
-    let gw = Fixture::directory(bridge).build();
+    let gw = Fixture::directory(agent).build();
     let mut alice = Client::open(&gw, "alice");
     let mut bob = Client::open(&gw, "bob");
     let out = bob.get(&gw, "payments", PATH).worker(0).send();
@@ -209,6 +209,6 @@ fn callout_replies_with_any_bytes_fail_closed_and_leave_the_worker_serving() {
     still_serving(&gw, &mut alice, "hostile callout replies");
     assert!(
         gw.callouts().iter().all(|c| c.cluster == CLUSTER),
-        "only the bridge was called"
+        "only the agent was called"
     );
 }

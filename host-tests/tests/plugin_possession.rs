@@ -9,8 +9,8 @@ mod common;
 use std::sync::Arc;
 
 use autoid_host_tests::{CalloutReply, Cluster};
+use autoid_protocol::agent_api::{SessionReply, SessionRequest};
 use autoid_protocol::client::Form;
-use autoid_protocol::directory::{SessionReply, SessionRequest};
 use autoid_protocol::entropy::EntropyFile;
 use autoid_protocol::header::Version;
 use autoid_protocol::keys::GatewayKey;

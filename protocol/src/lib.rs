@@ -23,17 +23,18 @@
 //! - [`verify`]: the gateway's side, step by step and as one call.
 //! - [`config`]: the filter's configuration, parsed in two steps and validated.
 //! - [`check`]: the headers of the gateway↔agent check contract.
-//! - [`directory`]: the filter↔bridge JSON contract, one type serialized and parsed by both.
+//! - [`agent_api`]: the filter↔agent JSON contract (every `/v1/` endpoint the filter calls),
+//!   one type each, serialized by one side and parsed by the other.
 //!
 //! Names: [`valid_subject`] is the one subject grammar, [`valid_group_name`] the one group-name
 //! grammar.
 
 #![forbid(unsafe_code)]
 
+pub mod agent_api;
 pub mod check;
 pub mod client;
 pub mod config;
-pub mod directory;
 pub mod entropy;
 mod error;
 pub mod header;
@@ -123,7 +124,7 @@ pub const SUBJECT_RULE: &str = "a subject is 1 to 64 bytes of lowercase ASCII le
 /// There is exactly one spelling per subject: LDAP matches `uid` ignoring case and surrounding
 /// spaces, so `ALICE`, ` alice` or `alİce` would otherwise reach alice's entry while being other
 /// subjects here (other entropy, cache keys and identity headers). Anything that names a subject
-/// (entropy issuing, proofs, the bridge, static groups) refuses a non-canonical one.
+/// (entropy issuing, proofs, the agent, static groups) refuses a non-canonical one.
 pub fn valid_subject(subject: &str) -> bool {
     let b = subject.as_bytes();
     let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();

@@ -191,12 +191,12 @@ fn limits_and_directory_are_checked() {
     let Groups::Directory(d) = &c.groups else {
         panic!("directory expected")
     };
-    assert_eq!(d.authority, "bridge");
+    assert_eq!(d.callout.authority, "bridge");
     assert!(
         !format!("{d:?}").contains("0123456789abcdef"),
         "Debug must not print the token"
     );
-    assert_eq!(d.token.as_deref(), Some("0123456789abcdef-secret"));
+    assert_eq!(d.callout.token.as_deref(), Some("0123456789abcdef-secret"));
     // An agent on a unix socket: no token (the socket's permissions authenticate Envoy).
     let mut no_token = v.clone();
     no_token["directory"]
@@ -208,8 +208,8 @@ fn limits_and_directory_are_checked() {
     let Groups::Directory(d) = &c.groups else {
         panic!("directory expected")
     };
-    assert_eq!(d.token, None);
-    assert_eq!(c.agent.as_ref().unwrap().token, None);
+    assert_eq!(d.callout.token, None);
+    assert_eq!(c.agent.as_ref().unwrap().callout.token, None);
     no_token["agent"]["token"] = json!("x y");
     assert_eq!(
         error_of(no_token),

@@ -1,5 +1,5 @@
 //! Debian's slapd through `openldap/run_ldap.sh`: its own state directory, free ports, seeded
-//! with `openldap/ldif` (alice, bob, carol, the bridge's service account), stopped when dropped
+//! with `openldap/ldif` (alice, bob, carol, the agent's service account), stopped when dropped
 //! and, as a backstop, by the script's watcher when this process exits.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ pub const SLAPD_INSTALL: &str =
 /// The directory's base DN.
 pub const BASE: &str = "dc=example,dc=org";
 /// The service account the agent binds as.
-pub const BRIDGE_DN: &str = "uid=ldap-bridge,ou=services,dc=example,dc=org";
+pub const AGENT_DN: &str = "uid=autoid-agent,ou=services,dc=example,dc=org";
 const ADMIN_DN: &str = "cn=admin,dc=example,dc=org";
 
 /// A running slapd.
@@ -30,8 +30,8 @@ pub struct Slapd {
     pub ldaps_url: String,
     /// The CA of the server certificate.
     pub ca_file: PathBuf,
-    /// The bridge's password (also in [`Slapd::bridge_password_file`]).
-    pub bridge_password: String,
+    /// The agent's password (also in [`Slapd::agent_password_file`]).
+    pub agent_password: String,
     /// slapd's pid when it started.
     pub pid: u32,
 }
@@ -95,7 +95,7 @@ impl Slapd {
             ldap_url: get("LDAP_URL")?,
             ldaps_url: get("LDAPS_URL")?,
             ca_file: PathBuf::from(get("LDAP_CA_FILE")?),
-            bridge_password: read_password(&get("LDAP_BRIDGE_PASSWORD_FILE")?)?,
+            agent_password: read_password(&get("LDAP_AGENT_PASSWORD_FILE")?)?,
             pid: get("LDAP_PID")?.parse().map_err(|e| Error::Unexpected {
                 what: "run_ldap.sh start".into(),
                 detail: format!("LDAP_PID: {e}"),
@@ -110,8 +110,8 @@ impl Slapd {
     }
 
     /// The password file the agent reads.
-    pub fn bridge_password_file(&self) -> PathBuf {
-        self.script.state.join("bridge.password")
+    pub fn agent_password_file(&self) -> PathBuf {
+        self.script.state.join("agent.password")
     }
 
     pub fn stop(&self) -> Result<()> {

@@ -54,11 +54,15 @@ pub fn load_filter_config(file: &Path) -> Result<(Vec<u8>, Vec<String>), Error> 
             format!("not a valid filter configuration: {e}"),
         )
     })?;
-    let mut clusters: Vec<String> = config.agent.map(|a| a.cluster).into_iter().collect();
+    let mut clusters: Vec<String> = config
+        .agent
+        .map(|a| a.callout.cluster)
+        .into_iter()
+        .collect();
     if let autoid_protocol::config::Groups::Directory(d) = &config.groups
-        && !clusters.contains(&d.cluster)
+        && !clusters.contains(&d.callout.cluster)
     {
-        clusters.push(d.cluster.clone());
+        clusters.push(d.callout.cluster.clone());
     }
     Ok((bytes, clusters))
 }

@@ -29,7 +29,7 @@ pub use ldap::{
 pub use listen::{DEFAULT_LISTEN, Listen, RawServerTls, UNIX_PREFIX};
 pub use replay::{DEFAULT_REPLAY_TIMEOUT_MS, RawReplay, ReplayConfig};
 pub(crate) use secrets::read_secret;
-pub use secrets::{BIND_PASSWORD_ENV, MIN_TOKEN_LEN, Secrets, TOKEN_ENV};
+pub use secrets::{MIN_TOKEN_LEN, Secrets};
 
 /// The file as written (`deny_unknown_fields` everywhere: a typo is an error, not a default).
 #[derive(Debug, Deserialize)]

@@ -4,12 +4,9 @@
 use std::path::Path;
 
 use super::Config;
+use crate::env;
 use crate::error::Error;
 
-/// Environment variable holding the bearer token when no token file is configured.
-pub const TOKEN_ENV: &str = "AUTOID_BRIDGE_TOKEN";
-/// Environment variable holding the service-account password when no file is configured.
-pub const BIND_PASSWORD_ENV: &str = "AUTOID_BRIDGE_BIND_PASSWORD";
 /// Shortest bearer token accepted.
 pub const MIN_TOKEN_LEN: usize = 16;
 
@@ -50,7 +47,7 @@ impl Secrets {
     ) -> Result<Secrets, Error> {
         let token = match token_file.or(config.token_file.as_deref()) {
             Some(f) => Some(read_secret("bearer token", f)?),
-            None => std::env::var(TOKEN_ENV).ok(),
+            None => env::TOKEN.get(),
         };
         let token = match token {
             Some(t) => {
@@ -66,17 +63,19 @@ impl Secrets {
             None if config.listen.needs_token() => {
                 return Err(Error::Secret(format!(
                     "no bearer token, and listen {} is TCP, which needs one: set token_file in \
-                     the config, --token-file, or {TOKEN_ENV}",
-                    config.listen
+                     the config, --token-file, or {}",
+                    config.listen,
+                    env::TOKEN.name
                 )));
             }
             None => None,
         };
         let bind_password = match bind_password_file.or(config.ldap.bind_password_file.as_deref()) {
             Some(f) => read_secret("bind password", f)?,
-            None => std::env::var(BIND_PASSWORD_ENV).map_err(|_| {
+            None => env::BIND_PASSWORD.get().ok_or_else(|| {
                 Error::Secret(format!(
-                    "no bind password: set ldap.bind_password_file, --bind-password-file, or {BIND_PASSWORD_ENV}"
+                    "no bind password: set ldap.bind_password_file, --bind-password-file, or {}",
+                    env::BIND_PASSWORD.name
                 ))
             })?,
         };

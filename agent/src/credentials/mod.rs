@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use autoid_protocol::directory::CredentialsReply;
+use autoid_protocol::agent_api::CredentialsReply;
 use serde::Deserialize;
 use tracing::{info, warn};
 

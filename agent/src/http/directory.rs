@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use autoid_protocol::directory::{AuthenticateReply, GroupsReply};
+use autoid_protocol::agent_api::{AuthenticateReply, GroupsReply};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};

@@ -1,7 +1,7 @@
 //! `POST /v1/sessions` (RSA unwraps, with the v3 possession check) and `POST /v1/streams`
 //! (per-subject keys).
 
-use autoid_protocol::directory::{SessionReply, SessionRequest, StreamRequest};
+use autoid_protocol::agent_api::{SessionReply, SessionRequest, StreamRequest};
 use autoid_protocol::header::session_id;
 use autoid_protocol::policy::MAX_BINDING_LEN;
 use autoid_protocol::ticket::Ticket;

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use autoid_protocol::directory::REPLAY_PATH;
+use autoid_protocol::agent_api::REPLAY_PATH;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};

@@ -1,6 +1,6 @@
 //! `POST /v1/replay`: fleet nonce claims in Redis.
 
-use autoid_protocol::directory::{
+use autoid_protocol::agent_api::{
     MAX_REPLAY_BATCH, ReplayBatchReply, ReplayBatchRequest, ReplayRequest, ReplayVerdict,
 };
 use axum::Json;

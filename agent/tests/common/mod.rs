@@ -1,5 +1,5 @@
 //! Test harness: a real slapd from the test kit (`openldap/run_ldap.sh` in a temporary state dir
-//! on free ports), and the bridge run in-process on 127.0.0.1:0.
+//! on free ports), and the agent run in-process on 127.0.0.1:0.
 // Each test binary uses a part of this module and of the kit's items it re-exports.
 #![allow(
     dead_code,
@@ -17,7 +17,7 @@ use std::time::Duration;
 use autoid_agent::{AppState, Config, Directory, FleetReplay, Streams, router};
 pub use autoid_testkit::eventually;
 pub use autoid_testkit::paths::dev_tls;
-pub use autoid_testkit::slapd::{BASE, BRIDGE_DN, Slapd};
+pub use autoid_testkit::slapd::{AGENT_DN, BASE, Slapd};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-token-0123456789abcdef";
@@ -29,18 +29,18 @@ pub fn shared() -> &'static Slapd {
     SLAPD.get_or_init(|| Slapd::start_temp().unwrap())
 }
 
-/// A bridge configuration for `slapd`, plain LDAP, all group sources.
+/// An agent configuration for `slapd`, plain LDAP, all group sources.
 pub fn config(slapd: &Slapd) -> Value {
     json!({
         "listen": "127.0.0.1:0",
-        // The in-process bridge serves its router on its own TCP listener; the transports have
+        // The in-process agent serves its router on its own TCP listener; the transports have
         // their own tests (transport.rs, binary.rs).
         "insecure_plain_tcp": true,
         "request_timeout_ms": 4000,
         "ldap": {
             "url": slapd.ldap_url,
-            "bind_dn": BRIDGE_DN,
-            "bind_password_file": slapd.bridge_password_file(),
+            "bind_dn": AGENT_DN,
+            "bind_password_file": slapd.agent_password_file(),
             "pool_size": 2,
             "connect_timeout_ms": 1000,
             "operation_timeout_ms": 2000
@@ -50,16 +50,16 @@ pub fn config(slapd: &Slapd) -> Value {
     })
 }
 
-/// The bridge, in-process, on its own runtime thread; shut down when dropped.
-pub struct Bridge {
+/// The agent, in-process, on its own runtime thread; shut down when dropped.
+pub struct TestAgent {
     pub addr: SocketAddr,
     agent: ureq::Agent,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Bridge {
-    pub fn start(config: Value) -> Bridge {
+impl TestAgent {
+    pub fn start(config: Value) -> TestAgent {
         let config = Config::from_json(&config.to_string()).unwrap();
         let password =
             std::fs::read_to_string(config.ldap.bind_password_file.as_ref().unwrap()).unwrap();
@@ -101,7 +101,7 @@ impl Bridge {
             .timeout_global(Some(Duration::from_secs(15)))
             .build()
             .into();
-        Bridge {
+        TestAgent {
             addr,
             agent,
             shutdown: Some(stop_tx),
@@ -171,7 +171,7 @@ impl Bridge {
     }
 }
 
-impl Drop for Bridge {
+impl Drop for TestAgent {
     fn drop(&mut self) {
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());

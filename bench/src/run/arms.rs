@@ -17,9 +17,9 @@ pub enum Arm {
     /// (d) autoid, a new session per request. Since issue 26 the agent unwraps it (the filter
     /// holds no private key): the same deployment as (h); before, RSA in wasm.
     Cold,
-    /// (e) autoid, every group decision a bridge + slapd round trip.
+    /// (e) autoid, every group decision an agent + slapd round trip.
     Directory,
-    /// (h) autoid, a new session per request, unwrapped by the agent (the bridge) natively.
+    /// (h) autoid, a new session per request, unwrapped by the agent natively.
     ColdAgent,
     /// (g) autoid warm, every nonce also claimed in Redis through the agent (fleet replay).
     Fleet,

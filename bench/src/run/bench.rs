@@ -289,7 +289,7 @@ impl Bench<'_> {
             watch.push(c.pid());
             watch.push(d.slapd_pid());
         } else if let (true, Some(d)) = (arm.needs_agent(), &self.directory) {
-            watch.push(d.bridge_pid());
+            watch.push(d.agent_pid());
             watch.push(d.slapd_pid());
             if let Some(pid) = d.redis_pid() {
                 watch.push(pid);

@@ -135,7 +135,7 @@ struct RunRecord {
     envoy_cpu_us_per_req: f64,
     envoy_cpu_util: f64,
     loadgen_cpu_util: f64,
-    /// Bridge and slapd CPU per request (directory arm).
+    /// Agent and slapd CPU per request (directory arm).
     directory_cpu_us_per_req: Option<f64>,
     prepared: usize,
     envoy_rss_kb: Option<u64>,

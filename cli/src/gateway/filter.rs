@@ -12,7 +12,7 @@ use super::defs::{AgentAddress, Definitions, HeldBy, Resolve, Source};
 use crate::files::PRIVATE_KEY_SUFFIX;
 
 /// The Envoy cluster of the autoid agent (the filter's `directory.cluster`).
-pub(crate) const BRIDGE_CLUSTER: &str = "autoid_agent";
+pub(crate) const AGENT_CLUSTER: &str = "autoid_agent";
 /// The callouts' `:authority` when the agent is on a unix socket (a name, not an address).
 pub(crate) const AGENT_SOCKET_AUTHORITY: &str = "autoid-agent";
 
@@ -287,7 +287,7 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             || basic_api.is_some()
         {
             let mut agent = Map::new();
-            agent.insert("cluster".into(), json!(BRIDGE_CLUSTER));
+            agent.insert("cluster".into(), json!(AGENT_CLUSTER));
             agent.insert("authority".into(), json!(authority));
             if let Some(t) = &token {
                 agent.insert("token".into(), json!(t));
@@ -312,7 +312,7 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             config.insert("agent".into(), Value::Object(agent));
         }
         let mut dir = Map::new();
-        dir.insert("cluster".into(), json!(BRIDGE_CLUSTER));
+        dir.insert("cluster".into(), json!(AGENT_CLUSTER));
         dir.insert("authority".into(), json!(authority));
         if let Some(t) = &token {
             dir.insert("token".into(), json!(t));

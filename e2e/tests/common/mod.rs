@@ -1,4 +1,4 @@
-//! The stack under test: slapd, the bridge, the echo upstream and Envoy with the autoid filter,
+//! The stack under test: slapd, the agent, the echo upstream and Envoy with the autoid filter,
 //! each a real process on 127.0.0.1 started by the test kit (autoid-testkit) and stopped when the
 //! stack drops, or by the kit's watchers when this test process exits without dropping it (a
 //! stack shared in a static, an abort).
@@ -32,7 +32,7 @@ use autoid_testkit::upstream::Upstream;
 use autoid_testkit::{agent, free_port};
 use serde_json::{Value, json};
 
-pub const TOKEN: &str = "e2e-bridge-token-0123456789abcdef";
+pub const TOKEN: &str = "e2e-agent-token-0123456789abcdef";
 pub const PAYMENTS_CREDENTIAL: &str = "Bearer upstream-secret-for-payments";
 pub const PROOF_HEADER: &str = "x-autoid-proof";
 
@@ -131,7 +131,7 @@ pub enum AgentAt {
 pub struct Stack {
     pub envoy: Envoy,
     pub upstream: Upstream,
-    pub bridge: Option<Proc>,
+    pub agent_proc: Option<Proc>,
     pub moto: Option<Moto>,
     /// The agent's key and the role, with `aws_role`.
     pub iam: Option<moto::Iam>,
@@ -213,12 +213,12 @@ impl Stack {
                 ca: d.join("tls/ca.pem"),
             },
         };
-        let mut bridge_config = json!({
+        let mut agent_config = json!({
             "request_timeout_ms": 3000,
             "ldap": {
                 "url": slapd.ldap_url,
-                "bind_dn": "uid=ldap-bridge,ou=services,dc=example,dc=org",
-                "bind_password_file": slapd.bridge_password_file(),
+                "bind_dn": "uid=autoid-agent,ou=services,dc=example,dc=org",
+                "bind_password_file": slapd.agent_password_file(),
                 "pool_size": 2,
                 "connect_timeout_ms": 1000,
                 "operation_timeout_ms": 2000
@@ -228,13 +228,13 @@ impl Stack {
             "session_keys": [{"kid": "gw-1", "private_key_file": d.join("keys/gw-1.key.pem")}]
         });
         if options.epochs_at_agent {
-            bridge_config["epoch_files"] = json!([d.join("ep-1.epoch.json")]);
+            agent_config["epoch_files"] = json!([d.join("ep-1.epoch.json")]);
         }
         if options.credentials.is_some() || options.aws_role {
-            bridge_config["credentials_file"] = json!(d.join("agent-credentials.json"));
+            agent_config["credentials_file"] = json!(d.join("agent-credentials.json"));
         }
         if let Some(url) = &options.fleet_redis {
-            bridge_config["replay"] =
+            agent_config["replay"] =
                 json!({"redis_url": url, "timeout_ms": options.fleet_timeouts_ms.0});
         }
         let mut directory = json!({
@@ -248,23 +248,23 @@ impl Stack {
         });
         match &agent {
             AgentAt::Socket(path) => {
-                bridge_config["listen"] = json!(format!("unix:{}", path.display()));
+                agent_config["listen"] = json!(format!("unix:{}", path.display()));
                 directory["address"] = json!(format!("unix:{}", path.display()));
             }
             AgentAt::Tls { port, ca } => {
                 std::fs::write(d.join("agent.token"), TOKEN).unwrap();
-                bridge_config["listen"] = json!(format!("127.0.0.1:{port}"));
-                bridge_config["tls"] = json!({"cert_file": d.join("tls/server.pem"), "key_file": d.join("tls/server.key")});
-                bridge_config["token_file"] = json!(d.join("agent.token"));
+                agent_config["listen"] = json!(format!("127.0.0.1:{port}"));
+                agent_config["tls"] = json!({"cert_file": d.join("tls/server.pem"), "key_file": d.join("tls/server.key")});
+                agent_config["token_file"] = json!(d.join("agent.token"));
                 directory["address"] = json!(format!("127.0.0.1:{port}"));
                 directory["token"] = json!({"file": d.join("agent.token")});
                 directory["ca_file"] = json!(ca);
             }
         }
         if options.ext_authz {
-            bridge_config["check"] = json!({"filter_config": d.join("filter.json"), "workers": 2});
+            agent_config["check"] = json!({"filter_config": d.join("filter.json"), "workers": 2});
         }
-        std::fs::write(d.join("agent.json"), bridge_config.to_string()).unwrap();
+        std::fs::write(d.join("agent.json"), agent_config.to_string()).unwrap();
 
         // The echo upstream on a free port it reports.
         let upstream = Upstream::start(
@@ -415,7 +415,7 @@ impl Stack {
         }
         run(&mut render).unwrap();
 
-        let bridge = Self::start_bridge(d, &agent, &agent_env);
+        let agent_proc = Self::start_agent(d, &agent, &agent_env);
 
         let admin = d.join("envoy-admin.sock");
         let envoy = start_envoy(d, &rendered, &admin);
@@ -425,7 +425,7 @@ impl Stack {
             admin,
             envoy,
             upstream,
-            bridge: Some(bridge),
+            agent_proc: Some(agent_proc),
             moto,
             iam,
             agent_env,
@@ -509,40 +509,40 @@ impl Stack {
             .arg("--agent-credentials")
             .arg(r.join("agent-credentials.json")))
         .unwrap();
-        let bridge = Self::start_bridge(&r, &AgentAt::Socket(socket), &self.agent_env);
+        let agent_proc = Self::start_agent(&r, &AgentAt::Socket(socket), &self.agent_env);
         let admin = r.join("envoy-admin.sock");
         let envoy = start_envoy(&r, &rendered, &admin);
         Replica {
             http: envoy.listener("autoid_http").unwrap(),
             envoy,
-            _bridge: bridge,
+            _agent: agent_proc,
             dir: r,
         }
     }
 
     /// The agent on `d/agent.json`, answering where it listens.
-    fn start_bridge(d: &Path, at: &AgentAt, agent_env: &[(String, String)]) -> Proc {
-        let mut env = vec![("AUTOID_BRIDGE_LOG", "info")];
+    fn start_agent(d: &Path, at: &AgentAt, agent_env: &[(String, String)]) -> Proc {
+        let mut env = vec![("AUTOID_AGENT_LOG", "info")];
         env.extend(agent_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         agent::start(
             &bin("autoid-agent").unwrap(),
             &d.join("agent.json"),
             &env,
-            &d.join("bridge.log"),
+            &d.join("agent.log"),
             at.ready(),
         )
         .unwrap()
     }
 
-    pub fn kill_bridge(&mut self) {
-        if let Some(mut b) = self.bridge.take() {
+    pub fn kill_agent(&mut self) {
+        if let Some(mut b) = self.agent_proc.take() {
             b.stop();
         }
     }
 
-    pub fn restart_bridge(&mut self) {
-        self.kill_bridge();
-        self.bridge = Some(Self::start_bridge(
+    pub fn restart_agent(&mut self) {
+        self.kill_agent();
+        self.agent_proc = Some(Self::start_agent(
             self.dir.path(),
             &self.agent,
             &self.agent_env,
@@ -744,7 +744,7 @@ fn start_envoy(d: &Path, rendered: &Path, admin: &Path) -> Envoy {
 /// A second gateway replica of a [`Stack`] (fields drop in order: Envoy, then its agent).
 pub struct Replica {
     pub envoy: Envoy,
-    _bridge: Proc,
+    _agent: Proc,
     pub http: SocketAddr,
     pub dir: PathBuf,
 }

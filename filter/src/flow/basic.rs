@@ -7,8 +7,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use autoid_protocol::agent_api::{AUTHENTICATE_PATH, AuthenticateReply};
 use autoid_protocol::config::{Api, Basic, PlainHttp};
-use autoid_protocol::directory::{AUTHENTICATE_PATH, AuthenticateReply};
 use autoid_protocol::{valid_group_name, valid_subject};
 use base64::Engine;
 use base64::engine::DecodePaddingMode;

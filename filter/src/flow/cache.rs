@@ -13,7 +13,7 @@ use autoid_protocol::verify::{KnownEpoch, SessionCache, SessionKey};
 use crate::host::HttpHost;
 use crate::metrics::Counter;
 use crate::ratelimit::source_key;
-use crate::sessions::Hit;
+use crate::session_cache::Hit;
 use crate::state::State;
 
 /// A session unwrapped for one request (locally or by the agent) that no proof has verified

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use super::{Caller, Flow, Pending};
 use crate::callout::{agent_headers, bearer};
-use crate::credentials::{Lookup, parse_reply as parse_credentials};
+use crate::credential_cache::{Lookup, parse_reply as parse_credentials};
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
 use crate::state::State;
+use autoid_protocol::agent_api::credentials_path;
 use autoid_protocol::config::Api;
-use autoid_protocol::directory::credentials_path;
 
 impl Flow {
     /// Lets an allowed request go upstream with the API's credentials: inline ones at once, the
@@ -61,8 +61,8 @@ impl Flow {
         let path = credentials_path(&self.route);
         let auth = bearer(agent);
         let headers = agent_headers(agent, "GET", &path, auth.as_deref());
-        let timeout = Duration::from_millis(agent.timeout_ms);
-        match host.dispatch(&agent.cluster, headers, None, timeout) {
+        let timeout = Duration::from_millis(agent.callout.timeout_ms);
+        match host.dispatch(&agent.callout.cluster, headers, None, timeout) {
             Ok(_) => {
                 state.count(host, Counter::CredentialsCallouts);
                 self.pending = Pending::Credentials {
@@ -75,7 +75,7 @@ impl Flow {
                 state.count(host, Counter::CredentialsFailures);
                 host.log(Level::Warn, &format!(
                     "autoid: credentials callout could not be dispatched to cluster {:?} request_id={}",
-                    agent.cluster, self.request_id
+                    agent.callout.cluster, self.request_id
                 ));
                 self.deny(
                     host,

@@ -1,5 +1,5 @@
-//! Groups from the directory bridge: the shared decision cache, the callout, its answer, and
-//! the stale decision served when the bridge fails.
+//! Groups from the agent: the shared decision cache, the callout, its answer, and
+//! the stale decision served when the agent fails.
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use crate::reply::{Denial, Forbid, Unavailable};
 use crate::state::State;
 
 impl Flow {
-    /// Groups from the directory: a fresh cached decision decides at once; otherwise the bridge
+    /// Groups from the directory: a fresh cached decision decides at once; otherwise the agent
     /// is asked (`Pause` until it answers), a stale decision kept for the fallback.
     pub(super) fn ask_directory<H: HttpHost>(
         &mut self,
@@ -43,18 +43,22 @@ impl Flow {
             }
         }
         let path = groups_path(subject);
-        let auth = directory.token.as_ref().map(|t| format!("Bearer {t}"));
+        let auth = directory
+            .callout
+            .token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"));
         let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
-            (":authority", directory.authority.as_str()),
+            (":authority", directory.callout.authority.as_str()),
             ("accept", "application/json"),
         ];
         if let Some(auth) = &auth {
             headers.push(("authorization", auth.as_str()));
         }
-        let timeout = Duration::from_millis(directory.timeout_ms);
-        match host.dispatch(&directory.cluster, headers, None, timeout) {
+        let timeout = Duration::from_millis(directory.callout.timeout_ms);
+        match host.dispatch(&directory.callout.cluster, headers, None, timeout) {
             Ok(_) => {
                 state.count(host, Counter::DirectoryCallouts);
                 self.pending = Pending::Directory {
@@ -67,14 +71,14 @@ impl Flow {
             Err(_) => {
                 host.log(Level::Warn, &format!(
                     "autoid: directory callout could not be dispatched to cluster {:?} request_id={}",
-                    directory.cluster, self.request_id
+                    directory.callout.cluster, self.request_id
                 ));
                 self.fallback(host, state, api, &verified, stale, Unavailable::Dispatch)
             }
         }
     }
 
-    /// The bridge answered: caches the decision and decides with it, or falls back (a stale
+    /// The agent answered: caches the decision and decides with it, or falls back (a stale
     /// decision within its window, else 503).
     pub(super) fn directory_answer<H: HttpHost>(
         &mut self,
@@ -150,7 +154,7 @@ impl Flow {
         self.decide(host, state, api, Caller::Proof(verified), decision.groups())
     }
 
-    /// The bridge failed: a stale decision within its window answers, else 503.
+    /// The agent failed: a stale decision within its window answers, else 503.
     fn fallback<H: HttpHost>(
         &mut self,
         host: &H,

@@ -1,9 +1,9 @@
 //! The fleet claim (`replay.scope: "fleet"`): a request allowed and claimed locally asks the
 //! agent to claim its nonce in the fleet's Redis, and goes upstream only once the fleet says the
-//! nonce is new. What the answer means is [`crate::fleet`]'s; what a failure does is
+//! nonce is new. What the answer means is [`crate::fleet_batch`]'s; what a failure does is
 //! `replay.on_fleet_failure`'s.
 //!
-//! Claims are batched per worker ([`crate::fleet::Batcher`]). A request joins the worker's
+//! Claims are batched per worker ([`crate::fleet_batch::Batcher`]). A request joins the worker's
 //! queue and pauses. The batch is always sent from the root context — on the root's
 //! `on_queue_ready` after a request kicked the worker's shared queue, or right after the
 //! previous batch answered — because the proxy-wasm Rust SDK routes a callout's answer to the
@@ -19,13 +19,13 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use autoid_protocol::Reject;
+use autoid_protocol::agent_api::REPLAY_PATH;
 use autoid_protocol::config::FleetFailure;
-use autoid_protocol::directory::REPLAY_PATH;
 use autoid_protocol::verify::Verified;
 
 use super::{Flow, Pending};
 use crate::callout::{self, agent_headers, bearer};
-use crate::fleet::{Answer, Batcher, Join, Waiting, batch_answers, batch_body, keep_until};
+use crate::fleet_batch::{Answer, Batcher, Join, Waiting, batch_answers, batch_body, keep_until};
 use crate::host::{Host, HttpHost, Level, Verdict};
 use crate::metrics::Counter;
 use crate::reply::{Denial, Unavailable};
@@ -274,7 +274,7 @@ impl FleetClaims {
             let auth = bearer(agent);
             let mut headers = agent_headers(agent, "POST", REPLAY_PATH, auth.as_deref());
             headers.push(("content-type", "application/json"));
-            match host.dispatch(&agent.cluster, headers, Some(&body), timeout) {
+            match host.dispatch(&agent.callout.cluster, headers, Some(&body), timeout) {
                 Ok(token) => {
                     state.count(host, Counter::ReplayFleetBatches);
                     self.batcher.borrow_mut().sent(token, host.now_ms(), batch);
@@ -285,7 +285,7 @@ impl FleetClaims {
                         Level::Warn,
                         &format!(
                             "autoid: fleet replay batch could not be dispatched to cluster {:?}",
-                            agent.cluster
+                            agent.callout.cluster
                         ),
                     );
                     let failed = vec![Answer::Failed; batch.len()];

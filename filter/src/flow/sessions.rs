@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
-use autoid_protocol::directory::{
+use autoid_protocol::agent_api::{
     BoundRequest, SessionReply, SessionRequest, StreamReply, StreamRequest,
 };
+use autoid_protocol::config::{Agent, DEFAULT_AGENT_SESSION_TTL_SECS, MAX_ENTROPY_CACHE_BYTES};
 use autoid_protocol::entropy::{EpochParams, SubjectKey};
 use autoid_protocol::header::Proof;
 use autoid_protocol::verify::{KnownEpoch, SessionKey, Stop};
@@ -31,7 +31,7 @@ impl Flow {
         path: &str,
         body: &[u8],
     ) -> bool {
-        let timeout = Duration::from_millis(agent.timeout_ms);
+        let timeout = Duration::from_millis(agent.callout.timeout_ms);
         self.post_to_agent_within(host, agent, path, body, timeout)
     }
 
@@ -49,14 +49,14 @@ impl Flow {
         let mut headers = agent_headers(agent, "POST", path, auth.as_deref());
         headers.push(("content-type", "application/json"));
         let sent = host
-            .dispatch(&agent.cluster, headers, Some(body), timeout)
+            .dispatch(&agent.callout.cluster, headers, Some(body), timeout)
             .is_ok();
         if !sent {
             host.log(
                 Level::Warn,
                 &format!(
                     "autoid: callout {path} could not be dispatched to cluster {:?} request_id={}",
-                    agent.cluster, self.request_id
+                    agent.callout.cluster, self.request_id
                 ),
             );
         }

@@ -9,7 +9,7 @@ use autoid_protocol::client::{Form, Session};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use autoid_protocol::directory::{ReplayBatchRequest, ReplayRequest, SessionReply, SessionRequest};
+use autoid_protocol::agent_api::{ReplayBatchRequest, ReplayRequest, SessionReply, SessionRequest};
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::keys::GatewayKey;
 use base64::Engine;
@@ -31,8 +31,8 @@ const KID: &str = "gw-2048";
 const PROOF: &str = "x-autoid-proof";
 const PATH: &str = "/v1/payments";
 const PAYMENTS_AUTH: &str = "Bearer upstream-payments-secret";
-const BRIDGE: &str = "ldap-bridge";
-const BRIDGE_TOKEN: &str = "bridge-token-0123456789abcdef";
+const DIRECTORY_CLUSTER: &str = "autoid_directory";
+const AGENT_TOKEN: &str = "bridge-token-0123456789abcdef";
 const AGENT: &str = "autoid_agent";
 
 /// The epoch every test shares: secret 0x42.., 64 KiB files, 64 intervals.
@@ -66,7 +66,7 @@ fn static_config() -> Value {
     })
 }
 
-/// [`static_config`] with groups from the directory bridge instead.
+/// [`static_config`] with groups from the agent instead.
 fn directory_config() -> Value {
     let mut config = static_config();
     let map = config.as_object_mut().unwrap();
@@ -74,9 +74,9 @@ fn directory_config() -> Value {
     map.insert(
         "directory".to_owned(),
         json!({
-            "cluster": BRIDGE,
-            "authority": "ldap-bridge.internal",
-            "token": BRIDGE_TOKEN,
+            "cluster": DIRECTORY_CLUSTER,
+            "authority": "autoid-directory.internal",
+            "token": AGENT_TOKEN,
             "timeout_ms": 250,
         }),
     );
@@ -319,12 +319,12 @@ fn the_directory_is_asked_and_its_answer_allows_the_request() {
         let callouts = host.callouts.borrow();
         assert_eq!(callouts.len(), 1);
         let callout = &callouts[0];
-        assert_eq!(callout.cluster, BRIDGE);
+        assert_eq!(callout.cluster, DIRECTORY_CLUSTER);
         assert_eq!(callout.header(":method"), Some("GET"));
         assert_eq!(callout.header(":path"), Some("/v1/groups?subject=alice"));
         assert_eq!(
             callout.header("authorization"),
-            Some(format!("Bearer {BRIDGE_TOKEN}").as_str())
+            Some(format!("Bearer {AGENT_TOKEN}").as_str())
         );
     }
     // Nothing goes upstream before the answer: body data is held.

@@ -35,10 +35,10 @@ pub const PROOF: &str = "x-autoid-proof";
 pub const AUTHORITY: &str = "api.example.com";
 /// The virtual clock's start (Unix seconds), and so the time of the first proofs.
 pub const START_SECS: u64 = 1_800_000_000;
-/// The directory bridge's cluster, authority and token.
-pub const CLUSTER: &str = "ldap-bridge";
-pub const BRIDGE_AUTHORITY: &str = "ldap-bridge.internal";
-pub const TOKEN: &str = "bridge-token-0123456789abcdef";
+/// The agent's cluster, authority and token.
+pub const CLUSTER: &str = "autoid-directory";
+pub const AGENT_AUTHORITY: &str = "autoid-directory.internal";
+pub const TOKEN: &str = "agent-token-0123456789abcdef";
 /// What the `payments` API injects.
 pub const PAYMENTS_AUTH: &str = "Bearer upstream-payments-secret";
 pub const PAYMENTS_KEY: &str = "pk-live-123";
@@ -171,8 +171,8 @@ impl Fixture {
         }
     }
 
-    /// Groups from the directory bridge at [`CLUSTER`], answered by `bridge`.
-    pub fn directory(bridge: Cluster) -> Self {
+    /// Groups from the agent at [`CLUSTER`], answered by `agent`.
+    pub fn directory(agent: Cluster) -> Self {
         let mut fx = Fixture::static_groups();
         remove(&mut fx.config, "/static_groups");
         set(
@@ -180,7 +180,7 @@ impl Fixture {
             "/directory",
             json!({
                 "cluster": CLUSTER,
-                "authority": BRIDGE_AUTHORITY,
+                "authority": AGENT_AUTHORITY,
                 "token": TOKEN,
                 "timeout_ms": 250,
                 "positive_ttl_secs": 60,
@@ -188,7 +188,7 @@ impl Fixture {
                 "stale_if_error_secs": 30,
             }),
         );
-        fx.clusters.push((CLUSTER.to_owned(), bridge));
+        fx.clusters.push((CLUSTER.to_owned(), agent));
         fx
     }
 
@@ -514,7 +514,7 @@ pub fn expect_denied(
     out
 }
 
-/// Percent-decodes a query value (for the scripted bridge).
+/// Percent-decodes a query value (for the scripted agent).
 pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -532,15 +532,15 @@ pub fn percent_decode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// The subject a bridge callout asks about.
+/// The subject an agent callout asks about.
 pub fn callout_subject(req: &CalloutRequest) -> String {
     let path = req.header(":path").unwrap();
     let query = path.strip_prefix("/v1/groups?subject=").unwrap();
     percent_decode(query)
 }
 
-/// The bridge's answer for a subject: found with `groups`, or not found.
-pub fn bridge_reply(subject: &str, groups: Option<&[&str]>) -> CalloutReply {
+/// The agent's answer for a subject: found with `groups`, or not found.
+pub fn directory_reply(subject: &str, groups: Option<&[&str]>) -> CalloutReply {
     let body = match groups {
         Some(groups) => {
             json!({ "subject": subject, "found": true, "entry_subject": subject, "groups": groups })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::check::{group_list, positive};
 use super::error::{ConfigError, err};
-use super::raw::{RawAgent, RawDirectory};
+use super::raw_callout::{RawAgent, RawCallout, RawDirectory};
 use crate::{SUBJECT_RULE, valid_subject};
 
 /// Default of `agent.max_stream_ttl_secs`: how long a worker keeps a stream the agent handed over.
@@ -14,10 +14,9 @@ pub const DEFAULT_MAX_STREAM_TTL_SECS: u64 = 300;
 /// How long a session the agent unwrapped stays cached before the filter asks again.
 pub const DEFAULT_AGENT_SESSION_TTL_SECS: u64 = 300;
 
-/// The agent the filter asks to unwrap sessions of key ids it holds no private key for, and for
-/// per-subject keys of the epochs it holds no secret of.
+/// Where a callout goes and how long it may take: the fields `agent` and `directory` share.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Agent {
+pub struct Callout {
     /// The Envoy cluster of the agent.
     pub cluster: String,
     /// The `:authority` of the callout.
@@ -27,6 +26,25 @@ pub struct Agent {
     pub token: Option<String>,
     /// Callout timeout.
     pub timeout_ms: u64,
+}
+
+impl core::fmt::Debug for Callout {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Callout")
+            .field("cluster", &self.cluster)
+            .field("authority", &self.authority)
+            .field("token", &"<redacted>")
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+/// The agent the filter asks to unwrap sessions of key ids it holds no private key for, and for
+/// per-subject keys of the epochs it holds no secret of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Where the callouts go.
+    pub callout: Callout,
     /// Sessions under any key id the filter holds no private key for go to the agent, so a
     /// key the agent starts serving (rotation) needs no new filter configuration.
     pub any_key: bool,
@@ -43,56 +61,19 @@ pub struct Agent {
     pub max_stream_ttl_secs: u64,
 }
 
-impl core::fmt::Debug for Agent {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Agent")
-            .field("cluster", &self.cluster)
-            .field("authority", &self.authority)
-            .field("token", &"<redacted>")
-            .field("timeout_ms", &self.timeout_ms)
-            .field("any_key", &self.any_key)
-            .field("any_epoch", &self.any_epoch)
-            .field("session_ttl_secs", &self.session_ttl_secs)
-            .field("max_stream_ttl_secs", &self.max_stream_ttl_secs)
-            .finish()
-    }
-}
-
 /// The autoid agent the filter asks for groups.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Directory {
-    /// The Envoy cluster of the bridge.
-    pub cluster: String,
-    /// The `:authority` of the callout.
-    pub authority: String,
-    /// The agent's bearer token (a secret); `None`: the agent is reached over a unix socket and
-    /// the callout carries no `authorization` header.
-    pub token: Option<String>,
-    /// Callout timeout.
-    pub timeout_ms: u64,
+    /// Where the callouts go.
+    pub callout: Callout,
     /// How long a found subject's groups are trusted.
     pub positive_ttl_secs: u64,
     /// How long "no such subject" is trusted.
     pub negative_ttl_secs: u64,
-    /// How long past its TTL a decision may answer when the bridge fails.
+    /// How long past its TTL a decision may answer when the agent fails.
     pub stale_if_error_secs: u64,
     /// Shared-data slots of the decision cache.
     pub max_entries: u32,
-}
-
-impl core::fmt::Debug for Directory {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Directory")
-            .field("cluster", &self.cluster)
-            .field("authority", &self.authority)
-            .field("token", &"<redacted>")
-            .field("timeout_ms", &self.timeout_ms)
-            .field("positive_ttl_secs", &self.positive_ttl_secs)
-            .field("negative_ttl_secs", &self.negative_ttl_secs)
-            .field("stale_if_error_secs", &self.stale_if_error_secs)
-            .field("max_entries", &self.max_entries)
-            .finish()
-    }
 }
 
 /// Where a subject's groups come from.
@@ -104,18 +85,17 @@ pub enum Groups {
     Static(BTreeMap<String, Vec<String>>),
 }
 
-/// The checked parts of a callout target: cluster, authority, token, timeout.
-type CalloutTarget = (String, String, Option<String>, u64);
-
-/// A callout target (`directory`, `agent`): cluster, authority, bearer token, timeout, checked.
-/// The token is optional (an agent on a unix socket needs none); when given it must be usable.
-fn callout_target(
-    at: &str,
-    cluster: String,
-    authority: Option<String>,
-    token: Option<String>,
-    timeout_ms: Option<u64>,
-) -> Result<CalloutTarget, ConfigError> {
+/// A callout section's shared fields (`agent`, `directory` at `at`): cluster, authority, bearer
+/// token, timeout, checked, and the section's own fields for the caller to check. The token is
+/// optional (an agent on a unix socket needs none); when given it must be usable.
+fn callout<S>(at: &str, raw: RawCallout<S>) -> Result<(Callout, S), ConfigError> {
+    let RawCallout {
+        cluster,
+        authority,
+        token,
+        timeout_ms,
+        own,
+    } = raw;
     if cluster.trim().is_empty() {
         return Err(err(format!("{at}.cluster"), "empty cluster name"));
     }
@@ -141,16 +121,21 @@ fn callout_target(
         ));
     }
     let authority = authority.unwrap_or_else(|| cluster.clone());
-    Ok((cluster, authority, token, timeout_ms))
+    let callout = Callout {
+        cluster,
+        authority,
+        token,
+        timeout_ms,
+    };
+    Ok((callout, own))
 }
 
 /// `agent`: checked, with its defaults.
 pub(super) fn agent(raw: Option<RawAgent>) -> Result<Option<Agent>, ConfigError> {
     Ok(match raw {
         None => None,
-        Some(a) => {
-            let (cluster, authority, token, timeout_ms) =
-                callout_target("agent", a.cluster, a.authority, a.token, a.timeout_ms)?;
+        Some(raw) => {
+            let (callout, a) = callout("agent", raw)?;
             let session_ttl_secs = a.session_ttl_secs.unwrap_or(DEFAULT_AGENT_SESSION_TTL_SECS);
             if !(1..=86_400).contains(&session_ttl_secs) {
                 return Err(err(
@@ -166,10 +151,7 @@ pub(super) fn agent(raw: Option<RawAgent>) -> Result<Option<Agent>, ConfigError>
                 ));
             }
             Some(Agent {
-                cluster,
-                authority,
-                token,
-                timeout_ms,
+                callout,
                 any_key: a.any_key,
                 any_epoch: a.any_epoch,
                 session_ttl_secs,
@@ -211,14 +193,10 @@ pub(super) fn groups(
             }
             Groups::Static(out)
         }
-        (Some(d), None) => {
-            let (cluster, authority, token, timeout_ms) =
-                callout_target("directory", d.cluster, d.authority, d.token, d.timeout_ms)?;
+        (Some(raw), None) => {
+            let (callout, d) = callout("directory", raw)?;
             Groups::Directory(Directory {
-                authority,
-                cluster,
-                token,
-                timeout_ms,
+                callout,
                 positive_ttl_secs: d.positive_ttl_secs.unwrap_or(60),
                 negative_ttl_secs: d.negative_ttl_secs.unwrap_or(10),
                 stale_if_error_secs: d.stale_if_error_secs.unwrap_or(0),

@@ -19,6 +19,7 @@ mod cold_path;
 mod error;
 mod keys;
 mod raw;
+mod raw_callout;
 mod replay;
 
 pub use api::{
@@ -30,7 +31,7 @@ pub use caches::{
     SessionCacheConfig,
 };
 pub use callout::{
-    Agent, DEFAULT_AGENT_SESSION_TTL_SECS, DEFAULT_MAX_STREAM_TTL_SECS, Directory, Groups,
+    Agent, Callout, DEFAULT_AGENT_SESSION_TTL_SECS, DEFAULT_MAX_STREAM_TTL_SECS, Directory, Groups,
 };
 pub use cold_path::ColdPath;
 pub use error::ConfigError;
@@ -100,7 +101,7 @@ impl TryFrom<RawConfig> for Config {
             raw.proof_header.as_deref().unwrap_or(DEFAULT_HEADER),
         )?;
 
-        let any_agent_key = raw.agent.as_ref().is_some_and(|a| a.any_key);
+        let any_agent_key = raw.agent.as_ref().is_some_and(|a| a.own.any_key);
         if raw.keys.is_empty() && !any_agent_key {
             return Err(err(
                 "keys",

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::raw_callout::{RawAgent, RawDirectory};
+
 /// The raw JSON shape.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,28 +55,6 @@ pub(super) struct RawKey {
     /// Absent: the agent holds the key and unwraps its sessions.
     #[serde(default)]
     pub(super) private_key_pem: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawAgent {
-    pub(super) cluster: String,
-    #[serde(default)]
-    pub(super) authority: Option<String>,
-    /// Absent when the cluster reaches the agent over a unix socket (its permissions
-    /// authenticate Envoy): then no `authorization` header is sent.
-    #[serde(default)]
-    pub(super) token: Option<String>,
-    #[serde(default)]
-    pub(super) timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub(super) any_key: bool,
-    #[serde(default)]
-    pub(super) any_epoch: bool,
-    #[serde(default)]
-    pub(super) session_ttl_secs: Option<u64>,
-    #[serde(default)]
-    pub(super) max_stream_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,28 +114,6 @@ pub(super) struct RawEntropyCache {
     pub(super) files: Option<u32>,
     pub(super) min_proofs_per_second: Option<u32>,
     pub(super) max_streams: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawDirectory {
-    pub(super) cluster: String,
-    #[serde(default)]
-    pub(super) authority: Option<String>,
-    /// Absent when the cluster reaches the agent over a unix socket (its permissions
-    /// authenticate Envoy): then no `authorization` header is sent.
-    #[serde(default)]
-    pub(super) token: Option<String>,
-    #[serde(default)]
-    pub(super) timeout_ms: Option<u64>,
-    #[serde(default)]
-    pub(super) positive_ttl_secs: Option<u64>,
-    #[serde(default)]
-    pub(super) negative_ttl_secs: Option<u64>,
-    #[serde(default)]
-    pub(super) stale_if_error_secs: Option<u64>,
-    #[serde(default)]
-    pub(super) max_entries: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,7 @@
 //! HTTP Basic (`ldap_basic`) through the filter: the agent's bind, the worker's remembered
 //! binds, the transport rule and the challenges.
 
-use autoid_protocol::directory::AUTHENTICATE_PATH;
+use autoid_protocol::agent_api::AUTHENTICATE_PATH;
 use base64::engine::general_purpose::STANDARD;
 
 use super::*;

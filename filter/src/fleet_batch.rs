@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use autoid_protocol::directory::{
+use autoid_protocol::agent_api::{
     MAX_REPLAY_BATCH, ReplayBatchReply, ReplayBatchRequest, ReplayRequest, ReplayVerdict,
 };
 use base64::Engine;
@@ -35,7 +35,7 @@ pub enum Answer {
 }
 
 /// The most claims one batch carries (the agent takes up to
-/// [`MAX_REPLAY_BATCH`](autoid_protocol::directory::MAX_REPLAY_BATCH)).
+/// [`MAX_REPLAY_BATCH`](autoid_protocol::agent_api::MAX_REPLAY_BATCH)).
 pub const MAX_BATCH: usize = 128;
 const _: () = assert!(MAX_BATCH <= MAX_REPLAY_BATCH);
 

@@ -19,9 +19,9 @@ pub struct GroupsReply {
     /// The entry's group names, each obeying [`valid_group_name`](crate::valid_group_name)
     /// (empty when not found).
     pub groups: Vec<String>,
-    /// The matched entry's own identifier (the value of the bridge's `users.uid_attribute`, as
+    /// The matched entry's own identifier (the value of the agent's `users.uid_attribute`, as
     /// stored). LDAP matches ignoring case, so it may differ from `subject`; the filter then
-    /// denies. Absent when not found (and from bridges older than this field).
+    /// denies. Absent when not found (and from agents older than this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry_subject: Option<String>,
 }

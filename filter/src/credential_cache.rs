@@ -11,8 +11,8 @@
 //! refresh is that close: asking again would return the same value), in which case it is
 //! refreshed when it expires, while its values are served as stale.
 
+use autoid_protocol::agent_api::CredentialsReply;
 use autoid_protocol::config::{Api, CredentialsConfig};
-use autoid_protocol::directory::CredentialsReply;
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;

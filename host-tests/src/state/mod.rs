@@ -1,15 +1,28 @@
 //! Host state: what one worker's `Store` holds, and what all workers share behind `Arc`.
+//!
+//! The types live here and below; the hostcall modules read and write them, never the other way.
+
+mod callouts;
+mod clock;
+mod guest;
+mod log;
+mod metrics;
+mod shared_data;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use crate::abi::LogLevel;
-use crate::clock::VirtualClock;
-use crate::http_call::{CalloutRecord, Cluster, PendingCallout};
-use crate::log::LogLine;
-use crate::memory::GuestMemory;
-use crate::metrics::Metrics;
-use crate::shared_data::{SharedData, SharedQueues};
+use crate::sync::lock;
+
+pub(crate) use callouts::PendingCallout;
+pub use callouts::{CalloutHandler, CalloutRecord, CalloutResult, Cluster};
+pub use clock::VirtualClock;
+pub(crate) use guest::GuestMemory;
+pub use log::{LogLine, LogSource};
+pub use metrics::{MetricKind, Metrics};
+pub use shared_data::SharedData;
+pub(crate) use shared_data::SharedQueues;
 
 /// A header map: names (ASCII lower-cased) and values as raw bytes, in order: as Envoy, the host
 /// passes whatever bytes a client or a server sent.
@@ -17,13 +30,6 @@ pub(crate) type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// A property path (`["xds", "route_name"]`) and its serialized value.
 pub(crate) type Properties = HashMap<Vec<String>, Vec<u8>>;
-
-/// Locks a mutex, ignoring poisoning: a panicking test thread must not hide other failures.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// State every worker shares: Envoy's shared data, clock, metrics, clusters and logs.
 #[derive(Debug)]
