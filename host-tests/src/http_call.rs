@@ -18,6 +18,9 @@ pub use crate::callout::{CalloutReply, CalloutRequest};
 /// A scripted cluster's handler.
 pub type CalloutHandler = Arc<dyn Fn(&CalloutRequest) -> CalloutReply + Send + Sync>;
 
+/// A routed cluster's choice: which cluster answers this callout.
+pub type CalloutRoute = Arc<dyn Fn(&CalloutRequest) -> Cluster + Send + Sync>;
+
 /// How the callouts to one cluster are answered.
 #[derive(Clone)]
 pub enum Cluster {
@@ -30,6 +33,9 @@ pub enum Cluster {
     /// Never: every callout fails as an Envoy timeout does (no headers, no body). The virtual
     /// clock does not move.
     Timeout,
+    /// By the cluster the closure picks for each callout (one service whose routes are answered
+    /// by different parts, e.g. the agent's key plane and a script for its other routes).
+    Routed(CalloutRoute),
 }
 
 impl fmt::Debug for Cluster {
@@ -39,6 +45,7 @@ impl fmt::Debug for Cluster {
             Cluster::Http(address) => write!(f, "Http({address})"),
             Cluster::Unix(path) => write!(f, "Unix({})", path.display()),
             Cluster::Timeout => f.write_str("Timeout"),
+            Cluster::Routed(_) => f.write_str("Routed(..)"),
         }
     }
 }
@@ -116,6 +123,7 @@ pub(crate) fn answer(cluster: &Cluster, request: &CalloutRequest) -> Result<Call
             request.timeout.as_millis(),
             request.cluster
         )),
+        Cluster::Routed(route) => answer(&route(request), request),
     }
 }
 

@@ -49,7 +49,8 @@ pub use gateway::{
     Clock, ENVOY_DEFAULT_BUFFER_LIMIT, FilterModule, Gateway, GatewayBuilder, RequestBuilder,
 };
 pub use http_call::{
-    CalloutHandler, CalloutRecord, CalloutReply, CalloutRequest, CalloutResult, Cluster,
+    CalloutHandler, CalloutRecord, CalloutReply, CalloutRequest, CalloutResult, CalloutRoute,
+    Cluster,
 };
 pub use log::{LogLine, LogSource};
 pub use metrics::{MetricKind, Metrics};

@@ -60,7 +60,7 @@ fn fixture(cluster: Cluster) -> Fixture {
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
         )
-        .cluster(AGENT, cluster)
+        .agent_route("/v1/sessions", cluster)
 }
 
 #[test]
@@ -139,10 +139,9 @@ fn junk_is_401_and_an_agent_that_does_not_answer_is_503() {
 
 #[test]
 fn a_key_without_its_private_key_needs_an_agent() {
-    let err = Fixture::static_groups()
-        .with("/keys", json!([{ "kid": KID }]))
-        .try_build()
-        .unwrap_err();
+    let mut fx = Fixture::static_groups().with("/keys", json!([{ "kid": KID }]));
+    remove(&mut fx.config, "/agent");
+    let err = fx.try_build().unwrap_err();
     let text = format!("{err}: {err:?}");
     assert!(
         text.contains("keys[0].private_key_pem") && text.contains("agent"),
@@ -187,8 +186,8 @@ fn with_any_key_a_key_id_the_filter_never_heard_of_goes_to_the_agent_and_its_ses
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500, "any_key": true }),
         )
-        .cluster(
-            AGENT,
+        .agent_route(
+            "/v1/sessions",
             retiring_agent(retire_at, retired.clone(), calls.clone()),
         );
     let gw = fx.build();
@@ -220,7 +219,7 @@ fn without_any_key_an_unlisted_key_id_is_refused_without_a_callout() {
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
         )
-        .cluster(AGENT, agent(calls.clone()))
+        .agent_route("/v1/sessions", agent(calls.clone()))
         .build();
     let mut alice = Client::open(&gw, "alice");
     expect_denied(&gw, alice.get(&gw, "payments", PATH), 401, "unknown_key");

@@ -98,7 +98,7 @@ fn fixture(cluster: Cluster) -> Fixture {
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
         )
-        .cluster(AGENT, cluster)
+        .agent_route("/v1/streams", cluster)
 }
 
 fn epoch_secret() -> String {
@@ -256,13 +256,14 @@ fn naming<'g>(
 
 #[test]
 fn stream_callouts_spend_the_cold_path_budget() {
-    // One source and a budget of 3: alice's session unwrap and her stream take 2.
+    // One source and a budget of 2: alice's session unwrap takes 1 (the stream her new session
+    // needs comes with it).
     let seen = Arc::new(Seen::default());
     let gw = fixture(agent(seen.clone(), 300))
         .with(
             "/cold_path",
-            json!({ "unwraps_per_second": 1, "burst": 3,
-                    "per_source_unwraps_per_second": 1, "per_source_burst": 3 }),
+            json!({ "unwraps_per_second": 1, "burst": 2,
+                    "per_source_unwraps_per_second": 1, "per_source_burst": 2 }),
         )
         .build();
     let mut alice = Client::open(&gw, "alice");
@@ -287,7 +288,10 @@ fn stream_callouts_spend_the_cold_path_budget() {
 #[test]
 fn keys_and_epochs_both_at_the_agent() {
     let seen = Arc::new(Seen::default());
-    let fx = fixture(agent(seen.clone(), 300)).with("/keys", json!([{ "kid": KID }]));
+    let script = agent(seen.clone(), 300);
+    let fx = fixture(script.clone())
+        .agent_route("/v1/sessions", script)
+        .with("/keys", json!([{ "kid": KID }]));
     let text = fx.config.to_string();
     assert!(!text.contains("PRIVATE KEY") && !text.contains(&epoch_secret()));
     let gw = fx.build();
@@ -309,13 +313,14 @@ fn keys_and_epochs_both_at_the_agent() {
 #[test]
 fn an_id_only_epoch_needs_an_agent() {
     let e = epoch();
-    let err = Fixture::static_groups()
+    let mut fx = Fixture::static_groups()
+        .with("/keys", json!([{ "kid": KID, "private_key_pem": KEY_PEM }]))
         .with(
             "/epochs",
             json!([{ "id": e.id(), "file_size": e.file_size() }]),
-        )
-        .try_build()
-        .unwrap_err();
+        );
+    remove(&mut fx.config, "/agent");
+    let err = fx.try_build().unwrap_err();
     let text = format!("{err}: {err:?}");
     assert!(
         text.contains("epochs[0].secret") && text.contains("agent"),

@@ -427,10 +427,13 @@ fn fleet_replay_settings() {
         let pointer = format!("/{}", path.replace('.', "/"));
         refused(&with(&pointer, value), path, message);
     }
-    // The fleet claim goes through the agent: without one, nothing could claim.
+    // The fleet claim goes through the agent: without one, nothing could claim (nor hold the
+    // gateway's key, which is refused first).
+    let mut c = with("/replay/scope", json!("fleet"));
+    remove(&mut c, "/agent");
     refused(
-        &with("/replay/scope", json!("fleet")),
-        "replay.scope",
-        "\"fleet\" claims nonces through the agent",
+        &c,
+        "keys[0].private_key_pem",
+        "required unless an `agent` section",
     );
 }
