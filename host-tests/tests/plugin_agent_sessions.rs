@@ -138,15 +138,17 @@ fn junk_is_401_and_an_agent_that_does_not_answer_is_503() {
 }
 
 #[test]
-fn a_key_without_its_private_key_needs_an_agent() {
-    let mut fx = Fixture::static_groups().with("/keys", json!([{ "kid": KID }]));
-    remove(&mut fx.config, "/agent");
-    let err = fx.try_build().unwrap_err();
+fn a_private_key_in_the_filter_configuration_is_refused() {
+    let err = Fixture::static_groups()
+        .with("/keys", json!([{ "kid": KID, "private_key_pem": KEY_PEM }]))
+        .try_build()
+        .unwrap_err();
     let text = format!("{err}: {err:?}");
     assert!(
-        text.contains("keys[0].private_key_pem") && text.contains("agent"),
+        text.contains("keys[0].private_key_pem: not accepted: the agent holds"),
         "{text}"
     );
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
 }
 
 /// An agent in the middle of a key rotation: it serves the fixture key, each 200 says the key

@@ -311,19 +311,18 @@ fn keys_and_epochs_both_at_the_agent() {
 }
 
 #[test]
-fn an_id_only_epoch_needs_an_agent() {
-    let e = epoch();
-    let mut fx = Fixture::static_groups()
-        .with("/keys", json!([{ "kid": KID, "private_key_pem": KEY_PEM }]))
+fn an_epoch_secret_in_the_filter_configuration_is_refused() {
+    let err = Fixture::static_groups()
         .with(
             "/epochs",
-            json!([{ "id": e.id(), "file_size": e.file_size() }]),
-        );
-    remove(&mut fx.config, "/agent");
-    let err = fx.try_build().unwrap_err();
+            json!([serde_json::from_str::<Value>(&epoch().to_json()).unwrap()]),
+        )
+        .try_build()
+        .unwrap_err();
     let text = format!("{err}: {err:?}");
     assert!(
-        text.contains("epochs[0].secret") && text.contains("agent"),
+        text.contains("epochs[0].secret: not accepted: the agent holds"),
         "{text}"
     );
+    assert!(!text.contains(&epoch_secret()), "{text}");
 }
