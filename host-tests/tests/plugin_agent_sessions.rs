@@ -1,8 +1,8 @@
 //! Sessions unwrapped by the agent: the filter's configuration names the key id but holds no
 //! private key; on a session-cache miss the filter pauses, asks the agent (`POST /v1/sessions`,
 //! the shared `SessionRequest`/`SessionReply` types), caches the answer and verifies again. The
-//! agent here is scripted with the fixture's key; e2e/tests/harness_directory.rs runs the real
-//! one.
+//! real agent answers in-process behind a counting script; faults (timeouts, a key retiring) are
+//! scripted; e2e/tests/harness_directory.rs runs the agent's binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -23,9 +23,10 @@ const PATH: &str = "/v1/payments";
 const AGENT: &str = "autoid_agent";
 const AGENT_TOKEN: &str = "agent-token-0123456789abcdef";
 
-/// An agent that unwraps with the fixture key, counting its calls.
+/// The real agent (the fixture's key), behind a script that checks each session callout and
+/// counts it.
 fn agent(calls: Arc<AtomicUsize>) -> Cluster {
-    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    let plane = real_agent(None);
     Cluster::Scripted(Arc::new(move |req| {
         calls.fetch_add(1, Ordering::SeqCst);
         assert_eq!(req.header(":method"), Some("POST"));
@@ -34,21 +35,7 @@ fn agent(calls: Arc<AtomicUsize>) -> Cluster {
             req.header("authorization"),
             Some(format!("Bearer {AGENT_TOKEN}").as_str())
         );
-        let asked: SessionRequest = serde_json::from_slice(&req.body).unwrap();
-        if asked.kid != KID {
-            return CalloutReply::new(404).body(r#"{"error":"unknown_key"}"#);
-        }
-        let wrapped = URL_SAFE_NO_PAD.decode(asked.wrapped).unwrap();
-        match key.unwrap_session(&wrapped) {
-            Ok(session) => CalloutReply::new(200).body(
-                serde_json::to_vec(&SessionReply {
-                    session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
-                    expires_at: None,
-                })
-                .unwrap(),
-            ),
-            Err(_) => CalloutReply::new(422).body(r#"{"error":"unwrap"}"#),
-        }
+        plane.answer(req)
     }))
 }
 

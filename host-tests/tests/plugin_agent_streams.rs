@@ -2,8 +2,9 @@
 //! only; when a proof's session opens and the subject's stream is not in the worker's entropy
 //! cache, the filter pauses, asks the agent for the subject's key (`POST /v1/streams`, the shared
 //! `StreamRequest`/`StreamReply` types), keeps the stream for the reply's TTL (bounded by the
-//! configuration) and verifies again. The agent here is scripted with the fixture's epoch;
-//! e2e/tests/agent_sessions.rs runs the real one in front of real Envoy.
+//! configuration) and verifies again. The real agent answers in-process behind a recording
+//! script; unusable answers are scripted; e2e/tests/agent_sessions.rs runs the agent's binary in
+//! front of real Envoy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,10 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoid_host_tests::{CalloutReply, Cluster};
-use autoid_protocol::directory::{SessionReply, SessionRequest, StreamReply, StreamRequest};
-use autoid_protocol::keys::GatewayKey;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use autoid_protocol::directory::StreamRequest;
 use common::autoid::*;
 use serde_json::{Value, json};
 
@@ -32,10 +30,10 @@ struct Seen {
     subjects: Mutex<Vec<String>>,
 }
 
-/// An agent holding the fixture's epoch (and key): answers `/v1/streams` with `ttl_secs`,
-/// `/v1/sessions` by unwrapping.
+/// The real agent (the fixture's epoch and key, its streams' `ttl_secs` as given), behind a
+/// script that checks each callout and records what it was asked.
 fn agent(seen: Arc<Seen>, ttl_secs: u64) -> Cluster {
-    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    let plane = real_agent(Some(ttl_secs));
     Cluster::Scripted(Arc::new(move |req| {
         assert_eq!(req.header(":method"), Some("POST"));
         assert_eq!(
@@ -46,37 +44,14 @@ fn agent(seen: Arc<Seen>, ttl_secs: u64) -> Cluster {
             Some("/v1/streams") => {
                 seen.streams.fetch_add(1, Ordering::SeqCst);
                 let asked: StreamRequest = serde_json::from_slice(&req.body).unwrap();
-                seen.subjects.lock().unwrap().push(asked.subject.clone());
-                let e = epoch();
-                if asked.epoch != e.id() {
-                    return CalloutReply::new(404).body(r#"{"error":"unknown_epoch"}"#);
-                }
-                CalloutReply::new(200).body(
-                    serde_json::to_vec(&StreamReply {
-                        key: e.subject_key(&asked.subject).to_base64(),
-                        file_size: e.file_size(),
-                        interval_count: e.interval_count(),
-                        ttl_secs,
-                        expires_at: None,
-                    })
-                    .unwrap(),
-                )
+                seen.subjects.lock().unwrap().push(asked.subject);
             }
             Some("/v1/sessions") => {
                 seen.sessions.fetch_add(1, Ordering::SeqCst);
-                let asked: SessionRequest = serde_json::from_slice(&req.body).unwrap();
-                let wrapped = URL_SAFE_NO_PAD.decode(asked.wrapped).unwrap();
-                let session = key.unwrap_session(&wrapped).unwrap();
-                CalloutReply::new(200).body(
-                    serde_json::to_vec(&SessionReply {
-                        session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
-                        expires_at: None,
-                    })
-                    .unwrap(),
-                )
             }
             other => panic!("unexpected callout {other:?}"),
         }
+        plane.answer(req)
     }))
 }
 

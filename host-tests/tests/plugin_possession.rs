@@ -8,14 +8,11 @@ mod common;
 
 use std::sync::Arc;
 
-use autoid_host_tests::{CalloutReply, Cluster};
+use autoid_host_tests::Cluster;
 use autoid_protocol::client::Form;
-use autoid_protocol::directory::{SessionReply, SessionRequest};
+use autoid_protocol::directory::SessionRequest;
 use autoid_protocol::entropy::EntropyFile;
 use autoid_protocol::header::Version;
-use autoid_protocol::keys::GatewayKey;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::autoid::*;
 use serde_json::json;
 
@@ -121,23 +118,14 @@ fn a_ticket_must_say_what_the_sealed_payload_says() {
     );
 }
 
-/// An agent that unwraps with the fixture key, recording each request's ticket fields.
+/// The real agent (the fixture's key and epoch), behind a script recording each session
+/// request's ticket fields.
 fn agent(asked: Arc<std::sync::Mutex<Vec<SessionRequest>>>) -> Cluster {
-    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    let plane = real_agent(None);
     Cluster::Scripted(Arc::new(move |req| {
         let body: SessionRequest = serde_json::from_slice(&req.body).unwrap();
-        asked.lock().unwrap().push(body.clone());
-        let wrapped = URL_SAFE_NO_PAD.decode(body.wrapped).unwrap();
-        match key.unwrap_session(&wrapped) {
-            Ok(session) => CalloutReply::new(200).body(
-                serde_json::to_vec(&SessionReply {
-                    session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
-                    expires_at: None,
-                })
-                .unwrap(),
-            ),
-            Err(_) => CalloutReply::new(422).body(r#"{"error":"unwrap"}"#),
-        }
+        asked.lock().unwrap().push(body);
+        plane.answer(req)
     }))
 }
 

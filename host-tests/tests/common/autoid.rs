@@ -302,6 +302,14 @@ impl Fixture {
     }
 }
 
+/// The real agent in-process, serving the fixture's key and epoch (its `stream_ttl_secs` as
+/// given): for tests that wrap it in a script of their own (counting, recording).
+pub fn real_agent(stream_ttl_secs: Option<u64>) -> Arc<KeyPlane> {
+    let mut served = Fixture::static_groups().agent;
+    served.stream_ttl_secs = stream_ttl_secs;
+    Arc::new(KeyPlane::start(&served))
+}
+
 /// The seeded RNG of the protocol's test vectors (one copy, in the protocol's tests).
 #[path = "../../../protocol/tests/common/rng.rs"]
 mod rng;
