@@ -63,7 +63,11 @@ impl Checked {
                 Epoch::new("ep-1", secret, 65536, 64).unwrap()
             }
         };
-        let epoch_json: Value = serde_json::from_str(&epoch.to_json()).unwrap();
+        // The epoch's secret is the agent's (`epoch_files`); the filter lists its parameters.
+        let epoch_file = d.join("ep-1.epoch.json");
+        std::fs::write(&epoch_file, epoch.to_json()).unwrap();
+        let epoch_json = json!({"id": epoch.id(), "file_size": epoch.file_size(),
+                                "interval_count": epoch.interval_count()});
         let agent_at =
             json!({"cluster": "autoid_agent", "authority": "autoid-agent", "timeout_ms": 3000});
         let mut filter = json!({
@@ -93,6 +97,7 @@ impl Checked {
             c.remove("insecure_plain_tcp");
         }
         config["session_keys"] = json!([{"kid": "gw-1", "private_key_file": key_file}]);
+        config["epoch_files"] = json!([epoch_file]);
         // Relative: to this file.
         config["check"] = json!({"filter_config": "filter.json", "workers": 2});
         if let Some(url) = redis {
@@ -462,16 +467,10 @@ fn in_fleet_scope_a_proof_is_allowed_once_across_replicas_through_redis() {
 }
 
 #[test]
-fn a_filter_configuration_with_only_a_directory_cluster_asks_the_agent_in_process() {
-    // The key in the filter configuration, no `agent` section: the only callouts are the group
-    // questions, to the directory's cluster (named differently here).
+fn a_directory_cluster_named_apart_from_the_agents_is_asked_in_process() {
+    // The group questions go to the directory's cluster (named differently here), the key-plane
+    // callouts to the agent's: both answered by the agent in-process.
     let a = Checked::start_with(None, None, |filter| {
-        let o = filter.as_object_mut().unwrap();
-        o.remove("agent");
-        o.insert(
-            "keys".into(),
-            json!([{"kid": "gw-1", "private_key_pem": gateway_key().to_pem().unwrap()}]),
-        );
         filter["directory"]["cluster"] = json!("autoid_directory");
     });
     let proof = a.prove("alice", "GET", "/payments/x");

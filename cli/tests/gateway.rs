@@ -441,16 +441,59 @@ fn with_epochs_at_the_agent_the_bootstrap_holds_no_epoch_secret() {
     let text = std::fs::read_to_string(&path).unwrap();
     let mut g: Value = serde_json::from_str(&text).unwrap();
     g.as_object_mut().unwrap().remove("directory");
-    g["plugin"]["session_keys"] = "filter".into();
     g["static_groups"] = serde_json::json!({ "alice": ["payments"] });
     std::fs::write(&path, g.to_string()).unwrap();
     let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
     assert_ne!(o.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("has no `directory`"), "{stderr}");
+}
+
+#[test]
+fn the_filter_holding_keys_or_epochs_is_refused_and_the_default_is_the_agent() {
+    for field in ["session_keys", "epochs"] {
+        let dir = example_copy();
+        let path = dir.path().join("gateway.json");
+        let mut g: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        g["plugin"][field] = "filter".into();
+        std::fs::write(&path, g.to_string()).unwrap();
+        let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+        assert_ne!(o.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "plugin.{field}: \"filter\" is no longer supported: the filter holds no long-term secret"
+            )),
+            "{stderr}"
+        );
+        assert!(o.stdout.is_empty());
+    }
+    // Without either field (the examples set neither), the agent holds both.
+    let dir = example_copy();
+    let o = autoid_in(dir.path(), &["gateway", "render", "--config", "."]);
+    assert_code(&o, 0);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(
-        stderr.contains("plugin.epochs: \"agent\" needs `directory`"),
-        "{stderr}"
+        !text.contains("PRIVATE KEY"),
+        "a private key in the bootstrap"
     );
+    let config = wasm_filter_config(&serde_json::from_str(&text).unwrap());
+    assert!(
+        config["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.get("private_key_pem").is_none())
+    );
+    assert!(
+        config["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e.get("secret").is_none())
+    );
+    assert_eq!(config["agent"]["any_key"], true);
+    assert_eq!(config["agent"]["any_epoch"], true);
 }
 
 fn agent_cluster(bootstrap: &Value) -> Value {

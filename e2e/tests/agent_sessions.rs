@@ -16,13 +16,7 @@ use common::{Options, PROOF_HEADER, Stack, request, unix_request};
 
 fn stack() -> &'static Mutex<Stack> {
     static STACK: OnceLock<Mutex<Stack>> = OnceLock::new();
-    STACK.get_or_init(|| {
-        Mutex::new(Stack::start(&Options {
-            session_keys_at_agent: true,
-            epochs_at_agent: true,
-            ..Options::default()
-        }))
-    })
+    STACK.get_or_init(|| Mutex::new(Stack::start(&Options::default())))
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Stack> {

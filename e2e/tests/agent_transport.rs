@@ -81,10 +81,7 @@ fn allowed_through_the_agent(s: &Stack) {
 
 #[test]
 fn through_the_agents_socket_with_no_token_in_envoy() {
-    let s = Stack::start(&Options {
-        session_keys_at_agent: true,
-        ..Options::default()
-    });
+    let s = Stack::start(&Options::default());
     let AgentAt::Socket(socket) = &s.agent else {
         panic!("the default stack uses the socket")
     };
@@ -133,7 +130,6 @@ fn through_the_agents_socket_with_no_token_in_envoy() {
 #[test]
 fn through_tcp_with_tls_and_the_token() {
     let s = Stack::start(&Options {
-        session_keys_at_agent: true,
         agent_transport: AgentTransport::Tls,
         ..Options::default()
     });

@@ -138,11 +138,7 @@ fn junk_v3(s: &Stack, path: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn a_junk_flood_of_v3_sessions_from_256_sources_spends_no_rsa_and_new_sessions_open() {
-    let s = Stack::start(&Options {
-        session_keys_at_agent: true,
-        epochs_at_agent: true,
-        ..Options::default()
-    });
+    let s = Stack::start(&Options::default());
     let path = "/payments/cold";
     let url = format!("http://{}{path}", s.http);
     const JUNK: usize = 1024;

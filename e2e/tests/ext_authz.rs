@@ -321,16 +321,17 @@ fn the_bootstrap_config_dump_and_log_hold_no_filter_configuration_and_no_secret(
     let epoch: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(s.path("ep-1.epoch.json")).unwrap()).unwrap();
     let secret = epoch["secret"].as_str().unwrap();
-    // The agent's filter configuration has them (the definitions give the filter the key and
-    // the epoch); Envoy's bootstrap has none.
-    for (what, value) in [
-        ("a private key", "PRIVATE KEY"),
-        ("the epoch secret", secret),
-        ("the inline credential", PAYMENTS_CREDENTIAL),
+    // The agent's filter configuration has the inline credential but neither the key nor the
+    // epoch secret (the agent holds those in its own files); Envoy's bootstrap has none.
+    for (what, value, in_filter) in [
+        ("a private key", "PRIVATE KEY", false),
+        ("the epoch secret", secret, false),
+        ("the inline credential", PAYMENTS_CREDENTIAL, true),
     ] {
-        assert!(
+        assert_eq!(
             filter.contains(value),
-            "{what} not in the filter configuration"
+            in_filter,
+            "{what} in the filter configuration: {in_filter} expected"
         );
         for (place, text) in [
             ("Envoy's bootstrap", &bootstrap),

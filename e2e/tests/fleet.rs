@@ -351,18 +351,32 @@ fn many_concurrent_proofs_to_one_gateway_all_pass_and_redis_holds_one_key_each()
     let f = fleet();
     let front = f.one.http;
     const N: usize = 64;
+    const WARM: usize = 16;
     // One session: the cold path's per-source budget would refuse 64 new sessions at once.
-    let proofs = f.one.prove_many("alice", "GET", PATH, N);
+    let mut proofs = f.one.prove_many("alice", "GET", PATH, N + 2 * WARM);
+    // The session and alice's stream come from the agent: warm them on every worker of both
+    // replicas first, one request at a time (a worker all 16 miss: odds 2^-15), so that the
+    // proofs sent at once meet the fleet claim only.
+    for (i, p) in proofs.drain(..2 * WARM).enumerate() {
+        let to = if i < WARM { f.one.http } else { f.two.http };
+        assert_eq!(send(to, front, &p).status, 200);
+    }
+    let claims_before = f.one.counter("autoid_replay_fleet_claims");
+    let batches_before = f.one.counter("autoid_replay_fleet_batches");
     let statuses = send_all_at_once(&[f.one.http], front, &proofs);
     assert!(
         statuses.iter().all(|s| *s == 200),
         "{statuses:?}\n{}",
         f.one.envoy_log()
     );
-    assert_eq!(redis_keys(&f.redis), N, "one key per accepted proof");
+    assert_eq!(
+        redis_keys(&f.redis),
+        N + 2 * WARM,
+        "one key per accepted proof"
+    );
     let (claims, batches) = (
-        f.one.counter("autoid_replay_fleet_claims"),
-        f.one.counter("autoid_replay_fleet_batches"),
+        f.one.counter("autoid_replay_fleet_claims") - claims_before,
+        f.one.counter("autoid_replay_fleet_batches") - batches_before,
     );
     assert_eq!(claims, N as u64);
     assert!((1..=claims).contains(&batches), "{batches} batches");
@@ -370,7 +384,7 @@ fn many_concurrent_proofs_to_one_gateway_all_pass_and_redis_holds_one_key_each()
     // Every proof again, at once: all refused.
     let statuses = send_all_at_once(&[f.one.http, f.two.http], front, &proofs);
     assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
-    assert_eq!(redis_keys(&f.redis), N);
+    assert_eq!(redis_keys(&f.redis), N + 2 * WARM);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The filter hosted by our wasmtime harness (host-tests), calling the REAL agent over HTTP on
-//! its unix socket (as Envoy's `pipe` cluster does, no token), which asks the REAL slapd: the
-//! directory path end to end without Envoy.
+//! its unix socket (as Envoy's `pipe` cluster does, no token), which unwraps the session, hands
+//! over the subject's stream and asks the REAL slapd: the key plane and the directory path end
+//! to end without Envoy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -32,9 +33,12 @@ struct Directory {
     _dir: tempfile::TempDir,
 }
 
-fn directory() -> Directory {
+/// The agent, holding the gateway key and `epoch` (as `make run` deploys it), on its socket.
+fn directory(epoch: &Epoch) -> Directory {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    std::fs::write(d.join("gw.key.pem"), KEY_PEM).unwrap();
+    std::fs::write(d.join("ep.epoch.json"), epoch.to_json()).unwrap();
     let slapd = Slapd::start(&d.join("ldap")).unwrap();
     let socket = d.join("agent.sock");
     let config = json!({
@@ -46,7 +50,9 @@ fn directory() -> Directory {
             "pool_size": 2
         },
         "users": {"base": "dc=example,dc=org"},
-        "groups": {"base": "ou=groups,dc=example,dc=org"}
+        "groups": {"base": "ou=groups,dc=example,dc=org"},
+        "session_keys": [{"kid": KID, "private_key_file": d.join("gw.key.pem")}],
+        "epoch_files": [d.join("ep.epoch.json")]
     });
     std::fs::write(d.join("agent.json"), config.to_string()).unwrap();
     let agent_proc = agent::start(
@@ -67,8 +73,10 @@ fn directory() -> Directory {
 
 fn gateway(agent_socket: &Path, epoch: &Epoch) -> Gateway {
     let config = json!({
-        "keys": [{"kid": KID, "private_key_pem": KEY_PEM}],
-        "epochs": [serde_json::from_str::<serde_json::Value>(&epoch.to_json()).unwrap()],
+        "keys": [{"kid": KID}],
+        "epochs": [{"id": epoch.id(), "file_size": epoch.file_size(),
+                    "interval_count": epoch.interval_count()}],
+        "agent": {"cluster": "autoid_agent", "authority": "autoid-agent", "timeout_ms": 5000},
         "directory": {"cluster": "autoid_agent", "authority": "autoid-agent",
                       "timeout_ms": 5000, "positive_ttl_secs": 60, "negative_ttl_secs": 10},
         "apis": {"payments": {
@@ -117,8 +125,8 @@ fn send_as(gw: &Gateway, epoch: &Epoch, subject: &str, worker: usize) -> Outcome
 
 #[test]
 fn the_harness_hosted_filter_authorizes_through_the_real_bridge_and_slapd() {
-    let dir = directory();
     let epoch = Epoch::new("ep-1", [7; 32], 65536, 64).unwrap();
+    let dir = directory(&epoch);
     let gw = gateway(&dir.socket, &epoch);
 
     // alice is in `payments` (posixGroup) in the seeded directory.
@@ -156,10 +164,21 @@ fn the_harness_hosted_filter_authorizes_through_the_real_bridge_and_slapd() {
             gw.logs()
         );
     }
-    // Three distinct callouts plus alice's went to the real agent; a second alice request on the
-    // other worker is answered from the shared decision cache.
-    let before = gw.callouts().len();
+    // Three distinct group questions plus alice's went to the real agent; a second alice request
+    // on the other worker is answered from the shared decision cache (its new session and her
+    // stream on that worker are asked of the agent, not her groups).
+    let groups = |gw: &Gateway| {
+        gw.callouts()
+            .iter()
+            .filter(|c| {
+                c.header(":path")
+                    .is_some_and(|p| p.starts_with("/v1/groups"))
+            })
+            .count()
+    };
+    let before = groups(&gw);
+    assert_eq!(before, 4);
     assert!(send_as(&gw, &epoch, "alice", 1).is_upstream());
-    assert_eq!(gw.callouts().len(), before, "the decision was cached");
+    assert_eq!(groups(&gw), before, "the decision was cached");
     assert_eq!(gw.metric("autoid_directory_cache_hits"), Some(1));
 }

@@ -217,7 +217,6 @@ fn the_gateway_key_rotates_under_load_without_a_failed_request_or_an_envoy_resta
     // The filter asks the agent again about a cached session after 2 s (default 300 s), so a
     // retirement reaches sessions cached before the rotation; the overlap is longer than that.
     let s = Stack::start(&Options {
-        session_keys_at_agent: true,
         agent_session_ttl_secs: Some(2),
         ..Options::default()
     });
@@ -276,8 +275,6 @@ fn an_epoch_rotates_under_load_without_a_failed_request_or_an_envoy_restart() {
     // 300 s), so the retirement reaches streams cached before the rotation; the overlap is
     // longer than that.
     let s = Stack::start(&Options {
-        session_keys_at_agent: true,
-        epochs_at_agent: true,
         agent_max_stream_ttl_secs: Some(2),
         ..Options::default()
     });

@@ -194,6 +194,10 @@ pub struct Flow {
     /// When the proof was last verified (Unix seconds): the replay claim's clock, so the allowed
     /// path reads the host's clock once.
     verified_at: Cell<u64>,
+    /// Whether this request's session lookup was counted: a request verified again with the
+    /// agent's answer (a session, a stream) looked its session up once, as far as the
+    /// counters say.
+    lookup_counted: Cell<bool>,
     /// A session unwrapped for this request (here or by the agent) that no proof has verified
     /// under yet: cached only once this request's proof verifies.
     held: RefCell<Option<Held>>,
@@ -419,7 +423,9 @@ impl Flow {
             &mut cache,
         );
         // Counted here, the step that looked the session up and spent the unwraps.
-        cache.tally.count(host, state);
+        cache
+            .tally
+            .count(host, state, !self.lookup_counted.replace(true));
         let verified = verified?;
         state
             .entropy

@@ -52,6 +52,12 @@ impl Worker {
                 return false;
             }
         };
+        self.apply(host, config)
+    }
+
+    /// Applies a parsed configuration: `false` when the host cannot give the worker its shared
+    /// state.
+    pub(crate) fn apply<H: Host>(&mut self, host: &H, config: Config) -> bool {
         let fleet_scope = config.replay.scope == ReplayScope::Fleet;
         let Some(state) = State::new(host, config) else {
             return false;

@@ -34,6 +34,7 @@ pub(crate) fn answer(cluster: &Cluster, request: &CalloutRequest) -> Result<Call
             request.timeout.as_millis(),
             request.cluster
         )),
+        Cluster::Routed(route) => answer(&route(request), request),
     }
 }
 

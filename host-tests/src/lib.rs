@@ -50,7 +50,7 @@ pub use gateway::{
     Clock, ENVOY_DEFAULT_BUFFER_LIMIT, FilterModule, Gateway, GatewayBuilder, RequestBuilder,
 };
 pub use state::{
-    CalloutHandler, CalloutRecord, CalloutResult, Cluster, HostState, LogLine, LogSource,
-    MetricKind, Metrics, SharedData, VirtualClock,
+    CalloutHandler, CalloutRecord, CalloutResult, CalloutRoute, Cluster, HostState, LogLine,
+    LogSource, MetricKind, Metrics, SharedData, VirtualClock,
 };
 pub use worker::Outcome;

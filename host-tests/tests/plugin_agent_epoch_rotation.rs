@@ -68,7 +68,7 @@ fn fixture(agent: Arc<Agent>, any_epoch: bool) -> Fixture {
             "/agent",
             json!({ "cluster": AGENT, "timeout_ms": 500, "any_epoch": any_epoch }),
         )
-        .cluster(AGENT, cluster(agent))
+        .agent_route("/v1/streams", cluster(agent))
 }
 
 fn serving(epochs: Vec<(Epoch, Option<u64>)>) -> Arc<Agent> {
@@ -126,18 +126,22 @@ fn unlisted_epochs_spend_the_cold_path_budget() {
                     "per_source_unwraps_per_second": 1, "per_source_burst": 2 }),
         )
         .build();
-    // One token for the session unwrap, one for the stream; a third subject finds none.
+    // One token for the session unwrap (the stream the new session needs comes with it), one
+    // for another subject's stream; a third subject finds none.
     let mut alice = Client::with_file(new_epoch().issue("alice").unwrap(), now(&gw));
     upstream(&alice.get(&gw, "payments", PATH).worker(0).send());
-    let raw = alice.payload(now(&gw), "bob").to_bytes();
-    let proof = alice.seal_raw(PATH, &raw);
-    let req = gw
-        .request("GET", AUTHORITY, PATH)
-        .route("payments")
-        .header(PROOF, &proof)
-        .worker(0);
-    expect_denied(&gw, req, 401, "rate_limited");
-    assert_eq!(agent.streams.load(Ordering::SeqCst), 1);
+    let mut naming = |subject: &str| {
+        let mut raw = alice.payload(now(&gw), subject);
+        raw.epoch = new_epoch().id().to_owned();
+        let proof = alice.seal_raw(PATH, &raw.to_bytes());
+        gw.request("GET", AUTHORITY, PATH)
+            .route("payments")
+            .header(PROOF, &proof)
+            .worker(0)
+    };
+    expect_denied(&gw, naming("bob"), 401, "entropy");
+    expect_denied(&gw, naming("carol"), 401, "rate_limited");
+    assert_eq!(agent.streams.load(Ordering::SeqCst), 2);
 }
 
 #[test]
@@ -184,8 +188,8 @@ fn an_unusable_reply_for_an_unlisted_epoch_is_503() {
                 "/agent",
                 json!({ "cluster": AGENT, "timeout_ms": 500, "any_epoch": true }),
             )
-            .cluster(
-                AGENT,
+            .agent_route(
+                "/v1/streams",
                 Cluster::Scripted(Arc::new(move |_| CalloutReply::new(200).body(body))),
             )
             .build();

@@ -1,8 +1,8 @@
 //! Sessions unwrapped by the agent: the filter's configuration names the key id but holds no
 //! private key; on a session-cache miss the filter pauses, asks the agent (`POST /v1/sessions`,
 //! the shared `SessionRequest`/`SessionReply` types), caches the answer and verifies again. The
-//! agent here is scripted with the fixture's key; e2e/tests/harness_directory.rs runs the real
-//! one.
+//! real agent answers in-process behind a counting script; faults (timeouts, a key retiring) are
+//! scripted; e2e/tests/harness_directory.rs runs the agent's binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -23,9 +23,10 @@ const PATH: &str = "/v1/payments";
 const AGENT: &str = "autoid_agent";
 const AGENT_TOKEN: &str = "agent-token-0123456789abcdef";
 
-/// An agent that unwraps with the fixture key, counting its calls.
+/// The real agent (the fixture's key), behind a script that checks each session callout and
+/// counts it.
 fn agent(calls: Arc<AtomicUsize>) -> Cluster {
-    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    let plane = real_agent(None);
     Cluster::Scripted(Arc::new(move |req| {
         calls.fetch_add(1, Ordering::SeqCst);
         assert_eq!(req.header(":method"), Some("POST"));
@@ -34,21 +35,7 @@ fn agent(calls: Arc<AtomicUsize>) -> Cluster {
             req.header("authorization"),
             Some(format!("Bearer {AGENT_TOKEN}").as_str())
         );
-        let asked: SessionRequest = serde_json::from_slice(&req.body).unwrap();
-        if asked.kid != KID {
-            return CalloutReply::new(404).body(r#"{"error":"unknown_key"}"#);
-        }
-        let wrapped = URL_SAFE_NO_PAD.decode(asked.wrapped).unwrap();
-        match key.unwrap_session(&wrapped) {
-            Ok(session) => CalloutReply::new(200).body(
-                serde_json::to_vec(&SessionReply {
-                    session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
-                    expires_at: None,
-                })
-                .unwrap(),
-            ),
-            Err(_) => CalloutReply::new(422).body(r#"{"error":"unwrap"}"#),
-        }
+        plane.answer(req)
     }))
 }
 
@@ -60,7 +47,7 @@ fn fixture(cluster: Cluster) -> Fixture {
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
         )
-        .cluster(AGENT, cluster)
+        .agent_route("/v1/sessions", cluster)
 }
 
 #[test]
@@ -138,16 +125,17 @@ fn junk_is_401_and_an_agent_that_does_not_answer_is_503() {
 }
 
 #[test]
-fn a_key_without_its_private_key_needs_an_agent() {
+fn a_private_key_in_the_filter_configuration_is_refused() {
     let err = Fixture::static_groups()
-        .with("/keys", json!([{ "kid": KID }]))
+        .with("/keys", json!([{ "kid": KID, "private_key_pem": KEY_PEM }]))
         .try_build()
         .unwrap_err();
     let text = format!("{err}: {err:?}");
     assert!(
-        text.contains("keys[0].private_key_pem") && text.contains("agent"),
+        text.contains("keys[0].private_key_pem: not accepted: the agent holds"),
         "{text}"
     );
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
 }
 
 /// An agent in the middle of a key rotation: it serves the fixture key, each 200 says the key
@@ -187,8 +175,8 @@ fn with_any_key_a_key_id_the_filter_never_heard_of_goes_to_the_agent_and_its_ses
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500, "any_key": true }),
         )
-        .cluster(
-            AGENT,
+        .agent_route(
+            "/v1/sessions",
             retiring_agent(retire_at, retired.clone(), calls.clone()),
         );
     let gw = fx.build();
@@ -220,7 +208,7 @@ fn without_any_key_an_unlisted_key_id_is_refused_without_a_callout() {
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
         )
-        .cluster(AGENT, agent(calls.clone()))
+        .agent_route("/v1/sessions", agent(calls.clone()))
         .build();
     let mut alice = Client::open(&gw, "alice");
     expect_denied(&gw, alice.get(&gw, "payments", PATH), 401, "unknown_key");

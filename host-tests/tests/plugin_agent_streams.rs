@@ -2,8 +2,9 @@
 //! only; when a proof's session opens and the subject's stream is not in the worker's entropy
 //! cache, the filter pauses, asks the agent for the subject's key (`POST /v1/streams`, the shared
 //! `StreamRequest`/`StreamReply` types), keeps the stream for the reply's TTL (bounded by the
-//! configuration) and verifies again. The agent here is scripted with the fixture's epoch;
-//! e2e/tests/agent_sessions.rs runs the real one in front of real Envoy.
+//! configuration) and verifies again. The real agent answers in-process behind a recording
+//! script; unusable answers are scripted; e2e/tests/agent_sessions.rs runs the agent's binary in
+//! front of real Envoy.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -13,10 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autoid_host_tests::{CalloutReply, Cluster};
-use autoid_protocol::agent_api::{SessionReply, SessionRequest, StreamReply, StreamRequest};
-use autoid_protocol::keys::GatewayKey;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use autoid_protocol::agent_api::StreamRequest;
 use common::autoid::*;
 use serde_json::{Value, json};
 
@@ -32,10 +30,10 @@ struct Seen {
     subjects: Mutex<Vec<String>>,
 }
 
-/// An agent holding the fixture's epoch (and key): answers `/v1/streams` with `ttl_secs`,
-/// `/v1/sessions` by unwrapping.
+/// The real agent (the fixture's epoch and key, its streams' `ttl_secs` as given), behind a
+/// script that checks each callout and records what it was asked.
 fn agent(seen: Arc<Seen>, ttl_secs: u64) -> Cluster {
-    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    let plane = real_agent(Some(ttl_secs));
     Cluster::Scripted(Arc::new(move |req| {
         assert_eq!(req.header(":method"), Some("POST"));
         assert_eq!(
@@ -46,37 +44,14 @@ fn agent(seen: Arc<Seen>, ttl_secs: u64) -> Cluster {
             Some("/v1/streams") => {
                 seen.streams.fetch_add(1, Ordering::SeqCst);
                 let asked: StreamRequest = serde_json::from_slice(&req.body).unwrap();
-                seen.subjects.lock().unwrap().push(asked.subject.clone());
-                let e = epoch();
-                if asked.epoch != e.id() {
-                    return CalloutReply::new(404).body(r#"{"error":"unknown_epoch"}"#);
-                }
-                CalloutReply::new(200).body(
-                    serde_json::to_vec(&StreamReply {
-                        key: e.subject_key(&asked.subject).to_base64(),
-                        file_size: e.file_size(),
-                        interval_count: e.interval_count(),
-                        ttl_secs,
-                        expires_at: None,
-                    })
-                    .unwrap(),
-                )
+                seen.subjects.lock().unwrap().push(asked.subject);
             }
             Some("/v1/sessions") => {
                 seen.sessions.fetch_add(1, Ordering::SeqCst);
-                let asked: SessionRequest = serde_json::from_slice(&req.body).unwrap();
-                let wrapped = URL_SAFE_NO_PAD.decode(asked.wrapped).unwrap();
-                let session = key.unwrap_session(&wrapped).unwrap();
-                CalloutReply::new(200).body(
-                    serde_json::to_vec(&SessionReply {
-                        session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
-                        expires_at: None,
-                    })
-                    .unwrap(),
-                )
             }
             other => panic!("unexpected callout {other:?}"),
         }
+        plane.answer(req)
     }))
 }
 
@@ -98,7 +73,7 @@ fn fixture(cluster: Cluster) -> Fixture {
             "/agent",
             json!({ "cluster": AGENT, "token": AGENT_TOKEN, "timeout_ms": 500 }),
         )
-        .cluster(AGENT, cluster)
+        .agent_route("/v1/streams", cluster)
 }
 
 fn epoch_secret() -> String {
@@ -256,13 +231,14 @@ fn naming<'g>(
 
 #[test]
 fn stream_callouts_spend_the_cold_path_budget() {
-    // One source and a budget of 3: alice's session unwrap and her stream take 2.
+    // One source and a budget of 2: alice's session unwrap takes 1 (the stream her new session
+    // needs comes with it).
     let seen = Arc::new(Seen::default());
     let gw = fixture(agent(seen.clone(), 300))
         .with(
             "/cold_path",
-            json!({ "unwraps_per_second": 1, "burst": 3,
-                    "per_source_unwraps_per_second": 1, "per_source_burst": 3 }),
+            json!({ "unwraps_per_second": 1, "burst": 2,
+                    "per_source_unwraps_per_second": 1, "per_source_burst": 2 }),
         )
         .build();
     let mut alice = Client::open(&gw, "alice");
@@ -287,7 +263,10 @@ fn stream_callouts_spend_the_cold_path_budget() {
 #[test]
 fn keys_and_epochs_both_at_the_agent() {
     let seen = Arc::new(Seen::default());
-    let fx = fixture(agent(seen.clone(), 300)).with("/keys", json!([{ "kid": KID }]));
+    let script = agent(seen.clone(), 300);
+    let fx = fixture(script.clone())
+        .agent_route("/v1/sessions", script)
+        .with("/keys", json!([{ "kid": KID }]));
     let text = fx.config.to_string();
     assert!(!text.contains("PRIVATE KEY") && !text.contains(&epoch_secret()));
     let gw = fx.build();
@@ -307,18 +286,18 @@ fn keys_and_epochs_both_at_the_agent() {
 }
 
 #[test]
-fn an_id_only_epoch_needs_an_agent() {
-    let e = epoch();
+fn an_epoch_secret_in_the_filter_configuration_is_refused() {
     let err = Fixture::static_groups()
         .with(
             "/epochs",
-            json!([{ "id": e.id(), "file_size": e.file_size() }]),
+            json!([serde_json::from_str::<Value>(&epoch().to_json()).unwrap()]),
         )
         .try_build()
         .unwrap_err();
     let text = format!("{err}: {err:?}");
     assert!(
-        text.contains("epochs[0].secret") && text.contains("agent"),
+        text.contains("epochs[0].secret: not accepted: the agent holds"),
         "{text}"
     );
+    assert!(!text.contains(&epoch_secret()), "{text}");
 }

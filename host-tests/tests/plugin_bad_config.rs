@@ -112,33 +112,34 @@ fn keys() {
         "at least one key is required",
     );
     refused(&without("/keys"), "keys", "at least one key is required");
+    // The filter holds no private key: the agent does (its `session_keys`).
+    refused(
+        &with(
+            "/keys",
+            json!([{ "kid": "k1", "private_key_pem": KEY_PEM }]),
+        ),
+        "keys[0].private_key_pem",
+        "not accepted: the agent holds the gateway's private keys",
+    );
     refused(
         &with(
             "/keys",
             json!([{ "kid": "k1", "private_key_pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n" }]),
         ),
-        "keys[0]",
-        "key private key pem: ",
+        "keys[0].private_key_pem",
+        "not accepted",
     );
     refused(
-        &with(
-            "/keys",
-            json!([{ "kid": "bad kid", "private_key_pem": KEY_PEM }]),
-        ),
-        "keys[0]",
-        "invalid key id: \"bad kid\"",
+        &with("/keys", json!([{ "kid": "bad kid" }])),
+        "keys[0].kid",
+        "invalid key id \"bad kid\"",
     );
     refused(
-        &with(
-            "/keys",
-            json!([
-                { "kid": "k1", "private_key_pem": KEY_PEM },
-                { "kid": "k1", "private_key_pem": KEY_PEM },
-            ]),
-        ),
+        &with("/keys", json!([{ "kid": "k1" }, { "kid": "k1" }])),
         "keys[1].kid",
         "duplicate key id \"k1\"",
     );
+    refused(&without("/agent"), "agent", "required: the agent holds");
 }
 
 #[test]
@@ -155,10 +156,22 @@ fn epochs() {
         }
         e
     };
+    // The filter holds no epoch secret: the agent does (its `epoch_files`).
     refused(
-        &with("/epochs", json!([epoch(json!({ "secret": "c2hvcnQ" }))])),
+        &with(
+            "/epochs",
+            json!([epoch(json!({ "secret": "QkJCQkJCQkJCQkJC" }))]),
+        ),
         "epochs[0].secret",
-        "expected 32 bytes in base64url",
+        "not accepted: the agent holds the epochs' secrets",
+    );
+    refused(
+        &with(
+            "/epochs",
+            json!([serde_json::from_str::<Value>(&common::autoid::epoch().to_json()).unwrap()]),
+        ),
+        "epochs[0].secret",
+        "not accepted",
     );
     refused(
         &with("/epochs", json!([epoch(json!({ "autoid_epoch": 2 }))])),
@@ -427,10 +440,9 @@ fn fleet_replay_settings() {
         let pointer = format!("/{}", path.replace('.', "/"));
         refused(&with(&pointer, value), path, message);
     }
-    // The fleet claim goes through the agent: without one, nothing could claim.
-    refused(
-        &with("/replay/scope", json!("fleet")),
-        "replay.scope",
-        "\"fleet\" claims nonces through the agent",
-    );
+    // The fleet claim goes through the agent: without one, nothing could claim (nor hold the
+    // gateway's key, which is refused first).
+    let mut c = with("/replay/scope", json!("fleet"));
+    remove(&mut c, "/agent");
+    refused(&c, "agent", "required");
 }

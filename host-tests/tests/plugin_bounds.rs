@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use autoid_host_tests::{Cluster, Gateway, Outcome};
 use autoid_protocol::Request;
-use autoid_protocol::client::Session;
+use autoid_protocol::client::{Form, Session};
 use autoid_protocol::entropy::EntropyFile;
-use autoid_protocol::header::Proof;
+use autoid_protocol::header::{Proof, Version};
 use common::autoid::*;
 use rsa::rand_core::TryRng;
 use serde_json::{Value, json};
@@ -53,6 +53,8 @@ fn fixture(buckets: u32, slots: u32, sessions: u32, local: u32, decisions: u32) 
             json!({ "max_entries": sessions, "local_max_entries": local }),
         )
         .with("/directory/max_entries", json!(decisions))
+        // The agent's sessions are kept for their lifetime, not re-asked within the flood.
+        .with("/agent/session_ttl_secs", json!(86_400))
         .with(
             "/cold_path",
             json!({ "unwraps_per_second": 100_000, "burst": 100_000 }),
@@ -137,9 +139,19 @@ impl Caller {
             authority: AUTHORITY,
             path,
         };
+        // v3: the agent unwraps these sessions in its main lane (a flood of v1/v2 sessions
+        // would meet its small lane's rate, as it should).
         let proof = self
             .session
-            .prove(file, &request, now(gw), None, &mut self.rng)
+            .prove_in(
+                Version::V3,
+                Form::Full,
+                file,
+                &request,
+                now(gw),
+                None,
+                &mut self.rng,
+            )
             .unwrap();
         gw.request("GET", AUTHORITY, path)
             .route("payments")

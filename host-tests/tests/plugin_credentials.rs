@@ -59,7 +59,7 @@ fn fixture(cluster: Cluster) -> Fixture {
             "/credentials",
             json!({ "refresh_ahead_secs": 10, "stale_secs": 20 }),
         )
-        .cluster(AGENT, cluster);
+        .agent_route("/v1/credentials/", cluster);
     remove(&mut fx.config, "/apis/payments/inject/authorization");
     fx
 }
@@ -133,10 +133,14 @@ fn the_tick_refreshes_ahead_of_expiry_and_no_request_waits() {
 fn a_failing_agent_leaves_the_cached_value_for_the_stale_window_then_503() {
     let value = Arc::new(Mutex::new("Bearer last-good".to_owned()));
     let calls = Arc::new(AtomicUsize::new(0));
-    let gw = fixture(agent(value, calls)).build();
+    let (gw, plane) = fixture(agent(value, calls)).build_with_agent();
     let mut alice = Client::open(&gw, "alice");
     upstream(&alice.get(&gw, "payments", PATH).send());
-    gw.set_cluster(AGENT, failing());
+    // The agent's credentials fail from now on (its key plane still answers).
+    gw.set_cluster(
+        AGENT,
+        KeyPlane::cluster(plane, vec![("/v1/credentials/".to_owned(), failing())]),
+    );
     // Past the expiry (30 s), within the stale window (20 s more).
     gw.clock().advance(Duration::from_secs(40));
     assert!(metric(&gw, "autoid_credentials_failures") >= 1);
@@ -161,10 +165,8 @@ fn agent_headers_need_an_agent_and_valid_names() {
     remove(&mut fx.config, "/agent");
     let err = fx.try_build().unwrap_err();
     let text = format!("{err}: {err:?}");
-    assert!(
-        text.contains("apis.payments.agent_headers") && text.contains("agent"),
-        "{text}"
-    );
+    // Without an agent nothing holds the gateway's keys: that is refused first.
+    assert!(text.contains("agent: required"), "{text}");
     let err = fixture(failing())
         .with("/apis/payments/agent_headers", json!(["Authorization"]))
         .try_build()

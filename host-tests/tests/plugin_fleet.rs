@@ -35,7 +35,7 @@ fn gateway(
             "/replay",
             json!({ "scope": "fleet", "fleet_timeout_ms": 300 }),
         )
-        .cluster(AGENT, agent)
+        .agent_route("/v1/replay", agent)
         .build()
 }
 

@@ -8,14 +8,11 @@ mod common;
 
 use std::sync::Arc;
 
-use autoid_host_tests::{CalloutReply, Cluster};
-use autoid_protocol::agent_api::{SessionReply, SessionRequest};
+use autoid_host_tests::Cluster;
+use autoid_protocol::agent_api::SessionRequest;
 use autoid_protocol::client::Form;
 use autoid_protocol::entropy::EntropyFile;
 use autoid_protocol::header::Version;
-use autoid_protocol::keys::GatewayKey;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::autoid::*;
 use serde_json::json;
 
@@ -52,26 +49,31 @@ fn source(i: usize) -> String {
 #[test]
 fn junk_tickets_from_many_sources_spend_no_rsa_and_v3_sessions_keep_their_budget() {
     // A small budget for sessions without a ticket, as a flood would leave it.
-    let gw = Fixture::static_groups()
+    let (gw, agent) = Fixture::static_groups()
         .with("/cold_path", json!({ "unwraps_per_second": 1, "burst": 2 }))
-        .build();
-    // v3 junk: wrapped with the public key, a ticket made from a file of zeros.
+        .build_with_agent();
+    // v3 junk: wrapped with the public key, a ticket made from a file of zeros. The filter does
+    // not hold mallory's stream: the agent checks each ticket, before any RSA, and refuses it.
     for i in 0..256 {
         let p = mallory(&gw).proof_in(&gw, PATH, Version::V3, Form::Full);
         expect_denied(&gw, from(&gw, &p, &source(i)), 401, "entropy");
     }
     assert_eq!(
-        metric(&gw, "autoid_rsa_unwraps"),
+        agent.metric("autoid_agent_rsa_unwraps_total"),
         0,
         "no RSA for a junk ticket"
     );
+    assert_eq!(agent.metric("autoid_agent_possession_refused_total"), 256);
+    // They spent the checked lane's budget, not the v1/v2 one.
+    assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 256);
     // v2 junk from as many sources spends the v1/v2 budget (2), then is rate limited.
     for i in 0..256 {
         let p = mallory(&gw).proof_in(&gw, PATH, Version::V2, Form::Full);
         let out = from(&gw, &p, &source(i)).send();
         assert_eq!(out.local_status(), Some(401), "{out:?}");
     }
-    assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 2);
+    assert_eq!(metric(&gw, "autoid_rsa_unwraps"), 256 + 2);
+    assert_eq!(agent.metric("autoid_agent_rsa_unwraps_total"), 2);
     assert!(metric(&gw, "autoid_denied_rate_limited") >= 250);
     // In the same instant: a new v3 session opens; a new v2 session is rate limited.
     let mut alice = Client::open(&gw, "alice");
@@ -116,48 +118,42 @@ fn a_ticket_must_say_what_the_sealed_payload_says() {
     );
 }
 
-/// An agent that unwraps with the fixture key, recording each request's ticket fields.
+/// The real agent (the fixture's key and epoch), behind a script recording each session
+/// request's ticket fields.
 fn agent(asked: Arc<std::sync::Mutex<Vec<SessionRequest>>>) -> Cluster {
-    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    let plane = real_agent(None);
     Cluster::Scripted(Arc::new(move |req| {
         let body: SessionRequest = serde_json::from_slice(&req.body).unwrap();
-        asked.lock().unwrap().push(body.clone());
-        let wrapped = URL_SAFE_NO_PAD.decode(body.wrapped).unwrap();
-        match key.unwrap_session(&wrapped) {
-            Ok(session) => CalloutReply::new(200).body(
-                serde_json::to_vec(&SessionReply {
-                    session: URL_SAFE_NO_PAD.encode(session.to_bytes()),
-                    expires_at: None,
-                })
-                .unwrap(),
-            ),
-            Err(_) => CalloutReply::new(422).body(r#"{"error":"unwrap"}"#),
-        }
+        asked.lock().unwrap().push(body);
+        plane.answer(req)
     }))
 }
 
 #[test]
-fn with_the_key_at_the_agent_the_filter_checks_the_ticket_it_can_and_says_so() {
+fn the_filter_checks_the_ticket_when_it_holds_the_subjects_stream_and_says_so() {
     let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
     let gw = Fixture::static_groups()
-        .with("/keys", json!([{ "kid": KID }]))
-        .with(
-            "/agent",
-            json!({ "cluster": "autoid_agent", "token": "agent-token-0123456789abcdef", "timeout_ms": 500 }),
-        )
-        .cluster("autoid_agent", agent(asked.clone()))
+        .agent_route("/v1/sessions", agent(asked.clone()))
         .build();
-    // The epoch is the filter's: a junk ticket is refused there, the agent never asked.
-    for i in 0..16 {
-        let p = mallory(&gw).proof_in(&gw, PATH, Version::V3, Form::Full);
-        expect_denied(&gw, from(&gw, &p, &source(i)), 401, "entropy");
-    }
-    assert!(asked.lock().unwrap().is_empty());
-    // A good one goes to the agent marked as checked, in the checked lane.
+    // Alice's first session: her stream is not at hand yet, so the agent checks the ticket.
     let mut alice = Client::open(&gw, "alice");
     let p = alice.proof_in(&gw, PATH, Version::V3, Form::Full);
     upstream(&from(&gw, &p, "127.0.9.9:4000").send());
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    assert!(!asked.lock().unwrap()[0].ticket_checked);
+    // Her stream is now in the worker's cache: a junk ticket naming her is refused there, the
+    // agent never asked.
+    for i in 0..16 {
+        let zeros = EntropyFile::new(EPOCH, "alice", 64, vec![0u8; 64 << 10]);
+        let p = Client::with_file(zeros, now(&gw)).proof_in(&gw, PATH, Version::V3, Form::Full);
+        expect_denied(&gw, from(&gw, &p, &source(i)), 401, "entropy");
+    }
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    // A good new session goes to the agent marked as checked, in the checked lane.
+    let mut again = alice.reopen(&gw);
+    let p = again.proof_in(&gw, PATH, Version::V3, Form::Full);
+    upstream(&from(&gw, &p, "127.0.9.9:4000").send());
     let asked = asked.lock().unwrap();
-    assert_eq!(asked.len(), 1);
-    assert!(asked[0].ticket_checked);
+    assert_eq!(asked.len(), 2);
+    assert!(asked[1].ticket_checked);
 }

@@ -8,9 +8,11 @@ use autoid_protocol::config::{Config, Groups};
 use serde_json::{Value, json};
 
 fn good() -> Value {
+    let e = common::epoch();
     json!({
-        "keys": [{ "kid": common::KID, "private_key_pem": common::KEY_PEM }],
-        "epochs": [serde_json::from_str::<Value>(&common::epoch().to_json()).unwrap()],
+        "keys": [{ "kid": common::KID }],
+        "epochs": [{ "id": e.id(), "file_size": e.file_size(), "interval_count": e.interval_count() }],
+        "agent": { "cluster": "autoid_agent" },
         "static_groups": { "alice": ["payments", "reports"], "bob": [] },
         "apis": {
             "payments": {
@@ -114,15 +116,23 @@ fn bad_values_are_named_by_path_and_value() {
         ),
         (
             with(good(), "/keys/0/kid", json!("bad kid")),
-            "keys[0]: invalid key id: \"bad kid\"",
+            "keys[0].kid: invalid key id \"bad kid\"",
         ),
         (
-            with(good(), "/keys/0/private_key_pem", json!("nope")),
-            "keys[0]: key private key pem",
+            with(
+                good(),
+                "/keys/0",
+                json!({ "kid": common::KID, "private_key_pem": common::KEY_PEM }),
+            ),
+            "keys[0].private_key_pem: not accepted: the agent holds the gateway's private keys",
         ),
         (
-            with(good(), "/epochs/0/secret", json!("c2hvcnQ")),
-            "epochs[0].secret: expected 32 bytes in base64url",
+            with(
+                good(),
+                "/epochs/0",
+                serde_json::from_str(&common::epoch().to_json()).unwrap(),
+            ),
+            "epochs[0].secret: not accepted: the agent holds the epochs' secrets",
         ),
         (
             with(good(), "/epochs/0/interval_count", json!(8)),
@@ -221,23 +231,27 @@ fn limits_and_directory_are_checked() {
 
 #[test]
 fn secrets_never_appear_in_errors() {
-    let e = error_of(with(
-        good(),
-        "/epochs/0/secret",
-        json!("AAAAsecretsecretsecret"),
-    ));
-    assert!(!e.contains("AAAAsecret"), "{e}");
+    let mut v = good();
+    v["epochs"][0]["secret"] = json!("AAAAsecretsecretsecret");
+    v["keys"][0]["private_key_pem"] = json!(common::KEY_PEM);
+    let e = error_of(v);
+    assert!(
+        !e.contains("AAAAsecret") && !e.contains("PRIVATE KEY"),
+        "{e}"
+    );
 }
 
 #[test]
-fn epochs_may_be_id_only_when_the_agent_holds_them() {
+fn the_agent_holds_every_key_and_epoch_and_the_filter_lists_their_ids() {
     use autoid_protocol::verify::KnownEpoch;
     let id_only = json!({ "id": "e-agent", "file_size": 65536, "interval_count": 64 });
     let mut v = good();
     v["epochs"].as_array_mut().unwrap().push(id_only.clone());
-    assert_eq!(
-        error_of(v.clone()),
-        "epochs[1].secret: required unless an `agent` section names the agent that holds the epoch"
+    let mut no_agent = v.clone();
+    no_agent.as_object_mut().unwrap().remove("agent");
+    assert!(
+        error_of(no_agent)
+            .starts_with("agent: required: the agent holds the gateway's private keys"),
     );
     v["agent"] = json!({ "cluster": "autoid_agent", "token": "0123456789abcdef0123" });
     let c = Config::from_json(v.to_string().as_bytes()).unwrap();
@@ -245,15 +259,20 @@ fn epochs_may_be_id_only_when_the_agent_holds_them() {
         c.keyring.known_epoch("e-agent"),
         Some(KnownEpoch::Agent(p)) if p.file_size() == 65536 && p.interval_count() == 64
     ));
+    let test = common::epoch();
     assert!(matches!(
-        c.keyring.known_epoch("e-test"),
-        Some(KnownEpoch::Local(_))
+        c.keyring.known_epoch(test.id()),
+        Some(KnownEpoch::Agent(_))
     ));
     assert!(c.keyring.known_epoch("e-none").is_none());
+    for id in ["e-agent", test.id()] {
+        assert!(c.keyring.epoch(id).is_none(), "no secret in the filter");
+    }
     assert!(
-        c.keyring.epoch("e-agent").is_none(),
-        "no secret to hand out"
+        c.keyring.key(common::KID).is_none(),
+        "no private key in the filter"
     );
+    assert!(c.keyring.held_by_agent(common::KID));
     assert_eq!(c.agent.as_ref().unwrap().max_stream_ttl_secs, 300);
     assert_eq!(c.entropy_cache.max_streams, 1024);
 
@@ -263,11 +282,11 @@ fn epochs_may_be_id_only_when_the_agent_holds_them() {
         error_of(dup),
         "epochs[2].id: duplicate epoch id \"e-agent\""
     );
-    let mut dup_local = v.clone();
-    dup_local["epochs"][1]["id"] = json!("e-test");
+    let mut dup_first = v.clone();
+    dup_first["epochs"][1]["id"] = json!(test.id());
     assert_eq!(
-        error_of(dup_local),
-        "epochs[1].id: duplicate epoch id \"e-test\""
+        error_of(dup_first),
+        format!("epochs[1].id: duplicate epoch id {:?}", test.id())
     );
     let mut bad_size = v.clone();
     bad_size["epochs"][1]["file_size"] = json!(100);
@@ -364,10 +383,9 @@ fn auth_methods_default_to_proof_and_ldap_basic_is_checked_by_path() {
         auth(json!({ "methods": ["ldap_basic"], "basic": { "cache_ttl_secs": 301 } }))
             .starts_with("apis.reports.auth.basic.cache_ttl_secs: 301 is out of range")
     );
-    // Without an agent no one can check a password.
-    let no_agent = error_of(with_auth(good(), json!({ "methods": ["ldap_basic"] })));
-    assert!(
-        no_agent.starts_with("apis.reports.auth.methods: \"ldap_basic\" needs an `agent` section"),
-        "{no_agent}"
-    );
+    // Without an agent no one can check a password (nor hold the keys, which is refused first).
+    let mut without = with_auth(good(), json!({ "methods": ["ldap_basic"] }));
+    without.as_object_mut().unwrap().remove("agent");
+    let no_agent = error_of(without);
+    assert!(no_agent.starts_with("agent: required"), "{no_agent}");
 }

@@ -139,18 +139,24 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             keys_dir.display()
         );
     }
-    let keys_at_agent = g.plugin.session_keys == HeldBy::Agent;
-    let epochs_at_agent = g.plugin.epochs == HeldBy::Agent;
+    // The filter holds no long-term secret: the agent does (docs/CONFIG.md).
+    for (field, held) in [
+        ("session_keys", g.plugin.session_keys),
+        ("epochs", g.plugin.epochs),
+    ] {
+        if held == HeldBy::Filter {
+            bail!(
+                "{}: plugin.{field}: \"filter\" is no longer supported: the filter holds no \
+                 long-term secret, the agent does (set \"agent\" or leave the field out)",
+                gateway_file.display()
+            );
+        }
+    }
     let mut keys = Vec::new();
     for file in &key_files {
+        // The agent reads the key file itself; Envoy only learns the key id.
         let kid = crate::files::kid_for(file, None, PRIVATE_KEY_SUFFIX)?;
-        if keys_at_agent {
-            // The agent reads the key file itself; Envoy only learns the key id.
-            keys.push(json!({"kid": kid}));
-        } else {
-            let pem = crate::files::read_secret_text(file, "a private key (PEM)")?;
-            keys.push(json!({"kid": kid, "private_key_pem": pem}));
-        }
+        keys.push(json!({"kid": kid}));
     }
     config.insert("keys".into(), Value::Array(keys));
 
@@ -160,20 +166,14 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         let file = defs.resolve(p);
         let text = crate::files::read_secret_text(&file, "an epoch file")
             .map_err(|e| anyhow!("{}: plugin.epoch_files[{i}]: {e:#}", gateway_file.display()))?;
-        let value: Value = serde_json::from_str(&text)
+        // The agent reads the epoch file itself; Envoy only learns its public parameters.
+        let epoch = autoid_protocol::entropy::Epoch::from_json(&text)
             .map_err(|e| anyhow!("{}: not an epoch file: {e}", file.display()))?;
-        if epochs_at_agent {
-            // The agent reads the epoch file itself; Envoy only learns its public parameters.
-            let epoch = autoid_protocol::entropy::Epoch::from_json(&text)
-                .map_err(|e| anyhow!("{}: not an epoch file: {e}", file.display()))?;
-            epochs.push(json!({
-                "id": epoch.id(),
-                "file_size": epoch.file_size(),
-                "interval_count": epoch.interval_count(),
-            }));
-        } else {
-            epochs.push(value);
-        }
+        epochs.push(json!({
+            "id": epoch.id(),
+            "file_size": epoch.file_size(),
+            "interval_count": epoch.interval_count(),
+        }));
         epoch_files.push(file);
     }
     config.insert("epochs".into(), Value::Array(epochs));
@@ -189,14 +189,6 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
         }
     }
 
-    for (field, at_agent) in [("session_keys", keys_at_agent), ("epochs", epochs_at_agent)] {
-        if at_agent && g.directory.is_none() {
-            bail!(
-                "{}: plugin.{field}: \"agent\" needs `directory` (the agent's address and token)",
-                gateway_file.display()
-            );
-        }
-    }
     // The first API file with a header the agent resolves, if any.
     let agent_api = defs
         .apis
@@ -258,6 +250,14 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             gateway_file.display()
         );
     }
+    // Checked after the callouts above, whose errors name the definition that needs the agent.
+    if g.directory.is_none() {
+        bail!(
+            "{}: plugin.session_keys: \"agent\" needs `directory` (the agent's address and token): \
+             the agent holds the gateway's keys and epochs",
+            gateway_file.display()
+        );
+    }
     if credentials_at_agent {
         let c = &g.credentials;
         let mut cache = Map::new();
@@ -280,11 +280,7 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             Some(AgentAddress::Unix(_)) => AGENT_SOCKET_AUTHORITY.to_owned(),
             _ => d.address.clone(),
         };
-        if keys_at_agent
-            || epochs_at_agent
-            || credentials_at_agent
-            || fleet_replay
-            || basic_api.is_some()
+        // The agent holds the keys and epochs: the filter always asks it.
         {
             let mut agent = Map::new();
             agent.insert("cluster".into(), json!(AGENT_CLUSTER));
@@ -292,14 +288,10 @@ pub(crate) fn build(defs: &Definitions) -> Result<Value> {
             if let Some(t) = &token {
                 agent.insert("token".into(), json!(t));
             }
-            if keys_at_agent {
-                // Keys the agent adds later (`autoid rotate key`) work without a new render.
-                agent.insert("any_key".into(), json!(true));
-            }
-            if epochs_at_agent {
-                // Epochs the agent adds later (`autoid rotate epoch`) work without a new render.
-                agent.insert("any_epoch".into(), json!(true));
-            }
+            // Keys and epochs the agent adds later (`autoid rotate key`, `autoid rotate epoch`)
+            // work without a new render.
+            agent.insert("any_key".into(), json!(true));
+            agent.insert("any_epoch".into(), json!(true));
             if let Some(t) = d.session_ttl_secs {
                 agent.insert("session_ttl_secs".into(), json!(t));
             }

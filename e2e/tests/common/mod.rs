@@ -50,13 +50,10 @@ pub enum AgentTransport {
 pub struct Options {
     pub positive_ttl_secs: u64,
     pub negative_ttl_secs: u64,
-    /// The gateway key stays with the agent: Envoy's configuration has its id only.
-    pub session_keys_at_agent: bool,
-    /// How long the filter keeps a session the agent unwrapped (default: the filter's).
+    /// How long the filter keeps a session the agent unwrapped (default: the filter's). The
+    /// gateway key and the epoch stay with the agent (its `session_keys`, `epoch_files`), as
+    /// `make run` deploys: Envoy's configuration has their ids and public parameters only.
     pub agent_session_ttl_secs: Option<u64>,
-    /// The epoch stays with the agent (its `epoch_files`): Envoy's configuration has its id and
-    /// public parameters only, and the filter asks the agent for each subject's key.
-    pub epochs_at_agent: bool,
     /// The longest the filter keeps a subject's stream the agent handed over (default: the
     /// filter's).
     pub agent_max_stream_ttl_secs: Option<u64>,
@@ -102,9 +99,7 @@ impl Default for Options {
         Options {
             positive_ttl_secs: 60,
             negative_ttl_secs: 10,
-            session_keys_at_agent: false,
             agent_session_ttl_secs: None,
-            epochs_at_agent: false,
             agent_max_stream_ttl_secs: None,
             credentials: None,
             agent_transport: AgentTransport::Socket,
@@ -227,9 +222,7 @@ impl Stack {
             "groups": {"base": "ou=groups,dc=example,dc=org"},
             "session_keys": [{"kid": "gw-1", "private_key_file": d.join("keys/gw-1.key.pem")}]
         });
-        if options.epochs_at_agent {
-            agent_config["epoch_files"] = json!([d.join("ep-1.epoch.json")]);
-        }
+        agent_config["epoch_files"] = json!([d.join("ep-1.epoch.json")]);
         if options.credentials.is_some() || options.aws_role {
             agent_config["credentials_file"] = json!(d.join("agent-credentials.json"));
         }
@@ -286,8 +279,6 @@ impl Stack {
             "plugin": {
                 "wasm_file": wasm,
                 "keys_dir": d.join("keys"),
-                "session_keys": if options.session_keys_at_agent { "agent" } else { "filter" },
-                "epochs": if options.epochs_at_agent { "agent" } else { "filter" },
                 "epoch_files": [d.join("ep-1.epoch.json")]
             },
             "directory": directory

@@ -48,19 +48,25 @@ pub(super) struct Tally {
     hits_local: u32,
     /// Session lookups found in shared data.
     hits_shared: u32,
-    /// Session lookups found nowhere.
+    /// Session lookups found nowhere (not in the caches, not held for this request).
     misses: u32,
     /// RSA unwraps the cold-path budget allowed.
     unwraps: u32,
 }
 
 impl Tally {
-    /// Counts what the verification did.
-    pub(super) fn count<H: HttpHost>(&self, host: &H, state: &State) {
+    /// Counts what the verification did: the session lookup only when `lookup` (the request's
+    /// first verification; later ones, with the agent's answer, look the same session up again).
+    pub(super) fn count<H: HttpHost>(&self, host: &H, state: &State, lookup: bool) {
+        let lookups = if lookup {
+            [self.hits_local, self.hits_shared, self.misses]
+        } else {
+            [0; 3]
+        };
         for (counter, n) in [
-            (Counter::SessionHitLocal, self.hits_local),
-            (Counter::SessionHitShared, self.hits_shared),
-            (Counter::SessionMiss, self.misses),
+            (Counter::SessionHitLocal, lookups[0]),
+            (Counter::SessionHitShared, lookups[1]),
+            (Counter::SessionMiss, lookups[2]),
             (Counter::RsaUnwraps, self.unwraps),
         ] {
             for _ in 0..n {
@@ -123,12 +129,13 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
             proof.session(),
             self.now,
         );
-        let seen = match &found {
-            Some((_, Hit::Local)) => &mut self.tally.hits_local,
-            Some((_, Hit::Shared)) => &mut self.tally.hits_shared,
-            None => &mut self.tally.misses,
-        };
-        *seen += 1;
+        // A miss is counted by `held`, which verification asks next: a session this request
+        // already holds (the agent's answer, asked for on an earlier pass) was not missed again.
+        match &found {
+            Some((_, Hit::Local)) => self.tally.hits_local += 1,
+            Some((_, Hit::Shared)) => self.tally.hits_shared += 1,
+            None => {}
+        }
         found.map(|(key, _)| key)
     }
 
@@ -144,11 +151,14 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
     }
 
     fn held(&mut self, proof: &Proof) -> Option<SessionKey> {
-        self.held
+        let held = self
+            .held
             .borrow()
             .as_ref()
             .filter(|h| h.of(proof))
-            .map(|h| h.session.clone())
+            .map(|h| h.session.clone());
+        self.tally.misses += u32::from(held.is_none());
+        held
     }
 
     fn hold(&mut self, proof: &Proof, session: &SessionKey) {
@@ -189,7 +199,14 @@ impl<H: HttpHost> SessionCache for CacheAdapter<'_, H> {
 
     /// A subject-key callout spends the same budget as an unwrap: anyone can open a session
     /// (the public key is public) and name many subjects.
+    ///
+    /// The stream a request's own new session needs comes with that session's token: the
+    /// session held for this request spent one on its unwrap (with keys and epochs both at the
+    /// agent, as deployed, every new session asks for both), so one request spends at most one.
     fn allow_stream(&mut self) -> bool {
+        if self.held.borrow().is_some() {
+            return true;
+        }
         self.cold_budget()
     }
 }

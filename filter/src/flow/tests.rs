@@ -10,8 +10,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use autoid_protocol::agent_api::{ReplayBatchRequest, ReplayRequest, SessionReply, SessionRequest};
+use autoid_protocol::config::Config;
 use autoid_protocol::entropy::{EntropyFile, Epoch};
 use autoid_protocol::keys::GatewayKey;
+use autoid_protocol::verify::Keyring;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use getrandom::SysRng;
@@ -42,12 +44,15 @@ fn epoch() -> Epoch {
 
 /// Two APIs: `payments` (any of `payments`; injects `authorization`, identity in
 /// `x-autoid-subject` / `x-autoid-groups`) and `reports` (any of `readers`; injects
-/// `x-reports-token`, a header `payments` manages only by stripping client copies). The fixed
-/// key is held by the filter; static groups: alice is in payments and readers, bob in readers.
+/// `x-reports-token`, a header `payments` manages only by stripping client copies). The key id
+/// and the epoch's public parameters only, the agent at [`AGENT`] holding them; static groups:
+/// alice is in payments and readers, bob in readers.
 fn static_config() -> Value {
+    let e = epoch();
     json!({
-        "keys": [{ "kid": KID, "private_key_pem": KEY_PEM }],
-        "epochs": [serde_json::from_str::<Value>(&epoch().to_json()).unwrap()],
+        "keys": [{ "kid": KID }],
+        "epochs": [{ "id": e.id(), "file_size": e.file_size(), "interval_count": e.interval_count() }],
+        "agent": { "cluster": AGENT, "timeout_ms": 500 },
         "static_groups": { "alice": ["payments", "readers"], "bob": ["readers"] },
         "apis": {
             "payments": {
@@ -83,26 +88,33 @@ fn directory_config() -> Value {
     config
 }
 
-/// [`static_config`] with the key held by the agent: the filter has no private key.
-fn agent_config() -> Value {
-    let mut config = static_config();
-    let map = config.as_object_mut().unwrap();
-    map.insert("keys".to_owned(), json!([{ "kid": KID }]));
-    map.insert(
-        "agent".to_owned(),
-        json!({ "cluster": AGENT, "timeout_ms": 500 }),
-    );
-    config
+/// A worker configured from `config` on `host`, verifying with the fixed key and epoch in hand
+/// instead of asking the agent: these tests drive the decisions, not the key plane (host-tests
+/// answer the filter's key-plane callouts with the real agent). Configured a second before the
+/// clients make their proofs (at `START_SECS`): the Envoy process started before them, so its
+/// restart fence lets them through.
+fn worker(host: &FakeHost, config: &Value) -> Worker {
+    let key = GatewayKey::from_pem(KID, KEY_PEM).unwrap();
+    configured(host, config, Keyring::new(vec![key], vec![epoch()]))
 }
 
-/// A worker configured with `config` on `host`.
-/// A worker configured on `host` a second before the clients make their proofs (at
-/// `START_SECS`): the Envoy process started before them, so its restart fence lets them through.
-fn worker(host: &FakeHost, config: &Value) -> Worker {
+/// [`worker`] with the key at the agent (its sessions asked for with `POST /v1/sessions`), the
+/// epoch's streams still in hand.
+fn agent_worker(host: &FakeHost, config: &Value) -> Worker {
+    configured(
+        host,
+        config,
+        Keyring::new(Vec::new(), vec![epoch()]).with_agent_keys(vec![KID.to_owned()]),
+    )
+}
+
+fn configured(host: &FakeHost, config: &Value, keyring: Keyring) -> Worker {
+    let mut parsed = Config::from_json(config.to_string().as_bytes()).unwrap();
+    parsed.keyring = keyring;
     let now = host.now_ms.get();
     host.now_ms.set(now - 1000);
     let mut worker = Worker::default();
-    assert!(worker.configure(host, config.to_string().as_bytes()));
+    assert!(worker.apply(host, parsed));
     host.now_ms.set(now);
     worker
 }
@@ -368,7 +380,7 @@ fn a_failed_directory_callout_without_a_cached_decision_is_503() {
 #[test]
 fn the_agent_unwraps_the_session_and_the_request_goes_on() {
     let host = FakeHost::new("payments");
-    let worker = worker(&host, &agent_config());
+    let worker = agent_worker(&host, &static_config());
     let alice = Client::open("alice");
     host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
 
@@ -394,7 +406,7 @@ fn the_agent_unwraps_the_session_and_the_request_goes_on() {
 #[test]
 fn a_compact_proof_needs_a_session_the_gateway_holds_and_then_costs_no_callout() {
     let host = FakeHost::new("payments");
-    let worker = worker(&host, &agent_config());
+    let worker = agent_worker(&host, &static_config());
     let alice = Client::open("alice");
 
     // Not held yet: the uniform 401 with the documented hint, no callout, no cold-path budget.
@@ -447,7 +459,7 @@ fn a_compact_proof_needs_a_session_the_gateway_holds_and_then_costs_no_callout()
 #[test]
 fn an_agent_that_does_not_answer_is_503_and_nothing_goes_upstream() {
     let host = FakeHost::new("payments");
-    let worker = worker(&host, &agent_config());
+    let worker = agent_worker(&host, &static_config());
     let alice = Client::open("alice");
     host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
 
@@ -471,7 +483,7 @@ fn a_callout_the_host_refuses_is_503_dispatch() {
         refuse_dispatch: true,
         ..FakeHost::new("payments")
     };
-    let worker = worker(&host, &agent_config());
+    let worker = agent_worker(&host, &static_config());
     let alice = Client::open("alice");
     host.request(PATH, &[(PROOF, &alice.proof(PATH, None))]);
 

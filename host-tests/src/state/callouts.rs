@@ -9,6 +9,9 @@ use crate::callout::{CalloutReply, CalloutRequest};
 /// A scripted cluster's handler.
 pub type CalloutHandler = Arc<dyn Fn(&CalloutRequest) -> CalloutReply + Send + Sync>;
 
+/// A routed cluster's choice: which cluster answers this callout.
+pub type CalloutRoute = Arc<dyn Fn(&CalloutRequest) -> Cluster + Send + Sync>;
+
 /// How the callouts to one cluster are answered.
 #[derive(Clone)]
 pub enum Cluster {
@@ -21,6 +24,9 @@ pub enum Cluster {
     /// Never: every callout fails as an Envoy timeout does (no headers, no body). The virtual
     /// clock does not move.
     Timeout,
+    /// By the cluster the closure picks for each callout (one service whose routes are answered
+    /// by different parts, e.g. the agent's key plane and a script for its other routes).
+    Routed(CalloutRoute),
 }
 
 impl fmt::Debug for Cluster {
@@ -30,6 +36,7 @@ impl fmt::Debug for Cluster {
             Cluster::Http(address) => write!(f, "Http({address})"),
             Cluster::Unix(path) => write!(f, "Unix({})", path.display()),
             Cluster::Timeout => f.write_str("Timeout"),
+            Cluster::Routed(_) => f.write_str("Routed(..)"),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::abi::LogLevel;
 use crate::sync::lock;
 
 pub(crate) use callouts::PendingCallout;
-pub use callouts::{CalloutHandler, CalloutRecord, CalloutResult, Cluster};
+pub use callouts::{CalloutHandler, CalloutRecord, CalloutResult, CalloutRoute, Cluster};
 pub use clock::VirtualClock;
 pub(crate) use guest::GuestMemory;
 pub use log::{LogLine, LogSource};

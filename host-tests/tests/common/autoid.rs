@@ -4,14 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test fixtures: failing loudly is the point
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aes_gcm::aead::{Aead, Payload as AeadPayload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use autoid_host_tests::{
-    CalloutReply, CalloutRequest, Cluster, Gateway, GatewayBuilder, HostError, LogLine, Outcome,
-    RequestBuilder,
+    CalloutRecord, CalloutReply, CalloutRequest, Cluster, Gateway, GatewayBuilder, HostError,
+    LogLine, Outcome, RequestBuilder,
 };
 use autoid_protocol::Request;
 use autoid_protocol::client::{Form, Session};
@@ -22,6 +23,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rsa::rand_core::TryRng;
 use serde_json::{Value, json};
+
+pub use super::agent::{AgentKeys, KeyPlane};
 
 /// The fixed RSA-2048 test key of the protocol's vectors (never use it for anything else).
 pub const KEY_PEM: &str = include_str!("../../../protocol/tests/vectors/gateway-2048.pem");
@@ -35,7 +38,9 @@ pub const PROOF: &str = "x-autoid-proof";
 pub const AUTHORITY: &str = "api.example.com";
 /// The virtual clock's start (Unix seconds), and so the time of the first proofs.
 pub const START_SECS: u64 = 1_800_000_000;
-/// The agent's cluster, authority and token.
+/// The agent's cluster (it holds the key and the epoch: `Fixture`'s in-process agent).
+pub const AGENT: &str = "autoid_agent";
+/// The directory's cluster (the agent's directory answers), authority and token.
 pub const CLUSTER: &str = "autoid-directory";
 pub const AGENT_AUTHORITY: &str = "autoid-directory.internal";
 pub const TOKEN: &str = "agent-token-0123456789abcdef";
@@ -120,10 +125,17 @@ pub fn remove(config: &mut Value, path: &str) {
 /// `x-reports-token`, subject in `x-reports-subject`), `admin` (all of `admins` and `payments`),
 /// `legacy` (disabled). Static groups: alice is in payments and readers, bob in readers,
 /// carol in admins and payments.
+///
+/// The filter's configuration lists the key id and the epoch's public parameters only: the
+/// agent at [`AGENT`] holds the private key and the epoch secret, and the real agent's code
+/// answers its key-plane callouts in-process ([`KeyPlane`]), as `make run` deploys it.
 #[derive(Debug, Clone)]
 pub struct Fixture {
     /// The JSON configuration, free to edit before [`Fixture::build`].
     pub config: Value,
+    /// What the in-process agent serves (default: the fixture's key and epoch).
+    pub agent: AgentKeys,
+    agent_routes: Vec<(String, Cluster)>,
     workers: usize,
     clusters: Vec<(String, Cluster)>,
     metered: bool,
@@ -132,9 +144,11 @@ pub struct Fixture {
 impl Fixture {
     /// Groups from `static_groups`.
     pub fn static_groups() -> Self {
+        let e = epoch();
         let config = json!({
-            "keys": [{ "kid": KID, "private_key_pem": KEY_PEM }],
-            "epochs": [serde_json::from_str::<Value>(&epoch().to_json()).unwrap()],
+            "keys": [{ "kid": KID }],
+            "epochs": [{ "id": e.id(), "file_size": e.file_size(), "interval_count": e.interval_count() }],
+            "agent": { "cluster": AGENT, "timeout_ms": 500 },
             "static_groups": {
                 "alice": ["payments", "readers"],
                 "bob": ["readers"],
@@ -165,6 +179,12 @@ impl Fixture {
         });
         Fixture {
             config,
+            agent: AgentKeys {
+                keys: vec![(KID.to_owned(), KEY_PEM.to_owned(), None)],
+                epochs: vec![(e, None)],
+                stream_ttl_secs: None,
+            },
+            agent_routes: Vec::new(),
             workers: 2,
             clusters: Vec::new(),
             metered: false,
@@ -198,7 +218,16 @@ impl Fixture {
         self
     }
 
-    /// Callouts to cluster `name` are answered by `cluster`.
+    /// The agent's callouts whose path starts with `prefix` (credentials, fleet claims, or one
+    /// key-plane route a test scripts) are answered by `cluster`; the rest of the key plane stays
+    /// with the in-process agent.
+    pub fn agent_route(mut self, prefix: &str, cluster: Cluster) -> Self {
+        self.agent_routes.push((prefix.to_owned(), cluster));
+        self
+    }
+
+    /// Callouts to cluster `name` are answered by `cluster` (for [`AGENT`]: every route,
+    /// replacing the in-process agent).
     pub fn cluster(mut self, name: &str, cluster: Cluster) -> Self {
         self.clusters.push((name.to_owned(), cluster));
         self
@@ -219,6 +248,11 @@ impl Fixture {
     /// The builder, before `build`: Envoy as `autoid gateway render` configures it
     /// (`allow_on_headers_stop_iteration`, twice the filter's body limit per connection).
     pub fn builder(&self) -> GatewayBuilder {
+        self.builder_with_agent().0
+    }
+
+    /// The builder and its in-process agent (for the agent's own counters).
+    pub fn builder_with_agent(&self) -> (GatewayBuilder, Arc<KeyPlane>) {
         let module = if self.metered {
             super::plugin_metered()
         } else {
@@ -231,10 +265,15 @@ impl Fixture {
             .start_time(start())
             .allow_on_headers_stop_iteration(true)
             .buffer_limit(2 * autoid_protocol::policy::MAX_BODY_BYTES);
+        let plane = Arc::new(KeyPlane::start(&self.agent));
+        b = b.cluster(
+            AGENT,
+            KeyPlane::cluster(plane.clone(), self.agent_routes.clone()),
+        );
         for (name, cluster) in &self.clusters {
             b = b.cluster(name, cluster.clone());
         }
-        b
+        (b, plane)
     }
 
     /// Builds the gateway, or the error (a rejected configuration).
@@ -246,11 +285,29 @@ impl Fixture {
         Ok(gw)
     }
 
+    /// Builds the gateway, and returns its in-process agent with it.
+    pub fn build_with_agent(&self) -> (Gateway, Arc<KeyPlane>) {
+        let (builder, plane) = self.builder_with_agent();
+        let gw = builder
+            .build()
+            .unwrap_or_else(|e| panic!("the gateway builds: {e}: {e:?}"));
+        gw.clock().advance(std::time::Duration::from_secs(1));
+        (gw, plane)
+    }
+
     /// Builds the gateway.
     pub fn build(&self) -> Gateway {
         self.try_build()
             .unwrap_or_else(|e| panic!("the gateway builds: {e}: {e:?}"))
     }
+}
+
+/// The real agent in-process, serving the fixture's key and epoch (its `stream_ttl_secs` as
+/// given): for tests that wrap it in a script of their own (counting, recording).
+pub fn real_agent(stream_ttl_secs: Option<u64>) -> Arc<KeyPlane> {
+    let mut served = Fixture::static_groups().agent;
+    served.stream_ttl_secs = stream_ttl_secs;
+    Arc::new(KeyPlane::start(&served))
 }
 
 /// The seeded RNG of the protocol's test vectors (one copy, in the protocol's tests).
@@ -436,6 +493,14 @@ pub fn metric(gw: &Gateway, name: &str) -> i64 {
     // The filter adds its per-request counters on its tick: deliver one first.
     gw.tick();
     gw.metric(name).unwrap_or(0)
+}
+
+/// The callouts made to `cluster` (the agent's key-plane callouts are to [`AGENT`]).
+pub fn callouts_to(gw: &Gateway, cluster: &str) -> Vec<CalloutRecord> {
+    gw.callouts()
+        .into_iter()
+        .filter(|c| c.cluster == cluster)
+        .collect()
 }
 
 /// The filter's deny log lines.

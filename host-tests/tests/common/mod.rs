@@ -63,4 +63,5 @@ pub fn floor_metered() -> FilterModule {
     .clone()
 }
 
+pub mod agent;
 pub mod autoid;

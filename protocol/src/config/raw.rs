@@ -52,7 +52,8 @@ pub(super) struct RawCredentials {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKey {
     pub(super) kid: String,
-    /// Absent: the agent holds the key and unwraps its sessions.
+    /// Refused when present (the agent holds the private key): parsed only so that the error
+    /// names the field.
     #[serde(default)]
     pub(super) private_key_pem: Option<String>,
 }
@@ -63,7 +64,8 @@ pub(super) struct RawEpoch {
     #[serde(default)]
     pub(super) autoid_epoch: Option<u32>,
     pub(super) id: String,
-    /// Absent: the agent holds the epoch and hands out per-subject keys.
+    /// Refused when present (the agent holds the secret): parsed only so that the error names
+    /// the field.
     #[serde(default)]
     pub(super) secret: Option<String>,
     #[serde(default)]

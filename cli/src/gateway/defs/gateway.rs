@@ -74,14 +74,16 @@ pub(crate) struct CredentialsDef {
 }
 
 /// Who holds a long-term secret: the gateway's private keys (`plugin.session_keys`) or the
-/// epochs' master secrets (`plugin.epochs`).
+/// epochs' master secrets (`plugin.epochs`). Always the agent: the value is accepted so that
+/// definitions written when the filter could hold them still load, and `"filter"` is refused
+/// with an error that says why.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum HeldBy {
-    /// The filter, inside Envoy (standalone; the secrets are in the bootstrap).
-    #[default]
+    /// Retired: the filter inside Envoy held the secrets (they were in the bootstrap).
     Filter,
     /// The agent: Envoy's configuration names key ids, or epoch ids and public parameters, only.
+    #[default]
     Agent,
 }
 
@@ -175,13 +177,13 @@ pub(crate) struct Plugin {
     #[serde(default)]
     pub(crate) proof_header: Option<String>,
     pub(crate) keys_dir: PathBuf,
-    /// Who unwraps sessions: `filter` (the private keys go into Envoy's configuration) or
-    /// `agent` (only the key ids do; the agent at `directory.address` holds the keys).
+    /// Who unwraps sessions: `agent` (the default and the only value accepted: Envoy's
+    /// configuration names the key ids, the agent at `directory.address` holds the keys).
     #[serde(default)]
     pub(crate) session_keys: HeldBy,
-    /// Who derives subjects' entropy: `filter` (the epoch secrets go into Envoy's
-    /// configuration) or `agent` (only the epoch ids and public parameters do; the agent at
-    /// `directory.address`, with the same files as its `epoch_files`, hands out per-subject keys).
+    /// Who derives subjects' entropy: `agent` (the default and the only value accepted: Envoy's
+    /// configuration names the epoch ids and public parameters; the agent at `directory.address`,
+    /// with the same files as its `epoch_files`, hands out per-subject keys).
     #[serde(default)]
     pub(crate) epochs: HeldBy,
     pub(crate) epoch_files: Vec<PathBuf>,
@@ -213,11 +215,11 @@ pub(crate) struct DirectoryDef {
     pub(crate) connect_timeout_ms: Option<u64>,
     #[serde(default)]
     pub(crate) timeout_ms: Option<u64>,
-    /// With `plugin.session_keys: "agent"`: how long the filter keeps a session the agent
+    /// How long the filter keeps a session the agent
     /// unwrapped before asking again (the filter's `agent.session_ttl_secs`).
     #[serde(default)]
     pub(crate) session_ttl_secs: Option<u64>,
-    /// With `plugin.epochs: "agent"`: the longest the filter keeps a subject's stream the agent
+    /// The longest the filter keeps a subject's stream the agent
     /// handed over before asking again (the filter's `agent.max_stream_ttl_secs`).
     #[serde(default)]
     pub(crate) max_stream_ttl_secs: Option<u64>,

@@ -9,10 +9,10 @@ use super::*;
 const LEGACY: &str = "/legacy/report";
 const LEGACY_KEY: &str = "legacy-upstream-key";
 
-/// [`agent_config`] with two password APIs: `legacy` (Basic only, TLS required, `testgroup`)
+/// [`static_config`] with two password APIs: `legacy` (Basic only, TLS required, `testgroup`)
 /// and `both` (proof or Basic, plain HTTP from loopback, 10 s remembered binds).
 fn basic_config() -> Value {
-    let mut config = agent_config();
+    let mut config = static_config();
     let apis = config["apis"].as_object_mut().unwrap();
     apis.insert(
         "legacy".to_owned(),
@@ -346,9 +346,7 @@ fn where_both_methods_are_accepted_a_proof_wins_and_its_nonce_is_claimed() {
         source: RefCell::new(Some("127.0.0.1:41000".to_owned())),
         ..FakeHost::new("both")
     };
-    let mut config = basic_config();
-    config["keys"] = json!([{ "kid": KID, "private_key_pem": KEY_PEM }]);
-    let worker = super::worker(&host, &config);
+    let worker = super::worker(&host, &basic_config());
     let alice = Client::open("alice");
     let proof = alice.proof("/both", None);
     host.request(
