@@ -165,8 +165,22 @@ make_tls() {
 	chmod 600 "$d"/*.key
 }
 
+# What a directory is made from: the configuration template, the seed entries and the service
+# account's name. A state dir made from other inputs (an older checkout) is made anew.
+inputs_digest() {
+	{
+		printf '%s\n' "$AGENT_DN"
+		cat "$HERE"/config/* "$HERE"/ldif/*.ldif
+	} | sha256sum | cut -d' ' -f1
+}
+
 init_state() {
-	[ -f "$STATE_DIR/slapd.d/cn=config.ldif" ] && return 0
+	local inputs
+	inputs=$(inputs_digest)
+	if [ -f "$STATE_DIR/slapd.d/cn=config.ldif" ]; then
+		[ "$(cat "$STATE_DIR/inputs.sha256" 2>/dev/null)" = "$inputs" ] && return 0
+		log "$STATE_DIR was made from other definitions (openldap/config, openldap/ldif, the agent's account): making it anew"
+	fi
 	log "initialising a new directory in $STATE_DIR"
 	rm -rf "$STATE_DIR/slapd.d" "$STATE_DIR/data" "$STATE_DIR/seeded"
 	mkdir -p "$STATE_DIR/slapd.d" "$STATE_DIR/data"
@@ -182,6 +196,7 @@ init_state() {
 			cat "$STATE_DIR/slapadd.log" >&2
 			die "slapadd of cn=config failed"
 		}
+	printf '%s\n' "$inputs" >"$STATE_DIR/inputs.sha256"
 }
 
 write_secrets() {
