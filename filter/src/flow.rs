@@ -10,19 +10,24 @@
 //!
 //! | step | functions | file | side effects |
 //! |---|---|---|---|
-//! | route | `headers_phase` | flow.rs | none |
+//! | route | `headers_phase` → `route` | flow.rs, [`route`] | none |
 //! | authenticate: proof | `verify` → `verified` (→ `body_complete` for a body-bound proof); waits: `ask_agent`/`ask_stream` → `session_answer`/`stream_answer` | flow.rs, [`cache`], [`sessions`] | session lookups and unwraps counted in `verify`; the cold-path budget spent in [`cache`] when verification asks for an unwrap |
 //! | authenticate: password | `basic` → `password_answer` (both decide) | [`basic`] | remembered binds |
 //! | authorize | `authorize` → `decide` (static groups) or `ask_directory` → `directory_answer` | flow.rs, [`directory`] | the decision cache |
 //! | credentials | `with_credentials` → `ask_credentials` → `credentials_answer` | [`credentials`] | the credential cache |
-//! | claim | `admit` → `claim`; fleet scope: `claim_fleet` → `fleet_decided` | flow.rs, [`fleet`] | the replay table; fleet claims |
-//! | forward | `forward` | flow.rs | allowed counted |
+//! | claim | `admit` → `claim`; fleet scope: `claim_fleet` → `fleet_decided` | [`admit`], [`fleet`] | the replay table; fleet claims |
+//! | forward | `forward` | [`admit`] | allowed counted |
+//!
+//! What a paused request keeps between callbacks (and who it authenticated as) is [`pending`]'s.
 
+mod admit;
 mod basic;
 mod cache;
 mod credentials;
 mod directory;
 mod fleet;
+mod pending;
+mod route;
 mod sessions;
 #[cfg(test)]
 mod tests;
@@ -30,24 +35,23 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use autoid_protocol::config::{Api, Groups, ReplayScope};
-use autoid_protocol::path::path_is_safe;
+use autoid_protocol::config::{Api, Groups};
 use autoid_protocol::policy::MAX_BODY_BYTES;
 use autoid_protocol::verify::{Stop, Verified, check_body, verify_or_ask};
 use autoid_protocol::{Reject, Request};
 
 use crate::callout;
-use crate::decisions::Decision;
-use crate::headers::{self, Header};
+use crate::headers;
 use crate::host::{HttpHost, Level, Verdict};
 use crate::metrics::{Counter, denied_name};
-use crate::replay::{Insert, fenced};
 use crate::reply::{
     Challenges, Denial, Forbid, Password, Unavailable, challenged, sanitize_request_id,
 };
 use crate::state::State;
 use cache::{CacheAdapter, Held, Tally};
 pub use fleet::{FleetClaims, Waiter};
+use pending::{Asked, Caller, Pending};
+use route::pseudo;
 
 /// What every request of a worker shares: the worker's [`State`], and its fleet claims in fleet
 /// scope. The worker hands it to each new [`Flow`].
@@ -63,115 +67,6 @@ impl Shared {
         Shared {
             state: Rc::new(state),
             fleet: fleet.map(Rc::new),
-        }
-    }
-}
-
-/// Where a paused request stands. A verified proof travels with it: its nonce is claimed only
-/// when the request is allowed.
-#[derive(Default)]
-enum Pending {
-    #[default]
-    Nothing,
-    /// Waiting for the whole body (its last data, or the trailers) to check a body-bound proof.
-    Body { api: String, verified: Verified },
-    /// Waiting for the agent.
-    Directory {
-        api: String,
-        verified: Verified,
-        stale: Option<Decision>,
-    },
-    /// Waiting for the agent to unwrap the proof's session: the proof and the request it binds,
-    /// verified again once the session is cached.
-    Session { asked: Asked },
-    /// Waiting for the agent to hand over the subject's key in an epoch it holds: verified again
-    /// once the stream is cached.
-    Stream {
-        asked: Asked,
-        epoch: String,
-        subject: String,
-    },
-    /// Waiting for the agent to check an HTTP Basic password (a directory bind): the
-    /// username, and the key of (username, source, password) in the worker's remembered binds.
-    Password { username: String, key: [u8; 32] },
-    /// Allowed, waiting for the agent's upstream credentials (none cached).
-    Credentials {
-        caller: Authenticated,
-        groups: Vec<String>,
-    },
-    /// Allowed and claimed locally, waiting for the fleet's claim (`replay.scope: "fleet"`):
-    /// what the request goes upstream with once the fleet says the nonce is new.
-    Fleet {
-        verified: Verified,
-        groups: Vec<String>,
-        values: Vec<(String, String)>,
-    },
-}
-
-/// Who a request authenticated as, and how.
-#[derive(Debug, Clone, Copy)]
-enum Caller<'a> {
-    /// An entropy proof: its nonce is claimed when the request is allowed.
-    Proof(&'a Verified),
-    /// A directory password (`ldap_basic`): the subject the agent bound. Nothing to claim: a
-    /// password is meant to be sent again.
-    Password(&'a str),
-}
-
-impl<'a> Caller<'a> {
-    fn subject(self) -> &'a str {
-        match self {
-            Caller::Proof(v) => &v.subject,
-            Caller::Password(s) => s,
-        }
-    }
-
-    fn owned(self) -> Authenticated {
-        match self {
-            Caller::Proof(v) => Authenticated::Proof(v.clone()),
-            Caller::Password(s) => Authenticated::Password(s.to_owned()),
-        }
-    }
-}
-
-/// A [`Caller`] kept while its request waits.
-enum Authenticated {
-    Proof(Verified),
-    Password(String),
-}
-
-impl Authenticated {
-    fn caller(&self) -> Caller<'_> {
-        match self {
-            Authenticated::Proof(v) => Caller::Proof(v),
-            Authenticated::Password(s) => Caller::Password(s),
-        }
-    }
-}
-
-/// What a request asked the agent about, kept to verify the proof again on the answer.
-struct Asked {
-    proof: String,
-    method: String,
-    authority: String,
-    path: String,
-}
-
-impl Asked {
-    fn new(proof: &str, request: &Request<'_>) -> Self {
-        Asked {
-            proof: proof.to_owned(),
-            method: request.method.to_owned(),
-            authority: request.authority.to_owned(),
-            path: request.path.to_owned(),
-        }
-    }
-
-    fn request(&self) -> Request<'_> {
-        Request {
-            method: &self.method,
-            authority: &self.authority,
-            path: &self.path,
         }
     }
 }
@@ -434,47 +329,6 @@ impl Flow {
         Ok(verified)
     }
 
-    /// Claims the proof's nonce in the replay table shared by every worker (atomic: of two
-    /// requests carrying the same proof, one claims it). In local scope a proof made before
-    /// this Envoy process started, or in its first second, is refused first (the restart fence).
-    fn claim<H: HttpHost>(
-        &self,
-        host: &H,
-        state: &State,
-        verified: &Verified,
-    ) -> Result<(), Denial> {
-        if let Some(fence) = state.fence
-            && fenced(verified.timestamp, fence)
-        {
-            return Err(Denial::Fenced);
-        }
-        // Claimed at the claim's own second (a decision may have waited for a callout since the
-        // proof was verified): a proof that expired meanwhile is refused, never won unrecorded.
-        let now = (host.now_ms() / 1000).max(self.verified_at.get());
-        let expires = verified
-            .timestamp
-            .saturating_add(state.config.limits.max_skew_secs + 1);
-        match state
-            .replay
-            .insert(host.store(), &verified.nonce, expires, now)
-        {
-            Insert::Fresh { fill } => {
-                if u64::from(fill) * 4 >= u64::from(state.replay.slots()) * 3 {
-                    state.count(host, Counter::ReplayNearFull);
-                }
-                Ok(())
-            }
-            Insert::Replay => {
-                state.count(host, Counter::ReplaysRejected);
-                Err(Denial::Unauthorized(Reject::Replay))
-            }
-            Insert::Stale => Err(Denial::Unauthorized(Reject::Stale)),
-            Insert::Full | Insert::Unavailable => {
-                Err(Denial::Unavailable(Unavailable::ReplayCache))
-            }
-        }
-    }
-
     /// Decides with known groups: `Continue` after claiming the nonce and injecting (the request
     /// goes upstream), or `Pause` after a denial.
     fn decide<H: HttpHost>(
@@ -501,87 +355,6 @@ impl Flow {
         self.with_credentials(host, state, api, caller, groups)
     }
 
-    /// Lets an authorized request go upstream: claims a proof's nonce (in the fleet too, in
-    /// fleet scope: the request then waits for that answer), then [`Flow::forward`]s it.
-    fn admit<H: HttpHost>(
-        &mut self,
-        host: &H,
-        state: &State,
-        api: &Api,
-        caller: Caller<'_>,
-        groups: &[String],
-        agent_values: &[(String, String)],
-    ) -> Verdict {
-        let verified = match caller {
-            Caller::Proof(v) => v,
-            Caller::Password(subject) => {
-                return self.forward(host, state, api, subject, groups, agent_values);
-            }
-        };
-        if let Err(denial) = self.claim(host, state, verified) {
-            self.deny(host, denial, Some(&verified.subject));
-            return Verdict::Pause;
-        }
-        if state.config.replay.scope == ReplayScope::Fleet {
-            return self.claim_fleet(host, state, verified, groups, agent_values);
-        }
-        self.forward(host, state, api, &verified.subject, groups, agent_values)
-    }
-
-    /// Sends a claimed request upstream: strips the proof and client copies of managed headers,
-    /// injects the API's values (`agent_values`: from the agent).
-    fn forward<H: HttpHost>(
-        &self,
-        host: &H,
-        state: &State,
-        api: &Api,
-        subject: &str,
-        groups: &[String],
-        agent_values: &[(String, String)],
-    ) -> Verdict {
-        // The proof and any client copy of a header the filter manages never go upstream. Every
-        // edit is tried; if the host refused one, the request does not go upstream half-edited.
-        let mut edited = host
-            .set_request_header(&state.config.proof_header, None)
-            .is_ok();
-        for name in &self.strip {
-            edited &= host.set_request_header(name, None).is_ok();
-        }
-        for (name, value) in api.inject.iter().chain(agent_values) {
-            edited &= host.set_request_header(name, Some(value)).is_ok();
-        }
-        if let Some(name) = &api.subject_header {
-            edited &= host.set_request_header(name, Some(subject)).is_ok();
-        }
-        if let Some(name) = &api.groups_header {
-            edited &= host
-                .set_request_header(name, Some(&groups.join(",")))
-                .is_ok();
-        }
-        if !edited {
-            self.deny(host, Denial::Unavailable(Unavailable::Host), Some(subject));
-            return Verdict::Pause;
-        }
-        state.count(host, Counter::Allowed);
-        Verdict::Continue
-    }
-
-    /// The API `route` names, for a request past its headers (a reconfiguration may have dropped
-    /// it meanwhile): `None` once denied 403 `unknown_route`.
-    fn route_api<'s, H: HttpHost>(
-        &self,
-        host: &H,
-        state: &'s State,
-        route: &str,
-        subject: &str,
-    ) -> Option<&'s Api> {
-        let api = state.config.apis.get(route);
-        if api.is_none() {
-            self.deny(host, Denial::Forbidden(Forbid::UnknownRoute), Some(subject));
-        }
-        api
-    }
-
     /// Authorizes a verified subject: `Continue` when decided and allowed, `Pause` otherwise
     /// (denied with a local reply, or waiting for the agent).
     fn authorize<H: HttpHost>(
@@ -604,41 +377,6 @@ impl Flow {
                 self.ask_directory(host, state, api_name, api, directory, verified)
             }
         }
-    }
-
-    /// The route step: the API the route names, enabled, and a path the filter can judge (with
-    /// the client's copies of managed headers noted for stripping); else the denial.
-    fn route<'s, 'h, H: HttpHost>(
-        &mut self,
-        host: &H,
-        state: &'s State,
-        headers: &'h [Header],
-    ) -> Result<(&'s Api, &'h str), Denial> {
-        // Client copies of the headers the filter sets, and the proof, never go upstream: a
-        // denied request gets a local reply, an allowed one loses them in `forward`.
-        self.strip = state
-            .managed
-            .iter()
-            .filter(|name| headers::has(headers, name))
-            .cloned()
-            .collect();
-        self.route = host.route_name().unwrap_or_default();
-        let api = state
-            .config
-            .apis
-            .get(&self.route)
-            .ok_or(Denial::Forbidden(Forbid::UnknownRoute))?;
-        if !api.enabled {
-            return Err(Denial::Forbidden(Forbid::Disabled));
-        }
-        // A path that is not UTF-8 is no path the filter can judge: unsafe.
-        let path = pseudo(headers, ":path")
-            .map_or(Ok(""), std::str::from_utf8)
-            .map_err(|_| Denial::UnsafePath)?;
-        if !path_is_safe(path) {
-            return Err(Denial::UnsafePath);
-        }
-        Ok((api, path))
     }
 
     fn headers_phase<H: HttpHost>(&mut self, host: &H, end_of_stream: bool) -> Verdict {
@@ -798,12 +536,4 @@ impl Flow {
         }
         self.authorize(host, &state, &api, verified)
     }
-}
-
-/// The value of the pseudo-header `name` (`:path`, `:method`, `:authority`), as bytes.
-fn pseudo<'h>(headers: &'h [Header], name: &str) -> Option<&'h [u8]> {
-    headers
-        .iter()
-        .find(|(k, _)| k == name.as_bytes())
-        .map(|(_, v)| v.as_slice())
 }
