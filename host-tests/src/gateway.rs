@@ -5,24 +5,24 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use wasmtime::{Engine, InstancePre, Linker, Module, Store};
+use wasmtime::{Engine, InstancePre, Module};
 
 use crate::abi::LogLevel;
 use crate::callout::{CalloutReply, CalloutRequest};
 use crate::error::HostError;
 use crate::headers::lower;
+use crate::linker::{check_imports, linker};
+use crate::outcome::{Outcome, StreamInput};
 use crate::properties::owned_path;
 use crate::state::{
     CalloutHandler, CalloutRecord, Cluster, HeaderMap, HostState, LogLine, Metrics, Properties,
     Shared, SharedData, SharedQueues, VirtualClock,
 };
 use crate::sync::lock;
-use crate::worker::{Outcome, ROOT_ID, StreamInput, Worker};
-use crate::{
-    buffers, clock, grpc, headers, http_call, log, metrics, properties, shared_data, stream, wasi,
-};
+use crate::virtual_time::Clock;
+use crate::worker::Worker;
 
 /// A compiled filter module. Compiling is the slow part; clone this to build many gateways.
 #[derive(Debug, Clone)]
@@ -239,7 +239,7 @@ impl GatewayBuilder {
             buffer_limit: self.buffer_limit,
         });
         let linker = linker(&filter.engine).map_err(|e| HostError::wasmtime(&e))?;
-        check_imports(&filter, &linker, &shared)?;
+        check_imports(&filter.engine, &filter.module, &linker, &shared)?;
         let pre = linker
             .instantiate_pre(&filter.module)
             .map_err(|e| HostError::wasmtime(&e))?;
@@ -255,46 +255,6 @@ impl GatewayBuilder {
             workers,
             next_worker: AtomicUsize::new(0),
         })
-    }
-}
-
-/// Every hostcall of this host, ABI area by ABI area.
-fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
-    wasi::add_to_linker(&mut linker)?;
-    log::add_to_linker(&mut linker)?;
-    clock::add_to_linker(&mut linker)?;
-    buffers::add_to_linker(&mut linker)?;
-    headers::add_to_linker(&mut linker)?;
-    properties::add_to_linker(&mut linker)?;
-    shared_data::add_to_linker(&mut linker)?;
-    http_call::add_to_linker(&mut linker)?;
-    metrics::add_to_linker(&mut linker)?;
-    stream::add_to_linker(&mut linker)?;
-    grpc::add_to_linker(&mut linker)?;
-    Ok(linker)
-}
-
-/// Names every import the host does not provide, instead of failing on the first.
-fn check_imports(
-    filter: &FilterModule,
-    linker: &Linker<HostState>,
-    shared: &Arc<Shared>,
-) -> Result<(), HostError> {
-    let mut store = Store::new(
-        &filter.engine,
-        HostState::new(0, Arc::clone(shared), ROOT_ID),
-    );
-    let names: Vec<String> = filter
-        .module
-        .imports()
-        .filter(|import| linker.get_by_import(&mut store, import).is_none())
-        .map(|i| format!("{}::{}", i.module(), i.name()))
-        .collect();
-    if names.is_empty() {
-        Ok(())
-    } else {
-        Err(HostError::MissingImports { names })
     }
 }
 
@@ -391,7 +351,7 @@ impl Gateway {
 
     /// The virtual clock.
     pub fn clock(&self) -> Clock<'_> {
-        Clock { gateway: self }
+        Clock::new(&self.shared, &self.workers)
     }
 
     /// Sets a gateway-wide property.
@@ -605,57 +565,5 @@ impl RequestBuilder<'_> {
     pub fn send(self) -> Outcome {
         let gateway = self.gateway;
         gateway.send(self)
-    }
-}
-
-/// The gateway's virtual clock, which fires ticks as it moves.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock<'g> {
-    gateway: &'g Gateway,
-}
-
-impl Clock<'_> {
-    /// The virtual wall-clock time.
-    pub fn now(&self) -> SystemTime {
-        self.gateway.shared.clock.now()
-    }
-
-    /// The virtual monotonic time.
-    pub fn monotonic(&self) -> Duration {
-        Duration::from_nanos(self.gateway.shared.clock.monotonic_ns())
-    }
-
-    /// Moves time forward, delivering `proxy_on_tick` to each worker every time its tick period
-    /// elapses, in time order, with the clock reading the tick's due time.
-    pub fn advance(&self, by: Duration) {
-        let clock = &self.gateway.shared.clock;
-        let by_ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        let target = clock.monotonic_ns().saturating_add(by_ns);
-        loop {
-            let mut due: Option<(u64, usize)> = None;
-            for (index, slot) in self.gateway.workers.iter().enumerate() {
-                let worker = lock(slot);
-                if worker.dead.is_some() {
-                    continue;
-                }
-                if let Some(at) = worker.store.data().next_tick_ns
-                    && at <= target
-                    && due.is_none_or(|(first, _)| at < first)
-                {
-                    due = Some((at, index));
-                }
-            }
-            let Some((at, index)) = due else { break };
-            clock.set_monotonic_ns(at);
-            let Some(slot) = self.gateway.workers.get(index) else {
-                break;
-            };
-            let mut worker = lock(slot);
-            let state = worker.store.data_mut();
-            let period = u64::from(state.tick_period_ms) * 1_000_000;
-            state.next_tick_ns = (period > 0).then(|| at.saturating_add(period));
-            worker.tick();
-        }
-        clock.set_monotonic_ns(target);
     }
 }

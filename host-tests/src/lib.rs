@@ -27,19 +27,23 @@ mod buffers;
 mod callout;
 mod clock;
 mod error;
+mod exports;
 mod gateway;
 mod grpc;
 mod headers;
 mod http_call;
 mod http_client;
+mod linker;
 mod log;
 mod memory;
 mod metrics;
+mod outcome;
 mod properties;
 mod shared_data;
 mod state;
 mod stream;
 mod sync;
+mod virtual_time;
 mod wasi;
 mod worker;
 
@@ -47,10 +51,11 @@ pub use abi::{LogLevel, Status};
 pub use callout::{CalloutReply, CalloutRequest};
 pub use error::HostError;
 pub use gateway::{
-    Clock, ENVOY_DEFAULT_BUFFER_LIMIT, FilterModule, Gateway, GatewayBuilder, RequestBuilder,
+    ENVOY_DEFAULT_BUFFER_LIMIT, FilterModule, Gateway, GatewayBuilder, RequestBuilder,
 };
+pub use outcome::Outcome;
 pub use state::{
     CalloutHandler, CalloutRecord, CalloutResult, CalloutRoute, Cluster, HostState, LogLine,
     LogSource, MetricKind, Metrics, SharedData, VirtualClock,
 };
-pub use worker::Outcome;
+pub use virtual_time::Clock;

@@ -6,12 +6,11 @@ use wasmtime::{Engine, InstancePre, Store, TypedFunc, Val, WasmParams, WasmResul
 
 use crate::abi::action;
 use crate::error::HostError;
+use crate::exports::{self, Exports, StreamCallback};
 use crate::http_call;
 use crate::log::flush_output;
-use crate::state::{
-    CalloutResponse, CalloutResult, GuestMemory, HeaderMap, HostState, Properties, Shared,
-    StreamState,
-};
+use crate::outcome::{Outcome, StreamInput, payload_too_large};
+use crate::state::{CalloutResponse, CalloutResult, HeaderMap, HostState, Shared, StreamState};
 use crate::sync::lock;
 
 /// The root context id on every worker.
@@ -19,119 +18,6 @@ pub(crate) const ROOT_ID: u32 = 1;
 
 /// How many callouts one guest call may chain before the harness calls it a loop.
 const MAX_CALLOUTS_PER_CALL: usize = 1000;
-
-type StreamCallback = TypedFunc<(u32, u32, u32), u32>;
-/// `proxy_on_request_trailers(context, trailers)`.
-type TrailersCallback = TypedFunc<(u32, u32), u32>;
-/// `proxy_on_queue_ready(root context, queue)`.
-type QueueCallback = TypedFunc<(u32, u32), ()>;
-/// `proxy_on_http_call_response(context, token, headers, body_size, trailers)`.
-type CalloutCallback = TypedFunc<(u32, u32, u32, u32, u32), ()>;
-
-/// The guest's exported callbacks.
-struct Exports {
-    initialize: Option<TypedFunc<(), ()>>,
-    abi_version: TypedFunc<(), ()>,
-    on_context_create: TypedFunc<(u32, u32), ()>,
-    on_vm_start: Option<TypedFunc<(u32, u32), u32>>,
-    on_configure: Option<TypedFunc<(u32, u32), u32>>,
-    on_request_headers: Option<StreamCallback>,
-    on_request_body: Option<StreamCallback>,
-    on_request_trailers: Option<TrailersCallback>,
-    on_response_headers: Option<StreamCallback>,
-    on_response_body: Option<StreamCallback>,
-    on_log: Option<TypedFunc<u32, ()>>,
-    on_done: Option<TypedFunc<u32, u32>>,
-    on_delete: Option<TypedFunc<u32, ()>>,
-    on_tick: Option<TypedFunc<u32, ()>>,
-    on_http_call_response: Option<CalloutCallback>,
-    on_queue_ready: Option<QueueCallback>,
-}
-
-impl std::fmt::Debug for Exports {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exports").finish_non_exhaustive()
-    }
-}
-
-/// A request as the gateway hands it to a worker.
-#[derive(Debug)]
-pub(crate) struct StreamInput {
-    pub headers: HeaderMap,
-    /// The body as it arrives, one `proxy_on_request_body` per chunk (empty: no body).
-    pub body: Vec<Vec<u8>>,
-    pub trailers: HeaderMap,
-    pub properties: Properties,
-    pub response_headers: HeaderMap,
-    pub response_body: Option<Vec<u8>>,
-}
-
-/// What became of a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The request went upstream.
-    Upstream {
-        /// The request headers after the filter ran, pseudo-headers included.
-        headers: Vec<(String, String)>,
-        /// The request body after the filter ran.
-        body: Vec<u8>,
-        /// The response headers after the filter ran (`:status` first).
-        response_headers: Vec<(String, String)>,
-    },
-    /// The filter answered with `proxy_send_local_response`.
-    LocalReply {
-        /// The HTTP status.
-        status: u32,
-        /// The headers the filter gave.
-        headers: Vec<(String, String)>,
-        /// The body the filter gave.
-        body: Vec<u8>,
-        /// The status code details the filter gave.
-        details: String,
-    },
-    /// The filter closed (reset) the stream with `proxy_close_stream`.
-    Reset,
-    /// The request failed closed: the VM trapped (or was already dead), or the filter left the
-    /// request paused with nothing pending.
-    FailClosed {
-        /// Why.
-        reason: String,
-    },
-    /// The request hangs until Envoy's stream timeout: the filter paused the headers of a
-    /// request with more to come, and Envoy (without `allow_on_headers_stop_iteration`)
-    /// delivers nothing more until the filter resumes it.
-    Stalled {
-        /// Where it stopped.
-        reason: String,
-    },
-}
-
-impl Outcome {
-    /// The first value of a header: a request header sent upstream, or a local reply header.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let headers = match self {
-            Outcome::Upstream { headers, .. } | Outcome::LocalReply { headers, .. } => headers,
-            _ => return None,
-        };
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The local reply's status, if the filter answered.
-    pub fn local_status(&self) -> Option<u32> {
-        match self {
-            Outcome::LocalReply { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// Whether the request went upstream.
-    pub fn is_upstream(&self) -> bool {
-        matches!(self, Outcome::Upstream { .. })
-    }
-}
 
 /// How a stream callback ended.
 enum Phase {
@@ -142,17 +28,6 @@ enum Phase {
     Paused,
     /// The filter replied or reset the stream.
     Stop(Outcome),
-}
-
-/// Envoy's own local reply when the data a filter buffers (`StopIterationAndBuffer`) grows past
-/// the connection's buffer limit.
-fn payload_too_large() -> Outcome {
-    Outcome::LocalReply {
-        status: 413,
-        headers: vec![("content-type".into(), "text/plain".into())],
-        body: b"Payload Too Large".to_vec(),
-        details: "request_payload_too_large".into(),
-    }
 }
 
 /// The fuel a worker of a metered engine starts with: more than any run can spend.
@@ -168,32 +43,6 @@ pub(crate) struct Worker {
     /// Why the VM died (a trap), if it did.
     pub dead: Option<String>,
     next_context: u32,
-}
-
-fn optional<P: WasmParams, R: WasmResults>(
-    store: &mut Store<HostState>,
-    instance: &wasmtime::Instance,
-    name: &str,
-) -> Result<Option<TypedFunc<P, R>>, HostError> {
-    match instance.get_func(&mut *store, name) {
-        None => Ok(None),
-        Some(func) => func
-            .typed::<P, R>(&*store)
-            .map(Some)
-            .map_err(|e| HostError::Wasmtime {
-                message: format!("export `{name}` has an unexpected signature: {e}"),
-            }),
-    }
-}
-
-fn required<P: WasmParams, R: WasmResults>(
-    store: &mut Store<HostState>,
-    instance: &wasmtime::Instance,
-    name: &str,
-) -> Result<TypedFunc<P, R>, HostError> {
-    optional(store, instance, name)?.ok_or_else(|| HostError::MissingExport {
-        name: name.to_owned(),
-    })
 }
 
 impl Worker {
@@ -216,35 +65,8 @@ impl Worker {
         let instance = pre
             .instantiate(&mut store)
             .map_err(|e| trap("instantiation", e))?;
-        let memory =
-            instance
-                .get_memory(&mut store, "memory")
-                .ok_or_else(|| HostError::MissingExport {
-                    name: "memory".into(),
-                })?;
-        let allocate = match optional(&mut store, &instance, "proxy_on_memory_allocate")? {
-            Some(f) => f,
-            None => required(&mut store, &instance, "malloc")?,
-        };
-        store.data_mut().guest = Some(GuestMemory { memory, allocate });
-        let exports = Exports {
-            initialize: optional(&mut store, &instance, "_initialize")?,
-            abi_version: required(&mut store, &instance, "proxy_abi_version_0_2_1")?,
-            on_context_create: required(&mut store, &instance, "proxy_on_context_create")?,
-            on_vm_start: optional(&mut store, &instance, "proxy_on_vm_start")?,
-            on_configure: optional(&mut store, &instance, "proxy_on_configure")?,
-            on_request_headers: optional(&mut store, &instance, "proxy_on_request_headers")?,
-            on_request_body: optional(&mut store, &instance, "proxy_on_request_body")?,
-            on_request_trailers: optional(&mut store, &instance, "proxy_on_request_trailers")?,
-            on_response_headers: optional(&mut store, &instance, "proxy_on_response_headers")?,
-            on_response_body: optional(&mut store, &instance, "proxy_on_response_body")?,
-            on_log: optional(&mut store, &instance, "proxy_on_log")?,
-            on_done: optional(&mut store, &instance, "proxy_on_done")?,
-            on_delete: optional(&mut store, &instance, "proxy_on_delete")?,
-            on_tick: optional(&mut store, &instance, "proxy_on_tick")?,
-            on_http_call_response: optional(&mut store, &instance, "proxy_on_http_call_response")?,
-            on_queue_ready: optional(&mut store, &instance, "proxy_on_queue_ready")?,
-        };
+        store.data_mut().guest = Some(exports::guest_memory(&mut store, &instance)?);
+        let exports = Exports::find(&mut store, &instance)?;
         let mut worker = Worker {
             index,
             store,
