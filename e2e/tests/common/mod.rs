@@ -430,32 +430,41 @@ impl Stack {
     /// started with `xds`): what it prints and whether it succeeded.
     pub fn render_xds(&self) -> std::process::Output {
         let d = self.dir.path();
-        Command::new(bin("autoid").unwrap())
-            .args(["gateway", "render", "--config"])
-            .arg(d.join("gateway"))
-            .arg("--out")
-            .arg(d.join("envoy.json"))
-            .arg("--agent-credentials")
-            .arg(d.join("agent-credentials.json"))
-            .arg("--xds-dir")
-            .arg(d.join("xds"))
-            .output()
-            .unwrap()
+        self.gateway_xds(
+            "render",
+            &[
+                "--out".as_ref(),
+                d.join("envoy.json").as_os_str(),
+                "--agent-credentials".as_ref(),
+                d.join("agent-credentials.json").as_os_str(),
+            ],
+        )
     }
 
     /// `autoid gateway apply --xds-dir --admin` on the definitions as they are now (a stack
     /// started with `xds`): what it prints and whether it succeeded.
     pub fn apply_xds(&self) -> std::process::Output {
+        let envoy = envoy::binary().unwrap();
+        self.gateway_xds(
+            "apply",
+            &[
+                "--admin".as_ref(),
+                self.admin.as_os_str(),
+                "--envoy".as_ref(),
+                envoy.as_os_str(),
+            ],
+        )
+    }
+
+    /// `autoid gateway VERB --config <stack>/gateway --xds-dir <stack>/xds ARGS`.
+    fn gateway_xds(&self, verb: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
         let d = self.dir.path();
         Command::new(bin("autoid").unwrap())
-            .args(["gateway", "apply", "--config"])
+            .args(["gateway", verb, "--config"])
             .arg(d.join("gateway"))
             .arg("--xds-dir")
             .arg(d.join("xds"))
-            .arg("--admin")
-            .arg(&self.admin)
-            .arg("--envoy")
-            .arg(envoy::binary().unwrap())
+            .args(args)
             .output()
             .unwrap()
     }
