@@ -113,6 +113,45 @@ impl Default for Options {
     }
 }
 
+/// See [`Stack::prover`].
+pub struct Prover {
+    session: autoid_protocol::client::Session,
+    file: autoid_protocol::entropy::EntropyFile,
+    method: String,
+    authority: String,
+    path: String,
+}
+
+impl Prover {
+    /// The next proof (protocol v1: the session in every proof), made now.
+    pub fn next(&self) -> String {
+        let request = autoid_protocol::Request {
+            method: &self.method,
+            authority: &self.authority,
+            path: &self.path,
+        };
+        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+        self.session
+            .prove_as(
+                autoid_protocol::client::Form::V1,
+                &self.file,
+                &request,
+                unix_now(),
+                None,
+                &mut rng,
+            )
+            .unwrap()
+    }
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// Where the agent listens.
 #[derive(Debug, Clone)]
 pub enum AgentAt {
@@ -599,21 +638,9 @@ impl Stack {
         path: &str,
         forms: &[autoid_protocol::client::Form],
     ) -> Vec<String> {
-        use autoid_protocol::client::Session;
-        use autoid_protocol::entropy::EntropyFile;
-        use autoid_protocol::keys::PublicKey;
-        let pem = std::fs::read_to_string(self.path("keys/gw-1.pub.pem")).unwrap();
-        let public = PublicKey::from_pem("gw-1", &pem).unwrap();
-        let file = EntropyFile::from_bytes(
-            &std::fs::read(self.path(&format!("{subject}.entropy"))).unwrap(),
-        )
-        .unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let (session, file) = self.session_for(subject);
+        let now = unix_now();
         let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
-        let session = Session::open(&public, now, &mut rng).unwrap();
         let request = autoid_protocol::Request {
             method,
             authority,
@@ -627,6 +654,41 @@ impl Stack {
                     .unwrap()
             })
             .collect()
+    }
+
+    /// A new session for `subject` (wrapped for the stack's public key), with the subject's
+    /// entropy file.
+    fn session_for(
+        &self,
+        subject: &str,
+    ) -> (
+        autoid_protocol::client::Session,
+        autoid_protocol::entropy::EntropyFile,
+    ) {
+        use autoid_protocol::keys::PublicKey;
+        let pem = std::fs::read_to_string(self.path("keys/gw-1.pub.pem")).unwrap();
+        let public = PublicKey::from_pem("gw-1", &pem).unwrap();
+        let file = autoid_protocol::entropy::EntropyFile::from_bytes(
+            &std::fs::read(self.path(&format!("{subject}.entropy"))).unwrap(),
+        )
+        .unwrap();
+        let mut rng = rsa::rand_core::UnwrapErr(getrandom::SysRng);
+        let session =
+            autoid_protocol::client::Session::open(&public, unix_now(), &mut rng).unwrap();
+        (session, file)
+    }
+
+    /// Proofs for `subject` and `method <http listener> path` in one session, each made when it
+    /// is asked for ([`Prover::next`]): for a load that outlasts the skew window.
+    pub fn prover(&self, subject: &str, method: &str, path: &str) -> Prover {
+        let (session, file) = self.session_for(subject);
+        Prover {
+            session,
+            file,
+            method: method.to_owned(),
+            authority: self.http.to_string(),
+            path: path.to_owned(),
+        }
     }
 
     /// A proof for `subject` and this exact request, binding `body` when given.
